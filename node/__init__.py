@@ -1,0 +1,1 @@
+"""One device: the LMDB document store, the gRPC query server, config, the CLI and a client."""

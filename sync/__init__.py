@@ -1,0 +1,1 @@
+"""Between devices: identity and pairing, mTLS, change exchange, bundle transfer, discovery."""
