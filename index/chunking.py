@@ -1,0 +1,143 @@
+"""Deterministic chunking of document text into passages, and the keys that name passages.
+
+Every device must cut the same text into the same passages (sync ships documents, not
+passages, and bundles refer to passages by key), so chunking depends only on the text and
+``ChunkingParams``: no locale, no model tokenizer, no randomness.
+
+How a text is cut: a chunk runs from its start up to ``max_chars`` characters and ends at the
+last paragraph break inside that window, else the last sentence end, else the last word
+boundary — but only where that leaves the chunk at least half full; otherwise it is cut hard
+at ``max_chars``. The next chunk starts up to ``overlap_chars`` before the previous end, at a
+sentence start if one lies in that window, else at the first word start in it (a hard cut
+inside one long token gets no overlap), so a thought cut at a boundary keeps some context.
+Line endings are normalised to ``\\n`` first and each passage is stripped of surrounding
+whitespace.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import re
+from dataclasses import dataclass
+
+from meshdex.index.errors import InvalidArgument
+
+DEFAULT_MAX_CHARS = 1200
+DEFAULT_OVERLAP_CHARS = 150
+PASSAGE_KEY_BYTES = 32
+PASSAGE_LABEL_BYTES = 8
+
+# Break positions are the index where the text after the break begins.
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+_SENTENCE_BREAK = re.compile(r"[.!?\u2026\u3002][\"'\u201d\u2019)\]]*\s+")
+_WORD_BREAK = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChunkingParams:
+    """How documents are cut into passages; stored with each collection.
+
+    ``max_chars`` bounds a passage's length in characters (code points); ``overlap_chars``
+    is how much of the end of one passage may be repeated at the start of the next.
+    """
+
+    max_chars: int = DEFAULT_MAX_CHARS
+    overlap_chars: int = DEFAULT_OVERLAP_CHARS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_chars, int) or self.max_chars < 1:
+            raise InvalidArgument(
+                f"chunking max_chars must be a positive integer, got {self.max_chars!r}"
+            )
+        if not isinstance(self.overlap_chars, int) or not 0 <= self.overlap_chars < self.max_chars:
+            raise InvalidArgument(
+                f"chunking overlap_chars must be an integer in [0, max_chars={self.max_chars}), "
+                f"got {self.overlap_chars!r}"
+            )
+
+    def to_dict(self) -> dict[str, int]:
+        return {"max_chars": self.max_chars, "overlap_chars": self.overlap_chars}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ChunkingParams:
+        unknown = set(data) - {"max_chars", "overlap_chars"}
+        if unknown:
+            raise InvalidArgument(f"unknown chunking parameter(s): {', '.join(sorted(unknown))}")
+        return cls(**data)  # type: ignore[arg-type]
+
+
+class _Breaks:
+    """Sorted break positions of one kind, searchable by range."""
+
+    def __init__(self, pattern: re.Pattern[str], text: str) -> None:
+        self.positions = [match.end() for match in pattern.finditer(text)]
+
+    def last_in(self, low: int, high: int) -> int | None:
+        """The largest position p with low <= p <= high, or None."""
+        i = bisect.bisect_right(self.positions, high)
+        if i and self.positions[i - 1] >= low:
+            return self.positions[i - 1]
+        return None
+
+    def first_in(self, low: int, high: int) -> int | None:
+        """The smallest position p with low <= p <= high, or None."""
+        i = bisect.bisect_left(self.positions, low)
+        if i < len(self.positions) and self.positions[i] <= high:
+            return self.positions[i]
+        return None
+
+
+def chunk_text(text: str, params: ChunkingParams) -> list[str]:
+    """Cut ``text`` into passages; the same text and params give the same list everywhere."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    length = len(text)
+    paragraphs = _Breaks(_PARAGRAPH_BREAK, text)
+    sentences = _Breaks(_SENTENCE_BREAK, text)
+    words = _Breaks(_WORD_BREAK, text)
+    max_chars, overlap = params.max_chars, params.overlap_chars
+
+    passages: list[str] = []
+    start = length - len(text.lstrip())
+    while start < length:
+        limit = start + max_chars
+        if limit >= length:
+            end = length
+        else:
+            half_full = start + max(1, max_chars // 2)
+            end = (
+                paragraphs.last_in(half_full, limit)
+                or sentences.last_in(half_full, limit)
+                or words.last_in(half_full, limit)
+                or limit
+            )
+        passage = text[start:end].strip()
+        if passage:
+            passages.append(passage)
+        if end >= length:
+            break
+        start = _next_start(start, end, overlap, sentences, words)
+    return passages
+
+
+def _next_start(start: int, end: int, overlap: int, sentences: _Breaks, words: _Breaks) -> int:
+    """Where the chunk after ``[start, end)`` begins: inside the overlap window, or at ``end``.
+
+    Always strictly after ``start``, so chunking terminates.
+    """
+    if overlap == 0 or end - start <= overlap:
+        return end
+    window_low = end - overlap
+    return sentences.first_in(window_low, end - 1) or words.first_in(window_low, end - 1) or end
+
+
+def passage_key(text: str) -> bytes:
+    """The passage's identity: SHA-256 of its UTF-8 text (32 bytes)."""
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def passage_label(key: bytes) -> int:
+    """The compact id the index stores per node: the key's first 8 bytes, big-endian uint64."""
+    if len(key) != PASSAGE_KEY_BYTES:
+        raise InvalidArgument(f"passage key must be {PASSAGE_KEY_BYTES} bytes, got {len(key)}")
+    return int.from_bytes(key[:PASSAGE_LABEL_BYTES], "big")
