@@ -1,0 +1,54 @@
+"""Errors raised by ``meshdex.node`` (the store, ingestion and the ``Node`` facade).
+
+Each subclasses a kind from ``meshdex.index.errors`` so the one CLI exit-code table and the one
+gRPC status mapping cover it without new entries::
+
+    FailedPrecondition
+    └── StoreLocked             another process holds the data directory's writer lock
+    NotFound
+    ├── CollectionNotFound      no collection by that name
+    └── DocumentNotFound        no live document by that id in the collection
+    AlreadyExists
+    └── CollectionExists        creating a collection whose name is taken
+    MeshdexError
+    └── StoreCorrupt            the LMDB store holds bytes this build cannot decode
+"""
+
+from __future__ import annotations
+
+from meshdex.index.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    MeshdexError,
+    NotFound,
+)
+
+__all__ = [
+    "CollectionExists",
+    "CollectionNotFound",
+    "DocumentNotFound",
+    "StoreCorrupt",
+    "StoreLocked",
+]
+
+
+class StoreLocked(FailedPrecondition):
+    """Another process is writing to this data directory; only one writer at a time."""
+
+    recoverable = True
+
+
+class CollectionNotFound(NotFound):
+    """No collection by that name exists in this store."""
+
+
+class DocumentNotFound(NotFound):
+    """No live (non-deleted) document by that id exists in the collection."""
+
+
+class CollectionExists(AlreadyExists):
+    """A collection by that name already exists."""
+
+
+class StoreCorrupt(MeshdexError):
+    """The store holds records this build cannot decode (written by a newer version, or damaged)."""
