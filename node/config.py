@@ -1,0 +1,208 @@
+"""Node configuration: one dataclass holding every default, filled from TOML, env vars and flags.
+
+Precedence, lowest first: the defaults in ``NodeConfig``; the TOML file's ``[node]`` table
+(``--config PATH``, else ``$MESHDEX_CONFIG``, else ``$XDG_CONFIG_HOME/meshdex/config.toml`` if it
+exists); environment variables ``MESHDEX_<FIELD>`` (e.g. ``MESHDEX_LISTEN``); command-line
+flags. ``meshdex config show`` prints the result and where each value came from.
+
+Example ``config.toml``::
+
+    [node]
+    listen = "0.0.0.0:7710"          # beyond loopback: tls_cert and tls_key are required
+    tls_cert = "/etc/meshdex/node.crt"
+    tls_key = "/etc/meshdex/node.key"
+    max_concurrent_rpcs = 32
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from meshdex.index.errors import InvalidArgument
+
+ENV_PREFIX = "MESHDEX_"
+MEBIBYTE_BYTES = 1024 * 1024
+DEFAULT_PORT = 7710
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/meshdex`` (``~/.local/share/meshdex`` when XDG_DATA_HOME is unset)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "meshdex"
+
+
+def default_config_path() -> Path:
+    """``$XDG_CONFIG_HOME/meshdex/config.toml`` (``~/.config/...`` when unset)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "meshdex" / "config.toml"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeConfig:
+    """Everything ``meshdex serve`` needs; each field's default is the documented default."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    # host:port, [v6]:port, or unix:/path. Plaintext is accepted only on loopback or a unix
+    # socket; any other address needs tls_cert and tls_key.
+    listen: str = f"127.0.0.1:{DEFAULT_PORT}"
+    tls_cert: Path | None = None  # PEM server certificate (chain)
+    tls_key: Path | None = None  # PEM private key for tls_cert
+    # Largest message either way; bigger uploads must use the UpsertDocuments stream.
+    max_message_bytes: int = 16 * MEBIBYTE_BYTES
+    max_batch_documents: int = 1000  # documents per Upsert request / stream message
+    # Calls served at once; one more gets RESOURCE_EXHAUSTED instead of waiting in a queue.
+    max_concurrent_rpcs: int = 16
+    grace_period_s: float = 10.0  # how long in-flight calls may finish after SIGTERM
+    # Secure default: every call needs a bearer token, loopback included. Set true to let
+    # callers on 127.0.0.1/::1/unix sockets in without one while no token exists.
+    allow_unauthenticated_loopback: bool = False
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None
+
+    def validate(self) -> None:
+        """Refuse configurations that would be insecure or cannot work, with what to change."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidArgument("tls_cert and tls_key must be set together",
+                                  hint="set both, or neither for loopback-only plaintext")
+        if not self.tls_enabled and not is_loopback_address(self.listen):
+            raise InvalidArgument(
+                f"refusing to listen on {self.listen} without TLS",
+                hint="set tls_cert and tls_key (config, MESHDEX_TLS_CERT/KEY or --tls-cert/"
+                "--tls-key), or listen on 127.0.0.1, ::1 or a unix: socket",
+            )
+        for name in ("max_message_bytes", "max_batch_documents", "max_concurrent_rpcs"):
+            if getattr(self, name) < 1:
+                raise InvalidArgument(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.grace_period_s < 0:
+            raise InvalidArgument(f"grace_period_s must be >= 0, got {self.grace_period_s}")
+        for name in ("tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise InvalidArgument(f"{name} file does not exist: {path}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadedConfig:
+    """A config and, per field, where its value came from ("default", a file path, an env var
+    name, or "flag")."""
+
+    config: NodeConfig
+    sources: dict[str, str]
+
+
+def split_host_port(listen: str) -> tuple[str, int]:
+    """``"127.0.0.1:7710"`` → ``("127.0.0.1", 7710)``; ``"[::1]:7710"`` → ``("::1", 7710)``."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise InvalidArgument(f"listen address {listen!r} is not HOST:PORT or unix:/path")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback_address(listen: str) -> bool:
+    """True for unix sockets and loopback hosts (127.0.0.0/8, ::1, localhost)."""
+    if listen.startswith("unix:"):
+        return True
+    host, _ = split_host_port(listen)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(NodeConfig)
+    resolved = {}
+    for item in fields(NodeConfig):
+        hint = hints[item.name]
+        if isinstance(hint, types.UnionType):  # X | None
+            hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        resolved[item.name] = hint
+    return resolved
+
+
+def _coerce(name: str, value: Any, kind: type, origin: str) -> Any:
+    """Turn a TOML/env/flag value into the field's type, or say which setting is wrong."""
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind is Path:
+            return Path(str(value)).expanduser()
+        if kind is int and isinstance(value, float):
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise InvalidArgument(
+            f"{name} from {origin} must be {kind.__name__}, got {value!r}"
+        ) from None
+
+
+def _read_toml(path: Path) -> Mapping[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InvalidArgument(f"cannot read config file: {error.strerror}", path=path) from None
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidArgument(f"config file is not valid TOML: {error}", path=path) from None
+    unknown_tables = set(document) - {"node"}
+    if unknown_tables:
+        raise InvalidArgument(f"unknown config table(s) {sorted(unknown_tables)}", path=path,
+                              hint="node settings go under [node]")
+    return document.get("node", {})
+
+
+def load_config(
+    *,
+    config_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> LoadedConfig:
+    """Merge defaults, the TOML file, ``MESHDEX_*`` env vars and flags (``None`` flags are
+    ignored); unknown keys and ill-typed values raise ``InvalidArgument``."""
+    environ = os.environ if environ is None else environ
+    kinds = _field_types()
+    values: dict[str, Any] = {}
+    sources = {name: "default" for name in kinds}
+
+    path = config_path or (Path(environ["MESHDEX_CONFIG"]) if environ.get("MESHDEX_CONFIG")
+                           else None)
+    if path is None and default_config_path().is_file():
+        path = default_config_path()
+    if path is not None:
+        for key, value in _read_toml(path).items():
+            if key not in kinds:
+                raise InvalidArgument(f"unknown setting {key!r} in [node]", path=path,
+                                      hint=f"known settings: {', '.join(sorted(kinds))}")
+            values[key] = _coerce(key, value, kinds[key], str(path))
+            sources[key] = str(path)
+    for name, kind in kinds.items():
+        env_name = ENV_PREFIX + name.upper()
+        if environ.get(env_name):
+            values[name] = _coerce(name, environ[env_name], kind, env_name)
+            sources[name] = env_name
+    for name, value in (flags or {}).items():
+        if value is None:
+            continue
+        if name not in kinds:
+            raise InvalidArgument(f"unknown setting {name!r}")
+        values[name] = _coerce(name, value, kinds[name], "flag")
+        sources[name] = "flag"
+    return LoadedConfig(config=replace(NodeConfig(), **values), sources=sources)
