@@ -1,0 +1,25 @@
+"""Shared fixtures. Others may ADD fixtures at the end of this file.
+
+``real_embedder`` loads the packaged all-MiniLM-L6-v2 once per test session (through the same
+process-wide cache the product uses); ``fake_embedder`` is a fresh deterministic
+``HashingEmbedder`` for mechanics tests.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fakes import HashingEmbedder
+from meshdex.index.embedders import default_embedder
+from meshdex.index.embedders_local import SentenceTransformerEmbedder
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> SentenceTransformerEmbedder:
+    """The real packaged model (fp32), loaded once per session and shared."""
+    return default_embedder("fp32")
+
+
+@pytest.fixture
+def fake_embedder() -> HashingEmbedder:
+    """A fresh deterministic bag-of-words embedder (its call counters start at zero)."""
+    return HashingEmbedder()
