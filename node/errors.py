@@ -4,14 +4,13 @@ Each subclasses a kind from ``meshdex.index.errors`` so the one CLI exit-code ta
 gRPC status mapping cover it without new entries::
 
     FailedPrecondition
-    └── StoreLocked             another process holds the data directory's writer lock
+    ├── StoreLocked             another process holds the data directory's writer lock
+    └── StoreCorrupt            the store holds bytes this build cannot decode
     NotFound
     ├── CollectionNotFound      no collection by that name
     └── DocumentNotFound        no live document by that id in the collection
     AlreadyExists
     └── CollectionExists        creating a collection whose name is taken
-    MeshdexError
-    └── StoreCorrupt            the LMDB store holds bytes this build cannot decode
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from __future__ import annotations
 from meshdex.index.errors import (
     AlreadyExists,
     FailedPrecondition,
-    MeshdexError,
     NotFound,
 )
 
@@ -50,5 +48,5 @@ class CollectionExists(AlreadyExists):
     """A collection by that name already exists."""
 
 
-class StoreCorrupt(MeshdexError):
+class StoreCorrupt(FailedPrecondition):
     """The store holds records this build cannot decode (written by a newer version, or damaged)."""

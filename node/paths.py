@@ -1,0 +1,26 @@
+"""Where a device keeps its data: ``--data-dir``, else ``$MESHDEX_DATA_DIR``, else XDG."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "MESHDEX_DATA_DIR"
+APP_DIR_NAME = "meshdex"
+STORE_DIR_NAME = "store"  # the LMDB environment inside a data directory
+
+
+def default_data_dir() -> Path:
+    """``$MESHDEX_DATA_DIR``, else ``$XDG_DATA_HOME/meshdex``, else ``~/.local/share/meshdex``."""
+    explicit = os.environ.get(DATA_DIR_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg and Path(xdg).is_absolute() else None
+    return (base or Path.home() / ".local" / "share") / APP_DIR_NAME
+
+
+def resolve_data_dir(data_dir: Path | str | None) -> Path:
+    """The data directory to use: the one given, else the default (as an absolute path)."""
+    chosen = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    return chosen.absolute()

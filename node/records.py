@@ -1,0 +1,236 @@
+"""Plain records the ``Node`` facade and the store hand out and take in.
+
+These are the domain types both the CLI and the gRPC servicer speak; wire messages are
+converted to and from them at the server edge, never passed further in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from meshdex.index.chunking import ChunkingParams
+from meshdex.index.embedders import EmbedderSpec
+from meshdex.node.hlc import HLCTimestamp
+
+__all__ = [
+    "Change",
+    "ChangeOp",
+    "CollectionInfo",
+    "CollectionState",
+    "DeleteReport",
+    "Document",
+    "DocumentInput",
+    "ItemOutcome",
+    "NodeStatus",
+    "Outcome",
+    "UpsertReport",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectionInfo:
+    """A collection: how its documents are embedded and cut, and how many it holds."""
+
+    name: str
+    embedder: EmbedderSpec
+    chunking: ChunkingParams
+    created_ms: int
+    updated_ms: int
+    document_count: int = 0
+    passage_count: int = 0
+    tombstone_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "embedder": self.embedder.to_dict(),
+            "chunking": self.chunking.to_dict(),
+            "created_ms": self.created_ms,
+            "updated_ms": self.updated_ms,
+            "document_count": self.document_count,
+            "passage_count": self.passage_count,
+            "tombstone_count": self.tombstone_count,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentInput:
+    """One document to add or replace. ``source`` is where it came from (a path, a URL)."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Document:
+    """A live document as stored."""
+
+    collection: str
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    source: str | None
+    content_hash: str  # hex SHA-256 of the UTF-8 text
+    hlc: HLCTimestamp
+    passage_keys: tuple[bytes, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "id": self.id,
+            "text": self.text,
+            "metadata": self.metadata,
+            "source": self.source,
+            "content_hash": self.content_hash,
+            "hlc": self.hlc.to_str(),
+            "passage_count": len(self.passage_keys),
+        }
+
+
+class Outcome(StrEnum):
+    """What happened to one input document."""
+
+    ADDED = "added"
+    UNCHANGED = "unchanged"
+    UPDATED = "updated"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemOutcome:
+    """The outcome for the input at ``position`` (0-based, in input order)."""
+
+    position: int
+    id: str
+    outcome: Outcome
+    reason: str | None = None  # set when rejected: what was wrong, in words a person can act on
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpsertReport:
+    """Per-item outcomes of one upsert; every accepted item was committed before this returns."""
+
+    collection: str
+    items: list[ItemOutcome]
+    created_collection: bool = False  # the collection did not exist and was made with defaults
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for item in self.items if item.outcome is outcome)
+
+    @property
+    def rejected(self) -> list[ItemOutcome]:
+        return [item for item in self.items if item.outcome is Outcome.REJECTED]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "created_collection": self.created_collection,
+            **{outcome.value: self.count(outcome) for outcome in Outcome},
+            "rejected_items": [
+                {"position": item.position, "id": item.id, "reason": item.reason}
+                for item in self.rejected
+            ],
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeleteReport:
+    """Which ids were deleted (tombstoned) and which were not live in the collection."""
+
+    collection: str
+    deleted: list[str]
+    not_found: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"collection": self.collection, "deleted": self.deleted, "not_found": self.not_found}
+
+
+class ChangeOp(StrEnum):
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Change:
+    """One entry of the change log: a document written or deleted.
+
+    ``seq`` is this device's log position; ``origin_device``/``origin_seq`` name the device
+    and position where the write first happened (equal to this device for local writes).
+    """
+
+    seq: int
+    collection: str
+    doc_id: str
+    op: ChangeOp
+    hlc: HLCTimestamp
+    content_hash: str | None
+    origin_device: str
+    origin_seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "collection": self.collection,
+            "doc_id": self.doc_id,
+            "op": self.op.value,
+            "hlc": self.hlc.to_str(),
+            "content_hash": self.content_hash,
+            "origin_device": self.origin_device,
+            "origin_seq": self.origin_seq,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Change:
+        return cls(
+            seq=data["seq"],
+            collection=data["collection"],
+            doc_id=data["doc_id"],
+            op=ChangeOp(data["op"]),
+            hlc=HLCTimestamp.from_str(data["hlc"]),
+            content_hash=data["content_hash"],
+            origin_device=data["origin_device"],
+            origin_seq=data["origin_seq"],
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectionState:
+    """How far a collection has seen each device's changes, and its newest stamp."""
+
+    collection: str
+    watermarks: dict[str, int]  # origin device id -> highest origin_seq applied
+    max_hlc: HLCTimestamp | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "watermarks": dict(sorted(self.watermarks.items())),
+            "max_hlc": self.max_hlc.to_str() if self.max_hlc else None,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeStatus:
+    """What a device holds: its id, its store, and each collection's counts."""
+
+    data_dir: Path
+    device_id: str
+    last_seq: int
+    max_hlc: HLCTimestamp | None
+    store_bytes: int
+    collections: list[CollectionInfo]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data_dir": str(self.data_dir),
+            "device_id": self.device_id,
+            "last_seq": self.last_seq,
+            "max_hlc": self.max_hlc.to_str() if self.max_hlc else None,
+            "store_bytes": self.store_bytes,
+            "collections": [info.to_dict() for info in self.collections],
+        }

@@ -1,0 +1,184 @@
+"""``Node``: the domain API of one device, called by the embedded CLI and the gRPC servicer alike.
+
+It validates what callers pass (``meshdex.node.validation``), batches document writes into
+durable store transactions, and reports per item. It owns no wire or terminal concerns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from meshdex.index.chunking import ChunkingParams
+from meshdex.index.embedders import EmbedderSpec
+from meshdex.index.errors import InvalidArgument
+from meshdex.node.paths import resolve_data_dir
+from meshdex.node.records import (
+    CollectionInfo,
+    DeleteReport,
+    Document,
+    DocumentInput,
+    ItemOutcome,
+    NodeStatus,
+    Outcome,
+    UpsertReport,
+)
+from meshdex.node.store import Store
+from meshdex.node.validation import check_collection_name, check_document, check_document_id
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COLLECTION = "default"
+# A batch is one fsynced transaction: large enough that fsync does not dominate ingestion,
+# small enough that a crash loses at most one unacknowledged batch.
+BATCH_DOCUMENTS = 256
+BATCH_TEXT_BYTES = 8 * 1024 * 1024
+
+ProgressCallback = Callable[[int], None]  # called with how many more inputs were handled
+
+
+class Node:
+    """One device's collections and documents. Open with ``Node.open``; close or use ``with``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @classmethod
+    def open(cls, data_dir: Path | str | None = None, *, readonly: bool = False) -> Node:
+        """Open the node's store in ``data_dir`` (default: ``resolve_data_dir``).
+
+        Raises ``StoreLocked`` when another process writes there (unless ``readonly``), and
+        for ``readonly`` ``NotFound`` when no store exists yet.
+        """
+        return cls(Store.open(resolve_data_dir(data_dir), readonly=readonly))
+
+    @property
+    def data_dir(self) -> Path:
+        return self.store.data_dir
+
+    @property
+    def device_id(self) -> str:
+        return self.store.device_id
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------------- collections
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        embedder: EmbedderSpec | None = None,
+        chunking: ChunkingParams | None = None,
+    ) -> CollectionInfo:
+        """Create an empty collection; ``CollectionExists`` if taken. Defaults: local model."""
+        return self.store.create_collection(
+            check_collection_name(name),
+            embedder=embedder or EmbedderSpec(),
+            chunking=chunking or ChunkingParams(),
+        )
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        """``CollectionNotFound`` if there is none by that name."""
+        return self.store.get_collection(check_collection_name(name))
+
+    def list_collections(self) -> list[CollectionInfo]:
+        """Every collection with its counts, sorted by name."""
+        return self.store.list_collections()
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection and everything in it from this device."""
+        self.store.drop_collection(check_collection_name(name))
+
+    # ------------------------------------------------------------------------ documents
+
+    def upsert_documents(
+        self,
+        collection: str,
+        docs: Iterable[DocumentInput],
+        *,
+        create_missing: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> UpsertReport:
+        """Add or replace documents; invalid ones are rejected per item, the rest go in.
+
+        Writes are committed in batches; when this returns, every item reported as added,
+        updated or unchanged is durable. With ``create_missing`` a missing collection is
+        created with default settings (``report.created_collection``); otherwise
+        ``CollectionNotFound``. Re-adding an unchanged document is a no-op.
+        """
+        check_collection_name(collection)
+        created = False
+        if not self.store.has_collection(collection):
+            if not create_missing:
+                self.store.get_collection(collection)  # raises CollectionNotFound
+            self.create_collection(collection)
+            created = True
+        items: list[ItemOutcome] = []
+        batch: list[tuple[int, DocumentInput]] = []
+        batch_bytes = 0
+        handled = 0
+
+        def flush() -> None:
+            nonlocal batch, batch_bytes, handled
+            if batch:
+                outcomes = self.store.upsert_documents(collection, [doc for _, doc in batch])
+                items.extend(
+                    ItemOutcome(position=position, id=doc.id, outcome=outcome)
+                    for (position, doc), outcome in zip(batch, outcomes, strict=True)
+                )
+            if progress is not None and handled:
+                progress(handled)
+            batch, batch_bytes, handled = [], 0, 0
+
+        for position, doc in enumerate(docs):
+            handled += 1
+            try:
+                check_document(doc)
+            except InvalidArgument as error:
+                items.append(_rejected(position, doc, str(error)))
+                continue
+            batch.append((position, doc))
+            batch_bytes += len(doc.text)
+            if len(batch) >= BATCH_DOCUMENTS or batch_bytes >= BATCH_TEXT_BYTES:
+                flush()
+        flush()
+        items.sort(key=lambda item: item.position)
+        return UpsertReport(collection=collection, items=items, created_collection=created)
+
+    def delete_documents(self, collection: str, ids: Iterable[str]) -> DeleteReport:
+        """Tombstone documents by id; ids not live in the collection are listed as not found."""
+        check_collection_name(collection)
+        id_list = [check_document_id(doc_id) for doc_id in ids]
+        deleted, not_found = self.store.delete_documents(collection, id_list)
+        return DeleteReport(collection=collection, deleted=deleted, not_found=not_found)
+
+    def get_document(self, collection: str, doc_id: str) -> Document:
+        """The live document; ``DocumentNotFound`` if absent or deleted."""
+        return self.store.get_document(check_collection_name(collection), check_document_id(doc_id))
+
+    # --------------------------------------------------------------------------- status
+
+    def status(self) -> NodeStatus:
+        """Device id, change-log position, store size and every collection's counts."""
+        return NodeStatus(
+            data_dir=self.data_dir,
+            device_id=self.device_id,
+            last_seq=self.store.last_seq,
+            max_hlc=self.store.max_hlc,
+            store_bytes=self.store.store_bytes(),
+            collections=self.store.list_collections(),
+        )
+
+
+def _rejected(position: int, doc: DocumentInput, reason: str) -> ItemOutcome:
+    doc_id = doc.id if isinstance(doc.id, str) else repr(doc.id)
+    return ItemOutcome(position=position, id=doc_id, outcome=Outcome.REJECTED, reason=reason)
