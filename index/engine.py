@@ -1,0 +1,616 @@
+"""The index engine: build a pruned compact graph with codes, search it with on-demand recompute.
+
+Build: embed every passage, build HNSW (hnswlib), take its base layer, prune it (LEANN
+Algorithm 3), renumber nodes so neighbours sit close (small varint gaps), train product
+quantisation codes, keep exact fp16 vectors for the hubs, and drop the embeddings (unless the
+storage mode is "full").
+
+Search (two-level ranking): embed the query once; collect a pool of ``ef`` candidates by code
+similarity (graph walk or flat scan, no model calls); score the best ``recompute_fraction`` of
+the pool exactly — cached vectors where present, the rest recomputed from passage text in
+batches, one model call per batch — and order the results by exact score.
+
+Sections (``to_sections``/``from_sections``) use the fixed names in ``SECTION_NAMES``; reading
+takes memoryviews of a mapped file and wraps them with ``np.frombuffer`` without copying.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from meshdex.index import csr
+from meshdex.index.codes import ProductQuantizer, adc_scores
+from meshdex.index.embedder import Embedder, EmbeddingFingerprint
+from meshdex.index.errors import (
+    BundleCorrupt,
+    DeadlineExceeded,
+    EmbedderError,
+    FingerprintMismatch,
+    InvalidArgument,
+)
+from meshdex.index.graph import Adjacency, base_layer, build_hnsw
+from meshdex.index.hot_cache import HotCache
+from meshdex.index.params import BuildParams, SearchParams
+from meshdex.index.prune import prune, select_heuristic
+from meshdex.index.search import CandidatePool, flat_candidates, graph_candidates
+
+logger = logging.getLogger(__name__)
+
+SECTION_NAMES = (
+    "graph_offsets",
+    "graph_neighbors",
+    "entry_points",
+    "codes",
+    "codebook",
+    "id_map",
+    "tombstones",
+    "cache_ids",
+    "cache_vectors",
+    "full_embeddings",
+    "documents",
+)
+EMBED_BATCH_PASSAGES = 64  # passages per model call during build and add
+DEFAULT_BUILD_PARAMS = BuildParams()
+
+
+@dataclass(kw_only=True)
+class SearchHit:
+    """One result: the passage label and its exact cosine similarity to the query."""
+
+    label: int
+    score: float
+
+
+@dataclass(kw_only=True)
+class SearchStats:
+    """What one search cost. ``model_calls`` counts every embedder call, the query's included;
+    ``nodes_visited`` counts nodes whose code similarity was computed; ``filtered_out`` counts
+    candidates turned away by the filter or because they are deleted."""
+
+    passages_recomputed: int = 0
+    model_calls: int = 0
+    cache_hits: int = 0
+    nodes_visited: int = 0
+    filtered_out: int = 0
+    model_seconds: float = 0.0
+    graph_seconds: float = 0.0
+    total_seconds: float = 0.0
+    strategy: str = ""
+
+
+@dataclass(kw_only=True)
+class SearchResult:
+    hits: list[SearchHit] = field(default_factory=list)
+    stats: SearchStats = field(default_factory=SearchStats)
+
+
+class Index:
+    """A searchable index over passages identified by uint64 labels (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        fingerprint: EmbeddingFingerprint,
+        params: BuildParams,
+        labels: np.ndarray,
+        codes: np.ndarray,
+        quantizer: ProductQuantizer,
+        entry_points: np.ndarray,
+        graph_loader: Callable[[], Adjacency],
+        tombstoned: np.ndarray,
+        cache: HotCache,
+        full_embeddings: np.ndarray | None,
+    ) -> None:
+        self.fingerprint = fingerprint
+        self.params = params
+        self._labels = labels
+        self._codes = codes
+        self._quantizer = quantizer
+        self._entry_points = entry_points
+        self._graph_loader = graph_loader
+        self._graph: Adjacency | None = None
+        self._edited: dict[int, np.ndarray] = {}  # node -> neighbours, after add()
+        self._tombstoned = tombstoned
+        self._cache = cache
+        self._full = full_embeddings
+        self._node_of_label: dict[int, int] | None = None
+
+    # ----------------------------------------------------------------- build
+
+    @classmethod
+    def build(
+        cls,
+        texts: Sequence[str],
+        labels: np.ndarray,
+        *,
+        embedder: Embedder,
+        params: BuildParams = DEFAULT_BUILD_PARAMS,
+        progress: Callable[[int, int], None] | None = None,
+        embeddings: np.ndarray | None = None,
+    ) -> Index:
+        """Embed ``texts`` (unless ``embeddings`` are given) and build the index.
+
+        ``labels[i]`` (uint64, unique) identifies ``texts[i]``; ``progress(done, total)`` is
+        called as passages are embedded.
+        """
+        labels = _check_labels(labels, len(texts))
+        if len(texts) == 0:
+            raise InvalidArgument("nothing to index: no passages", hint="add documents first")
+        if embeddings is None:
+            vectors = _embed_all(embedder, texts, progress)
+        else:
+            vectors = _check_vectors(embeddings, len(texts), embedder.dim, "embeddings")
+        started = time.monotonic()
+        hnsw = build_hnsw(
+            vectors, M=params.M, ef_construction=params.ef_construction, seed=params.seed
+        )
+        base = base_layer(hnsw)
+        del hnsw
+        pruned, _ = prune(
+            base, vectors, M=params.M, m=params.pruned_degree, hub_fraction=params.hub_fraction
+        )
+        order = csr.locality_order(pruned)
+        pruned = csr.renumber(pruned, order)
+        vectors, labels = vectors[order], labels[order]
+        by_degree = _nodes_by_degree(pruned)
+        quantizer = ProductQuantizer.train(
+            vectors,
+            subvectors=params.pq_subvectors,
+            bits=params.pq_bits,
+            sample=params.pq_train_sample,
+            seed=params.seed,
+        )
+        cached = by_degree[: params.cache_budget_nodes]
+        index = cls(
+            fingerprint=embedder.fingerprint,
+            params=params,
+            labels=labels,
+            codes=quantizer.encode(vectors),
+            quantizer=quantizer,
+            entry_points=by_degree[: params.entry_point_count].astype(np.uint32),
+            graph_loader=lambda: pruned,
+            tombstoned=np.zeros(len(labels), dtype=bool),
+            cache=HotCache.from_nodes(embedder.fingerprint.digest(), cached, vectors[cached]),
+            full_embeddings=vectors if params.storage_mode == "full" else None,
+        )
+        logger.info(
+            "indexed %d passages in %.1f s after embedding (mean degree %.1f)",
+            len(labels), time.monotonic() - started, pruned.degrees().mean(),
+        )
+        return index
+
+    # ---------------------------------------------------------------- search
+
+    def search(
+        self,
+        query: str | np.ndarray,
+        k: int,
+        *,
+        embedder: Embedder,
+        texts: Callable[[np.ndarray], list[str]],
+        accept: Callable[[int], bool] | None = None,
+        params: SearchParams | None = None,
+        deadline: float | None = None,
+    ) -> SearchResult:
+        """The ``k`` passages most similar to ``query``, by exact score, with their stats.
+
+        ``texts(labels)`` returns the passage texts to recompute; ``accept(label)`` filters;
+        ``deadline`` is a ``time.monotonic()`` value. Raises ``FingerprintMismatch`` when the
+        embedder differs from the one the index was built with, ``DeadlineExceeded`` when the
+        deadline passes.
+        """
+        started = time.monotonic()
+        params = params or SearchParams()
+        if not isinstance(k, int) or k < 1:
+            raise InvalidArgument(f"k must be a positive integer, got {k!r}")
+        self._check_fingerprint(embedder)
+        stats = SearchStats()
+
+        def check_deadline(phase: str = "graph search") -> None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise DeadlineExceeded(
+                    f"search deadline passed during {phase}", hint="allow more time or lower ef"
+                )
+
+        check_deadline("start")
+        query_vector = self._query_vector(query, embedder, stats)
+        check_deadline("query embedding")
+        if len(self) == 0:
+            stats.total_seconds = time.monotonic() - started
+            return SearchResult(hits=[], stats=stats)
+
+        graph_started = time.monotonic()
+        pool = self._candidates(query_vector, k, params, accept, stats, check_deadline)
+        stats.graph_seconds = time.monotonic() - graph_started
+        stats.nodes_visited, stats.filtered_out = pool.nodes_scored, pool.rejected
+        check_deadline("graph search")
+
+        hits = self._rerank(pool, query_vector, k, params, embedder, texts, stats, check_deadline)
+        stats.total_seconds = time.monotonic() - started
+        return SearchResult(hits=hits, stats=stats)
+
+    def _check_fingerprint(self, embedder: Embedder) -> None:
+        theirs = embedder.fingerprint
+        if theirs != self.fingerprint:
+            raise FingerprintMismatch(
+                "the embedder differs from the one this index was built with: "
+                + "; ".join(f"index {d}" for d in self.fingerprint.differences(theirs)),
+                hint="search with the model the index was built with, or rebuild the index",
+            )
+
+    def _query_vector(self, query: str | np.ndarray, embedder: Embedder, stats: SearchStats):
+        if isinstance(query, str):
+            if not query.strip():
+                raise InvalidArgument("the query is empty")
+            model_started = time.monotonic()
+            vector = embedder.embed_query(query)
+            stats.model_seconds += time.monotonic() - model_started
+            stats.model_calls += 1
+            return _check_vectors(np.asarray(vector)[None, :], 1, self.dim, "query embedding")[0]
+        return _check_vectors(np.asarray(query)[None, :], 1, self.dim, "query vector")[0]
+
+    def _admit(self, accept: Callable[[int], bool] | None) -> Callable[[int], bool] | None:
+        tombstoned, labels = self._tombstoned, self._labels
+        if accept is None:
+            if not tombstoned.any():
+                return None
+            return lambda node: not tombstoned[node]
+        return lambda node: not tombstoned[node] and bool(accept(int(labels[node])))
+
+    def _candidates(self, query_vector, k, params, accept, stats, check_deadline) -> CandidatePool:
+        table = self._quantizer.byte_table(query_vector)
+        codes = self._codes
+        ef = max(params.ef, k)
+        admit = self._admit(accept)
+        strategy = params.strategy
+        if strategy == "auto":
+            strategy = "flat" if len(self) <= params.flat_max_nodes else "graph"
+        stats.strategy = strategy
+        if strategy == "flat":
+            return flat_candidates(adc_scores(table, codes), ef=ef, admit=admit)
+        return graph_candidates(
+            neighbors=self._neighbors,
+            score=lambda nodes: adc_scores(table, codes[nodes]),
+            entry_points=self._entry_points[: params.entry_points],
+            node_count=self.node_count,
+            ef=ef,
+            min_admitted=k,
+            admit=admit,
+            check_deadline=check_deadline,
+        )
+
+    def _rerank(self, pool, query_vector, k, params, embedder, texts, stats, check_deadline):
+        """Exact scores for the best part of the pool; results ordered by them."""
+        count = min(len(pool.nodes), max(k, math.ceil(params.recompute_fraction * len(pool.nodes))))
+        chosen = pool.nodes[:count]
+        exact = np.empty(count, dtype=np.float32)
+        if self._full is not None:
+            exact[:] = self._full[chosen] @ query_vector
+            stats.cache_hits = count
+        else:
+            hit, vectors = self._cache.lookup(chosen)
+            exact[hit] = vectors @ query_vector
+            stats.cache_hits = int(hit.sum())
+            missing = np.flatnonzero(~hit)
+            for start in range(0, len(missing), params.batch_size):
+                check_deadline("recompute")
+                batch = missing[start : start + params.batch_size]
+                labels = self._labels[chosen[batch]]
+                passages = texts(labels)
+                if len(passages) != len(batch):
+                    raise InvalidArgument(
+                        f"texts() returned {len(passages)} passages for {len(batch)} labels"
+                    )
+                model_started = time.monotonic()
+                vectors = embedder.embed_documents(passages)
+                stats.model_seconds += time.monotonic() - model_started
+                stats.model_calls += 1
+                stats.passages_recomputed += len(batch)
+                vectors = _check_vectors(vectors, len(batch), self.dim, "recomputed embeddings")
+                exact[batch] = vectors @ query_vector
+        order = np.argsort(-exact, kind="stable")[:k]
+        return [SearchHit(label=int(self._labels[chosen[i]]), score=float(exact[i])) for i in order]
+
+    # ------------------------------------------------------------ add/remove
+
+    def add(self, texts: Sequence[str], labels: np.ndarray, *, embedder: Embedder) -> None:
+        """Insert passages without a rebuild: embed them, find neighbours with the engine's own
+        candidate search (codes, exact where cached), link them with the pruned degree ``m``
+        and add back edges (up to ``M``; a full list swaps out its least similar edge)."""
+        self._check_fingerprint(embedder)
+        labels = _check_labels(labels, len(texts))
+        live = self._live_labels()
+        clashes = [int(x) for x in labels if int(x) in live]
+        if clashes:
+            raise InvalidArgument(
+                f"{len(clashes)} labels are already in the index (e.g. {clashes[0]})",
+                hint="remove them first to replace their passages",
+            )
+        if len(texts) == 0:
+            return
+        vectors = _embed_all(embedder, texts, None)
+        first_new = self.node_count
+        new_codes = self._quantizer.encode(vectors)
+        self._codes = np.concatenate([self._codes, new_codes])
+        self._labels = np.concatenate([self._labels, labels])
+        self._tombstoned = np.concatenate([self._tombstoned, np.zeros(len(labels), dtype=bool)])
+        if self._full is not None:
+            self._full = np.concatenate([self._full, vectors])
+        self._graph_or_load()
+        for offset, vector in enumerate(vectors):
+            self._link_new_node(first_new + offset, vector)
+        self._node_of_label = None
+
+    def _link_new_node(self, node: int, vector: np.ndarray) -> None:
+        params = self.params
+        table = self._quantizer.byte_table(vector)
+        pool = graph_candidates(
+            neighbors=self._neighbors,
+            score=lambda nodes: adc_scores(table, self._codes[nodes]),
+            entry_points=self._entry_points,
+            node_count=node,  # nodes added after this one are not linked yet
+            ef=params.ef_construction,
+            min_admitted=params.pruned_degree,
+            admit=None,
+            check_deadline=lambda: None,
+        )
+        candidates = pool.nodes
+        local = np.concatenate([vector[None, :], self._approx_vectors(candidates)])
+        chosen = candidates[
+            select_heuristic(0, np.arange(1, len(local)), local, params.pruned_degree) - 1
+        ]
+        self._edited[node] = np.sort(chosen)
+        for other in chosen.tolist():
+            self._link_back(other, node, vector)
+
+    def _link_back(self, node: int, new: int, new_vector: np.ndarray) -> None:
+        current = self._neighbors(node)
+        if len(current) < self.params.M:
+            self._edited[node] = np.sort(np.append(current, new))
+            return
+        own = self._approx_vectors(np.array([node]))[0]
+        similarity = self._approx_vectors(current) @ own
+        weakest = int(np.argmin(similarity))
+        if float(new_vector @ own) > similarity[weakest]:
+            replaced = current.copy()
+            replaced[weakest] = new
+            self._edited[node] = np.sort(replaced)
+
+    def _approx_vectors(self, nodes: np.ndarray) -> np.ndarray:
+        """Best vectors we hold without a model call: full or cached, else reconstructed."""
+        if self._full is not None:
+            return self._full[nodes]
+        vectors = self._quantizer.reconstruct(self._codes[nodes])
+        hit, cached = self._cache.lookup(nodes)
+        vectors[hit] = cached
+        return vectors
+
+    def remove(self, labels: np.ndarray) -> int:
+        """Tombstone the nodes with these labels; returns how many were live. Tombstoned nodes
+        are still walked through but never returned."""
+        node_of_label = self._label_lookup()
+        removed = 0
+        for label in np.asarray(labels, dtype=np.uint64).tolist():
+            node = node_of_label.get(label)
+            if node is not None and not self._tombstoned[node]:
+                self._tombstoned[node] = True
+                removed += 1
+        return removed
+
+    def __len__(self) -> int:
+        return int(self.node_count - np.count_nonzero(self._tombstoned))
+
+    @property
+    def node_count(self) -> int:
+        """Nodes in the graph, tombstoned ones included."""
+        return len(self._labels)
+
+    @property
+    def dim(self) -> int:
+        return self.fingerprint.dim
+
+    @property
+    def cache_fingerprint_digest(self) -> str:
+        """Digest of the fingerprint the hot cache was computed with (for the bundle manifest)."""
+        return self._cache.fingerprint_digest
+
+    @property
+    def cache_node_count(self) -> int:
+        return len(self._cache)
+
+    def labels(self, *, live_only: bool = True) -> np.ndarray:
+        """Labels of the nodes (live ones only by default)."""
+        return self._labels[~self._tombstoned] if live_only else self._labels.copy()
+
+    def _live_labels(self) -> set[int]:
+        return set(self._labels[~self._tombstoned].tolist())
+
+    def _label_lookup(self) -> dict[int, int]:
+        if self._node_of_label is None:
+            self._node_of_label = {label: node for node, label in enumerate(self._labels.tolist())}
+        return self._node_of_label
+
+    # ------------------------------------------------------------------ graph
+
+    def _graph_or_load(self) -> Adjacency:
+        if self._graph is None:
+            try:
+                self._graph = self._graph_loader()
+            except InvalidArgument as error:
+                raise BundleCorrupt(f"graph sections are malformed: {error.message}") from error
+            if self._graph.node_count > self.node_count:
+                raise BundleCorrupt("graph has more nodes than the id map")
+        return self._graph
+
+    def _neighbors(self, node: int) -> np.ndarray:
+        edited = self._edited.get(node)
+        if edited is not None:
+            return edited
+        return self._graph_or_load().neighbors(node)
+
+    def graph(self) -> Adjacency:
+        """The current adjacency (after any adds), decoded."""
+        graph = self._graph_or_load()
+        if not self._edited:
+            return graph
+        return Adjacency.from_lists([self._neighbors(v) for v in range(self.node_count)])
+
+    # --------------------------------------------------------------- sections
+
+    def to_sections(self) -> dict[str, bytes]:
+        """The index as named byte sections (names from ``SECTION_NAMES``)."""
+        offsets, neighbors = csr.encode(self.graph())
+        sections = {
+            "graph_offsets": offsets,
+            "graph_neighbors": neighbors,
+            "entry_points": self._entry_points.astype("<u4").tobytes(),
+            "codes": np.ascontiguousarray(self._codes).tobytes(),
+            "codebook": self._quantizer.to_bytes(),
+            "id_map": self._labels.astype("<u8").tobytes(),
+            "tombstones": np.flatnonzero(self._tombstoned).astype("<u4").tobytes(),
+            **self._cache.to_sections(),
+        }
+        if self._full is not None:
+            sections["full_embeddings"] = self._full.astype("<f4").tobytes()
+        return sections
+
+    @classmethod
+    def from_sections(
+        cls,
+        sections: Mapping[str, memoryview | bytes],
+        *,
+        fingerprint: EmbeddingFingerprint,
+        params: BuildParams,
+    ) -> Index:
+        """Open an index from its sections without copying the big arrays.
+
+        Malformed sections raise ``BundleCorrupt``; a hot cache computed under another
+        fingerprint is dropped (logged), the rest of the index stays usable.
+        """
+        unknown = sorted(set(sections) - set(SECTION_NAMES))
+        if unknown:
+            raise BundleCorrupt(f"unknown index sections: {', '.join(unknown)}")
+        required = ("graph_offsets", "graph_neighbors", "entry_points", "codes", "codebook",
+                    "id_map")
+        missing = [name for name in required if name not in sections]
+        if missing:
+            raise BundleCorrupt(f"index sections missing: {', '.join(missing)}")
+        dim = fingerprint.dim
+        labels = _frombuffer(sections["id_map"], "<u8", "id_map")
+        n = len(labels)
+        code_bytes = params.code_bytes
+        codes = np.frombuffer(sections["codes"], dtype=np.uint8)
+        if codes.size != n * code_bytes:
+            raise BundleCorrupt(
+                f"codes section holds {codes.size} bytes, expected {n} × {code_bytes}"
+            )
+        try:
+            quantizer = ProductQuantizer.from_bytes(
+                sections["codebook"], subvectors=params.pq_subvectors, bits=params.pq_bits, dim=dim
+            )
+        except InvalidArgument as error:
+            raise BundleCorrupt(error.message) from error
+        entry_points = _frombuffer(sections["entry_points"], "<u4", "entry_points")
+        if n and (len(entry_points) == 0 or int(entry_points.max()) >= n):
+            raise BundleCorrupt("entry points are missing or out of range")
+        tombstoned = np.zeros(n, dtype=bool)
+        tomb_ids = _frombuffer(sections.get("tombstones", b""), "<u4", "tombstones")
+        if len(tomb_ids) and int(tomb_ids.max()) >= n:
+            raise BundleCorrupt("tombstone node id out of range")
+        tombstoned[tomb_ids] = True
+        cache = _read_cache(sections, fingerprint, dim, n)
+        full = None
+        if params.storage_mode == "full":
+            if "full_embeddings" not in sections:
+                raise BundleCorrupt("storage mode is 'full' but full_embeddings is missing")
+            full = _frombuffer(sections["full_embeddings"], "<f4", "full_embeddings")
+            if full.size != n * dim:
+                raise BundleCorrupt(
+                    f"full_embeddings holds {full.size} values, expected {n} × {dim}"
+                )
+            full = full.reshape(n, dim)
+        offsets, neighbors = sections["graph_offsets"], sections["graph_neighbors"]
+        if len(offsets) != 4 * (n + 1):
+            raise BundleCorrupt(f"graph_offsets has {len(offsets)} bytes, expected 4 × {n + 1}")
+        return cls(
+            fingerprint=fingerprint,
+            params=params,
+            labels=labels,
+            codes=codes.reshape(n, code_bytes),
+            quantizer=quantizer,
+            entry_points=entry_points,
+            graph_loader=lambda: csr.decode(offsets, neighbors),
+            tombstoned=tombstoned,
+            cache=cache,
+            full_embeddings=full,
+        )
+
+
+def _read_cache(sections, fingerprint: EmbeddingFingerprint, dim: int, n: int) -> HotCache:
+    if "cache_ids" not in sections:
+        return HotCache.empty(fingerprint.digest(), dim)
+    try:
+        cache = HotCache.from_sections(
+            sections["cache_ids"], sections.get("cache_vectors", b""), dim=dim, node_count=n
+        )
+    except InvalidArgument as error:
+        raise BundleCorrupt(error.message) from error
+    if cache.fingerprint_digest != fingerprint.digest():
+        logger.warning("dropping the hot cache: it was computed with another embedding fingerprint")
+        return HotCache.empty(fingerprint.digest(), dim)
+    return cache
+
+
+def _frombuffer(data: bytes | memoryview, dtype: str, name: str) -> np.ndarray:
+    itemsize = np.dtype(dtype).itemsize
+    if len(data) % itemsize:
+        raise BundleCorrupt(f"section {name} has {len(data)} bytes, not a multiple of {itemsize}")
+    return np.frombuffer(data, dtype=dtype)
+
+
+def _nodes_by_degree(adjacency: Adjacency) -> np.ndarray:
+    """Node ids by in + out degree, highest first (hubs: entry points and cache)."""
+    degree = adjacency.degrees() + np.bincount(adjacency.indices, minlength=adjacency.node_count)
+    return np.argsort(-degree, kind="stable")
+
+
+def _check_labels(labels: np.ndarray, count: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.dtype != np.uint64:
+        raise InvalidArgument(f"labels must be uint64, got {labels.dtype}")
+    if labels.shape != (count,):
+        raise InvalidArgument(
+            f"expected {count} labels (one per passage), got shape {labels.shape}"
+        )
+    if len(np.unique(labels)) != count:
+        raise InvalidArgument("labels must be unique")
+    return labels
+
+
+def _check_vectors(vectors: np.ndarray, count: int, dim: int, what: str) -> np.ndarray:
+    """Unit-norm float32 rows, or ``EmbedderError``: never zero or non-finite vectors."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.shape != (count, dim):
+        raise EmbedderError(f"{what} have shape {vectors.shape}, expected ({count}, {dim})")
+    norms = np.linalg.norm(vectors, axis=1)
+    if not np.all(np.isfinite(vectors)) or np.any(norms < 1e-6):
+        raise EmbedderError(f"{what} contain zero or non-finite vectors")
+    return vectors / norms[:, None]
+
+
+def _embed_all(
+    embedder: Embedder, texts: Sequence[str], progress: Callable[[int, int], None] | None
+) -> np.ndarray:
+    parts = []
+    for start in range(0, len(texts), EMBED_BATCH_PASSAGES):
+        batch = list(texts[start : start + EMBED_BATCH_PASSAGES])
+        parts.append(_check_vectors(embedder.embed_documents(batch), len(batch), embedder.dim,
+                                    "passage embeddings"))
+        if progress is not None:
+            progress(start + len(batch), len(texts))
+    return np.concatenate(parts)

@@ -1,0 +1,166 @@
+"""Build and search parameters of the index engine: the one place their defaults live.
+
+Names follow the papers: ``M`` and ``ef_construction`` as in HNSW, ``hub_fraction`` (a) and
+``pruned_degree`` (m) as in LEANN's high-degree-preserving pruning (Algorithm 3), ``ef`` as the
+candidate pool size at search time.
+
+Defaults were picked from ``python bench/bench_search.py`` on the Python 3.11 documentation
+(~9k passages, 60 FAQ queries, all-MiniLM-L6-v2 fp32 on a 2-core CPU); the figures behind each
+choice are quoted next to it and the full table is in ``bench/results/search.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Self
+
+from meshdex.index.errors import InvalidArgument
+
+STORAGE_MODES = ("compact", "full")
+STRATEGIES = ("auto", "graph", "flat")
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build a params dataclass from a dict, refusing keys it does not know."""
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{cls.__name__} must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InvalidArgument(
+            f"unknown {cls.__name__} keys: {', '.join(unknown)}",
+            hint=f"known keys: {', '.join(sorted(known))}",
+        )
+    for field in fields(cls):
+        if field.name in data:
+            _check_type(cls.__name__, field.name, data[field.name], type(field.default))
+    return cls(**data)
+
+
+def _check_type(owner: str, name: str, value: Any, expected: type) -> None:
+    """Refuse values of the wrong type (bool is not an int here; an int is a fine float)."""
+    ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise InvalidArgument(
+            f"{owner}.{name} must be {expected.__name__}, got {type(value).__name__} {value!r}"
+        )
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvalidArgument(message)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildParams:
+    """How an index is built; stored with the index so a reader knows what it holds.
+
+    - ``M``: the most base-layer neighbours any node keeps (hubs keep up to ``M``). hnswlib's
+      own ``M`` parameter is ``M // 2`` because its base layer holds ``2 × M`` links.
+    - ``ef_construction``: hnswlib's build-time candidate list size.
+    - ``hub_fraction`` (a): share of nodes, by degree, that keep up to ``M`` edges.
+    - ``pruned_degree`` (m): out-edges every other node selects; back edges may still lift a
+      node up to ``M``.
+    - ``pq_subvectors`` / ``pq_bits``: product-quantisation code layout; a code is
+      ``pq_subvectors × pq_bits / 8`` bytes. 4-bit codes keep the codebook tiny (16 centroids
+      per subspace), which matters when the whole index must stay a few percent of the text.
+    - ``pq_train_sample``: vectors sampled to train the codebook (training cost is bounded).
+    - ``cache_budget_nodes``: exact fp16 embeddings kept for this many hubs.
+    - ``entry_point_count``: hubs stored as search entry points.
+    - ``storage_mode``: "compact" discards embeddings after the build; "full" keeps them all
+      and re-ranks with zero model calls.
+    - ``seed``: every random choice (hnswlib levels, k-means) derives from it.
+    """
+
+    M: int = 24
+    ef_construction: int = 100
+    hub_fraction: float = 0.02
+    pruned_degree: int = 8
+    pq_subvectors: int = 32
+    pq_bits: int = 4
+    pq_train_sample: int = 4096
+    cache_budget_nodes: int = 32
+    entry_point_count: int = 32
+    storage_mode: str = "compact"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.M >= 2 and self.M % 2 == 0, f"M must be an even integer >= 2, got {self.M}")
+        _require(self.ef_construction >= self.M // 2, "ef_construction must be >= M // 2")
+        _require(0.0 <= self.hub_fraction <= 1.0, "hub_fraction must be within [0, 1]")
+        _require(
+            1 <= self.pruned_degree <= self.M,
+            f"pruned_degree must be within [1, M={self.M}], got {self.pruned_degree}",
+        )
+        _require(self.pq_bits in (4, 8), f"pq_bits must be 4 or 8, got {self.pq_bits}")
+        _require(self.pq_subvectors >= 1, "pq_subvectors must be >= 1")
+        _require(
+            self.pq_bits == 8 or self.pq_subvectors % 2 == 0,
+            "pq_subvectors must be even with 4-bit codes (two codes share a byte)",
+        )
+        _require(self.pq_train_sample >= 16, "pq_train_sample must be >= 16")
+        _require(self.cache_budget_nodes >= 0, "cache_budget_nodes must be >= 0")
+        _require(self.entry_point_count >= 1, "entry_point_count must be >= 1")
+        _require(
+            self.storage_mode in STORAGE_MODES,
+            f"storage_mode must be one of {STORAGE_MODES}, got {self.storage_mode!r}",
+        )
+
+    @property
+    def code_bytes(self) -> int:
+        """Bytes of one product-quantisation code."""
+        return self.pq_subvectors * self.pq_bits // 8
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Inverse of ``to_dict``; unknown keys raise ``InvalidArgument``."""
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchParams:
+    """How one search runs.
+
+    - ``ef``: candidate pool size collected by code (ADC) distance, never below ``k``.
+    - ``recompute_fraction``: share of the pool, best by code distance first, scored exactly
+      (cached embeddings are used where present and never recomputed). ``1.0`` re-ranks the
+      whole pool, i.e. no two-level ranking.
+    - ``batch_size``: passages per model call when recomputing.
+    - ``strategy``: "graph" walks the pruned graph, "flat" scans every code, "auto" picks flat
+      up to ``flat_max_nodes`` live nodes and the graph above.
+    - ``entry_points``: how many stored hubs seed the graph walk.
+    """
+
+    ef: int = 64
+    recompute_fraction: float = 0.5
+    batch_size: int = 32
+    strategy: str = "auto"
+    flat_max_nodes: int = 200_000
+    entry_points: int = 8
+
+    def __post_init__(self) -> None:
+        _require(self.ef >= 1, f"ef must be >= 1, got {self.ef}")
+        _require(
+            0.0 < self.recompute_fraction <= 1.0,
+            f"recompute_fraction must be within (0, 1], got {self.recompute_fraction}",
+        )
+        _require(self.batch_size >= 1, "batch_size must be >= 1")
+        _require(
+            self.strategy in STRATEGIES,
+            f"strategy must be one of {STRATEGIES}, got {self.strategy!r}",
+        )
+        _require(self.flat_max_nodes >= 0, "flat_max_nodes must be >= 0")
+        _require(self.entry_points >= 1, "entry_points must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Inverse of ``to_dict``; unknown keys raise ``InvalidArgument``."""
+        return _from_dict(cls, data)

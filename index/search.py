@@ -1,0 +1,152 @@
+"""Candidate generation by approximate (code) similarity: best-first graph walk or flat scan.
+
+Both strategies return a pool of up to ``ef`` admitted nodes ordered by approximate similarity;
+the engine then re-ranks the best of them exactly. No model call happens here.
+
+Filters and deletions: ``admit(node)`` decides whether a node may enter the pool. The walk still
+passes *through* rejected nodes, and the stopping rule only looks at admitted ones, so a
+selective filter makes the walk go further instead of returning fewer results. If the walk ends
+with fewer than ``min_admitted`` nodes (the graph region it can reach holds too few matches),
+the codes of every unvisited node are scanned as well: when ``k`` matches exist, ``k`` come back.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+DEADLINE_CHECK_EVERY_EXPANSIONS = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class CandidatePool:
+    """Admitted nodes, best approximate similarity first, and what it cost to find them."""
+
+    nodes: np.ndarray  # int64
+    approx_scores: np.ndarray  # float32
+    nodes_scored: int  # nodes whose code similarity was computed
+    rejected: int  # nodes ``admit`` turned away
+
+
+class _Pool:
+    """Bounded min-heap of the best ``capacity`` admitted (score, node) pairs."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.heap: list[tuple[float, int]] = []
+
+    def full(self) -> bool:
+        return len(self.heap) >= self.capacity
+
+    def worst(self) -> float:
+        return self.heap[0][0]
+
+    def offer(self, score: float, node: int) -> None:
+        if not self.full():
+            heapq.heappush(self.heap, (score, node))
+        elif score > self.heap[0][0]:
+            heapq.heapreplace(self.heap, (score, node))
+
+    def result(self, nodes_scored: int, rejected: int) -> CandidatePool:
+        ordered = sorted(self.heap, reverse=True)
+        count = len(ordered)
+        return CandidatePool(
+            nodes=np.fromiter((n for _, n in ordered), dtype=np.int64, count=count),
+            approx_scores=np.fromiter((s for s, _ in ordered), dtype=np.float32, count=count),
+            nodes_scored=nodes_scored,
+            rejected=rejected,
+        )
+
+
+def flat_candidates(
+    scores: np.ndarray, *, ef: int, admit: Callable[[int], bool] | None
+) -> CandidatePool:
+    """The ``ef`` best admitted nodes given every node's approximate similarity."""
+    if admit is None:
+        top = min(ef, len(scores))
+        best = np.argpartition(-scores, top - 1)[:top] if top else np.zeros(0, dtype=np.int64)
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return CandidatePool(
+            nodes=best.astype(np.int64),
+            approx_scores=scores[best].astype(np.float32),
+            nodes_scored=len(scores),
+            rejected=0,
+        )
+    pool = _Pool(ef)
+    rejected = 0
+    for node in np.argsort(-scores, kind="stable").tolist():
+        if pool.full():
+            break
+        if admit(node):
+            pool.offer(float(scores[node]), node)
+        else:
+            rejected += 1
+    return pool.result(len(scores), rejected)
+
+
+def graph_candidates(
+    *,
+    neighbors: Callable[[int], np.ndarray],
+    score: Callable[[np.ndarray], np.ndarray],
+    entry_points: np.ndarray,
+    node_count: int,
+    ef: int,
+    min_admitted: int,
+    admit: Callable[[int], bool] | None,
+    check_deadline: Callable[[], None],
+) -> CandidatePool:
+    """Best-first search (HNSW's base-layer search) by approximate similarity.
+
+    ``score(nodes)`` returns the approximate similarities of an array of node ids.
+    """
+    admit = admit or (lambda node: True)
+    visited = np.zeros(node_count, dtype=bool)
+    pool = _Pool(ef)
+    frontier: list[tuple[float, int]] = []  # max-heap via negated scores
+    rejected = 0
+    scored = 0
+
+    def consider(nodes: np.ndarray) -> None:
+        nonlocal rejected, scored
+        visited[nodes] = True
+        similarities = score(nodes)
+        scored += len(nodes)
+        for node, similarity in zip(nodes.tolist(), similarities.tolist(), strict=True):
+            if pool.full() and similarity <= pool.worst():
+                continue
+            heapq.heappush(frontier, (-similarity, node))
+            if admit(node):
+                pool.offer(similarity, node)
+            else:
+                rejected += 1
+
+    starts = np.unique(np.asarray(entry_points, dtype=np.int64))
+    consider(starts[starts < node_count])
+    expansions = 0
+    while frontier:
+        negated, node = heapq.heappop(frontier)
+        if pool.full() and -negated < pool.worst():
+            break
+        fresh = neighbors(node)
+        fresh = fresh[~visited[fresh]]
+        if len(fresh):
+            consider(fresh)
+        expansions += 1
+        if expansions % DEADLINE_CHECK_EVERY_EXPANSIONS == 0:
+            check_deadline()
+    if len(pool.heap) < min_admitted and not visited.all():
+        unvisited = np.flatnonzero(~visited)
+        similarities = score(unvisited)
+        scored += len(unvisited)
+        for position in np.argsort(-similarities, kind="stable").tolist():
+            if pool.full():
+                break
+            node = int(unvisited[position])
+            if admit(node):
+                pool.offer(float(similarities[position]), node)
+            else:
+                rejected += 1
+    return pool.result(scored, rejected)
