@@ -152,15 +152,15 @@ class Store:
                     path=data_dir,
                     hint="run `meshdex init` or `meshdex add PATH` first, or pass --data-dir",
                 )
-            env = lmdb.open(
-                str(store_dir), readonly=True, max_dbs=MAX_SUB_DATABASES, max_readers=MAX_READERS
+            env = _open_env(
+                store_dir, readonly=True, max_dbs=MAX_SUB_DATABASES, max_readers=MAX_READERS
             )
             return cls(data_dir=data_dir, env=env, lock=None)
         store_dir.mkdir(parents=True, exist_ok=True)
         lock = WriterLock(data_dir)
         try:
-            env = lmdb.open(
-                str(store_dir),
+            env = _open_env(
+                store_dir,
                 map_size=INITIAL_MAP_SIZE_BYTES,
                 max_dbs=MAX_SUB_DATABASES,
                 max_readers=MAX_READERS,
@@ -695,6 +695,16 @@ class _WriteSession:
         txn.put(name, _dumps(record), db=dbs["collections"])
         watermark = _prefix(self.collection) + self.store.device_id.encode()
         txn.put(watermark, _U64.pack(self.seq), db=dbs["watermarks"])
+
+
+def _open_env(store_dir: Path, **options: Any) -> lmdb.Environment:
+    """``lmdb.open`` with its failures (e.g. opened twice in one process) as errors we own."""
+    try:
+        return lmdb.open(str(store_dir), **options)
+    except lmdb.Error as error:
+        raise FailedPrecondition(
+            f"cannot open the LMDB store in {store_dir}: {error}", op="open", path=store_dir
+        ) from error
 
 
 def _empty_stats() -> dict[str, Any]:
