@@ -27,7 +27,7 @@ from pathlib import Path
 import grpc
 from meshdex.index.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from meshdex.node.config import is_loopback_address
-from meshdex.node.grpc_errors import status_for, wrap_handler
+from meshdex.node.grpc_errors import wrap_handler
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +232,8 @@ class Authorizer:
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
-    """Checks the bearer token's scope for every call of the meshdex service.
+    """Checks the bearer token's scope for every call of the meshdex service; refusals are
+    raised as errors for ``ErrorMappingInterceptor`` (installed outside this one) to map.
 
     Other services on the server (health, reflection) are open: probes and ``grpcurl
     describe`` need no token and reveal no data.
@@ -253,7 +254,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 caller = self.authorizer.authorize(method, metadata, context.peer())
             except (Unauthenticated, PermissionDenied) as error:
                 logger.warning("refused %s from %s: %s", method, context.peer(), error)
-                context.abort(*status_for(error))
+                raise
             current_caller.set(caller)
             return behaviour(request, context)
 

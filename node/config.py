@@ -27,16 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from meshdex.index.errors import InvalidArgument
+from meshdex.node.paths import default_data_dir
 
 ENV_PREFIX = "MESHDEX_"
 MEBIBYTE_BYTES = 1024 * 1024
 DEFAULT_PORT = 7710
-
-
-def default_data_dir() -> Path:
-    """``$XDG_DATA_HOME/meshdex`` (``~/.local/share/meshdex`` when XDG_DATA_HOME is unset)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "meshdex"
 
 
 def default_config_path() -> Path:

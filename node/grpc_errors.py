@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 from meshdex.index import errors
+from meshdex.node.errors import StoreCorrupt
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ STATUS_CODES: dict[type[errors.MeshdexError], grpc.StatusCode] = {
     errors.EmbedderError: grpc.StatusCode.UNAVAILABLE,
     errors.BundleError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.BundleCorrupt: grpc.StatusCode.DATA_LOSS,
+    StoreCorrupt: grpc.StatusCode.DATA_LOSS,
 }
 
 # Client side: the class a failed call is raised as. UNAVAILABLE is left out on purpose: it

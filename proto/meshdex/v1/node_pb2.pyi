@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -39,26 +40,24 @@ class CreateCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., embedder: _Optional[_Union[EmbedderSpec, _Mapping]] = ..., chunking: _Optional[_Union[ChunkingParams, _Mapping]] = ...) -> None: ...
 
 class Collection(_message.Message):
-    __slots__ = ("name", "embedder", "chunking", "document_count", "passage_count", "model_hash", "created_at", "updated_at", "index_generation")
+    __slots__ = ("name", "embedder", "chunking", "created_ms", "updated_ms", "document_count", "passage_count", "tombstone_count")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_FIELD_NUMBER: _ClassVar[int]
     CHUNKING_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     PASSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
-    MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
-    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
-    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
-    INDEX_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONE_COUNT_FIELD_NUMBER: _ClassVar[int]
     name: str
     embedder: EmbedderSpec
     chunking: ChunkingParams
+    created_ms: int
+    updated_ms: int
     document_count: int
     passage_count: int
-    model_hash: str
-    created_at: str
-    updated_at: str
-    index_generation: int
-    def __init__(self, name: _Optional[str] = ..., embedder: _Optional[_Union[EmbedderSpec, _Mapping]] = ..., chunking: _Optional[_Union[ChunkingParams, _Mapping]] = ..., document_count: _Optional[int] = ..., passage_count: _Optional[int] = ..., model_hash: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., index_generation: _Optional[int] = ...) -> None: ...
+    tombstone_count: int
+    def __init__(self, name: _Optional[str] = ..., embedder: _Optional[_Union[EmbedderSpec, _Mapping]] = ..., chunking: _Optional[_Union[ChunkingParams, _Mapping]] = ..., created_ms: _Optional[int] = ..., updated_ms: _Optional[int] = ..., document_count: _Optional[int] = ..., passage_count: _Optional[int] = ..., tombstone_count: _Optional[int] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()
@@ -93,34 +92,48 @@ class DocumentInput(_message.Message):
     def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., source: _Optional[str] = ..., metadata_json: _Optional[str] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("collection", "documents")
+    __slots__ = ("collection", "documents", "create_missing")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_MISSING_FIELD_NUMBER: _ClassVar[int]
     collection: str
     documents: _containers.RepeatedCompositeFieldContainer[DocumentInput]
-    def __init__(self, collection: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[DocumentInput, _Mapping]]] = ...) -> None: ...
+    create_missing: bool
+    def __init__(self, collection: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[DocumentInput, _Mapping]]] = ..., create_missing: _Optional[bool] = ...) -> None: ...
 
-class RejectedDocument(_message.Message):
-    __slots__ = ("index", "id", "reason")
-    INDEX_FIELD_NUMBER: _ClassVar[int]
+class ItemOutcome(_message.Message):
+    __slots__ = ("position", "id", "outcome", "reason")
+    class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OUTCOME_UNSPECIFIED: _ClassVar[ItemOutcome.Outcome]
+        ADDED: _ClassVar[ItemOutcome.Outcome]
+        UNCHANGED: _ClassVar[ItemOutcome.Outcome]
+        UPDATED: _ClassVar[ItemOutcome.Outcome]
+        REJECTED: _ClassVar[ItemOutcome.Outcome]
+    OUTCOME_UNSPECIFIED: ItemOutcome.Outcome
+    ADDED: ItemOutcome.Outcome
+    UNCHANGED: ItemOutcome.Outcome
+    UPDATED: ItemOutcome.Outcome
+    REJECTED: ItemOutcome.Outcome
+    POSITION_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
-    index: int
+    position: int
     id: str
+    outcome: ItemOutcome.Outcome
     reason: str
-    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, position: _Optional[int] = ..., id: _Optional[str] = ..., outcome: _Optional[_Union[ItemOutcome.Outcome, str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
-    __slots__ = ("added", "updated", "unchanged", "rejected")
-    ADDED_FIELD_NUMBER: _ClassVar[int]
-    UPDATED_FIELD_NUMBER: _ClassVar[int]
-    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
-    REJECTED_FIELD_NUMBER: _ClassVar[int]
-    added: int
-    updated: int
-    unchanged: int
-    rejected: _containers.RepeatedCompositeFieldContainer[RejectedDocument]
-    def __init__(self, added: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectedDocument, _Mapping]]] = ...) -> None: ...
+    __slots__ = ("collection", "items", "created_collection")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    items: _containers.RepeatedCompositeFieldContainer[ItemOutcome]
+    created_collection: bool
+    def __init__(self, collection: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ItemOutcome, _Mapping]]] = ..., created_collection: _Optional[bool] = ...) -> None: ...
 
 class DeleteDocumentsRequest(_message.Message):
     __slots__ = ("collection", "ids")
@@ -131,12 +144,14 @@ class DeleteDocumentsRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeleteDocumentsResponse(_message.Message):
-    __slots__ = ("deleted", "missing_ids")
+    __slots__ = ("collection", "deleted", "not_found")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
-    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
-    deleted: int
-    missing_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, deleted: _Optional[int] = ..., missing_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    deleted: _containers.RepeatedScalarFieldContainer[str]
+    not_found: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, collection: _Optional[str] = ..., deleted: _Optional[_Iterable[str]] = ..., not_found: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetDocumentRequest(_message.Message):
     __slots__ = ("collection", "id")
@@ -147,7 +162,7 @@ class GetDocumentRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("id", "collection", "source", "metadata_json", "text", "content_hash", "hlc", "passage_count")
+    __slots__ = ("id", "collection", "source", "metadata_json", "text", "content_hash", "hlc", "passage_keys")
     ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -155,7 +170,7 @@ class Document(_message.Message):
     TEXT_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     HLC_FIELD_NUMBER: _ClassVar[int]
-    PASSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PASSAGE_KEYS_FIELD_NUMBER: _ClassVar[int]
     id: str
     collection: str
     source: str
@@ -163,8 +178,8 @@ class Document(_message.Message):
     text: str
     content_hash: str
     hlc: str
-    passage_count: int
-    def __init__(self, id: _Optional[str] = ..., collection: _Optional[str] = ..., source: _Optional[str] = ..., metadata_json: _Optional[str] = ..., text: _Optional[str] = ..., content_hash: _Optional[str] = ..., hlc: _Optional[str] = ..., passage_count: _Optional[int] = ...) -> None: ...
+    passage_keys: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, id: _Optional[str] = ..., collection: _Optional[str] = ..., source: _Optional[str] = ..., metadata_json: _Optional[str] = ..., text: _Optional[str] = ..., content_hash: _Optional[str] = ..., hlc: _Optional[str] = ..., passage_keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("collection", "query", "top_k", "filter", "params_json")
@@ -249,13 +264,17 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("version", "data_dir", "collections", "details_json")
-    VERSION_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("data_dir", "device_id", "last_seq", "max_hlc", "store_bytes", "collections")
     DATA_DIR_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MAX_HLC_FIELD_NUMBER: _ClassVar[int]
+    STORE_BYTES_FIELD_NUMBER: _ClassVar[int]
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
-    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
-    version: str
     data_dir: str
+    device_id: str
+    last_seq: int
+    max_hlc: str
+    store_bytes: int
     collections: _containers.RepeatedCompositeFieldContainer[Collection]
-    details_json: str
-    def __init__(self, version: _Optional[str] = ..., data_dir: _Optional[str] = ..., collections: _Optional[_Iterable[_Union[Collection, _Mapping]]] = ..., details_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, data_dir: _Optional[str] = ..., device_id: _Optional[str] = ..., last_seq: _Optional[int] = ..., max_hlc: _Optional[str] = ..., store_bytes: _Optional[int] = ..., collections: _Optional[_Iterable[_Union[Collection, _Mapping]]] = ...) -> None: ...

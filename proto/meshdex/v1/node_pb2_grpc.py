@@ -133,7 +133,7 @@ class MeshdexNodeServicer:
 
     def DeleteDocuments(self, request, context):
         """Delete documents by id (they become tombstones, which sync carries to other devices).
-        Ids that do not exist are listed in `missing_ids`, not an error. Idempotent.
+        Ids that do not exist are listed in `not_found`, not an error. Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,236 @@
+"""``MeshdexClient``: a typed Python client for a meshdex node, with the ``Node`` method names.
+
+Every method returns the same ``meshdex.node.records`` dataclasses the embedded ``Node``
+returns and raises the same ``MeshdexError`` subclasses (decoded from the gRPC status), so code
+written against one works against the other (see ``meshdex.node.cli.remote``).
+
+Defaults: each call has a deadline (``DEFAULT_DEADLINES_S``); idempotent calls (reads, unary
+Upsert of the same content, Delete) are retried by gRPC on UNAVAILABLE with backoff. TLS is
+used whenever ``tls_ca`` is given or the target is not loopback (plaintext only on loopback,
+like the server); the bearer token travels as ``authorization`` metadata.
+
+Example::
+
+    with MeshdexClient("127.0.0.1:7710", token=os.environ["MESHDEX_TOKEN"]) as client:
+        for info in client.list_collections():
+            print(info.name, info.document_count)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import grpc
+from meshdex.index.chunking import ChunkingParams
+from meshdex.index.embedders import EmbedderSpec
+from meshdex.index.errors import DeadlineExceeded, InvalidArgument
+from meshdex.node import wire
+from meshdex.node.config import is_loopback_address
+from meshdex.node.grpc_errors import error_for
+from meshdex.node.records import (
+    CollectionInfo,
+    DeleteReport,
+    Document,
+    DocumentInput,
+    NodeStatus,
+    UpsertReport,
+)
+from meshdex.proto.meshdex.v1 import node_pb2 as pb
+from meshdex.proto.meshdex.v1 import node_pb2_grpc
+
+DEFAULT_DEADLINES_S: dict[str, float | None] = {
+    "default": 10.0,
+    "Search": 30.0,
+    "Upsert": 120.0,
+    "UpsertDocuments": 600.0,
+    "Build": None,  # a build of a large collection takes as long as it takes; cancel to stop
+}
+UPLOAD_BATCH_DOCUMENTS = 256
+CLIENT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+IDEMPOTENT_METHODS = ("ListCollections", "GetDocument", "Search", "Status", "DeleteDocuments",
+                      "Upsert")
+RETRY_POLICY = {
+    "maxAttempts": 4,
+    "initialBackoff": "0.2s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+SERVICE = "meshdex.v1.MeshdexNode"
+
+
+def _service_config() -> str:
+    return json.dumps({"methodConfig": [{
+        "name": [{"service": SERVICE, "method": method} for method in IDEMPOTENT_METHODS],
+        "retryPolicy": RETRY_POLICY,
+    }]})
+
+
+def _batches(docs: Iterable[DocumentInput], size: int) -> Iterator[list[DocumentInput]]:
+    iterator = iter(docs)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+class MeshdexClient:
+    """A connection to one node. Thread-safe; close it (or use ``with``) when done."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls_ca: Path | None = None,
+        tls_server_name: str | None = None,
+        deadlines_s: dict[str, float | None] | None = None,
+    ) -> None:
+        self.target = target
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._deadlines = {**DEFAULT_DEADLINES_S, **(deadlines_s or {})}
+        options = [
+            ("grpc.service_config", _service_config()),
+            ("grpc.enable_retries", 1),
+            ("grpc.max_receive_message_length", CLIENT_MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", CLIENT_MAX_MESSAGE_BYTES),
+        ]
+        if tls_server_name:
+            options.append(("grpc.ssl_target_name_override", tls_server_name))
+        if tls_ca is not None or not is_loopback_address(target):
+            root = Path(tls_ca).read_bytes() if tls_ca is not None else None
+            credentials = grpc.ssl_channel_credentials(root_certificates=root)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
+        self._stub = node_pb2_grpc.MeshdexNodeStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> MeshdexClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _timeout(self, method: str, deadline: float | None = None) -> float | None:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded("the deadline passed before the call was sent")
+            return remaining
+        return self._deadlines.get(method, self._deadlines["default"])
+
+    def _call(self, method: str, request: Any, *, deadline: float | None = None) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=self._timeout(method, deadline),
+                                               metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise error_for(error.code(), error.details() or "") from None
+
+    # --- collections ---------------------------------------------------------------------
+
+    def create_collection(self, name: str, *, embedder: EmbedderSpec | None = None,
+                          chunking: ChunkingParams | None = None) -> CollectionInfo:
+        """Create a collection; AlreadyExists if the name is taken."""
+        request = pb.CreateCollectionRequest(
+            name=name,
+            embedder=wire.embedder_to_wire(embedder) if embedder else None,
+            chunking=wire.chunking_to_wire(chunking) if chunking else None,
+        )
+        return wire.collection_from_wire(self._call("CreateCollection", request))
+
+    def list_collections(self) -> list[CollectionInfo]:
+        response = self._call("ListCollections", pb.ListCollectionsRequest())
+        return [wire.collection_from_wire(info) for info in response.collections]
+
+    def drop_collection(self, name: str) -> None:
+        """Drop a collection; NotFound if it does not exist. Needs an admin token."""
+        self._call("DropCollection", pb.DropCollectionRequest(name=name))
+
+    # --- documents -----------------------------------------------------------------------
+
+    def upsert_documents(
+        self,
+        collection: str,
+        docs: Iterable[DocumentInput],
+        *,
+        create_missing: bool = False,
+        progress: Callable[[int], None] | None = None,
+        batch_documents: int = UPLOAD_BATCH_DOCUMENTS,
+    ) -> UpsertReport:
+        """Add or replace documents, streamed in batches; per-item outcomes in the report.
+
+        Each batch is committed on arrival, so if the call fails part-way the earlier batches
+        are in; re-sending everything is safe (unchanged documents are no-ops).
+        ``progress(n)`` is called as each batch of ``n`` documents is sent.
+        """
+        if batch_documents < 1:
+            raise InvalidArgument("batch_documents must be at least 1")
+
+        def encode(batch: list[DocumentInput]) -> pb.UpsertRequest:
+            if progress is not None:
+                progress(len(batch))
+            return pb.UpsertRequest(collection=collection, create_missing=create_missing,
+                                    documents=[wire.document_input_to_wire(d) for d in batch])
+
+        requests = (encode(batch) for batch in _batches(docs, batch_documents))
+        first = next(requests, None)
+        if first is None:
+            return UpsertReport(collection=collection, items=[])
+        second = next(requests, None)
+        if second is None:  # one batch: the unary call, which gRPC may retry
+            return wire.upsert_report_from_wire(self._call("Upsert", first))
+
+        def stream() -> Iterator[pb.UpsertRequest]:
+            yield first
+            yield second
+            yield from requests
+
+        return wire.upsert_report_from_wire(self._call("UpsertDocuments", stream()))
+
+    def delete_documents(self, collection: str, ids: Iterable[str]) -> DeleteReport:
+        request = pb.DeleteDocumentsRequest(collection=collection, ids=list(ids))
+        return wire.delete_report_from_wire(self._call("DeleteDocuments", request))
+
+    def get_document(self, collection: str, doc_id: str) -> Document:
+        """One live document; NotFound if the collection or document does not exist."""
+        request = pb.GetDocumentRequest(collection=collection, id=doc_id)
+        return wire.document_from_wire(self._call("GetDocument", request))
+
+    def status(self) -> NodeStatus:
+        return wire.status_from_wire(self._call("Status", pb.StatusRequest()))
+
+    # --- index ---------------------------------------------------------------------------
+
+    def search(self, collection: str, query: str, *, top_k: int = wire.DEFAULT_TOP_K,
+               filter: str | dict[str, Any] | None = None,  # noqa: A002
+               params: dict[str, Any] | None = None, deadline: float | None = None) -> Any:
+        """The ``top_k`` closest passages; ``deadline`` is a ``time.monotonic()`` instant."""
+        request = pb.SearchRequest(
+            collection=collection, query=query, top_k=top_k,
+            filter=wire.to_json(filter) if isinstance(filter, dict) else (filter or ""),
+            params_json=wire.to_json(params) if params else "",
+        )
+        return wire.search_result_from_wire(self._call("Search", request, deadline=deadline))
+
+    def build(self, collection: str, *,
+              progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+        """Build the collection's index, calling ``progress(stage, done, total)`` as it goes;
+        returns the build summary."""
+        request = pb.BuildRequest(collection=collection)
+        try:
+            for update in self._stub.Build(request, timeout=self._timeout("Build"),
+                                           metadata=self._metadata):
+                if update.done:
+                    return wire.json_object(update.summary_json, "summary_json")
+                if progress is not None:
+                    progress(update.stage, update.done_items, update.total_items)
+        except grpc.RpcError as error:
+            raise error_for(error.code(), error.details() or "") from None
+        raise DeadlineExceeded("the build stream ended without a result",
+                               hint="the node may have shut down; run the build again")

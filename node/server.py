@@ -1,0 +1,176 @@
+"""``serve()``: the gRPC server of one node, wired in one visible place.
+
+What a call passes through, outermost first: gRPC's own limits (``max_concurrent_rpcs`` plus a
+little headroom for health probes, message sizes), ``ErrorMappingInterceptor`` (the one
+``MeshdexError`` → status code table), ``AuthInterceptor`` (bearer token scope per RPC),
+``ConcurrencyLimitInterceptor`` (RESOURCE_EXHAUSTED instead of a queue), then the thin
+servicer. Health (``grpc.health.v1``) and reflection are registered beside it.
+
+Shutdown (SIGTERM/SIGINT): health goes NOT_SERVING, new calls are refused, in-flight calls get
+``grace_period_s`` to finish, then the node (and its LMDB store) is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from meshdex.index.errors import FailedPrecondition, ResourceExhausted
+from meshdex.node.auth import SERVICE_NAME, AuthInterceptor, Authorizer, TokenStore
+from meshdex.node.config import NodeConfig
+from meshdex.node.grpc_errors import ErrorMappingInterceptor, wrap_handler
+from meshdex.node.servicer import MeshdexNodeServicer, NodeAPI
+from meshdex.proto.meshdex.v1 import node_pb2, node_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+# Threads beyond max_concurrent_rpcs, so health checks and refusals are answered under load.
+HEADROOM_RPCS = 4
+
+
+class ConcurrencyLimitInterceptor(grpc.ServerInterceptor):
+    """At most ``limit`` meshdex calls at once; the next one fails fast with RESOURCE_EXHAUSTED.
+
+    Failing fast lets a client back off or try another node instead of piling up behind a
+    long rebuild or a burst of searches. A server-streaming call holds its slot until its
+    stream ends.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def _release_after(self, responses: Iterator[Any]) -> Iterator[Any]:
+        try:
+            yield from responses
+        finally:
+            self._slots.release()
+
+    def _limited(self, behaviour: Callable[..., Any], request: Any,
+                 context: grpc.ServicerContext) -> Any:
+        if not self._slots.acquire(blocking=False):
+            raise ResourceExhausted(
+                f"node is busy: {self.limit} calls already in progress",
+                hint="retry with backoff, or raise max_concurrent_rpcs in the node's config",
+            )
+        try:
+            result = behaviour(request, context)
+        except BaseException:
+            self._slots.release()
+            raise
+        if isinstance(result, Iterator):
+            return self._release_after(result)
+        self._slots.release()
+        return result
+
+    def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001
+        handler = continuation(handler_call_details)
+        if handler is None or not handler_call_details.method.startswith(f"/{SERVICE_NAME}/"):
+            return handler
+        return wrap_handler(handler, self._limited)
+
+
+@dataclass(kw_only=True)
+class RunningServer:
+    """A started server: its bound address, and the health servicer to flip on shutdown."""
+
+    server: grpc.Server
+    health: health.HealthServicer
+    address: str  # what clients dial, e.g. "127.0.0.1:54321" or "unix:/run/meshdex.sock"
+
+    def stop(self, grace_period_s: float) -> None:
+        """NOT_SERVING, refuse new calls, let in-flight ones finish for ``grace_period_s``."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace_period_s).wait()
+
+
+def _bind(server: grpc.Server, config: NodeConfig) -> str:
+    if config.tls_enabled:
+        credentials = grpc.ssl_server_credentials(
+            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
+        )
+        port = server.add_secure_port(config.listen, credentials)
+    else:
+        port = server.add_insecure_port(config.listen)
+    if config.listen.startswith("unix:"):
+        return config.listen
+    if port == 0:
+        raise FailedPrecondition(f"cannot listen on {config.listen}",
+                                 hint="is another process using that port?")
+    host = config.listen.rpartition(":")[0]
+    return f"{host}:{port}"
+
+
+def start_server(node: NodeAPI, config: NodeConfig) -> RunningServer:
+    """Build, bind and start the server for ``node``; the caller owns ``node``'s lifetime."""
+    config.validate()
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    authorizer = Authorizer(TokenStore(config.data_dir),
+                            allow_unauthenticated_loopback=config.allow_unauthenticated_loopback)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.max_concurrent_rpcs + HEADROOM_RPCS,
+                                   thread_name_prefix="meshdex-rpc"),
+        interceptors=[
+            ErrorMappingInterceptor(),
+            AuthInterceptor(authorizer),
+            ConcurrencyLimitInterceptor(config.max_concurrent_rpcs),
+        ],
+        options=options,
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs + HEADROOM_RPCS,
+    )
+    node_pb2_grpc.add_MeshdexNodeServicer_to_server(
+        MeshdexNodeServicer(node, max_batch_documents=config.max_batch_documents), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    service_names = (
+        node_pb2.DESCRIPTOR.services_by_name["MeshdexNode"].full_name,
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(service_names, server)
+    address = _bind(server, config)
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    logger.warning("meshdex node listening on %s (%s)", address,
+                   "TLS" if config.tls_enabled else "plaintext, loopback only")
+    return RunningServer(server=server, health=health_servicer, address=address)
+
+
+def serve(config: NodeConfig, *, open_node: Callable[[NodeConfig], Any]) -> None:
+    """Run a node until SIGTERM or SIGINT, then shut down gracefully and close the store.
+
+    ``open_node(config)`` returns the ``Node`` (a context manager); it is closed only after the
+    server has stopped, so every acknowledged write is committed before the store closes.
+    """
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logger.warning("received %s, shutting down (grace %.1f s)",
+                       signal.Signals(signum).name, config.grace_period_s)
+        stop_requested.set()
+
+    config.validate()
+    with open_node(config) as node:
+        running = start_server(node, config)
+        previous = {sig: signal.signal(sig, request_stop)
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            stop_requested.wait()
+        finally:
+            running.stop(config.grace_period_s)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    logger.warning("meshdex node stopped; store closed")

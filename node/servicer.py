@@ -1,0 +1,192 @@
+"""The ``meshdex.v1.MeshdexNode`` servicer: decode the request, call the ``Node``, encode.
+
+No domain logic lives here. Errors are raised as ``MeshdexError`` and mapped to status codes by
+``ErrorMappingInterceptor``; authentication and concurrency limits are interceptors too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+import grpc
+from meshdex.index.chunking import ChunkingParams
+from meshdex.index.embedders import EmbedderSpec
+from meshdex.index.errors import DeadlineExceeded, InvalidArgument
+from meshdex.node import wire
+from meshdex.node.records import (
+    CollectionInfo,
+    DeleteReport,
+    Document,
+    DocumentInput,
+    NodeStatus,
+    UpsertReport,
+)
+from meshdex.proto.meshdex.v1 import node_pb2 as pb
+from meshdex.proto.meshdex.v1 import node_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+# gRPC reports "no deadline" as a time remaining of centuries; anything beyond this is none.
+NO_DEADLINE_S = 10.0**8
+BUILD_PROGRESS_POLL_S = 0.25
+
+ProgressCallback = Callable[[str, int, int], None]  # (stage, done_items, total_items)
+
+
+class NodeAPI(Protocol):
+    """What the servicer needs of ``meshdex.node.service.Node`` (and the client mirrors).
+
+    Every method may raise ``MeshdexError`` subclasses; the servicer never catches them.
+    Implementations must be safe to call from many threads at once.
+    """
+
+    def create_collection(self, name: str, *, embedder: EmbedderSpec,
+                          chunking: ChunkingParams) -> CollectionInfo: ...
+
+    def list_collections(self) -> list[CollectionInfo]: ...
+
+    def drop_collection(self, name: str) -> None: ...
+
+    def upsert_documents(self, collection: str, docs: Iterable[DocumentInput], *,
+                         create_missing: bool = False) -> UpsertReport: ...
+
+    def delete_documents(self, collection: str, ids: Iterable[str]) -> DeleteReport: ...
+
+    def get_document(self, collection: str, doc_id: str) -> Document: ...
+
+    def status(self) -> NodeStatus: ...
+
+    def search(self, collection: str, query: str, *, top_k: int, filter: str | None,
+               params: dict[str, Any] | None, deadline: float | None) -> Any: ...
+
+    def build(self, collection: str, *, progress: ProgressCallback | None = None) -> Any: ...
+
+
+def call_deadline(context: grpc.ServicerContext) -> float | None:
+    """The caller's deadline as a ``time.monotonic()`` instant, or None if it set none."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > NO_DEADLINE_S:
+        return None
+    return time.monotonic() + remaining
+
+
+def _summary_json(result: Any) -> str:
+    if result is None:
+        return ""
+    if hasattr(result, "to_dict"):
+        return wire.to_json(result.to_dict())
+    if dataclasses.is_dataclass(result):
+        return wire.to_json(dataclasses.asdict(result))
+    return wire.to_json(result)
+
+
+class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
+    """Thin adapter from ``meshdex.v1.MeshdexNode`` calls to a ``NodeAPI``."""
+
+    def __init__(self, node: NodeAPI, *, max_batch_documents: int) -> None:
+        self.node = node
+        self.max_batch_documents = max_batch_documents
+
+    def CreateCollection(self, request: pb.CreateCollectionRequest, context) -> pb.Collection:  # noqa: ANN001, N802
+        info = self.node.create_collection(
+            wire.require(request.name, "name"),
+            embedder=wire.embedder_from_wire(request.embedder),
+            chunking=wire.chunking_from_wire(request.chunking),
+        )
+        return wire.collection_to_wire(info)
+
+    def ListCollections(self, request, context) -> pb.ListCollectionsResponse:  # noqa: ANN001, N802
+        return pb.ListCollectionsResponse(
+            collections=[wire.collection_to_wire(info) for info in self.node.list_collections()]
+        )
+
+    def DropCollection(self, request, context) -> pb.DropCollectionResponse:  # noqa: ANN001, N802
+        self.node.drop_collection(wire.require(request.name, "name"))
+        return pb.DropCollectionResponse()
+
+    def _upsert(self, requests: Iterable[pb.UpsertRequest]) -> UpsertReport:
+        collection = ""
+        create_missing = False
+        parts = []
+        position = 0
+        for request in requests:
+            if request.collection and collection and request.collection != collection:
+                raise InvalidArgument(
+                    f"one upload goes to one collection: got {request.collection!r} "
+                    f"after {collection!r}")
+            if not collection:
+                collection = wire.require(request.collection, "collection")
+                create_missing = request.create_missing
+            batch = wire.decode_batch(request.documents, first_position=position,
+                                      max_documents=self.max_batch_documents)
+            position += len(request.documents)
+            report = (self.node.upsert_documents(collection, batch.documents,
+                                                 create_missing=create_missing)
+                      if batch.documents else None)
+            parts.append((batch, report))
+        if not collection:
+            raise InvalidArgument("collection is required (the upload held no messages)")
+        return wire.merge_reports(collection, parts)
+
+    def Upsert(self, request, context) -> pb.UpsertResponse:  # noqa: ANN001, N802
+        return wire.upsert_report_to_wire(self._upsert([request]))
+
+    def UpsertDocuments(self, request_iterator, context) -> pb.UpsertResponse:  # noqa: ANN001, N802
+        return wire.upsert_report_to_wire(self._upsert(request_iterator))
+
+    def DeleteDocuments(self, request, context) -> pb.DeleteDocumentsResponse:  # noqa: ANN001, N802
+        if not request.ids:
+            raise InvalidArgument("ids is required (at least one document id)")
+        report = self.node.delete_documents(wire.require(request.collection, "collection"),
+                                            list(request.ids))
+        return wire.delete_report_to_wire(report)
+
+    def GetDocument(self, request, context) -> pb.Document:  # noqa: ANN001, N802
+        document = self.node.get_document(wire.require(request.collection, "collection"),
+                                          wire.require(request.id, "id"))
+        return wire.document_to_wire(document)
+
+    def Status(self, request, context) -> pb.NodeStatus:  # noqa: ANN001, N802
+        return wire.status_to_wire(self.node.status())
+
+    def Search(self, request, context) -> pb.SearchResponse:  # noqa: ANN001, N802
+        call = wire.search_request_from_wire(request)
+        result = self.node.search(call.collection, call.query, top_k=call.top_k,
+                                  filter=call.filter, params=call.params,
+                                  deadline=call_deadline(context))
+        return wire.search_result_to_wire(result)
+
+    def Build(self, request, context) -> Iterator[pb.BuildProgress]:  # noqa: ANN001, N802
+        """Runs the build on its own thread and relays its progress callbacks as messages."""
+        collection = wire.require(request.collection, "collection")
+        updates: queue.Queue[pb.BuildProgress] = queue.Queue()
+        outcome: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if not context.is_active():
+                raise DeadlineExceeded("build abandoned: the caller went away")
+            updates.put(pb.BuildProgress(stage=stage, done_items=done, total_items=total))
+
+        def run() -> None:
+            try:
+                outcome["result"] = self.node.build(collection, progress=progress)
+            except BaseException as error:  # re-raised on the RPC thread below
+                outcome["error"] = error
+
+        worker = threading.Thread(target=run, name=f"build-{collection}", daemon=True)
+        worker.start()
+        while worker.is_alive() or not updates.empty():
+            try:
+                yield updates.get(timeout=BUILD_PROGRESS_POLL_S)
+            except queue.Empty:
+                continue
+        if "error" in outcome:
+            raise outcome["error"]
+        yield pb.BuildProgress(stage="done", done=True,
+                               summary_json=_summary_json(outcome.get("result")))

@@ -1,0 +1,301 @@
+"""Conversion between ``meshdex.v1`` protobuf messages and ``node/records.py`` dataclasses.
+
+The only module besides the servicer and the client that touches generated code. Decoding
+validates what the domain cannot see (JSON text, sizes, empty required fields) and raises
+``InvalidArgument`` / ``ResourceExhausted`` with the offending field named; decoding a record
+the server sent never trusts it further than the dataclass constructors do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meshdex.index.chunking import ChunkingParams
+from meshdex.index.embedders import EmbedderSpec
+from meshdex.index.errors import InvalidArgument, ResourceExhausted
+from meshdex.node.hlc import HLCTimestamp
+from meshdex.node.records import (
+    CollectionInfo,
+    DeleteReport,
+    Document,
+    DocumentInput,
+    ItemOutcome,
+    NodeStatus,
+    Outcome,
+    UpsertReport,
+)
+from meshdex.proto.meshdex.v1 import node_pb2 as pb
+
+DEFAULT_TOP_K = 10
+MAX_TOP_K = 1000
+
+_OUTCOMES_TO_WIRE = {
+    Outcome.ADDED: pb.ItemOutcome.ADDED,
+    Outcome.UNCHANGED: pb.ItemOutcome.UNCHANGED,
+    Outcome.UPDATED: pb.ItemOutcome.UPDATED,
+    Outcome.REJECTED: pb.ItemOutcome.REJECTED,
+}
+_OUTCOMES_FROM_WIRE = {wire: outcome for outcome, wire in _OUTCOMES_TO_WIRE.items()}
+
+
+def require(value: str, field: str) -> str:
+    """``value`` if it is non-empty, else InvalidArgument naming ``field``."""
+    if not value:
+        raise InvalidArgument(f"{field} is required")
+    return value
+
+
+def json_object(text: str, field: str) -> dict[str, Any]:
+    """Parse a JSON object field; empty text is ``{}``."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise InvalidArgument(f"{field} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{field} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- collections -------------------------------------------------------------------------
+
+
+def embedder_from_wire(message: pb.EmbedderSpec) -> EmbedderSpec:
+    """Empty fields take ``EmbedderSpec``'s defaults; the spec validates the rest."""
+    given = {
+        name: getattr(message, name)
+        for name in ("kind", "model_id", "precision", "url", "api_key_env")
+        if getattr(message, name)
+    }
+    return EmbedderSpec(**given)
+
+
+def embedder_to_wire(spec: EmbedderSpec) -> pb.EmbedderSpec:
+    return pb.EmbedderSpec(kind=spec.kind, model_id=spec.model_id, precision=spec.precision,
+                           url=spec.url or "", api_key_env=spec.api_key_env or "")
+
+
+def chunking_from_wire(message: pb.ChunkingParams) -> ChunkingParams:
+    """Zero fields take ``ChunkingParams``'s defaults."""
+    given = {name: getattr(message, name) for name in ("max_chars", "overlap_chars")
+             if getattr(message, name)}
+    return ChunkingParams(**given)
+
+
+def chunking_to_wire(params: ChunkingParams) -> pb.ChunkingParams:
+    return pb.ChunkingParams(max_chars=params.max_chars, overlap_chars=params.overlap_chars)
+
+
+def collection_to_wire(info: CollectionInfo) -> pb.Collection:
+    return pb.Collection(
+        name=info.name,
+        embedder=embedder_to_wire(info.embedder),
+        chunking=chunking_to_wire(info.chunking),
+        created_ms=info.created_ms,
+        updated_ms=info.updated_ms,
+        document_count=info.document_count,
+        passage_count=info.passage_count,
+        tombstone_count=info.tombstone_count,
+    )
+
+
+def collection_from_wire(message: pb.Collection) -> CollectionInfo:
+    return CollectionInfo(
+        name=message.name,
+        embedder=embedder_from_wire(message.embedder),
+        chunking=chunking_from_wire(message.chunking),
+        created_ms=message.created_ms,
+        updated_ms=message.updated_ms,
+        document_count=message.document_count,
+        passage_count=message.passage_count,
+        tombstone_count=message.tombstone_count,
+    )
+
+
+# --- documents ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodedBatch:
+    """One upload message, split into documents the node should see and ones refused here.
+
+    ``positions[i]`` is the upload-wide position of ``documents[i]``.
+    """
+
+    documents: list[DocumentInput]
+    positions: list[int]
+    refused: list[ItemOutcome]
+
+
+def document_input_to_wire(doc: DocumentInput) -> pb.DocumentInput:
+    return pb.DocumentInput(id=doc.id, text=doc.text, source=doc.source or "",
+                            metadata_json=to_json(doc.metadata) if doc.metadata else "")
+
+
+def decode_batch(messages: Sequence[pb.DocumentInput], *, first_position: int,
+                 max_documents: int) -> DecodedBatch:
+    """Turn one message's documents into ``DocumentInput``s.
+
+    A document whose metadata is not a JSON object is refused here, per item, like the node
+    refuses empty text; the rest of the batch goes on. More than ``max_documents`` in one
+    message refuses the whole message (ResourceExhausted) before anything is written.
+    """
+    if len(messages) > max_documents:
+        raise ResourceExhausted(
+            f"{len(messages)} documents in one message; the limit is {max_documents}",
+            hint="split the upload into smaller batches (the UpsertDocuments stream takes many)",
+        )
+    documents, positions, refused = [], [], []
+    for offset, message in enumerate(messages):
+        position = first_position + offset
+        try:
+            metadata = json_object(message.metadata_json, "metadata_json")
+        except InvalidArgument as error:
+            refused.append(ItemOutcome(position=position, id=message.id,
+                                       outcome=Outcome.REJECTED, reason=str(error)))
+            continue
+        documents.append(DocumentInput(id=message.id, text=message.text, metadata=metadata,
+                                       source=message.source or None))
+        positions.append(position)
+    return DecodedBatch(documents=documents, positions=positions, refused=refused)
+
+
+def merge_reports(collection: str, parts: Iterable[tuple[DecodedBatch, UpsertReport | None]],
+                  ) -> UpsertReport:
+    """One report for a whole upload: node outcomes re-positioned, plus wire refusals."""
+    items: list[ItemOutcome] = []
+    created = False
+    for batch, report in parts:
+        items.extend(batch.refused)
+        if report is None:
+            continue
+        created = created or report.created_collection
+        for item in report.items:
+            items.append(ItemOutcome(position=batch.positions[item.position], id=item.id,
+                                     outcome=item.outcome, reason=item.reason))
+    items.sort(key=lambda item: item.position)
+    return UpsertReport(collection=collection, items=items, created_collection=created)
+
+
+def upsert_report_to_wire(report: UpsertReport) -> pb.UpsertResponse:
+    return pb.UpsertResponse(
+        collection=report.collection,
+        created_collection=report.created_collection,
+        items=[pb.ItemOutcome(position=item.position, id=item.id,
+                              outcome=_OUTCOMES_TO_WIRE[item.outcome], reason=item.reason or "")
+               for item in report.items],
+    )
+
+
+def upsert_report_from_wire(message: pb.UpsertResponse) -> UpsertReport:
+    return UpsertReport(
+        collection=message.collection,
+        created_collection=message.created_collection,
+        items=[ItemOutcome(position=item.position, id=item.id,
+                           outcome=_OUTCOMES_FROM_WIRE[item.outcome], reason=item.reason or None)
+               for item in message.items],
+    )
+
+
+def delete_report_to_wire(report: DeleteReport) -> pb.DeleteDocumentsResponse:
+    return pb.DeleteDocumentsResponse(collection=report.collection, deleted=report.deleted,
+                                      not_found=report.not_found)
+
+
+def delete_report_from_wire(message: pb.DeleteDocumentsResponse) -> DeleteReport:
+    return DeleteReport(collection=message.collection, deleted=list(message.deleted),
+                        not_found=list(message.not_found))
+
+
+def document_to_wire(doc: Document) -> pb.Document:
+    return pb.Document(id=doc.id, collection=doc.collection, source=doc.source or "",
+                       metadata_json=to_json(doc.metadata), text=doc.text,
+                       content_hash=doc.content_hash, hlc=doc.hlc.to_str(),
+                       passage_keys=list(doc.passage_keys))
+
+
+def document_from_wire(message: pb.Document) -> Document:
+    return Document(collection=message.collection, id=message.id, text=message.text,
+                    metadata=json_object(message.metadata_json, "metadata_json"),
+                    source=message.source or None, content_hash=message.content_hash,
+                    hlc=HLCTimestamp.from_str(message.hlc),
+                    passage_keys=tuple(message.passage_keys))
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def status_to_wire(status: NodeStatus) -> pb.NodeStatus:
+    return pb.NodeStatus(
+        data_dir=str(status.data_dir), device_id=status.device_id, last_seq=status.last_seq,
+        max_hlc=status.max_hlc.to_str() if status.max_hlc else "",
+        store_bytes=status.store_bytes,
+        collections=[collection_to_wire(info) for info in status.collections],
+    )
+
+
+def status_from_wire(message: pb.NodeStatus) -> NodeStatus:
+    return NodeStatus(
+        data_dir=Path(message.data_dir), device_id=message.device_id, last_seq=message.last_seq,
+        max_hlc=HLCTimestamp.from_str(message.max_hlc) if message.max_hlc else None,
+        store_bytes=message.store_bytes,
+        collections=[collection_from_wire(info) for info in message.collections],
+    )
+
+
+# --- search ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchCall:
+    """A validated search request, in the keyword arguments ``Node.search`` takes."""
+
+    collection: str
+    query: str
+    top_k: int
+    filter: str | None
+    params: dict[str, Any] | None
+
+
+def search_request_from_wire(message: pb.SearchRequest) -> SearchCall:
+    top_k = message.top_k or DEFAULT_TOP_K
+    if top_k > MAX_TOP_K:
+        raise InvalidArgument(f"top_k must be at most {MAX_TOP_K}, got {top_k}")
+    if not message.query.strip():
+        raise InvalidArgument("query is required (a non-blank text to search for)")
+    return SearchCall(
+        collection=require(message.collection, "collection"),
+        query=message.query,
+        top_k=top_k,
+        filter=message.filter.strip() or None,
+        params=json_object(message.params_json, "params_json") or None,
+    )
+
+
+
+def search_stats_to_wire(stats: Any) -> pb.SearchStats:
+    """Copy every SearchStats field the proto knows (the engine may count more)."""
+    known = pb.SearchStats.DESCRIPTOR.fields_by_name
+    return pb.SearchStats(**{name: getattr(stats, name) for name in known
+                             if hasattr(stats, name)})
+
+
+def search_result_to_wire(result: Any) -> pb.SearchResponse:
+    """``Node.search``'s result (``hits`` with document_id, source, metadata, passage, score;
+    ``stats``) as a response."""
+    return pb.SearchResponse(
+        hits=[pb.SearchHit(document_id=hit.document_id, source=hit.source or "",
+                           metadata_json=to_json(hit.metadata), passage=hit.passage,
+                           score=hit.score)
+              for hit in result.hits],
+        stats=search_stats_to_wire(result.stats),
+    )

@@ -1,0 +1,66 @@
+"""Fixtures' building blocks for the gRPC tests: a real node server on a loopback port.
+
+``started_node`` opens a real ``Node`` (real LMDB) in a temp dir, creates one bearer token per
+scope, and serves it on 127.0.0.1 with an OS-chosen port; ``client`` connects with a scope's
+token. Used by every ``tests/test_grpc_*.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+from meshdex.node.auth import SCOPES, TokenStore
+from meshdex.node.client import MeshdexClient
+from meshdex.node.config import NodeConfig
+from meshdex.node.server import RunningServer, start_server
+from meshdex.node.service import Node
+
+
+@dataclass(kw_only=True)
+class NodeServer:
+    """A running test server and what a test needs to talk to it."""
+
+    node: Any  # the real Node, or a mechanics double
+    config: NodeConfig
+    running: RunningServer
+    tokens: dict[str, str]  # scope -> bearer token
+
+    @property
+    def address(self) -> str:
+        return self.running.address
+
+    def client(self, scope: str | None = "admin", **options: Any) -> MeshdexClient:
+        return MeshdexClient(self.address, token=self.tokens[scope] if scope else None,
+                             **options)
+
+    def metadata(self, scope: str) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.tokens[scope]}"),)
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.address)
+
+
+def loopback_config(data_dir: Path, **overrides: Any) -> NodeConfig:
+    return replace(NodeConfig(data_dir=data_dir, listen="127.0.0.1:0"), **overrides)
+
+
+@contextmanager
+def started_node(data_dir: Path, *, node: Any = None, **overrides: Any) -> Iterator[NodeServer]:
+    """Serve ``node`` (default: a real ``Node`` opened in ``data_dir``) until the block ends."""
+    config = loopback_config(data_dir, **overrides)
+    tokens_store = TokenStore(data_dir)
+    tokens = {scope: tokens_store.create(scope)[1] for scope in SCOPES}
+    own_node = node is None
+    node = Node.open(data_dir) if own_node else node
+    running = start_server(node, config)
+    try:
+        yield NodeServer(node=node, config=config, running=running, tokens=tokens)
+    finally:
+        running.stop(0)
+        if own_node:
+            node.close()
