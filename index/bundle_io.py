@@ -1,0 +1,255 @@
+"""Writing a ``.leann`` bundle atomically and opening one as mmap-backed section views.
+
+``write_bundle`` never leaves a half-written bundle at the target path: it writes a temp file
+in the same directory, fsyncs it, renames it over the target and fsyncs the directory, so a
+crash at any point leaves the old bundle or the new one. Readers that have the old one open
+keep their mapping (the renamed-over inode lives until they close), so swapping generations
+never disturbs a running search.
+
+``open_bundle`` maps the file read-only and checks its structure (``bundle_format``); section
+hashes are checked at open (``verify="full"``), on a section's first access (``"lazy"``) or
+never (``"none"``, for inspection tools).
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+from meshdex.index.bundle_format import (
+    SECTION_NAMES,
+    check_section_digest,
+    encode_bundle,
+    read_layout,
+    seal_manifest,
+)
+from meshdex.index.bundle_manifest import BundleManifest
+from meshdex.index.errors import BundleCorrupt, BundleError, InvalidArgument, NotFound
+
+__all__ = ["VERIFY_MODES", "Bundle", "Signer", "open_bundle", "write_bundle"]
+
+logger = logging.getLogger(__name__)
+
+VERIFY_MODES = ("full", "lazy", "none")
+TEMP_SUFFIX = ".tmp"
+
+
+class Signer(Protocol):
+    """Signs a bundle manifest for the device that creates it (implemented by sync)."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    def sign(self, payload: bytes) -> bytes:
+        """A signature over ``payload`` (``BundleManifest.signing_payload()``)."""
+        ...
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bundle(
+    path: Path,
+    manifest: BundleManifest,
+    sections: Mapping[str, bytes | memoryview],
+    *,
+    signer: Signer | None = None,
+) -> BundleManifest:
+    """Write a bundle atomically and return the manifest as written (with its section table).
+
+    The manifest's ``sections`` and ``format_version`` are computed here. With a ``signer``,
+    the manifest is signed by that device. Raises ``InvalidArgument`` for unknown section
+    names or an invalid manifest, ``BundleError`` when the file system refuses the write; in
+    either case the file at ``path`` is untouched and no temp file is left behind.
+    """
+    path = Path(path)
+    if signer is not None:
+        sealed = seal_manifest(manifest, sections)
+        manifest = replace(
+            sealed,
+            signer_device_id=signer.device_id,
+            signature=signer.sign(sealed.signing_payload()),
+        )
+    try:
+        encoded = encode_bundle(manifest, sections)
+    except BundleCorrupt as error:
+        raise InvalidArgument(error.message, op="write bundle", path=path) from error
+    temp_path: Path | None = None
+    try:
+        fd, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
+        )
+        temp_path = Path(temp_name)
+        with os.fdopen(fd, "wb") as file:
+            for chunk in encoded.chunks:
+                file.write(chunk)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_path, path)
+        temp_path = None
+        _fsync_directory(path.parent)
+    except OSError as error:
+        raise BundleError(
+            f"cannot write bundle: {error.strerror or error}",
+            op="write bundle",
+            path=path,
+            hint="check that the directory exists, is writable and has free space",
+        ) from error
+    finally:
+        if temp_path is not None:
+            temp_path.unlink(missing_ok=True)
+    logger.info(
+        "wrote bundle %s: collection %s generation %d, %d bytes",
+        path,
+        encoded.manifest.collection,
+        encoded.manifest.generation,
+        encoded.size_bytes,
+    )
+    return encoded.manifest
+
+
+class Bundle:
+    """An open bundle: its manifest and read-only, mmap-backed views of its sections.
+
+    Thread-safe. Views stay valid after ``close()`` for as long as a caller holds them: the
+    mapping is released when the last view is gone. Do not truncate or rewrite a bundle file
+    in place while it is open (``write_bundle`` never does; it renames a new file over it).
+    """
+
+    def __init__(
+        self, *, path: Path, mapping: mmap.mmap, manifest: BundleManifest, verify: str
+    ) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.size_bytes = len(mapping)
+        self._mapping = mapping
+        self._view = memoryview(mapping)
+        self._verify = verify
+        self._verified: set[str] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def section_names(self) -> tuple[str, ...]:
+        return self.manifest.section_names
+
+    def has_section(self, name: str) -> bool:
+        return self.manifest.section_entry(name) is not None
+
+    def section(self, name: str) -> memoryview:
+        """A read-only view of the section's bytes, hash-checked first unless opened with
+        ``verify="none"``. Raises ``BundleError`` if the bundle has no such section,
+        ``BundleCorrupt`` if its bytes do not match the manifest."""
+        entry = self.manifest.section_entry(name)
+        if entry is None:
+            known = "a known section name" if name in SECTION_NAMES else "an unknown name"
+            raise BundleError(
+                f"bundle has no section {name!r} ({known}); it has: "
+                f"{', '.join(self.section_names) or 'none'}",
+                op="read section",
+                path=self.path,
+            )
+        with self._lock:
+            if self._closed:
+                raise BundleError("bundle is closed", op="read section", path=self.path)
+            if self._verify != "none" and name not in self._verified:
+                self._check_section(name)
+            return self._view[entry.offset : entry.offset + entry.length]
+
+    def sections(self) -> dict[str, memoryview]:
+        """Every section by name (the mapping ``Index.from_sections`` takes)."""
+        return {name: self.section(name) for name in self.section_names}
+
+    def verify(self) -> None:
+        """Check every section's SHA-256 now; raises ``BundleCorrupt`` naming the first bad one."""
+        with self._lock:
+            if self._closed:
+                raise BundleError("bundle is closed", op="verify bundle", path=self.path)
+            for name in self.section_names:
+                if name not in self._verified:
+                    self._check_section(name)
+
+    def _check_section(self, name: str) -> None:
+        entry = self.manifest.section_entry(name)
+        assert entry is not None
+        check_section_digest(self._view, entry, path=self.path)
+        self._verified.add(name)
+
+    def close(self) -> None:
+        """Stop handing out views; unmap now, or when the last outstanding view is released."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            _unmap(self._view, self._mapping)
+
+
+def _unmap(view: memoryview, mapping: mmap.mmap) -> None:
+    """Release our view and unmap, unless callers still hold views (then GC unmaps later)."""
+    view.release()
+    try:
+        mapping.close()
+    except BufferError:
+        logger.debug("bundle views still held; the mapping goes when they are released")
+
+
+def open_bundle(path: Path, *, verify: str = "full") -> Bundle:
+    """Open and check a bundle; ``verify`` is ``"full"``, ``"lazy"`` or ``"none"``.
+
+    Raises ``NotFound`` if there is no file, ``BundleCorrupt`` for any damage (the message
+    says what and where), ``BundleVersionError`` for a format this build cannot read,
+    ``BundleError`` if the file cannot be read at all.
+    """
+    if verify not in VERIFY_MODES:
+        raise InvalidArgument(
+            f"verify must be one of {', '.join(VERIFY_MODES)}, not {verify!r}", op="open bundle"
+        )
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size == 0:
+                raise BundleCorrupt(
+                    "file is empty, not a bundle", op="open bundle", path=path,
+                    hint="copy the bundle again, or rebuild the index",
+                )
+            mapping = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except FileNotFoundError as error:
+        raise NotFound("no bundle file there", op="open bundle", path=path) from error
+    except OSError as error:
+        raise BundleError(
+            f"cannot read bundle: {error.strerror or error}", op="open bundle", path=path
+        ) from error
+    view = memoryview(mapping)
+    try:
+        manifest = read_layout(view, path=path)
+    except BaseException:
+        _unmap(view, mapping)
+        raise
+    view.release()
+    bundle = Bundle(path=path, mapping=mapping, manifest=manifest, verify=verify)
+    if verify == "full":
+        try:
+            bundle.verify()
+        except BaseException:
+            bundle.close()
+            raise
+    return bundle
