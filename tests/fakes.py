@@ -9,13 +9,17 @@ microseconds. It counts model calls (one per batch) like the real embedder does.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
+import time
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 from meshdex.index.embedder import EmbeddingFingerprint
 from meshdex.index.embedders_local import l2_normalise
+from meshdex.index.errors import InvalidArgument
 
 HASHING_DIM = 64
 HASHING_MODEL_ID = "meshdex-test/hashing-bag-of-words"
@@ -76,8 +80,8 @@ class HashingEmbedder:
         return out
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        if isinstance(texts, str):
-            raise TypeError("embed_documents takes a list of texts")
+        if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
+            raise InvalidArgument("embed_documents takes a list of str")
         out = np.empty((len(texts), self._dim), dtype=np.float32)
         for start in range(0, len(texts), self._batch_size):
             batch = texts[start : start + self._batch_size]
@@ -90,3 +94,76 @@ class HashingEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]
+
+
+class FakeEmbeddingServer:
+    """An OpenAI-compatible ``/v1/embeddings`` server on 127.0.0.1 answering with a fake embedder.
+
+    A real HTTP server in a thread (the HTTP embedder's sockets, timeouts and retries are
+    exercised for real); only the vectors are fake. ``script`` holds the next responses to
+    misbehave with, consumed one per request: an int is an HTTP status to fail with, a float
+    is seconds to stall before answering, bytes are a body to send instead of the embeddings.
+    ``requests`` records each request's JSON body, ``headers`` each request's headers.
+    """
+
+    def __init__(self, embedder: HashingEmbedder | None = None) -> None:
+        self.embedder = embedder or HashingEmbedder()
+        self.script: list[int | float | bytes] = []
+        self.requests: list[dict] = []
+        self.headers: list[dict[str, str]] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> FakeEmbeddingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def _respond(self, body: dict) -> tuple[int, bytes]:
+        self.requests.append(body)
+        action = self.script.pop(0) if self.script else None
+        if isinstance(action, int):
+            return action, b'{"error": "scripted failure"}'
+        if isinstance(action, float):
+            time.sleep(action)
+        if isinstance(action, bytes):
+            return 200, action
+        vectors = self.embedder.embed_documents(body["input"])
+        data = [{"object": "embedding", "index": i, "embedding": vector.tolist()}
+                for i, vector in enumerate(vectors)]
+        return 200, json.dumps({"object": "list", "data": data, "model": body["model"]}).encode()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                if self.path != "/v1/embeddings":
+                    status, payload = 404, b'{"error": "not found"}'
+                else:
+                    server.headers.append(dict(self.headers))
+                    length = int(self.headers.get("Content-Length", 0))
+                    status, payload = server._respond(json.loads(self.rfile.read(length)))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                try:
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout test); nothing to answer
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass  # keep test output clean
+
+        return Handler
