@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-
 from meshdex import __version__
 from meshdex.index import errors
 
@@ -76,6 +75,10 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: int) -> None:
 
 def _register_commands() -> None:
     """Attach every command family to the group (one import per module that owns commands)."""
+    from meshdex.node.cli import docs_cmds
+
+    for command in docs_cmds.COMMANDS:
+        cli.add_command(command)
 
 
 _register_commands()

@@ -1,0 +1,307 @@
+"""Commands that manage collections and documents: ``init``, ``add``, ``list``, ``rm``, ``status``.
+
+A thin layer: parse options, call ``Node`` / ``meshdex.node.ingest``, print. Errors are raised
+as ``MeshdexError`` and turned into one line and an exit code by the group in ``main``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from meshdex.index.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP_CHARS, ChunkingParams
+from meshdex.index.embedders import EMBEDDER_KINDS, EmbedderSpec
+from meshdex.index.embedders_local import MODEL_ID, PRECISIONS
+from meshdex.node.ingest import IngestSummary, collect_files, ingest, read_file, read_jsonl
+from meshdex.node.records import CollectionInfo
+from meshdex.node.service import DEFAULT_COLLECTION, Node
+from tqdm import tqdm
+
+collection_option = click.option(
+    "--collection",
+    "-c",
+    default=DEFAULT_COLLECTION,
+    show_default=True,
+    help="Which collection to work on.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def _data_dir(ctx: click.Context) -> Path | None:
+    return (ctx.obj or {}).get("data_dir")
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _describe(info: CollectionInfo) -> str:
+    spec = info.embedder
+    where = f" at {spec.url}" if spec.url else ""
+    return (
+        f"{spec.kind} {spec.model_id} ({spec.precision}){where}; passages up to "
+        f"{info.chunking.max_chars} chars, {info.chunking.overlap_chars} overlap"
+    )
+
+
+@click.command("init")
+@collection_option
+@click.option(
+    "--embedder",
+    type=click.Choice(EMBEDDER_KINDS),
+    default="local",
+    show_default=True,
+    help="local: the packaged model, nothing leaves this machine. http: an OpenAI-compatible "
+    "/v1/embeddings server you name with --embedder-url (passage text is sent to it).",
+)
+@click.option("--embedder-url", help="Base URL of the http embedder, e.g. http://127.0.0.1:11434.")
+@click.option("--embedder-model", help="Model id the http embedder serves.")
+@click.option("--api-key-env", help="Environment variable holding the http embedder's API key.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fp32",
+    show_default=True,
+    help="Precision of the local model.",
+)
+@click.option(
+    "--max-chars",
+    type=int,
+    default=DEFAULT_MAX_CHARS,
+    show_default=True,
+    help="Longest passage, in characters.",
+)
+@click.option(
+    "--overlap-chars",
+    type=int,
+    default=DEFAULT_OVERLAP_CHARS,
+    show_default=True,
+    help="Characters repeated between neighbouring passages.",
+)
+@json_option
+@click.pass_context
+def init_command(
+    ctx: click.Context,
+    collection: str,
+    embedder: str,
+    embedder_url: str | None,
+    embedder_model: str | None,
+    api_key_env: str | None,
+    precision: str,
+    max_chars: int,
+    overlap_chars: int,
+    as_json: bool,
+) -> None:
+    """Create a collection (the data directory too, if needed).
+
+    \b
+    Example:
+      meshdex init
+      meshdex init -c papers --max-chars 800
+      meshdex init -c remote --embedder http --embedder-url http://127.0.0.1:8080 \\
+          --embedder-model BAAI/bge-small-en-v1.5
+    """
+    if embedder == "http":
+        spec = EmbedderSpec(
+            kind="http",
+            model_id=embedder_model or MODEL_ID,
+            url=embedder_url,
+            api_key_env=api_key_env,
+        )
+    elif embedder_url or embedder_model or api_key_env:
+        raise click.UsageError("--embedder-url/--embedder-model/--api-key-env need --embedder http")
+    else:
+        spec = EmbedderSpec(precision=precision)
+    chunking = ChunkingParams(max_chars=max_chars, overlap_chars=overlap_chars)
+    with Node.open(_data_dir(ctx)) as node:
+        info = node.create_collection(collection, embedder=spec, chunking=chunking)
+        if as_json:
+            _print_json(info.to_dict())
+        else:
+            click.echo(f"created collection {info.name!r} in {node.data_dir}: {_describe(info)}")
+
+
+@click.command("add")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--jsonl",
+    "jsonl_files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help='A file with one JSON object per line: {"id": ..., "text": ..., "metadata": {...}}. '
+    "Repeatable.",
+)
+@collection_option
+@click.option(
+    "--id-prefix",
+    help="Prefix for document ids of files (default: the folder's name and '/'; ids are the "
+    "prefix plus the path relative to the folder given).",
+)
+@json_option
+@click.pass_context
+def add_command(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    jsonl_files: tuple[Path, ...],
+    collection: str,
+    id_prefix: str | None,
+    as_json: bool,
+) -> None:
+    """Add files, folders or JSONL documents to a collection (created if missing).
+
+    Folders are walked for text (txt, md, rst), HTML (text extracted) and source code;
+    hidden files, binaries and other types are skipped and counted. Unchanged documents are
+    left alone, changed ones replaced. Bad inputs are reported with file and line, the rest
+    still go in, and the exit code is 11 (partial failure).
+
+    \b
+    Example:
+      meshdex add ~/notes
+      meshdex add README.md docs/ --collection project
+      meshdex add --jsonl articles.jsonl
+    """
+    if not paths and not jsonl_files:
+        raise click.UsageError("give at least one PATH or --jsonl FILE")
+    tasks, decided = collect_files(list(paths), id_prefix=id_prefix)
+    items = itertools.chain(
+        decided,
+        (read_file(task) for task in tasks),
+        itertools.chain.from_iterable(read_jsonl(path) for path in jsonl_files),
+    )
+    total = None if jsonl_files else len(decided) + len(tasks)
+    with (
+        Node.open(_data_dir(ctx)) as node,
+        tqdm(
+            total=total,
+            unit="item",
+            desc="adding",
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+        ) as bar,
+    ):
+        summary = ingest(node, collection, items, on_item=bar.update)
+    _print_summary(summary, as_json)
+    if summary.partial_failure:
+        from meshdex.node.cli.main import EXIT_PARTIAL_FAILURE  # main imports this module
+
+        ctx.exit(EXIT_PARTIAL_FAILURE)
+
+
+def _print_summary(summary: IngestSummary, as_json: bool) -> None:
+    for origin, reason in summary.errors:
+        click.echo(f"error: {origin}: {reason}", err=True)
+    if as_json:
+        _print_json(summary.to_dict())
+        return
+    if summary.created_collection:
+        click.echo(f"created collection {summary.collection!r} with default settings")
+    data = summary.to_dict()
+    click.echo(
+        f"{summary.collection}: added {data['added']}, updated {data['updated']}, "
+        f"unchanged {data['unchanged']}"
+    )
+    if summary.skipped:
+        reasons = ", ".join(
+            f"{reason} {count}" for reason, count in sorted(summary.skipped.items())
+        )
+        click.echo(f"skipped {sum(summary.skipped.values())}: {reasons}")
+    if summary.errors:
+        click.echo(f"{len(summary.errors)} item(s) not added (see errors above)")
+
+
+@click.command("list")
+@json_option
+@click.pass_context
+def list_command(ctx: click.Context, as_json: bool) -> None:
+    """List collections with their document and passage counts.
+
+    \b
+    Example:
+      meshdex list
+      meshdex list --json
+    """
+    with Node.open(_data_dir(ctx), readonly=True) as node:
+        collections = node.list_collections()
+    if as_json:
+        _print_json([info.to_dict() for info in collections])
+        return
+    if not collections:
+        click.echo("no collections yet; `meshdex add PATH` creates 'default'")
+    for info in collections:
+        click.echo(
+            f"{info.name}: {info.document_count} documents, {info.passage_count} passages"
+            f" — {_describe(info)}"
+        )
+
+
+@click.command("rm")
+@click.argument("ids", nargs=-1, required=True)
+@collection_option
+@json_option
+@click.pass_context
+def rm_command(ctx: click.Context, ids: tuple[str, ...], collection: str, as_json: bool) -> None:
+    """Delete documents by id (they leave tombstones, so the deletion syncs to peers).
+
+    Ids that are not in the collection are reported; the exit code is 3 if none was found
+    and 11 if only some were.
+
+    \b
+    Example:
+      meshdex rm notes/old.md
+      meshdex rm -c papers paper-17 paper-18
+    """
+    with Node.open(_data_dir(ctx)) as node:
+        report = node.delete_documents(collection, ids)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        click.echo(f"{collection}: deleted {len(report.deleted)}")
+    for doc_id in report.not_found:
+        click.echo(f"error: no document {doc_id!r} in collection {collection!r}", err=True)
+    if report.not_found:
+        from meshdex.index.errors import NotFound
+        from meshdex.node.cli.main import EXIT_CODES, EXIT_PARTIAL_FAILURE
+
+        ctx.exit(EXIT_PARTIAL_FAILURE if report.deleted else EXIT_CODES[NotFound])
+
+
+@click.command("status")
+@json_option
+@click.pass_context
+def status_command(ctx: click.Context, as_json: bool) -> None:
+    """Show this device's id, its store, and every collection's counts.
+
+    \b
+    Example:
+      meshdex status
+      meshdex --data-dir /srv/meshdex status --json
+    """
+    with Node.open(_data_dir(ctx), readonly=True) as node:
+        status = node.status()
+    if as_json:
+        _print_json(status.to_dict())
+        return
+    click.echo(f"data dir:    {status.data_dir}")
+    click.echo(f"device id:   {status.device_id}")
+    click.echo(f"changes:     {status.last_seq}")
+    click.echo(f"store size:  {status.store_bytes / 1024 / 1024:.1f} MiB")
+    click.echo(f"collections: {len(status.collections)}")
+    for info in status.collections:
+        click.echo(
+            f"  {info.name}: {info.document_count} documents, {info.passage_count} passages, "
+            f"{info.tombstone_count} deleted"
+        )
+
+
+COMMANDS: list[Callable[..., Any]] = [
+    init_command,
+    add_command,
+    list_command,
+    rm_command,
+    status_command,
+]

@@ -1,0 +1,392 @@
+"""Turning files and JSONL into documents, and feeding them to a ``Node`` with a full account.
+
+Walking: text (txt, md, rst, ...), HTML (text extracted with the standard library's parser)
+and source code, chosen by extension. Hidden files and folders, binaries (a NUL byte in the
+first block), unsupported types and empty files are skipped and counted by reason. Problems
+with one input (bad UTF-8, an invalid JSON line, metadata that is not an object, empty text)
+are reported with file and line; every other input still goes in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from meshdex.node.records import DocumentInput, Outcome, UpsertReport
+from meshdex.node.service import Node
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+BINARY_SNIFF_BYTES = 8192
+
+PLAIN_TEXT_TYPES = {
+    ".txt": "text",
+    ".text": "text",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".rst": "rst",
+    ".adoc": "asciidoc",
+    ".org": "org",
+    ".tex": "latex",
+}
+HTML_EXTENSIONS = frozenset({".html", ".htm", ".xhtml"})
+CODE_LANGUAGES = {
+    ".py": "python",
+    ".pyi": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".jsx": "javascript",
+    ".go": "go",
+    ".rs": "rust",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "c++",
+    ".cpp": "c++",
+    ".hpp": "c++",
+    ".java": "java",
+    ".kt": "kotlin",
+    ".scala": "scala",
+    ".swift": "swift",
+    ".rb": "ruby",
+    ".php": "php",
+    ".cs": "c#",
+    ".lua": "lua",
+    ".pl": "perl",
+    ".r": "r",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".zsh": "shell",
+    ".sql": "sql",
+    ".proto": "protobuf",
+    ".css": "css",
+    ".toml": "toml",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".ini": "ini",
+    ".cfg": "ini",
+}
+JSONL_FIELDS = frozenset({"id", "text", "metadata", "source"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestItem:
+    """One input: a document to add, or why it was skipped, or what was wrong with it.
+
+    ``origin`` says where it came from (``path`` or ``path:line``) for messages.
+    """
+
+    origin: str
+    doc: DocumentInput | None = None
+    skipped: str | None = None  # reason, e.g. "hidden", "binary"
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileTask:
+    """A file found by the walk, to be read into a document."""
+
+    path: Path
+    doc_id: str
+    relative: str
+
+
+@dataclass(kw_only=True)
+class IngestSummary:
+    """What an ingestion did: the store's report plus skips and per-item errors."""
+
+    collection: str
+    created_collection: bool = False
+    counts: Counter[str] = field(default_factory=Counter)  # added / updated / unchanged
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason)
+
+    @property
+    def partial_failure(self) -> bool:
+        return bool(self.errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "created_collection": self.created_collection,
+            "added": self.counts[Outcome.ADDED.value],
+            "updated": self.counts[Outcome.UPDATED.value],
+            "unchanged": self.counts[Outcome.UNCHANGED.value],
+            "skipped": dict(sorted(self.skipped.items())),
+            "errors": [{"origin": origin, "reason": reason} for origin, reason in self.errors],
+        }
+
+
+# ------------------------------------------------------------------------------ walking
+
+
+def collect_files(
+    paths: Sequence[Path], *, id_prefix: str | None = None
+) -> tuple[list[FileTask], list[IngestItem]]:
+    """Walk ``paths`` (files or folders) in sorted order.
+
+    Returns the files to read and the items already decided (skipped or erroneous). A file's
+    document id is ``id_prefix`` (default: the folder's name and ``/``, or nothing for a file
+    given directly) followed by its path relative to the folder given.
+    """
+    tasks: list[FileTask] = []
+    decided: list[IngestItem] = []
+    for given in paths:
+        given = Path(given)
+        if not given.exists():
+            decided.append(IngestItem(origin=str(given), error="no such file or directory"))
+        elif given.is_dir():
+            root = given.resolve()
+            prefix = id_prefix if id_prefix is not None else f"{root.name}/"
+            _walk_folder(root, prefix, tasks, decided)
+        else:
+            prefix = id_prefix if id_prefix is not None else ""
+            _consider_file(given.resolve(), given.name, prefix, tasks, decided)
+    return tasks, decided
+
+
+def _walk_folder(root: Path, prefix: str, tasks: list[FileTask], decided: list[IngestItem]) -> None:
+    for folder, dirnames, filenames in os.walk(root):
+        here = Path(folder)
+        hidden_dirs = [name for name in dirnames if name.startswith(".")]
+        for name in hidden_dirs:
+            decided.append(IngestItem(origin=str(here / name), skipped="hidden"))
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+        for name in sorted(filenames):
+            path = here / name
+            _consider_file(path, path.relative_to(root).as_posix(), prefix, tasks, decided)
+
+
+def _consider_file(
+    path: Path, relative: str, prefix: str, tasks: list[FileTask], decided: list[IngestItem]
+) -> None:
+    suffix = path.suffix.lower()
+    if path.name.startswith("."):
+        decided.append(IngestItem(origin=str(path), skipped="hidden"))
+    elif not path.is_file():
+        decided.append(IngestItem(origin=str(path), skipped="not a regular file"))
+    elif (
+        suffix not in PLAIN_TEXT_TYPES
+        and suffix not in HTML_EXTENSIONS
+        and (suffix not in CODE_LANGUAGES)
+    ):
+        decided.append(IngestItem(origin=str(path), skipped="unsupported type"))
+    else:
+        tasks.append(FileTask(path=path, doc_id=prefix + relative, relative=relative))
+
+
+def read_file(task: FileTask) -> IngestItem:
+    """Read one file into a document (text extracted from HTML), or say why not."""
+    origin = str(task.path)
+    try:
+        size = task.path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return IngestItem(origin=origin, skipped="too large")
+        data = task.path.read_bytes()
+    except OSError as error:
+        return IngestItem(origin=origin, error=f"cannot read: {error.strerror or error}")
+    if b"\0" in data[:BINARY_SNIFF_BYTES]:
+        return IngestItem(origin=origin, skipped="binary")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        return IngestItem(origin=_line_origin(origin, data, error.start), error=_utf8_error(error))
+    suffix = task.path.suffix.lower()
+    metadata: dict[str, Any] = {"path": task.relative}
+    if suffix in HTML_EXTENSIONS:
+        text, title = extract_html(text)
+        metadata["type"] = "html"
+        if title:
+            metadata["title"] = title
+    elif suffix in CODE_LANGUAGES:
+        metadata["type"] = "code"
+        metadata["language"] = CODE_LANGUAGES[suffix]
+    else:
+        metadata["type"] = PLAIN_TEXT_TYPES[suffix]
+    if not text.strip():
+        return IngestItem(origin=origin, skipped="empty")
+    doc = DocumentInput(id=task.doc_id, text=text, metadata=metadata, source=origin)
+    return IngestItem(origin=origin, doc=doc)
+
+
+def _line_origin(origin: str, data: bytes, offset: int) -> str:
+    line = data.count(b"\n", 0, offset) + 1
+    return f"{origin}:{line}"
+
+
+def _utf8_error(error: UnicodeDecodeError) -> str:
+    bad = error.object[error.start : error.start + 1].hex()
+    return f"not valid UTF-8 (byte 0x{bad} at offset {error.start})"
+
+
+# --------------------------------------------------------------------------------- HTML
+
+
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote body dd details div dl dt fieldset figcaption figure "
+    "footer form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table td th tr ul".split()
+)
+_SKIPPED_TAGS = frozenset({"script", "style", "head", "noscript", "template", "svg"})
+
+
+class _TextExtractor(HTMLParser):
+    """Collects visible text; block elements become paragraph breaks, ``<pre>`` keeps spaces."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title: list[str] = []
+        self._skip_depth = 0
+        self._pre_depth = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag in _SKIPPED_TAGS:
+            self._skip_depth += 1
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n\n")
+            if tag == "pre":
+                self._pre_depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag in _SKIPPED_TAGS:
+            self._skip_depth = max(0, self._skip_depth - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n\n")
+            if tag == "pre":
+                self._pre_depth = max(0, self._pre_depth - 1)
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title.append(data)
+        elif self._skip_depth:
+            return
+        elif self._pre_depth:
+            self.parts.append(data)
+        else:
+            self.parts.append(re.sub(r"\s+", " ", data))
+
+
+def extract_html(html: str) -> tuple[str, str | None]:
+    """Visible text of an HTML page (paragraphs separated by blank lines) and its title."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    text = "".join(parser.parts)
+    lines = [line.rstrip() for line in text.split("\n")]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    title = re.sub(r"\s+", " ", "".join(parser.title)).strip() or None
+    return text, title
+
+
+# -------------------------------------------------------------------------------- JSONL
+
+
+def read_jsonl(path: Path) -> Iterator[IngestItem]:
+    """One item per non-blank line of ``{"id", "text", "metadata"?, "source"?}`` objects."""
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        yield IngestItem(origin=str(path), error=f"cannot read: {error.strerror or error}")
+        return
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            origin = f"{path}:{number}"
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                yield IngestItem(origin=origin, error=_utf8_error(error))
+                continue
+            yield _jsonl_item(origin, line)
+
+
+def _jsonl_item(origin: str, line: str) -> IngestItem:
+    try:
+        record = json.loads(line)
+    except ValueError as error:
+        return IngestItem(origin=origin, error=f"invalid JSON: {error}")
+    if not isinstance(record, dict):
+        return IngestItem(origin=origin, error="a line must be a JSON object")
+    unknown = sorted(set(record) - JSONL_FIELDS)
+    if unknown:
+        return IngestItem(
+            origin=origin,
+            error=f"unknown field(s) {', '.join(unknown)}; expected id, text, metadata, source",
+        )
+    doc_id, text = record.get("id"), record.get("text")
+    metadata = record.get("metadata", {})
+    if not isinstance(doc_id, str):
+        return IngestItem(origin=origin, error='"id" must be a string')
+    if not isinstance(text, str):
+        return IngestItem(origin=origin, error=f'document {doc_id!r}: "text" must be a string')
+    if not text.strip():
+        return IngestItem(origin=origin, error=f"document {doc_id!r}: text is empty")
+    if not isinstance(metadata, dict):
+        return IngestItem(
+            origin=origin, error=f'document {doc_id!r}: "metadata" must be a JSON object'
+        )
+    source = record.get("source", origin)
+    return IngestItem(
+        origin=origin,
+        doc=DocumentInput(id=doc_id, text=text, metadata=metadata, source=source),
+    )
+
+
+# ------------------------------------------------------------------------------ feeding
+
+
+def ingest(
+    node: Node,
+    collection: str,
+    items: Iterable[IngestItem],
+    *,
+    on_item: Callable[[], None] | None = None,
+) -> IngestSummary:
+    """Add the documents among ``items`` to ``collection`` (created with defaults if missing).
+
+    Skips and errors are tallied; documents the node rejects are reported with their origin.
+    ``on_item`` is called once per item consumed (for a progress bar).
+    """
+    summary = IngestSummary(collection=collection)
+    origins: list[str] = []
+
+    def documents() -> Iterator[DocumentInput]:
+        for item in items:
+            if on_item is not None:
+                on_item()
+            if item.doc is not None:
+                origins.append(item.origin)
+                yield item.doc
+            elif item.skipped is not None:
+                summary.skipped[item.skipped] += 1
+            else:
+                summary.errors.append((item.origin, item.error or "unreadable"))
+
+    report = node.upsert_documents(collection, documents(), create_missing=True)
+    _tally(summary, report, origins)
+    return summary
+
+
+def _tally(summary: IngestSummary, report: UpsertReport, origins: list[str]) -> None:
+    summary.created_collection = report.created_collection
+    for item in report.items:
+        if item.outcome is Outcome.REJECTED:
+            summary.errors.append((origins[item.position], item.reason or "rejected"))
+        else:
+            summary.counts[item.outcome.value] += 1
