@@ -38,6 +38,7 @@ from meshdex.node.records import (
     Document,
     DocumentInput,
     NodeStatus,
+    SearchResults,
     UpsertReport,
 )
 from meshdex.proto.meshdex.v1 import node_pb2 as pb
@@ -209,7 +210,8 @@ class MeshdexClient:
 
     def search(self, collection: str, query: str, *, top_k: int = wire.DEFAULT_TOP_K,
                filter: str | dict[str, Any] | None = None,  # noqa: A002
-               params: dict[str, Any] | None = None, deadline: float | None = None) -> Any:
+               params: dict[str, Any] | None = None,
+               deadline: float | None = None) -> SearchResults:
         """The ``top_k`` closest passages; ``deadline`` is a ``time.monotonic()`` instant."""
         request = pb.SearchRequest(
             collection=collection, query=query, top_k=top_k,

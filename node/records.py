@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.node.hlc import HLCTimestamp
+
+if TYPE_CHECKING:  # the engine is heavy to import; records stay light
+    from meshdex.index.engine import SearchStats
 
 __all__ = [
     "Change",
@@ -26,6 +29,8 @@ __all__ = [
     "ItemOutcome",
     "NodeStatus",
     "Outcome",
+    "PassageHit",
+    "SearchResults",
     "UpsertReport",
 ]
 
@@ -234,3 +239,23 @@ class NodeStatus:
             "store_bytes": self.store_bytes,
             "collections": [info.to_dict() for info in self.collections],
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class PassageHit:
+    """One search result: the matching passage, its document, and its cosine similarity."""
+
+    document_id: str
+    source: str | None
+    metadata: dict[str, Any]
+    passage: str
+    score: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchResults:
+    """What ``Node.search`` returns (embedded or over gRPC): hits best first, and the cost."""
+
+    collection: str
+    hits: list[PassageHit]
+    stats: SearchStats

@@ -25,6 +25,7 @@ from meshdex.node.records import (
     Document,
     DocumentInput,
     NodeStatus,
+    SearchResults,
     UpsertReport,
 )
 from meshdex.proto.meshdex.v1 import node_pb2 as pb
@@ -63,7 +64,7 @@ class NodeAPI(Protocol):
     def status(self) -> NodeStatus: ...
 
     def search(self, collection: str, query: str, *, top_k: int, filter: str | None,
-               params: dict[str, Any] | None, deadline: float | None) -> Any: ...
+               params: dict[str, Any] | None, deadline: float | None) -> SearchResults: ...
 
     def build(self, collection: str, *, progress: ProgressCallback | None = None) -> Any: ...
 

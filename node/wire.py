@@ -8,9 +8,9 @@ the server sent never trusts it further than the dataclass constructors do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from meshdex.node.records import (
     ItemOutcome,
     NodeStatus,
     Outcome,
+    PassageHit,
+    SearchResults,
     UpsertReport,
 )
 from meshdex.proto.meshdex.v1 import node_pb2 as pb
@@ -124,7 +126,7 @@ def collection_from_wire(message: pb.Collection) -> CollectionInfo:
 # --- documents ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class DecodedBatch:
     """One upload message, split into documents the node should see and ones refused here.
 
@@ -255,7 +257,7 @@ def status_from_wire(message: pb.NodeStatus) -> NodeStatus:
 # --- search ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SearchCall:
     """A validated search request, in the keyword arguments ``Node.search`` takes."""
 
@@ -282,20 +284,31 @@ def search_request_from_wire(message: pb.SearchRequest) -> SearchCall:
 
 
 
-def search_stats_to_wire(stats: Any) -> pb.SearchStats:
-    """Copy every SearchStats field the proto knows (the engine may count more)."""
-    known = pb.SearchStats.DESCRIPTOR.fields_by_name
-    return pb.SearchStats(**{name: getattr(stats, name) for name in known
-                             if hasattr(stats, name)})
-
-
-def search_result_to_wire(result: Any) -> pb.SearchResponse:
-    """``Node.search``'s result (``hits`` with document_id, source, metadata, passage, score;
-    ``stats``) as a response."""
+def search_result_to_wire(result: SearchResults) -> pb.SearchResponse:
+    known = pb.SearchStats.DESCRIPTOR.fields_by_name  # the engine may count more than we send
     return pb.SearchResponse(
+        collection=result.collection,
         hits=[pb.SearchHit(document_id=hit.document_id, source=hit.source or "",
                            metadata_json=to_json(hit.metadata), passage=hit.passage,
                            score=hit.score)
               for hit in result.hits],
-        stats=search_stats_to_wire(result.stats),
+        stats=pb.SearchStats(**{name: getattr(result.stats, name) for name in known
+                                if hasattr(result.stats, name)}),
+    )
+
+
+def search_result_from_wire(message: pb.SearchResponse) -> SearchResults:
+    # Imported here: the engine module is heavy and only search results need its stats type.
+    from meshdex.index.engine import SearchStats
+
+    stats_fields = {field.name for field in dataclasses.fields(SearchStats)}
+    return SearchResults(
+        collection=message.collection,
+        hits=[PassageHit(document_id=hit.document_id, source=hit.source or None,
+                         metadata=json_object(hit.metadata_json, "metadata_json"),
+                         passage=hit.passage, score=hit.score)
+              for hit in message.hits],
+        stats=SearchStats(**{name: getattr(message.stats, name)
+                             for name in pb.SearchStats.DESCRIPTOR.fields_by_name
+                             if name in stats_fields}),
     )

@@ -210,7 +210,7 @@ class SearchHit(_message.Message):
     def __init__(self, document_id: _Optional[str] = ..., source: _Optional[str] = ..., metadata_json: _Optional[str] = ..., passage: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class SearchStats(_message.Message):
-    __slots__ = ("passages_recomputed", "model_calls", "cache_hits", "nodes_visited", "filtered_out", "model_seconds", "graph_seconds", "total_seconds")
+    __slots__ = ("passages_recomputed", "model_calls", "cache_hits", "nodes_visited", "filtered_out", "model_seconds", "graph_seconds", "total_seconds", "strategy")
     PASSAGES_RECOMPUTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
     CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +219,7 @@ class SearchStats(_message.Message):
     MODEL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     GRAPH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
     passages_recomputed: int
     model_calls: int
     cache_hits: int
@@ -227,15 +228,18 @@ class SearchStats(_message.Message):
     model_seconds: float
     graph_seconds: float
     total_seconds: float
-    def __init__(self, passages_recomputed: _Optional[int] = ..., model_calls: _Optional[int] = ..., cache_hits: _Optional[int] = ..., nodes_visited: _Optional[int] = ..., filtered_out: _Optional[int] = ..., model_seconds: _Optional[float] = ..., graph_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ...) -> None: ...
+    strategy: str
+    def __init__(self, passages_recomputed: _Optional[int] = ..., model_calls: _Optional[int] = ..., cache_hits: _Optional[int] = ..., nodes_visited: _Optional[int] = ..., filtered_out: _Optional[int] = ..., model_seconds: _Optional[float] = ..., graph_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ..., strategy: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "stats")
+    __slots__ = ("collection", "hits", "stats")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
     hits: _containers.RepeatedCompositeFieldContainer[SearchHit]
     stats: SearchStats
-    def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., stats: _Optional[_Union[SearchStats, _Mapping]] = ...) -> None: ...
+    def __init__(self, collection: _Optional[str] = ..., hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., stats: _Optional[_Union[SearchStats, _Mapping]] = ...) -> None: ...
 
 class BuildRequest(_message.Message):
     __slots__ = ("collection", "params_json")
