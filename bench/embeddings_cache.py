@@ -1,0 +1,150 @@
+"""Embed the benchmark corpus once per model fingerprint and keep the vectors on disk.
+
+Every benchmark needs the exact embeddings (ground truth, hnswlib baseline, meshdex builds fed
+with precomputed vectors), and computing them costs minutes, so they are cached as raw ``.npy``
+files (loaded with ``allow_pickle=False``) under ``bench/.cache``, keyed by the corpus digest
+and the embedding fingerprint digest. Beside each array a JSON sidecar records the fingerprint
+and the pure embedding time, so a benchmark can report build time as a ratio to it.
+
+Run ``python -m bench.embeddings_cache [--precision bf16]`` to fill the cache ahead of time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from meshdex.index.embedder import Embedder
+from meshdex.index.embedders import default_embedder
+from tqdm import tqdm
+
+from bench.corpus import CACHE_DIR, Corpus, load_corpus
+
+log = logging.getLogger(__name__)
+
+PROGRESS_BLOCK_TEXTS = 256  # texts per progress-bar step (several model batches each)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CachedEmbeddings:
+    """Passage and query vectors for one corpus and fingerprint, plus how long embedding took."""
+
+    passages: np.ndarray  # (len(corpus), dim) float32, unit rows, corpus order
+    queries: dict[str, np.ndarray]  # query set name -> (len(set), dim) float32
+    embed_seconds: float  # wall time of embedding all passages, nothing else
+    passages_per_s: float
+    fingerprint_digest: str
+
+
+def _paths(cache_dir: Path, corpus: Corpus, embedder: Embedder) -> tuple[Path, Path]:
+    stem = f"embeddings-{corpus.digest[:16]}-{embedder.fingerprint.digest()[:16]}"
+    return cache_dir / f"{stem}.npy", cache_dir / f"{stem}.json"
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """Write atomically: a crash never leaves a truncated cache behind."""
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    partial.replace(path)
+
+
+def embed_passages(
+    texts: list[str], embedder: Embedder, *, progress: bool
+) -> tuple[np.ndarray, float]:
+    """All passage vectors in input order and the seconds spent embedding them.
+
+    Texts go to the model sorted by length (little padding per batch); the progress bar moves
+    every ``PROGRESS_BLOCK_TEXTS`` texts.
+    """
+    order = np.argsort([len(text) for text in texts], kind="stable")
+    vectors = np.empty((len(texts), embedder.dim), dtype=np.float32)
+    seconds = 0.0
+    with tqdm(total=len(texts), unit="passage", disable=not progress, file=sys.stderr) as bar:
+        for start in range(0, len(order), PROGRESS_BLOCK_TEXTS):
+            block = order[start : start + PROGRESS_BLOCK_TEXTS]
+            started = time.perf_counter()
+            vectors[block] = embedder.embed_documents([texts[i] for i in block])
+            seconds += time.perf_counter() - started
+            bar.update(len(block))
+    return vectors, seconds
+
+
+def load_or_embed(
+    corpus: Corpus,
+    embedder: Embedder,
+    *,
+    cache_dir: Path = CACHE_DIR,
+    progress: bool | None = None,
+) -> CachedEmbeddings:
+    """Cached vectors for ``corpus`` under ``embedder``'s fingerprint, embedding on a miss."""
+    vectors_path, meta_path = _paths(cache_dir, corpus, embedder)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if vectors_path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        passages = np.load(vectors_path, allow_pickle=False)
+        if passages.shape == (len(corpus), embedder.dim):
+            queries = {name: np.asarray(vectors, dtype=np.float32)
+                       for name, vectors in np.load(
+                           vectors_path.with_suffix(".queries.npz"), allow_pickle=False).items()}
+            return CachedEmbeddings(
+                passages=passages, queries=queries, embed_seconds=meta["embed_seconds"],
+                passages_per_s=meta["passages_per_s"],
+                fingerprint_digest=embedder.fingerprint.digest(),
+            )
+        log.warning("cached embeddings %s have the wrong shape; re-embedding", vectors_path)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    passages, seconds = embed_passages(corpus.texts, embedder, progress=progress)
+    queries = {name: embedder.embed_documents(texts) for name, texts in corpus.query_sets.items()}
+    queries_path = vectors_path.with_suffix(".queries.npz")
+    with queries_path.with_suffix(".partial").open("wb") as handle:
+        np.savez(handle, **queries)
+    queries_path.with_suffix(".partial").replace(queries_path)
+    _save_npy(vectors_path, passages)
+    meta = {
+        "corpus_digest": corpus.digest,
+        "passages": len(corpus),
+        "fingerprint": asdict(embedder.fingerprint),
+        "fingerprint_digest": embedder.fingerprint.digest(),
+        "embed_seconds": seconds,
+        "passages_per_s": len(corpus) / seconds if seconds else float("inf"),
+        "torch_threads": _torch_threads(),
+        "created_unix_s": time.time(),
+    }
+    meta_path.with_suffix(".partial").write_text(json.dumps(meta, indent=2) + "\n")
+    meta_path.with_suffix(".partial").replace(meta_path)  # written last: marks the entry complete
+    return CachedEmbeddings(
+        passages=passages, queries=queries, embed_seconds=seconds,
+        passages_per_s=meta["passages_per_s"], fingerprint_digest=meta["fingerprint_digest"],
+    )
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    corpus = load_corpus()
+    cached = load_or_embed(corpus, default_embedder(args.precision), progress=True)
+    print(f"{len(corpus)} passages x {cached.passages.shape[1]} dims ({args.precision}): "
+          f"{cached.embed_seconds:.0f} s, {cached.passages_per_s:.1f} passages/s")
+
+
+if __name__ == "__main__":
+    main()
