@@ -118,6 +118,15 @@ class MeshdexClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def data_dir(self) -> Path:
+        """The node's data directory (on the node's machine), as its Status reports it."""
+        return self.status().data_dir
+
+    @property
+    def device_id(self) -> str:
+        return self.status().device_id
+
     def _timeout(self, method: str, deadline: float | None = None) -> float | None:
         if deadline is not None:
             remaining = deadline - time.monotonic()

@@ -144,16 +144,22 @@ def start_server(node: NodeAPI, config: NodeConfig) -> RunningServer:
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    logger.warning("meshdex node listening on %s (%s)", address,
+    logger.info("meshdex node listening on %s (%s)", address,
                    "TLS" if config.tls_enabled else "plaintext, loopback only")
     return RunningServer(server=server, health=health_servicer, address=address)
 
 
-def serve(config: NodeConfig, *, open_node: Callable[[NodeConfig], Any]) -> None:
+def serve(
+    config: NodeConfig,
+    *,
+    open_node: Callable[[NodeConfig], Any],
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
     """Run a node until SIGTERM or SIGINT, then shut down gracefully and close the store.
 
     ``open_node(config)`` returns the ``Node`` (a context manager); it is closed only after the
     server has stopped, so every acknowledged write is committed before the store closes.
+    ``on_ready(address)`` is called once the server accepts calls.
     """
     stop_requested = threading.Event()
 
@@ -164,13 +170,17 @@ def serve(config: NodeConfig, *, open_node: Callable[[NodeConfig], Any]) -> None
 
     config.validate()
     with open_node(config) as node:
-        running = start_server(node, config)
         previous = {sig: signal.signal(sig, request_stop)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
+        running: RunningServer | None = None
         try:
+            running = start_server(node, config)
+            if on_ready is not None:
+                on_ready(running.address)
             stop_requested.wait()
         finally:
-            running.stop(config.grace_period_s)
+            if running is not None:
+                running.stop(config.grace_period_s)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-    logger.warning("meshdex node stopped; store closed")
+    logger.info("meshdex node stopped; store closed")

@@ -79,6 +79,9 @@ def _register_commands() -> None:
 
     for command in docs_cmds.COMMANDS:
         cli.add_command(command)
+    from meshdex.node.cli import serve_cmds  # serve, token, config; also the --node options
+
+    serve_cmds.register(cli)
 
 
 _register_commands()
