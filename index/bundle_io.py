@@ -18,7 +18,7 @@ import mmap
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -178,14 +178,21 @@ class Bundle:
         """Every section by name (the mapping ``Index.from_sections`` takes)."""
         return {name: self.section(name) for name in self.section_names}
 
-    def verify(self) -> None:
-        """Check every section's SHA-256 now; raises ``BundleCorrupt`` naming the first bad one."""
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Check every section's SHA-256 now; raises ``BundleCorrupt`` naming the first bad one.
+
+        ``progress(done_bytes, total_bytes)`` is called after each section.
+        """
+        total = sum(entry.length for entry in self.manifest.sections)
+        done = 0
         with self._lock:
             if self._closed:
                 raise BundleError("bundle is closed", op="verify bundle", path=self.path)
-            for name in self.section_names:
-                if name not in self._verified:
-                    self._check_section(name)
+            for entry in self.manifest.sections:
+                self._check_section(entry.name)
+                done += entry.length
+                if progress is not None:
+                    progress(done, total)
 
     def _check_section(self, name: str) -> None:
         entry = self.manifest.section_entry(name)

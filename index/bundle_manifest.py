@@ -12,7 +12,7 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -33,6 +33,7 @@ __all__ = [
     "check_manifest",
     "manifest_from_bytes",
     "manifest_to_bytes",
+    "manifest_to_json",
 ]
 
 # The container format this build writes, and every one it can read (bundle_format.py
@@ -257,6 +258,36 @@ def manifest_from_bytes(data: bytes) -> BundleManifest:
     manifest = BundleManifest.from_proto(message)
     check_manifest(manifest)
     return manifest
+
+
+def manifest_to_json(manifest: BundleManifest) -> dict[str, Any]:
+    """A JSON-ready dict of every field (hashes and signature as hex), for tools and status."""
+
+    def stamp(value: HlcStamp) -> dict[str, Any]:
+        return asdict(value)
+
+    return {
+        "format_version": manifest.format_version,
+        "bundle_id": manifest.bundle_id,
+        "collection": manifest.collection,
+        "generation": manifest.generation,
+        "parent_generation": manifest.parent_generation,
+        "device_id": manifest.device_id,
+        "created_at": stamp(manifest.created_at),
+        "store_state": {
+            "seq_watermarks": dict(sorted(manifest.store_state.seq_watermarks.items())),
+            "max_hlc": stamp(manifest.store_state.max_hlc),
+        },
+        "build_params": dict(manifest.build_params),
+        "fingerprint": {**asdict(manifest.fingerprint), "digest": manifest.fingerprint.digest()},
+        "cache": asdict(manifest.cache) if manifest.cache is not None else None,
+        "sections": [
+            {"name": e.name, "offset": e.offset, "length": e.length, "sha256": e.sha256.hex()}
+            for e in manifest.sections
+        ],
+        "signer_device_id": manifest.signer_device_id or None,
+        "signature": manifest.signature.hex() or None,
+    }
 
 
 def _manifest_problems(manifest: BundleManifest) -> list[str]:

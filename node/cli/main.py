@@ -75,13 +75,14 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: int) -> None:
 
 def _register_commands() -> None:
     """Attach every command family to the group (one import per module that owns commands)."""
-    from meshdex.node.cli import docs_cmds
+    from meshdex.node.cli import bundle_cmds, docs_cmds
 
     for command in docs_cmds.COMMANDS:
         cli.add_command(command)
     from meshdex.node.cli import serve_cmds  # serve, token, config; also the --node options
 
     serve_cmds.register(cli)
+    cli.add_command(bundle_cmds.bundle)
 
 
 _register_commands()

@@ -1,0 +1,151 @@
+"""``meshdex bundle``: look inside and check ``.leann`` index bundles.
+
+A thin layer over ``meshdex.index.bundle_io``: open, describe, print. Damage and unreadable
+versions surface as ``BundleError`` and become one line and exit code 10 in ``main``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from meshdex.index.bundle_io import open_bundle
+from meshdex.index.bundle_manifest import BundleManifest, HlcStamp, manifest_to_json
+from tqdm import tqdm
+
+bundle_path_argument = click.argument(
+    "path", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH"
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _stamp_text(stamp: HlcStamp, *, with_device: bool = True) -> str:
+    if stamp.physical_ms == 0:
+        return "never"
+    when = dt.datetime.fromtimestamp(stamp.physical_ms / 1000, tz=dt.UTC)
+    text = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    suffix = f" +{stamp.logical}" if stamp.logical else ""
+    device = f" on {stamp.device_id}" if stamp.device_id and with_device else ""
+    return f"{text}{suffix}{device}"
+
+
+def _describe(manifest: BundleManifest, path: Path, size_bytes: int) -> list[str]:
+    fp = manifest.fingerprint
+    parent = (
+        f"parent {manifest.parent_generation}" if manifest.parent_generation else "built fresh"
+    )
+    store = manifest.store_state
+    watermarks = ", ".join(f"{d}: {s}" for d, s in sorted(store.seq_watermarks.items()))
+    params = " ".join(f"{k}={v}" for k, v in sorted(manifest.build_params.items()))
+    if manifest.cache is None:
+        cache = "none"
+    else:
+        matches = manifest.cache.fingerprint_digest == fp.digest()
+        cache = f"{manifest.cache.node_count} nodes, " + (
+            "same embedder as the graph" if matches else "from ANOTHER embedder (will be dropped)"
+        )
+    signature = (
+        f"by {manifest.signer_device_id} ({len(manifest.signature)} bytes; checked by sync)"
+        if manifest.signature
+        else "none"
+    )
+    lines = [
+        f"bundle      {path} ({size_bytes} bytes, format version {manifest.format_version})",
+        f"id          {manifest.bundle_id}",
+        f"collection  {manifest.collection}",
+        f"generation  {manifest.generation} ({parent})",
+        f"built by    {manifest.device_id} at "
+        f"{_stamp_text(manifest.created_at, with_device=False)}",
+        f"store state {watermarks or 'empty'} (latest change {_stamp_text(store.max_hlc)})",
+        f"embedder    {fp.model_id} {fp.precision}, dim {fp.dim}, {fp.metric}, {fp.pooling} "
+        f"pooling, {'normalised' if fp.normalize else 'not normalised'}, max {fp.max_seq_length} "
+        f"tokens, model hash {fp.model_hash[:16]}",
+        f"build       {params or 'no params'}",
+        f"cache       {cache}",
+        f"signature   {signature}",
+        f"sections    {len(manifest.sections)}",
+    ]
+    width = max((len(e.name) for e in manifest.sections), default=0)
+    lines += [
+        f"  {e.name:<{width}}  offset {e.offset:>12}  length {e.length:>12}  "
+        f"sha256 {e.sha256.hex()[:16]}"
+        for e in manifest.sections
+    ]
+    return lines
+
+
+@click.group("bundle")
+def bundle() -> None:
+    """Inspect and verify .leann index bundles (one file that carries an index).
+
+    \b
+    Example:
+      meshdex bundle inspect notes.leann
+      meshdex bundle verify notes.leann
+    """
+
+
+@bundle.command("inspect")
+@bundle_path_argument
+@json_option
+def inspect_command(path: Path, as_json: bool) -> None:
+    """Show what a bundle holds: collection, generation, embedder, store state, sections.
+
+    Checks the header, manifest and layout, not the section hashes (use verify for that).
+
+    \b
+    Example:
+      meshdex bundle inspect ~/Downloads/notes.leann
+      meshdex bundle inspect notes.leann --json | jq .fingerprint
+    """
+    with open_bundle(path, verify="none") as opened:
+        if as_json:
+            _print_json(
+                {"path": str(path), "size_bytes": opened.size_bytes,
+                 "manifest": manifest_to_json(opened.manifest)}
+            )
+            return
+        for line in _describe(opened.manifest, path, opened.size_bytes):
+            click.echo(line)
+
+
+@bundle.command("verify")
+@bundle_path_argument
+@json_option
+def verify_command(path: Path, as_json: bool) -> None:
+    """Check every byte of a bundle against the SHA-256s in its manifest.
+
+    Exits 0 if the bundle is whole, non-zero with one line saying what is wrong otherwise.
+
+    \b
+    Example:
+      meshdex bundle verify notes.leann && cp notes.leann /mnt/desktop/
+    """
+    with open_bundle(path, verify="none") as opened:
+        manifest = opened.manifest
+        total = sum(entry.length for entry in manifest.sections)
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc="verifying",
+            disable=not sys.stderr.isatty(), file=sys.stderr,
+        ) as bar:
+            opened.verify(progress=lambda done, _total: bar.update(done - bar.n))
+        size_bytes = opened.size_bytes
+    if as_json:
+        _print_json(
+            {"path": str(path), "ok": True, "size_bytes": size_bytes,
+             "sections": len(manifest.sections), "collection": manifest.collection,
+             "generation": manifest.generation}
+        )
+        return
+    click.echo(
+        f"ok: {path} is whole: collection {manifest.collection}, generation "
+        f"{manifest.generation}, {len(manifest.sections)} sections, {size_bytes} bytes"
+    )
