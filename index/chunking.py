@@ -28,10 +28,11 @@ DEFAULT_OVERLAP_CHARS = 150
 PASSAGE_KEY_BYTES = 32
 PASSAGE_LABEL_BYTES = 8
 
-# Break positions are the index where the text after the break begins.
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
-_SENTENCE_BREAK = re.compile(r"[.!?\u2026\u3002][\"'\u201d\u2019)\]]*\s+")
-_WORD_BREAK = re.compile(r"\s+")
+# Each break is a run of whitespace (group "gap"): a passage may end where the gap begins
+# and the next may start where it ends.
+_PARAGRAPH_BREAK = re.compile(r"(?P<gap>[ \t]*\n[ \t]*\n\s*)")
+_SENTENCE_BREAK = re.compile(r"[.!?\u2026\u3002][\"'\u201d\u2019)\]]*(?P<gap>\s+)")
+_WORD_BREAK = re.compile(r"(?P<gap>\s+)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,24 +69,22 @@ class ChunkingParams:
 
 
 class _Breaks:
-    """Sorted break positions of one kind, searchable by range."""
+    """Break positions of one kind: where passages may end (``cuts``) and start (``starts``)."""
 
     def __init__(self, pattern: re.Pattern[str], text: str) -> None:
-        self.positions = [match.end() for match in pattern.finditer(text)]
+        matches = list(pattern.finditer(text))
+        self.cuts = [match.start("gap") for match in matches]
+        self.starts = [match.end("gap") for match in matches]
 
-    def last_in(self, low: int, high: int) -> int | None:
-        """The largest position p with low <= p <= high, or None."""
-        i = bisect.bisect_right(self.positions, high)
-        if i and self.positions[i - 1] >= low:
-            return self.positions[i - 1]
-        return None
+    def last_cut(self, low: int, high: int) -> int | None:
+        """The largest cut c with low <= c <= high, or None."""
+        i = bisect.bisect_right(self.cuts, high)
+        return self.cuts[i - 1] if i and self.cuts[i - 1] >= low else None
 
-    def first_in(self, low: int, high: int) -> int | None:
-        """The smallest position p with low <= p <= high, or None."""
-        i = bisect.bisect_left(self.positions, low)
-        if i < len(self.positions) and self.positions[i] <= high:
-            return self.positions[i]
-        return None
+    def first_start(self, low: int, high: int) -> int | None:
+        """The smallest start s with low <= s <= high, or None."""
+        i = bisect.bisect_left(self.starts, low)
+        return self.starts[i] if i < len(self.starts) and self.starts[i] <= high else None
 
 
 def chunk_text(text: str, params: ChunkingParams) -> list[str]:
@@ -106,9 +105,9 @@ def chunk_text(text: str, params: ChunkingParams) -> list[str]:
         else:
             half_full = start + max(1, max_chars // 2)
             end = (
-                paragraphs.last_in(half_full, limit)
-                or sentences.last_in(half_full, limit)
-                or words.last_in(half_full, limit)
+                paragraphs.last_cut(half_full, limit)
+                or sentences.last_cut(half_full, limit)
+                or words.last_cut(half_full, limit)
                 or limit
             )
         passage = text[start:end].strip()
@@ -117,6 +116,9 @@ def chunk_text(text: str, params: ChunkingParams) -> list[str]:
         if end >= length:
             break
         start = _next_start(start, end, overlap, sentences, words)
+        gap = _WORD_BREAK.match(text, start)
+        if gap:  # a passage never starts with whitespace: it would only use up max_chars
+            start = gap.end()
     return passages
 
 
@@ -125,10 +127,14 @@ def _next_start(start: int, end: int, overlap: int, sentences: _Breaks, words: _
 
     Always strictly after ``start``, so chunking terminates.
     """
-    if overlap == 0 or end - start <= overlap:
-        return end
-    window_low = end - overlap
-    return sentences.first_in(window_low, end - 1) or words.first_in(window_low, end - 1) or end
+    if overlap and end - start > overlap:
+        window_low = end - overlap
+        overlapping = sentences.first_start(window_low, end - 1) or words.first_start(
+            window_low, end - 1
+        )
+        if overlapping:
+            return overlapping
+    return end
 
 
 def passage_key(text: str) -> bytes:

@@ -79,6 +79,8 @@ def test_cuts_prefer_paragraph_then_sentence_then_word_boundaries() -> None:
     assert by_sentence[0] == "Meshdex keeps a pruned graph and the passages."
     by_word = chunk_text("alpha beta gamma delta", ChunkingParams(max_chars=12, overlap_chars=0))
     assert by_word == ["alpha beta", "gamma delta"]
+    exact_fit = chunk_text("alpha beta gamma delta", ChunkingParams(max_chars=10, overlap_chars=0))
+    assert exact_fit == ["alpha beta", "gamma", "delta"]
     hard = chunk_text("x" * 25, ChunkingParams(max_chars=10, overlap_chars=3))
     assert hard == ["x" * 10, "x" * 10, "x" * 5]
 
