@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 from meshdex.index.embedder import EmbeddingFingerprint
-from meshdex.index.embedders_local import l2_normalise
+from meshdex.index.embedders_local import check_texts, l2_normalise
 from meshdex.index.errors import EmbedderError, InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -137,11 +137,7 @@ class HttpEmbedder:
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """One request per ``batch_size`` texts; shape ``(len(texts), dim)``, unit rows."""
-        if isinstance(texts, str):
-            raise InvalidArgument("embed_documents takes a list of texts, not one string")
-        for position, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise InvalidArgument(f"text #{position} is {type(text).__name__}, expected str")
+        check_texts(texts)
         dim = self.dim
         out = np.empty((len(texts), dim), dtype=np.float32)
         for start in range(0, len(texts), self._batch_size):

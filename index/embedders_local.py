@@ -223,7 +223,7 @@ class SentenceTransformerEmbedder:
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` in batches of ``batch_size``: shape ``(len(texts), dim)``, unit rows."""
-        _check_texts(texts)
+        check_texts(texts)
         out = np.empty((len(texts), self._dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self._batch_size):
@@ -233,7 +233,7 @@ class SentenceTransformerEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one query: shape ``(dim,)``, unit norm, one model call."""
-        _check_texts([text])
+        check_texts([text])
         return self._encode([text])[0]
 
     def _encode(self, batch: list[str]) -> np.ndarray:
@@ -253,8 +253,8 @@ class SentenceTransformerEmbedder:
         return l2_normalise(vectors.float().numpy())
 
 
-def _check_texts(texts: Sequence[str]) -> None:
-    """Refuse anything but a sequence of strings with a message naming the first bad item."""
+def check_texts(texts: Sequence[str]) -> None:
+    """Refuse anything but a sequence of strings, naming the first bad item (every embedder)."""
     if isinstance(texts, str):
         raise InvalidArgument("embed_documents takes a list of texts, not one string")
     for position, text in enumerate(texts):

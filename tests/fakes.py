@@ -18,8 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 from meshdex.index.embedder import EmbeddingFingerprint
-from meshdex.index.embedders_local import l2_normalise
-from meshdex.index.errors import InvalidArgument
+from meshdex.index.embedders_local import check_texts, l2_normalise
 
 HASHING_DIM = 64
 HASHING_MODEL_ID = "meshdex-test/hashing-bag-of-words"
@@ -80,8 +79,7 @@ class HashingEmbedder:
         return out
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
-            raise InvalidArgument("embed_documents takes a list of str")
+        check_texts(texts)
         out = np.empty((len(texts), self._dim), dtype=np.float32)
         for start in range(0, len(texts), self._batch_size):
             batch = texts[start : start + self._batch_size]
