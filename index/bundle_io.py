@@ -33,7 +33,14 @@ from meshdex.index.bundle_format import (
 from meshdex.index.bundle_manifest import BundleManifest
 from meshdex.index.errors import BundleCorrupt, BundleError, InvalidArgument, NotFound
 
-__all__ = ["VERIFY_MODES", "Bundle", "Signer", "open_bundle", "write_bundle"]
+__all__ = [
+    "VERIFY_MODES",
+    "Bundle",
+    "Signer",
+    "open_bundle",
+    "remove_stale_temp_files",
+    "write_bundle",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,30 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temp_files(path: Path) -> list[Path]:
+    """Delete temp files that writers of ``path`` left behind when killed; return them.
+
+    Call only while holding the writer lock for ``path``: a running writer's temp file looks
+    the same as a dead one's.
+    """
+    path = Path(path)
+    prefix = _temp_prefix(path)
+    stale = [
+        candidate
+        for candidate in path.parent.iterdir()
+        if candidate.name.startswith(prefix) and candidate.name.endswith(TEMP_SUFFIX)
+    ]
+    for candidate in stale:
+        candidate.unlink(missing_ok=True)
+    if stale:
+        logger.info("removed %d stale temp file(s) of bundle %s", len(stale), path)
+    return stale
 
 
 def write_bundle(
@@ -89,7 +120,7 @@ def write_bundle(
     temp_path: Path | None = None
     try:
         fd, temp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
+            prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent
         )
         temp_path = Path(temp_name)
         with os.fdopen(fd, "wb") as file:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from meshdex.index.bundle_io import open_bundle, write_bundle
+from meshdex.index.bundle_io import open_bundle, remove_stale_temp_files, write_bundle
 
 ROOT = Path(__file__).resolve().parent
 MIN_ITERATIONS = 20
@@ -91,7 +91,7 @@ def test_sigkilled_writer_always_leaves_a_whole_bundle(tmp_path: Path):
         assert on_disk >= generation
         advanced += on_disk > generation
         generation = on_disk
-        leftovers = [p for p in tmp_path.iterdir() if p != path]
+        leftovers = sorted(p for p in tmp_path.iterdir() if p != path)
         killed_mid_write += bool(leftovers)
-        for leftover in leftovers:
-            leftover.unlink()
+        assert sorted(remove_stale_temp_files(path)) == leftovers
+        assert list(tmp_path.iterdir()) == [path]

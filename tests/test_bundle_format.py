@@ -29,6 +29,7 @@ from meshdex.index.bundle_format import (
 )
 from meshdex.index.bundle_io import open_bundle, write_bundle
 from meshdex.index.bundle_manifest import BundleManifest, CacheManifest, manifest_to_bytes
+from meshdex.index.engine import Index
 from meshdex.index.errors import (
     BundleCorrupt,
     BundleError,
@@ -36,6 +37,7 @@ from meshdex.index.errors import (
     InvalidArgument,
     NotFound,
 )
+from meshdex.index.params import BuildParams
 from meshdex.proto.meshdex.v1 import bundle_pb2
 
 
@@ -415,3 +417,52 @@ def test_failed_write_keeps_the_old_bundle_and_leaves_no_temp_file(tmp_path: Pat
 def test_unknown_verify_mode_is_an_invalid_argument(bundle_path: Path):
     with pytest.raises(InvalidArgument, match="verify must be one of"):
         open_bundle(bundle_path, verify="sometimes")
+
+
+# --- the engine's real sections ------------------------------------------------------------
+
+
+def test_engine_index_round_trips_through_a_bundle_file(tmp_path: Path, fake_embedder):
+    texts = [f"note {i} about topic{i % 11} with keyword{i % 37} and detail{i}" for i in range(400)]
+    labels = (np.arange(1, 401, dtype=np.uint64) * np.uint64(2654435761)).astype(np.uint64)
+    params = BuildParams(
+        M=8, ef_construction=40, pruned_degree=4, pq_subvectors=8,
+        cache_budget_nodes=16, entry_point_count=4,
+    )
+    built = Index.build(texts, labels, embedder=fake_embedder, params=params)
+    built.remove(labels[:10])
+    path = tmp_path / "notes.leann"
+    write_bundle(
+        path,
+        make_manifest(
+            build_params=params.to_dict(),
+            fingerprint=built.fingerprint,
+            cache=CacheManifest(
+                node_count=built.cache_node_count,
+                fingerprint_digest=built.cache_fingerprint_digest,
+            ),
+        ),
+        built.to_sections(),
+    )
+    with open_bundle(path, verify="lazy") as bundle:
+        manifest = bundle.manifest
+        reopened = Index.from_sections(
+            bundle.sections(),
+            fingerprint=manifest.fingerprint,
+            params=BuildParams.from_dict(dict(manifest.build_params)),
+        )
+    # The bundle is closed: the index keeps reading its mapped sections.
+    by_label = dict(zip(labels.tolist(), texts, strict=True))
+
+    def passage_texts(wanted: np.ndarray) -> list[str]:
+        return [by_label[int(label)] for label in wanted]
+
+    assert len(reopened) == len(built) == 390
+    assert manifest.cache.fingerprint_digest == built.fingerprint.digest()
+    for query in ("topic3 keyword5", "detail17", "note about keyword30"):
+        expected = built.search(query, 5, embedder=fake_embedder, texts=passage_texts).hits
+        got = reopened.search(query, 5, embedder=fake_embedder, texts=passage_texts).hits
+        assert [(h.label, round(h.score, 5)) for h in got] == [
+            (h.label, round(h.score, 5)) for h in expected
+        ]
+        assert not {h.label for h in got} & set(labels[:10].tolist())
