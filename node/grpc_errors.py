@@ -75,6 +75,12 @@ def error_for(code: grpc.StatusCode, message: str) -> errors.MeshdexError:
             hint="check that `meshdex serve` runs at that address and its model loads",
             recoverable=True,
         )
+    if code == grpc.StatusCode.CANCELLED:
+        return errors.MeshdexError(
+            f"call cancelled: {message}",
+            hint="the node may be shutting down; retry against it or another node",
+            recoverable=True,
+        )
     return errors.MeshdexError(f"node error ({code.name}): {message}")
 
 

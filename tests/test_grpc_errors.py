@@ -59,6 +59,8 @@ def test_client_turns_status_codes_back_into_the_error_family(code, cls):
     assert status_for(error)[0] == code
 
 
-def test_unavailable_node_is_a_recoverable_error_with_a_hint():
-    error = error_for(grpc.StatusCode.UNAVAILABLE, "failed to connect")
-    assert error.recoverable and "meshdex serve" in str(error)
+@pytest.mark.parametrize(("code", "hint"), [(grpc.StatusCode.UNAVAILABLE, "meshdex serve"),
+                                            (grpc.StatusCode.CANCELLED, "shutting down")])
+def test_transport_failures_are_recoverable_errors_with_a_hint(code, hint):
+    error = error_for(code, "failed to connect")
+    assert error.recoverable and hint in str(error)
