@@ -7,12 +7,20 @@ durable store transactions, and reports per item. It owns no wire or terminal co
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import InvalidArgument
+from meshdex.index.params import BuildParams, SearchParams
+from meshdex.node.indexing import (
+    BuildProgress,
+    BuildReport,
+    IndexManager,
+    IndexStats,
+)
 from meshdex.node.paths import resolve_data_dir
 from meshdex.node.records import (
     CollectionInfo,
@@ -22,6 +30,7 @@ from meshdex.node.records import (
     ItemOutcome,
     NodeStatus,
     Outcome,
+    SearchResults,
     UpsertReport,
 )
 from meshdex.node.store import Store
@@ -41,8 +50,9 @@ ProgressCallback = Callable[[int], None]  # called with how many more inputs wer
 class Node:
     """One device's collections and documents. Open with ``Node.open``; close or use ``with``."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, indexes: IndexManager | None = None) -> None:
         self.store = store
+        self.indexes = indexes or IndexManager(store)
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, *, readonly: bool = False) -> Node:
@@ -62,6 +72,7 @@ class Node:
         return self.store.device_id
 
     def close(self) -> None:
+        self.indexes.close()
         self.store.close()
 
     def __enter__(self) -> Node:
@@ -164,6 +175,46 @@ class Node:
     def get_document(self, collection: str, doc_id: str) -> Document:
         """The live document; ``DocumentNotFound`` if absent or deleted."""
         return self.store.get_document(check_collection_name(collection), check_document_id(doc_id))
+
+    # -------------------------------------------------------------------------- indexes
+
+    def build(
+        self,
+        collection: str,
+        *,
+        params: BuildParams | None = None,
+        rebuild: bool = False,
+        progress: BuildProgress | None = None,
+    ) -> BuildReport:
+        """Bring the collection's index up to date: a delta when it can, a rebuild when not."""
+        return self.indexes.build(
+            check_collection_name(collection), params=params, rebuild=rebuild, progress=progress
+        )
+
+    def search(
+        self,
+        collection: str,
+        query: str,
+        *,
+        top_k: int = 5,
+        filter: str | Mapping[str, Any] | None = None,
+        params: SearchParams | Mapping[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> SearchResults:
+        """Top-k passages by exact score, filtered during the search (see ``IndexManager``).
+
+        ``params`` may be a ``SearchParams`` or its dict form (unknown keys: InvalidArgument).
+        """
+        if isinstance(params, Mapping):
+            params = SearchParams.from_dict(dict(params))
+        return self.indexes.search(
+            check_collection_name(collection), query, top_k=top_k, filter=filter,
+            params=params, deadline=deadline,
+        )
+
+    def index_stats(self, collection: str) -> IndexStats:
+        """Index bytes by section against raw passage bytes, build params and fingerprint."""
+        return self.indexes.stats(check_collection_name(collection))
 
     # --------------------------------------------------------------------------- status
 

@@ -83,6 +83,10 @@ def _register_commands() -> None:
 
     serve_cmds.register(cli)
     cli.add_command(bundle_cmds.bundle)
+    from meshdex.node.cli import index_cmds
+
+    for command in index_cmds.COMMANDS:
+        cli.add_command(command)
 
 
 _register_commands()

@@ -1,0 +1,282 @@
+"""Commands that build and query indexes: ``build``, ``search``, ``stats`` and ``demo``.
+
+``build`` and ``search`` work embedded or against ``--node``; ``demo`` always runs embedded on
+the sample corpus shipped inside the package, so a fresh install can show what meshdex does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+from meshdex.index.errors import InvalidArgument
+from meshdex.index.params import BuildParams
+from meshdex.node.cli.docs_cmds import collection_option, json_option
+from meshdex.node.cli.remote import open_node
+from meshdex.node.ingest import collect_files, ingest, read_file
+from meshdex.node.records import SearchResults
+from meshdex.node.service import Node
+from tqdm import tqdm
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample"
+SAMPLE_COLLECTION = "sample"
+SNIPPET_CHARS = 240
+
+
+def _parse_assignments(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
+    """``("ef=64", "strategy=graph")`` → ``{"ef": 64, "strategy": "graph"}`` (JSON values)."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise InvalidArgument(f"{what} must look like NAME=VALUE, got {pair!r}")
+        try:
+            parsed[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[name.strip()] = raw
+    return parsed
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A ``progress(stage, done, total)`` callback drawing a bar when stderr is a terminal."""
+    bars: dict[str, tqdm] = {}
+    enabled = sys.stderr.isatty()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if not enabled:
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="passage", file=sys.stderr)
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+def _report_dict(report: Any) -> dict[str, Any]:
+    return report.to_dict() if hasattr(report, "to_dict") else dict(report)
+
+
+def _print_build(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(
+        f"{report['collection']}: {report['action']} generation {report['generation']} "
+        f"({report['passages']} passages, +{report['added']} -{report['removed']}) "
+        f"in {report['seconds']:.1f} s — {report['reason']}"
+    )
+
+
+@click.command("build")
+@collection_option
+@click.option("--rebuild", is_flag=True, help="Rebuild from scratch instead of applying changes.")
+@click.option(
+    "--param", "params", multiple=True, metavar="NAME=VALUE",
+    help="Override a build parameter (M, ef_construction, hub_fraction, pruned_degree, "
+    "pq_subvectors, pq_bits, cache_budget_nodes, storage_mode=compact|full, ...). Repeatable; "
+    "a changed parameter forces a rebuild.",
+)
+@json_option
+@click.pass_context
+def build_command(
+    ctx: click.Context, collection: str, rebuild: bool, params: tuple[str, ...], as_json: bool
+) -> None:
+    """Embed new passages and bring the collection's index up to date.
+
+    After document changes the existing index is updated in place (new passages inserted,
+    deleted ones tombstoned) unless the change is large, the model changed, or --rebuild is
+    given; the output says which it did and why.
+
+    \b
+    Example:
+      meshdex build --collection notes
+      meshdex build --param storage_mode=full --rebuild
+    """
+    build_params = BuildParams.from_dict(_parse_assignments(params, "--param")) if params else None
+    with open_node(ctx) as node, _progress_bar() as progress:
+        if isinstance(node, Node):
+            report = node.build(collection, params=build_params, rebuild=rebuild,
+                                progress=progress)
+        elif build_params is not None or rebuild:
+            raise InvalidArgument("--param and --rebuild are only available embedded",
+                                  hint="run the build on the node's own machine")
+        else:
+            report = node.build(collection, progress=progress)
+    _print_build(_report_dict(report), as_json)
+
+
+def _results_dict(query: str, results: SearchResults) -> dict[str, Any]:
+    return {
+        "query": query,
+        "collection": results.collection,
+        "hits": [asdict(hit) for hit in results.hits],
+        "stats": {name: round(value, 6) if isinstance(value, float) else value
+                  for name, value in asdict(results.stats).items()},
+    }
+
+
+def _print_results(query: str, results: SearchResults, out: TextIO = sys.stdout) -> None:
+    click.echo(f"query: {query}", file=out)
+    if not results.hits:
+        click.echo("  no results", file=out)
+    for rank, hit in enumerate(results.hits, start=1):
+        snippet = " ".join(hit.passage.split())
+        if len(snippet) > SNIPPET_CHARS:
+            snippet = snippet[: SNIPPET_CHARS - 1] + "…"
+        click.echo(f"{rank:>3}. {hit.score:.3f}  {hit.document_id}", file=out)
+        click.echo(f"     {snippet}", file=out)
+    stats = results.stats
+    click.echo(
+        f"  ({stats.passages_recomputed} passages recomputed in {stats.model_calls} model calls, "
+        f"{stats.cache_hits} cache hits, {stats.nodes_visited} nodes visited, "
+        f"{stats.total_seconds * 1000:.0f} ms)",
+        file=out,
+    )
+
+
+def _read_queries(path: Path) -> list[tuple[int, str]]:
+    """(line number, query) for each line of a JSONL file: ``{"query": ...}`` or a string."""
+    queries = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise InvalidArgument(f"{path}:{number}: invalid JSON ({error.msg})") from None
+            query = item.get("query") if isinstance(item, dict) else item
+            if not isinstance(query, str) or not query.strip():
+                raise InvalidArgument(f'{path}:{number}: expected {{"query": "..."}} or a string')
+            queries.append((number, query))
+    return queries
+
+
+@click.command("search")
+@click.argument("query", required=False)
+@collection_option
+@click.option("--top-k", "-k", default=5, show_default=True, type=int, help="Results to return.")
+@click.option(
+    "--filter", "filter_spec",
+    help='Metadata filter applied during the search: "lang=en and year>=2020", '
+    '"tags~python" (contains), "kind in [a,b]", or a JSON filter object.',
+)
+@click.option(
+    "--param", "params", multiple=True, metavar="NAME=VALUE",
+    help="Search knob: ef, recompute_fraction, batch_size, strategy=auto|graph|flat, "
+    "entry_points. Repeatable.",
+)
+@click.option(
+    "--queries", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Answer every query of a JSONL file ({\"query\": ...} per line), loading the model "
+    "once; prints one JSON line per query.",
+)
+@json_option
+@click.pass_context
+def search_command(
+    ctx: click.Context, query: str | None, collection: str, top_k: int,
+    filter_spec: str | None, params: tuple[str, ...], queries: Path | None, as_json: bool,
+) -> None:
+    """Find the passages most similar to QUERY.
+
+    \b
+    Example:
+      meshdex search "how do I read a file line by line" --top-k 3
+      meshdex search "pickling" --filter "source~library" --json
+      meshdex search --queries questions.jsonl --json > answers.jsonl
+    """
+    if (query is None) == (queries is None):
+        raise InvalidArgument("give either a QUERY or --queries FILE")
+    knobs = _parse_assignments(params, "--param") or None
+    batch = _read_queries(queries) if queries else [(0, query or "")]
+    with open_node(ctx, readonly=True) as node:
+        for _, text in batch:
+            results = node.search(collection, text, top_k=top_k, filter=filter_spec,
+                                  params=knobs)
+            if queries is not None:
+                click.echo(json.dumps(_results_dict(text, results), ensure_ascii=False))
+            elif as_json:
+                click.echo(json.dumps(_results_dict(text, results), indent=2, ensure_ascii=False))
+            else:
+                _print_results(text, results)
+
+
+@click.command("stats")
+@collection_option
+@json_option
+@click.pass_context
+def stats_command(ctx: click.Context, collection: str, as_json: bool) -> None:
+    """Index size by section against the raw passage text, build params and fingerprint.
+
+    \b
+    Example:
+      meshdex stats --collection notes --json
+    """
+    with Node.open((ctx.find_root().obj or {}).get("data_dir"), readonly=True) as node:
+        stats = node.index_stats(collection).to_dict()
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    click.echo(f"{stats['collection']}: generation {stats['generation']}, "
+               f"{stats['passages']} passages")
+    click.echo(f"  raw passage text  {stats['raw_passage_bytes']:>12,} bytes")
+    click.echo(f"  index             {stats['index_bytes']:>12,} bytes "
+               f"({stats['index_to_raw_ratio']:.2%} of the text)")
+    for name, size in sorted(stats["section_bytes"].items()):
+        click.echo(f"    {name:<16}{size:>12,} bytes")
+    fingerprint = stats["fingerprint"]
+    click.echo(f"  model {fingerprint['model_id']} ({fingerprint['precision']}, "
+               f"sha256 {fingerprint['model_hash'][:12]}…), dim {fingerprint['dim']}")
+
+
+@click.command("demo")
+@click.option("--query", default=None, help="Ask this instead of the sample questions.")
+@click.option("--top-k", "-k", default=3, show_default=True, type=int)
+@click.pass_context
+def demo_command(ctx: click.Context, query: str | None, top_k: int) -> None:
+    """Index the bundled sample (part of the Python tutorial) and answer sample questions.
+
+    Runs embedded in the data directory's "sample" collection; a second run reuses the index.
+
+    \b
+    Example:
+      meshdex demo
+      meshdex demo --query "how do I handle exceptions?"
+    """
+    questions = [query] if query else [
+        line.strip() for line in (SAMPLE_DIR / "queries.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ][:2]
+    started = time.monotonic()
+    with Node.open((ctx.find_root().obj or {}).get("data_dir")) as node:
+        click.echo(f"meshdex demo: data directory {node.data_dir}", err=True)
+        tasks, decided = collect_files([SAMPLE_DIR / "python-tutorial"])
+        items = itertools.chain(decided, (read_file(task) for task in tasks))
+        summary = ingest(node, SAMPLE_COLLECTION, items)
+        counts = summary.counts
+        click.echo(f"ingested the sample: {counts['added']} added, {counts['unchanged']} "
+                   f"unchanged, {counts['updated']} updated", err=True)
+        with _progress_bar() as progress:
+            report = node.build(SAMPLE_COLLECTION, progress=progress)
+        _print_build(report.to_dict(), as_json=False)
+        for question in questions:
+            _print_results(question, node.search(SAMPLE_COLLECTION, question, top_k=top_k))
+    click.echo(f"done in {time.monotonic() - started:.1f} s", err=True)
+
+
+COMMANDS = [build_command, search_command, stats_command, demo_command]

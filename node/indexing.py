@@ -1,0 +1,409 @@
+"""The node's indexes: build (full or delta) a collection's ``.leann`` bundle, and search it.
+
+One bundle per collection lives at ``DATA_DIR/indexes/COLLECTION.leann``. A build compares the
+passages the store holds now with the labels the current bundle indexes and either applies the
+difference to the existing graph (``Index.add``/``Index.remove``) or rebuilds from scratch, and
+says which and why. Every build writes a new generation atomically (``write_bundle``), so a
+search that opened the previous generation keeps reading its own mmapped file until it reopens.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from meshdex.index.bundle_io import Bundle, open_bundle, write_bundle
+from meshdex.index.bundle_manifest import BundleManifest, CacheManifest, HlcStamp, StoreState
+from meshdex.index.chunking import passage_label
+from meshdex.index.embedder import Embedder
+from meshdex.index.embedders import embedder_from_spec
+from meshdex.index.engine import Index
+from meshdex.index.errors import IndexNotBuilt, InvalidArgument
+from meshdex.index.filters import Filter, parse_filter
+from meshdex.index.params import BuildParams, SearchParams
+from meshdex.node.records import CollectionInfo, Document, PassageHit, SearchResults
+from meshdex.node.store import Store
+
+logger = logging.getLogger(__name__)
+
+INDEX_DIR_NAME = "indexes"
+BUNDLE_SUFFIX = ".leann"
+# A delta build is refused in favour of a rebuild past these shares of the index: too many
+# tombstones waste traversal, and too many inserted nodes drift from the pruned graph's shape
+# (bench/bench_updates.py measures recall after 10% and 30% incremental adds).
+REBUILD_TOMBSTONE_FRACTION = 0.25
+REBUILD_ADDED_FRACTION = 0.5
+MAX_TOP_K = 1000
+MAX_QUERY_CHARS = 8192
+
+BuildProgress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildReport:
+    """What ``build`` did: ``action`` is "built", "delta" or "unchanged", with the reason."""
+
+    collection: str
+    action: str
+    reason: str
+    generation: int
+    passages: int
+    added: int
+    removed: int
+    seconds: float
+    bundle_path: Path
+    bundle_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "action": self.action,
+            "reason": self.reason,
+            "generation": self.generation,
+            "passages": self.passages,
+            "added": self.added,
+            "removed": self.removed,
+            "seconds": round(self.seconds, 3),
+            "bundle_path": str(self.bundle_path),
+            "bundle_bytes": self.bundle_bytes,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexStats:
+    """Sizes of a collection's bundle against the raw text it indexes."""
+
+    collection: str
+    generation: int
+    passages: int
+    raw_passage_bytes: int
+    bundle_bytes: int
+    section_bytes: dict[str, int]
+    build_params: dict[str, Any]
+    fingerprint: dict[str, Any]
+
+    @property
+    def index_bytes(self) -> int:
+        """Graph, codes, id map, entry points, tombstones and cache: not full embeddings."""
+        return sum(n for name, n in self.section_bytes.items() if name != "full_embeddings")
+
+    def to_dict(self) -> dict[str, Any]:
+        raw = max(self.raw_passage_bytes, 1)
+        return {
+            "collection": self.collection,
+            "generation": self.generation,
+            "passages": self.passages,
+            "raw_passage_bytes": self.raw_passage_bytes,
+            "bundle_bytes": self.bundle_bytes,
+            "index_bytes": self.index_bytes,
+            "index_to_raw_ratio": round(self.index_bytes / raw, 5),
+            "section_bytes": self.section_bytes,
+            "build_params": self.build_params,
+            "fingerprint": self.fingerprint,
+        }
+
+
+@dataclass
+class _OpenIndex:
+    """An index opened from one generation of a bundle, kept while the file is unchanged."""
+
+    file_id: tuple[int, int]
+    bundle: Bundle
+    index: Index
+    manifest: BundleManifest
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class IndexManager:
+    """Builds and searches the bundles of one store's collections; thread-safe for searches."""
+
+    def __init__(
+        self, store: Store, *, embedder_factory: Callable[[CollectionInfo], Embedder] | None = None
+    ) -> None:
+        self.store = store
+        self._embedder_factory = embedder_factory
+        self._open: dict[str, _OpenIndex] = {}
+        self._open_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------ paths
+
+    def bundle_path(self, collection: str) -> Path:
+        return self.store.data_dir / INDEX_DIR_NAME / f"{collection}{BUNDLE_SUFFIX}"
+
+    def embedder_for(self, info: CollectionInfo) -> Embedder:
+        """The collection's embedder; remote kinds only because the collection chose them."""
+        if self._embedder_factory is not None:
+            return self._embedder_factory(info)
+        return embedder_from_spec(info.embedder, allow_remote=True)
+
+    # ------------------------------------------------------------------------ build
+
+    def build(
+        self,
+        collection: str,
+        *,
+        params: BuildParams | None = None,
+        rebuild: bool = False,
+        progress: BuildProgress | None = None,
+    ) -> BuildReport:
+        """Bring the collection's bundle up to date with its documents.
+
+        Applies the difference to the current bundle when it was built with the same
+        fingerprint and params and the difference is small; otherwise (or with ``rebuild``)
+        rebuilds from every live passage. Raises ``InvalidArgument`` for an empty collection.
+        """
+        started = time.monotonic()
+        info = self.store.get_collection(collection)
+        embedder = self.embedder_for(info)
+        wanted = dict(self.store.iter_passages(collection))
+        labels_now = {passage_label(key): key for key in wanted}
+        current = self._load(collection, required=False)
+        reason = self._rebuild_reason(current, embedder, params, rebuild)
+        if reason is None:
+            index = current.index
+            indexed = set(index.labels(live_only=True).tolist())
+            added = sorted(set(labels_now) - indexed)
+            removed = sorted(indexed - set(labels_now))
+            if not added and not removed:
+                return self._report(collection, current.manifest, "unchanged",
+                                    "the bundle already indexes every live passage", 0, 0,
+                                    started)
+            dead_after = index.node_count - len(index) + len(removed)
+            if dead_after > REBUILD_TOMBSTONE_FRACTION * (index.node_count + len(added)):
+                reason = (f"{dead_after} deleted passages would exceed "
+                          f"{REBUILD_TOMBSTONE_FRACTION:.0%} of the index: compacting")
+            elif len(added) > REBUILD_ADDED_FRACTION * max(len(index), 1):
+                reason = (f"{len(added)} new passages exceed {REBUILD_ADDED_FRACTION:.0%} of "
+                          f"the {len(index)} indexed: a fresh graph is better than inserts")
+        if reason is None:
+            if removed:
+                index.remove(np.array(removed, dtype=np.uint64))
+            if added:
+                texts = [self._text(wanted, labels_now, label) for label in added]
+                if progress is not None:
+                    progress("embedding", 0, len(texts))
+                index.add(texts, np.array(added, dtype=np.uint64), embedder=embedder)
+                if progress is not None:
+                    progress("embedding", len(texts), len(texts))
+            manifest = self._write(collection, index, current.manifest)
+            return self._report(collection, manifest, "delta",
+                                f"added {len(added)} and removed {len(removed)} passages "
+                                "in place", len(added), len(removed), started)
+        keys = sorted(wanted)
+        if not keys:
+            raise InvalidArgument(f"collection {collection!r} has no passages to index",
+                                  hint="add documents first: meshdex add PATH")
+        index = Index.build(
+            [wanted[key] for key in keys],
+            np.array([passage_label(key) for key in keys], dtype=np.uint64),
+            embedder=embedder,
+            params=params or (current.index.params if current else BuildParams()),
+            progress=(lambda done, total: progress("embedding", done, total)) if progress else None,
+        )
+        manifest = self._write(collection, index, current.manifest if current else None)
+        return self._report(collection, manifest, "built", reason, len(keys), 0, started)
+
+    def _rebuild_reason(
+        self,
+        current: _OpenIndex | None,
+        embedder: Embedder,
+        params: BuildParams | None,
+        rebuild: bool,
+    ) -> str | None:
+        if rebuild:
+            return "rebuild requested"
+        if current is None:
+            return "no index yet"
+        differences = current.index.fingerprint.differences(embedder.fingerprint)
+        if differences:
+            return "the embedding fingerprint changed (" + "; ".join(differences) + ")"
+        if params is not None and params != current.index.params:
+            return "build params changed"
+        return None
+
+    @staticmethod
+    def _text(wanted: Mapping[bytes, str], labels: Mapping[int, bytes], label: int) -> str:
+        return wanted[labels[label]]
+
+    def _write(
+        self, collection: str, index: Index, parent: BundleManifest | None
+    ) -> BundleManifest:
+        state = self.store.state(collection)
+        max_hlc = state.max_hlc
+        manifest = BundleManifest(
+            bundle_id=str(uuid.uuid4()),
+            collection=collection,
+            generation=(parent.generation + 1) if parent else 1,
+            parent_generation=parent.generation if parent else None,
+            device_id=self.store.device_id,
+            created_at=HlcStamp(physical_ms=int(time.time() * 1000), logical=0,
+                                device_id=self.store.device_id),
+            store_state=StoreState(
+                seq_watermarks=dict(state.watermarks),
+                max_hlc=HlcStamp(physical_ms=max_hlc.physical_ms, logical=max_hlc.logical,
+                                 device_id=max_hlc.device_id) if max_hlc else HlcStamp(),
+            ),
+            build_params=index.params.to_dict(),
+            fingerprint=index.fingerprint,
+            cache=CacheManifest(node_count=index.cache_node_count,
+                                fingerprint_digest=index.cache_fingerprint_digest),
+        )
+        path = self.bundle_path(collection)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_bundle(path, manifest, index.to_sections())
+
+    def _report(self, collection: str, manifest: BundleManifest, action: str, reason: str,
+                added: int, removed: int, started: float) -> BuildReport:
+        path = self.bundle_path(collection)
+        report = BuildReport(
+            collection=collection, action=action, reason=reason,
+            generation=manifest.generation,
+            passages=self.store.get_collection(collection).passage_count,
+            added=added, removed=removed, seconds=time.monotonic() - started,
+            bundle_path=path, bundle_bytes=path.stat().st_size,
+        )
+        logger.info("build %s: %s (%s)", collection, action, reason)
+        return report
+
+    # ----------------------------------------------------------------------- search
+
+    def search(
+        self,
+        collection: str,
+        query: str,
+        *,
+        top_k: int = 5,
+        filter: str | Mapping[str, Any] | None = None,
+        params: SearchParams | None = None,
+        deadline: float | None = None,
+    ) -> SearchResults:
+        """The ``top_k`` passages of ``collection`` most similar to ``query``.
+
+        ``filter`` (shorthand or JSON, see ``meshdex.index.filters``) applies to document
+        metadata during the search. Raises ``IndexNotBuilt`` before the first build,
+        ``FingerprintMismatch`` if the collection's embedder no longer matches the bundle.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidArgument("query must be non-empty text")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidArgument(f"query is {len(query)} characters; the limit is "
+                                  f"{MAX_QUERY_CHARS}")
+        if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidArgument(f"top_k must be an integer in [1, {MAX_TOP_K}], got {top_k!r}")
+        info = self.store.get_collection(collection)
+        condition = parse_filter(filter) if filter else None
+        opened = self._load(collection, required=True)
+        resolver = _HitResolver(self.store, collection, condition)
+        result = opened.index.search(
+            query,
+            top_k,
+            embedder=self.embedder_for(info),
+            texts=lambda labels: self.store.passage_texts(collection, labels),
+            # Always filter: passages deleted since the last build must not come back.
+            accept=resolver.accept,
+            params=params,
+            deadline=deadline,
+        )
+        hits = [resolver.hit(hit.label, hit.score) for hit in result.hits]
+        return SearchResults(collection=collection,
+                             hits=[hit for hit in hits if hit is not None], stats=result.stats)
+
+    # ------------------------------------------------------------------------ stats
+
+    def stats(self, collection: str) -> IndexStats:
+        """Bundle sizes by section against the collection's raw passage bytes."""
+        opened = self._load(collection, required=True)
+        raw = sum(len(text.encode("utf-8")) for _, text in self.store.iter_passages(collection))
+        manifest = opened.manifest
+        return IndexStats(
+            collection=collection,
+            generation=manifest.generation,
+            passages=len(opened.index),
+            raw_passage_bytes=raw,
+            bundle_bytes=self.bundle_path(collection).stat().st_size,
+            section_bytes={entry.name: entry.length for entry in manifest.sections},
+            build_params=dict(manifest.build_params),
+            fingerprint=vars(manifest.fingerprint).copy(),
+        )
+
+    def manifest(self, collection: str) -> BundleManifest | None:
+        """The current bundle's manifest, or None before the first build."""
+        opened = self._load(collection, required=False)
+        return opened.manifest if opened else None
+
+    # ---------------------------------------------------------------------- loading
+
+    def _load(self, collection: str, *, required: bool) -> _OpenIndex | None:
+        """The open index of the bundle on disk now, reopened when a build replaced it."""
+        path = self.bundle_path(collection)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            if required:
+                raise IndexNotBuilt(f"collection {collection!r} has no index yet",
+                                    hint=f"run: meshdex build --collection {collection}") from None
+            return None
+        file_id = (stat.st_ino, stat.st_mtime_ns)
+        with self._open_lock:
+            opened = self._open.get(collection)
+            if opened is not None and opened.file_id == file_id:
+                return opened
+            bundle = open_bundle(path, verify="lazy")
+            manifest = bundle.manifest
+            index = Index.from_sections(
+                bundle.sections(),
+                fingerprint=manifest.fingerprint,
+                params=BuildParams.from_dict(dict(manifest.build_params)),
+            )
+            fresh = _OpenIndex(file_id=file_id, bundle=bundle, index=index, manifest=manifest)
+            # The previous generation's mmap stays alive for searches that still hold it.
+            self._open[collection] = fresh
+            return fresh
+
+    def close(self) -> None:
+        with self._open_lock:
+            self._open.clear()
+
+
+class _HitResolver:
+    """Resolves labels to live documents for filtering and results, caching per search.
+
+    A label whose passage no longer has a live document in the collection (deleted since the
+    last build) is rejected like a filtered one, so results never point at deleted text.
+    """
+
+    def __init__(self, store: Store, collection: str, condition: Filter | None) -> None:
+        self.store, self.collection, self.condition = store, collection, condition
+        self._documents: dict[int, list[Document]] = {}
+
+    def _documents_of(self, label: int) -> list[Document]:
+        if label not in self._documents:
+            key = self.store.passage_key_for_label(label)
+            ids = self.store.passage_documents(self.collection, key) if key else []
+            self._documents[label] = [self.store.get_document(self.collection, i) for i in ids]
+        return self._documents[label]
+
+    def _matching(self, label: int) -> list[Document]:
+        documents = self._documents_of(label)
+        if self.condition is None:
+            return documents
+        return [doc for doc in documents if self.condition.matches(doc.metadata)]
+
+    def accept(self, label: int) -> bool:
+        return bool(self._matching(label))
+
+    def hit(self, label: int, score: float) -> PassageHit | None:
+        documents = self._matching(label)
+        if not documents:
+            return None
+        document = documents[0]
+        text = self.store.passage_texts(self.collection, np.array([label], dtype=np.uint64))[0]
+        return PassageHit(document_id=document.id, source=document.source,
+                          metadata=document.metadata, passage=text, score=score)
