@@ -1,0 +1,320 @@
+"""The index engine's benchmark: meshdex variants against exact search and hnswlib.
+
+Run from the repository root: ``python -m bench.bench_search`` (``--queries N`` to change the
+sample, ``--precision bf16`` for the bf16 model). Writes ``bench/results/search.{json,md}``.
+
+Corpus, queries, ground truth, baselines and table come from the shared harness
+(``bench/corpus.py``, ``embeddings_cache.py``, ``baselines.py``, ``metrics.py``). Every meshdex
+index is built from the cached exact embeddings (``Index.build(..., embeddings=...)``), so the
+benchmark does not re-embed the corpus; build time is reported against the pure embedding time
+of the same model measured in this process on a sample of passages.
+
+Two kinds of meshdex rows:
+
+- **measured** rows recompute with the real model on passage texts, so their latency includes
+  every model call they make (query embedding excluded for every method, see the context);
+- **sweep** rows (the knob sweep) take recomputed vectors from the embeddings cache instead of
+  the model, to keep the run short; their recompute counts are exact, and their latency is
+  *estimated* as measured candidate time + recomputes × the per-passage model time measured
+  in the measured rows (flagged in the notes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from meshdex.index.codes import adc_scores
+from meshdex.index.embedder import Embedder
+from meshdex.index.embedders import default_embedder
+from meshdex.index.engine import Index
+from meshdex.index.params import BuildParams, SearchParams
+
+from bench.baselines import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    TOP_K,
+    HnswBaseline,
+    exact_index_bytes,
+    exact_search,
+    exact_searcher,
+)
+from bench.corpus import Corpus, load_corpus
+from bench.embeddings_cache import embed_passages, load_or_embed
+from bench.metrics import Measured, Query, QueryOutcome, Row, make_row, measure, write_results
+from bench.run_baselines import query_embed_ms
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUERY_SAMPLE = 60
+SECOND_SET_SAMPLE = 30
+EMBED_RATE_SAMPLE_PASSAGES = 256
+CROSSOVER_NODE_COUNTS = (10_000, 100_000, 300_000, 1_000_000)
+MEASURE_REPEATS = 20
+
+
+class CachedVectorsEmbedder:
+    """Answers ``embed_documents`` from the embeddings cache (same fingerprint as the model):
+    the sweep's stand-in for recompute, counting calls and passages like a real model."""
+
+    def __init__(self, real: Embedder, texts: Sequence[str], vectors: np.ndarray) -> None:
+        self._real = real
+        self._row_of_text = {text: row for row, text in enumerate(texts)}
+        self._vectors = vectors
+
+    model_id = property(lambda self: self._real.model_id)
+    model_hash = property(lambda self: self._real.model_hash)
+    dim = property(lambda self: self._real.dim)
+    fingerprint = property(lambda self: self._real.fingerprint)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._vectors[[self._row_of_text[text] for text in texts]]
+
+    def embed_query(self, text: str) -> np.ndarray:
+        raise AssertionError("the benchmark searches from cached query vectors")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Variant:
+    name: str
+    build: BuildParams
+    search: SearchParams
+    measured: bool  # recompute with the real model (else cached vectors + estimated latency)
+
+
+def _sample(items: Sequence, count: int) -> list[int]:
+    """``count`` evenly spaced positions (deterministic)."""
+    if count >= len(items):
+        return list(range(len(items)))
+    return np.linspace(0, len(items) - 1, count).round().astype(int).tolist()
+
+
+def _describe(build: BuildParams, search: SearchParams, defaults: BuildParams) -> str:
+    changed = {k: v for k, v in build.to_dict().items() if v != defaults.to_dict()[k]}
+    build_text = " ".join(f"{k}={v}" for k, v in changed.items())
+    return (f"{build_text + ' ' if build_text else ''}ef={search.ef} "
+            f"frac={search.recompute_fraction} {search.strategy}").strip()
+
+
+def variants(query_default: SearchParams) -> list[Variant]:
+    """The rows: headline comparisons measured with the model, then a small knob sweep."""
+    base = BuildParams()
+    graph = dataclasses.replace(query_default, strategy="graph")
+    unpruned = dataclasses.replace(base, pruned_degree=base.M, hub_fraction=1.0)
+    rows = [
+        Variant(name="flat codes + re-rank", build=base,
+                search=dataclasses.replace(query_default, strategy="flat"), measured=True),
+        Variant(name="meshdex pruned, graph walk", build=base, search=graph, measured=True),
+        Variant(name="meshdex unpruned", build=unpruned, search=graph, measured=True),
+        Variant(name="meshdex no two-level", build=base,
+                search=dataclasses.replace(graph, recompute_fraction=1.0), measured=True),
+        Variant(name="meshdex no hot cache", build=dataclasses.replace(base, cache_budget_nodes=0),
+                search=graph, measured=True),
+        Variant(name="meshdex full storage", build=dataclasses.replace(base, storage_mode="full"),
+                search=graph, measured=True),
+    ]
+    for ef in (32, 64, 128):
+        for fraction in (0.25, 0.5, 1.0):
+            rows.append(Variant(name="sweep ef/recompute", build=base,
+                                search=dataclasses.replace(graph, ef=ef,
+                                                           recompute_fraction=fraction),
+                                measured=False))
+    for subvectors, bits in ((16, 4), (64, 4), (16, 8), (48, 8)):
+        rows.append(Variant(name="sweep code size",
+                            build=dataclasses.replace(base, pq_subvectors=subvectors, pq_bits=bits),
+                            search=graph, measured=False))
+    for budget in (128, 512):
+        rows.append(Variant(name="sweep cache budget",
+                            build=dataclasses.replace(base, cache_budget_nodes=budget),
+                            search=graph, measured=False))
+    for degree in (6, 12):
+        rows.append(Variant(name="sweep pruned degree",
+                            build=dataclasses.replace(base, pruned_degree=degree),
+                            search=graph, measured=False))
+    return rows
+
+
+def _index_bytes(index: Index) -> tuple[int, dict[str, int]]:
+    sizes = {name: len(data) for name, data in index.to_sections().items()}
+    return sum(sizes.values()), sizes
+
+
+def _searcher(index: Index, corpus: Corpus, embedder: Embedder, params: SearchParams,
+              fetch, candidate_seconds: list[float]):
+    def search(query: Query) -> QueryOutcome:
+        result = index.search(query.vector, TOP_K, embedder=embedder, texts=fetch, params=params)
+        candidate_seconds.append(result.stats.graph_seconds)
+        return QueryOutcome(
+            ids=corpus.positions(np.array([hit.label for hit in result.hits], dtype=np.uint64)),
+            passages_recomputed=result.stats.passages_recomputed,
+            model_calls=result.stats.model_calls,
+        )
+
+    return search
+
+
+def _estimated(measured: Measured, candidate_seconds: list[float],
+               per_passage_s: float) -> Measured:
+    """Replace cached-vector latencies by candidate time + modelled recompute time."""
+    latencies = (np.array(candidate_seconds[-len(measured.latencies_s):])
+                 + measured.passages_recomputed * per_passage_s)
+    return dataclasses.replace(measured, latencies_s=latencies)
+
+
+def candidate_times(index: Index, oracle: Embedder, fetch, queries: Sequence[Query],
+                    code_bytes: int) -> dict[str, str]:
+    """Where a flat scan of the codes stops beating the graph walk: the walk's candidate time
+    on this corpus, and a flat scan's at growing node counts (random codes of the default
+    size: a scan's cost depends on the count only)."""
+    walk = []
+    for query in queries[:MEASURE_REPEATS]:
+        result = index.search(query.vector, TOP_K, embedder=oracle, texts=fetch,
+                              params=SearchParams(strategy="graph"))
+        walk.append(result.stats.graph_seconds)
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(code_bytes, 256)).astype(np.float32)
+    out = {"graph walk, this corpus": f"{statistics.median(walk) * 1e3:.1f} ms"}
+    for count in CROSSOVER_NODE_COUNTS:
+        codes = rng.integers(0, 256, size=(count, code_bytes), dtype=np.uint8)
+        started = time.perf_counter()
+        for _ in range(3):
+            scores = adc_scores(table, codes)
+            np.argpartition(-scores, 64)[:64]
+        out[f"flat scan {count:,} nodes"] = f"{(time.perf_counter() - started) / 3 * 1e3:.1f} ms"
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--queries", type=int, default=DEFAULT_QUERY_SAMPLE,
+                        help="FAQ questions sampled (evenly) for the measured rows")
+    parser.add_argument("--no-sweep", action="store_true", help="headline rows only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    corpus = load_corpus()
+    embedder = default_embedder(args.precision)
+    cached = load_or_embed(corpus, embedder)
+    texts_by_label = dict(zip(corpus.labels.tolist(), corpus.texts, strict=True))
+    oracle = CachedVectorsEmbedder(embedder, corpus.texts, cached.passages)
+
+    def fetch(labels: np.ndarray) -> list[str]:
+        return [texts_by_label[int(label)] for label in labels]
+
+    # Pure embedding time of this model in this process, on a sample, scaled to the corpus.
+    sample = [corpus.texts[i] for i in _sample(corpus.texts, EMBED_RATE_SAMPLE_PASSAGES)]
+    _, sample_s = embed_passages(sample, embedder, progress=False)
+    embed_s = sample_s / len(sample) * len(corpus)
+
+    query_sets = {}
+    for set_name, count in (("faq", args.queries), ("glossary", SECOND_SET_SAMPLE)):
+        picks = _sample(corpus.query_sets[set_name], count)
+        vectors = cached.queries[set_name][picks]
+        query_sets[set_name] = (
+            [Query(text=corpus.query_sets[set_name][i], vector=v)
+             for i, v in zip(picks, vectors, strict=True)],
+            exact_search(cached.passages, vectors),
+        )
+
+    rows: list[Row] = []
+    raw = corpus.raw_passage_bytes
+    hnsw = HnswBaseline.build(cached.passages)
+    for set_name, (queries, truth) in query_sets.items():
+        common = {"query_set": set_name, "raw_passage_bytes": raw, "embed_s": embed_s}
+        rows.append(make_row(method="exact", params="brute force",
+                             measured=measure(exact_searcher(cached.passages), queries, truth),
+                             index_bytes=exact_index_bytes(cached.passages), build_s=0.0,
+                             **common))
+        for ef in (40, 80):
+            rows.append(make_row(method="hnswlib stored vectors",
+                                 params=f"M={HNSW_M} efC={HNSW_EF_CONSTRUCTION} ef={ef}",
+                                 measured=measure(hnsw.searcher(ef), queries, truth),
+                                 index_bytes=hnsw.index_bytes, build_s=hnsw.build_s, **common))
+
+    built: dict[BuildParams, tuple[Index, float]] = {}
+    per_passage: list[float] = []
+    default_sizes: dict[str, int] = {}
+    crossover: dict[str, str] = {}
+    all_variants = variants(SearchParams())
+    if args.no_sweep:
+        all_variants = [v for v in all_variants if v.measured]
+    for variant in all_variants:
+        if variant.build not in built:
+            started = time.perf_counter()
+            index = Index.build(corpus.texts, corpus.labels, embedder=embedder,
+                                params=variant.build, embeddings=cached.passages)
+            built[variant.build] = (index, time.perf_counter() - started)
+            log.info("built %s in %.1f s", variant.build, built[variant.build][1])
+        index, build_s = built[variant.build]
+        index_bytes, sizes = _index_bytes(index)
+        if variant.build == BuildParams():
+            default_sizes = sizes
+            if not crossover:
+                crossover = candidate_times(index, oracle, fetch, query_sets["faq"][0],
+                                            variant.build.code_bytes)
+        first_two = variant in all_variants[:2]  # flat and graph: both query sets
+        set_names = ("faq", "glossary") if first_two else ("faq",)
+        for set_name in set_names:
+            queries, truth = query_sets[set_name]
+            candidate_s: list[float] = []
+            search = _searcher(index, corpus, embedder if variant.measured else oracle,
+                               variant.search, fetch, candidate_s)
+            measured = measure(search, queries, truth)
+            notes = ""
+            recomputed = int(measured.passages_recomputed.sum())
+            if variant.measured and recomputed:
+                model_s = measured.latencies_s.sum() - sum(candidate_s[-len(queries):])
+                per_passage.append(model_s / recomputed)
+            elif not variant.measured:
+                measured = _estimated(measured, candidate_s, statistics.median(per_passage))
+                notes = "latency estimated: recompute served from the cache, model time modelled"
+            rows.append(make_row(
+                method=variant.name, query_set=set_name,
+                params=_describe(variant.build, variant.search, BuildParams()),
+                measured=measured, index_bytes=index_bytes, raw_passage_bytes=raw,
+                build_s=build_s, embed_s=embed_s, notes=notes))
+            log.info("%s", rows[-1])
+
+    write_results(
+        f"search-{args.precision}" if args.precision != "fp32" else "search",
+        rows,
+        title=f"meshdex search on the Python 3.11 docs ({args.precision})",
+        context={
+            "command": "python -m bench.bench_search"
+                       + (f" --precision {args.precision}" if args.precision != "fp32" else "")
+                       + (f" --queries {args.queries}" if args.queries != DEFAULT_QUERY_SAMPLE
+                          else ""),
+            "corpus": f"{corpus.files} files, {len(corpus)} passages, {raw:,} raw passage bytes",
+            "queries": f"{len(query_sets['faq'][0])} of {len(corpus.query_sets['faq'])} FAQ "
+                       f"questions and {len(query_sets['glossary'][0])} of "
+                       f"{len(corpus.query_sets['glossary'])} glossary queries, evenly sampled; "
+                       "the glossary sample only for the flat and graph rows",
+            "ground truth": "exact inner product over the same model's embeddings, top 10",
+            "fingerprint": f"{embedder.model_id} {embedder.fingerprint.precision} "
+                           f"{embedder.fingerprint.digest()[:16]}",
+            "pure embedding": f"{embed_s:.0f} s for the corpus ({len(corpus) / embed_s:.1f} "
+                              f"passages/s, measured on {len(sample)} passages in this run)",
+            "query embedding p50": f"{query_embed_ms(embedder, corpus.query_sets['faq']):.1f} ms"
+                                   " (excluded from every latency below)",
+            "model time per recomputed passage": (
+                f"{statistics.median(per_passage) * 1e3:.1f} ms (median over measured rows)"
+                if per_passage else "-"),
+            "default index sections (bytes)": ", ".join(
+                f"{name} {size:,}" for name, size in sorted(default_sizes.items())),
+            "build params (default)": BuildParams().to_dict(),
+            "search params (default)": SearchParams().to_dict(),
+            "candidate generation time": "; ".join(f"{k}: {v}" for k, v in crossover.items()),
+            "latency": "per query, from the exact query vector; meshdex rows include every "
+                       "recompute model call unless the notes say estimated",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
