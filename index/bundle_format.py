@@ -54,6 +54,7 @@ from meshdex.index.errors import BundleCorrupt, BundleVersionError, InvalidArgum
 
 __all__ = [
     "ALIGNMENT_BYTES",
+    "CACHE_SECTION_NAMES",
     "FORMAT_VERSION",
     "HEADER_BYTES",
     "MAGIC",
@@ -93,6 +94,8 @@ SECTION_NAMES: tuple[str, ...] = (
     "full_embeddings",
     "documents",
 )
+# The hot-embedding cache: dropped together when the cache's fingerprint is wrong.
+CACHE_SECTION_NAMES: tuple[str, ...] = ("cache_ids", "cache_vectors")
 _SECTION_ORDER = {name: index for index, name in enumerate(SECTION_NAMES)}
 
 _CORRUPT_HINT = "the file is damaged or was cut short: copy it again, or rebuild the index"

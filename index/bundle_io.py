@@ -18,12 +18,14 @@ import mmap
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from meshdex.index.bundle_format import (
+    CACHE_SECTION_NAMES,
     SECTION_NAMES,
     check_section_digest,
     encode_bundle,
@@ -37,6 +39,7 @@ __all__ = [
     "VERIFY_MODES",
     "Bundle",
     "Signer",
+    "copy_bundle",
     "open_bundle",
     "remove_stale_temp_files",
     "write_bundle",
@@ -205,9 +208,14 @@ class Bundle:
                 self._check_section(name)
             return self._view[entry.offset : entry.offset + entry.length]
 
-    def sections(self) -> dict[str, memoryview]:
-        """Every section by name (the mapping ``Index.from_sections`` takes)."""
-        return {name: self.section(name) for name in self.section_names}
+    def sections(self) -> Mapping[str, memoryview]:
+        """Every section by name (the mapping ``Index.from_sections`` takes).
+
+        Looking a section up is what reads (and, unless opened with ``verify="none"``,
+        hash-checks) it, so with ``verify="lazy"`` a section the caller never touches is never
+        hashed.
+        """
+        return _SectionMap(self)
 
     def verify(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Check every section's SHA-256 now; raises ``BundleCorrupt`` naming the first bad one.
@@ -238,6 +246,27 @@ class Bundle:
                 return
             self._closed = True
             _unmap(self._view, self._mapping)
+
+
+class _SectionMap(Mapping[str, memoryview]):
+    """A bundle's sections as a read-only mapping that reads each one on lookup."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self._bundle = bundle
+
+    def __getitem__(self, name: str) -> memoryview:
+        if not self._bundle.has_section(name):
+            raise KeyError(name)
+        return self._bundle.section(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._bundle.has_section(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bundle.section_names)
+
+    def __len__(self) -> int:
+        return len(self._bundle.section_names)
 
 
 def _unmap(view: memoryview, mapping: mmap.mmap) -> None:
@@ -291,3 +320,38 @@ def open_bundle(path: Path, *, verify: str = "full") -> Bundle:
             bundle.close()
             raise
     return bundle
+
+
+def copy_bundle(
+    source: Bundle,
+    target: Path,
+    *,
+    add_sections: Mapping[str, bytes | memoryview] | None = None,
+    drop_cache: bool = False,
+) -> BundleManifest:
+    """Write ``source`` to ``target`` atomically, optionally with more sections or no cache.
+
+    Serves export (``add_sections={"documents": ...}``), and installing a received bundle
+    whose hot cache came from another embedder (``drop_cache=True``). Every section is
+    hash-checked as it is read (unless ``source`` was opened with ``verify="none"``), so a
+    damaged source raises ``BundleCorrupt`` and ``target`` is left as it was. A plain copy keeps
+    the manifest, signature included, and is byte-identical; a changed one keeps what the index
+    is (collection, generation, store state, fingerprint) but gets a new bundle id, and loses
+    its signature, which no longer covers the bytes.
+    """
+    sections: dict[str, bytes | memoryview] = dict(source.sections())
+    manifest = source.manifest
+    changed = False
+    if drop_cache:
+        for name in CACHE_SECTION_NAMES:
+            changed |= sections.pop(name, None) is not None
+        changed |= manifest.cache is not None
+        manifest = replace(manifest, cache=None)
+    if add_sections:
+        sections.update(add_sections)
+        changed = True
+    if changed:
+        manifest = replace(
+            manifest, bundle_id=str(uuid.uuid4()), signer_device_id="", signature=b""
+        )
+    return write_bundle(target, manifest, sections)

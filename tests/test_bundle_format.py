@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from meshdex.index import bundle_format
+from meshdex.index.bundle_documents import decode_documents, encode_documents
 from meshdex.index.bundle_format import (
     ALIGNMENT_BYTES,
     HEADER_BYTES,
@@ -27,7 +28,7 @@ from meshdex.index.bundle_format import (
     encode_bundle,
     verify_buffer,
 )
-from meshdex.index.bundle_io import open_bundle, write_bundle
+from meshdex.index.bundle_io import copy_bundle, open_bundle, write_bundle
 from meshdex.index.bundle_manifest import BundleManifest, CacheManifest, manifest_to_bytes
 from meshdex.index.engine import Index
 from meshdex.index.errors import (
@@ -124,18 +125,28 @@ def test_open_readers_keep_their_generation_while_a_new_one_is_written(tmp_path:
             assert bytes(new.section("codes")) == b"\x02" * 7000
 
 
-def test_signature_by_creating_device_covers_every_section(tmp_path: Path):
-    key = Ed25519PrivateKey.generate()
+class DeviceSigner:
+    """A device's Ed25519 key, as sync will hold it."""
 
-    class DeviceSigner:
-        device_id = "laptop"
+    device_id = "laptop"
 
-        def sign(self, payload: bytes) -> bytes:
-            return key.sign(payload)
+    def __init__(self) -> None:
+        self.key = Ed25519PrivateKey.generate()
 
+    def sign(self, payload: bytes) -> bytes:
+        return self.key.sign(payload)
+
+
+def _signed(tmp_path: Path, signer: DeviceSigner | None = None) -> Path:
     path = tmp_path / "signed.leann"
-    write_bundle(path, make_manifest(), small_sections(), signer=DeviceSigner())
-    with open_bundle(path) as bundle:
+    write_bundle(path, make_manifest(), small_sections(), signer=signer or DeviceSigner())
+    return path
+
+
+def test_signature_by_creating_device_covers_every_section(tmp_path: Path):
+    signer = DeviceSigner()
+    key = signer.key
+    with open_bundle(_signed(tmp_path, signer)) as bundle:
         manifest = bundle.manifest
         assert manifest.signer_device_id == "laptop"
         key.public_key().verify(manifest.signature, manifest.signing_payload())
@@ -466,3 +477,78 @@ def test_engine_index_round_trips_through_a_bundle_file(tmp_path: Path, fake_emb
             (h.label, round(h.score, 5)) for h in expected
         ]
         assert not {h.label for h in got} & set(labels[:10].tolist())
+
+
+# --- sections mapping and copies -----------------------------------------------------------
+
+
+def test_lazy_sections_mapping_hashes_only_what_is_looked_up(bundle_path: Path):
+    with open_bundle(bundle_path) as bundle:
+        codes = bundle.manifest.section_entry("codes")
+    data = bytearray(bundle_path.read_bytes())
+    data[codes.offset] ^= 0x01
+    bundle_path.write_bytes(data)
+    with open_bundle(bundle_path, verify="lazy") as bundle:
+        sections = bundle.sections()
+        assert list(sections) == list(bundle.section_names)
+        assert "codes" in sections and "documents" not in sections
+        assert bytes(sections["graph_offsets"]) == small_sections()["graph_offsets"]
+        with pytest.raises(KeyError):
+            sections["documents"]
+        with pytest.raises(BundleCorrupt, match="section 'codes'"):
+            sections["codes"]
+
+
+def test_plain_copy_is_byte_identical_and_keeps_the_signature(tmp_path: Path):
+    source_path = _signed(tmp_path)
+    with open_bundle(source_path, verify="lazy") as source:
+        copied = copy_bundle(source, tmp_path / "copy.leann")
+        assert copied == source.manifest
+    assert (tmp_path / "copy.leann").read_bytes() == source_path.read_bytes()
+
+
+def test_copy_with_documents_is_a_new_unsigned_bundle_of_the_same_index(tmp_path: Path):
+    records = [{"id": "a", "text": "alpha"}, {"id": "b", "text": "beta"}]
+    with open_bundle(_signed(tmp_path)) as source:
+        original = source.manifest
+        copy_bundle(
+            source, tmp_path / "export.leann",
+            add_sections={"documents": encode_documents(records)},
+        )
+    with open_bundle(tmp_path / "export.leann") as exported:
+        manifest = exported.manifest
+        assert list(decode_documents(exported.section("documents"))) == records
+    assert manifest.bundle_id != original.bundle_id
+    assert (manifest.signature, manifest.signer_device_id) == (b"", "")
+    assert (manifest.collection, manifest.generation, manifest.store_state) == (
+        original.collection, original.generation, original.store_state
+    )
+
+
+def test_copy_without_cache_drops_its_sections_and_manifest_entry(tmp_path: Path):
+    source_path = tmp_path / "cached.leann"
+    write_bundle(
+        source_path,
+        make_manifest(cache=CacheManifest(node_count=2, fingerprint_digest="f" * 64)),
+        {**small_sections(), "cache_ids": b"\x01\x02", "cache_vectors": b"\x00" * 64},
+    )
+    with open_bundle(source_path) as source:
+        copy_bundle(source, source_path, drop_cache=True)  # in place, over itself
+    with open_bundle(source_path) as bundle:
+        assert bundle.manifest.cache is None
+        assert set(bundle.section_names) == set(small_sections())
+
+
+def test_copy_of_a_damaged_bundle_leaves_the_target_untouched(bundle_path: Path, tmp_path: Path):
+    target = tmp_path / "target.leann"
+    write_bundle(target, make_manifest(generation=9), small_sections())
+    before = target.read_bytes()
+    with open_bundle(bundle_path) as bundle:
+        entry = bundle.manifest.section_entry("graph_neighbors")
+    data = bytearray(bundle_path.read_bytes())
+    data[entry.offset + 100] ^= 0x10
+    bundle_path.write_bytes(data)
+    with open_bundle(bundle_path, verify="lazy") as source:
+        with pytest.raises(BundleCorrupt, match="graph_neighbors"):
+            copy_bundle(source, target)
+    assert target.read_bytes() == before
