@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from meshdex.index.chunking import ChunkingParams
@@ -43,6 +43,10 @@ from meshdex.node.records import (
 )
 from meshdex.proto.meshdex.v1 import node_pb2 as pb
 from meshdex.proto.meshdex.v1 import node_pb2_grpc
+
+if TYPE_CHECKING:
+    from meshdex.index.params import BuildParams
+    from meshdex.node.indexing import BuildReport
 
 DEFAULT_DEADLINES_S: dict[str, float | None] = {
     "default": 10.0,
@@ -229,16 +233,24 @@ class MeshdexClient:
         )
         return wire.search_result_from_wire(self._call("Search", request, deadline=deadline))
 
-    def build(self, collection: str, *,
-              progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-        """Build the collection's index, calling ``progress(stage, done, total)`` as it goes;
-        returns the build summary."""
-        request = pb.BuildRequest(collection=collection)
+    def build(
+        self,
+        collection: str,
+        *,
+        params: BuildParams | dict[str, Any] | None = None,
+        rebuild: bool = False,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> BuildReport:
+        """Build the collection's index, calling ``progress(stage, done, total)`` as it goes."""
+        if params is not None and not isinstance(params, dict):
+            params = params.to_dict()
+        request = pb.BuildRequest(collection=collection, rebuild=rebuild,
+                                  params_json=wire.to_json(params) if params else "")
         try:
             for update in self._stub.Build(request, timeout=self._timeout("Build"),
                                            metadata=self._metadata):
                 if update.done:
-                    return wire.json_object(update.summary_json, "summary_json")
+                    return wire.build_report_from_wire(update.summary_json)
                 if progress is not None:
                     progress(update.stage, update.done_items, update.total_items)
         except grpc.RpcError as error:

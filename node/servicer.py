@@ -6,7 +6,6 @@ No domain logic lives here. Errors are raised as ``MeshdexError`` and mapped to 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
@@ -18,7 +17,9 @@ import grpc
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import DeadlineExceeded, InvalidArgument
+from meshdex.index.params import BuildParams
 from meshdex.node import wire
+from meshdex.node.indexing import BuildReport
 from meshdex.node.records import (
     CollectionInfo,
     DeleteReport,
@@ -66,7 +67,8 @@ class NodeAPI(Protocol):
     def search(self, collection: str, query: str, *, top_k: int, filter: str | None,
                params: dict[str, Any] | None, deadline: float | None) -> SearchResults: ...
 
-    def build(self, collection: str, *, progress: ProgressCallback | None = None) -> Any: ...
+    def build(self, collection: str, *, params: BuildParams | None = None, rebuild: bool = False,
+              progress: ProgressCallback | None = None) -> BuildReport: ...
 
 
 def call_deadline(context: grpc.ServicerContext) -> float | None:
@@ -75,16 +77,6 @@ def call_deadline(context: grpc.ServicerContext) -> float | None:
     if remaining is None or remaining > NO_DEADLINE_S:
         return None
     return time.monotonic() + remaining
-
-
-def _summary_json(result: Any) -> str:
-    if result is None:
-        return ""
-    if hasattr(result, "to_dict"):
-        return wire.to_json(result.to_dict())
-    if dataclasses.is_dataclass(result):
-        return wire.to_json(dataclasses.asdict(result))
-    return wire.to_json(result)
 
 
 class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
@@ -165,7 +157,7 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
 
     def Build(self, request, context) -> Iterator[pb.BuildProgress]:  # noqa: ANN001, N802
         """Runs the build on its own thread and relays its progress callbacks as messages."""
-        collection = wire.require(request.collection, "collection")
+        call = wire.build_request_from_wire(request)
         updates: queue.Queue[pb.BuildProgress] = queue.Queue()
         outcome: dict[str, Any] = {}
 
@@ -176,11 +168,12 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
 
         def run() -> None:
             try:
-                outcome["result"] = self.node.build(collection, progress=progress)
+                outcome["result"] = self.node.build(call.collection, params=call.params,
+                                                    rebuild=call.rebuild, progress=progress)
             except BaseException as error:  # re-raised on the RPC thread below
                 outcome["error"] = error
 
-        worker = threading.Thread(target=run, name=f"build-{collection}", daemon=True)
+        worker = threading.Thread(target=run, name=f"build-{call.collection}", daemon=True)
         worker.start()
         while worker.is_alive() or not updates.empty():
             try:
@@ -190,4 +183,4 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
         if "error" in outcome:
             raise outcome["error"]
         yield pb.BuildProgress(stage="done", done=True,
-                               summary_json=_summary_json(outcome.get("result")))
+                               summary_json=wire.to_json(outcome["result"].to_dict()))

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
@@ -32,8 +32,11 @@ from meshdex.node.records import (
 )
 from meshdex.proto.meshdex.v1 import node_pb2 as pb
 
-DEFAULT_TOP_K = 10
-MAX_TOP_K = 1000
+if TYPE_CHECKING:
+    from meshdex.index.params import BuildParams
+    from meshdex.node.indexing import BuildReport
+
+DEFAULT_TOP_K = 5  # Node.search's default, so remote and embedded answer alike
 
 _OUTCOMES_TO_WIRE = {
     Outcome.ADDED: pb.ItemOutcome.ADDED,
@@ -269,15 +272,11 @@ class SearchCall:
 
 
 def search_request_from_wire(message: pb.SearchRequest) -> SearchCall:
-    top_k = message.top_k or DEFAULT_TOP_K
-    if top_k > MAX_TOP_K:
-        raise InvalidArgument(f"top_k must be at most {MAX_TOP_K}, got {top_k}")
-    if not message.query.strip():
-        raise InvalidArgument("query is required (a non-blank text to search for)")
+    """Field presence and JSON here; the node checks the query text and top_k's range."""
     return SearchCall(
         collection=require(message.collection, "collection"),
         query=message.query,
-        top_k=top_k,
+        top_k=message.top_k or DEFAULT_TOP_K,
         filter=message.filter.strip() or None,
         params=json_object(message.params_json, "params_json") or None,
     )
@@ -312,3 +311,37 @@ def search_result_from_wire(message: pb.SearchResponse) -> SearchResults:
                              for name in pb.SearchStats.DESCRIPTOR.fields_by_name
                              if name in stats_fields}),
     )
+
+
+# --- build -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BuildCall:
+    """A validated build request, in the keyword arguments ``Node.build`` takes."""
+
+    collection: str
+    params: BuildParams | None
+    rebuild: bool
+
+
+def build_request_from_wire(message: pb.BuildRequest) -> BuildCall:
+    from meshdex.index.params import BuildParams
+
+    given = json_object(message.params_json, "params_json")
+    return BuildCall(collection=require(message.collection, "collection"),
+                     params=BuildParams.from_dict(given) if given else None,
+                     rebuild=message.rebuild)
+
+
+def build_report_from_wire(summary_json: str) -> BuildReport:
+    """The ``BuildReport`` the node sent as the last message's summary."""
+    # Imported here, like SearchStats: node.indexing pulls in the engine.
+    from meshdex.node.indexing import BuildReport
+
+    summary = json_object(summary_json, "summary_json")
+    try:
+        return BuildReport(**{**summary, "bundle_path": Path(summary["bundle_path"])})
+    except (KeyError, TypeError) as error:
+        raise InvalidArgument(f"the node sent a build summary this client cannot read: {error}",
+                              hint="client and node versions may differ") from None

@@ -162,13 +162,21 @@ BAD_REQUESTS = [
     ("GetDocument", pb.GetDocumentRequest(collection="docs", id="zzz"), "NOT_FOUND", "zzz"),
     ("GetDocument", pb.GetDocumentRequest(collection="ghost", id="a"), "NOT_FOUND", "ghost"),
     ("Search", pb.SearchRequest(collection="docs", query="  "), "INVALID_ARGUMENT",
-     "query is required"),
+     "query must be non-empty text"),
     ("Search", pb.SearchRequest(collection="docs", query="q", top_k=5000), "INVALID_ARGUMENT",
-     "top_k must be at most 1000"),
+     "top_k must be an integer in [1, 1000]"),
+    ("Search", pb.SearchRequest(collection="docs", query="q"), "FAILED_PRECONDITION",
+     "meshdex build"),
+    ("Search", pb.SearchRequest(collection="ghost", query="q"), "NOT_FOUND", "ghost"),
     ("Search", pb.SearchRequest(collection="docs", query="q", params_json="[1]"),
      "INVALID_ARGUMENT", "params_json must be a JSON object"),
     ("Search", pb.SearchRequest(query="q"), "INVALID_ARGUMENT", "collection is required"),
     ("Build", pb.BuildRequest(), "INVALID_ARGUMENT", "collection is required"),
+    ("Build", pb.BuildRequest(collection="ghost"), "NOT_FOUND", "ghost"),
+    ("Build", pb.BuildRequest(collection="docs", params_json='{"MM": 3}'), "INVALID_ARGUMENT",
+     "MM"),
+    ("Build", pb.BuildRequest(collection="docs", params_json="3"), "INVALID_ARGUMENT",
+     "params_json must be a JSON object"),
 ]
 
 

@@ -242,12 +242,14 @@ class SearchResponse(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., stats: _Optional[_Union[SearchStats, _Mapping]] = ...) -> None: ...
 
 class BuildRequest(_message.Message):
-    __slots__ = ("collection", "params_json")
+    __slots__ = ("collection", "params_json", "rebuild")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    REBUILD_FIELD_NUMBER: _ClassVar[int]
     collection: str
     params_json: str
-    def __init__(self, collection: _Optional[str] = ..., params_json: _Optional[str] = ...) -> None: ...
+    rebuild: bool
+    def __init__(self, collection: _Optional[str] = ..., params_json: _Optional[str] = ..., rebuild: _Optional[bool] = ...) -> None: ...
 
 class BuildProgress(_message.Message):
     __slots__ = ("stage", "done_items", "total_items", "done", "summary_json")
