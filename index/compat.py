@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from meshdex.index.bundle_manifest import SUPPORTED_FORMAT_VERSIONS, BundleManifest, StoreState
 from meshdex.index.embedder import EmbeddingFingerprint
+from meshdex.index.params import BuildParams
 
 __all__ = ["Decision", "DecisionKind", "LocalState", "decide_compatibility"]
 
@@ -48,15 +49,17 @@ class DecisionKind(enum.StrEnum):
 class LocalState:
     """What this device has: the collection, its embedder, what it reads, and its store.
 
-    ``known_build_param_keys`` are the build parameter names this build understands
-    (``BuildParams`` field names); a bundle built with any other key was built by code whose
+    ``known_build_param_keys`` are the build parameter names this build understands (by
+    default ``BuildParams``' fields); a bundle built with any other key was built by code whose
     behaviour this build cannot reproduce when it adds to the graph.
     """
 
     collection: str
     fingerprint: EmbeddingFingerprint
     store_state: StoreState
-    known_build_param_keys: frozenset[str]
+    known_build_param_keys: frozenset[str] = field(
+        default_factory=lambda: frozenset(f.name for f in fields(BuildParams))
+    )
     supported_format_versions: frozenset[int] = field(
         default_factory=lambda: SUPPORTED_FORMAT_VERSIONS
     )

@@ -11,6 +11,7 @@ from bundle_samples import BUILD_PARAMS, FINGERPRINT, make_manifest, small_secti
 from meshdex.index.bundle_io import open_bundle, write_bundle
 from meshdex.index.bundle_manifest import CacheManifest, SectionEntry, StoreState
 from meshdex.index.compat import DecisionKind, LocalState, decide_compatibility
+from meshdex.index.params import BuildParams
 
 BUNDLE_STORE = make_manifest().store_state  # laptop: 120, desktop: 40
 OTHER_FINGERPRINT = replace(FINGERPRINT, precision="bf16")
@@ -154,6 +155,19 @@ def test_rebuild_reasons_list_every_problem_and_say_what_happens():
     assert decision.kind is DecisionKind.REBUILD_LOCALLY
     assert len(decision.reasons) == 3
     assert decision.reasons[-1] == "rebuilding from the local documents"
+
+
+def test_by_default_this_build_knows_exactly_the_engine_build_params():
+    local = LocalState(collection="notes", fingerprint=FINGERPRINT, store_state=BUNDLE_STORE)
+    engine_params = BuildParams().to_dict()
+    assert decide_compatibility(make_manifest(build_params=engine_params), local).kind is (
+        DecisionKind.USE
+    )
+    decision = decide_compatibility(
+        make_manifest(build_params={**engine_params, "graph_layers": 3}), local
+    )
+    assert decision.kind is DecisionKind.REBUILD_LOCALLY
+    assert "does not know: graph_layers" in decision.summary()
 
 
 def test_decision_on_a_bundle_read_back_from_disk(tmp_path: Path):
