@@ -1,0 +1,132 @@
+"""Build and Search over gRPC with the real packaged model, against the same node in-process."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from grpc_support import started_node
+from meshdex.index.errors import DeadlineExceeded, InvalidArgument
+from meshdex.node.records import DocumentInput
+
+pytestmark = pytest.mark.model
+
+TOPICS = {
+    "cooking": ["Simmer the tomato sauce slowly with garlic and basil.",
+                "Knead the bread dough until it is smooth and elastic.",
+                "Roast the vegetables in a hot oven until they caramelise."],
+    "astronomy": ["The telescope revealed the rings of Saturn in sharp detail.",
+                  "A comet's tail always points away from the Sun.",
+                  "Jupiter's moons were first observed by Galileo."],
+    "python": ["A list comprehension builds a new list from an iterable.",
+               "Use a with statement so the file is closed even on errors.",
+               "Dictionaries map hashable keys to values."],
+    "sailing": ["Reef the mainsail before the wind gets too strong.",
+                "Tacking turns the bow of the boat through the wind.",
+                "A bowline knot makes a fixed loop at the end of a rope."],
+}
+
+
+def _documents() -> list[DocumentInput]:
+    docs = []
+    for topic, sentences in TOPICS.items():
+        for i, sentence in enumerate(sentences):
+            docs.append(DocumentInput(
+                id=f"{topic}-{i}", text=sentence, source=f"{topic}.txt",
+                metadata={"topic": topic, "year": 2018 + i}))
+    return docs
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, real_embedder):  # real_embedder: load the model once per session
+    data_dir = tmp_path_factory.mktemp("search-node")
+    with started_node(data_dir) as server:
+        with server.client("write") as client:
+            client.create_collection("notes")
+            client.upsert_documents("notes", _documents())
+            stages = []
+            report = client.build("notes", progress=lambda *update: stages.append(update))
+        server.build_report = report
+        server.build_stages = stages
+        yield server
+
+
+@pytest.fixture
+def client(server):
+    with server.client("read") as client:
+        yield client
+
+
+def test_build_streams_progress_and_returns_the_report(server):
+    report = server.build_report
+    assert (report.collection, report.action, report.passages) == ("notes", "built", 12)
+    assert report.generation >= 1 and report.bundle_bytes > 0
+    assert server.build_stages, "no progress messages were streamed"
+    assert all(done <= total for _, done, total in server.build_stages)
+
+
+def test_search_over_grpc_equals_search_in_process(server, client):
+    query = "how do I keep a file from staying open after an exception?"
+    remote = client.search("notes", query, top_k=3)
+    local = server.node.search("notes", query, top_k=3)
+    assert [(h.document_id, h.passage) for h in remote.hits] == [
+        (h.document_id, h.passage) for h in local.hits]
+    assert [h.score for h in remote.hits] == pytest.approx([h.score for h in local.hits],
+                                                           abs=1e-5)
+    top = remote.hits[0]
+    assert top.document_id == "python-1" and top.source == "python.txt"
+    assert top.metadata == {"topic": "python", "year": 2019}
+    assert remote.stats.model_calls >= 1 and remote.stats.total_seconds > 0
+
+
+@pytest.mark.parametrize("search_filter", [
+    "topic=astronomy",
+    '{"field": "topic", "op": "eq", "value": "astronomy"}',
+    {"and": [{"field": "topic", "op": "eq", "value": "astronomy"}]},
+])
+def test_filters_apply_during_the_search(client, search_filter):
+    result = client.search("notes", "boats and wind", top_k=3, filter=search_filter)
+    assert [hit.metadata["topic"] for hit in result.hits] == ["astronomy"] * 3
+
+
+def test_search_knobs_travel_and_unknown_knobs_are_refused(client):
+    assert len(client.search("notes", "bread", top_k=2, params={"ef": 16}).hits) == 2
+    with pytest.raises(InvalidArgument, match="no_such_knob"):
+        client.search("notes", "bread", params={"no_such_knob": 1})
+    with pytest.raises(InvalidArgument, match="filter"):
+        client.search("notes", "bread", filter="year>>2020")
+
+
+def test_a_search_whose_deadline_passes_is_deadline_exceeded(client):
+    with pytest.raises(DeadlineExceeded):
+        client.search("notes", "telescope", deadline=time.monotonic() + 0.001)
+
+
+def test_searches_keep_succeeding_during_a_rebuild_swap(server, client):
+    failures: list[Exception] = []
+    answered = []
+    stop = threading.Event()
+
+    def search_until_stopped() -> None:
+        with server.client("read") as searcher:
+            while not stop.is_set():
+                try:
+                    hits = searcher.search("notes", "rings of Saturn", top_k=1).hits
+                    answered.append(hits[0].document_id)
+                except Exception as error:  # noqa: BLE001 — any failure is the finding
+                    failures.append(error)
+
+    threads = [threading.Thread(target=search_until_stopped) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    with server.client("write") as writer:
+        before = len(answered)
+        report = writer.build("notes", rebuild=True)
+        during = len(answered) - before
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert report.action == "built" and report.generation > server.build_report.generation
+    assert not failures, failures[:3]
+    assert during > 0 and set(answered) == {"astronomy-0"}
