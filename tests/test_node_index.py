@@ -1,0 +1,183 @@
+"""A node's index lifecycle: build, delta after changes, rebuild when needed, search, filters.
+
+Mechanics run with the deterministic ``HashingEmbedder``; one test runs the real packaged
+model end to end through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from fakes import HashingEmbedder
+from meshdex.index.errors import IndexNotBuilt, InvalidArgument
+from meshdex.index.params import BuildParams
+from meshdex.node.indexing import IndexManager
+from meshdex.node.records import DocumentInput
+from meshdex.node.service import Node
+
+TOPICS = {
+    "fruit": "apples pears plums cherries orchard harvest sweet juice",
+    "space": "rocket orbit planet comet telescope astronaut gravity launch",
+    "cooking": "oven bake flour butter recipe knead dough simmer",
+    "music": "guitar chord melody rhythm drum concert tempo harmony",
+}
+
+
+def _documents(count_per_topic: int) -> list[DocumentInput]:
+    docs = []
+    for topic, words in TOPICS.items():
+        vocabulary = words.split()
+        for i in range(count_per_topic):
+            text = " ".join(vocabulary[(i + j) % len(vocabulary)] for j in range(12))
+            docs.append(DocumentInput(id=f"{topic}-{i}", text=f"{text} note {topic} {i}",
+                                      metadata={"topic": topic, "n": i}, source=None))
+    return docs
+
+
+@pytest.fixture
+def node(tmp_path):
+    embedder = HashingEmbedder()
+    with Node.open(tmp_path / "data") as opened:
+        opened.indexes = IndexManager(opened.store, embedder_factory=lambda info: embedder)
+        opened.create_collection("c")
+        yield opened
+
+
+def test_search_before_build_says_to_build(node):
+    node.upsert_documents("c", _documents(2))
+    with pytest.raises(IndexNotBuilt, match="meshdex build"):
+        node.search("c", "rocket orbit")
+
+
+def test_build_then_search_finds_the_topic(node):
+    node.upsert_documents("c", _documents(20))
+    report = node.build("c")
+    assert (report.action, report.generation, report.passages) == ("built", 1, 80)
+    results = node.search("c", "rocket orbit planet", top_k=5)
+    assert len(results.hits) == 5
+    assert {hit.metadata["topic"] for hit in results.hits} == {"space"}
+    assert results.stats.passages_recomputed + results.stats.cache_hits >= 5
+
+
+def test_unchanged_build_does_nothing(node):
+    node.upsert_documents("c", _documents(5))
+    node.build("c")
+    again = node.build("c")
+    assert (again.action, again.generation) == ("unchanged", 1)
+
+
+def test_small_change_is_applied_as_delta_and_deleted_passages_never_return(node):
+    node.upsert_documents("c", _documents(25))
+    node.build("c")
+    node.delete_documents("c", ["space-0", "space-1"])
+    node.upsert_documents("c", [DocumentInput(id="new", text="comet comet telescope zebra",
+                                              metadata={"topic": "space"}, source=None)])
+    report = node.build("c")
+    assert (report.action, report.generation) == ("delta", 2)
+    assert (report.added, report.removed) == (1, 2)
+    ids = [hit.document_id for hit in node.search("c", "comet telescope zebra", top_k=10).hits]
+    assert "new" in ids[:3]
+    assert not {"space-0", "space-1"} & set(ids)
+
+
+def test_deleted_documents_are_not_returned_even_before_the_next_build(node):
+    node.upsert_documents("c", _documents(10))
+    node.build("c")
+    node.delete_documents("c", [f"music-{i}" for i in range(10)])
+    hits = node.search("c", "guitar chord melody", top_k=5).hits
+    assert len(hits) == 5
+    assert all(hit.metadata["topic"] != "music" for hit in hits)
+
+
+def test_large_change_rebuilds_and_says_why(node):
+    node.upsert_documents("c", _documents(5))
+    node.build("c")
+    node.upsert_documents("c", _documents(20))
+    report = node.build("c")
+    assert report.action == "built"
+    assert "new passages exceed" in report.reason
+
+
+def test_changed_params_force_a_rebuild(node):
+    node.upsert_documents("c", _documents(5))
+    node.build("c")
+    report = node.build("c", params=BuildParams(pruned_degree=6))
+    assert report.action == "built" and report.reason == "build params changed"
+
+
+@pytest.mark.parametrize(
+    ("spec", "topics"),
+    [
+        ("topic=music", {"music"}),
+        ("topic in [fruit, cooking]", {"fruit", "cooking"}),
+        ({"field": "n", "op": "gte", "value": 8}, {"fruit", "space", "cooking", "music"}),
+    ],
+)
+def test_filter_applies_during_search_and_still_returns_k(node, spec, topics):
+    node.upsert_documents("c", _documents(10))
+    node.build("c")
+    hits = node.search("c", "rocket orbit planet", top_k=6, filter=spec).hits
+    assert len(hits) == 6
+    assert {hit.metadata["topic"] for hit in hits} <= topics
+    if isinstance(spec, dict):
+        assert all(hit.metadata["n"] >= 8 for hit in hits)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"query": "  "}, "non-empty"),
+        ({"query": "x" * 9000}, "limit"),
+        ({"query": "ok", "top_k": 0}, "top_k"),
+        ({"query": "ok", "top_k": 5000}, "top_k"),
+        ({"query": "ok", "filter": "topic=="}, "cannot parse filter"),
+        ({"query": "ok", "params": {"nonsense": 1}}, "nonsense"),
+    ],
+)
+def test_bad_search_requests_are_refused_clearly(node, kwargs, message):
+    node.upsert_documents("c", _documents(2))
+    node.build("c")
+    query = kwargs.pop("query")
+    with pytest.raises(InvalidArgument, match=message):
+        node.search("c", query, **kwargs)
+
+
+def test_empty_collection_cannot_be_built(node):
+    with pytest.raises(InvalidArgument, match="no passages"):
+        node.build("c")
+
+
+def test_stats_report_sections_against_raw_text(node):
+    node.upsert_documents("c", _documents(10))
+    node.build("c")
+    stats = node.index_stats("c").to_dict()
+    assert stats["passages"] == 40
+    assert stats["raw_passage_bytes"] > 0
+    assert {"graph_neighbors", "codes", "id_map"} <= set(stats["section_bytes"])
+    assert stats["index_bytes"] == sum(stats["section_bytes"].values())
+
+
+@pytest.mark.model
+def test_cli_demo_indexes_the_sample_and_answers_with_the_real_model(tmp_path):
+    """The README's first command, minus the venv: real model, real store, real bundle."""
+    data_dir = tmp_path / "data"
+    command = [sys.executable, "-m", "meshdex", "--data-dir", str(data_dir)]
+    first = subprocess.run([*command, "demo", "--query", "How do I create a virtual environment?",
+                            "--top-k", "2"], capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr
+    assert "venv.rst" in first.stdout.split("1. ", 1)[1].splitlines()[0]
+    found = subprocess.run(
+        [*command, "search", "--collection", "sample", "--json", "--top-k", "1",
+         "raise an exception inside try"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert found.returncode == 0, found.stderr
+    answer = json.loads(found.stdout)
+    assert answer["hits"][0]["document_id"] == "python-tutorial/errors.rst"
+    second = subprocess.run([*command, "demo", "--top-k", "1"], capture_output=True, text=True,
+                            timeout=900)
+    assert second.returncode == 0, second.stderr
+    assert "unchanged generation 1" in second.stdout
