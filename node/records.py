@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
+from meshdex.index.errors import InvalidArgument
 from meshdex.node.hlc import HLCTimestamp
 
 if TYPE_CHECKING:  # the engine is heavy to import; records stay light
@@ -200,6 +201,32 @@ class Change:
             content_hash=data["content_hash"],
             origin_device=data["origin_device"],
             origin_seq=data["origin_seq"],
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoteChange:
+    """A document write received from a peer, merged by last-writer-wins on ``hlc``.
+
+    ``text`` (and ``metadata``, ``source``) describe the document for ``UPSERT``; a
+    ``DELETE`` carries only the id and stamp.
+    """
+
+    doc_id: str
+    op: ChangeOp
+    hlc: HLCTimestamp
+    origin_device: str
+    origin_seq: int
+    text: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+    def document(self) -> DocumentInput:
+        """The document an ``UPSERT`` carries; ``InvalidArgument`` if it carries no text."""
+        if self.text is None:
+            raise InvalidArgument(f"remote upsert of {self.doc_id!r} carries no text")
+        return DocumentInput(
+            id=self.doc_id, text=self.text, metadata=self.metadata, source=self.source
         )
 
 

@@ -57,7 +57,9 @@ from meshdex.node.records import (
     Document,
     DocumentInput,
     Outcome,
+    RemoteChange,
 )
+from meshdex.node.validation import check_document
 
 logger = logging.getLogger(__name__)
 
@@ -363,19 +365,39 @@ class Store:
     def _upsert_one(
         self, session: _WriteSession, chunking: ChunkingParams, doc: DocumentInput
     ) -> Outcome:
-        txn, collection = session.txn, session.collection
-        key = _doc_key(collection, doc.id)
-        digest = content_hash(doc.text)
-        raw = txn.get(key, db=self._dbs["documents"])
-        old = _loads(raw, f"document {doc.id!r}") if raw is not None else None
+        old = self._record(session.txn, session.collection, doc.id)
         live = old is not None and not old["deleted"]
         if (
             live
-            and old["content_hash"] == digest
+            and old["content_hash"] == content_hash(doc.text)
             and old["metadata"] == doc.metadata
             and old["source"] == doc.source
         ):
             return Outcome.UNCHANGED
+        hlc = session.stamp()
+        digest = self._put_document(session, chunking, doc, old=old, hlc=hlc)
+        session.log(doc.id, ChangeOp.UPSERT, hlc, digest)
+        return Outcome.UPDATED if live else Outcome.ADDED
+
+    def _record(self, txn: lmdb.Transaction, collection: str, doc_id: str) -> dict | None:
+        raw = txn.get(_doc_key(collection, doc_id), db=self._dbs["documents"])
+        return _loads(raw, f"document {doc_id!r}") if raw is not None else None
+
+    def _put_document(
+        self,
+        session: _WriteSession,
+        chunking: ChunkingParams,
+        doc: DocumentInput,
+        *,
+        old: dict | None,
+        hlc: HLCTimestamp,
+    ) -> str:
+        """Write a live document over whatever ``old`` record was there, relinking passages.
+
+        Returns the text's content hash.
+        """
+        digest = content_hash(doc.text)
+        live = old is not None and not old["deleted"]
         if live and old["content_hash"] == digest:
             keys = [bytes.fromhex(k) for k in old["passage_keys"]]
         else:
@@ -386,7 +408,6 @@ class Store:
             texts = chunk_text(doc.text, chunking)
             keys = [passage_key(text) for text in texts]
             self._link_passages(session, doc.id, keys, texts)
-        hlc = session.stamp()
         record = {
             "source": doc.source,
             "metadata": doc.metadata,
@@ -395,14 +416,35 @@ class Store:
             "deleted": False,
             "passage_keys": [k.hex() for k in keys],
         }
-        txn.put(key, _dumps(record), db=self._dbs["documents"])
-        txn.put(key, _pack_text(doc.text), db=self._dbs["doc_texts"])
+        key = _doc_key(session.collection, doc.id)
+        session.txn.put(key, _dumps(record), db=self._dbs["documents"])
+        session.txn.put(key, _pack_text(doc.text), db=self._dbs["doc_texts"])
         if not live:
             session.stats["documents"] += 1
             if old is not None:
                 session.stats["tombstones"] -= 1
-        session.log(doc.id, ChangeOp.UPSERT, hlc, digest)
-        return Outcome.UPDATED if live else Outcome.ADDED
+        return digest
+
+    def _put_tombstone(
+        self, session: _WriteSession, doc_id: str, *, old: dict | None, hlc: HLCTimestamp
+    ) -> None:
+        """Mark a document deleted (a tombstone is written even if it was never seen here)."""
+        if old is not None and not old["deleted"]:
+            self._unlink_passages(session, doc_id, [bytes.fromhex(k) for k in old["passage_keys"]])
+            session.stats["documents"] -= 1
+        if old is None or not old["deleted"]:
+            session.stats["tombstones"] += 1
+        record = {
+            "source": old["source"] if old else None,
+            "metadata": {},
+            "content_hash": None,
+            "hlc": hlc.to_str(),
+            "deleted": True,
+            "passage_keys": [],
+        }
+        key = _doc_key(session.collection, doc_id)
+        session.txn.put(key, _dumps(record), db=self._dbs["documents"])
+        session.txn.delete(key, db=self._dbs["doc_texts"])
 
     def delete_documents(self, collection: str, ids: Iterable[str]) -> tuple[list[str], list[str]]:
         """Tombstone live documents; returns (deleted ids, ids that were not live)."""
@@ -413,27 +455,55 @@ class Store:
             session = _WriteSession(self, txn, collection)
             deleted, missing = [], []
             for doc_id in id_list:
-                key = _doc_key(collection, doc_id)
-                raw = txn.get(key, db=self._dbs["documents"])
-                record = _loads(raw, f"document {doc_id!r}") if raw is not None else None
-                if record is None or record["deleted"]:
+                old = self._record(txn, collection, doc_id)
+                if old is None or old["deleted"]:
                     missing.append(doc_id)
                     continue
-                self._unlink_passages(
-                    session, doc_id, [bytes.fromhex(k) for k in record["passage_keys"]]
-                )
                 hlc = session.stamp()
-                record.update(deleted=True, hlc=hlc.to_str(), passage_keys=[], metadata={})
-                txn.put(key, _dumps(record), db=self._dbs["documents"])
-                txn.delete(key, db=self._dbs["doc_texts"])
-                session.stats["documents"] -= 1
-                session.stats["tombstones"] += 1
+                self._put_tombstone(session, doc_id, old=old, hlc=hlc)
                 session.log(doc_id, ChangeOp.DELETE, hlc, None)
                 deleted.append(doc_id)
             session.finish()
             return deleted, missing
 
         return self._write(delete)
+
+    def apply_remote_changes(self, collection: str, changes: Sequence[RemoteChange]) -> list[bool]:
+        """Merge writes received from peers by last-writer-wins on their HLC stamps.
+
+        A change applies (``True``) only if its stamp is newer than the local version of the
+        document (the device id in the stamp breaks ties, so every device picks the same
+        winner); an older one is ignored (``False``). Either way the local clock moves past
+        the stamp and the origin device's watermark advances. Applied changes enter this
+        device's change log with their origin, so they can be passed on. One transaction: an
+        invalid change (``InvalidArgument``) rejects the whole batch and changes nothing.
+        """
+
+        def apply(txn: lmdb.Transaction) -> list[bool]:
+            info = self._collection_info(txn, collection)
+            session = _WriteSession(self, txn, collection)
+            applied = []
+            for change in changes:
+                session.merge(change.hlc, change.origin_device, change.origin_seq)
+                old = self._record(txn, collection, change.doc_id)
+                if old is not None and HLCTimestamp.from_str(old["hlc"]) >= change.hlc:
+                    applied.append(False)
+                    continue
+                if change.op is ChangeOp.DELETE:
+                    self._put_tombstone(session, change.doc_id, old=old, hlc=change.hlc)
+                    digest = None
+                else:
+                    doc = check_document(change.document())
+                    digest = self._put_document(
+                        session, info.chunking, doc, old=old, hlc=change.hlc
+                    )
+                origin = (change.origin_device, change.origin_seq)
+                session.log(change.doc_id, change.op, change.hlc, digest, origin=origin)
+                applied.append(True)
+            session.finish()
+            return applied
+
+        return self._write(apply)
 
     def get_document(self, collection: str, doc_id: str) -> Document:
         """The live document; ``DocumentNotFound`` if absent or deleted."""
@@ -664,16 +734,35 @@ class _WriteSession:
         self.store, self.txn, self.collection = store, txn, collection
         self.seq = _get_u64(txn, store._dbs["meta"], b"last_seq")
         self.stats = store._stats(txn, collection)
-        self.last_hlc: HLCTimestamp | None = None
-        self.changed = False
+        self.watermarks: dict[str, int] = {}
+        self.newest: HLCTimestamp | None = None  # newest stamp written in this collection
+        self.dirty = False
 
     def stamp(self) -> HLCTimestamp:
-        self.last_hlc = self.store._clock.now()
-        return self.last_hlc
+        """A fresh local stamp for a local write."""
+        self.dirty = True
+        return self.store._clock.now()
 
-    def log(self, doc_id: str, op: ChangeOp, hlc: HLCTimestamp, digest: str | None) -> None:
+    def merge(self, remote: HLCTimestamp, origin_device: str, origin_seq: int) -> None:
+        """Move the clock past a received stamp and note how far the origin has been seen."""
+        self.dirty = True
+        self.store._clock.update(remote)
+        self.watermarks[origin_device] = max(self.watermarks.get(origin_device, 0), origin_seq)
+
+    def log(
+        self,
+        doc_id: str,
+        op: ChangeOp,
+        hlc: HLCTimestamp,
+        digest: str | None,
+        *,
+        origin: tuple[str, int] | None = None,
+    ) -> None:
         self.seq += 1
-        self.changed = True
+        origin_device, origin_seq = origin or (self.store.device_id, self.seq)
+        if origin is None:
+            self.watermarks[origin_device] = self.seq
+        self.newest = hlc if self.newest is None else max(self.newest, hlc)
         change = Change(
             seq=self.seq,
             collection=self.collection,
@@ -681,27 +770,31 @@ class _WriteSession:
             op=op,
             hlc=hlc,
             content_hash=digest,
-            origin_device=self.store.device_id,
-            origin_seq=self.seq,
+            origin_device=origin_device,
+            origin_seq=origin_seq,
         )
         self.txn.put(_U64.pack(self.seq), _dumps(change.to_dict()), db=self.store._dbs["changes"])
 
     def finish(self) -> None:
-        """Persist seq, clock, stats and watermark if anything changed."""
-        if not self.changed:
+        """Persist seq, clock, stats and watermarks if anything changed."""
+        if not self.dirty:
             return
         dbs, txn = self.store._dbs, self.txn
         txn.put(b"last_seq", _U64.pack(self.seq), db=dbs["meta"])
-        assert self.last_hlc is not None
-        txn.put(b"hlc", self.last_hlc.pack(), db=dbs["meta"])
-        self.stats["max_hlc"] = self.last_hlc.to_str()
+        txn.put(b"hlc", self.store._clock.peek().pack(), db=dbs["meta"])
+        if self.newest is not None:
+            known = self.stats["max_hlc"]
+            if known is None or HLCTimestamp.from_str(known) < self.newest:
+                self.stats["max_hlc"] = self.newest.to_str()
         name = self.collection.encode()
         txn.put(name, _dumps(self.stats), db=dbs["stats"])
         record = _loads(txn.get(name, db=dbs["collections"]), "collection")
         record["updated_ms"] = _now_ms()
         txn.put(name, _dumps(record), db=dbs["collections"])
-        watermark = _prefix(self.collection) + self.store.device_id.encode()
-        txn.put(watermark, _U64.pack(self.seq), db=dbs["watermarks"])
+        for device, seq in self.watermarks.items():
+            key = _prefix(self.collection) + device.encode()
+            if seq > _get_u64(txn, dbs["watermarks"], key):
+                txn.put(key, _U64.pack(seq), db=dbs["watermarks"])
 
 
 def _open_env(store_dir: Path, **options: Any) -> lmdb.Environment:
