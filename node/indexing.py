@@ -130,6 +130,7 @@ class IndexManager:
         self.store = store
         self._embedder_factory = embedder_factory
         self._open: dict[str, _OpenIndex] = {}
+        self._build_locks: dict[str, threading.Lock] = {}
         self._open_lock = threading.Lock()
 
     # ------------------------------------------------------------------------ paths
@@ -167,7 +168,8 @@ class IndexManager:
         current = self._load(collection, required=False)
         reason = self._rebuild_reason(current, embedder, params, rebuild)
         if reason is None:
-            index = current.index
+            # A private copy: the shared one may be serving searches while this one changes.
+            index = _open_private(self.bundle_path(collection))
             indexed = set(index.labels(live_only=True).tolist())
             added = sorted(set(labels_now) - indexed)
             removed = sorted(indexed - set(labels_now))
@@ -356,13 +358,8 @@ class IndexManager:
             if opened is not None and opened.file_id == file_id:
                 return opened
             bundle = open_bundle(path, verify="lazy")
-            manifest = bundle.manifest
-            index = Index.from_sections(
-                bundle.sections(),
-                fingerprint=manifest.fingerprint,
-                params=BuildParams.from_dict(dict(manifest.build_params)),
-            )
-            fresh = _OpenIndex(file_id=file_id, bundle=bundle, index=index, manifest=manifest)
+            fresh = _OpenIndex(file_id=file_id, bundle=bundle, index=_index_of(bundle),
+                               manifest=bundle.manifest)
             # The previous generation's mmap stays alive for searches that still hold it.
             self._open[collection] = fresh
             return fresh
@@ -370,6 +367,20 @@ class IndexManager:
     def close(self) -> None:
         with self._open_lock:
             self._open.clear()
+
+
+def _index_of(bundle: Bundle) -> Index:
+    manifest = bundle.manifest
+    return Index.from_sections(
+        bundle.sections(),
+        fingerprint=manifest.fingerprint,
+        params=BuildParams.from_dict(dict(manifest.build_params)),
+    )
+
+
+def _open_private(path: Path) -> Index:
+    """An index no search shares, verified in full, for a build to change."""
+    return _index_of(open_bundle(path, verify="full"))
 
 
 class _HitResolver:

@@ -181,3 +181,39 @@ def test_cli_demo_indexes_the_sample_and_answers_with_the_real_model(tmp_path):
                             timeout=900)
     assert second.returncode == 0, second.stderr
     assert "unchanged generation 1" in second.stdout
+
+
+def test_searches_keep_succeeding_while_builds_swap_generations(node):
+    import threading
+
+    node.upsert_documents("c", _documents(15))
+    node.build("c")
+    failures: list[BaseException] = []
+    answered = 0
+    stop = threading.Event()
+
+    def search_loop() -> None:
+        nonlocal answered
+        while not stop.is_set():
+            try:
+                hits = node.search("c", "oven bake flour", top_k=3).hits
+                assert len(hits) == 3
+                answered += 1
+            except BaseException as error:  # noqa: BLE001 - reported below
+                failures.append(error)
+                return
+
+    searcher = threading.Thread(target=search_loop)
+    searcher.start()
+    try:
+        for round_number in range(4):
+            node.upsert_documents("c", [DocumentInput(
+                id=f"extra-{round_number}", text=f"dough knead butter extra {round_number}",
+                metadata={"topic": "cooking"}, source=None)])
+            node.build("c", rebuild=round_number % 2 == 1)
+    finally:
+        stop.set()
+        searcher.join(timeout=30)
+    assert not failures, failures
+    assert answered > 0
+    assert node.indexes.manifest("c").generation == 5
