@@ -203,13 +203,17 @@ class Store:
 
     # --------------------------------------------------------------------- transactions
 
-    def _read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+    def _begin_read(self) -> lmdb.Transaction:
+        """A read-only snapshot transaction."""
         while True:
             try:
-                with self._env.begin() as txn:
-                    return fn(txn)
-            except lmdb.MapResizedError:  # the writer grew the map; adopt the new size
+                return self._env.begin()
+            except lmdb.MapResizedError:  # the writer process grew the map; adopt the new size
                 self._env.set_mapsize(0)
+
+    def _read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        with self._begin_read() as txn:
+            return fn(txn)
 
     def _write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         if self._lock is None:
@@ -520,7 +524,7 @@ class Store:
     def iter_documents(self, collection: str) -> Iterator[Document]:
         """Live documents of a collection, sorted by id (bytewise UTF-8)."""
         prefix = _prefix(collection)
-        with self._env.begin() as txn:
+        with self._begin_read() as txn:
             self._collection_info(txn, collection)
             cursor = txn.cursor(db=self._dbs["documents"])
             if not cursor.set_range(prefix):
@@ -612,7 +616,7 @@ class Store:
     def iter_passages(self, collection: str) -> Iterator[tuple[bytes, str]]:
         """The collection's live passages as (key, text), sorted by key, each once."""
         prefix = _prefix(collection)
-        with self._env.begin() as txn:
+        with self._begin_read() as txn:
             self._collection_info(txn, collection)
             cursor = txn.cursor(db=self._dbs["passage_docs"])
             previous = None
@@ -689,7 +693,7 @@ class Store:
         """Changes with sequence number greater than ``seq``, oldest first."""
         if seq < 0:
             raise InvalidArgument(f"sequence number must be >= 0, got {seq}")
-        with self._env.begin() as txn:
+        with self._begin_read() as txn:
             cursor = txn.cursor(db=self._dbs["changes"])
             if not cursor.set_range(_U64.pack(seq + 1)):
                 return

@@ -3,6 +3,7 @@ one writer at a time, readers alongside, and acknowledged writes surviving kill 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -30,6 +31,14 @@ LONG_TEXT = (
     "Deleting a document leaves a tombstone, so sync can tell peers about it. "
     "Changed text replaces the passages of a document."
 )
+
+
+def random_texts(count: int) -> list[str]:
+    """Texts zlib cannot shrink much (hex digests), ~13 KB each."""
+    return [
+        " ".join(hashlib.sha256(f"{i}-{j}".encode()).hexdigest() for j in range(200))
+        for i in range(count)
+    ]
 
 
 @pytest.fixture
@@ -165,9 +174,10 @@ def test_store_grows_its_map_when_full(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr("meshdex.node.store.INITIAL_MAP_SIZE_BYTES", 1024 * 1024)
     with Store.open(tmp_path) as store:
         store.create_collection("big", embedder=EmbedderSpec(), chunking=ChunkingParams())
-        texts = [f"{i} " + "lorem ipsum dolor sit amet " * 200 for i in range(60)]
+        texts = random_texts(60)
         store.upsert_documents("big", [doc(str(i), t) for i, t in enumerate(texts)])
         assert store.get_collection("big").document_count == 60
+        assert store._env.info()["map_size"] > 1024 * 1024
     with Store.open(tmp_path, readonly=True) as reader:
         assert reader.get_document("big", "59").text == texts[59]
 
@@ -274,3 +284,43 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         for doc_id in acknowledged:
             assert store.get_document("default", doc_id).text.startswith("text number")
         assert store.get_collection("default").document_count >= len(acknowledged)
+
+
+COUNTING_READER = """
+import sys
+from pathlib import Path
+from meshdex.node.store import Store
+
+with Store.open(Path(sys.argv[1]), readonly=True) as reader:
+    for _ in sys.stdin:
+        print(reader.get_collection("big").document_count, flush=True)
+"""
+
+
+def test_a_reader_process_keeps_reading_after_the_writer_grows_the_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("meshdex.node.store.INITIAL_MAP_SIZE_BYTES", 1024 * 1024)
+    with Store.open(tmp_path) as store:
+        store.create_collection("big", embedder=EmbedderSpec(), chunking=ChunkingParams())
+        store.upsert_documents("big", [doc("first", "one")])
+        reader = subprocess.Popen(
+            [sys.executable, "-c", COUNTING_READER, str(tmp_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert reader.stdin is not None and reader.stdout is not None
+        try:
+            reader.stdin.write("count\n")
+            reader.stdin.flush()
+            assert reader.stdout.readline().strip() == "1"
+            store.upsert_documents("big", [doc(str(i), t) for i, t in enumerate(random_texts(80))])
+            assert store._env.info()["map_size"] > 1024 * 1024
+            reader.stdin.write("count\n")
+            reader.stdin.flush()
+            assert reader.stdout.readline().strip() == "81"
+        finally:
+            reader.stdin.close()
+            reader.wait(timeout=30)
+        assert reader.returncode == 0
