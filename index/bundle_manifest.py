@@ -105,7 +105,9 @@ class BundleManifest:
     ``sections`` are filled in (and ``format_version`` set to ``FORMAT_VERSION``) by
     ``write_bundle``; callers building a new bundle leave them at their defaults.
     ``build_params`` is a plain JSON object so that a reader can see keys it does not know
-    (and decide to rebuild) instead of failing to parse.
+    (and decide to rebuild) instead of failing to parse. ``collection_config`` says how the
+    collection cuts and embeds passages (``{"embedder": ..., "chunking": ...}``); empty when the
+    writer did not record it.
     """
 
     bundle_id: str
@@ -118,6 +120,7 @@ class BundleManifest:
     build_params: Mapping[str, Any]
     fingerprint: EmbeddingFingerprint
     cache: CacheManifest | None = None
+    collection_config: Mapping[str, Any] = field(default_factory=dict)
     sections: tuple[SectionEntry, ...] = ()
     format_version: int = FORMAT_VERSION
     signer_device_id: str = ""
@@ -183,6 +186,11 @@ class BundleManifest:
             ],
             signer_device_id=self.signer_device_id,
             signature=self.signature,
+            collection_config_json=(
+                json.dumps(dict(self.collection_config), sort_keys=True)
+                if self.collection_config
+                else ""
+            ),
         )
         if self.cache is not None:
             message.cache.CopyFrom(
@@ -196,12 +204,8 @@ class BundleManifest:
     @classmethod
     def from_proto(cls, message: bundle_pb2.BundleManifest) -> BundleManifest:
         """Convert without judging; ``check_manifest`` judges. Bad JSON is already corrupt."""
-        try:
-            build_params = json.loads(message.build_params_json or "{}")
-        except ValueError as error:
-            raise BundleCorrupt(
-                f"manifest build params are not valid JSON: {error}", op="read manifest"
-            ) from error
+        build_params = _json_field(message.build_params_json, "build params")
+        collection_config = _json_field(message.collection_config_json, "collection config")
         fp = message.fingerprint
         cache = None
         if message.HasField("cache"):
@@ -233,6 +237,7 @@ class BundleManifest:
                 metric=fp.metric,
             ),
             cache=cache,
+            collection_config=collection_config,
             sections=tuple(
                 SectionEntry(name=s.name, offset=s.offset, length=s.length, sha256=s.sha256)
                 for s in message.sections
@@ -240,6 +245,15 @@ class BundleManifest:
             signer_device_id=message.signer_device_id,
             signature=message.signature,
         )
+
+
+def _json_field(text: str, what: str) -> Any:
+    try:
+        return json.loads(text or "{}")
+    except ValueError as error:
+        raise BundleCorrupt(
+            f"manifest {what} are not valid JSON: {error}", op="read manifest"
+        ) from error
 
 
 def manifest_to_bytes(manifest: BundleManifest) -> bytes:
@@ -281,6 +295,7 @@ def manifest_to_json(manifest: BundleManifest) -> dict[str, Any]:
         "build_params": dict(manifest.build_params),
         "fingerprint": {**asdict(manifest.fingerprint), "digest": manifest.fingerprint.digest()},
         "cache": asdict(manifest.cache) if manifest.cache is not None else None,
+        "collection_config": dict(manifest.collection_config),
         "sections": [
             {"name": e.name, "offset": e.offset, "length": e.length, "sha256": e.sha256.hex()}
             for e in manifest.sections
@@ -317,6 +332,8 @@ def _manifest_problems(manifest: BundleManifest) -> list[str]:
         isinstance(v, float) and not math.isfinite(v) for v in manifest.build_params.values()
     ):
         problems.append("build params hold a non-finite number")
+    if not isinstance(manifest.collection_config, Mapping):
+        problems.append("collection config is not a JSON object")
     fp = manifest.fingerprint
     if not fp.model_id or not fp.model_hash:
         problems.append("embedding fingerprint lacks a model id or model hash")

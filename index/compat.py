@@ -9,8 +9,9 @@ person can read; callers (import, sync, build) carry the decision out and log it
 Precedence, first match wins for the kind::
 
     other collection, newer format            -> refuse
-    older unreadable format, fingerprint or
-    build params this build cannot honour     -> rebuild_locally
+    older unreadable format, fingerprint,
+    chunking or build params this build
+    cannot honour                             -> rebuild_locally
     local store has changes the bundle lacks  -> apply_local_delta
     cache built with another fingerprint      -> use_drop_cache
     otherwise                                 -> use
@@ -25,6 +26,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from meshdex.index.bundle_manifest import SUPPORTED_FORMAT_VERSIONS, BundleManifest, StoreState
 from meshdex.index.embedder import EmbeddingFingerprint
@@ -49,9 +51,11 @@ class DecisionKind(enum.StrEnum):
 class LocalState:
     """What this device has: the collection, its embedder, what it reads, and its store.
 
-    ``known_build_param_keys`` are the build parameter names this build understands (by
-    default ``BuildParams``' fields); a bundle built with any other key was built by code whose
-    behaviour this build cannot reproduce when it adds to the graph.
+    ``chunking`` is how this collection cuts documents into passages; a bundle whose passages
+    were cut otherwise indexes passages this store does not have. ``known_build_param_keys``
+    are the build parameter names this build understands (by default ``BuildParams``' fields);
+    a bundle built with any other key was built by code whose behaviour this build cannot
+    reproduce when it adds to the graph.
     """
 
     collection: str
@@ -63,6 +67,7 @@ class LocalState:
     supported_format_versions: frozenset[int] = field(
         default_factory=lambda: SUPPORTED_FORMAT_VERSIONS
     )
+    chunking: Mapping[str, Any] | None = None  # the collection's ChunkingParams as a dict
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +134,20 @@ def _store_comparison(
     return local_ahead, bundle_ahead
 
 
+def _chunking_reason(manifest: BundleManifest, local: LocalState) -> str | None:
+    theirs = manifest.collection_config.get("chunking")
+    if not isinstance(theirs, Mapping) or local.chunking is None:
+        return None
+    differences = [
+        f"{key}: {theirs.get(key)} != {local.chunking.get(key)}"
+        for key in sorted(set(theirs) | set(local.chunking))
+        if theirs.get(key) != local.chunking.get(key)
+    ]
+    if not differences:
+        return None
+    return "the bundle's passages were cut differently: " + ", ".join(differences)
+
+
 def _unknown_params(params: Mapping[str, object], known: frozenset[str]) -> list[str]:
     return sorted(set(params) - known)
 
@@ -155,6 +174,9 @@ def decide_compatibility(manifest: BundleManifest, local: LocalState) -> Decisio
     fingerprint_reason = _fingerprint_reason(manifest.fingerprint, local.fingerprint)
     if fingerprint_reason is not None:
         rebuild_reasons.append(fingerprint_reason)
+    chunking_reason = _chunking_reason(manifest, local)
+    if chunking_reason is not None:
+        rebuild_reasons.append(chunking_reason)
     unknown = _unknown_params(manifest.build_params, local.known_build_param_keys)
     if unknown:
         rebuild_reasons.append(

@@ -20,6 +20,11 @@ FINGERPRINT = EmbeddingFingerprint(
     metric="cosine",
 )
 BUILD_PARAMS = {"M": 16, "ef_construction": 100, "hub_fraction": 0.02, "seed": 7}
+CHUNKING = {"max_chars": 1200, "overlap_chars": 150}
+COLLECTION_CONFIG = {
+    "embedder": {"kind": "local", "model_id": FINGERPRINT.model_id, "precision": "fp32"},
+    "chunking": CHUNKING,
+}
 
 
 def make_manifest(**overrides: Any) -> BundleManifest:
@@ -38,6 +43,7 @@ def make_manifest(**overrides: Any) -> BundleManifest:
         build_params=dict(BUILD_PARAMS),
         fingerprint=FINGERPRINT,
         cache=CacheManifest(node_count=12, fingerprint_digest=FINGERPRINT.digest()),
+        collection_config=COLLECTION_CONFIG,
     )
     return replace(manifest, **overrides)
 

@@ -349,6 +349,10 @@ def _json_list(message):
     message.build_params_json = "[1, 2]"
 
 
+def _config_list(message):
+    message.collection_config_json = "[]"
+
+
 def _no_fingerprint(message):
     message.ClearField("fingerprint")
 
@@ -364,7 +368,8 @@ def _no_fingerprint(message):
         (_duplicate, "listed twice"),
         (_bad_id, "not a UUID"),
         (_bad_json, "not valid JSON"),
-        (_json_list, "not a JSON object"),
+        (_json_list, "build params are not a JSON object"),
+        (_config_list, "collection config is not a JSON object"),
         (_no_fingerprint, "model id"),
     ],
 )

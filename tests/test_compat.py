@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from bundle_samples import BUILD_PARAMS, FINGERPRINT, make_manifest, small_sections
+from bundle_samples import BUILD_PARAMS, CHUNKING, FINGERPRINT, make_manifest, small_sections
 from meshdex.index.bundle_io import open_bundle, write_bundle
 from meshdex.index.bundle_manifest import CacheManifest, SectionEntry, StoreState
 from meshdex.index.compat import DecisionKind, LocalState, decide_compatibility
@@ -26,6 +26,7 @@ def local_state(**overrides) -> LocalState:
         store_state=BUNDLE_STORE,
         known_build_param_keys=frozenset(BUILD_PARAMS),
         supported_format_versions=frozenset({1}),
+        chunking=CHUNKING,
     )
     return replace(state, **overrides)
 
@@ -118,6 +119,16 @@ CASES = [
     (
         "bundle leaves out params this build knows (defaults apply)",
         {"build_params": {"M": 16}}, {},
+        "use", False, False, "same collection",
+    ),
+    (
+        "passages cut with other chunking params",
+        {}, {"chunking": {**CHUNKING, "max_chars": 800}},
+        "rebuild_locally", False, False, "passages were cut differently: max_chars: 1200 != 800",
+    ),
+    (
+        "bundle that does not say how it cut passages",
+        {"collection_config": {}}, {"chunking": {**CHUNKING, "max_chars": 800}},
         "use", False, False, "same collection",
     ),
     (

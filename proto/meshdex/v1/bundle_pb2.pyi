@@ -72,7 +72,7 @@ class BundleCacheManifest(_message.Message):
     def __init__(self, node_count: _Optional[int] = ..., fingerprint_digest: _Optional[str] = ...) -> None: ...
 
 class BundleManifest(_message.Message):
-    __slots__ = ("format_version", "bundle_id", "collection", "generation", "parent_generation", "device_id", "created_at", "store_state", "build_params_json", "fingerprint", "sections", "cache", "signer_device_id", "signature")
+    __slots__ = ("format_version", "bundle_id", "collection", "generation", "parent_generation", "device_id", "created_at", "store_state", "build_params_json", "fingerprint", "sections", "cache", "signer_device_id", "signature", "collection_config_json")
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class BundleManifest(_message.Message):
     CACHE_FIELD_NUMBER: _ClassVar[int]
     SIGNER_DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     format_version: int
     bundle_id: str
     collection: str
@@ -101,4 +102,5 @@ class BundleManifest(_message.Message):
     cache: BundleCacheManifest
     signer_device_id: str
     signature: bytes
-    def __init__(self, format_version: _Optional[int] = ..., bundle_id: _Optional[str] = ..., collection: _Optional[str] = ..., generation: _Optional[int] = ..., parent_generation: _Optional[int] = ..., device_id: _Optional[str] = ..., created_at: _Optional[_Union[BundleHlc, _Mapping]] = ..., store_state: _Optional[_Union[BundleStoreState, _Mapping]] = ..., build_params_json: _Optional[str] = ..., fingerprint: _Optional[_Union[BundleEmbeddingFingerprint, _Mapping]] = ..., sections: _Optional[_Iterable[_Union[BundleSection, _Mapping]]] = ..., cache: _Optional[_Union[BundleCacheManifest, _Mapping]] = ..., signer_device_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    collection_config_json: str
+    def __init__(self, format_version: _Optional[int] = ..., bundle_id: _Optional[str] = ..., collection: _Optional[str] = ..., generation: _Optional[int] = ..., parent_generation: _Optional[int] = ..., device_id: _Optional[str] = ..., created_at: _Optional[_Union[BundleHlc, _Mapping]] = ..., store_state: _Optional[_Union[BundleStoreState, _Mapping]] = ..., build_params_json: _Optional[str] = ..., fingerprint: _Optional[_Union[BundleEmbeddingFingerprint, _Mapping]] = ..., sections: _Optional[_Iterable[_Union[BundleSection, _Mapping]]] = ..., cache: _Optional[_Union[BundleCacheManifest, _Mapping]] = ..., signer_device_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., collection_config_json: _Optional[str] = ...) -> None: ...
