@@ -3,8 +3,10 @@
 Each node's list is sorted; its first id is stored as the zig-zag encoded difference to the
 node's own id (nodes are numbered so neighbours sit close, see ``locality_order``), the rest as
 gaps to the previous id. Every number is a LEB128 varint (7 bits per byte, high bit = more
-bytes follow). ``offsets`` holds the byte offset of each node's list (uint32, ``n + 1`` entries).
-Encoding and decoding are vectorised over the whole graph: no per-node Python loop.
+bytes follow). The offsets section stores each node's degree as a varint too (one byte for any
+degree below 128, instead of four for a uint32 offset); the CSR offsets are their prefix sum,
+computed when the graph is decoded. Search decodes the whole graph once, vectorised (no
+per-node Python loop), so per-node random access into the bytes is not needed.
 """
 
 from __future__ import annotations
@@ -70,8 +72,7 @@ def encode(adjacency: Adjacency) -> tuple[bytes, bytes]:
     owner = np.repeat(np.arange(n, dtype=np.int64), degrees)
     # Sort within each list: by (owner, id) in one lexsort.
     ids = adjacency.indices.astype(np.int64)
-    order = np.lexsort((ids, owner))
-    ids = ids[order]
+    ids = ids[np.lexsort((ids, owner))]
     first = adjacency.offsets[:-1][degrees > 0]
     values = np.diff(ids, prepend=0)
     not_first = np.ones(len(ids), dtype=bool)
@@ -80,14 +81,7 @@ def encode(adjacency: Adjacency) -> tuple[bytes, bytes]:
         raise InvalidArgument("duplicate neighbour in a list")
     values = values.astype(np.uint64)
     values[first] = _zigzag(ids[first] - owner[first])
-    packed = varint_encode(values)
-    per_node = np.zeros(n, dtype=np.int64)
-    np.add.at(per_node, owner, varint_lengths(values))
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(per_node, out=offsets[1:])
-    if offsets[-1] >= 2**32:
-        raise InvalidArgument("graph too large for 32-bit offsets")
-    return offsets.astype("<u4").tobytes(), packed.tobytes()
+    return varint_encode(degrees).tobytes(), varint_encode(values).tobytes()
 
 
 def varint_lengths(values: np.ndarray) -> np.ndarray:
@@ -100,21 +94,16 @@ def varint_lengths(values: np.ndarray) -> np.ndarray:
 
 
 def decode(offsets: bytes | memoryview, neighbors: bytes | memoryview) -> Adjacency:
-    """Inverse of ``encode``; validates offsets against the data (bounds, monotonic)."""
-    byte_offsets = np.frombuffer(offsets, dtype="<u4").astype(np.int64)
-    data = np.frombuffer(neighbors, dtype=np.uint8)
-    if byte_offsets.size == 0 or byte_offsets[0] != 0 or byte_offsets[-1] != data.size:
-        raise InvalidArgument("graph offsets do not cover the neighbour bytes")
-    if np.any(np.diff(byte_offsets) < 0):
-        raise InvalidArgument("graph offsets are not monotonic")
-    n = byte_offsets.size - 1
-    values = varint_decode(data)
-    ends = np.flatnonzero((data & 0x80) == 0) + 1  # byte end of each value
-    inner = byte_offsets[byte_offsets > 0]
-    if not np.isin(inner, ends).all():
-        raise InvalidArgument("graph offsets split a varint")
-    value_offsets = np.searchsorted(ends, byte_offsets, side="right")
-    counts = np.diff(value_offsets)
+    """Inverse of ``encode``; refuses streams whose degrees and values do not agree."""
+    counts = varint_decode(np.frombuffer(offsets, dtype=np.uint8)).astype(np.int64)
+    values = varint_decode(np.frombuffer(neighbors, dtype=np.uint8))
+    n = len(counts)
+    if int(counts.sum()) != len(values):
+        raise InvalidArgument(
+            f"graph degrees add up to {int(counts.sum())} neighbours but {len(values)} are stored"
+        )
+    value_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=value_offsets[1:])
     owner = np.repeat(np.arange(n, dtype=np.int64), counts)
     deltas = values.astype(np.int64)
     starts = value_offsets[:-1][counts > 0]
@@ -126,7 +115,7 @@ def decode(offsets: bytes | memoryview, neighbors: bytes | memoryview) -> Adjace
     absolute -= np.repeat(before, counts[counts > 0])
     if absolute.size and (absolute.min() < 0 or absolute.max() >= n):
         raise InvalidArgument("neighbour id out of range")
-    return Adjacency(offsets=value_offsets.astype(np.int64), indices=absolute.astype(np.int32))
+    return Adjacency(offsets=value_offsets, indices=absolute.astype(np.int32))
 
 
 def locality_order(adjacency: Adjacency) -> np.ndarray:

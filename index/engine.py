@@ -333,6 +333,7 @@ class Index:
             )
         if len(texts) == 0:
             return
+        self._graph_or_load()  # decode the stored graph before the id map grows
         vectors = _embed_all(embedder, texts, None)
         first_new = self.node_count
         new_codes = self._quantizer.encode(vectors)
@@ -341,7 +342,6 @@ class Index:
         self._tombstoned = np.concatenate([self._tombstoned, np.zeros(len(labels), dtype=bool)])
         if self._full is not None:
             self._full = np.concatenate([self._full, vectors])
-        self._graph_or_load()
         for offset, vector in enumerate(vectors):
             self._link_new_node(first_new + offset, vector)
         self._node_of_label = None
@@ -443,8 +443,10 @@ class Index:
                 self._graph = self._graph_loader()
             except InvalidArgument as error:
                 raise BundleCorrupt(f"graph sections are malformed: {error.message}") from error
-            if self._graph.node_count > self.node_count:
-                raise BundleCorrupt("graph has more nodes than the id map")
+            if self._graph.node_count != self.node_count:
+                raise BundleCorrupt(
+                    f"graph has {self._graph.node_count} nodes, the id map {self.node_count}"
+                )
         return self._graph
 
     def _neighbors(self, node: int) -> np.ndarray:
@@ -535,8 +537,6 @@ class Index:
                 )
             full = full.reshape(n, dim)
         offsets, neighbors = sections["graph_offsets"], sections["graph_neighbors"]
-        if len(offsets) != 4 * (n + 1):
-            raise BundleCorrupt(f"graph_offsets has {len(offsets)} bytes, expected 4 × {n + 1}")
         return cls(
             fingerprint=fingerprint,
             params=params,

@@ -16,7 +16,6 @@ with several threads.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import hnswlib
@@ -59,12 +58,13 @@ class Adjacency:
 
 
 def build_hnsw(
-    vectors: np.ndarray, *, M: int, ef_construction: int, seed: int, threads: int | None = None
+    vectors: np.ndarray, *, M: int, ef_construction: int, seed: int, threads: int = 1
 ) -> hnswlib.Index:
     """An hnswlib cosine index over ``vectors`` with node ``i`` stored under label ``i``.
 
     ``M`` is the base-layer degree we want; hnswlib's base layer holds ``2 × its M``, so it is
-    given ``M // 2``.
+    given ``M // 2``. One thread by default: then the graph depends only on the vectors, the
+    params and the seed, so two devices building from the same passages get the same index.
     """
     count, dim = vectors.shape
     if count == 0:
@@ -74,7 +74,7 @@ def build_hnsw(
         max_elements=count, M=max(2, M // 2), ef_construction=ef_construction, random_seed=seed
     )
     index.add_items(
-        vectors, np.arange(count, dtype=np.int64), num_threads=threads or os.cpu_count() or 1
+        vectors, np.arange(count, dtype=np.int64), num_threads=threads
     )
     return index
 

@@ -47,10 +47,11 @@ def test_unsorted_lists_come_back_sorted():
     "damage",
     [
         lambda offsets, data: (offsets, data[:-1]),  # truncated neighbour bytes
-        lambda offsets, data: (offsets[:-4] + (len(data) + 3).to_bytes(4, "little"), data),
+        lambda offsets, data: (offsets[:-1] + bytes([offsets[-1] + 1]), data),  # degree too big
         lambda offsets, data: (offsets, data[:-1] + bytes([data[-1] | 0x80])),  # open varint
+        lambda offsets, data: (offsets, data[:-2] + bytes([0x7F, 0x7F])),  # id out of range
     ],
-    ids=["truncated", "offset-past-end", "unterminated-varint"],
+    ids=["truncated", "degrees-exceed-data", "unterminated-varint", "id-out-of-range"],
 )
 def test_damaged_bytes_are_refused(damage):
     adjacency = Adjacency.from_lists([np.array([1, 2, 300]), np.array([0]), np.array([0, 1]),
