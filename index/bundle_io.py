@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from meshdex.index.bundle_format import (
     CACHE_SECTION_NAMES,
@@ -328,8 +328,12 @@ def copy_bundle(
     *,
     add_sections: Mapping[str, bytes | memoryview] | None = None,
     drop_cache: bool = False,
+    manifest_changes: Mapping[str, Any] | None = None,
 ) -> BundleManifest:
     """Write ``source`` to ``target`` atomically, optionally with more sections or no cache.
+
+    ``manifest_changes`` replaces manifest fields (e.g. ``collection_config``); a change that
+    leaves a field equal is no change.
 
     Serves export (``add_sections={"documents": ...}``), and installing a received bundle
     whose hot cache came from another embedder (``drop_cache=True``). Every section is
@@ -350,6 +354,10 @@ def copy_bundle(
     if add_sections:
         sections.update(add_sections)
         changed = True
+    if manifest_changes:
+        updated = replace(manifest, **manifest_changes)
+        changed |= updated != manifest
+        manifest = updated
     if changed:
         manifest = replace(
             manifest, bundle_id=str(uuid.uuid4()), signer_device_id="", signature=b""

@@ -32,7 +32,13 @@ from meshdex.index.bundle_manifest import SUPPORTED_FORMAT_VERSIONS, BundleManif
 from meshdex.index.embedder import EmbeddingFingerprint
 from meshdex.index.params import BuildParams
 
-__all__ = ["Decision", "DecisionKind", "LocalState", "decide_compatibility"]
+__all__ = [
+    "Decision",
+    "DecisionKind",
+    "LocalState",
+    "compare_store_states",
+    "decide_compatibility",
+]
 
 DOCUMENTS_SECTION = "documents"
 
@@ -119,10 +125,11 @@ def _fingerprint_reason(bundle: EmbeddingFingerprint, local: EmbeddingFingerprin
     return "the bundle was embedded differently: " + ", ".join(bundle.differences(local))
 
 
-def _store_comparison(
+def compare_store_states(
     bundle: StoreState, local: StoreState
 ) -> tuple[list[str], list[str]]:
-    """(devices where the local store is ahead, devices where the bundle is ahead), as text."""
+    """(devices where the local store is ahead, devices where the bundle is ahead), as text
+    such as ``"laptop up to change 130 (bundle has 120)"``; both empty when they agree."""
     local_ahead, bundle_ahead = [], []
     for device in sorted(set(bundle.seq_watermarks) | set(local.seq_watermarks)):
         theirs = bundle.seq_watermarks.get(device, 0)
@@ -197,7 +204,7 @@ def decide_compatibility(manifest: BundleManifest, local: LocalState) -> Decisio
         reasons.append(
             "the hot cache was filled by a different embedder than the graph: dropping it"
         )
-    local_ahead, bundle_ahead = _store_comparison(manifest.store_state, local.store_state)
+    local_ahead, bundle_ahead = compare_store_states(manifest.store_state, local.store_state)
     if local_ahead:
         reasons.append("local store has changes the bundle lacks: " + "; ".join(local_ahead))
     documents_missing = bool(bundle_ahead) and DOCUMENTS_SECTION not in manifest.section_names

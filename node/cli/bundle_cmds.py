@@ -1,6 +1,7 @@
-"""``meshdex bundle``: look inside and check ``.leann`` index bundles.
+"""``meshdex bundle``: export, import, look inside and check ``.leann`` index bundles.
 
-A thin layer over ``meshdex.index.bundle_io``: open, describe, print. Damage and unreadable
+A thin layer over ``meshdex.index.bundle_io`` (inspect, verify) and
+``meshdex.node.bundle_transfer`` (export, import): call, print. Damage and unreadable
 versions surface as ``BundleError`` and become one line and exit code 10 in ``main``.
 """
 
@@ -15,12 +16,19 @@ from typing import Any
 import click
 from meshdex.index.bundle_io import open_bundle
 from meshdex.index.bundle_manifest import BundleManifest, HlcStamp, manifest_to_json
+from meshdex.node.bundle_transfer import describe_import, export_bundle, import_bundle
+from meshdex.node.cli.index_cmds import _progress_bar
+from meshdex.node.service import DEFAULT_COLLECTION, Node
 from tqdm import tqdm
 
 bundle_path_argument = click.argument(
     "path", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH"
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def _data_dir(ctx: click.Context) -> Path | None:
+    return (ctx.find_root().obj or {}).get("data_dir")
 
 
 def _print_json(value: Any) -> None:
@@ -84,12 +92,13 @@ def _describe(manifest: BundleManifest, path: Path, size_bytes: int) -> list[str
 
 @click.group("bundle")
 def bundle() -> None:
-    """Inspect and verify .leann index bundles (one file that carries an index).
+    """Move indexes between devices as one .leann file; inspect and verify them.
 
     \b
     Example:
-      meshdex bundle inspect notes.leann
+      meshdex bundle export --collection notes --with-documents notes.leann
       meshdex bundle verify notes.leann
+      meshdex bundle import notes.leann      # on the other device
     """
 
 
@@ -149,3 +158,61 @@ def verify_command(path: Path, as_json: bool) -> None:
         f"ok: {path} is whole: collection {manifest.collection}, generation "
         f"{manifest.generation}, {len(manifest.sections)} sections, {size_bytes} bytes"
     )
+
+
+@bundle.command("export")
+@click.option("--collection", "-c", default=DEFAULT_COLLECTION, show_default=True,
+              help="Which collection's index to export.")
+@click.option("--with-documents", is_flag=True,
+              help="Carry the collection's documents too (compressed), so a device that has "
+              "nothing gets the whole collection from this one file.")
+@bundle_path_argument
+@json_option
+@click.pass_context
+def export_command(
+    ctx: click.Context, collection: str, with_documents: bool, path: Path, as_json: bool
+) -> None:
+    """Write a collection's current index to one .leann file.
+
+    \b
+    Example:
+      meshdex build --collection notes
+      meshdex bundle export --collection notes --with-documents /media/usb/notes.leann
+    """
+    with Node.open(_data_dir(ctx), readonly=True) as node:
+        report = export_bundle(node, collection, path, with_documents=with_documents)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    carried = (
+        f", with {report.documents} documents" if report.documents is not None else ""
+    )
+    click.echo(
+        f"exported collection {report.collection} generation {report.generation} to "
+        f"{report.path} ({report.bundle_bytes} bytes{carried})"
+    )
+    if report.stale:
+        click.echo(f"note: {report.stale}", err=True)
+
+
+@bundle.command("import")
+@bundle_path_argument
+@json_option
+@click.pass_context
+def import_command(ctx: click.Context, path: Path, as_json: bool) -> None:
+    """Check a .leann file, decide whether it can be used here, and do it.
+
+    Prints the decision and why: use it as is, use it without its cache, use it and add this
+    device's newer documents, or rebuild from this device's documents (with a progress bar).
+
+    \b
+    Example:
+      meshdex bundle import /media/usb/notes.leann
+    """
+    with Node.open(_data_dir(ctx)) as node, _progress_bar() as progress:
+        report = import_bundle(node, path, progress=progress)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    for line in describe_import(report):
+        click.echo(line)

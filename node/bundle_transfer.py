@@ -1,0 +1,304 @@
+"""Moving a collection's index between devices as one ``.leann`` file: export and import.
+
+Export copies the collection's current bundle (``IndexManager.bundle_path``), records how the
+collection cuts and embeds passages, and with ``with_documents`` adds a ``documents`` section:
+the last change of every document (text for live ones, a tombstone for deleted ones) with its
+HLC stamp and origin, so the receiver merges them exactly as sync would (last writer wins).
+
+Import verifies the whole file, creates the collection if this device has none (from the
+recorded config), merges carried documents, asks ``decide_compatibility`` what to do and does
+it: install the bundle (dropping a stale cache), install it and apply the local delta, or
+rebuild from the local documents. A bundle that indexes passages this store lacks is installed
+(search skips passages it cannot resolve) and the report says how many are missing and why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from meshdex.index.bundle_documents import decode_documents, encode_documents
+from meshdex.index.bundle_io import Bundle, copy_bundle, open_bundle
+from meshdex.index.bundle_manifest import BundleManifest, HlcStamp, StoreState
+from meshdex.index.chunking import ChunkingParams, passage_label
+from meshdex.index.compat import (
+    Decision,
+    DecisionKind,
+    LocalState,
+    compare_store_states,
+    decide_compatibility,
+)
+from meshdex.index.embedders import EmbedderSpec
+from meshdex.index.engine import Index
+from meshdex.index.errors import BundleCorrupt, BundleError, IndexNotBuilt
+from meshdex.index.params import BuildParams
+from meshdex.node.errors import CollectionNotFound
+from meshdex.node.hlc import HLCTimestamp
+from meshdex.node.records import ChangeOp, CollectionInfo, RemoteChange
+from meshdex.node.service import Node
+
+__all__ = [
+    "ExportReport",
+    "ImportReport",
+    "collection_config",
+    "describe_import",
+    "export_bundle",
+    "import_bundle",
+    "local_state",
+]
+
+logger = logging.getLogger(__name__)
+
+DOCUMENTS_SECTION = "documents"
+MERGE_BATCH_DOCUMENTS = 500  # documents per store transaction on import
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total), as Node.build takes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportReport:
+    """What ``export_bundle`` wrote."""
+
+    collection: str
+    path: Path
+    generation: int
+    bundle_bytes: int
+    documents: int | None  # None: exported without documents
+    stale: str | None  # why the index lags the store, if it does
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportReport:
+    """What ``import_bundle`` decided and did."""
+
+    collection: str
+    decision: Decision
+    action: str  # "installed" | "installed+delta" | "rebuilt"
+    created_collection: bool
+    documents_merged: int
+    passages_missing: int
+    generation: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "decision": self.decision.kind.value,
+            "reasons": list(self.decision.reasons),
+            "drop_cache": self.decision.drop_cache,
+            "action": self.action,
+            "created_collection": self.created_collection,
+            "documents_merged": self.documents_merged,
+            "passages_missing": self.passages_missing,
+            "generation": self.generation,
+        }
+
+
+def collection_config(info: CollectionInfo) -> dict[str, Any]:
+    """How a collection cuts and embeds passages, as the manifest records it."""
+    return {"embedder": info.embedder.to_dict(), "chunking": info.chunking.to_dict()}
+
+
+def _store_state(node: Node, collection: str) -> StoreState:
+    state = node.store.state(collection)
+    stamp = state.max_hlc
+    return StoreState(
+        seq_watermarks=dict(state.watermarks),
+        max_hlc=HlcStamp(
+            physical_ms=stamp.physical_ms, logical=stamp.logical, device_id=stamp.device_id
+        )
+        if stamp
+        else HlcStamp(),
+    )
+
+
+def local_state(node: Node, info: CollectionInfo) -> LocalState:
+    """This device's side of the compatibility decision for one collection (loads the
+    collection's embedder to learn its fingerprint)."""
+    return LocalState(
+        collection=info.name,
+        fingerprint=node.indexes.embedder_for(info).fingerprint,
+        store_state=_store_state(node, info.name),
+        chunking=info.chunking.to_dict(),
+    )
+
+
+def _document_records(node: Node, collection: str) -> Iterator[dict[str, Any]]:
+    """The last change of every document, with the text of live ones, sorted by id."""
+    last = {change.doc_id: change for change in node.store.changes_since(0, collection=collection)}
+    live = {doc.id: doc for doc in node.store.iter_documents(collection)}
+    for doc_id in sorted(last):
+        change = last[doc_id]
+        record: dict[str, Any] = {
+            "id": doc_id,
+            "op": change.op.value,
+            "hlc": change.hlc.to_str(),
+            "origin_device": change.origin_device,
+            "origin_seq": change.origin_seq,
+        }
+        document = live.get(doc_id)
+        if change.op is ChangeOp.UPSERT and document is not None:
+            record.update(text=document.text, metadata=document.metadata, source=document.source)
+        yield record
+
+
+def export_bundle(
+    node: Node, collection: str, path: Path, *, with_documents: bool = False
+) -> ExportReport:
+    """Write the collection's current index to ``path`` (atomically), optionally with its
+    documents. Raises ``IndexNotBuilt`` before the first build, ``BundleCorrupt`` if the
+    installed bundle is damaged (nothing is written then)."""
+    info = node.get_collection(collection)
+    source_path = node.indexes.bundle_path(collection)
+    if not source_path.exists():
+        raise IndexNotBuilt(
+            f"collection {collection!r} has no index to export yet",
+            hint=f"run: meshdex build --collection {collection}",
+        )
+    documents = None
+    added = {}
+    if with_documents:
+        records = list(_document_records(node, collection))
+        documents = len(records)
+        added[DOCUMENTS_SECTION] = encode_documents(records)
+    with open_bundle(source_path, verify="lazy") as source:
+        written = copy_bundle(
+            source, Path(path), add_sections=added,
+            manifest_changes={"collection_config": collection_config(info)},
+        )
+    local_ahead, _ = compare_store_states(written.store_state, _store_state(node, collection))
+    stale = None
+    if local_ahead:
+        stale = (
+            "the index is older than the documents (" + "; ".join(local_ahead) + "): run "
+            f"meshdex build --collection {collection} first to include them"
+        )
+    return ExportReport(
+        collection=collection, path=Path(path), generation=written.generation,
+        bundle_bytes=Path(path).stat().st_size, documents=documents, stale=stale,
+    )
+
+
+def _remote_change(record: dict[str, Any]) -> RemoteChange:
+    try:
+        op = ChangeOp(record["op"])
+        return RemoteChange(
+            doc_id=record["id"],
+            op=op,
+            hlc=HLCTimestamp.from_str(record["hlc"]),
+            origin_device=record["origin_device"],
+            origin_seq=int(record["origin_seq"]),
+            text=record.get("text") if op is ChangeOp.UPSERT else None,
+            metadata=record.get("metadata") or {},
+            source=record.get("source"),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise BundleCorrupt(
+            f"documents section holds a malformed record ({error!r})", op="import bundle"
+        ) from error
+
+
+def _merge_documents(node: Node, collection: str, bundle: Bundle) -> int:
+    """Merge the carried documents by last-writer-wins; return how many changed the store."""
+    merged = 0
+    batch: list[RemoteChange] = []
+    for record in decode_documents(bundle.section(DOCUMENTS_SECTION)):
+        batch.append(_remote_change(record))
+        if len(batch) == MERGE_BATCH_DOCUMENTS:
+            merged += sum(node.store.apply_remote_changes(collection, batch))
+            batch = []
+    if batch:
+        merged += sum(node.store.apply_remote_changes(collection, batch))
+    return merged
+
+
+def _missing_passages(node: Node, collection: str, bundle: Bundle) -> int:
+    manifest = bundle.manifest
+    index = Index.from_sections(
+        bundle.sections(),
+        fingerprint=manifest.fingerprint,
+        params=BuildParams.from_dict(dict(manifest.build_params)),
+    )
+    present = {passage_label(key) for key, _ in node.store.iter_passages(collection)}
+    return sum(1 for label in index.labels().tolist() if label not in present)
+
+
+def _collection_for(node: Node, manifest: BundleManifest) -> tuple[CollectionInfo, bool]:
+    try:
+        return node.get_collection(manifest.collection), False
+    except CollectionNotFound:
+        config = manifest.collection_config
+        if "embedder" not in config or "chunking" not in config:
+            raise
+    info = node.create_collection(
+        manifest.collection,
+        embedder=EmbedderSpec.from_dict(config["embedder"]),
+        chunking=ChunkingParams.from_dict(dict(config["chunking"])),
+    )
+    logger.info("created collection %s from bundle config", manifest.collection)
+    return info, True
+
+
+def import_bundle(node: Node, path: Path, *, progress: Progress | None = None) -> ImportReport:
+    """Verify ``path`` fully, then use, delta-update or rebuild the collection's index from it.
+
+    Raises ``BundleCorrupt``/``BundleVersionError`` for a damaged or unreadable file (nothing
+    changes), ``BundleError`` when the decision is to refuse, ``CollectionNotFound`` when the
+    collection is missing here and the bundle does not say how to create it.
+    """
+    with open_bundle(path, verify="full") as bundle:
+        manifest = bundle.manifest
+        info, created = _collection_for(node, manifest)
+        decision = decide_compatibility(manifest, local_state(node, info))
+        if decision.kind is DecisionKind.REFUSE:
+            raise BundleError(
+                "bundle refused: " + "; ".join(decision.reasons), op="import bundle", path=path
+            )
+        merged = 0
+        if bundle.has_section(DOCUMENTS_SECTION):
+            merged = _merge_documents(node, info.name, bundle)
+            decision = decide_compatibility(manifest, local_state(node, info))
+        logger.info("import %s: %s", path, decision.summary())
+        if decision.kind is DecisionKind.REBUILD_LOCALLY:
+            report = node.build(info.name, rebuild=True, progress=progress)
+            return ImportReport(
+                collection=info.name, decision=decision, action="rebuilt",
+                created_collection=created, documents_merged=merged, passages_missing=0,
+                generation=report.generation,
+            )
+        target = node.indexes.bundle_path(info.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        installed = copy_bundle(bundle, target, drop_cache=decision.drop_cache)
+        missing = _missing_passages(node, info.name, bundle) if decision.documents_missing else 0
+    generation = installed.generation
+    action = "installed"
+    if decision.kind is DecisionKind.APPLY_LOCAL_DELTA:
+        generation = node.build(info.name, progress=progress).generation
+        action = "installed+delta"
+    return ImportReport(
+        collection=info.name, decision=decision, action=action, created_collection=created,
+        documents_merged=merged, passages_missing=missing, generation=generation,
+    )
+
+
+def describe_import(report: ImportReport) -> list[str]:
+    """Lines a person reads after an import: the decision, its reasons, and what was done."""
+    lines = [f"decision: {report.decision.kind.value}"]
+    lines += [f"  - {reason}" for reason in report.decision.reasons]
+    if report.created_collection:
+        lines.append(f"created collection {report.collection} from the bundle's config")
+    if report.documents_merged:
+        lines.append(f"merged {report.documents_merged} documents carried by the bundle")
+    if report.passages_missing:
+        lines.append(
+            f"{report.passages_missing} indexed passages are not in this store yet: their "
+            "documents are missing here (sync them, or import a bundle exported "
+            "--with-documents); searches skip them until they arrive"
+        )
+    lines.append(f"{report.action}: collection {report.collection} generation {report.generation}")
+    return lines
