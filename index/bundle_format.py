@@ -40,6 +40,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from meshdex.index.bundle_manifest import (
     FORMAT_VERSION,
@@ -62,11 +63,11 @@ __all__ = [
     "SECTION_NAMES",
     "SUPPORTED_FORMAT_VERSIONS",
     "EncodedBundle",
+    "Signer",
     "align_up",
     "encode_bundle",
     "read_layout",
     "check_section_digest",
-    "seal_manifest",
     "verify_buffer",
 ]
 
@@ -166,14 +167,15 @@ def _header(format_version: int, manifest_bytes: bytes) -> bytes:
     return body + hashlib.sha256(body).digest()
 
 
-def seal_manifest(manifest: BundleManifest, sections: Mapping[str, object]) -> BundleManifest:
-    """The manifest with this build's format version and a section entry (offset 0) per section.
+class Signer(Protocol):
+    """Signs a bundle manifest for the device that creates it (implemented by sync)."""
 
-    A signer signs ``seal_manifest(...).signing_payload()``; ``encode_bundle`` then fills in
-    the offsets, which the signature does not cover.
-    """
-    entries, _ = _section_entries(sections)
-    return replace(manifest, format_version=FORMAT_VERSION, sections=tuple(entries))
+    @property
+    def device_id(self) -> str: ...
+
+    def sign(self, payload: bytes) -> bytes:
+        """A signature over ``payload`` (``BundleManifest.signing_payload()``)."""
+        ...
 
 
 def encode_bundle(
@@ -181,16 +183,24 @@ def encode_bundle(
     sections: Mapping[str, object],
     *,
     format_version: int = FORMAT_VERSION,
+    signer: Signer | None = None,
 ) -> EncodedBundle:
     """Lay out a bundle: hash the sections, place them, and checksum manifest and header.
 
-    The manifest's own ``sections`` are replaced by the computed ones; signature fields are
-    kept as given. ``format_version`` other than the default exists for tests of old and new
-    readers.
+    The manifest's own ``sections`` are replaced by the computed ones. With a ``signer`` the
+    manifest is signed by that device (over ``signing_payload()``, which leaves out the
+    offsets placed afterwards); without one, signature fields are kept as given.
+    ``format_version`` other than the default exists for tests of old and new readers.
     """
     entries, views = _section_entries(sections)
-    manifest = replace(manifest, format_version=format_version)
-    check_manifest(replace(manifest, sections=tuple(entries)))
+    manifest = replace(manifest, format_version=format_version, sections=tuple(entries))
+    if signer is not None:
+        manifest = replace(
+            manifest,
+            signer_device_id=signer.device_id,
+            signature=signer.sign(manifest.signing_payload()),
+        )
+    check_manifest(manifest)
     # Offsets are varints inside the manifest, so the manifest's length depends on where the
     # sections start, which depends on the manifest's length. Grows monotonically: converges.
     data_start = align_up(HEADER_BYTES)

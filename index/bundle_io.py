@@ -22,15 +22,15 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from meshdex.index.bundle_format import (
     CACHE_SECTION_NAMES,
     SECTION_NAMES,
+    Signer,
     check_section_digest,
     encode_bundle,
     read_layout,
-    seal_manifest,
 )
 from meshdex.index.bundle_manifest import BundleManifest
 from meshdex.index.errors import BundleCorrupt, BundleError, InvalidArgument, NotFound
@@ -49,17 +49,6 @@ logger = logging.getLogger(__name__)
 
 VERIFY_MODES = ("full", "lazy", "none")
 TEMP_SUFFIX = ".tmp"
-
-
-class Signer(Protocol):
-    """Signs a bundle manifest for the device that creates it (implemented by sync)."""
-
-    @property
-    def device_id(self) -> str: ...
-
-    def sign(self, payload: bytes) -> bytes:
-        """A signature over ``payload`` (``BundleManifest.signing_payload()``)."""
-        ...
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -109,15 +98,8 @@ def write_bundle(
     either case the file at ``path`` is untouched and no temp file is left behind.
     """
     path = Path(path)
-    if signer is not None:
-        sealed = seal_manifest(manifest, sections)
-        manifest = replace(
-            sealed,
-            signer_device_id=signer.device_id,
-            signature=signer.sign(sealed.signing_payload()),
-        )
     try:
-        encoded = encode_bundle(manifest, sections)
+        encoded = encode_bundle(manifest, sections, signer=signer)
     except BundleCorrupt as error:
         raise InvalidArgument(error.message, op="write bundle", path=path) from error
     temp_path: Path | None = None
