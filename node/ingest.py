@@ -1,15 +1,18 @@
 """Turning files and JSONL into documents, and feeding them to a ``Node`` with a full account.
 
 Walking: text (txt, md, rst, ...), HTML (text extracted with the standard library's parser)
-and source code, chosen by extension. Hidden files and folders, binaries (a NUL byte in the
-first block), unsupported types and empty files are skipped and counted by reason. Problems
+and source code, chosen by extension, also gzipped (``.md.gz``, as Debian ships docs).
+Hidden files and folders, binaries (a NUL byte in the first block), unsupported types and
+empty files are skipped and counted by reason. Problems
 with one input (bad UTF-8, an invalid JSON line, metadata that is not an object, empty text)
 are reported with file and line; every other input still goes in.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import logging
 import os
 import re
 from collections import Counter
@@ -22,7 +25,10 @@ from typing import Any
 from meshdex.node.records import DocumentInput, Outcome, UpsertReport
 from meshdex.node.service import Node
 
-MAX_FILE_BYTES = 64 * 1024 * 1024
+logger = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 64 * 1024 * 1024  # read (after gunzip) at most this much of one file
+GZIP_SUFFIX = ".gz"
 BINARY_SNIFF_BYTES = 8192
 
 PLAIN_TEXT_TYPES = {
@@ -164,41 +170,59 @@ def _walk_folder(root: Path, prefix: str, tasks: list[FileTask], decided: list[I
             _consider_file(path, path.relative_to(root).as_posix(), prefix, tasks, decided)
 
 
+def _content_suffix(path: Path) -> str:
+    """The suffix naming the content type; ``notes.md.gz`` is markdown (read through gzip)."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if len(suffixes) >= 2 and suffixes[-1] == GZIP_SUFFIX:
+        return suffixes[-2]
+    return suffixes[-1] if suffixes else ""
+
+
+def _supported(suffix: str) -> bool:
+    return suffix in PLAIN_TEXT_TYPES or suffix in HTML_EXTENSIONS or suffix in CODE_LANGUAGES
+
+
 def _consider_file(
     path: Path, relative: str, prefix: str, tasks: list[FileTask], decided: list[IngestItem]
 ) -> None:
-    suffix = path.suffix.lower()
     if path.name.startswith("."):
         decided.append(IngestItem(origin=str(path), skipped="hidden"))
     elif not path.is_file():
         decided.append(IngestItem(origin=str(path), skipped="not a regular file"))
-    elif (
-        suffix not in PLAIN_TEXT_TYPES
-        and suffix not in HTML_EXTENSIONS
-        and (suffix not in CODE_LANGUAGES)
-    ):
+    elif not _supported(_content_suffix(path)):
         decided.append(IngestItem(origin=str(path), skipped="unsupported type"))
     else:
         tasks.append(FileTask(path=path, doc_id=prefix + relative, relative=relative))
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    """The file's bytes (gunzipped for ``.gz``), or None when over ``MAX_FILE_BYTES``."""
+    if path.stat().st_size > MAX_FILE_BYTES:
+        return None
+    if path.suffix.lower() != GZIP_SUFFIX:
+        return path.read_bytes()
+    with gzip.open(path, "rb") as stream:
+        data = stream.read(MAX_FILE_BYTES + 1)  # bounded: a small .gz may inflate enormously
+    return data if len(data) <= MAX_FILE_BYTES else None
 
 
 def read_file(task: FileTask) -> IngestItem:
     """Read one file into a document (text extracted from HTML), or say why not."""
     origin = str(task.path)
     try:
-        size = task.path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return IngestItem(origin=origin, skipped="too large")
-        data = task.path.read_bytes()
-    except OSError as error:
-        return IngestItem(origin=origin, error=f"cannot read: {error.strerror or error}")
+        data = _read_bytes(task.path)
+    except (OSError, EOFError) as error:
+        reason = getattr(error, "strerror", None) or error
+        return IngestItem(origin=origin, error=f"cannot read: {reason}")
+    if data is None:
+        return IngestItem(origin=origin, skipped="too large")
     if b"\0" in data[:BINARY_SNIFF_BYTES]:
         return IngestItem(origin=origin, skipped="binary")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         return IngestItem(origin=_line_origin(origin, data, error.start), error=_utf8_error(error))
-    suffix = task.path.suffix.lower()
+    suffix = _content_suffix(task.path)
     metadata: dict[str, Any] = {"path": task.relative}
     if suffix in HTML_EXTENSIONS:
         text, title = extract_html(text)
@@ -374,6 +398,7 @@ def ingest(
                 origins.append(item.origin)
                 yield item.doc
             elif item.skipped is not None:
+                logger.info("skipped %s: %s", item.origin, item.skipped)
                 summary.skipped[item.skipped] += 1
             else:
                 summary.errors.append((item.origin, item.error or "unreadable"))

@@ -3,6 +3,7 @@ each bad input reported with file and line while everything else goes in."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def make_tree(root: Path) -> Path:
     (docs / "blob.txt").write_bytes(b"abc\0def")
     (docs / "empty.md").write_text("  \n")
     (docs / "latin1.txt").write_bytes("line one\nline two caf\xe9\n".encode("latin-1"))
+    (docs / "guide.rst.gz").write_bytes(gzip.compress(b"Gzipped reStructuredText."))
+    (docs / "archive.tar.gz").write_bytes(gzip.compress(b"not a text type"))
+    (docs / "broken.md.gz").write_bytes(b"not gzip at all")
     return docs
 
 
@@ -58,13 +62,22 @@ def test_walking_a_folder_adds_supported_files_and_accounts_for_the_rest(
     docs = make_tree(tmp_path)
     summary = run_ingest(node, [docs])
     assert summary.created_collection
-    assert summary.to_dict()["added"] == 4
-    assert summary.skipped == {"hidden": 2, "binary": 1, "unsupported type": 1, "empty": 1}
+    assert summary.to_dict()["added"] == 5
+    assert summary.skipped == {"hidden": 2, "binary": 1, "unsupported type": 2, "empty": 1}
     assert summary.errors == [
-        (f"{docs / 'latin1.txt'}:2", "not valid UTF-8 (byte 0xe9 at offset 21)")
+        (str(docs / "broken.md.gz"), "cannot read: Not a gzipped file (b'no')"),
+        (f"{docs / 'latin1.txt'}:2", "not valid UTF-8 (byte 0xe9 at offset 21)"),
     ]
     ids = [d.id for d in node.store.iter_documents("default")]
-    assert ids == ["docs/a.txt", "docs/page.html", "docs/sub/b.md", "docs/tool.py"]
+    assert ids == [
+        "docs/a.txt",
+        "docs/guide.rst.gz",
+        "docs/page.html",
+        "docs/sub/b.md",
+        "docs/tool.py",
+    ]
+    guide = node.get_document("default", "docs/guide.rst.gz")
+    assert (guide.text, guide.metadata["type"]) == ("Gzipped reStructuredText.", "rst")
     tool = node.get_document("default", "docs/tool.py")
     assert tool.metadata == {"path": "tool.py", "type": "code", "language": "python"}
     assert tool.source == str(docs / "tool.py")
@@ -77,11 +90,11 @@ def test_readding_unchanged_files_is_a_no_op_and_edits_update(node: Node, tmp_pa
     run_ingest(node, [docs])
     seq = node.store.last_seq
     again = run_ingest(node, [docs])
-    assert again.to_dict()["unchanged"] == 4 and again.to_dict()["added"] == 0
+    assert again.to_dict()["unchanged"] == 5 and again.to_dict()["added"] == 0
     assert node.store.last_seq == seq
     (docs / "a.txt").write_text("Plain text file, edited.")
     edited = run_ingest(node, [docs])
-    assert edited.to_dict()["updated"] == 1 and edited.to_dict()["unchanged"] == 3
+    assert edited.to_dict()["updated"] == 1 and edited.to_dict()["unchanged"] == 4
 
 
 @pytest.mark.parametrize(
