@@ -29,7 +29,13 @@ from meshdex.index.bundle_format import (
     verify_buffer,
 )
 from meshdex.index.bundle_io import copy_bundle, open_bundle, write_bundle
-from meshdex.index.bundle_manifest import BundleManifest, CacheManifest, manifest_to_bytes
+from meshdex.index.bundle_manifest import (
+    BundleManifest,
+    CacheManifest,
+    check_manifest,
+    manifest_from_bytes,
+    manifest_to_bytes,
+)
 from meshdex.index.engine import Index
 from meshdex.index.errors import (
     BundleCorrupt,
@@ -557,3 +563,17 @@ def test_copy_of_a_damaged_bundle_leaves_the_target_untouched(bundle_path: Path,
         with pytest.raises(BundleCorrupt, match="graph_neighbors"):
             copy_bundle(source, target)
     assert target.read_bytes() == before
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=600), position=st.integers(0, 10**6), bit=st.integers(0, 7))
+def test_any_manifest_bytes_parse_or_raise_bundle_corrupt(data: bytes, position: int, bit: int):
+    """Past the checksum, the parser and validator still fail only with BundleCorrupt."""
+    valid = bytearray(manifest_to_bytes(make_manifest()))
+    valid[position % len(valid)] ^= 1 << bit
+    for candidate in (data, bytes(valid)):
+        try:
+            manifest = manifest_from_bytes(candidate)
+        except BundleCorrupt:
+            continue
+        check_manifest(manifest)
