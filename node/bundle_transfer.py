@@ -33,7 +33,7 @@ from meshdex.index.compat import (
 )
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.engine import Index
-from meshdex.index.errors import BundleCorrupt, BundleError, IndexNotBuilt
+from meshdex.index.errors import BundleCorrupt, BundleError, FailedPrecondition, IndexNotBuilt
 from meshdex.index.params import BuildParams
 from meshdex.node.errors import CollectionNotFound
 from meshdex.node.hlc import HLCTimestamp
@@ -53,6 +53,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DOCUMENTS_SECTION = "documents"
+LOCAL_EMBEDDER_KIND = "local"
 MERGE_BATCH_DOCUMENTS = 500  # documents per store transaction on import
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total), as Node.build takes
@@ -235,9 +236,21 @@ def _collection_for(node: Node, manifest: BundleManifest) -> tuple[CollectionInf
         config = manifest.collection_config
         if "embedder" not in config or "chunking" not in config:
             raise
+    embedder = EmbedderSpec.from_dict(config["embedder"])
+    if embedder.kind != LOCAL_EMBEDDER_KIND:
+        # Passage text would leave this device: network embedders are opt-in, never implied
+        # by a file that arrived from elsewhere.
+        raise FailedPrecondition(
+            f"collection {manifest.collection!r} does not exist here and the bundle's collection "
+            f"embeds with a {embedder.kind} embedder ({embedder.url}), which would send passage "
+            "text off this device",
+            op="import bundle",
+            hint=f"create it yourself to opt in: meshdex init --collection "
+            f"{manifest.collection} --embedder {embedder.kind} --embedder-url URL",
+        )
     info = node.create_collection(
         manifest.collection,
-        embedder=EmbedderSpec.from_dict(config["embedder"]),
+        embedder=embedder,
         chunking=ChunkingParams.from_dict(dict(config["chunking"])),
     )
     logger.info("created collection %s from bundle config", manifest.collection)

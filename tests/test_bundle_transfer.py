@@ -11,10 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
+from bundle_samples import make_manifest, small_sections
 from click.testing import CliRunner
-from meshdex.index.bundle_io import open_bundle
+from meshdex.index.bundle_io import open_bundle, write_bundle
 from meshdex.index.chunking import ChunkingParams
-from meshdex.index.errors import BundleError, IndexNotBuilt
+from meshdex.index.errors import BundleError, FailedPrecondition, IndexNotBuilt
 from meshdex.node.cli.main import EXIT_CODES, cli, exit_code_for
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
@@ -157,3 +158,19 @@ def test_export_notes_when_the_index_lags_the_documents(device_a, tmp_path: Path
                   str(tmp_path / "y.leann"))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["stale"].startswith("the index is older than the documents")
+
+
+def test_bundle_never_creates_a_collection_that_sends_text_off_the_device(tmp_path: Path):
+    path = tmp_path / "remote.leann"
+    config = {
+        "embedder": {"kind": "http", "url": "http://203.0.113.9:8080", "model_id": "m"},
+        "chunking": ChunkingParams().to_dict(),
+    }
+    write_bundle(path, make_manifest(collection=COLLECTION, collection_config=config),
+                 small_sections())
+    result = _run("--data-dir", str(tmp_path / "i"), "bundle", "import", str(path))
+    assert result.exit_code == exit_code_for(FailedPrecondition("x"))
+    assert "would send passage text off this device" in result.stderr
+    assert "--embedder http" in result.stderr
+    with Node.open(tmp_path / "i", readonly=True) as node:
+        assert node.list_collections() == []
