@@ -22,7 +22,7 @@ from typing import Any
 
 from meshdex.index.bundle_documents import decode_documents, encode_documents
 from meshdex.index.bundle_io import Bundle, copy_bundle, open_bundle
-from meshdex.index.bundle_manifest import BundleManifest, HlcStamp, StoreState
+from meshdex.index.bundle_manifest import BundleManifest
 from meshdex.index.chunking import ChunkingParams, passage_label
 from meshdex.index.compat import (
     Decision,
@@ -37,6 +37,7 @@ from meshdex.index.errors import BundleCorrupt, BundleError, FailedPrecondition,
 from meshdex.index.params import BuildParams
 from meshdex.node.errors import CollectionNotFound
 from meshdex.node.hlc import HLCTimestamp
+from meshdex.node.indexing import collection_config, store_state_of
 from meshdex.node.records import ChangeOp, CollectionInfo, RemoteChange
 from meshdex.node.service import Node
 
@@ -100,31 +101,13 @@ class ImportReport:
         }
 
 
-def collection_config(info: CollectionInfo) -> dict[str, Any]:
-    """How a collection cuts and embeds passages, as the manifest records it."""
-    return {"embedder": info.embedder.to_dict(), "chunking": info.chunking.to_dict()}
-
-
-def _store_state(node: Node, collection: str) -> StoreState:
-    state = node.store.state(collection)
-    stamp = state.max_hlc
-    return StoreState(
-        seq_watermarks=dict(state.watermarks),
-        max_hlc=HlcStamp(
-            physical_ms=stamp.physical_ms, logical=stamp.logical, device_id=stamp.device_id
-        )
-        if stamp
-        else HlcStamp(),
-    )
-
-
 def local_state(node: Node, info: CollectionInfo) -> LocalState:
     """This device's side of the compatibility decision for one collection (loads the
     collection's embedder to learn its fingerprint)."""
     return LocalState(
         collection=info.name,
         fingerprint=node.indexes.embedder_for(info).fingerprint,
-        store_state=_store_state(node, info.name),
+        store_state=store_state_of(node.store, info.name),
         chunking=info.chunking.to_dict(),
     )
 
@@ -172,7 +155,9 @@ def export_bundle(
             source, Path(path), add_sections=added,
             manifest_changes={"collection_config": collection_config(info)},
         )
-    local_ahead, _ = compare_store_states(written.store_state, _store_state(node, collection))
+    local_ahead, _ = compare_store_states(
+        written.store_state, store_state_of(node.store, collection)
+    )
     stale = None
     if local_ahead:
         stale = (

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from meshdex.index.bundle_io import Bundle, open_bundle, write_bundle
+from meshdex.index.bundle_io import Bundle, open_bundle, remove_stale_temp_files, write_bundle
 from meshdex.index.bundle_manifest import BundleManifest, CacheManifest, HlcStamp, StoreState
 from meshdex.index.chunking import passage_label
 from meshdex.index.embedder import Embedder
@@ -237,8 +237,6 @@ class IndexManager:
     def _write(
         self, collection: str, index: Index, parent: BundleManifest | None
     ) -> BundleManifest:
-        state = self.store.state(collection)
-        max_hlc = state.max_hlc
         manifest = BundleManifest(
             bundle_id=str(uuid.uuid4()),
             collection=collection,
@@ -247,18 +245,16 @@ class IndexManager:
             device_id=self.store.device_id,
             created_at=HlcStamp(physical_ms=int(time.time() * 1000), logical=0,
                                 device_id=self.store.device_id),
-            store_state=StoreState(
-                seq_watermarks=dict(state.watermarks),
-                max_hlc=HlcStamp(physical_ms=max_hlc.physical_ms, logical=max_hlc.logical,
-                                 device_id=max_hlc.device_id) if max_hlc else HlcStamp(),
-            ),
+            store_state=store_state_of(self.store, collection),
             build_params=index.params.to_dict(),
+            collection_config=collection_config(self.store.get_collection(collection)),
             fingerprint=index.fingerprint,
             cache=CacheManifest(node_count=index.cache_node_count,
                                 fingerprint_digest=index.cache_fingerprint_digest),
         )
         path = self.bundle_path(collection)
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(path)  # left by a killed writer; we hold the build lock
         return write_bundle(path, manifest, index.to_sections())
 
     def _report(self, collection: str, manifest: BundleManifest, action: str, reason: str,
@@ -367,6 +363,22 @@ class IndexManager:
     def close(self) -> None:
         with self._open_lock:
             self._open.clear()
+
+
+def collection_config(info: CollectionInfo) -> dict[str, Any]:
+    """How a collection cuts and embeds passages, as a bundle manifest records it."""
+    return {"embedder": info.embedder.to_dict(), "chunking": info.chunking.to_dict()}
+
+
+def store_state_of(store: Store, collection: str) -> StoreState:
+    """The store state a bundle built now would record: watermarks and the newest stamp."""
+    state = store.state(collection)
+    stamp = state.max_hlc
+    return StoreState(
+        seq_watermarks=dict(state.watermarks),
+        max_hlc=HlcStamp(physical_ms=stamp.physical_ms, logical=stamp.logical,
+                         device_id=stamp.device_id) if stamp else HlcStamp(),
+    )
 
 
 def _index_of(bundle: Bundle) -> Index:

@@ -17,7 +17,7 @@ import click
 from meshdex.index.bundle_io import open_bundle
 from meshdex.index.bundle_manifest import BundleManifest, HlcStamp, manifest_to_json
 from meshdex.node.bundle_transfer import describe_import, export_bundle, import_bundle
-from meshdex.node.cli.index_cmds import _progress_bar
+from meshdex.node.cli.index_cmds import progress_bar
 from meshdex.node.service import DEFAULT_COLLECTION, Node
 from tqdm import tqdm
 
@@ -209,7 +209,7 @@ def import_command(ctx: click.Context, path: Path, as_json: bool) -> None:
     Example:
       meshdex bundle import /media/usb/notes.leann
     """
-    with Node.open(_data_dir(ctx)) as node, _progress_bar() as progress:
+    with Node.open(_data_dir(ctx)) as node, progress_bar() as progress:
         report = import_bundle(node, path, progress=progress)
     if as_json:
         _print_json(report.to_dict())

@@ -46,7 +46,7 @@ def _parse_assignments(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
 
 
 @contextmanager
-def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     """A ``progress(stage, done, total)`` callback drawing a bar when stderr is a terminal."""
     bars: dict[str, tqdm] = {}
     enabled = sys.stderr.isatty()
@@ -108,7 +108,7 @@ def build_command(
       meshdex build --param storage_mode=full --rebuild
     """
     build_params = BuildParams.from_dict(_parse_assignments(params, "--param")) if params else None
-    with open_node(ctx) as node, _progress_bar() as progress:
+    with open_node(ctx) as node, progress_bar() as progress:
         if isinstance(node, Node):
             report = node.build(collection, params=build_params, rebuild=rebuild,
                                 progress=progress)
@@ -271,7 +271,7 @@ def demo_command(ctx: click.Context, query: str | None, top_k: int) -> None:
         counts = summary.counts
         click.echo(f"ingested the sample: {counts['added']} added, {counts['unchanged']} "
                    f"unchanged, {counts['updated']} updated", err=True)
-        with _progress_bar() as progress:
+        with progress_bar() as progress:
             report = node.build(SAMPLE_COLLECTION, progress=progress)
         _print_build(report.to_dict(), as_json=False)
         for question in questions:

@@ -68,7 +68,9 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: int) -> None:
       meshdex search "how do I ..."  # ask it
     """
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     ctx.ensure_object(dict)
     ctx.obj["data_dir"] = data_dir
 
