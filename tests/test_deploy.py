@@ -1,0 +1,30 @@
+"""The files in deploy/ stay true to the code they describe."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from meshdex.node.config import NodeConfig, load_config
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+
+
+def test_example_config_loads_and_documents_the_defaults():
+    loaded = load_config(config_path=DEPLOY / "config.example.toml", environ={})
+    defaults = NodeConfig()
+    for entry in dataclasses.fields(NodeConfig):
+        if loaded.sources[entry.name] != "default":
+            assert getattr(loaded.config, entry.name) == getattr(defaults, entry.name), entry.name
+    loaded.config.validate()
+
+
+def test_systemd_unit_runs_serve_with_the_config():
+    settings: dict[str, list[str]] = {}
+    for line in (DEPLOY / "meshdex.service").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            settings.setdefault(key, []).append(value)
+    assert settings["ExecStart"][0].split()[-1] == "serve"
+    assert any(value.startswith("MESHDEX_CONFIG=") for value in settings["Environment"])
+    assert settings["KillSignal"] == ["SIGTERM"]
