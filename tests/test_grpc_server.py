@@ -119,7 +119,7 @@ def test_search_receives_the_callers_deadline(tmp_path, node):
         with pytest.raises(DeadlineExceeded, match="stopped recomputing"):
             client.search("docs", "alpha", deadline=time.monotonic() + 2.0)
     assert 0.0 < seen["deadline"] - seen["now"] <= 2.0  # the client's 2 s, less transit
-    assert seen["top_k"] == 10 and seen["filter"] is None
+    assert seen["top_k"] == 5 and seen["filter"] is None  # Node.search's default top_k
 
 
 def test_overload_is_resource_exhausted_not_a_queue(tmp_path, node):
