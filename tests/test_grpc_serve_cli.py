@@ -190,3 +190,11 @@ def test_remote_mode_gives_the_same_output_as_embedded(tmp_path, cli_with_probe)
     assert remote.output == embedded.output
     assert unauthenticated.exit_code == 7
     assert unauthenticated.output.startswith("error: ListCollections needs a bearer token")
+
+
+@pytest.mark.parametrize("path", [["serve"], ["token"], ["token", "create"], ["token", "list"],
+                                  ["token", "revoke"], ["config"], ["config", "show"]],
+                         ids=" ".join)
+def test_every_node_command_has_help_with_an_example(path):
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0 and "Example:" in result.output
