@@ -20,9 +20,11 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 from meshdex.index.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
@@ -52,6 +54,8 @@ METHOD_SCOPES: dict[str, str] = {
     "Build": "write",
     "DropCollection": "admin",
 }
+
+Metadata = Sequence[tuple[str, str | bytes]]  # gRPC invocation metadata
 
 # Who is calling, for the servicer and logs: the token's id, or "loopback" when allowed in
 # without one.
@@ -177,7 +181,7 @@ class TokenStore:
         return record
 
 
-def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
+def bearer_token(metadata: Metadata | None) -> str | None:
     """The token from an ``authorization: Bearer <token>`` header, if any."""
     for key, value in metadata or ():
         if key.lower() == "authorization":
@@ -206,7 +210,7 @@ class Authorizer:
         self.tokens = tokens
         self.allow_unauthenticated_loopback = allow_unauthenticated_loopback
 
-    def authorize(self, method: str, metadata, peer: str) -> str:  # noqa: ANN001
+    def authorize(self, method: str, metadata: Metadata | None, peer: str) -> str:
         """The caller's name for a call of ``method`` (``/pkg.Service/Name``)."""
         service, _, name = method.lstrip("/").partition("/")
         needed = METHOD_SCOPES.get(name) if service == SERVICE_NAME else None
@@ -242,14 +246,19 @@ class AuthInterceptor(grpc.ServerInterceptor):
     def __init__(self, authorizer: Authorizer) -> None:
         self.authorizer = authorizer
 
-    def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or not method.startswith(f"/{SERVICE_NAME}/"):
             return handler
         metadata = handler_call_details.invocation_metadata
 
-        def checked(behaviour, request, context):  # noqa: ANN001
+        def checked(behaviour: Callable[..., Any], request: Any,
+                    context: grpc.ServicerContext) -> Any:
             try:
                 caller = self.authorizer.authorize(method, metadata, context.peer())
             except (Unauthenticated, PermissionDenied) as error:

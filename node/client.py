@@ -222,7 +222,7 @@ class MeshdexClient:
     # --- index ---------------------------------------------------------------------------
 
     def search(self, collection: str, query: str, *, top_k: int = wire.DEFAULT_TOP_K,
-               filter: str | dict[str, Any] | None = None,  # noqa: A002
+               filter: str | dict[str, Any] | None = None,
                params: dict[str, Any] | None = None,
                deadline: float | None = None) -> SearchResults:
         """The ``top_k`` closest passages; ``deadline`` is a ``time.monotonic()`` instant."""

@@ -136,7 +136,11 @@ def _guard_stream(responses: Iterator[Any], context: grpc.ServicerContext) -> It
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
     """Turns every ``MeshdexError`` a handler raises into its status code and message."""
 
-    def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
         if handler is None:
             return None

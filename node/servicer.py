@@ -86,7 +86,8 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
         self.node = node
         self.max_batch_documents = max_batch_documents
 
-    def CreateCollection(self, request: pb.CreateCollectionRequest, context) -> pb.Collection:  # noqa: ANN001, N802
+    def CreateCollection(self, request: pb.CreateCollectionRequest,
+                         context: grpc.ServicerContext) -> pb.Collection:
         info = self.node.create_collection(
             wire.require(request.name, "name"),
             embedder=wire.embedder_from_wire(request.embedder),
@@ -94,12 +95,14 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
         )
         return wire.collection_to_wire(info)
 
-    def ListCollections(self, request, context) -> pb.ListCollectionsResponse:  # noqa: ANN001, N802
+    def ListCollections(self, request: pb.ListCollectionsRequest,
+                        context: grpc.ServicerContext) -> pb.ListCollectionsResponse:
         return pb.ListCollectionsResponse(
             collections=[wire.collection_to_wire(info) for info in self.node.list_collections()]
         )
 
-    def DropCollection(self, request, context) -> pb.DropCollectionResponse:  # noqa: ANN001, N802
+    def DropCollection(self, request: pb.DropCollectionRequest,
+                       context: grpc.ServicerContext) -> pb.DropCollectionResponse:
         self.node.drop_collection(wire.require(request.name, "name"))
         return pb.DropCollectionResponse()
 
@@ -127,35 +130,42 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
             raise InvalidArgument("collection is required (the upload held no messages)")
         return wire.merge_reports(collection, parts)
 
-    def Upsert(self, request, context) -> pb.UpsertResponse:  # noqa: ANN001, N802
+    def Upsert(self, request: pb.UpsertRequest,
+               context: grpc.ServicerContext) -> pb.UpsertResponse:
         return wire.upsert_report_to_wire(self._upsert([request]))
 
-    def UpsertDocuments(self, request_iterator, context) -> pb.UpsertResponse:  # noqa: ANN001, N802
+    def UpsertDocuments(self, request_iterator: Iterator[pb.UpsertRequest],
+                        context: grpc.ServicerContext) -> pb.UpsertResponse:
         return wire.upsert_report_to_wire(self._upsert(request_iterator))
 
-    def DeleteDocuments(self, request, context) -> pb.DeleteDocumentsResponse:  # noqa: ANN001, N802
+    def DeleteDocuments(self, request: pb.DeleteDocumentsRequest,
+                        context: grpc.ServicerContext) -> pb.DeleteDocumentsResponse:
         if not request.ids:
             raise InvalidArgument("ids is required (at least one document id)")
         report = self.node.delete_documents(wire.require(request.collection, "collection"),
                                             list(request.ids))
         return wire.delete_report_to_wire(report)
 
-    def GetDocument(self, request, context) -> pb.Document:  # noqa: ANN001, N802
+    def GetDocument(self, request: pb.GetDocumentRequest,
+                    context: grpc.ServicerContext) -> pb.Document:
         document = self.node.get_document(wire.require(request.collection, "collection"),
                                           wire.require(request.id, "id"))
         return wire.document_to_wire(document)
 
-    def Status(self, request, context) -> pb.NodeStatus:  # noqa: ANN001, N802
+    def Status(self, request: pb.StatusRequest,
+               context: grpc.ServicerContext) -> pb.NodeStatus:
         return wire.status_to_wire(self.node.status())
 
-    def Search(self, request, context) -> pb.SearchResponse:  # noqa: ANN001, N802
+    def Search(self, request: pb.SearchRequest,
+               context: grpc.ServicerContext) -> pb.SearchResponse:
         call = wire.search_request_from_wire(request)
         result = self.node.search(call.collection, call.query, top_k=call.top_k,
                                   filter=call.filter, params=call.params,
                                   deadline=call_deadline(context))
         return wire.search_result_to_wire(result)
 
-    def Build(self, request, context) -> Iterator[pb.BuildProgress]:  # noqa: ANN001, N802
+    def Build(self, request: pb.BuildRequest,
+              context: grpc.ServicerContext) -> Iterator[pb.BuildProgress]:
         """Runs the build on its own thread and relays its progress callbacks as messages."""
         call = wire.build_request_from_wire(request)
         updates: queue.Queue[pb.BuildProgress] = queue.Queue()
