@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +55,7 @@ DEFAULT_DEADLINES_S: dict[str, float | None] = {
     "Build": None,  # a build of a large collection takes as long as it takes; cancel to stop
 }
 UPLOAD_BATCH_DOCUMENTS = 256
+UPLOAD_BATCH_TEXT_BYTES = 4 * 1024 * 1024  # a quarter of the node's default message limit
 CLIENT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 IDEMPOTENT_METHODS = ("ListCollections", "GetDocument", "Search", "Status", "DeleteDocuments",
                       "Upsert")
@@ -76,9 +76,20 @@ def _service_config() -> str:
     }]})
 
 
-def _batches(docs: Iterable[DocumentInput], size: int) -> Iterator[list[DocumentInput]]:
-    iterator = iter(docs)
-    while batch := list(islice(iterator, size)):
+def _batches(docs: Iterable[DocumentInput], size: int,
+             max_bytes: int) -> Iterator[list[DocumentInput]]:
+    """Consecutive batches of at most ``size`` documents and about ``max_bytes`` of text, so
+    one stream message stays well under the node's message size limit."""
+    batch: list[DocumentInput] = []
+    batch_bytes = 0
+    for doc in docs:
+        doc_bytes = len(doc.text.encode("utf-8")) if isinstance(doc.text, str) else 0
+        if batch and (len(batch) >= size or batch_bytes + doc_bytes > max_bytes):
+            yield batch
+            batch, batch_bytes = [], 0
+        batch.append(doc)
+        batch_bytes += doc_bytes
+    if batch:
         yield batch
 
 
@@ -176,12 +187,15 @@ class MeshdexClient:
         create_missing: bool = False,
         progress: Callable[[int], None] | None = None,
         batch_documents: int = UPLOAD_BATCH_DOCUMENTS,
+        batch_text_bytes: int = UPLOAD_BATCH_TEXT_BYTES,
     ) -> UpsertReport:
         """Add or replace documents, streamed in batches; per-item outcomes in the report.
 
         Each batch is committed on arrival, so if the call fails part-way the earlier batches
         are in; re-sending everything is safe (unchanged documents are no-ops).
-        ``progress(n)`` is called as each batch of ``n`` documents is sent.
+        ``progress(n)`` is called as each batch of ``n`` documents is sent. Batches hold at
+        most ``batch_documents`` documents and about ``batch_text_bytes`` of text (keep it
+        under the node's ``max_message_bytes``).
         """
         if batch_documents < 1:
             raise InvalidArgument("batch_documents must be at least 1")
@@ -192,7 +206,8 @@ class MeshdexClient:
             return pb.UpsertRequest(collection=collection, create_missing=create_missing,
                                     documents=[wire.document_input_to_wire(d) for d in batch])
 
-        requests = (encode(batch) for batch in _batches(docs, batch_documents))
+        requests = (encode(batch)
+                    for batch in _batches(docs, batch_documents, batch_text_bytes))
         first = next(requests, None)
         if first is None:
             return UpsertReport(collection=collection, items=[])

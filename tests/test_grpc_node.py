@@ -96,6 +96,17 @@ def test_streamed_upsert_spans_many_messages_and_reports_positions(client):
     assert client.get_document("docs", "d11").text == "document number 11"
 
 
+def test_an_upload_larger_than_one_message_is_streamed_in_batches(client):
+    docs = [DocumentInput(id=f"big{i}", text=f"{i} " + "word " * 4000) for i in range(8)]
+    sent = []
+    report = client.upsert_documents("docs", docs, batch_text_bytes=MAX_MESSAGE_BYTES // 2,
+                                      progress=sent.append)
+    assert sum(len(d.text) for d in docs) > 2 * MAX_MESSAGE_BYTES
+    assert len(sent) > 1 and sum(sent) == 8
+    assert report.count(Outcome.ADDED) == 8
+    assert client.get_document("docs", "big7").text == docs[7].text
+
+
 def test_upsert_can_create_the_missing_collection(client):
     report = client.upsert_documents("fresh", [DocumentInput(id="x", text="hello")],
                                      create_missing=True)
