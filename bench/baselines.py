@@ -58,7 +58,11 @@ def exact_index_bytes(passages: np.ndarray) -> int:
 
 @dataclass(kw_only=True)
 class HnswBaseline:
-    """hnswlib over all embeddings (ids = corpus positions), its build time and saved size."""
+    """hnswlib over all embeddings (ids = corpus positions), its build time and saved size.
+
+    Built single-threaded by default: hnswlib's multi-threaded insertion order varies from
+    run to run, and with it the graph and the recall figures.
+    """
 
     index: hnswlib.Index
     build_s: float
@@ -66,7 +70,7 @@ class HnswBaseline:
 
     @classmethod
     def build(cls, passages: np.ndarray, *, m: int = HNSW_M,
-              ef_construction: int = HNSW_EF_CONSTRUCTION, num_threads: int = -1) -> HnswBaseline:
+              ef_construction: int = HNSW_EF_CONSTRUCTION, num_threads: int = 1) -> HnswBaseline:
         index = hnswlib.Index(space="ip", dim=passages.shape[1])
         started = time.perf_counter()
         index.init_index(max_elements=passages.shape[0], M=m, ef_construction=ef_construction,

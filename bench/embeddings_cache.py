@@ -30,6 +30,7 @@ from bench.corpus import CACHE_DIR, Corpus, load_corpus
 log = logging.getLogger(__name__)
 
 PROGRESS_BLOCK_TEXTS = 256  # texts per progress-bar step (several model batches each)
+MIN_RATE_SAMPLE_PASSAGES = 500  # fewer freshly embedded passages than this: keep the old rate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +87,12 @@ def load_or_embed(
     cache_dir: Path = CACHE_DIR,
     progress: bool | None = None,
 ) -> CachedEmbeddings:
-    """Cached vectors for ``corpus`` under ``embedder``'s fingerprint, embedding on a miss."""
+    """Cached vectors for ``corpus`` under ``embedder``'s fingerprint, embedding on a miss.
+
+    On a miss, vectors of passages that an earlier cache entry with the same fingerprint
+    already holds (matched by passage key) are reused, so a chunking change re-embeds only
+    the passages it changed.
+    """
     vectors_path, meta_path = _paths(cache_dir, corpus, embedder)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -94,39 +100,88 @@ def load_or_embed(
         meta = json.loads(meta_path.read_text())
         passages = np.load(vectors_path, allow_pickle=False)
         if passages.shape == (len(corpus), embedder.dim):
-            queries = {name: np.asarray(vectors, dtype=np.float32)
-                       for name, vectors in np.load(
-                           vectors_path.with_suffix(".queries.npz"), allow_pickle=False).items()}
             return CachedEmbeddings(
-                passages=passages, queries=queries, embed_seconds=meta["embed_seconds"],
-                passages_per_s=meta["passages_per_s"],
+                passages=passages, queries=_load_queries(vectors_path),
+                embed_seconds=meta["embed_seconds"], passages_per_s=meta["passages_per_s"],
                 fingerprint_digest=embedder.fingerprint.digest(),
             )
         log.warning("cached embeddings %s have the wrong shape; re-embedding", vectors_path)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    passages, seconds = embed_passages(corpus.texts, embedder, progress=progress)
+    known, donor_rate = _reusable_vectors(cache_dir, embedder)
+    passages = np.empty((len(corpus), embedder.dim), dtype=np.float32)
+    missing = [i for i, passage in enumerate(corpus.passages) if passage.key not in known]
+    for i, passage in enumerate(corpus.passages):
+        if passage.key in known:
+            passages[i] = known[passage.key]
+    log.info("reusing %d cached passage vectors, embedding %d",
+             len(corpus) - len(missing), len(missing))
+    fresh, seconds = embed_passages([corpus.texts[i] for i in missing], embedder,
+                                    progress=progress)
+    passages[missing] = fresh
+    if len(missing) >= MIN_RATE_SAMPLE_PASSAGES or donor_rate is None:
+        rate = len(missing) / seconds if seconds else float("inf")
+    else:
+        rate = donor_rate  # too few fresh passages to measure a rate; keep the earlier one
     queries = {name: embedder.embed_documents(texts) for name, texts in corpus.query_sets.items()}
-    queries_path = vectors_path.with_suffix(".queries.npz")
-    with queries_path.with_suffix(".partial").open("wb") as handle:
-        np.savez(handle, **queries)
-    queries_path.with_suffix(".partial").replace(queries_path)
+    _save_npz(vectors_path.with_suffix(".queries.npz"), queries)
+    _save_npy(vectors_path.with_suffix(".keys.npy"),
+              np.frombuffer(b"".join(p.key for p in corpus.passages), dtype=np.uint8)
+              .reshape(len(corpus), -1))
     _save_npy(vectors_path, passages)
     meta = {
         "corpus_digest": corpus.digest,
         "passages": len(corpus),
+        "passages_embedded": len(missing),
+        "passages_reused": len(corpus) - len(missing),
         "fingerprint": asdict(embedder.fingerprint),
         "fingerprint_digest": embedder.fingerprint.digest(),
-        "embed_seconds": seconds,
-        "passages_per_s": len(corpus) / seconds if seconds else float("inf"),
+        "embed_seconds": len(corpus) / rate,  # for the whole corpus at the measured rate
+        "passages_per_s": rate,
         "torch_threads": _torch_threads(),
         "created_unix_s": time.time(),
     }
     meta_path.with_suffix(".partial").write_text(json.dumps(meta, indent=2) + "\n")
     meta_path.with_suffix(".partial").replace(meta_path)  # written last: marks the entry complete
     return CachedEmbeddings(
-        passages=passages, queries=queries, embed_seconds=seconds,
-        passages_per_s=meta["passages_per_s"], fingerprint_digest=meta["fingerprint_digest"],
+        passages=passages, queries=queries, embed_seconds=meta["embed_seconds"],
+        passages_per_s=rate, fingerprint_digest=meta["fingerprint_digest"],
     )
+
+
+def _load_queries(vectors_path: Path) -> dict[str, np.ndarray]:
+    with np.load(vectors_path.with_suffix(".queries.npz"), allow_pickle=False) as archive:
+        return {name: np.asarray(archive[name], dtype=np.float32) for name in archive.files}
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as handle:
+        np.savez(handle, **arrays)
+    partial.replace(path)
+
+
+def _reusable_vectors(
+    cache_dir: Path, embedder: Embedder
+) -> tuple[dict[bytes, np.ndarray], float | None]:
+    """Passage key -> vector from every complete cache entry with this fingerprint, and the
+    embedding rate the most recent of them measured."""
+    suffix = f"-{embedder.fingerprint.digest()[:16]}"
+    known: dict[bytes, np.ndarray] = {}
+    rate, newest = None, -1.0
+    for meta_path in sorted(cache_dir.glob(f"embeddings-*{suffix}.json")):
+        vectors_path = meta_path.with_suffix(".npy")
+        keys_path = meta_path.with_suffix(".keys.npy")
+        if not (vectors_path.exists() and keys_path.exists()):
+            continue
+        meta = json.loads(meta_path.read_text())
+        keys = np.load(keys_path, allow_pickle=False)
+        vectors = np.load(vectors_path, allow_pickle=False)
+        if keys.shape[0] != vectors.shape[0] or vectors.shape[1] != embedder.dim:
+            continue
+        known.update((row.tobytes(), vector) for row, vector in zip(keys, vectors, strict=True))
+        if meta.get("created_unix_s", 0) > newest:
+            rate, newest = meta["passages_per_s"], meta.get("created_unix_s", 0)
+    return known, rate
 
 
 def _torch_threads() -> int:

@@ -201,13 +201,18 @@ def format_markdown(rows: Sequence[Row], *, title: str, context: dict[str, Any])
 
 
 def machine_context() -> dict[str, Any]:
-    """Where the numbers came from: CPU count, Python, torch threads, time of the run."""
+    """Where the numbers came from: CPU count, Python, torch threads, load, time of the run.
+
+    The 1-minute load average is recorded because the machine may be shared: timings taken
+    under load are slower than the same code on an idle machine.
+    """
     import torch
 
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads "
                    f"{torch.get_num_threads()}",
         "python": platform.python_version(),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "run_at_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }
 
