@@ -295,7 +295,7 @@ def report(rows: list[Row], *, passages: int, build_s: float, calls: int, name: 
                 if r["op"] == "search" and r["clients"] == 1 and not r["writer"]), None)
     verdict = (f"gRPC adds {100 * (one['p50_ratio'] - 1):.1f}% to p50 latency at one client "
                f"(target <= 10%: {'met' if one['p50_ratio'] <= 1.10 else 'NOT met'})"
-               if one else "no one-client row")
+               if one else "no one-client search row (run with --ops search)")
     context = machine_context() | {
         "corpus": f"node/sample python-tutorial, {passages} passages, built in {build_s:.1f} s",
         "top_k": TOP_K, "calls_per_client_per_round": calls, "rounds": ROUNDS,
