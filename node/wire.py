@@ -1,6 +1,7 @@
 """Conversion between ``meshdex.v1`` protobuf messages and ``node/records.py`` dataclasses.
 
-The only module besides the servicer and the client that touches generated code. Decoding
+Generated message classes are touched only here, in the servicer and in the client (the server
+only registers the generated service and names it for reflection). Decoding
 validates what the domain cannot see (JSON text, sizes, empty required fields) and raises
 ``InvalidArgument`` / ``ResourceExhausted`` with the offending field named; decoding a record
 the server sent never trusts it further than the dataclass constructors do.
