@@ -103,7 +103,9 @@ def test_a_search_whose_deadline_passes_is_deadline_exceeded(client):
         client.search("notes", "telescope", deadline=time.monotonic() + 0.001)
 
 
-def test_searches_keep_succeeding_during_a_rebuild_swap(server, client):
+@pytest.mark.parametrize(("rebuild", "action"), [(True, "built"), (False, "delta")])
+def test_searches_keep_succeeding_during_a_rebuild_swap(server, rebuild, action):
+    generation_before = server.node.index_stats("notes").generation
     failures: list[Exception] = []
     answered = []
     stop = threading.Event()
@@ -121,12 +123,15 @@ def test_searches_keep_succeeding_during_a_rebuild_swap(server, client):
     for thread in threads:
         thread.start()
     with server.client("write") as writer:
+        garden = DocumentInput(id=f"garden-{action}", text=(
+            f"Water the tomato seedlings every morning in dry weather ({action})."))
+        writer.upsert_documents("notes", [garden])
         before = len(answered)
-        report = writer.build("notes", rebuild=True)
+        report = writer.build("notes", rebuild=rebuild)
         during = len(answered) - before
     stop.set()
     for thread in threads:
         thread.join(30)
-    assert report.action == "built" and report.generation > server.build_report.generation
+    assert report.action == action and report.generation > generation_before
     assert not failures, failures[:3]
     assert during > 0 and set(answered) == {"astronomy-0"}
