@@ -118,13 +118,13 @@ def variants(query_default: SearchParams) -> list[Variant]:
         Variant(name="meshdex full storage", build=dataclasses.replace(base, storage_mode="full"),
                 search=graph, measured=True),
     ]
-    for ef in (32, 64, 128):
+    for ef in (40, 80, 160):
         for fraction in (0.25, 0.5, 1.0):
             rows.append(Variant(name="sweep ef/recompute", build=base,
                                 search=dataclasses.replace(graph, ef=ef,
                                                            recompute_fraction=fraction),
                                 measured=False))
-    for subvectors, bits in ((16, 4), (64, 4), (16, 8), (48, 8)):
+    for subvectors, bits in ((32, 4), (48, 4), (24, 8)):
         rows.append(Variant(name="sweep code size",
                             build=dataclasses.replace(base, pq_subvectors=subvectors, pq_bits=bits),
                             search=graph, measured=False))
@@ -132,7 +132,7 @@ def variants(query_default: SearchParams) -> list[Variant]:
         rows.append(Variant(name="sweep cache budget",
                             build=dataclasses.replace(base, cache_budget_nodes=budget),
                             search=graph, measured=False))
-    for degree in (6, 12):
+    for degree in (4, 8):
         rows.append(Variant(name="sweep pruned degree",
                             build=dataclasses.replace(base, pruned_degree=degree),
                             search=graph, measured=False))
