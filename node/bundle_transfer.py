@@ -254,6 +254,9 @@ def import_bundle(node: Node, path: Path, *, progress: Progress | None = None) -
         info, created = _collection_for(node, manifest)
         decision = decide_compatibility(manifest, local_state(node, info))
         if decision.kind is DecisionKind.REFUSE:
+            node.indexes.decisions.append(collection=info.name, trigger="import",
+                                          decision=decision.kind.value,
+                                          reasons=decision.reasons)
             raise BundleError(
                 "bundle refused: " + "; ".join(decision.reasons), op="import bundle", path=path
             )
@@ -261,7 +264,9 @@ def import_bundle(node: Node, path: Path, *, progress: Progress | None = None) -
         if bundle.has_section(DOCUMENTS_SECTION):
             merged = _merge_documents(node, info.name, bundle)
             decision = decide_compatibility(manifest, local_state(node, info))
-        logger.info("import %s: %s", path, decision.summary())
+        node.indexes.decisions.append(collection=info.name, trigger="import",
+                                      decision=decision.kind.value, reasons=decision.reasons,
+                                      generation=manifest.generation)
         if decision.kind is DecisionKind.REBUILD_LOCALLY:
             report = node.build(info.name, rebuild=True, progress=progress)
             return ImportReport(

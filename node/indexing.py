@@ -28,7 +28,14 @@ from meshdex.index.engine import Index
 from meshdex.index.errors import IndexNotBuilt, InvalidArgument
 from meshdex.index.filters import Filter, parse_filter
 from meshdex.index.params import BuildParams, SearchParams
-from meshdex.node.records import CollectionInfo, Document, PassageHit, SearchResults
+from meshdex.node.decision_log import DecisionLog
+from meshdex.node.records import (
+    CollectionInfo,
+    Document,
+    IndexSummary,
+    PassageHit,
+    SearchResults,
+)
 from meshdex.node.store import Store
 
 logger = logging.getLogger(__name__)
@@ -131,6 +138,7 @@ class IndexManager:
         self._embedder_factory = embedder_factory
         self._open: dict[str, _OpenIndex] = {}
         self._build_locks: dict[str, threading.Lock] = {}
+        self.decisions = DecisionLog(store.data_dir / INDEX_DIR_NAME)
         self._open_lock = threading.Lock()
 
     # ------------------------------------------------------------------------ paths
@@ -267,7 +275,8 @@ class IndexManager:
             added=added, removed=removed, seconds=time.monotonic() - started,
             bundle_path=path, bundle_bytes=path.stat().st_size,
         )
-        logger.info("build %s: %s (%s)", collection, action, reason)
+        self.decisions.append(collection=collection, trigger="build", decision=action,
+                              reasons=[reason], generation=manifest.generation)
         return report
 
     # ----------------------------------------------------------------------- search
@@ -330,6 +339,27 @@ class IndexManager:
             build_params=dict(manifest.build_params),
             fingerprint=vars(manifest.fingerprint).copy(),
         )
+
+    def summaries(self) -> list[IndexSummary]:
+        """The current bundle of every collection that has one, sorted by collection."""
+        summaries = []
+        for info in self.store.list_collections():
+            opened = self._load(info.name, required=False)
+            if opened is None:
+                continue
+            manifest = opened.manifest
+            built_from = manifest.store_state
+            now = store_state_of(self.store, info.name)
+            summaries.append(IndexSummary(
+                collection=info.name,
+                generation=manifest.generation,
+                passages=len(opened.index),
+                bundle_bytes=self.bundle_path(info.name).stat().st_size,
+                model_id=manifest.fingerprint.model_id,
+                model_hash=manifest.fingerprint.model_hash,
+                stale=dict(built_from.seq_watermarks) != dict(now.seq_watermarks),
+            ))
+        return summaries
 
     def manifest(self, collection: str) -> BundleManifest | None:
         """The current bundle's manifest, or None before the first build."""

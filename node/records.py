@@ -6,7 +6,7 @@ converted to and from them at the server edge, never passed further in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import InvalidArgument
+from meshdex.node.decision_log import DecisionRecord
 from meshdex.node.hlc import HLCTimestamp
 
 if TYPE_CHECKING:  # the engine is heavy to import; records stay light
@@ -256,6 +257,8 @@ class NodeStatus:
     max_hlc: HLCTimestamp | None
     store_bytes: int
     collections: list[CollectionInfo]
+    indexes: list[IndexSummary] = field(default_factory=list)
+    decisions: list[DecisionRecord] = field(default_factory=list)  # newest first
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -265,7 +268,23 @@ class NodeStatus:
             "max_hlc": self.max_hlc.to_str() if self.max_hlc else None,
             "store_bytes": self.store_bytes,
             "collections": [info.to_dict() for info in self.collections],
+            "indexes": [asdict(summary) for summary in self.indexes],
+            "decisions": [record.to_dict() for record in self.decisions],
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexSummary:
+    """A collection's current bundle: generation, size, model, and whether documents changed
+    since it was built (``stale``: run ``meshdex build``)."""
+
+    collection: str
+    generation: int
+    passages: int
+    bundle_bytes: int
+    model_id: str
+    model_hash: str
+    stale: bool
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -44,6 +44,8 @@ DEFAULT_COLLECTION = "default"
 BATCH_DOCUMENTS = 256
 BATCH_TEXT_BYTES = 8 * 1024 * 1024
 
+STATUS_DECISIONS = 10  # newest index decisions shown by status
+
 ProgressCallback = Callable[[int], None]  # called with how many more inputs were handled
 
 
@@ -227,6 +229,8 @@ class Node:
             max_hlc=self.store.max_hlc,
             store_bytes=self.store.store_bytes(),
             collections=self.store.list_collections(),
+            indexes=self.indexes.summaries(),
+            decisions=self.indexes.decisions.recent(STATUS_DECISIONS),
         )
 
 

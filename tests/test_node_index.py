@@ -104,7 +104,8 @@ def test_large_change_rebuilds_and_says_why(node):
 def test_changed_params_force_a_rebuild(node):
     node.upsert_documents("c", _documents(5))
     node.build("c")
-    report = node.build("c", params=BuildParams(pruned_degree=6))
+    default = BuildParams()
+    report = node.build("c", params=BuildParams(pruned_degree=default.pruned_degree - 1))
     assert report.action == "built" and report.reason == "build params changed"
 
 
@@ -217,3 +218,28 @@ def test_searches_keep_succeeding_while_builds_swap_generations(node):
     assert not failures, failures
     assert answered > 0
     assert node.indexes.manifest("c").generation == 5
+
+
+def test_status_shows_each_index_its_freshness_and_the_decisions_taken(node):
+    node.upsert_documents("c", _documents(5))
+    node.build("c")
+    node.build("c")
+    status = node.status()
+    assert [(s.collection, s.generation, s.passages, s.stale) for s in status.indexes] == [
+        ("c", 1, 20, False)
+    ]
+    assert [(r.trigger, r.decision) for r in status.decisions] == [
+        ("build", "unchanged"), ("build", "built")
+    ]
+    assert status.decisions[1].reasons == ("no index yet",)
+    node.upsert_documents("c", [DocumentInput(id="late", text="a late note about comets",
+                                              metadata={}, source=None)])
+    assert node.status().indexes[0].stale
+
+
+def test_a_torn_decision_entry_is_skipped_not_fatal(node):
+    node.upsert_documents("c", _documents(2))
+    node.build("c")
+    with node.indexes.decisions.path.open("a") as log:
+        log.write('{"at_ms": 1, "collec')  # a crash mid-append
+    assert [r.decision for r in node.status().decisions] == ["built"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -296,6 +297,20 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
             f"  {info.name}: {info.document_count} documents, {info.passage_count} passages, "
             f"{info.tombstone_count} deleted"
         )
+    click.echo(f"indexes:     {len(status.indexes)}")
+    for summary in status.indexes:
+        freshness = "documents changed since: run meshdex build" if summary.stale else "current"
+        click.echo(
+            f"  {summary.collection}: generation {summary.generation}, {summary.passages} "
+            f"passages, {summary.bundle_bytes / 1024:.0f} KiB, {summary.model_id} "
+            f"({summary.model_hash[:12]}), {freshness}"
+        )
+    if status.decisions:
+        click.echo("recent index decisions:")
+    for record in status.decisions:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.at_ms / 1000))
+        click.echo(f"  {when} {record.trigger} {record.collection}: {record.decision} — "
+                   + "; ".join(record.reasons))
 
 
 COMMANDS: list[Callable[..., Any]] = [

@@ -1,0 +1,111 @@
+"""The record of what this device decided about its indexes, shown by ``meshdex status``.
+
+Every build (built / delta / unchanged, and why) and every bundle import (use, drop cache,
+apply delta, rebuild, refuse, and why) appends one JSON line to
+``DATA_DIR/indexes/decisions.jsonl``. The file is append-only and fsynced per entry; it is
+trimmed to the newest ``KEEP_ENTRIES`` when it grows past twice that. A torn last line (a crash
+mid-append) is skipped when reading, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+LOG_FILE_NAME = "decisions.jsonl"
+KEEP_ENTRIES = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecisionRecord:
+    """One decision: when, about which collection, what triggered it, what and why."""
+
+    at_ms: int
+    collection: str
+    trigger: str  # "build" | "import"
+    decision: str  # e.g. "delta", "built", "use_drop_cache", "rebuild_locally", "refuse"
+    reasons: tuple[str, ...]
+    generation: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DecisionRecord:
+        return cls(
+            at_ms=int(data["at_ms"]),
+            collection=str(data["collection"]),
+            trigger=str(data["trigger"]),
+            decision=str(data["decision"]),
+            reasons=tuple(str(reason) for reason in data.get("reasons", ())),
+            generation=data.get("generation"),
+        )
+
+
+class DecisionLog:
+    """Append and read decisions of one data directory; safe across threads of one process
+    (the store's writer lock keeps other processes from writing at the same time)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / LOG_FILE_NAME
+        self._lock = threading.Lock()
+
+    def append(
+        self,
+        *,
+        collection: str,
+        trigger: str,
+        decision: str,
+        reasons: Sequence[str],
+        generation: int | None = None,
+    ) -> DecisionRecord:
+        record = DecisionRecord(
+            at_ms=int(time.time() * 1000), collection=collection, trigger=trigger,
+            decision=decision, reasons=tuple(reasons), generation=generation,
+        )
+        line = json.dumps(record.to_dict(), ensure_ascii=False) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as file:
+                file.write(line)
+                file.flush()
+                os.fsync(file.fileno())
+            self._trim()
+        logger.info("%s %s: %s (%s)", trigger, collection, decision, "; ".join(reasons))
+        return record
+
+    def recent(self, limit: int = 20, *, collection: str | None = None) -> list[DecisionRecord]:
+        """The newest ``limit`` decisions, newest first (optionally for one collection)."""
+        records = [r for r in self._read() if collection is None or r.collection == collection]
+        return records[::-1][:limit]
+
+    def _read(self) -> list[DecisionRecord]:
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        records = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                records.append(DecisionRecord.from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                logger.warning("%s:%d: unreadable decision entry skipped", self.path, number)
+        return records
+
+    def _trim(self) -> None:
+        records = self._read()
+        if len(records) <= 2 * KEEP_ENTRIES:
+            return
+        temp = self.path.with_suffix(".tmp")
+        temp.write_text("".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n"
+                                for r in records[-KEEP_ENTRIES:]), encoding="utf-8")
+        os.replace(temp, self.path)
