@@ -198,3 +198,32 @@ def test_remote_mode_gives_the_same_output_as_embedded(tmp_path, cli_with_probe)
 def test_every_node_command_has_help_with_an_example(path):
     result = CliRunner().invoke(cli, [*path, "--help"])
     assert result.exit_code == 0 and "Example:" in result.output
+
+
+@pytest.mark.model
+def test_cli_search_through_a_node_prints_what_embedded_search_prints(tmp_path, real_embedder):
+    with Node.open(tmp_path) as node:
+        node.create_collection("notes")
+        node.upsert_documents("notes", [
+            DocumentInput(id="sail", text="Reef the mainsail before the wind gets too strong."),
+            DocumentInput(id="bread", text="Knead the bread dough until it is smooth."),
+            DocumentInput(id="stars", text="The telescope showed the rings of Saturn."),
+        ])
+        node.build("notes")
+    search = ["search", "-c", "notes", "-k", "2", "what should I do when it gets windy?"]
+
+    def meshdex(*args: str) -> str:  # the real console entry point, as a user runs it
+        result = subprocess.run([sys.executable, "-m", "meshdex", *args], capture_output=True,
+                                text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert result.returncode == 0, result.stderr
+        return re.sub(r", \d+ ms\)", ")", result.stdout)  # timings differ, nothing else may
+
+    embedded = meshdex("--data-dir", str(tmp_path), *search)
+    _, token = TokenStore(tmp_path).create("read")
+    serve = ServeProcess(tmp_path)
+    try:
+        remote = meshdex("--node", serve.address, "--token", token, *search)
+    finally:
+        serve.stop()
+    assert remote == embedded
+    assert remote.splitlines()[1].endswith("sail")
