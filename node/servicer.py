@@ -6,7 +6,6 @@ No domain logic lives here. Errors are raised as ``MeshdexError`` and mapped to 
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
@@ -31,8 +30,6 @@ from meshdex.node.records import (
 )
 from meshdex.proto.meshdex.v1 import node_pb2 as pb
 from meshdex.proto.meshdex.v1 import node_pb2_grpc
-
-logger = logging.getLogger(__name__)
 
 # gRPC reports "no deadline" as a time remaining of centuries; anything beyond this is none.
 NO_DEADLINE_S = 10.0**8
