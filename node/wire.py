@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import InvalidArgument, ResourceExhausted
+from meshdex.node.decision_log import DecisionRecord
 from meshdex.node.hlc import HLCTimestamp
 from meshdex.node.records import (
     CollectionInfo,
     DeleteReport,
     Document,
     DocumentInput,
+    IndexSummary,
     ItemOutcome,
     NodeStatus,
     Outcome,
@@ -246,6 +248,13 @@ def status_to_wire(status: NodeStatus) -> pb.NodeStatus:
         max_hlc=status.max_hlc.to_str() if status.max_hlc else "",
         store_bytes=status.store_bytes,
         collections=[collection_to_wire(info) for info in status.collections],
+        indexes=[pb.IndexSummary(**dataclasses.asdict(summary)) for summary in status.indexes],
+        decisions=[
+            pb.IndexDecision(at_ms=record.at_ms, collection=record.collection,
+                             trigger=record.trigger, decision=record.decision,
+                             reasons=list(record.reasons), generation=record.generation or 0)
+            for record in status.decisions
+        ],
     )
 
 
@@ -255,6 +264,19 @@ def status_from_wire(message: pb.NodeStatus) -> NodeStatus:
         max_hlc=HLCTimestamp.from_str(message.max_hlc) if message.max_hlc else None,
         store_bytes=message.store_bytes,
         collections=[collection_from_wire(info) for info in message.collections],
+        indexes=[
+            IndexSummary(collection=index.collection, generation=index.generation,
+                         passages=index.passages, bundle_bytes=index.bundle_bytes,
+                         model_id=index.model_id, model_hash=index.model_hash,
+                         stale=index.stale)
+            for index in message.indexes
+        ],
+        decisions=[
+            DecisionRecord(at_ms=record.at_ms, collection=record.collection,
+                           trigger=record.trigger, decision=record.decision,
+                           reasons=tuple(record.reasons), generation=record.generation or None)
+            for record in message.decisions
+        ],
     )
 
 

@@ -122,6 +122,21 @@ def test_status_reports_counts(client):
     assert status.last_seq >= 1 and status.device_id and status.max_hlc is not None
 
 
+def test_status_carries_index_generations_and_decisions(client):
+    assert client.status().indexes == []
+    client.build("docs")
+    client.upsert_documents("docs", [DocumentInput(id="b", text="beta text", metadata={},
+                                                   source=None)])
+    status = client.status()
+    (index,) = status.indexes
+    assert (index.collection, index.generation, index.passages, index.stale) == (
+        "docs", 1, 1, True)
+    assert len(index.model_hash) == 64
+    (decision,) = status.decisions
+    assert (decision.trigger, decision.decision, decision.reasons, decision.generation) == (
+        "build", "built", ("no index yet",), 1)
+
+
 def test_metadata_that_is_not_a_json_object_is_rejected_per_item(stub):
     call, metadata = stub
     response = call.Upsert(pb.UpsertRequest(collection="docs", documents=[

@@ -270,17 +270,55 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("data_dir", "device_id", "last_seq", "max_hlc", "store_bytes", "collections")
+    __slots__ = ("data_dir", "device_id", "last_seq", "max_hlc", "store_bytes", "collections", "indexes", "decisions")
     DATA_DIR_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     MAX_HLC_FIELD_NUMBER: _ClassVar[int]
     STORE_BYTES_FIELD_NUMBER: _ClassVar[int]
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    INDEXES_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
     data_dir: str
     device_id: str
     last_seq: int
     max_hlc: str
     store_bytes: int
     collections: _containers.RepeatedCompositeFieldContainer[Collection]
-    def __init__(self, data_dir: _Optional[str] = ..., device_id: _Optional[str] = ..., last_seq: _Optional[int] = ..., max_hlc: _Optional[str] = ..., store_bytes: _Optional[int] = ..., collections: _Optional[_Iterable[_Union[Collection, _Mapping]]] = ...) -> None: ...
+    indexes: _containers.RepeatedCompositeFieldContainer[IndexSummary]
+    decisions: _containers.RepeatedCompositeFieldContainer[IndexDecision]
+    def __init__(self, data_dir: _Optional[str] = ..., device_id: _Optional[str] = ..., last_seq: _Optional[int] = ..., max_hlc: _Optional[str] = ..., store_bytes: _Optional[int] = ..., collections: _Optional[_Iterable[_Union[Collection, _Mapping]]] = ..., indexes: _Optional[_Iterable[_Union[IndexSummary, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[IndexDecision, _Mapping]]] = ...) -> None: ...
+
+class IndexSummary(_message.Message):
+    __slots__ = ("collection", "generation", "passages", "bundle_bytes", "model_id", "model_hash", "stale")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    PASSAGES_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    generation: int
+    passages: int
+    bundle_bytes: int
+    model_id: str
+    model_hash: str
+    stale: bool
+    def __init__(self, collection: _Optional[str] = ..., generation: _Optional[int] = ..., passages: _Optional[int] = ..., bundle_bytes: _Optional[int] = ..., model_id: _Optional[str] = ..., model_hash: _Optional[str] = ..., stale: _Optional[bool] = ...) -> None: ...
+
+class IndexDecision(_message.Message):
+    __slots__ = ("at_ms", "collection", "trigger", "decision", "reasons", "generation")
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    at_ms: int
+    collection: str
+    trigger: str
+    decision: str
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    generation: int
+    def __init__(self, at_ms: _Optional[int] = ..., collection: _Optional[str] = ..., trigger: _Optional[str] = ..., decision: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., generation: _Optional[int] = ...) -> None: ...
