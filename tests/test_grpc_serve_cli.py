@@ -227,3 +227,35 @@ def test_cli_search_through_a_node_prints_what_embedded_search_prints(tmp_path, 
         serve.stop()
     assert remote == embedded
     assert remote.splitlines()[1].endswith("sail")
+
+
+def test_document_commands_work_through_a_node_like_embedded(tmp_path):
+    """add, list, rm and status reach the node with --node and print what embedded prints."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("Reef the mainsail early.")
+    (notes / "b.txt").write_text("Knead the dough.")
+    embedded_dir, served_dir = tmp_path / "embedded", tmp_path / "served"
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    with Node.open(served_dir):
+        pass
+    _, token = TokenStore(served_dir).create("admin")
+    serve = ServeProcess(served_dir)
+    try:
+        remote = ["--node", serve.address, "--token", token]
+        outputs = [
+            (run("--data-dir", str(embedded_dir), *command), run(*remote, *command))
+            for command in (["add", str(notes)], ["list"], ["rm", "notes/b.txt"])
+        ]
+        remote_status = run(*remote, "status", "--json")
+    finally:
+        serve.stop()
+    for embedded, served in outputs:
+        assert served == embedded
+    assert json.loads(remote_status)["collections"][0]["document_count"] == 1

@@ -18,9 +18,10 @@ import click
 from meshdex.index.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP_CHARS, ChunkingParams
 from meshdex.index.embedders import EMBEDDER_KINDS, EmbedderSpec
 from meshdex.index.embedders_local import MODEL_ID, PRECISIONS
+from meshdex.node.cli.remote import open_node
 from meshdex.node.ingest import IngestSummary, collect_files, ingest, read_file, read_jsonl
 from meshdex.node.records import CollectionInfo
-from meshdex.node.service import DEFAULT_COLLECTION, Node
+from meshdex.node.service import DEFAULT_COLLECTION
 from tqdm import tqdm
 
 collection_option = click.option(
@@ -119,7 +120,7 @@ def init_command(
     else:
         spec = EmbedderSpec(precision=precision)
     chunking = ChunkingParams(max_chars=max_chars, overlap_chars=overlap_chars)
-    with Node.open(_data_dir(ctx)) as node:
+    with open_node(ctx) as node:
         info = node.create_collection(collection, embedder=spec, chunking=chunking)
         if as_json:
             _print_json(info.to_dict())
@@ -176,7 +177,7 @@ def add_command(
     )
     total = None if jsonl_files else len(decided) + len(tasks)
     with (
-        Node.open(_data_dir(ctx)) as node,
+        open_node(ctx) as node,
         tqdm(
             total=total,
             unit="item",
@@ -226,7 +227,7 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
       meshdex list
       meshdex list --json
     """
-    with Node.open(_data_dir(ctx), readonly=True) as node:
+    with open_node(ctx, readonly=True) as node:
         collections = node.list_collections()
     if as_json:
         _print_json([info.to_dict() for info in collections])
@@ -256,7 +257,7 @@ def rm_command(ctx: click.Context, ids: tuple[str, ...], collection: str, as_jso
       meshdex rm notes/old.md
       meshdex rm -c papers paper-17 paper-18
     """
-    with Node.open(_data_dir(ctx)) as node:
+    with open_node(ctx) as node:
         report = node.delete_documents(collection, ids)
     if as_json:
         _print_json(report.to_dict())
@@ -282,7 +283,7 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
       meshdex status
       meshdex --data-dir /srv/meshdex status --json
     """
-    with Node.open(_data_dir(ctx), readonly=True) as node:
+    with open_node(ctx, readonly=True) as node:
         status = node.status()
     if as_json:
         _print_json(status.to_dict())

@@ -130,7 +130,7 @@ def _results_dict(query: str, results: SearchResults) -> dict[str, Any]:
     }
 
 
-def _print_results(query: str, results: SearchResults, out: TextIO = sys.stdout) -> None:
+def _print_results(query: str, results: SearchResults, out: TextIO | None = None) -> None:
     click.echo(f"query: {query}", file=out)
     if not results.hits:
         click.echo("  no results", file=out)
