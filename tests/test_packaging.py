@@ -39,6 +39,9 @@ def test_non_editable_install_runs_outside_the_repo(tmp_path):
         cwd=tmp_path,
     )
     assert (target / "meshdex" / "index").is_dir()
+    sample = target / "meshdex" / "node" / "sample"
+    assert (sample / "queries.txt").is_file() and (sample / "LICENSE.rst").is_file()
+    assert len(list((sample / "python-tutorial").glob("*.rst"))) == 17
     for bare in CODE_FOLDERS:
         assert not (target / bare).exists(), f"{bare} installed as a bare top-level package"
     env = {**os.environ, "PYTHONPATH": str(target)}
