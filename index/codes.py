@@ -13,11 +13,13 @@ similarity contribution of that byte; a code's approximate similarity is then th
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from meshdex.index.errors import InvalidArgument
 from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 logger = logging.getLogger(__name__)
@@ -147,5 +149,8 @@ def _cluster(points: np.ndarray, clusters: int, seed: int) -> np.ndarray:
         )
     else:
         model = KMeans(n_clusters=clusters, random_state=seed, n_init=1, max_iter=50)
-    model.fit(points)
+    # Near-duplicate passages can leave a centroid empty; k-means copes, the warning is noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(points)
     return model.cluster_centers_.astype(np.float32)
