@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from meshdex.index import csr
+from meshdex.index.bundle_format import SECTION_NAMES
 from meshdex.index.codes import ProductQuantizer, adc_scores
 from meshdex.index.embedder import Embedder, EmbeddingFingerprint
 from meshdex.index.errors import (
@@ -41,19 +42,6 @@ from meshdex.index.search import CandidatePool, flat_candidates, graph_candidate
 
 logger = logging.getLogger(__name__)
 
-SECTION_NAMES = (
-    "graph_offsets",
-    "graph_neighbors",
-    "entry_points",
-    "codes",
-    "codebook",
-    "id_map",
-    "tombstones",
-    "cache_ids",
-    "cache_vectors",
-    "full_embeddings",
-    "documents",
-)
 EMBED_BATCH_PASSAGES = 64  # passages per model call during build and add
 DEFAULT_BUILD_PARAMS = BuildParams()
 
