@@ -31,6 +31,7 @@ from meshdex.index.errors import (
     BundleCorrupt,
     DeadlineExceeded,
     EmbedderError,
+    FailedPrecondition,
     FingerprintMismatch,
     InvalidArgument,
 )
@@ -89,7 +90,7 @@ class Index:
         codes: np.ndarray,
         quantizer: ProductQuantizer,
         entry_points: np.ndarray,
-        graph_loader: Callable[[], Adjacency],
+        graph_loader: Callable[[], Adjacency] | None,
         tombstoned: np.ndarray,
         cache: HotCache,
         full_embeddings: np.ndarray | None,
@@ -134,18 +135,6 @@ class Index:
         else:
             vectors = _check_vectors(embeddings, len(texts), embedder.dim, "embeddings")
         started = time.monotonic()
-        hnsw = build_hnsw(
-            vectors, M=params.M, ef_construction=params.ef_construction, seed=params.seed
-        )
-        base = base_layer(hnsw)
-        del hnsw
-        pruned, _ = prune(
-            base, vectors, M=params.M, m=params.pruned_degree, hub_fraction=params.hub_fraction
-        )
-        order = csr.locality_order(pruned)
-        pruned = csr.renumber(pruned, order)
-        vectors, labels = vectors[order], labels[order]
-        by_degree = _nodes_by_degree(pruned)
         quantizer = ProductQuantizer.train(
             vectors,
             subvectors=params.pq_subvectors,
@@ -153,22 +142,31 @@ class Index:
             sample=params.pq_train_sample,
             seed=params.seed,
         )
-        cached = by_degree[: params.cache_budget_nodes]
+        graph: Adjacency | None = None
+        entry_points = np.zeros(0, dtype=np.uint32)
+        cached = np.zeros(0, dtype=np.int64)
+        if len(texts) >= params.graph_min_nodes:
+            graph, vectors, labels = _pruned_graph(vectors, labels, params)
+            by_degree = _nodes_by_degree(graph)
+            entry_points = by_degree[: params.entry_point_count].astype(np.uint32)
+            cached = by_degree[: params.cache_budget_nodes]
         index = cls(
             fingerprint=embedder.fingerprint,
             params=params,
             labels=labels,
             codes=quantizer.encode(vectors),
             quantizer=quantizer,
-            entry_points=by_degree[: params.entry_point_count].astype(np.uint32),
-            graph_loader=lambda: pruned,
+            entry_points=entry_points,
+            graph_loader=(lambda: graph) if graph is not None else None,
             tombstoned=np.zeros(len(labels), dtype=bool),
             cache=HotCache.from_nodes(embedder.fingerprint.digest(), cached, vectors[cached]),
             full_embeddings=vectors if params.storage_mode == "full" else None,
         )
         logger.info(
-            "indexed %d passages in %.1f s after embedding (mean degree %.1f)",
-            len(labels), time.monotonic() - started, pruned.degrees().mean(),
+            "indexed %d passages in %.1f s after embedding (%s)",
+            len(labels), time.monotonic() - started,
+            f"mean degree {graph.degrees().mean():.1f}" if graph is not None
+            else f"no graph below {params.graph_min_nodes} passages: flat code scan",
         )
         return index
 
@@ -256,7 +254,9 @@ class Index:
         ef = max(params.ef, k)
         admit = self._admit(accept)
         strategy = params.strategy
-        if strategy == "auto":
+        if not self.has_graph:
+            strategy = "flat"
+        elif strategy == "auto":
             strategy = "flat" if len(self) <= params.flat_max_nodes else "graph"
         stats.strategy = strategy
         if strategy == "flat":
@@ -321,7 +321,8 @@ class Index:
             )
         if len(texts) == 0:
             return
-        self._graph_or_load()  # decode the stored graph before the id map grows
+        if self.has_graph:
+            self._graph_or_load()  # decode the stored graph before the id map grows
         vectors = _embed_all(embedder, texts, None)
         first_new = self.node_count
         new_codes = self._quantizer.encode(vectors)
@@ -330,8 +331,9 @@ class Index:
         self._tombstoned = np.concatenate([self._tombstoned, np.zeros(len(labels), dtype=bool)])
         if self._full is not None:
             self._full = np.concatenate([self._full, vectors])
-        for offset, vector in enumerate(vectors):
-            self._link_new_node(first_new + offset, vector)
+        if self.has_graph:
+            for offset, vector in enumerate(vectors):
+                self._link_new_node(first_new + offset, vector)
         self._node_of_label = None
 
     def _link_new_node(self, node: int, vector: np.ndarray) -> None:
@@ -425,7 +427,18 @@ class Index:
 
     # ------------------------------------------------------------------ graph
 
+    @property
+    def has_graph(self) -> bool:
+        """False for an index built below ``BuildParams.graph_min_nodes``: it scans codes."""
+        return self._graph_loader is not None
+
     def _graph_or_load(self) -> Adjacency:
+        if self._graph_loader is None:
+            raise FailedPrecondition(
+                f"this index of {self.node_count} passages has no graph (built below "
+                f"graph_min_nodes={self.params.graph_min_nodes})",
+                hint="rebuild with --param graph_min_nodes=0 to store one",
+            )
         if self._graph is None:
             try:
                 self._graph = self._graph_loader()
@@ -454,17 +467,18 @@ class Index:
 
     def to_sections(self) -> dict[str, bytes]:
         """The index as named byte sections (names from ``SECTION_NAMES``)."""
-        offsets, neighbors = csr.encode(self.graph())
         sections = {
-            "graph_offsets": offsets,
-            "graph_neighbors": neighbors,
-            "entry_points": self._entry_points.astype("<u4").tobytes(),
             "codes": np.ascontiguousarray(self._codes).tobytes(),
             "codebook": self._quantizer.to_bytes(),
             "id_map": self._labels.astype("<u8").tobytes(),
             "tombstones": np.flatnonzero(self._tombstoned).astype("<u4").tobytes(),
             **self._cache.to_sections(),
         }
+        if self.has_graph:
+            offsets, neighbors = csr.encode(self.graph())
+            sections["graph_offsets"] = offsets
+            sections["graph_neighbors"] = neighbors
+            sections["entry_points"] = self._entry_points.astype("<u4").tobytes()
         if self._full is not None:
             sections["full_embeddings"] = self._full.astype("<f4").tobytes()
         return sections
@@ -485,8 +499,9 @@ class Index:
         unknown = sorted(set(sections) - set(SECTION_NAMES))
         if unknown:
             raise BundleCorrupt(f"unknown index sections: {', '.join(unknown)}")
-        required = ("graph_offsets", "graph_neighbors", "entry_points", "codes", "codebook",
-                    "id_map")
+        graph_names = ("graph_offsets", "graph_neighbors", "entry_points")
+        has_graph = any(name in sections for name in graph_names)
+        required = ("codes", "codebook", "id_map", *(graph_names if has_graph else ()))
         missing = [name for name in required if name not in sections]
         if missing:
             raise BundleCorrupt(f"index sections missing: {', '.join(missing)}")
@@ -505,8 +520,8 @@ class Index:
             )
         except InvalidArgument as error:
             raise BundleCorrupt(error.message) from error
-        entry_points = _frombuffer(sections["entry_points"], "<u4", "entry_points")
-        if n and (len(entry_points) == 0 or int(entry_points.max()) >= n):
+        entry_points = _frombuffer(sections.get("entry_points", b""), "<u4", "entry_points")
+        if has_graph and n and (len(entry_points) == 0 or int(entry_points.max()) >= n):
             raise BundleCorrupt("entry points are missing or out of range")
         tombstoned = np.zeros(n, dtype=bool)
         tomb_ids = _frombuffer(sections.get("tombstones", b""), "<u4", "tombstones")
@@ -524,7 +539,13 @@ class Index:
                     f"full_embeddings holds {full.size} values, expected {n} × {dim}"
                 )
             full = full.reshape(n, dim)
-        offsets, neighbors = sections["graph_offsets"], sections["graph_neighbors"]
+        graph_loader = None
+        if has_graph:
+            offsets, neighbors = sections["graph_offsets"], sections["graph_neighbors"]
+
+            def graph_loader() -> Adjacency:
+                return csr.decode(offsets, neighbors)
+
         return cls(
             fingerprint=fingerprint,
             params=params,
@@ -532,7 +553,7 @@ class Index:
             codes=codes.reshape(n, code_bytes),
             quantizer=quantizer,
             entry_points=entry_points,
-            graph_loader=lambda: csr.decode(offsets, neighbors),
+            graph_loader=graph_loader,
             tombstoned=tombstoned,
             cache=cache,
             full_embeddings=full,
@@ -559,6 +580,22 @@ def _frombuffer(data: bytes | memoryview, dtype: str, name: str) -> np.ndarray:
     if len(data) % itemsize:
         raise BundleCorrupt(f"section {name} has {len(data)} bytes, not a multiple of {itemsize}")
     return np.frombuffer(data, dtype=dtype)
+
+
+def _pruned_graph(
+    vectors: np.ndarray, labels: np.ndarray, params: BuildParams
+) -> tuple[Adjacency, np.ndarray, np.ndarray]:
+    """HNSW base layer, pruned (LEANN Algorithm 3) and renumbered for locality; the vectors
+    and labels come back in the new node order."""
+    hnsw = build_hnsw(vectors, M=params.M, ef_construction=params.ef_construction,
+                      seed=params.seed)
+    base = base_layer(hnsw)
+    del hnsw
+    pruned, _ = prune(
+        base, vectors, M=params.M, m=params.pruned_degree, hub_fraction=params.hub_fraction
+    )
+    order = csr.locality_order(pruned)
+    return csr.renumber(pruned, order), vectors[order], labels[order]
 
 
 def _nodes_by_degree(adjacency: Adjacency) -> np.ndarray:

@@ -189,6 +189,10 @@ class IndexManager:
             if dead_after > REBUILD_TOMBSTONE_FRACTION * (index.node_count + len(added)):
                 reason = (f"{dead_after} deleted passages would exceed "
                           f"{REBUILD_TOMBSTONE_FRACTION:.0%} of the index: compacting")
+            elif (not index.has_graph
+                  and len(index) + len(added) - len(removed) >= index.params.graph_min_nodes):
+                reason = (f"the collection grew past graph_min_nodes="
+                          f"{index.params.graph_min_nodes}: building its graph")
             elif len(added) > REBUILD_ADDED_FRACTION * max(len(index), 1):
                 reason = (f"{len(added)} new passages exceed {REBUILD_ADDED_FRACTION:.0%} of "
                           f"the {len(index)} indexed: a fresh graph is better than inserts")

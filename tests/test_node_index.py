@@ -157,7 +157,7 @@ def test_stats_report_sections_against_raw_text(node):
     stats = node.index_stats("c").to_dict()
     assert stats["passages"] == 40
     assert stats["raw_passage_bytes"] > 0
-    assert {"graph_neighbors", "codes", "id_map"} <= set(stats["section_bytes"])
+    assert {"codes", "codebook", "id_map"} <= set(stats["section_bytes"])
     assert stats["index_bytes"] == sum(stats["section_bytes"].values())
 
 
@@ -243,3 +243,15 @@ def test_a_torn_decision_entry_is_skipped_not_fatal(node):
     with node.indexes.decisions.path.open("a") as log:
         log.write('{"at_ms": 1, "collec')  # a crash mid-append
     assert [r.decision for r in node.status().decisions] == ["built"]
+
+
+def test_a_collection_growing_past_graph_min_nodes_gets_its_graph(node):
+    node.upsert_documents("c", _documents(10))
+    first = node.build("c", params=BuildParams(graph_min_nodes=42))
+    assert not node.indexes._load("c", required=True).index.has_graph
+    node.upsert_documents("c", [DocumentInput(id=f"more-{i}", text=f"comet orbit more {i}",
+                                              metadata={}, source=None) for i in range(3)])
+    report = node.build("c")
+    assert (first.action, report.action) == ("built", "built")
+    assert "graph_min_nodes=42" in report.reason
+    assert node.indexes._load("c", required=True).index.has_graph

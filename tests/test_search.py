@@ -20,8 +20,9 @@ from meshdex.index.params import BuildParams, SearchParams
 
 PASSAGES = 600
 WORDS = [f"word{i}" for i in range(400)]
+# graph_min_nodes=0: these tests are about the graph, which small indexes skip by default.
 SMALL = BuildParams(M=16, pruned_degree=6, pq_subvectors=16, pq_bits=4, cache_budget_nodes=16,
-                    entry_point_count=8)
+                    entry_point_count=8, graph_min_nodes=0)
 STRATEGIES = ["graph", "flat"]
 EXHAUSTIVE = {"ef": PASSAGES, "recompute_fraction": 1.0}
 
@@ -272,3 +273,25 @@ def test_same_passages_and_params_build_identical_sections(corpus, built):
     texts, labels, _ = corpus
     again = Index.build(texts, labels, embedder=HashingEmbedder(), params=SMALL)
     assert again.to_sections() == built.to_sections()
+
+
+def test_below_graph_min_nodes_no_graph_is_stored_and_search_scans_codes(corpus):
+    texts, labels, by_label = corpus
+    graphless = Index.build(texts, labels, embedder=HashingEmbedder(),
+                            params=dataclasses.replace(SMALL, graph_min_nodes=PASSAGES + 1))
+    with_graph = Index.build(texts, labels, embedder=HashingEmbedder(), params=SMALL)
+    assert not graphless.has_graph and with_graph.has_graph
+    sections = graphless.to_sections()
+    assert not {"graph_offsets", "graph_neighbors", "entry_points"} & set(sections)
+    assert sum(map(len, sections.values())) < sum(map(len, with_graph.to_sections().values()))
+    reopened = Index.from_sections(sections, fingerprint=graphless.fingerprint,
+                                   params=graphless.params)
+    result = reopened.search(texts[3], 5, embedder=HashingEmbedder(), texts=_fetch(by_label),
+                             params=SearchParams(strategy="graph", **EXHAUSTIVE))
+    assert result.stats.strategy == "flat"
+    assert result.hits[0].label == int(labels[3])
+    reopened.add(["an added passage about word7 word8"], np.array([1], dtype=np.uint64),
+                 embedder=HashingEmbedder())
+    found = reopened.search("an added passage about word7 word8", 1, embedder=HashingEmbedder(),
+                            texts=_fetch({**by_label, 1: "an added passage about word7 word8"}))
+    assert found.hits[0].label == 1
