@@ -103,38 +103,40 @@ def _describe(build: BuildParams, search: SearchParams, defaults: BuildParams) -
 
 def variants(query_default: SearchParams) -> list[Variant]:
     """The rows: headline comparisons measured with the model, then a small knob sweep."""
-    base = BuildParams()
+    base = BuildParams()  # the default: no graph below graph_min_nodes, flat code scan
+    graphed = dataclasses.replace(base, graph_min_nodes=0)
     graph = dataclasses.replace(query_default, strategy="graph")
-    unpruned = dataclasses.replace(base, pruned_degree=base.M, hub_fraction=1.0)
+    unpruned = dataclasses.replace(graphed, pruned_degree=base.M, hub_fraction=1.0)
     rows = [
-        Variant(name="flat codes + re-rank", build=base,
-                search=dataclasses.replace(query_default, strategy="flat"), measured=True),
-        Variant(name="meshdex pruned, graph walk", build=base, search=graph, measured=True),
+        Variant(name="meshdex default (flat codes + re-rank)", build=base,
+                search=query_default, measured=True),
+        Variant(name="meshdex pruned, graph walk", build=graphed, search=graph, measured=True),
         Variant(name="meshdex unpruned", build=unpruned, search=graph, measured=True),
         Variant(name="meshdex no two-level", build=base,
-                search=dataclasses.replace(graph, recompute_fraction=1.0), measured=True),
-        Variant(name="meshdex no hot cache", build=dataclasses.replace(base, cache_budget_nodes=0),
-                search=graph, measured=True),
+                search=dataclasses.replace(query_default, recompute_fraction=1.0), measured=True),
+        Variant(name="meshdex graph, no hot cache",
+                build=dataclasses.replace(graphed, cache_budget_nodes=0), search=graph,
+                measured=True),
         Variant(name="meshdex full storage", build=dataclasses.replace(base, storage_mode="full"),
-                search=graph, measured=True),
+                search=query_default, measured=True),
     ]
     for ef in (40, 80, 160):
         for fraction in (0.25, 0.5, 1.0):
             rows.append(Variant(name="sweep ef/recompute", build=base,
-                                search=dataclasses.replace(graph, ef=ef,
+                                search=dataclasses.replace(query_default, ef=ef,
                                                            recompute_fraction=fraction),
                                 measured=False))
     for subvectors, bits in ((32, 4), (48, 4), (24, 8)):
         rows.append(Variant(name="sweep code size",
                             build=dataclasses.replace(base, pq_subvectors=subvectors, pq_bits=bits),
-                            search=graph, measured=False))
+                            search=query_default, measured=False))
     for budget in (128, 512):
-        rows.append(Variant(name="sweep cache budget",
-                            build=dataclasses.replace(base, cache_budget_nodes=budget),
+        rows.append(Variant(name="sweep cache budget (graph hubs)",
+                            build=dataclasses.replace(graphed, cache_budget_nodes=budget),
                             search=graph, measured=False))
     for degree in (4, 8):
         rows.append(Variant(name="sweep pruned degree",
-                            build=dataclasses.replace(base, pruned_degree=degree),
+                            build=dataclasses.replace(graphed, pruned_degree=degree),
                             search=graph, measured=False))
     return rows
 
@@ -255,9 +257,9 @@ def main(argv: list[str] | None = None) -> None:
         index_bytes, sizes = _index_bytes(index)
         if variant.build == BuildParams():
             default_sizes = sizes
-            if not crossover:
-                crossover = candidate_times(index, oracle, fetch, query_sets["faq"][0],
-                                            variant.build.code_bytes)
+        if variant.search.strategy == "graph" and index.has_graph and not crossover:
+            crossover = candidate_times(index, oracle, fetch, query_sets["faq"][0],
+                                        variant.build.code_bytes)
         first_two = variant in all_variants[:2]  # flat and graph: both query sets
         set_names = ("faq", "glossary") if first_two else ("faq",)
         for set_name in set_names:
@@ -289,12 +291,13 @@ def main(argv: list[str] | None = None) -> None:
             "command": "python -m bench.bench_search"
                        + (f" --precision {args.precision}" if args.precision != "fp32" else "")
                        + (f" --queries {args.queries}" if args.queries != DEFAULT_QUERY_SAMPLE
-                          else ""),
+                          else "")
+                       + (" --no-sweep" if args.no_sweep else ""),
             "corpus": f"{corpus.files} files, {len(corpus)} passages, {raw:,} raw passage bytes",
             "queries": f"{len(query_sets['faq'][0])} of {len(corpus.query_sets['faq'])} FAQ "
                        f"questions and {len(query_sets['glossary'][0])} of "
                        f"{len(corpus.query_sets['glossary'])} glossary queries, evenly sampled; "
-                       "the glossary sample only for the flat and graph rows",
+                       "the glossary sample only for the default and graph-walk rows",
             "ground truth": "exact inner product over the same model's embeddings, top 10",
             "fingerprint": f"{embedder.model_id} {embedder.fingerprint.precision} "
                            f"{embedder.fingerprint.digest()[:16]}",
