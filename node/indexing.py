@@ -200,7 +200,7 @@ class IndexManager:
             if removed:
                 index.remove(np.array(removed, dtype=np.uint64))
             if added:
-                texts = [self._text(wanted, labels_now, label) for label in added]
+                texts = [wanted[labels_now[label]] for label in added]
                 if progress is not None:
                     progress("embedding", 0, len(texts))
                 index.add(texts, np.array(added, dtype=np.uint64), embedder=embedder)
@@ -241,10 +241,6 @@ class IndexManager:
         if params is not None and params != current.index.params:
             return "build params changed"
         return None
-
-    @staticmethod
-    def _text(wanted: Mapping[bytes, str], labels: Mapping[int, bytes], label: int) -> str:
-        return wanted[labels[label]]
 
     def _write(
         self, collection: str, index: Index, parent: BundleManifest | None
