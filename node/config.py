@@ -59,6 +59,14 @@ class NodeConfig:
     # Secure default: every call needs a bearer token, loopback included. Set true to let
     # callers on 127.0.0.1/::1/unix sockets in without one while no token exists.
     allow_unauthenticated_loopback: bool = False
+    # `meshdex mcp`: offer add_documents/delete_documents to the assistant (off: read-only tools).
+    mcp_writes: bool = False
+    # `meshdex ask`: an OpenAI-compatible chat completions server (Ollama, llama.cpp, vLLM).
+    # Unset until configured; a non-loopback URL is refused unless allow_remote_llm is true.
+    llm_url: str | None = None
+    llm_model: str | None = None
+    allow_remote_llm: bool = False
+    llm_timeout_s: float = 120.0  # longest wait for the server's next bytes
 
     @property
     def tls_enabled(self) -> bool:
