@@ -6,12 +6,15 @@ Thin click layer over ``meshdex.node.mcp_server``, ``meshdex.node.ask`` and
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import click
+from meshdex.index.errors import InvalidArgument
 from meshdex.node.auth import TokenStore
+from meshdex.node.cli.docs_cmds import collection_option, json_option
 from meshdex.node.cli.remote import open_node
 from meshdex.node.cli.serve_cmds import _load, config_option
 from meshdex.node.config import split_host_port
@@ -62,4 +65,70 @@ def mcp_command(ctx: click.Context, config_path: Path | None, http_address: str 
                    tls_key=str(config.tls_key) if config.tls_key else None, on_ready=ready)
 
 
-COMMANDS = [mcp_command]
+@click.command("ask")
+@click.argument("question")
+@collection_option
+@click.option("--top-k", "-k", default=5, show_default=True, type=int,
+              help="Passages to put in the prompt.")
+@click.option("--filter", "filter_spec", help="Metadata filter for the retrieval, as in search.")
+@click.option("--llm-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:11434 (Ollama) "
+              "or http://127.0.0.1:8080 (llama.cpp). Config: llm_url.")
+@click.option("--llm-model", help="Model the server should use, e.g. llama3.2. Config: llm_model.")
+@click.option("--allow-remote-llm", is_flag=True, default=None,
+              help="Allow an LLM URL that is not on this machine (the prompt carries your "
+              "passages). Config: allow_remote_llm.")
+@click.option("--timeout-s", "llm_timeout_s", type=float,
+              help="Longest wait for the server's next bytes (default 120). "
+              "Config: llm_timeout_s.")
+@click.option("--no-stream", is_flag=True, help="Wait for the whole answer instead of "
+              "printing it as it is generated.")
+@config_option
+@json_option
+@click.pass_context
+def ask_command(ctx: click.Context, question: str, collection: str, top_k: int,
+                filter_spec: str | None, config_path: Path | None, no_stream: bool,
+                as_json: bool, **flags: object) -> None:
+    """Answer QUESTION with a local LLM from the passages it retrieves, citing them.
+
+    The top passages go into the prompt numbered [1], [2], ...; the answer streams to the
+    terminal, then the sources it cited are listed with their scores. Nothing leaves this
+    machine unless the LLM URL is remote and you allowed that.
+
+    \b
+    Example:
+      meshdex ask -c notes "how do I rotate the logs?" --llm-url http://127.0.0.1:11434 \\
+          --llm-model llama3.2
+      meshdex ask "what did we decide about backups?" --top-k 8 --json
+    """
+    from meshdex.node.ask import ChatClient, ask
+
+    config = _load(ctx, config_path, **flags).config
+    if not config.llm_url or not config.llm_model:
+        raise InvalidArgument("ask needs an LLM: set llm_url and llm_model",
+                              hint="e.g. --llm-url http://127.0.0.1:11434 --llm-model llama3.2, "
+                              "or llm_url / llm_model under [node] in the config")
+    llm = ChatClient(config.llm_url, model=config.llm_model, timeout_s=config.llm_timeout_s,
+                     allow_remote=config.allow_remote_llm)
+
+    def show(piece: str) -> None:
+        click.echo(piece, nl=False)
+        sys.stdout.flush()
+
+    with open_node(ctx, readonly=True) as node:
+        result = ask(node, llm, collection, question, top_k=top_k, filter=filter_spec,
+                     stream=not no_stream, on_token=None if as_json else show)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return
+    click.echo()
+    listed = result.cited or result.sources
+    click.echo("\nsources:" if result.cited else "\nthe answer cited no passage; it was given:")
+    for source in listed:
+        click.echo(f"  [{source.number}] {source.source or source.document_id}  "
+                   f"(score {source.score:.3f})")
+    timings = result.timings
+    click.echo(f"({result.model}: {timings.retrieve_s:.2f} s retrieval, {timings.llm_s:.2f} s "
+               f"answer, {timings.total_s:.2f} s in all)", err=True)
+
+
+COMMANDS = [mcp_command, ask_command]
