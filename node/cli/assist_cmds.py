@@ -131,4 +131,71 @@ def ask_command(ctx: click.Context, question: str, collection: str, top_k: int,
                f"answer, {timings.total_s:.2f} s in all)", err=True)
 
 
-COMMANDS = [mcp_command, ask_command]
+@click.command("watch")
+@click.argument("folders", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@collection_option
+@click.option("--ignore", "patterns", multiple=True, metavar="PATTERN",
+              help="gitignore-style pattern to leave out (repeatable); each folder's "
+              ".gitignore and .meshdexignore apply too.")
+@click.option("--debounce-s", type=float, default=0.5, show_default=True,
+              help="Quiet time after the last change before the collection is updated.")
+@click.option("--no-build", is_flag=True, help="Update documents only; leave the index as is.")
+@click.option("--once", is_flag=True, help="Catch up with the folders and exit.")
+@click.pass_context
+def watch_command(ctx: click.Context, folders: tuple[Path, ...], collection: str,
+                  patterns: tuple[str, ...], debounce_s: float, no_build: bool,
+                  once: bool) -> None:
+    """Keep a collection in step with folders: changed files re-ingested, deleted ones removed.
+
+    Starts by catching up on what changed since the last run (only files whose content
+    differs are re-read into the store and re-embedded), then follows changes as they happen;
+    a burst of writes becomes one update and one delta build. Binary, huge and unreadable files
+    are skipped with one log line each. Runs embedded, on the machine that has the folders.
+
+    \b
+    Example:
+      meshdex watch ~/notes ~/work/docs -c notes
+      meshdex watch ~/notes -c notes --ignore "drafts/" --ignore "*.tmp"
+      meshdex watch ~/notes -c notes --once      # catch up and exit
+    """
+    import signal
+    import threading
+
+    from meshdex.node.service import Node
+    from meshdex.node.watch import FolderSync, SyncReport, WatchedFolder, Watcher
+
+    if (ctx.find_root().obj or {}).get("node_address"):
+        raise InvalidArgument("watch reads local folders and runs embedded",
+                              hint="run it on the node's machine, without --node")
+    watched = [WatchedFolder.of(folder, ignore=patterns) for folder in folders]
+
+    def report(result: SyncReport) -> None:
+        click.echo(f"{collection}: {result.summary()}", err=True)
+        sys.stderr.flush()
+
+    with Node.open((ctx.find_root().obj or {}).get("data_dir")) as node:
+        sync = FolderSync(node, collection, watched, build=not no_build)
+        if once:
+            report(sync.catch_up())
+            return
+        watcher = Watcher(sync, debounce_s=debounce_s, max_delay_s=max(debounce_s, 5.0),
+                          on_pass=report)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        watcher.start()
+        click.echo(f"watching {', '.join(str(f.root) for f in watched)} for {collection!r}; "
+                   "Ctrl-C stops", err=True)
+        sys.stderr.flush()
+        try:
+            while not stop.wait(0.5) and not watcher.wait(0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            watcher.stop()
+        if watcher.failure is not None:
+            raise watcher.failure
+
+
+COMMANDS = [mcp_command, ask_command, watch_command]
