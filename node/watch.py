@@ -24,13 +24,15 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pathspec
 from meshdex.index.errors import InvalidArgument
+from meshdex.node.config import NodeConfig
 from meshdex.node.indexing import BuildReport
 from meshdex.node.ingest import FileTask, collect_files, read_file
 from meshdex.node.records import DocumentInput, Outcome
@@ -372,3 +374,36 @@ class Watcher:
             if now >= min(quiet_at, latest_at):
                 return
             time.sleep(min(quiet_at, latest_at) - now)
+
+
+def watch_entries(entries: Sequence[str]) -> dict[str, list[Path]]:
+    """``["notes=~/notes", "notes=~/docs"]`` → ``{"notes": [~/notes, ~/docs]}``."""
+    folders: dict[str, list[Path]] = {}
+    for entry in entries:
+        collection, sep, folder = entry.partition("=")
+        if not sep or not collection.strip() or not folder.strip():
+            raise InvalidArgument(f"watch entries look like COLLECTION=FOLDER, got {entry!r}")
+        folders.setdefault(collection.strip(), []).append(Path(folder.strip()).expanduser())
+    return folders
+
+
+@contextmanager
+def node_with_watchers(config: NodeConfig) -> Iterator[Node]:
+    """The node ``serve`` runs, with a ``Watcher`` per collection of ``config.watch``.
+
+    Each watcher catches up before this yields, so the node serves caught-up collections; the
+    watchers stop before the node closes (a pass in progress commits first).
+    """
+    with Node.open(config.data_dir) as node:
+        watchers = []
+        try:
+            for collection, folders in watch_entries(config.watch).items():
+                sync = FolderSync(node, collection, [WatchedFolder.of(f) for f in folders])
+                watcher = Watcher(sync, on_pass=lambda report, name=collection: logger.info(
+                    "watch %s: %s", name, report.summary()))
+                watchers.append(watcher)
+                watcher.start()
+            yield node
+        finally:
+            for watcher in watchers:
+                watcher.stop()

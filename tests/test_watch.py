@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,9 +20,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from meshdex.index.errors import InvalidArgument
+from meshdex.node.auth import TokenStore
 from meshdex.node.cli.main import cli
+from meshdex.node.client import MeshdexClient
+from meshdex.node.config import load_config
 from meshdex.node.service import Node
-from meshdex.node.watch import FolderSync, SyncReport, WatchedFolder, Watcher
+from meshdex.node.watch import FolderSync, SyncReport, WatchedFolder, Watcher, watch_entries
 
 pytestmark = pytest.mark.model
 
@@ -231,3 +236,63 @@ def test_restart_after_kill_9_mid_burst_converges(tmp_path: Path, folder: Path) 
         assert collection_state(node) == folder_state(folder, ("drafts/",))
         [index] = node.status().indexes
         assert not index.stale
+
+
+def test_serve_keeps_the_configured_watch_folders_in_step(tmp_path: Path, folder: Path) -> None:
+    data = tmp_path / "data"
+    _, token = TokenStore(data).create("read")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[node]\nwatch = ["notes={folder}"]\n')
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meshdex", "--data-dir", str(data), "serve", "--config",
+         str(config), "--listen", "127.0.0.1:0"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        address = None
+        for line in process.stderr:
+            match = re.search(r"listening on (\S+)", line)
+            if match:
+                address = match.group(1)
+                break
+        assert address, "serve exited before listening"
+        threading.Thread(target=lambda: process.stderr.read(), daemon=True).start()
+        with MeshdexClient(address, token=token) as client:
+            assert {c.name: c.document_count for c in client.list_collections()} == {"notes": 3}
+            (folder / "new.md").write_text("Elderberries make a dark purple syrup.")
+
+            def found() -> bool:
+                hits = client.search("notes", "elderberry syrup", top_k=1).hits
+                return bool(hits) and hits[0].document_id == "notes/new.md"
+
+            wait_until(found, what="the served index to pick up a new file")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+
+
+@pytest.mark.parametrize(("toml", "environ", "expected"), [
+    ('watch = ["notes=/a", "work=/b"]', {}, ("notes=/a", "work=/b")),
+    ("", {"MESHDEX_WATCH": "notes=/a, work=/b"}, ("notes=/a", "work=/b")),
+    ("watch = []", {}, ()),
+    ('watch = "notes=/a"', {}, ("notes=/a",)),
+])
+def test_watch_setting_reads_lists_and_comma_separated_env(tmp_path, toml, environ,
+                                                           expected) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[node]\n{toml}\n")
+    loaded = load_config(config_path=path, environ=environ)
+    assert loaded.config.watch == expected
+    folders = watch_entries(loaded.config.watch)
+    assert {name: [str(path) for path in paths] for name, paths in folders.items()} == {
+        entry.split("=")[0]: [entry.split("=")[1]] for entry in expected}
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ("watch = [1, 2]", "watch from"),
+    ('watch = ["no-equals-sign"]', "COLLECTION=FOLDER"),
+])
+def test_bad_watch_settings_are_named(tmp_path, toml, message) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[node]\n{toml}\n")
+    with pytest.raises(InvalidArgument, match=message):
+        load_config(config_path=path, environ={}).config.validate()
