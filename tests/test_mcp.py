@@ -31,6 +31,7 @@ from meshdex.node.mcp_server import (
     MAX_PASSAGE_CHARS,
     MAX_RESULT_CHARS,
     MAX_TOP_K,
+    BearerTokenGate,
     McpTools,
 )
 from meshdex.node.records import Document, DocumentInput, PassageHit, SearchResults
@@ -337,3 +338,45 @@ def test_bad_calls_get_clear_errors(call, message) -> None:
     with pytest.raises(Exception, match=message) as raised:
         call(tools)
     assert isinstance(raised.value, InvalidArgument) or "mcp_writes" in str(raised.value)
+
+
+async def _plain_ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+GATE_CASES = [
+    # token scope presented (None: no header), scope the server needs -> HTTP status
+    (None, "read", 401),
+    ("read", "read", 200),
+    ("write", "read", 200),
+    ("read", "write", 403),  # writes on: a read token may not reach the write tools
+    ("write", "write", 200),
+    ("admin", "write", 200),
+    ("revoked", "read", 401),
+]
+
+
+@pytest.mark.parametrize(("presented", "needed", "status"), GATE_CASES)
+def test_http_gate_checks_the_token_and_its_scope(tmp_path: Path, presented, needed,
+                                                  status) -> None:
+    tokens = TokenStore(tmp_path)
+    headers = {}
+    if presented == "revoked":
+        record, token = tokens.create("admin")
+        tokens.revoke(record.token_id)
+        headers = {"Authorization": f"Bearer {token}"}
+    elif presented is not None:
+        headers = {"Authorization": f"Bearer {tokens.create(presented)[1]}"}
+    gate = BearerTokenGate(_plain_ok, tokens=tokens, scope=needed)
+
+    async def call() -> httpx2.Response:
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=gate),
+                                      base_url="http://127.0.0.1") as client:
+            return await client.post("/mcp", headers=headers)
+
+    response = anyio.run(call)
+    assert response.status_code == status
+    if status != 200:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert "error" in response.json()
