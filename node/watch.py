@@ -168,7 +168,7 @@ class FolderSync:
                 if wanted is None or _named(task.path, wanted):
                     doc = self._read(task, report)
                     if doc is None:
-                        present.discard(task.doc_id)  # now binary / empty / too large
+                        present.discard(task.doc_id)  # now binary, empty, too large or unreadable
                     elif known.get(doc.id) == _text_hash(doc.text):
                         report.counts["unchanged"] += 1
                     else:
