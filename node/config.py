@@ -59,6 +59,17 @@ class NodeConfig:
     # Secure default: every call needs a bearer token, loopback included. Set true to let
     # callers on 127.0.0.1/::1/unix sockets in without one while no token exists.
     allow_unauthenticated_loopback: bool = False
+    # `meshdex mcp`: offer add_documents/delete_documents to the assistant (off: read-only tools).
+    mcp_writes: bool = False
+    # `meshdex ask`: an OpenAI-compatible chat completions server (Ollama, llama.cpp, vLLM).
+    # Unset until configured; a non-loopback URL is refused unless allow_remote_llm is true.
+    llm_url: str | None = None
+    llm_model: str | None = None
+    allow_remote_llm: bool = False
+    llm_timeout_s: float = 120.0  # longest wait for the server's next bytes
+    # Folders `serve` keeps in step with collections, as "COLLECTION=FOLDER" entries (a TOML
+    # list, or comma-separated in MESHDEX_WATCH); see `meshdex watch`.
+    watch: tuple[str, ...] = ()
 
     @property
     def tls_enabled(self) -> bool:
@@ -84,6 +95,10 @@ class NodeConfig:
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise InvalidArgument(f"{name} file does not exist: {path}")
+        for entry in self.watch:
+            collection, sep, folder = entry.partition("=")
+            if not sep or not collection.strip() or not folder.strip():
+                raise InvalidArgument(f"watch entries look like COLLECTION=FOLDER, got {entry!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +158,11 @@ def _coerce(name: str, value: Any, kind: type, origin: str) -> Any:
             return Path(str(value)).expanduser()
         if kind is int and isinstance(value, float):
             raise ValueError(value)
+        if typing.get_origin(kind) is tuple:  # a TOML list, or "a,b" from env and flags
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError(value)
+            return tuple(item.strip() for item in items if item.strip())
         return kind(value)
     except (TypeError, ValueError):
         raise InvalidArgument(

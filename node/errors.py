@@ -5,7 +5,11 @@ gRPC status mapping cover it without new entries::
 
     FailedPrecondition
     ├── StoreLocked             another process holds the data directory's writer lock
-    └── StoreCorrupt            the store holds bytes this build cannot decode
+    ├── StoreCorrupt            the store holds bytes this build cannot decode
+    ├── LLMUnavailable          `ask`: the chat server is down, refused, or answered garbage
+    └── LLMEmptyAnswer          `ask`: the model answered nothing
+    DeadlineExceeded
+    └── LLMTimeout              `ask`: the chat server sent nothing within llm_timeout_s
     NotFound
     ├── CollectionNotFound      no collection by that name
     └── DocumentNotFound        no live document by that id in the collection
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 from meshdex.index.errors import (
     AlreadyExists,
+    DeadlineExceeded,
     FailedPrecondition,
     NotFound,
 )
@@ -25,6 +30,9 @@ __all__ = [
     "CollectionExists",
     "CollectionNotFound",
     "DocumentNotFound",
+    "LLMEmptyAnswer",
+    "LLMTimeout",
+    "LLMUnavailable",
     "StoreCorrupt",
     "StoreLocked",
 ]
@@ -50,3 +58,18 @@ class CollectionExists(AlreadyExists):
 
 class StoreCorrupt(FailedPrecondition):
     """The store holds records this build cannot decode (written by a newer version, or damaged)."""
+
+
+class LLMUnavailable(FailedPrecondition):
+    """The chat completions server could not be reached, refused the request, or sent a reply
+    that is not a chat completion."""
+
+    recoverable = True
+
+
+class LLMEmptyAnswer(FailedPrecondition):
+    """The chat model answered with no text at all."""
+
+
+class LLMTimeout(DeadlineExceeded):
+    """The chat completions server sent nothing for longer than the configured timeout."""

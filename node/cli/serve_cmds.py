@@ -16,7 +16,6 @@ from meshdex.node.auth import SCOPES, TokenStore
 from meshdex.node.cli.remote import add_remote_options
 from meshdex.node.config import LoadedConfig, NodeConfig, load_config
 from meshdex.node.server import serve
-from meshdex.node.service import Node
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -76,7 +75,9 @@ def serve_command(ctx: click.Context, config_path: Path | None, **flags: Any) ->
                        "with `meshdex token create --scope read`", err=True)
         sys.stderr.flush()
 
-    serve(config, open_node=lambda c: Node.open(c.data_dir), on_ready=ready)
+    from meshdex.node.watch import node_with_watchers  # the node, plus config.watch folders
+
+    serve(config, open_node=node_with_watchers, on_ready=ready)
     click.echo("meshdex node stopped", err=True)
 
 

@@ -1,0 +1,380 @@
+"""The MCP server: meshdex's search as Model Context Protocol tools for assistants and editors.
+
+``build_mcp_server`` registers the tools on the official SDK's ``MCPServer`` over any
+``NodeAPI`` — the embedded ``Node`` or a ``MeshdexClient`` for ``--node`` — so both give the
+same answers. ``McpTools`` holds the tool bodies as plain methods (testable without a
+transport). Every result is bounded (``MAX_RESULT_CHARS``): a model's context is small and an
+unbounded document would crowd out the conversation, so whatever is cut is said in ``note``.
+
+Transports: stdio (``run_stdio``), which the client starts as a subprocess, and streamable HTTP
+(``serve_http``), which needs a meshdex bearer token like the gRPC API (``BearerTokenGate``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict
+from typing import Annotated, Any, Protocol
+
+import anyio
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from meshdex import __version__
+from meshdex.index.errors import InvalidArgument, MeshdexError, PermissionDenied, Unauthenticated
+from meshdex.node.auth import TokenStore, bearer_token, scope_allows
+from meshdex.node.indexing import BuildReport
+from meshdex.node.records import (
+    CollectionInfo,
+    DeleteReport,
+    Document,
+    DocumentInput,
+    NodeStatus,
+    Outcome,
+    SearchResults,
+    UpsertReport,
+)
+from meshdex.node.service import DEFAULT_COLLECTION
+from pydantic import Field
+from starlette.responses import JSONResponse
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "meshdex"
+HTTP_PATH = "/mcp"
+MAX_TOP_K = 50
+MAX_PASSAGE_CHARS = 2_000  # one hit's passage text; longer ones are cut with a note
+MAX_RESULT_CHARS = 40_000  # passage/document text in one tool result
+MAX_WRITE_DOCUMENTS = 100  # documents per add_documents / ids per delete_documents call
+SEARCH_MODES = ("auto", "flat", "graph")
+LISTEN_BACKLOG = 64
+
+
+class NodeAPI(Protocol):
+    """What the tools need from a node; ``Node`` and ``MeshdexClient`` both provide it with the
+    same records and errors."""
+
+    def search(self, collection: str, query: str, *, top_k: int = ...,
+               filter: str | None = ..., params: dict[str, Any] | None = ...) -> SearchResults:
+        """Top-k passages; CollectionNotFound / IndexNotBuilt / InvalidArgument on bad input."""
+
+    def list_collections(self) -> list[CollectionInfo]:
+        """Every collection with its counts."""
+
+    def get_document(self, collection: str, doc_id: str) -> Document:
+        """The live document; DocumentNotFound if absent or deleted."""
+
+    def status(self) -> NodeStatus:
+        """Device, store and index summary."""
+
+    def upsert_documents(self, collection: str, docs: Iterable[DocumentInput], *,
+                         create_missing: bool = ...) -> UpsertReport:
+        """Add or replace documents, reported per item."""
+
+    def delete_documents(self, collection: str, ids: Iterable[str]) -> DeleteReport:
+        """Tombstone documents by id."""
+
+    def build(self, collection: str) -> BuildReport:
+        """Bring the collection's index up to date (a delta when it can)."""
+
+
+def _cut(text: str, limit: int) -> tuple[str, bool]:
+    return (text, False) if len(text) <= limit else (text[:limit], True)
+
+
+class McpTools:
+    """The tool bodies: call the node, shape a bounded JSON-able answer.
+
+    Errors stay ``MeshdexError``; the SDK turns a raised error into a tool result flagged
+    ``isError`` with the error's one-line message (hint included), which a model can act on.
+    """
+
+    def __init__(self, node: NodeAPI, *, writes: bool) -> None:
+        self.node = node
+        self.writes = writes
+
+    def search(self, query: str, collection: str = DEFAULT_COLLECTION, top_k: int = 5,
+               filter: str | None = None, mode: str = "auto") -> dict[str, Any]:
+        if mode not in SEARCH_MODES:
+            raise InvalidArgument(f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
+        notes = []
+        if top_k > MAX_TOP_K:
+            notes.append(f"top_k lowered from {top_k} to the maximum {MAX_TOP_K}")
+            top_k = MAX_TOP_K
+        results = self.node.search(collection, query, top_k=top_k, filter=filter or None,
+                                   params={"strategy": mode} if mode != "auto" else None)
+        hits: list[dict[str, Any]] = []
+        budget = MAX_RESULT_CHARS
+        cut_passages = 0
+        for rank, hit in enumerate(results.hits, start=1):
+            if budget <= 0:
+                notes.append(f"{len(results.hits) - len(hits)} lower-ranked hits left out to "
+                             f"keep the result under {MAX_RESULT_CHARS} characters; ask for a "
+                             "smaller top_k or use get_document")
+                break
+            passage, cut = _cut(hit.passage, min(MAX_PASSAGE_CHARS, budget))
+            cut_passages += cut
+            budget -= len(passage)
+            hits.append({"rank": rank, "document_id": hit.document_id, "source": hit.source,
+                         "score": round(hit.score, 6), "metadata": hit.metadata,
+                         "passage": passage})
+        if cut_passages:
+            notes.append(f"{cut_passages} passage(s) cut to {MAX_PASSAGE_CHARS} characters; "
+                         "get_document returns the whole text")
+        cost = {name: round(value, 6) if isinstance(value, float) else value
+                for name, value in asdict(results.stats).items()}
+        return _with_notes({"collection": results.collection, "query": query, "hits": hits,
+                            "cost": cost}, notes)
+
+    def list_collections(self) -> dict[str, Any]:
+        return {"collections": [info.to_dict() for info in self.node.list_collections()]}
+
+    def get_document(self, document_id: str, collection: str = DEFAULT_COLLECTION,
+                     offset: int = 0) -> dict[str, Any]:
+        if offset < 0:
+            raise InvalidArgument(f"offset must be >= 0, got {offset}")
+        doc = self.node.get_document(collection, document_id)
+        text, cut = _cut(doc.text[offset:], MAX_RESULT_CHARS)
+        answer = {"collection": doc.collection, "id": doc.id, "source": doc.source,
+                  "metadata": doc.metadata, "content_hash": doc.content_hash,
+                  "text_chars": len(doc.text), "offset": offset, "text": text}
+        notes = []
+        if cut:
+            end = offset + len(text)
+            notes.append(f"text cut: characters {offset}-{end} of {len(doc.text)} shown; call "
+                         f"get_document again with offset={end} for the rest")
+        return _with_notes(answer, notes)
+
+    def status(self) -> dict[str, Any]:
+        status = self.node.status().to_dict()
+        status.pop("data_dir")  # a path on the serving machine: no use to the model
+        return status
+
+    def add_documents(self, documents: list[dict[str, Any]],
+                      collection: str = DEFAULT_COLLECTION, build: bool = True) -> dict[str, Any]:
+        self._check_writes("add_documents")
+        if len(documents) > MAX_WRITE_DOCUMENTS:
+            raise InvalidArgument(f"at most {MAX_WRITE_DOCUMENTS} documents per call, got "
+                                  f"{len(documents)}", hint="split them over several calls")
+        inputs = [_document_input(position, item) for position, item in enumerate(documents)]
+        report = self.node.upsert_documents(collection, inputs, create_missing=True)
+        answer: dict[str, Any] = {"report": report.to_dict()}
+        if build and (report.count(Outcome.ADDED) or report.count(Outcome.UPDATED)):
+            answer["build"] = self.node.build(collection).to_dict()
+        return answer
+
+    def delete_documents(self, document_ids: list[str], collection: str = DEFAULT_COLLECTION,
+                         build: bool = True) -> dict[str, Any]:
+        self._check_writes("delete_documents")
+        if len(document_ids) > MAX_WRITE_DOCUMENTS:
+            raise InvalidArgument(f"at most {MAX_WRITE_DOCUMENTS} ids per call, got "
+                                  f"{len(document_ids)}", hint="split them over several calls")
+        report = self.node.delete_documents(collection, document_ids)
+        answer: dict[str, Any] = {"report": report.to_dict()}
+        if build and report.deleted:
+            answer["build"] = self.node.build(collection).to_dict()
+        return answer
+
+    def _check_writes(self, tool: str) -> None:
+        """Write tools are not even listed when writes are off; this guards a direct call."""
+        if not self.writes:
+            raise PermissionDenied(f"{tool} is disabled: this MCP server is read-only",
+                                   hint="set mcp_writes = true in the node config to allow it")
+
+
+def _with_notes(answer: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    answer["truncated"] = bool(notes)
+    if notes:
+        answer["note"] = "; ".join(notes)
+    return answer
+
+
+def _document_input(position: int, item: Any) -> DocumentInput:
+    if not isinstance(item, Mapping) or not {"id", "text"} <= set(item):
+        raise InvalidArgument(f"documents[{position}] must be an object with id and text")
+    unknown = set(item) - {"id", "text", "metadata", "source"}
+    if unknown:
+        raise InvalidArgument(f"documents[{position}] has unknown fields {sorted(unknown)}")
+    return DocumentInput(id=item["id"], text=item["text"], metadata=item.get("metadata") or {},
+                         source=item.get("source"))
+
+
+# The descriptions are what the model reads to decide when and how to call a tool.
+SEARCH_DESCRIPTION = f"""Semantic search over the user's private meshdex index.
+
+Returns the top_k passages most similar in meaning to `query`, best first, each with its
+document_id, source (file path or URL), score (cosine similarity, higher is closer) and metadata,
+plus `cost` (passages recomputed, model calls, milliseconds). Phrase `query` as a question or
+a description of what you look for. `filter` restricts by metadata during the search, e.g.
+"type=markdown", "year>=2024 and lang=en", "tags~python", "kind in [a,b]". `mode`: "auto"
+(default), "flat" (scan every code) or "graph" (walk the graph). top_k is at most {MAX_TOP_K};
+passages are cut to {MAX_PASSAGE_CHARS} characters and the result to {MAX_RESULT_CHARS}, with
+`truncated` and a `note` saying what was left out. Use get_document for a whole document and
+list_collections to find collection names."""
+
+DESCRIPTIONS = {
+    "search": SEARCH_DESCRIPTION,
+    "list_collections": "List the collections in the index with their document, passage and "
+    "tombstone counts and embedding model. Call this first to learn which collection to search.",
+    "get_document": "Fetch one document's full text, source and metadata by its document_id "
+    f"(as returned by search). At most {MAX_RESULT_CHARS} characters are returned per call; when "
+    "`truncated` is true, call again with the `offset` given in `note` to read on.",
+    "status": "The index's state: device id, store size, each collection's counts, each index's "
+    "generation and whether it is stale (documents changed since the last build), and recent "
+    "index decisions.",
+    "add_documents": "Add or replace documents in a collection (created if missing): a list of "
+    "{id, text, metadata?, source?}, at most "
+    f"{MAX_WRITE_DOCUMENTS} per call. Re-adding an unchanged document is a no-op. With build "
+    "(default true) the index is updated so the documents are searchable when this returns. "
+    "Returns the outcome per document (added, updated, unchanged, rejected with reason).",
+    "delete_documents": "Delete documents from a collection by id (at most "
+    f"{MAX_WRITE_DOCUMENTS} per call); ids not present are listed as not_found. With build "
+    "(default true) the index drops them before this returns.",
+}
+
+
+def build_mcp_server(tools: McpTools) -> MCPServer:
+    """An ``MCPServer`` exposing ``tools``; the write tools only when ``tools.writes``."""
+    server = MCPServer(SERVER_NAME, version=__version__, log_level="WARNING",
+                       instructions="meshdex is the user's private semantic index of their own "
+                       "documents. Use search to find passages, get_document to read one.")
+
+    def search(
+        query: Annotated[str, Field(description="What to look for, in natural language.")],
+        collection: Annotated[str, Field(description="Collection to search.")] = DEFAULT_COLLECTION,
+        top_k: Annotated[int, Field(ge=1, description=f"Passages to return (max {MAX_TOP_K}).")]
+        = 5,
+        filter: Annotated[str | None, Field(description="Metadata filter, e.g. 'type=markdown'.")]
+        = None,
+        mode: Annotated[str, Field(description="auto, flat or graph.")] = "auto",
+    ) -> dict[str, Any]:
+        return tools.search(query, collection, top_k, filter, mode)
+
+    def list_collections() -> dict[str, Any]:
+        return tools.list_collections()
+
+    def get_document(
+        document_id: Annotated[str, Field(description="The document_id from a search hit.")],
+        collection: Annotated[str, Field(description="Its collection.")] = DEFAULT_COLLECTION,
+        offset: Annotated[int, Field(ge=0, description="First character to return.")] = 0,
+    ) -> dict[str, Any]:
+        return tools.get_document(document_id, collection, offset)
+
+    def status() -> dict[str, Any]:
+        return tools.status()
+
+    registered: list[Callable[..., dict[str, Any]]] = [search, list_collections, get_document,
+                                                        status]
+    if tools.writes:
+        def add_documents(
+            documents: Annotated[list[dict[str, Any]],
+                                 Field(description="Objects with id, text, metadata?, source?.")],
+            collection: Annotated[str, Field(description="Target collection.")]
+            = DEFAULT_COLLECTION,
+            build: Annotated[bool, Field(description="Update the index before returning.")]
+            = True,
+        ) -> dict[str, Any]:
+            return tools.add_documents(documents, collection, build)
+
+        def delete_documents(
+            document_ids: Annotated[list[str], Field(description="Ids of documents to delete.")],
+            collection: Annotated[str, Field(description="Their collection.")]
+            = DEFAULT_COLLECTION,
+            build: Annotated[bool, Field(description="Update the index before returning.")]
+            = True,
+        ) -> dict[str, Any]:
+            return tools.delete_documents(document_ids, collection, build)
+
+        registered += [add_documents, delete_documents]
+    for function in registered:
+        server.add_tool(_one_line_errors(function), name=function.__name__,
+                        description=DESCRIPTIONS[function.__name__])
+    return server
+
+
+def _one_line_errors(function: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Raise ``MeshdexError`` as the SDK's ``ToolError``: the client gets the one-line message
+    as an error result, and the server logs it briefly instead of as an unexpected traceback."""
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return function(*args, **kwargs)
+        except MeshdexError as error:
+            raise ToolError(str(error)) from error
+
+    return wrapper
+
+
+def run_stdio(server: MCPServer) -> None:
+    """Serve on stdin/stdout until the client closes them."""
+    server.run("stdio")
+
+
+class BearerTokenGate:
+    """ASGI middleware: every HTTP request needs ``Authorization: Bearer <meshdex token>`` with
+    at least ``scope`` (write when the write tools are on, else read); 401/403 otherwise."""
+
+    def __init__(self, app: Any, *, tokens: TokenStore, scope: str) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.scope = scope
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = [(key.decode("latin-1"), value.decode("latin-1"))
+                   for key, value in scope.get("headers", ())]
+        try:
+            token = bearer_token(headers)
+            if token is None:
+                raise Unauthenticated(f"this MCP server needs a bearer token with scope "
+                                      f"{self.scope!r}",
+                                      hint=f"create one with `meshdex token create --scope "
+                                      f"{self.scope}` and send `Authorization: Bearer <token>`")
+            record = self.tokens.check(token)
+            if not scope_allows(record.scope, self.scope):
+                raise PermissionDenied(f"token {record.token_id} has scope {record.scope!r}; "
+                                       f"this MCP server needs {self.scope!r}")
+        except (Unauthenticated, PermissionDenied) as error:
+            status = 401 if isinstance(error, Unauthenticated) else 403
+            response = JSONResponse({"error": str(error)}, status_code=status,
+                                    headers={"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def serve_http(server: MCPServer, *, host: str, port: int, tokens: TokenStore, scope: str,
+               tls_cert: str | None = None, tls_key: str | None = None,
+               on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the streamable HTTP transport at ``HTTP_PATH`` until interrupted.
+
+    Binds and listens on the socket itself, so port 0 works, ``on_ready`` gets the real URL,
+    and a client connecting right after ``on_ready`` waits in the backlog instead of failing.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise InvalidArgument(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.listen(LISTEN_BACKLOG)
+    app = BearerTokenGate(server.streamable_http_app(streamable_http_path=HTTP_PATH, host=host),
+                          tokens=tokens, scope=scope)
+    config = uvicorn.Config(app, log_level="warning", ssl_certfile=tls_cert,
+                            ssl_keyfile=tls_key, lifespan="on")
+    bound_port = sock.getsockname()[1]
+    scheme = "https" if tls_cert else "http"
+    shown_host = f"[{host}]" if family == socket.AF_INET6 else host
+    if on_ready is not None:
+        on_ready(f"{scheme}://{shown_host}:{bound_port}{HTTP_PATH}")
+    try:
+        anyio.run(lambda: uvicorn.Server(config).serve(sockets=[sock]))
+    finally:
+        sock.close()

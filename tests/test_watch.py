@@ -1,0 +1,299 @@
+"""``meshdex watch``: real files in a temp folder, real watchdog events, real LMDB and model.
+
+The collection must converge to the folder's state (asserted document for document) after
+creates, edits, renames, deletes and a burst of 200 writes, re-embedding only what changed
+(counted on the real model's ``texts_embedded``), and after ``kill -9`` mid-burst a restart
+must converge too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from meshdex.index.errors import InvalidArgument
+from meshdex.node.auth import TokenStore
+from meshdex.node.cli.main import cli
+from meshdex.node.client import MeshdexClient
+from meshdex.node.config import load_config
+from meshdex.node.service import Node
+from meshdex.node.watch import FolderSync, SyncReport, WatchedFolder, Watcher, watch_entries
+
+pytestmark = pytest.mark.model
+
+CONVERGE_TIMEOUT_S = 60.0
+
+
+def folder_state(folder: Path, ignored: tuple[str, ...] = ()) -> dict[str, str]:
+    """What the collection should hold: id -> text for every readable .md/.txt file."""
+    state = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if (path.is_file() and path.suffix in (".md", ".txt")
+                and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+                and not relative.startswith(ignored)):
+            data = path.read_bytes()
+            if b"\0" not in data:
+                state[f"{folder.name}/{relative}"] = data.decode()
+    return state
+
+
+def collection_state(node: Node, collection: str = "notes") -> dict[str, str]:
+    if not node.store.has_collection(collection):
+        return {}
+    return {doc.id: doc.text for doc in node.store.iter_documents(collection)}
+
+
+def wait_until(condition, timeout_s: float = CONVERGE_TIMEOUT_S, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class Running:
+    """An in-process watcher on ``folder`` and the passes it has made."""
+
+    def __init__(self, node: Node, folder: Path, **options) -> None:
+        self.node, self.folder = node, folder
+        self.passes: list[SyncReport] = []
+        self.watcher = Watcher(FolderSync(node, "notes", [WatchedFolder.of(folder)]),
+                               on_pass=self.passes.append, **options)
+        self.watcher.start()
+
+    def converged(self) -> bool:
+        """The documents equal the folder and the pass that made them so has finished (its
+        build included)."""
+        if self.watcher.failure is not None:
+            raise self.watcher.failure
+        return (collection_state(self.node) == folder_state(self.folder, ("drafts/",))
+                and self.watcher.idle)
+
+    def top_hit(self, query: str) -> tuple[str, str]:
+        [hit] = self.node.search("notes", query, top_k=1).hits
+        return hit.document_id, hit.passage
+
+    def wait(self, what: str) -> None:
+        wait_until(self.converged, what=what)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "a.md").write_text("Apples are crisp and sweet in autumn.")
+    (notes / "b.txt").write_text("Bananas ripen faster in a paper bag.")
+    (notes / "sub" / "c.md").write_text("Cherries need a cold winter to fruit well.")
+    (notes / ".gitignore").write_text("drafts/\n")
+    (notes / "drafts").mkdir()
+    (notes / "drafts" / "secret.md").write_text("An unfinished draft that must stay out.")
+    return notes
+
+
+def test_collection_follows_creates_edits_renames_deletes_and_a_burst(
+        tmp_path: Path, folder: Path, real_embedder, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="meshdex.node.watch")
+    with Node.open(tmp_path / "data") as node:
+        running = Running(node, folder, debounce_s=0.3)
+        try:
+            running.wait("the first catch-up")
+            assert "notes/drafts/secret.md" not in collection_state(node)
+
+            (folder / "d.md").write_text("Dates are sweet fruit of the date palm.")
+            running.wait("a created file")
+
+            embedded = real_embedder.texts_embedded
+            (folder / "a.md").write_text("Apples keep for months in a cool cellar.")
+            running.wait("an edited file")
+            assert real_embedder.texts_embedded - embedded == 1  # that file's one passage
+            assert running.top_hit("apples in a cool cellar") == (
+                "notes/a.md", "Apples keep for months in a cool cellar.")
+
+            (folder / "b.txt").rename(folder / "sub" / "bananas.txt")
+            running.wait("a renamed file")
+            assert "notes/b.txt" not in collection_state(node)
+            assert running.top_hit("bananas in a paper bag")[0] == "notes/sub/bananas.txt"
+
+            (folder / "sub" / "c.md").unlink()
+            (folder / "image.txt").write_bytes(b"\x89PNG\0\0binary")
+            running.wait("a deleted file and a binary one")
+            assert sum("image.txt" in message and "binary" in message
+                       for message in caplog.messages) == 1
+
+            passes_before = len(running.passes)
+            (folder / "burst").mkdir()
+            for number in range(200):
+                (folder / "burst" / f"n{number:03}.md").write_text(
+                    f"Burst note number {number} about topic {number % 7}.")
+            running.wait("a burst of 200 writes")
+            assert len(running.passes) - passes_before <= 5  # debounced, not one per write
+            assert running.top_hit("Burst note number 123")[0] == "notes/burst/n123.md"
+
+            embedded = real_embedder.texts_embedded
+            for number in range(0, 200, 4):  # rewritten with the same text: events, no change
+                path = folder / "burst" / f"n{number:03}.md"
+                path.write_text(path.read_text())
+            (folder / "burst" / "n001.md").write_text("Burst note one, now about walnuts.")
+            running.wait("50 files rewritten unchanged and one edit")
+            assert real_embedder.texts_embedded - embedded == 1
+            assert sum("image.txt" in message for message in caplog.messages) == 1
+        finally:
+            running.watcher.stop()
+
+
+def test_once_catches_up_and_a_second_run_reads_nothing_new(
+        tmp_path: Path, folder: Path, real_embedder) -> None:
+    data = tmp_path / "data"
+
+    def once():
+        result = CliRunner().invoke(cli, ["--data-dir", str(data), "watch", str(folder), "-c",
+                                          "notes", "--once"])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "notes: +3 ~0 -0 (0 unchanged)" in once()
+    embedded = real_embedder.texts_embedded
+    second = once()
+    assert "notes: +0 ~0 -0 (3 unchanged)" in second and "index" not in second
+    assert real_embedder.texts_embedded == embedded
+    (folder / "a.md").unlink()
+    assert "notes: +0 ~0 -1 (2 unchanged); index" in once()
+    with Node.open(data, readonly=True) as node:
+        assert collection_state(node) == folder_state(folder, ("drafts/",))
+
+
+IGNORES = [
+    # extra patterns, files written -> ids kept
+    ((), ["x.md", "drafts/y.md", ".hidden.md", "z.txt"], {"x.md", "z.txt"}),
+    (("*.txt",), ["x.md", "z.txt", "deep/w.txt"], {"x.md"}),
+    (("/top.md", "!keep/"), ["top.md", "keep/top.md", "other/top.md"],
+     {"keep/top.md", "other/top.md"}),
+    (("build/", "*.md", "!important.md"), ["build/a.txt", "a.md", "important.md", "b.txt"],
+     {"important.md", "b.txt"}),
+]
+
+
+@pytest.mark.parametrize(("patterns", "files", "kept"), IGNORES)
+def test_gitignore_style_patterns_are_honoured(tmp_path: Path, patterns, files, kept) -> None:
+    root = tmp_path / "f"
+    root.mkdir()
+    (root / ".gitignore").write_text("drafts/\n")
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(f"text of {name}")
+    with Node.open(tmp_path / "data") as node:
+        sync = FolderSync(node, "notes", [WatchedFolder.of(root, ignore=patterns)], build=False)
+        sync.catch_up()
+        assert set(collection_state(node)) == {f"f/{name}" for name in kept}
+
+
+def test_restart_after_kill_9_mid_burst_converges(tmp_path: Path, folder: Path) -> None:
+    data = tmp_path / "data"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    command = [sys.executable, "-m", "meshdex", "--data-dir", str(data), "watch", str(folder),
+               "-c", "notes", "--debounce-s", "0.1"]
+
+    def start() -> tuple[subprocess.Popen, list[str]]:
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+        lines: list[str] = []
+        for line in process.stderr:
+            lines.append(line)
+            if line.startswith("watching "):
+                break
+        else:
+            raise AssertionError("watch exited:\n" + "".join(lines))
+        threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True).start()
+        return process, lines
+
+    process, lines = start()
+    caught_up = len(lines)  # the catch-up's line and "watching" are before this
+    burst = folder / "burst"
+    burst.mkdir()
+    for number in range(100):
+        (burst / f"n{number:03}.md").write_text(f"First half note {number}.")
+    wait_until(lambda: any(line.startswith("notes: +") and "+0 " not in line
+                           for line in lines[caught_up:]), what="a pass during the burst")
+    for number in range(100, 200):
+        (burst / f"n{number:03}.md").write_text(f"Second half note {number}.")
+        if number == 120:
+            process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    (folder / "a.md").unlink()  # and a change while nothing is watching
+
+    process, lines = start()  # catch-up happens before "watching" is printed
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0, "".join(lines)
+    with Node.open(data, readonly=True) as node:
+        assert collection_state(node) == folder_state(folder, ("drafts/",))
+        [index] = node.status().indexes
+        assert not index.stale
+
+
+def test_serve_keeps_the_configured_watch_folders_in_step(tmp_path: Path, folder: Path) -> None:
+    data = tmp_path / "data"
+    _, token = TokenStore(data).create("read")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[node]\nwatch = ["notes={folder}"]\n')
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meshdex", "--data-dir", str(data), "serve", "--config",
+         str(config), "--listen", "127.0.0.1:0"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        address = None
+        for line in process.stderr:
+            match = re.search(r"listening on (\S+)", line)
+            if match:
+                address = match.group(1)
+                break
+        assert address, "serve exited before listening"
+        threading.Thread(target=lambda: process.stderr.read(), daemon=True).start()
+        with MeshdexClient(address, token=token) as client:
+            assert {c.name: c.document_count for c in client.list_collections()} == {"notes": 3}
+            (folder / "new.md").write_text("Elderberries make a dark purple syrup.")
+
+            def found() -> bool:
+                hits = client.search("notes", "elderberry syrup", top_k=1).hits
+                return bool(hits) and hits[0].document_id == "notes/new.md"
+
+            wait_until(found, what="the served index to pick up a new file")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+
+
+@pytest.mark.parametrize(("toml", "environ", "expected"), [
+    ('watch = ["notes=/a", "work=/b"]', {}, ("notes=/a", "work=/b")),
+    ("", {"MESHDEX_WATCH": "notes=/a, work=/b"}, ("notes=/a", "work=/b")),
+    ("watch = []", {}, ()),
+    ('watch = "notes=/a"', {}, ("notes=/a",)),
+])
+def test_watch_setting_reads_lists_and_comma_separated_env(tmp_path, toml, environ,
+                                                           expected) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[node]\n{toml}\n")
+    loaded = load_config(config_path=path, environ=environ)
+    assert loaded.config.watch == expected
+    folders = watch_entries(loaded.config.watch)
+    assert {name: [str(path) for path in paths] for name, paths in folders.items()} == {
+        entry.split("=")[0]: [entry.split("=")[1]] for entry in expected}
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ("watch = [1, 2]", "watch from"),
+    ('watch = ["no-equals-sign"]', "COLLECTION=FOLDER"),
+])
+def test_bad_watch_settings_are_named(tmp_path, toml, message) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[node]\n{toml}\n")
+    with pytest.raises(InvalidArgument, match=message):
+        load_config(config_path=path, environ={}).config.validate()
