@@ -110,6 +110,23 @@ def wrap_handler(
     return handler
 
 
+def refusal_handler(handler: grpc.RpcMethodHandler,
+                    error: errors.MeshdexError) -> grpc.RpcMethodHandler:
+    """A handler of ``handler``'s response shape that fails with ``error`` at once.
+
+    It is request-streaming whatever the method is, so gRPC runs it without first waiting for a
+    request message: a refused caller cannot hold a server thread by never sending one.
+    """
+
+    def refuse(_requests: Any, _context: grpc.ServicerContext) -> Any:
+        raise error
+
+    factory = (grpc.stream_stream_rpc_method_handler if handler.response_streaming
+               else grpc.stream_unary_rpc_method_handler)
+    return factory(refuse, request_deserializer=handler.request_deserializer,
+                   response_serializer=handler.response_serializer)
+
+
 def _abort(context: grpc.ServicerContext, error: errors.MeshdexError) -> None:
     code, message = status_for(error)
     logger.info("call failed with %s: %s", code.name, message)
