@@ -247,37 +247,42 @@ def import_bundle(node: Node, path: Path, *, progress: Progress | None = None) -
 
     Raises ``BundleCorrupt``/``BundleVersionError`` for a damaged or unreadable file (nothing
     changes), ``BundleError`` when the decision is to refuse, ``CollectionNotFound`` when the
-    collection is missing here and the bundle does not say how to create it.
+    collection is missing here and the bundle does not say how to create it. Runs while holding
+    the collection's build lock, so no build of it interleaves; the installed bundle gets this
+    device's next generation.
     """
     with open_bundle(path, verify="full") as bundle:
-        manifest = bundle.manifest
-        info, created = _collection_for(node, manifest)
-        decision = decide_compatibility(manifest, local_state(node, info))
-        if decision.kind is DecisionKind.REFUSE:
-            node.indexes.decisions.append(collection=info.name, trigger="import",
-                                          decision=decision.kind.value,
-                                          reasons=decision.reasons)
-            raise BundleError(
-                "bundle refused: " + "; ".join(decision.reasons), op="import bundle", path=path
-            )
-        merged = 0
-        if bundle.has_section(DOCUMENTS_SECTION):
-            merged = _merge_documents(node, info.name, bundle)
-            decision = decide_compatibility(manifest, local_state(node, info))
+        with node.indexes.exclusive(bundle.manifest.collection):
+            return _import(node, bundle, path, progress)
+
+
+def _import(node: Node, bundle: Bundle, path: Path, progress: Progress | None) -> ImportReport:
+    manifest = bundle.manifest
+    info, created = _collection_for(node, manifest)
+    decision = decide_compatibility(manifest, local_state(node, info))
+    if decision.kind is DecisionKind.REFUSE:
         node.indexes.decisions.append(collection=info.name, trigger="import",
-                                      decision=decision.kind.value, reasons=decision.reasons,
-                                      generation=manifest.generation)
-        if decision.kind is DecisionKind.REBUILD_LOCALLY:
-            report = node.build(info.name, rebuild=True, progress=progress)
-            return ImportReport(
-                collection=info.name, decision=decision, action="rebuilt",
-                created_collection=created, documents_merged=merged, passages_missing=0,
-                generation=report.generation,
-            )
-        target = node.indexes.bundle_path(info.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        installed = copy_bundle(bundle, target, drop_cache=decision.drop_cache)
-        missing = _missing_passages(node, info.name, bundle) if decision.documents_missing else 0
+                                      decision=decision.kind.value,
+                                      reasons=decision.reasons)
+        raise BundleError(
+            "bundle refused: " + "; ".join(decision.reasons), op="import bundle", path=path
+        )
+    merged = 0
+    if bundle.has_section(DOCUMENTS_SECTION):
+        merged = _merge_documents(node, info.name, bundle)
+        decision = decide_compatibility(manifest, local_state(node, info))
+    node.indexes.decisions.append(collection=info.name, trigger="import",
+                                  decision=decision.kind.value, reasons=decision.reasons,
+                                  generation=manifest.generation)
+    if decision.kind is DecisionKind.REBUILD_LOCALLY:
+        report = node.build(info.name, rebuild=True, progress=progress)
+        return ImportReport(
+            collection=info.name, decision=decision, action="rebuilt",
+            created_collection=created, documents_merged=merged, passages_missing=0,
+            generation=report.generation,
+        )
+    installed = node.indexes.install(info.name, bundle, drop_cache=decision.drop_cache)
+    missing = _missing_passages(node, info.name, bundle) if decision.documents_missing else 0
     generation = installed.generation
     action = "installed"
     if decision.kind is DecisionKind.APPLY_LOCAL_DELTA:

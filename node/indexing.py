@@ -5,6 +5,11 @@ passages the store holds now with the labels the current bundle indexes and eith
 difference to the existing graph (``Index.add``/``Index.remove``) or rebuilds from scratch, and
 says which and why. Every build writes a new generation atomically (``write_bundle``), so a
 search that opened the previous generation keeps reading its own mmapped file until it reopens.
+
+Builds, deltas and imports of one collection run one at a time (``exclusive``): otherwise two
+could write the same generation, or a slow rebuild could replace a delta it never saw. A build
+reads its passages and the store state its bundle records in one read transaction, so the
+bundle says exactly which writes it holds and ``status`` calls it current only when it is.
 """
 
 from __future__ import annotations
@@ -13,13 +18,20 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from meshdex.index.bundle_io import Bundle, open_bundle, remove_stale_temp_files, write_bundle
+from meshdex.index.bundle_io import (
+    Bundle,
+    copy_bundle,
+    open_bundle,
+    remove_stale_temp_files,
+    write_bundle,
+)
 from meshdex.index.bundle_manifest import BundleManifest, CacheManifest, HlcStamp, StoreState
 from meshdex.index.chunking import passage_label
 from meshdex.index.embedder import Embedder
@@ -29,8 +41,10 @@ from meshdex.index.errors import IndexNotBuilt, InvalidArgument
 from meshdex.index.filters import Filter, parse_filter
 from meshdex.index.params import BuildParams, SearchParams
 from meshdex.node.decision_log import DecisionLog
+from meshdex.node.generations import GenerationRecord
 from meshdex.node.records import (
     CollectionInfo,
+    CollectionState,
     Document,
     IndexSummary,
     PassageHit,
@@ -137,9 +151,19 @@ class IndexManager:
         self.store = store
         self._embedder_factory = embedder_factory
         self._open: dict[str, _OpenIndex] = {}
-        self._build_locks: dict[str, threading.Lock] = {}
+        self._build_locks: dict[str, threading.RLock] = {}
         self.decisions = DecisionLog(store.data_dir / INDEX_DIR_NAME)
+        self.generations = GenerationRecord(store.data_dir / INDEX_DIR_NAME)
         self._open_lock = threading.Lock()
+
+    @contextmanager
+    def exclusive(self, collection: str) -> Iterator[None]:
+        """Hold ``collection``'s build lock: no other build, delta or import of it meanwhile.
+        Re-entrant, so an import may build while holding it."""
+        with self._open_lock:
+            lock = self._build_locks.setdefault(collection, threading.RLock())
+        with lock:
+            yield
 
     # ------------------------------------------------------------------------ paths
 
@@ -167,11 +191,24 @@ class IndexManager:
         Applies the difference to the current bundle when it was built with the same
         fingerprint and params and the difference is small; otherwise (or with ``rebuild``)
         rebuilds from every live passage. Raises ``InvalidArgument`` for an empty collection.
+        Waits for any other build or import of the collection to finish first.
         """
+        with self.exclusive(collection):
+            return self._build(collection, params=params, rebuild=rebuild, progress=progress)
+
+    def _build(
+        self,
+        collection: str,
+        *,
+        params: BuildParams | None,
+        rebuild: bool,
+        progress: BuildProgress | None,
+    ) -> BuildReport:
         started = time.monotonic()
         info = self.store.get_collection(collection)
         embedder = self.embedder_for(info)
-        wanted = dict(self.store.iter_passages(collection))
+        passages, state = self.store.passage_snapshot(collection)
+        wanted = dict(passages)
         labels_now = {passage_label(key): key for key in wanted}
         current = self._load(collection, required=False)
         reason = self._rebuild_reason(current, embedder, params, rebuild)
@@ -183,8 +220,8 @@ class IndexManager:
             removed = sorted(indexed - set(labels_now))
             if not added and not removed:
                 return self._report(collection, current.manifest, "unchanged",
-                                    "the bundle already indexes every live passage", 0, 0,
-                                    started)
+                                    "the bundle already indexes every live passage",
+                                    len(wanted), 0, 0, started)
             dead_after = index.node_count - len(index) + len(removed)
             if dead_after > REBUILD_TOMBSTONE_FRACTION * (index.node_count + len(added)):
                 reason = (f"{dead_after} deleted passages would exceed "
@@ -206,10 +243,10 @@ class IndexManager:
                 index.add(texts, np.array(added, dtype=np.uint64), embedder=embedder)
                 if progress is not None:
                     progress("embedding", len(texts), len(texts))
-            manifest = self._write(collection, index, current.manifest)
+            manifest = self._write(collection, index, current.manifest, state)
             return self._report(collection, manifest, "delta",
                                 f"added {len(added)} and removed {len(removed)} passages "
-                                "in place", len(added), len(removed), started)
+                                "in place", len(wanted), len(added), len(removed), started)
         keys = sorted(wanted)
         if not keys:
             raise InvalidArgument(f"collection {collection!r} has no passages to index",
@@ -221,8 +258,9 @@ class IndexManager:
             params=params or (current.index.params if current else BuildParams()),
             progress=(lambda done, total: progress("embedding", done, total)) if progress else None,
         )
-        manifest = self._write(collection, index, current.manifest if current else None)
-        return self._report(collection, manifest, "built", reason, len(keys), 0, started)
+        manifest = self._write(collection, index, current.manifest if current else None, state)
+        return self._report(collection, manifest, "built", reason, len(keys), len(keys), 0,
+                            started)
 
     def _rebuild_reason(
         self,
@@ -243,17 +281,21 @@ class IndexManager:
         return None
 
     def _write(
-        self, collection: str, index: Index, parent: BundleManifest | None
+        self, collection: str, index: Index, parent: BundleManifest | None,
+        state: CollectionState,
     ) -> BundleManifest:
+        """Write the next generation of ``collection``'s bundle, recording ``state`` (what the
+        build read) as the store state it holds."""
         manifest = BundleManifest(
             bundle_id=str(uuid.uuid4()),
             collection=collection,
-            generation=(parent.generation + 1) if parent else 1,
+            generation=self.generations.next_after(collection,
+                                                   parent.generation if parent else None),
             parent_generation=parent.generation if parent else None,
             device_id=self.store.device_id,
             created_at=HlcStamp(physical_ms=int(time.time() * 1000), logical=0,
                                 device_id=self.store.device_id),
-            store_state=store_state_of(self.store, collection),
+            store_state=store_state_from(state),
             build_params=index.params.to_dict(),
             collection_config=collection_config(self.store.get_collection(collection)),
             fingerprint=index.fingerprint,
@@ -263,15 +305,32 @@ class IndexManager:
         path = self.bundle_path(collection)
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(path)  # left by a killed writer; we hold the build lock
-        return write_bundle(path, manifest, index.to_sections())
+        written = write_bundle(path, manifest, index.to_sections())
+        self.generations.record(collection, written.generation)
+        return written
+
+    def install(self, collection: str, source: Bundle, *, drop_cache: bool) -> BundleManifest:
+        """Install a received bundle as ``collection``'s index, numbered as this device's next
+        generation (its own number counts on the device that built it). Hold ``exclusive``."""
+        installed = self._load(collection, required=False)
+        path = self.bundle_path(collection)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        generation = self.generations.next_after(
+            collection, installed.manifest.generation if installed else None)
+        written = copy_bundle(source, path, drop_cache=drop_cache, manifest_changes={
+            "generation": generation,
+            "parent_generation": installed.manifest.generation if installed else None,
+        })
+        self.generations.record(collection, written.generation)
+        return written
 
     def _report(self, collection: str, manifest: BundleManifest, action: str, reason: str,
-                added: int, removed: int, started: float) -> BuildReport:
+                passages: int, added: int, removed: int, started: float) -> BuildReport:
         path = self.bundle_path(collection)
         report = BuildReport(
             collection=collection, action=action, reason=reason,
             generation=manifest.generation,
-            passages=self.store.get_collection(collection).passage_count,
+            passages=passages,
             added=added, removed=removed, seconds=time.monotonic() - started,
             bundle_path=path, bundle_bytes=path.stat().st_size,
         )
@@ -402,7 +461,11 @@ def collection_config(info: CollectionInfo) -> dict[str, Any]:
 
 def store_state_of(store: Store, collection: str) -> StoreState:
     """The store state a bundle built now would record: watermarks and the newest stamp."""
-    state = store.state(collection)
+    return store_state_from(store.state(collection))
+
+
+def store_state_from(state: CollectionState) -> StoreState:
+    """A collection's state read from the store, as a bundle manifest records it."""
     stamp = state.max_hlc
     return StoreState(
         seq_watermarks=dict(state.watermarks),

@@ -8,6 +8,8 @@ from pathlib import Path
 DATA_DIR_ENV = "MESHDEX_DATA_DIR"
 APP_DIR_NAME = "meshdex"
 STORE_DIR_NAME = "store"  # the LMDB environment inside a data directory
+PRIVATE_FILE_MODE = 0o600  # document text, indexes and tokens are for this user only
+PRIVATE_DIR_MODE = 0o700
 
 
 def default_data_dir() -> Path:
@@ -24,3 +26,22 @@ def resolve_data_dir(data_dir: Path | str | None) -> Path:
     """The data directory to use: the one given, else the default (as an absolute path)."""
     chosen = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     return chosen.absolute()
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file, fsync, rename, fsync dir), 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

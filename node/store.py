@@ -615,22 +615,27 @@ class Store:
 
     def iter_passages(self, collection: str) -> Iterator[tuple[bytes, str]]:
         """The collection's live passages as (key, text), sorted by key, each once."""
-        prefix = _prefix(collection)
         with self._begin_read() as txn:
-            self._collection_info(txn, collection)
-            cursor = txn.cursor(db=self._dbs["passage_docs"])
-            previous = None
-            if not cursor.set_range(prefix):
+            yield from self._iter_passages_in(txn, collection)
+
+    def _iter_passages_in(
+        self, txn: lmdb.Transaction, collection: str
+    ) -> Iterator[tuple[bytes, str]]:
+        prefix = _prefix(collection)
+        self._collection_info(txn, collection)
+        cursor = txn.cursor(db=self._dbs["passage_docs"])
+        previous = None
+        if not cursor.set_range(prefix):
+            return
+        for raw in cursor.iternext(values=False):
+            raw = bytes(raw)
+            if not raw.startswith(prefix):
                 return
-            for raw in cursor.iternext(values=False):
-                raw = bytes(raw)
-                if not raw.startswith(prefix):
-                    return
-                key = raw[len(prefix) : len(prefix) + 32]
-                if key == previous:
-                    continue
-                previous = key
-                yield key, _unpack_text(txn.get(key, db=self._dbs["passages"]))
+            key = raw[len(prefix) : len(prefix) + 32]
+            if key == previous:
+                continue
+            previous = key
+            yield key, _unpack_text(txn.get(key, db=self._dbs["passages"]))
 
     def passage_texts(self, collection: str, labels: np.ndarray) -> list[str]:
         """Texts for index labels, in order; ``NotFound`` names labels with no live passage."""
@@ -704,26 +709,36 @@ class Store:
 
     def state(self, collection: str) -> CollectionState:
         """Per-origin-device sequence watermarks and the newest stamp of a collection."""
+        return self._read(lambda txn: self._read_state(txn, collection))
 
-        def read_state(txn: lmdb.Transaction) -> CollectionState:
-            self._collection_info(txn, collection)
-            prefix = _prefix(collection)
-            cursor = txn.cursor(db=self._dbs["watermarks"])
-            watermarks: dict[str, int] = {}
-            if cursor.set_range(prefix):
-                for key, value in cursor.iternext():
-                    key = bytes(key)
-                    if not key.startswith(prefix):
-                        break
-                    watermarks[key[len(prefix) :].decode()] = _U64.unpack(value)[0]
-            max_hlc = self._stats(txn, collection)["max_hlc"]
-            return CollectionState(
-                collection=collection,
-                watermarks=watermarks,
-                max_hlc=HLCTimestamp.from_str(max_hlc) if max_hlc else None,
-            )
+    def passage_snapshot(
+        self, collection: str
+    ) -> tuple[list[tuple[bytes, str]], CollectionState]:
+        """The collection's live passages (as ``iter_passages``) and its state, read in one
+        transaction: what a build indexes and the state its bundle records are the same
+        moment, whatever is written meanwhile."""
+        with self._begin_read() as txn:
+            state = self._read_state(txn, collection)
+            passages = list(self._iter_passages_in(txn, collection))
+        return passages, state
 
-        return self._read(read_state)
+    def _read_state(self, txn: lmdb.Transaction, collection: str) -> CollectionState:
+        self._collection_info(txn, collection)
+        prefix = _prefix(collection)
+        cursor = txn.cursor(db=self._dbs["watermarks"])
+        watermarks: dict[str, int] = {}
+        if cursor.set_range(prefix):
+            for key, value in cursor.iternext():
+                key = bytes(key)
+                if not key.startswith(prefix):
+                    break
+                watermarks[key[len(prefix) :].decode()] = _U64.unpack(value)[0]
+        max_hlc = self._stats(txn, collection)["max_hlc"]
+        return CollectionState(
+            collection=collection,
+            watermarks=watermarks,
+            max_hlc=HLCTimestamp.from_str(max_hlc) if max_hlc else None,
+        )
 
     def store_bytes(self) -> int:
         """Bytes the LMDB environment uses on disk (pages in use)."""
