@@ -13,7 +13,6 @@ a number) do not match rather than fail. Bad specs raise ``InvalidArgument`` nam
 
 from __future__ import annotations
 
-import json
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshdex.index.errors import InvalidArgument
+from meshdex.index.json_limits import check_depth, loads_json
 
 Scalar = str | int | float | bool
 
@@ -105,18 +105,12 @@ class AnyOf(Filter):
 def parse_filter(spec: str | Mapping[str, Any]) -> Filter:
     """A ``Filter`` from a JSON mapping, a JSON string, or the CLI shorthand."""
     if isinstance(spec, Mapping):
-        return _from_json(spec, "filter")
+        return _from_json(check_depth(dict(spec), what="filter"), "filter")
     if not isinstance(spec, str) or not spec.strip():
         raise InvalidArgument("a filter must be a non-empty string or a JSON object")
     text = spec.strip()
     if text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InvalidArgument(
-                f"filter is not valid JSON: {error.msg} at {error.pos}"
-            ) from error
-        return _from_json(data, "filter")
+        return _from_json(loads_json(text, what="filter"), "filter")
     return _from_shorthand(text)
 
 

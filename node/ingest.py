@@ -11,7 +11,6 @@ are reported with file and line; every other input still goes in.
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import os
 import re
@@ -22,6 +21,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from meshdex.index.errors import InvalidArgument
+from meshdex.index.json_limits import MAX_JSON_DEPTH, loads_json
 from meshdex.node.records import DocumentInput, Outcome, UpsertReport
 from meshdex.node.service import Node
 
@@ -342,9 +343,10 @@ def read_jsonl(path: Path) -> Iterator[IngestItem]:
 
 def _jsonl_item(origin: str, line: str) -> IngestItem:
     try:
-        record = json.loads(line)
-    except ValueError as error:
-        return IngestItem(origin=origin, error=f"invalid JSON: {error}")
+        # the line's object holds the metadata one level down
+        record = loads_json(line, what="the line", max_depth=MAX_JSON_DEPTH + 1)
+    except InvalidArgument as error:
+        return IngestItem(origin=origin, error=str(error))
     if not isinstance(record, dict):
         return IngestItem(origin=origin, error="a line must be a JSON object")
     unknown = sorted(set(record) - JSONL_FIELDS)

@@ -13,6 +13,7 @@ import unicodedata
 from typing import Any
 
 from meshdex.index.errors import InvalidArgument
+from meshdex.index.json_limits import check_depth
 from meshdex.node.records import DocumentInput
 
 MAX_COLLECTION_NAME_CHARS = 128
@@ -60,6 +61,7 @@ def check_metadata(metadata: Any, *, doc_id: str) -> dict[str, Any]:
         raise InvalidArgument(
             f"document {doc_id!r}: metadata must be a JSON object, got {_json_type(metadata)}"
         )
+    check_depth(metadata, what=f"document {doc_id!r}: metadata")
     try:
         encoded = json.dumps(metadata, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError) as error:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import InvalidArgument, ResourceExhausted
+from meshdex.index.json_limits import loads_json
 from meshdex.node.decision_log import DecisionRecord
 from meshdex.node.hlc import HLCTimestamp
 from meshdex.node.records import (
@@ -61,10 +62,7 @@ def json_object(text: str, field: str) -> dict[str, Any]:
     """Parse a JSON object field; empty text is ``{}``."""
     if not text:
         return {}
-    try:
-        value = json.loads(text)
-    except ValueError as error:
-        raise InvalidArgument(f"{field} is not valid JSON: {error}") from None
+    value = loads_json(text, what=field)
     if not isinstance(value, dict):
         raise InvalidArgument(f"{field} must be a JSON object, got {type(value).__name__}")
     return value
