@@ -41,7 +41,8 @@ def test_add_rejects_only_the_too_deep_jsonl_line(tmp_path, depth, accepted):
     ]) + "\n")
     data_dir = tmp_path / "data"
     result = subprocess.run(
-        [sys.executable, "-m", "meshdex", "--data-dir", str(data_dir), "add", "--jsonl", str(source)],
+        [sys.executable, "-m", "meshdex", "--data-dir", str(data_dir), "add", "--jsonl",
+         str(source)],
         capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     output = result.stdout + result.stderr
