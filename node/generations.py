@@ -1,6 +1,6 @@
 """The highest index generation each collection ever had on this device.
 
-A build or import numbers its bundle one past both this record and the installed bundle, so
+A build or import numbers its bundle one past this record and the installed bundle, so
 generations never repeat or go down: not after an import of a bundle built elsewhere with a
 lower number, and not after a damaged bundle was rebuilt from the documents (its own number
 unreadable). Kept in ``DATA_DIR/indexes/generations.json``, replaced atomically; callers hold the
@@ -44,10 +44,6 @@ class GenerationRecord:
         """The highest generation recorded for ``collection`` (0 if none)."""
         with self._lock:
             return self._read().get(collection, 0)
-
-    def next_after(self, collection: str, installed: int | None) -> int:
-        """The generation the next bundle of ``collection`` gets."""
-        return max(self.highest(collection), installed or 0) + 1
 
     def record(self, collection: str, generation: int) -> None:
         """Note that ``collection`` now has ``generation`` (never lowers the record)."""

@@ -37,9 +37,10 @@ from meshdex.index.chunking import passage_label
 from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import embedder_from_spec
 from meshdex.index.engine import Index
-from meshdex.index.errors import IndexNotBuilt, InvalidArgument
+from meshdex.index.errors import BundleCorrupt, BundleError, IndexNotBuilt, InvalidArgument
 from meshdex.index.filters import Filter, parse_filter
 from meshdex.index.params import BuildParams, SearchParams
+from meshdex.node.decision_log import KEEP_ENTRIES as KEEP_DECISIONS
 from meshdex.node.decision_log import DecisionLog
 from meshdex.node.generations import GenerationRecord
 from meshdex.node.records import (
@@ -135,7 +136,7 @@ class IndexStats:
 class _OpenIndex:
     """An index opened from one generation of a bundle, kept while the file is unchanged."""
 
-    file_id: tuple[int, int]
+    file_id: tuple[int, int, int]
     bundle: Bundle
     index: Index
     manifest: BundleManifest
@@ -210,7 +211,13 @@ class IndexManager:
         passages, state = self.store.passage_snapshot(collection)
         wanted = dict(passages)
         labels_now = {passage_label(key): key for key in wanted}
-        current = self._load(collection, required=False)
+        try:
+            current = self._load(collection, required=False)
+        except BundleError as error:
+            if not rebuild:
+                raise
+            logger.warning("rebuilding %s from its documents: %s", collection, error.message)
+            current = None  # the damaged file is replaced by the rebuild
         reason = self._rebuild_reason(current, embedder, params, rebuild)
         if reason is None:
             # A private copy: the shared one may be serving searches while this one changes.
@@ -289,8 +296,7 @@ class IndexManager:
         manifest = BundleManifest(
             bundle_id=str(uuid.uuid4()),
             collection=collection,
-            generation=self.generations.next_after(collection,
-                                                   parent.generation if parent else None),
+            generation=self._next_generation(collection, parent),
             parent_generation=parent.generation if parent else None,
             device_id=self.store.device_id,
             created_at=HlcStamp(physical_ms=int(time.time() * 1000), logical=0,
@@ -312,17 +318,33 @@ class IndexManager:
     def install(self, collection: str, source: Bundle, *, drop_cache: bool) -> BundleManifest:
         """Install a received bundle as ``collection``'s index, numbered as this device's next
         generation (its own number counts on the device that built it). Hold ``exclusive``."""
-        installed = self._load(collection, required=False)
+        installed = self._readable_manifest(collection)
         path = self.bundle_path(collection)
         path.parent.mkdir(parents=True, exist_ok=True)
-        generation = self.generations.next_after(
-            collection, installed.manifest.generation if installed else None)
         written = copy_bundle(source, path, drop_cache=drop_cache, manifest_changes={
-            "generation": generation,
-            "parent_generation": installed.manifest.generation if installed else None,
+            "generation": self._next_generation(collection, installed),
+            "parent_generation": installed.generation if installed else None,
         })
         self.generations.record(collection, written.generation)
         return written
+
+    def _readable_manifest(self, collection: str) -> BundleManifest | None:
+        """The installed bundle's manifest; None if there is none or it is damaged."""
+        try:
+            opened = self._load(collection, required=False)
+        except BundleError:
+            return None
+        return opened.manifest if opened else None
+
+    def _next_generation(self, collection: str, installed: BundleManifest | None) -> int:
+        """One past every generation this collection had here: the installed bundle's, the
+        recorded highest, and those the decision log has for builds here (data dirs from
+        before the record; an import's entry carries the sender's number), so a rebuild after
+        damage continues the numbering instead of restarting at 1."""
+        logged = [record.generation or 0 for record in self.decisions.recent(
+            2 * KEEP_DECISIONS, collection=collection) if record.trigger == "build"]
+        return max([self.generations.highest(collection),
+                    installed.generation if installed else 0, *logged]) + 1
 
     def _report(self, collection: str, manifest: BundleManifest, action: str, reason: str,
                 passages: int, added: int, removed: int, started: float) -> BuildReport:
@@ -403,7 +425,14 @@ class IndexManager:
         """The current bundle of every collection that has one, sorted by collection."""
         summaries = []
         for info in self.store.list_collections():
-            opened = self._load(info.name, required=False)
+            try:
+                opened = self._load(info.name, required=False)
+            except BundleError as error:
+                summaries.append(IndexSummary(
+                    collection=info.name, generation=self.generations.highest(info.name),
+                    passages=0, bundle_bytes=self.bundle_path(info.name).stat().st_size,
+                    model_id="", model_hash="", stale=True, damaged=str(error)))
+                continue
             if opened is None:
                 continue
             manifest = opened.manifest
@@ -437,13 +466,20 @@ class IndexManager:
                 raise IndexNotBuilt(f"collection {collection!r} has no index yet",
                                     hint=f"run: meshdex build --collection {collection}") from None
             return None
-        file_id = (stat.st_ino, stat.st_mtime_ns)
+        file_id = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self._open_lock:
             opened = self._open.get(collection)
             if opened is not None and opened.file_id == file_id:
                 return opened
-            bundle = open_bundle(path, verify="lazy")
-            fresh = _OpenIndex(file_id=file_id, bundle=bundle, index=_index_of(bundle),
+            try:
+                bundle = open_bundle(path, verify="lazy")
+                index = _index_of(bundle)
+            except BundleError as error:
+                raise _damaged(collection, error.message) from error
+            if bundle.manifest.collection != collection:
+                raise _damaged(collection, f"the file indexes collection "
+                               f"{bundle.manifest.collection!r}, not {collection!r}")
+            fresh = _OpenIndex(file_id=file_id, bundle=bundle, index=index,
                                manifest=bundle.manifest)
             # The previous generation's mmap stays alive for searches that still hold it.
             self._open[collection] = fresh
@@ -452,6 +488,14 @@ class IndexManager:
     def close(self) -> None:
         with self._open_lock:
             self._open.clear()
+
+
+def _damaged(collection: str, problem: str) -> BundleCorrupt:
+    """The one error for an installed bundle that cannot be served, and the way back."""
+    return BundleCorrupt(
+        f"the installed index of collection {collection!r} is damaged ({problem})",
+        hint=f"rebuild it from the documents: meshdex build --rebuild --collection {collection}",
+    )
 
 
 def collection_config(info: CollectionInfo) -> dict[str, Any]:

@@ -266,7 +266,7 @@ def status_from_wire(message: pb.NodeStatus) -> NodeStatus:
             IndexSummary(collection=index.collection, generation=index.generation,
                          passages=index.passages, bundle_bytes=index.bundle_bytes,
                          model_id=index.model_id, model_hash=index.model_hash,
-                         stale=index.stale)
+                         stale=index.stale, damaged=index.damaged)
             for index in message.indexes
         ],
         decisions=[

@@ -300,6 +300,9 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
         )
     click.echo(f"indexes:     {len(status.indexes)}")
     for summary in status.indexes:
+        if summary.damaged:
+            click.echo(f"  {summary.collection}: {summary.damaged}")
+            continue
         freshness = "documents changed since: run meshdex build" if summary.stale else "current"
         click.echo(
             f"  {summary.collection}: generation {summary.generation}, {summary.passages} "
