@@ -30,6 +30,7 @@ import grpc
 from meshdex.index.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from meshdex.node.config import is_loopback_address
 from meshdex.node.grpc_errors import refusal_handler, wrap_handler
+from meshdex.node.paths import make_private
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class TokenStore:
 
     def _save(self, records: dict[str, TokenRecord]) -> None:
         """Write atomically with 0600 permissions: temp file, fsync, rename, fsync dir."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path.parent)
         tmp = self.path.with_name(f".{TOKENS_FILE_NAME}.{os.getpid()}.tmp")
         payload = json.dumps({"tokens": [asdict(r) for r in records.values()]}, indent=1)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, TOKEN_FILE_MODE)

@@ -43,6 +43,7 @@ from meshdex.index.params import BuildParams, SearchParams
 from meshdex.node.decision_log import KEEP_ENTRIES as KEEP_DECISIONS
 from meshdex.node.decision_log import DecisionLog
 from meshdex.node.generations import GenerationRecord
+from meshdex.node.paths import INDEX_DIR_NAME, PRIVATE_DIR_MODE
 from meshdex.node.records import (
     CollectionInfo,
     CollectionState,
@@ -55,7 +56,6 @@ from meshdex.node.store import Store
 
 logger = logging.getLogger(__name__)
 
-INDEX_DIR_NAME = "indexes"
 BUNDLE_SUFFIX = ".leann"
 # A delta build is refused in favour of a rebuild past these shares of the index: too many
 # tombstones waste traversal, and too many inserted nodes drift from the pruned graph's shape
@@ -309,7 +309,7 @@ class IndexManager:
                                 fingerprint_digest=index.cache_fingerprint_digest),
         )
         path = self.bundle_path(collection)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         remove_stale_temp_files(path)  # left by a killed writer; we hold the build lock
         written = write_bundle(path, manifest, index.to_sections())
         self.generations.record(collection, written.generation)
@@ -320,7 +320,7 @@ class IndexManager:
         generation (its own number counts on the device that built it). Hold ``exclusive``."""
         installed = self._readable_manifest(collection)
         path = self.bundle_path(collection)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         written = copy_bundle(source, path, drop_cache=drop_cache, manifest_changes={
             "generation": self._next_generation(collection, installed),
             "parent_generation": installed.generation if installed else None,

@@ -48,7 +48,12 @@ from meshdex.node.errors import (
 )
 from meshdex.node.hlc import HLCTimestamp, HybridLogicalClock
 from meshdex.node.lock import WriterLock
-from meshdex.node.paths import STORE_DIR_NAME
+from meshdex.node.paths import (
+    PRIVATE_DIR_MODE,
+    PRIVATE_FILE_MODE,
+    STORE_DIR_NAME,
+    make_private,
+)
 from meshdex.node.records import (
     Change,
     ChangeOp,
@@ -165,7 +170,8 @@ class Store:
                 store_dir, readonly=True, max_dbs=MAX_SUB_DATABASES, max_readers=MAX_READERS
             )
             return cls(data_dir=data_dir, env=env, lock=None)
-        store_dir.mkdir(parents=True, exist_ok=True)
+        make_private(data_dir)
+        store_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
         lock = WriterLock(data_dir)
         try:
             env = _open_env(
@@ -176,6 +182,7 @@ class Store:
                 sync=True,
                 metasync=True,
                 writemap=False,
+                mode=PRIVATE_FILE_MODE,
             )
             return cls(data_dir=data_dir, env=env, lock=lock)
         except BaseException:
