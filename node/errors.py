@@ -11,6 +11,8 @@ gRPC status mapping cover it without new entries::
     └── DocumentNotFound        no live document by that id in the collection
     AlreadyExists
     └── CollectionExists        creating a collection whose name is taken
+    InvalidArgument
+    └── ClockSkew               a received HLC stamp is too far ahead of this device's clock
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from __future__ import annotations
 from meshdex.index.errors import (
     AlreadyExists,
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
 )
 
 __all__ = [
+    "ClockSkew",
     "CollectionExists",
     "CollectionNotFound",
     "DocumentNotFound",
@@ -50,3 +54,7 @@ class CollectionExists(AlreadyExists):
 
 class StoreCorrupt(FailedPrecondition):
     """The store holds records this build cannot decode (written by a newer version, or damaged)."""
+
+
+class ClockSkew(InvalidArgument):
+    """A stamp from elsewhere is further ahead of this device's clock than allowed."""
