@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshdex.index.errors import InvalidArgument
-from meshdex.index.json_limits import check_depth, loads_json
+from meshdex.index.json_limits import check_depth, loads_json, quoted
 
 Scalar = str | int | float | bool
 
@@ -138,13 +138,13 @@ def _condition(field: Any, op: Any, value: Any, where: str) -> Condition:
     if not isinstance(field, str) or not field:
         raise InvalidArgument(f"{where}: 'field' must be a non-empty string")
     if op not in OPS:
-        raise InvalidArgument(f"{where}: unknown op {op!r}; use one of {', '.join(OPS)}")
+        raise InvalidArgument(f"{where}: unknown op {quoted(op)}; use one of {', '.join(OPS)}")
     if op == "in":
         if not isinstance(value, list | tuple) or not all(_is_scalar(v) for v in value):
             raise InvalidArgument(f"{where}: 'in' needs a list of plain values")
         value = tuple(value)
     elif not _is_scalar(value):
-        raise InvalidArgument(f"{where}: op {op!r} needs a string, number or boolean value")
+        raise InvalidArgument(f"{where}: op {quoted(op)} needs a string, number or boolean value")
     return Condition(field=field, op=op, value=value)
 
 
@@ -165,7 +165,7 @@ def _from_shorthand(text: str) -> Filter:
 
 
 def _shorthand_term(term: str) -> Condition:
-    where = f"filter term {term.strip()!r}"
+    where = f"filter term {quoted(term.strip())}"
     if match := _SHORTHAND_IN.match(term):
         options = [_shorthand_value(v) for v in match.group(2).split(",") if v.strip()]
         return _condition(match.group(1), "in", options, where)

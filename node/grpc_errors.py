@@ -40,6 +40,7 @@ STATUS_CODES: dict[type[errors.MeshdexError], grpc.StatusCode] = {
 }
 
 ERROR_CLASS_METADATA_KEY = "meshdex-error"
+MAX_STATUS_MESSAGE_CHARS = 2000
 # The classes a client can be told by name: exactly the table's entries.
 ERROR_CLASSES_BY_NAME: dict[str, type[errors.MeshdexError]] = {
     cls.__name__: cls for cls in STATUS_CODES
@@ -70,10 +71,15 @@ def mapped_class(error_type: type[errors.MeshdexError]) -> type[errors.MeshdexEr
 
 
 def status_for(error: errors.MeshdexError) -> tuple[grpc.StatusCode, str]:
-    """The status code and message a client receives for ``error``."""
+    """The status code and message a client receives for ``error``, the message cut to
+    ``MAX_STATUS_MESSAGE_CHARS``: a status too big for the transport arrives as an unrelated
+    RESOURCE_EXHAUSTED "Stream removed" instead of the error."""
     cls = mapped_class(type(error))
     code = STATUS_CODES[cls] if cls is not None else grpc.StatusCode.UNKNOWN
-    return code, str(error)
+    message = str(error)
+    if len(message) > MAX_STATUS_MESSAGE_CHARS:
+        message = f"{message[:MAX_STATUS_MESSAGE_CHARS]}... (message cut)"
+    return code, message
 
 
 def error_from_rpc(error: grpc.RpcError) -> errors.MeshdexError:
