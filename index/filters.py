@@ -13,7 +13,6 @@ a number) do not match rather than fail. Bad specs raise ``InvalidArgument`` nam
 
 from __future__ import annotations
 
-import json
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshdex.index.errors import InvalidArgument
+from meshdex.index.json_limits import check_depth, loads_json, quoted
 
 Scalar = str | int | float | bool
 
@@ -105,18 +105,12 @@ class AnyOf(Filter):
 def parse_filter(spec: str | Mapping[str, Any]) -> Filter:
     """A ``Filter`` from a JSON mapping, a JSON string, or the CLI shorthand."""
     if isinstance(spec, Mapping):
-        return _from_json(spec, "filter")
+        return _from_json(check_depth(dict(spec), what="filter"), "filter")
     if not isinstance(spec, str) or not spec.strip():
         raise InvalidArgument("a filter must be a non-empty string or a JSON object")
     text = spec.strip()
     if text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise InvalidArgument(
-                f"filter is not valid JSON: {error.msg} at {error.pos}"
-            ) from error
-        return _from_json(data, "filter")
+        return _from_json(loads_json(text, what="filter"), "filter")
     return _from_shorthand(text)
 
 
@@ -144,13 +138,13 @@ def _condition(field: Any, op: Any, value: Any, where: str) -> Condition:
     if not isinstance(field, str) or not field:
         raise InvalidArgument(f"{where}: 'field' must be a non-empty string")
     if op not in OPS:
-        raise InvalidArgument(f"{where}: unknown op {op!r}; use one of {', '.join(OPS)}")
+        raise InvalidArgument(f"{where}: unknown op {quoted(op)}; use one of {', '.join(OPS)}")
     if op == "in":
         if not isinstance(value, list | tuple) or not all(_is_scalar(v) for v in value):
             raise InvalidArgument(f"{where}: 'in' needs a list of plain values")
         value = tuple(value)
     elif not _is_scalar(value):
-        raise InvalidArgument(f"{where}: op {op!r} needs a string, number or boolean value")
+        raise InvalidArgument(f"{where}: op {quoted(op)} needs a string, number or boolean value")
     return Condition(field=field, op=op, value=value)
 
 
@@ -171,7 +165,7 @@ def _from_shorthand(text: str) -> Filter:
 
 
 def _shorthand_term(term: str) -> Condition:
-    where = f"filter term {term.strip()!r}"
+    where = f"filter term {quoted(term.strip())}"
     if match := _SHORTHAND_IN.match(term):
         options = [_shorthand_value(v) for v in match.group(2).split(",") if v.strip()]
         return _condition(match.group(1), "in", options, where)

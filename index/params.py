@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Self
 
 from meshdex.index.errors import InvalidArgument
+from meshdex.index.json_limits import quoted
 
 STORAGE_MODES = ("compact", "full")
 STRATEGIES = ("auto", "graph", "flat")
@@ -65,7 +66,8 @@ def _check_type(owner: str, name: str, value: Any, expected: type) -> None:
         ok = True
     if not ok:
         raise InvalidArgument(
-            f"{owner}.{name} must be {expected.__name__}, got {type(value).__name__} {value!r}"
+            f"{owner}.{name} must be {expected.__name__}, "
+            f"got {type(value).__name__} {quoted(value)}"
         )
 
 
@@ -132,7 +134,7 @@ class BuildParams:
         _require(self.graph_min_nodes >= 0, "graph_min_nodes must be >= 0")
         _require(
             self.storage_mode in STORAGE_MODES,
-            f"storage_mode must be one of {STORAGE_MODES}, got {self.storage_mode!r}",
+            f"storage_mode must be one of {STORAGE_MODES}, got {quoted(self.storage_mode)}",
         )
 
     @property
@@ -186,7 +188,7 @@ class SearchParams:
         _require(self.batch_size >= 1, "batch_size must be >= 1")
         _require(
             self.strategy in STRATEGIES,
-            f"strategy must be one of {STRATEGIES}, got {self.strategy!r}",
+            f"strategy must be one of {STRATEGIES}, got {quoted(self.strategy)}",
         )
         _require(self.flat_max_nodes >= 0, "flat_max_nodes must be >= 0")
         _require(self.entry_points >= 1, "entry_points must be >= 1")

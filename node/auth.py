@@ -29,7 +29,8 @@ from typing import Any
 import grpc
 from meshdex.index.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from meshdex.node.config import is_loopback_address
-from meshdex.node.grpc_errors import wrap_handler
+from meshdex.node.grpc_errors import refusal_handler, wrap_handler
+from meshdex.node.paths import make_private
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class TokenStore:
 
     def _save(self, records: dict[str, TokenRecord]) -> None:
         """Write atomically with 0600 permissions: temp file, fsync, rename, fsync dir."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path.parent)
         tmp = self.path.with_name(f".{TOKENS_FILE_NAME}.{os.getpid()}.tmp")
         payload = json.dumps({"tokens": [asdict(r) for r in records.values()]}, indent=1)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, TOKEN_FILE_MODE)
@@ -210,17 +211,18 @@ class Authorizer:
         self.tokens = tokens
         self.allow_unauthenticated_loopback = allow_unauthenticated_loopback
 
-    def authorize(self, method: str, metadata: Metadata | None, peer: str) -> str:
-        """The caller's name for a call of ``method`` (``/pkg.Service/Name``)."""
+    def authorize_metadata(self, method: str, metadata: Metadata | None) -> str | None:
+        """The caller's name for a call of ``method`` (``/pkg.Service/Name``), decided from its
+        metadata alone; None when no token came and only a loopback peer may proceed (the
+        peer is known once the call runs: ``authorize_peer``)."""
         service, _, name = method.lstrip("/").partition("/")
         needed = METHOD_SCOPES.get(name) if service == SERVICE_NAME else None
         if needed is None:
             raise PermissionDenied(f"method {method} is not served")
         token = bearer_token(metadata)
         if token is None:
-            if (self.allow_unauthenticated_loopback and _peer_is_loopback(peer)
-                    and self.tokens.is_empty()):
-                return "loopback"
+            if self.allow_unauthenticated_loopback and self.tokens.is_empty():
+                return None
             raise Unauthenticated(
                 f"{name} needs a bearer token with scope {needed!r}",
                 hint=f"create one on the node with `meshdex token create --scope {needed}` "
@@ -234,10 +236,23 @@ class Authorizer:
             )
         return record.token_id
 
+    def authorize_peer(self, method: str, peer: str) -> str:
+        """The caller's name for a token-less call that ``authorize_metadata`` let through."""
+        if _peer_is_loopback(peer):
+            return "loopback"
+        name = method.rpartition("/")[2]
+        raise Unauthenticated(
+            f"{name} needs a bearer token when called from beyond loopback",
+            hint="create one on the node with `meshdex token create` and pass it with --token",
+        )
+
 
 class AuthInterceptor(grpc.ServerInterceptor):
-    """Checks the bearer token's scope for every call of the meshdex service; refusals are
-    raised as errors for ``ErrorMappingInterceptor`` (installed outside this one) to map.
+    """Checks the bearer token's scope for every call of the meshdex service from the call's
+    metadata, before the call runs or gets a slot (``AdmissionInterceptor`` comes after this
+    one); a refused call is answered by a handler that fails at once, mapped by
+    ``ErrorMappingInterceptor`` (installed outside this one). The check runs on gRPC's serving
+    thread, so it is kept to a hash and a file stat.
 
     Other services on the server (health, reflection) are open: probes and ``grpcurl
     describe`` need no token and reveal no data.
@@ -255,16 +270,23 @@ class AuthInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not method.startswith(f"/{SERVICE_NAME}/"):
             return handler
-        metadata = handler_call_details.invocation_metadata
+        try:
+            caller = self.authorizer.authorize_metadata(
+                method, handler_call_details.invocation_metadata)
+        except (Unauthenticated, PermissionDenied) as error:
+            logger.warning("refused %s: %s", method, error)
+            return refusal_handler(handler, error)
 
         def checked(behaviour: Callable[..., Any], request: Any,
                     context: grpc.ServicerContext) -> Any:
-            try:
-                caller = self.authorizer.authorize(method, metadata, context.peer())
-            except (Unauthenticated, PermissionDenied) as error:
-                logger.warning("refused %s from %s: %s", method, context.peer(), error)
-                raise
-            current_caller.set(caller)
+            name = caller
+            if name is None:
+                try:
+                    name = self.authorizer.authorize_peer(method, context.peer())
+                except Unauthenticated as error:
+                    logger.warning("refused %s from %s: %s", method, context.peer(), error)
+                    raise
+            current_caller.set(name)
             return behaviour(request, context)
 
         return wrap_handler(handler, checked)

@@ -35,8 +35,8 @@ from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.engine import Index
 from meshdex.index.errors import BundleCorrupt, BundleError, FailedPrecondition, IndexNotBuilt
 from meshdex.index.params import BuildParams
-from meshdex.node.errors import CollectionNotFound
-from meshdex.node.hlc import HLCTimestamp
+from meshdex.node.errors import ClockSkew, CollectionNotFound
+from meshdex.node.hlc import DEFAULT_MAX_CLOCK_SKEW_MS, HLCTimestamp, check_not_ahead
 from meshdex.node.indexing import collection_config, store_state_of
 from meshdex.node.records import ChangeOp, CollectionInfo, RemoteChange
 from meshdex.node.service import Node
@@ -189,16 +189,26 @@ def _remote_change(record: dict[str, Any]) -> RemoteChange:
         ) from error
 
 
-def _merge_documents(node: Node, collection: str, bundle: Bundle) -> int:
+def _carried_changes(bundle: Bundle, max_clock_skew_ms: int) -> list[RemoteChange]:
+    """Every carried change, checked before any is merged: a bundle with one stamp too far
+    ahead is refused whole (``BundleError``), changing nothing."""
+    changes = [_remote_change(record)
+               for record in decode_documents(bundle.section(DOCUMENTS_SECTION))]
+    for change in changes:
+        try:
+            check_not_ahead(change.hlc, what=f"document {change.doc_id!r}",
+                            max_skew_ms=max_clock_skew_ms)
+        except ClockSkew as error:
+            raise BundleError(f"bundle refused: {error.message}", op="import bundle",
+                              hint=error.hint) from error
+    return changes
+
+
+def _merge_documents(node: Node, collection: str, changes: list[RemoteChange]) -> int:
     """Merge the carried documents by last-writer-wins; return how many changed the store."""
     merged = 0
-    batch: list[RemoteChange] = []
-    for record in decode_documents(bundle.section(DOCUMENTS_SECTION)):
-        batch.append(_remote_change(record))
-        if len(batch) == MERGE_BATCH_DOCUMENTS:
-            merged += sum(node.store.apply_remote_changes(collection, batch))
-            batch = []
-    if batch:
+    for start in range(0, len(changes), MERGE_BATCH_DOCUMENTS):
+        batch = changes[start:start + MERGE_BATCH_DOCUMENTS]
         merged += sum(node.store.apply_remote_changes(collection, batch))
     return merged
 
@@ -242,42 +252,58 @@ def _collection_for(node: Node, manifest: BundleManifest) -> tuple[CollectionInf
     return info, True
 
 
-def import_bundle(node: Node, path: Path, *, progress: Progress | None = None) -> ImportReport:
+def import_bundle(
+    node: Node,
+    path: Path,
+    *,
+    progress: Progress | None = None,
+    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+) -> ImportReport:
     """Verify ``path`` fully, then use, delta-update or rebuild the collection's index from it.
 
     Raises ``BundleCorrupt``/``BundleVersionError`` for a damaged or unreadable file (nothing
     changes), ``BundleError`` when the decision is to refuse, ``CollectionNotFound`` when the
-    collection is missing here and the bundle does not say how to create it.
+    collection is missing here and the bundle does not say how to create it; a carried stamp
+    more than ``max_clock_skew_ms`` ahead of this device's clock refuses the bundle (nothing
+    changes). Runs while holding
+    the collection's build lock, so no build of it interleaves; the installed bundle gets this
+    device's next generation.
     """
     with open_bundle(path, verify="full") as bundle:
-        manifest = bundle.manifest
-        info, created = _collection_for(node, manifest)
-        decision = decide_compatibility(manifest, local_state(node, info))
-        if decision.kind is DecisionKind.REFUSE:
-            node.indexes.decisions.append(collection=info.name, trigger="import",
-                                          decision=decision.kind.value,
-                                          reasons=decision.reasons)
-            raise BundleError(
-                "bundle refused: " + "; ".join(decision.reasons), op="import bundle", path=path
-            )
-        merged = 0
-        if bundle.has_section(DOCUMENTS_SECTION):
-            merged = _merge_documents(node, info.name, bundle)
-            decision = decide_compatibility(manifest, local_state(node, info))
+        with node.indexes.exclusive(bundle.manifest.collection):
+            return _import(node, bundle, path, progress, max_clock_skew_ms)
+
+
+def _import(node: Node, bundle: Bundle, path: Path, progress: Progress | None,
+            max_clock_skew_ms: int) -> ImportReport:
+    manifest = bundle.manifest
+    changes = (_carried_changes(bundle, max_clock_skew_ms)
+               if bundle.has_section(DOCUMENTS_SECTION) else None)
+    info, created = _collection_for(node, manifest)
+    decision = decide_compatibility(manifest, local_state(node, info))
+    if decision.kind is DecisionKind.REFUSE:
         node.indexes.decisions.append(collection=info.name, trigger="import",
-                                      decision=decision.kind.value, reasons=decision.reasons,
-                                      generation=manifest.generation)
-        if decision.kind is DecisionKind.REBUILD_LOCALLY:
-            report = node.build(info.name, rebuild=True, progress=progress)
-            return ImportReport(
-                collection=info.name, decision=decision, action="rebuilt",
-                created_collection=created, documents_merged=merged, passages_missing=0,
-                generation=report.generation,
-            )
-        target = node.indexes.bundle_path(info.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        installed = copy_bundle(bundle, target, drop_cache=decision.drop_cache)
-        missing = _missing_passages(node, info.name, bundle) if decision.documents_missing else 0
+                                      decision=decision.kind.value,
+                                      reasons=decision.reasons)
+        raise BundleError(
+            "bundle refused: " + "; ".join(decision.reasons), op="import bundle", path=path
+        )
+    merged = 0
+    if changes is not None:
+        merged = _merge_documents(node, info.name, changes)
+        decision = decide_compatibility(manifest, local_state(node, info))
+    node.indexes.decisions.append(collection=info.name, trigger="import",
+                                  decision=decision.kind.value, reasons=decision.reasons,
+                                  generation=manifest.generation)
+    if decision.kind is DecisionKind.REBUILD_LOCALLY:
+        report = node.build(info.name, rebuild=True, progress=progress)
+        return ImportReport(
+            collection=info.name, decision=decision, action="rebuilt",
+            created_collection=created, documents_merged=merged, passages_missing=0,
+            generation=report.generation,
+        )
+    installed = node.indexes.install(info.name, bundle, drop_cache=decision.drop_cache)
+    missing = _missing_passages(node, info.name, bundle) if decision.documents_missing else 0
     generation = installed.generation
     action = "installed"
     if decision.kind is DecisionKind.APPLY_LOCAL_DELTA:

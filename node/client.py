@@ -30,7 +30,7 @@ from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import DeadlineExceeded, InvalidArgument
 from meshdex.node import wire
 from meshdex.node.config import is_loopback_address
-from meshdex.node.grpc_errors import error_for
+from meshdex.node.grpc_errors import error_from_rpc
 from meshdex.node.records import (
     CollectionInfo,
     DeleteReport,
@@ -155,7 +155,7 @@ class MeshdexClient:
             return getattr(self._stub, method)(request, timeout=self._timeout(method, deadline),
                                                metadata=self._metadata)
         except grpc.RpcError as error:
-            raise error_for(error.code(), error.details() or "") from None
+            raise error_from_rpc(error) from None
 
     # --- collections ---------------------------------------------------------------------
 
@@ -269,6 +269,6 @@ class MeshdexClient:
                 if progress is not None:
                     progress(update.stage, update.done_items, update.total_items)
         except grpc.RpcError as error:
-            raise error_for(error.code(), error.details() or "") from None
+            raise error_from_rpc(error) from None
         raise DeadlineExceeded("the build stream ended without a result",
                                hint="the node may have shut down; run the build again")

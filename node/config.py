@@ -55,6 +55,10 @@ class NodeConfig:
     max_batch_documents: int = 1000  # documents per Upsert request / stream message
     # Calls served at once; one more gets RESOURCE_EXHAUSTED instead of waiting in a queue.
     max_concurrent_rpcs: int = 16
+    # At most this many of those calls for one token, so one caller cannot take every slot.
+    max_calls_per_token: int = 8
+    # A call whose client sends no request message for this long ends with DEADLINE_EXCEEDED.
+    call_idle_timeout_s: float = 30.0
     grace_period_s: float = 10.0  # how long in-flight calls may finish after SIGTERM
     # Secure default: every call needs a bearer token, loopback included. Set true to let
     # callers on 127.0.0.1/::1/unix sockets in without one while no token exists.
@@ -86,9 +90,13 @@ class NodeConfig:
                 hint="set tls_cert and tls_key (config, MESHDEX_TLS_CERT/KEY or --tls-cert/"
                 "--tls-key), or listen on 127.0.0.1, ::1 or a unix: socket",
             )
-        for name in ("max_message_bytes", "max_batch_documents", "max_concurrent_rpcs"):
+        for name in ("max_message_bytes", "max_batch_documents", "max_concurrent_rpcs",
+                     "max_calls_per_token"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.call_idle_timeout_s <= 0:
+            raise InvalidArgument(
+                f"call_idle_timeout_s must be > 0, got {self.call_idle_timeout_s}")
         if self.grace_period_s < 0:
             raise InvalidArgument(f"grace_period_s must be >= 0, got {self.grace_period_s}")
         for name in ("tls_cert", "tls_key"):

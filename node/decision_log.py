@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from meshdex.node.paths import PRIVATE_FILE_MODE, write_private_file
+
 logger = logging.getLogger(__name__)
 
 LOG_FILE_NAME = "decisions.jsonl"
@@ -75,10 +77,12 @@ class DecisionLog:
         line = json.dumps(record.to_dict(), ensure_ascii=False) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as file:
-                file.write(line)
-                file.flush()
-                os.fsync(file.fileno())
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
+            try:
+                os.write(fd, line.encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             self._trim()
         logger.info("%s %s: %s (%s)", trigger, collection, decision, "; ".join(reasons))
         return record
@@ -105,7 +109,6 @@ class DecisionLog:
         records = self._read()
         if len(records) <= 2 * KEEP_ENTRIES:
             return
-        temp = self.path.with_suffix(".tmp")
-        temp.write_text("".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n"
-                                for r in records[-KEEP_ENTRIES:]), encoding="utf-8")
-        os.replace(temp, self.path)
+        write_private_file(self.path, "".join(
+            json.dumps(r.to_dict(), ensure_ascii=False) + "\n"
+            for r in records[-KEEP_ENTRIES:]).encode("utf-8"))

@@ -15,6 +15,8 @@ gRPC status mapping cover it without new entries::
     └── DocumentNotFound        no live document by that id in the collection
     AlreadyExists
     └── CollectionExists        creating a collection whose name is taken
+    InvalidArgument
+    └── ClockSkew               a received HLC stamp is too far ahead of this device's clock
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from meshdex.index.errors import (
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
 )
 
 __all__ = [
+    "ClockSkew",
     "CollectionExists",
     "CollectionNotFound",
     "DocumentNotFound",
@@ -73,3 +77,7 @@ class LLMEmptyAnswer(FailedPrecondition):
 
 class LLMTimeout(DeadlineExceeded):
     """The chat completions server sent nothing for longer than the configured timeout."""
+
+
+class ClockSkew(InvalidArgument):
+    """A stamp from elsewhere is further ahead of this device's clock than allowed."""

@@ -5,6 +5,11 @@ error's message (``status_for``); the client turns a status back into the matchi
 (``error_for``). Those two functions are the only places the translation happens. The most
 specific class in an error's MRO wins, so a new subclass inherits its parent's code; a new
 *direct* subclass of ``MeshdexError`` must be added here (a test fails until it is).
+
+A status code alone cannot say everything: UNAVAILABLE is both "the model failed" and "the node
+is down", DATA_LOSS both a damaged store and a damaged bundle. So the server also names the
+table entry that decided the code in the ``meshdex-error`` trailing metadata, and the client
+raises that class: a remote command then fails with the embedded one's exit code.
 """
 
 from __future__ import annotations
@@ -34,8 +39,16 @@ STATUS_CODES: dict[type[errors.MeshdexError], grpc.StatusCode] = {
     StoreCorrupt: grpc.StatusCode.DATA_LOSS,
 }
 
-# Client side: the class a failed call is raised as. UNAVAILABLE is left out on purpose: it
-# means the node is down or its model failed, both a recoverable root ``MeshdexError``.
+ERROR_CLASS_METADATA_KEY = "meshdex-error"
+MAX_STATUS_MESSAGE_CHARS = 2000
+# The classes a client can be told by name: exactly the table's entries.
+ERROR_CLASSES_BY_NAME: dict[str, type[errors.MeshdexError]] = {
+    cls.__name__: cls for cls in STATUS_CODES
+}
+
+# Client side, when the node named no class: the class a failed call is raised as.
+# UNAVAILABLE is left out on purpose: without a name it means the node is down, a recoverable
+# root ``MeshdexError``.
 ERROR_CLASSES: dict[grpc.StatusCode, type[errors.MeshdexError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
     grpc.StatusCode.NOT_FOUND: errors.NotFound,
@@ -58,14 +71,33 @@ def mapped_class(error_type: type[errors.MeshdexError]) -> type[errors.MeshdexEr
 
 
 def status_for(error: errors.MeshdexError) -> tuple[grpc.StatusCode, str]:
-    """The status code and message a client receives for ``error``."""
+    """The status code and message a client receives for ``error``, the message cut to
+    ``MAX_STATUS_MESSAGE_CHARS``: a status too big for the transport arrives as an unrelated
+    RESOURCE_EXHAUSTED "Stream removed" instead of the error."""
     cls = mapped_class(type(error))
     code = STATUS_CODES[cls] if cls is not None else grpc.StatusCode.UNKNOWN
-    return code, str(error)
+    message = str(error)
+    if len(message) > MAX_STATUS_MESSAGE_CHARS:
+        message = f"{message[:MAX_STATUS_MESSAGE_CHARS]}... (message cut)"
+    return code, message
 
 
-def error_for(code: grpc.StatusCode, message: str) -> errors.MeshdexError:
-    """The meshdex error a client raises for a call that failed with ``code``."""
+def error_from_rpc(error: grpc.RpcError) -> errors.MeshdexError:
+    """The meshdex error a client raises for a failed call (``error`` is a ``grpc.Call``)."""
+    named = ""
+    for key, value in error.trailing_metadata() or ():
+        if key == ERROR_CLASS_METADATA_KEY:
+            named = value.decode() if isinstance(value, bytes) else value
+    return error_for(error.code(), error.details() or "", error_class=named)
+
+
+def error_for(code: grpc.StatusCode, message: str, *,
+              error_class: str = "") -> errors.MeshdexError:
+    """The meshdex error a client raises for a call that failed with ``code``; ``error_class``
+    is the class the node named, if any (trusted only if it is a table entry of that code)."""
+    named = ERROR_CLASSES_BY_NAME.get(error_class)
+    if named is not None and STATUS_CODES[named] == code:
+        return named(message)
     cls = ERROR_CLASSES.get(code)
     if cls is not None:
         return cls(message)
@@ -110,9 +142,29 @@ def wrap_handler(
     return handler
 
 
+def refusal_handler(handler: grpc.RpcMethodHandler,
+                    error: errors.MeshdexError) -> grpc.RpcMethodHandler:
+    """A handler of ``handler``'s response shape that fails with ``error`` at once.
+
+    It is request-streaming whatever the method is, so gRPC runs it without first waiting for a
+    request message: a refused caller cannot hold a server thread by never sending one.
+    """
+
+    def refuse(_requests: Any, _context: grpc.ServicerContext) -> Any:
+        raise error
+
+    factory = (grpc.stream_stream_rpc_method_handler if handler.response_streaming
+               else grpc.stream_unary_rpc_method_handler)
+    return factory(refuse, request_deserializer=handler.request_deserializer,
+                   response_serializer=handler.response_serializer)
+
+
 def _abort(context: grpc.ServicerContext, error: errors.MeshdexError) -> None:
     code, message = status_for(error)
     logger.info("call failed with %s: %s", code.name, message)
+    cls = mapped_class(type(error))
+    if cls is not None:
+        context.set_trailing_metadata(((ERROR_CLASS_METADATA_KEY, cls.__name__),))
     context.abort(code, message)
 
 

@@ -16,7 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from meshdex.index.errors import InvalidArgument
+from meshdex.node.errors import ClockSkew
 
+# How far ahead of this device's clock a received stamp may be. Clocks of devices kept by NTP
+# drift by seconds; a stamp days ahead (a wrong clock, or a forged file) would win
+# last-writer-wins against every honest edit until real time caught up.
+DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 MAX_PHYSICAL_MS = 2**64 - 1
 MAX_LOGICAL = 2**32 - 1
 _PACKED_CLOCK_BYTES = 12  # 8-byte physical ms + 4-byte logical counter, big-endian
@@ -127,3 +132,33 @@ class HybridLogicalClock:
             physical, logical = physical + 1, 0
         self._physical_ms, self._logical = physical, logical
         return HLCTimestamp(physical_ms=physical, logical=logical, device_id=self.device_id)
+
+
+def check_not_ahead(
+    stamp: HLCTimestamp,
+    *,
+    what: str,
+    max_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+    now_ms: int | None = None,
+) -> HLCTimestamp:
+    """``stamp`` unchanged, or ``ClockSkew`` if it is more than ``max_skew_ms`` ahead of this
+    device's wall clock. Every stamp received from elsewhere (bundle import, peer sync) goes
+    through here before it is merged."""
+    now = wall_clock_ms() if now_ms is None else now_ms
+    ahead_ms = stamp.physical_ms - now
+    if ahead_ms > max_skew_ms:
+        raise ClockSkew(
+            f"{what} carries an HLC stamp {_duration(ahead_ms)} ahead of this device's clock "
+            f"(the limit is {_duration(max_skew_ms)}; stamp {stamp.to_str()})",
+            hint="fix the clock of the device that wrote it, or allow more skew if this "
+            "device's clock is behind",
+        )
+    return stamp
+
+
+def _duration(ms: int) -> str:
+    seconds = ms / 1000
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.1f} s"

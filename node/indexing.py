@@ -5,6 +5,11 @@ passages the store holds now with the labels the current bundle indexes and eith
 difference to the existing graph (``Index.add``/``Index.remove``) or rebuilds from scratch, and
 says which and why. Every build writes a new generation atomically (``write_bundle``), so a
 search that opened the previous generation keeps reading its own mmapped file until it reopens.
+
+Builds, deltas and imports of one collection run one at a time (``exclusive``): otherwise two
+could write the same generation, or a slow rebuild could replace a delta it never saw. A build
+reads its passages and the store state its bundle records in one read transaction, so the
+bundle says exactly which writes it holds and ``status`` calls it current only when it is.
 """
 
 from __future__ import annotations
@@ -13,24 +18,35 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from meshdex.index.bundle_io import Bundle, open_bundle, remove_stale_temp_files, write_bundle
+from meshdex.index.bundle_io import (
+    Bundle,
+    copy_bundle,
+    open_bundle,
+    remove_stale_temp_files,
+    write_bundle,
+)
 from meshdex.index.bundle_manifest import BundleManifest, CacheManifest, HlcStamp, StoreState
 from meshdex.index.chunking import passage_label
 from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import embedder_from_spec
 from meshdex.index.engine import Index
-from meshdex.index.errors import IndexNotBuilt, InvalidArgument
+from meshdex.index.errors import BundleCorrupt, BundleError, IndexNotBuilt, InvalidArgument
 from meshdex.index.filters import Filter, parse_filter
 from meshdex.index.params import BuildParams, SearchParams
+from meshdex.node.decision_log import KEEP_ENTRIES as KEEP_DECISIONS
 from meshdex.node.decision_log import DecisionLog
+from meshdex.node.generations import GenerationRecord
+from meshdex.node.paths import INDEX_DIR_NAME, PRIVATE_DIR_MODE
 from meshdex.node.records import (
     CollectionInfo,
+    CollectionState,
     Document,
     IndexSummary,
     PassageHit,
@@ -40,7 +56,6 @@ from meshdex.node.store import Store
 
 logger = logging.getLogger(__name__)
 
-INDEX_DIR_NAME = "indexes"
 BUNDLE_SUFFIX = ".leann"
 # A delta build is refused in favour of a rebuild past these shares of the index: too many
 # tombstones waste traversal, and too many inserted nodes drift from the pruned graph's shape
@@ -121,7 +136,7 @@ class IndexStats:
 class _OpenIndex:
     """An index opened from one generation of a bundle, kept while the file is unchanged."""
 
-    file_id: tuple[int, int]
+    file_id: tuple[int, int, int]
     bundle: Bundle
     index: Index
     manifest: BundleManifest
@@ -137,9 +152,19 @@ class IndexManager:
         self.store = store
         self._embedder_factory = embedder_factory
         self._open: dict[str, _OpenIndex] = {}
-        self._build_locks: dict[str, threading.Lock] = {}
+        self._build_locks: dict[str, threading.RLock] = {}
         self.decisions = DecisionLog(store.data_dir / INDEX_DIR_NAME)
+        self.generations = GenerationRecord(store.data_dir / INDEX_DIR_NAME)
         self._open_lock = threading.Lock()
+
+    @contextmanager
+    def exclusive(self, collection: str) -> Iterator[None]:
+        """Hold ``collection``'s build lock: no other build, delta or import of it meanwhile.
+        Re-entrant, so an import may build while holding it."""
+        with self._open_lock:
+            lock = self._build_locks.setdefault(collection, threading.RLock())
+        with lock:
+            yield
 
     # ------------------------------------------------------------------------ paths
 
@@ -167,13 +192,32 @@ class IndexManager:
         Applies the difference to the current bundle when it was built with the same
         fingerprint and params and the difference is small; otherwise (or with ``rebuild``)
         rebuilds from every live passage. Raises ``InvalidArgument`` for an empty collection.
+        Waits for any other build or import of the collection to finish first.
         """
+        with self.exclusive(collection):
+            return self._build(collection, params=params, rebuild=rebuild, progress=progress)
+
+    def _build(
+        self,
+        collection: str,
+        *,
+        params: BuildParams | None,
+        rebuild: bool,
+        progress: BuildProgress | None,
+    ) -> BuildReport:
         started = time.monotonic()
         info = self.store.get_collection(collection)
         embedder = self.embedder_for(info)
-        wanted = dict(self.store.iter_passages(collection))
+        passages, state = self.store.passage_snapshot(collection)
+        wanted = dict(passages)
         labels_now = {passage_label(key): key for key in wanted}
-        current = self._load(collection, required=False)
+        try:
+            current = self._load(collection, required=False)
+        except BundleError as error:
+            if not rebuild:
+                raise
+            logger.warning("rebuilding %s from its documents: %s", collection, error.message)
+            current = None  # the damaged file is replaced by the rebuild
         reason = self._rebuild_reason(current, embedder, params, rebuild)
         if reason is None:
             # A private copy: the shared one may be serving searches while this one changes.
@@ -183,8 +227,8 @@ class IndexManager:
             removed = sorted(indexed - set(labels_now))
             if not added and not removed:
                 return self._report(collection, current.manifest, "unchanged",
-                                    "the bundle already indexes every live passage", 0, 0,
-                                    started)
+                                    "the bundle already indexes every live passage",
+                                    len(wanted), 0, 0, started)
             dead_after = index.node_count - len(index) + len(removed)
             if dead_after > REBUILD_TOMBSTONE_FRACTION * (index.node_count + len(added)):
                 reason = (f"{dead_after} deleted passages would exceed "
@@ -206,10 +250,10 @@ class IndexManager:
                 index.add(texts, np.array(added, dtype=np.uint64), embedder=embedder)
                 if progress is not None:
                     progress("embedding", len(texts), len(texts))
-            manifest = self._write(collection, index, current.manifest)
+            manifest = self._write(collection, index, current.manifest, state)
             return self._report(collection, manifest, "delta",
                                 f"added {len(added)} and removed {len(removed)} passages "
-                                "in place", len(added), len(removed), started)
+                                "in place", len(wanted), len(added), len(removed), started)
         keys = sorted(wanted)
         if not keys:
             raise InvalidArgument(f"collection {collection!r} has no passages to index",
@@ -221,8 +265,9 @@ class IndexManager:
             params=params or (current.index.params if current else BuildParams()),
             progress=(lambda done, total: progress("embedding", done, total)) if progress else None,
         )
-        manifest = self._write(collection, index, current.manifest if current else None)
-        return self._report(collection, manifest, "built", reason, len(keys), 0, started)
+        manifest = self._write(collection, index, current.manifest if current else None, state)
+        return self._report(collection, manifest, "built", reason, len(keys), len(keys), 0,
+                            started)
 
     def _rebuild_reason(
         self,
@@ -243,17 +288,20 @@ class IndexManager:
         return None
 
     def _write(
-        self, collection: str, index: Index, parent: BundleManifest | None
+        self, collection: str, index: Index, parent: BundleManifest | None,
+        state: CollectionState,
     ) -> BundleManifest:
+        """Write the next generation of ``collection``'s bundle, recording ``state`` (what the
+        build read) as the store state it holds."""
         manifest = BundleManifest(
             bundle_id=str(uuid.uuid4()),
             collection=collection,
-            generation=(parent.generation + 1) if parent else 1,
+            generation=self._next_generation(collection, parent),
             parent_generation=parent.generation if parent else None,
             device_id=self.store.device_id,
             created_at=HlcStamp(physical_ms=int(time.time() * 1000), logical=0,
                                 device_id=self.store.device_id),
-            store_state=store_state_of(self.store, collection),
+            store_state=store_state_from(state),
             build_params=index.params.to_dict(),
             collection_config=collection_config(self.store.get_collection(collection)),
             fingerprint=index.fingerprint,
@@ -261,17 +309,50 @@ class IndexManager:
                                 fingerprint_digest=index.cache_fingerprint_digest),
         )
         path = self.bundle_path(collection)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         remove_stale_temp_files(path)  # left by a killed writer; we hold the build lock
-        return write_bundle(path, manifest, index.to_sections())
+        written = write_bundle(path, manifest, index.to_sections())
+        self.generations.record(collection, written.generation)
+        return written
+
+    def install(self, collection: str, source: Bundle, *, drop_cache: bool) -> BundleManifest:
+        """Install a received bundle as ``collection``'s index, numbered as this device's next
+        generation (its own number counts on the device that built it). Hold ``exclusive``."""
+        installed = self._readable_manifest(collection)
+        path = self.bundle_path(collection)
+        path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        written = copy_bundle(source, path, drop_cache=drop_cache, manifest_changes={
+            "generation": self._next_generation(collection, installed),
+            "parent_generation": installed.generation if installed else None,
+        })
+        self.generations.record(collection, written.generation)
+        return written
+
+    def _readable_manifest(self, collection: str) -> BundleManifest | None:
+        """The installed bundle's manifest; None if there is none or it is damaged."""
+        try:
+            opened = self._load(collection, required=False)
+        except BundleError:
+            return None
+        return opened.manifest if opened else None
+
+    def _next_generation(self, collection: str, installed: BundleManifest | None) -> int:
+        """One past every generation this collection had here: the installed bundle's, the
+        recorded highest, and those the decision log has for builds here (data dirs from
+        before the record; an import's entry carries the sender's number), so a rebuild after
+        damage continues the numbering instead of restarting at 1."""
+        logged = [record.generation or 0 for record in self.decisions.recent(
+            2 * KEEP_DECISIONS, collection=collection) if record.trigger == "build"]
+        return max([self.generations.highest(collection),
+                    installed.generation if installed else 0, *logged]) + 1
 
     def _report(self, collection: str, manifest: BundleManifest, action: str, reason: str,
-                added: int, removed: int, started: float) -> BuildReport:
+                passages: int, added: int, removed: int, started: float) -> BuildReport:
         path = self.bundle_path(collection)
         report = BuildReport(
             collection=collection, action=action, reason=reason,
             generation=manifest.generation,
-            passages=self.store.get_collection(collection).passage_count,
+            passages=passages,
             added=added, removed=removed, seconds=time.monotonic() - started,
             bundle_path=path, bundle_bytes=path.stat().st_size,
         )
@@ -344,7 +425,14 @@ class IndexManager:
         """The current bundle of every collection that has one, sorted by collection."""
         summaries = []
         for info in self.store.list_collections():
-            opened = self._load(info.name, required=False)
+            try:
+                opened = self._load(info.name, required=False)
+            except BundleError as error:
+                summaries.append(IndexSummary(
+                    collection=info.name, generation=self.generations.highest(info.name),
+                    passages=0, bundle_bytes=self.bundle_path(info.name).stat().st_size,
+                    model_id="", model_hash="", stale=True, damaged=str(error)))
+                continue
             if opened is None:
                 continue
             manifest = opened.manifest
@@ -378,13 +466,20 @@ class IndexManager:
                 raise IndexNotBuilt(f"collection {collection!r} has no index yet",
                                     hint=f"run: meshdex build --collection {collection}") from None
             return None
-        file_id = (stat.st_ino, stat.st_mtime_ns)
+        file_id = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self._open_lock:
             opened = self._open.get(collection)
             if opened is not None and opened.file_id == file_id:
                 return opened
-            bundle = open_bundle(path, verify="lazy")
-            fresh = _OpenIndex(file_id=file_id, bundle=bundle, index=_index_of(bundle),
+            try:
+                bundle = open_bundle(path, verify="lazy")
+                index = _index_of(bundle)
+            except BundleError as error:
+                raise _damaged(collection, error.message) from error
+            if bundle.manifest.collection != collection:
+                raise _damaged(collection, f"the file indexes collection "
+                               f"{bundle.manifest.collection!r}, not {collection!r}")
+            fresh = _OpenIndex(file_id=file_id, bundle=bundle, index=index,
                                manifest=bundle.manifest)
             # The previous generation's mmap stays alive for searches that still hold it.
             self._open[collection] = fresh
@@ -395,6 +490,14 @@ class IndexManager:
             self._open.clear()
 
 
+def _damaged(collection: str, problem: str) -> BundleCorrupt:
+    """The one error for an installed bundle that cannot be served, and the way back."""
+    return BundleCorrupt(
+        f"the installed index of collection {collection!r} is damaged ({problem})",
+        hint=f"rebuild it from the documents: meshdex build --rebuild --collection {collection}",
+    )
+
+
 def collection_config(info: CollectionInfo) -> dict[str, Any]:
     """How a collection cuts and embeds passages, as a bundle manifest records it."""
     return {"embedder": info.embedder.to_dict(), "chunking": info.chunking.to_dict()}
@@ -402,7 +505,11 @@ def collection_config(info: CollectionInfo) -> dict[str, Any]:
 
 def store_state_of(store: Store, collection: str) -> StoreState:
     """The store state a bundle built now would record: watermarks and the newest stamp."""
-    state = store.state(collection)
+    return store_state_from(store.state(collection))
+
+
+def store_state_from(state: CollectionState) -> StoreState:
+    """A collection's state read from the store, as a bundle manifest records it."""
     stamp = state.max_hlc
     return StoreState(
         seq_watermarks=dict(state.watermarks),

@@ -11,7 +11,6 @@ are reported with file and line; every other input still goes in.
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import os
 import re
@@ -22,6 +21,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from meshdex.index.errors import InvalidArgument
+from meshdex.index.json_limits import MAX_JSON_DEPTH, loads_json
 from meshdex.node.records import DocumentInput, Outcome, UpsertReport
 from meshdex.node.service import Node
 
@@ -118,6 +119,12 @@ class IngestSummary:
     def partial_failure(self) -> bool:
         return bool(self.errors)
 
+    @property
+    def nothing_taken(self) -> bool:
+        """Inputs were given but every one was skipped: a failure, not a silent success
+        (with errors too, ``partial_failure`` already makes the exit code non-zero)."""
+        return not sum(self.counts.values()) and bool(self.skipped) and not self.errors
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "collection": self.collection,
@@ -133,17 +140,24 @@ class IngestSummary:
 # ------------------------------------------------------------------------------ walking
 
 
+SYMLINK_OUTSIDE = "symlink leading outside the folders given (--follow-symlinks to include)"
+
+
 def collect_files(
-    paths: Sequence[Path], *, id_prefix: str | None = None
+    paths: Sequence[Path], *, id_prefix: str | None = None, follow_symlinks: bool = False
 ) -> tuple[list[FileTask], list[IngestItem]]:
     """Walk ``paths`` (files or folders) in sorted order.
 
     Returns the files to read and the items already decided (skipped or erroneous). A file's
     document id is ``id_prefix`` (default: the folder's name and ``/``, or nothing for a file
-    given directly) followed by its path relative to the folder given.
+    given directly) followed by its path relative to the folder given. A symlink met in a
+    folder whose target lies outside every folder given is skipped, with a warning naming it,
+    unless ``follow_symlinks``: adding ``~/notes`` must not index ``/etc/passwd`` because a
+    link points there.
     """
     tasks: list[FileTask] = []
     decided: list[IngestItem] = []
+    roots = [Path(given).resolve() for given in paths if Path(given).is_dir()]
     for given in paths:
         given = Path(given)
         if not given.exists():
@@ -151,23 +165,61 @@ def collect_files(
         elif given.is_dir():
             root = given.resolve()
             prefix = id_prefix if id_prefix is not None else f"{root.name}/"
-            _walk_folder(root, prefix, tasks, decided)
+            walk = _FolderWalk(root=root, prefix=prefix, roots=roots,
+                               follow_symlinks=follow_symlinks)
+            walk.run(tasks, decided)
         else:
             prefix = id_prefix if id_prefix is not None else ""
             _consider_file(given.resolve(), given.name, prefix, tasks, decided)
     return tasks, decided
 
 
-def _walk_folder(root: Path, prefix: str, tasks: list[FileTask], decided: list[IngestItem]) -> None:
-    for folder, dirnames, filenames in os.walk(root):
-        here = Path(folder)
-        hidden_dirs = [name for name in dirnames if name.startswith(".")]
-        for name in hidden_dirs:
-            decided.append(IngestItem(origin=str(here / name), skipped="hidden"))
-        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
-        for name in sorted(filenames):
-            path = here / name
-            _consider_file(path, path.relative_to(root).as_posix(), prefix, tasks, decided)
+@dataclass(frozen=True, kw_only=True)
+class _FolderWalk:
+    """One folder given to ``collect_files``, and the symlink policy for what it holds."""
+
+    root: Path
+    prefix: str
+    roots: list[Path]  # every folder given: a link into any of them stays inside
+    follow_symlinks: bool
+
+    def _escapes(self, path: Path) -> bool:
+        if self.follow_symlinks or not path.is_symlink():
+            return False
+        target = path.resolve()
+        return not any(target.is_relative_to(root) for root in self.roots)
+
+    def run(self, tasks: list[FileTask], decided: list[IngestItem]) -> None:
+        visited: set[Path] = set()  # real folders walked, so a followed link cycle ends
+        for folder, dirnames, filenames in os.walk(self.root, followlinks=self.follow_symlinks):
+            here = Path(folder)
+            real = here.resolve()
+            if real in visited:
+                dirnames[:] = []
+                continue
+            visited.add(real)
+            kept = []
+            for name in sorted(dirnames):
+                if name.startswith("."):
+                    decided.append(IngestItem(origin=str(here / name), skipped="hidden"))
+                elif self._escapes(here / name):
+                    decided.append(self._outside(here / name))
+                else:
+                    kept.append(name)
+            dirnames[:] = kept
+            for name in sorted(filenames):
+                path = here / name
+                if self._escapes(path):
+                    decided.append(self._outside(path))
+                    continue
+                _consider_file(path, path.relative_to(self.root).as_posix(), self.prefix,
+                               tasks, decided)
+
+    @staticmethod
+    def _outside(path: Path) -> IngestItem:
+        logger.warning("skipped %s: it links to %s, outside the folders given "
+                       "(--follow-symlinks to include it)", path, path.resolve())
+        return IngestItem(origin=str(path), skipped=SYMLINK_OUTSIDE)
 
 
 def _content_suffix(path: Path) -> str:
@@ -342,9 +394,10 @@ def read_jsonl(path: Path) -> Iterator[IngestItem]:
 
 def _jsonl_item(origin: str, line: str) -> IngestItem:
     try:
-        record = json.loads(line)
-    except ValueError as error:
-        return IngestItem(origin=origin, error=f"invalid JSON: {error}")
+        # the line's object holds the metadata one level down
+        record = loads_json(line, what="the line", max_depth=MAX_JSON_DEPTH + 1)
+    except InvalidArgument as error:
+        return IngestItem(origin=origin, error=str(error))
     if not isinstance(record, dict):
         return IngestItem(origin=origin, error="a line must be a JSON object")
     unknown = sorted(set(record) - JSONL_FIELDS)

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from meshdex.node.errors import StoreLocked
+from meshdex.node.paths import PRIVATE_FILE_MODE
 
 LOCK_FILE_NAME = "writer.lock"
 
@@ -22,7 +23,7 @@ class WriterLock:
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / LOCK_FILE_NAME
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -8,6 +8,10 @@ from pathlib import Path
 DATA_DIR_ENV = "MESHDEX_DATA_DIR"
 APP_DIR_NAME = "meshdex"
 STORE_DIR_NAME = "store"  # the LMDB environment inside a data directory
+INDEX_DIR_NAME = "indexes"  # the collections' .leann bundles and the decision log
+OWN_DIR_NAMES = (STORE_DIR_NAME, INDEX_DIR_NAME)
+PRIVATE_FILE_MODE = 0o600  # document text, indexes and tokens are for this user only
+PRIVATE_DIR_MODE = 0o700
 
 
 def default_data_dir() -> Path:
@@ -24,3 +28,47 @@ def resolve_data_dir(data_dir: Path | str | None) -> Path:
     """The data directory to use: the one given, else the default (as an absolute path)."""
     chosen = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     return chosen.absolute()
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file, fsync, rename, fsync dir), 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def make_private(data_dir: Path) -> None:
+    """Create ``data_dir`` if needed and make it readable by this user only, whatever the umask:
+    the directory and meshdex's folders in it 0700, their files and its top-level files 0600.
+
+    Called whenever a store is opened for writing, so a data directory made by an older version
+    (0755/0644 under umask 022) is tightened too. Only meshdex's own folders (``store``,
+    ``indexes``) are descended into, and symlinks are left alone, so a data directory pointed at
+    a folder holding other things does not have those rewritten.
+    """
+    data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(data_dir, PRIVATE_DIR_MODE)
+    for entry in data_dir.iterdir():
+        if entry.is_symlink():
+            continue
+        if entry.is_file():
+            os.chmod(entry, PRIVATE_FILE_MODE)
+        elif entry.name in OWN_DIR_NAMES and entry.is_dir():
+            for folder, _dirs, files in os.walk(entry):
+                os.chmod(folder, PRIVATE_DIR_MODE)
+                for name in files:
+                    path = Path(folder) / name
+                    if not path.is_symlink():
+                        os.chmod(path, PRIVATE_FILE_MODE)

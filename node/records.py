@@ -285,6 +285,7 @@ class IndexSummary:
     model_id: str
     model_hash: str
     stale: bool
+    damaged: str = ""  # why the installed bundle cannot be served, and how to rebuild it
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,10 +1,14 @@
 """``serve()``: the gRPC server of one node, wired in one visible place.
 
-What a call passes through, outermost first: gRPC's own limits (``max_concurrent_rpcs`` plus a
-little headroom for health probes, message sizes), ``ErrorMappingInterceptor`` (the one
-``MeshdexError`` → status code table), ``AuthInterceptor`` (bearer token scope per RPC),
-``ConcurrencyLimitInterceptor`` (RESOURCE_EXHAUSTED instead of a queue), then the thin
-servicer. Health (``grpc.health.v1``) and reflection are registered beside it.
+What a call passes through, outermost first: gRPC's message-size limits,
+``ErrorMappingInterceptor`` (the one ``MeshdexError`` → status code table), ``AuthInterceptor``
+(bearer token scope per RPC, from the call's metadata, before anything waits on the call),
+``AdmissionInterceptor`` (a call slot, a per-token cap and an idle limit on request messages;
+RESOURCE_EXHAUSTED instead of a queue), then the thin servicer. gRPC's own
+``maximum_concurrent_rpcs`` is not used: it counts calls before their token is checked. The
+thread pool has ``max_concurrent_rpcs`` threads plus headroom, so refusals and health probes are
+answered while every slot is taken. Health (``grpc.health.v1``) and reflection are registered
+beside it; the meshdex service's health is NOT_SERVING while every slot is taken.
 
 Shutdown (SIGTERM/SIGINT): health goes NOT_SERVING, new calls are refused, in-flight calls get
 ``grace_period_s`` to finish, then the node (and its LMDB store) is closed.
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +27,11 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from meshdex.index.errors import FailedPrecondition, ResourceExhausted
+from meshdex.index.errors import FailedPrecondition
+from meshdex.node.admission import AdmissionInterceptor, CallSlots
 from meshdex.node.auth import SERVICE_NAME, AuthInterceptor, Authorizer, TokenStore
 from meshdex.node.config import NodeConfig
-from meshdex.node.grpc_errors import ErrorMappingInterceptor, wrap_handler
+from meshdex.node.grpc_errors import ErrorMappingInterceptor
 from meshdex.node.servicer import MeshdexNodeServicer, NodeAPI
 from meshdex.proto.meshdex.v1 import node_pb2, node_pb2_grpc
 
@@ -34,52 +39,6 @@ logger = logging.getLogger(__name__)
 
 # Threads beyond max_concurrent_rpcs, so health checks and refusals are answered under load.
 HEADROOM_RPCS = 4
-
-
-class ConcurrencyLimitInterceptor(grpc.ServerInterceptor):
-    """At most ``limit`` meshdex calls at once; the next one fails fast with RESOURCE_EXHAUSTED.
-
-    Failing fast lets a client back off or try another node instead of piling up behind a
-    long rebuild or a burst of searches. A server-streaming call holds its slot until its
-    stream ends.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._slots = threading.BoundedSemaphore(limit)
-
-    def _release_after(self, responses: Iterator[Any]) -> Iterator[Any]:
-        try:
-            yield from responses
-        finally:
-            self._slots.release()
-
-    def _limited(self, behaviour: Callable[..., Any], request: Any,
-                 context: grpc.ServicerContext) -> Any:
-        if not self._slots.acquire(blocking=False):
-            raise ResourceExhausted(
-                f"node is busy: {self.limit} calls already in progress",
-                hint="retry with backoff, or raise max_concurrent_rpcs in the node's config",
-            )
-        try:
-            result = behaviour(request, context)
-        except BaseException:
-            self._slots.release()
-            raise
-        if isinstance(result, Iterator):
-            return self._release_after(result)
-        self._slots.release()
-        return result
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        if handler is None or not handler_call_details.method.startswith(f"/{SERVICE_NAME}/"):
-            return handler
-        return wrap_handler(handler, self._limited)
 
 
 @dataclass(kw_only=True)
@@ -123,20 +82,27 @@ def start_server(node: NodeAPI, config: NodeConfig) -> RunningServer:
     ]
     authorizer = Authorizer(TokenStore(config.data_dir),
                             allow_unauthenticated_loopback=config.allow_unauthenticated_loopback)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+
+    def report_saturation(saturated: bool) -> None:
+        health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING
+                            if saturated else health_pb2.HealthCheckResponse.SERVING)
+
+    slots = CallSlots(max_calls=config.max_concurrent_rpcs,
+                      max_calls_per_caller=config.max_calls_per_token,
+                      on_saturation=report_saturation)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_concurrent_rpcs + HEADROOM_RPCS,
                                    thread_name_prefix="meshdex-rpc"),
         interceptors=[
             ErrorMappingInterceptor(),
             AuthInterceptor(authorizer),
-            ConcurrencyLimitInterceptor(config.max_concurrent_rpcs),
+            AdmissionInterceptor(slots, idle_timeout_s=config.call_idle_timeout_s),
         ],
         options=options,
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs + HEADROOM_RPCS,
     )
     node_pb2_grpc.add_MeshdexNodeServicer_to_server(
         MeshdexNodeServicer(node, max_batch_documents=config.max_batch_documents), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_names = (
         node_pb2.DESCRIPTOR.services_by_name["MeshdexNode"].full_name,

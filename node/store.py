@@ -48,7 +48,12 @@ from meshdex.node.errors import (
 )
 from meshdex.node.hlc import HLCTimestamp, HybridLogicalClock
 from meshdex.node.lock import WriterLock
-from meshdex.node.paths import STORE_DIR_NAME
+from meshdex.node.paths import (
+    PRIVATE_DIR_MODE,
+    PRIVATE_FILE_MODE,
+    STORE_DIR_NAME,
+    make_private,
+)
 from meshdex.node.records import (
     Change,
     ChangeOp,
@@ -165,7 +170,8 @@ class Store:
                 store_dir, readonly=True, max_dbs=MAX_SUB_DATABASES, max_readers=MAX_READERS
             )
             return cls(data_dir=data_dir, env=env, lock=None)
-        store_dir.mkdir(parents=True, exist_ok=True)
+        make_private(data_dir)
+        store_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
         lock = WriterLock(data_dir)
         try:
             env = _open_env(
@@ -176,6 +182,7 @@ class Store:
                 sync=True,
                 metasync=True,
                 writemap=False,
+                mode=PRIVATE_FILE_MODE,
             )
             return cls(data_dir=data_dir, env=env, lock=lock)
         except BaseException:
@@ -615,22 +622,27 @@ class Store:
 
     def iter_passages(self, collection: str) -> Iterator[tuple[bytes, str]]:
         """The collection's live passages as (key, text), sorted by key, each once."""
-        prefix = _prefix(collection)
         with self._begin_read() as txn:
-            self._collection_info(txn, collection)
-            cursor = txn.cursor(db=self._dbs["passage_docs"])
-            previous = None
-            if not cursor.set_range(prefix):
+            yield from self._iter_passages_in(txn, collection)
+
+    def _iter_passages_in(
+        self, txn: lmdb.Transaction, collection: str
+    ) -> Iterator[tuple[bytes, str]]:
+        prefix = _prefix(collection)
+        self._collection_info(txn, collection)
+        cursor = txn.cursor(db=self._dbs["passage_docs"])
+        previous = None
+        if not cursor.set_range(prefix):
+            return
+        for raw in cursor.iternext(values=False):
+            raw = bytes(raw)
+            if not raw.startswith(prefix):
                 return
-            for raw in cursor.iternext(values=False):
-                raw = bytes(raw)
-                if not raw.startswith(prefix):
-                    return
-                key = raw[len(prefix) : len(prefix) + 32]
-                if key == previous:
-                    continue
-                previous = key
-                yield key, _unpack_text(txn.get(key, db=self._dbs["passages"]))
+            key = raw[len(prefix) : len(prefix) + 32]
+            if key == previous:
+                continue
+            previous = key
+            yield key, _unpack_text(txn.get(key, db=self._dbs["passages"]))
 
     def passage_texts(self, collection: str, labels: np.ndarray) -> list[str]:
         """Texts for index labels, in order; ``NotFound`` names labels with no live passage."""
@@ -704,26 +716,36 @@ class Store:
 
     def state(self, collection: str) -> CollectionState:
         """Per-origin-device sequence watermarks and the newest stamp of a collection."""
+        return self._read(lambda txn: self._read_state(txn, collection))
 
-        def read_state(txn: lmdb.Transaction) -> CollectionState:
-            self._collection_info(txn, collection)
-            prefix = _prefix(collection)
-            cursor = txn.cursor(db=self._dbs["watermarks"])
-            watermarks: dict[str, int] = {}
-            if cursor.set_range(prefix):
-                for key, value in cursor.iternext():
-                    key = bytes(key)
-                    if not key.startswith(prefix):
-                        break
-                    watermarks[key[len(prefix) :].decode()] = _U64.unpack(value)[0]
-            max_hlc = self._stats(txn, collection)["max_hlc"]
-            return CollectionState(
-                collection=collection,
-                watermarks=watermarks,
-                max_hlc=HLCTimestamp.from_str(max_hlc) if max_hlc else None,
-            )
+    def passage_snapshot(
+        self, collection: str
+    ) -> tuple[list[tuple[bytes, str]], CollectionState]:
+        """The collection's live passages (as ``iter_passages``) and its state, read in one
+        transaction: what a build indexes and the state its bundle records are the same
+        moment, whatever is written meanwhile."""
+        with self._begin_read() as txn:
+            state = self._read_state(txn, collection)
+            passages = list(self._iter_passages_in(txn, collection))
+        return passages, state
 
-        return self._read(read_state)
+    def _read_state(self, txn: lmdb.Transaction, collection: str) -> CollectionState:
+        self._collection_info(txn, collection)
+        prefix = _prefix(collection)
+        cursor = txn.cursor(db=self._dbs["watermarks"])
+        watermarks: dict[str, int] = {}
+        if cursor.set_range(prefix):
+            for key, value in cursor.iternext():
+                key = bytes(key)
+                if not key.startswith(prefix):
+                    break
+                watermarks[key[len(prefix) :].decode()] = _U64.unpack(value)[0]
+        max_hlc = self._stats(txn, collection)["max_hlc"]
+        return CollectionState(
+            collection=collection,
+            watermarks=watermarks,
+            max_hlc=HLCTimestamp.from_str(max_hlc) if max_hlc else None,
+        )
 
     def store_bytes(self) -> int:
         """Bytes the LMDB environment uses on disk (pages in use)."""

@@ -13,6 +13,7 @@ import unicodedata
 from typing import Any
 
 from meshdex.index.errors import InvalidArgument
+from meshdex.index.json_limits import check_depth, quoted
 from meshdex.node.records import DocumentInput
 
 MAX_COLLECTION_NAME_CHARS = 128
@@ -32,7 +33,7 @@ def check_collection_name(name: Any) -> str:
         or not _COLLECTION_NAME.fullmatch(name)
     ):
         raise InvalidArgument(
-            f"invalid collection name {name!r}: use 1-{MAX_COLLECTION_NAME_CHARS} letters, "
+            f"invalid collection name {quoted(name)}: use 1-{MAX_COLLECTION_NAME_CHARS} letters, "
             "digits, '_', '.' or '-', starting with a letter or digit"
         )
     return name
@@ -45,7 +46,7 @@ def check_document_id(doc_id: Any) -> str:
     if not doc_id.strip():
         raise InvalidArgument("document id must not be empty")
     if any(unicodedata.category(char) in ("Cc", "Cs") for char in doc_id):
-        raise InvalidArgument(f"document id {doc_id!r} contains control characters")
+        raise InvalidArgument(f"document id {quoted(doc_id)} contains control characters")
     size = len(doc_id.encode("utf-8"))
     if size > MAX_DOCUMENT_ID_BYTES:
         raise InvalidArgument(
@@ -60,6 +61,7 @@ def check_metadata(metadata: Any, *, doc_id: str) -> dict[str, Any]:
         raise InvalidArgument(
             f"document {doc_id!r}: metadata must be a JSON object, got {_json_type(metadata)}"
         )
+    check_depth(metadata, what=f"document {doc_id!r}: metadata")
     try:
         encoded = json.dumps(metadata, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError) as error:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import InvalidArgument, ResourceExhausted
+from meshdex.index.json_limits import loads_json
 from meshdex.node.decision_log import DecisionRecord
 from meshdex.node.hlc import HLCTimestamp
 from meshdex.node.records import (
@@ -61,10 +62,7 @@ def json_object(text: str, field: str) -> dict[str, Any]:
     """Parse a JSON object field; empty text is ``{}``."""
     if not text:
         return {}
-    try:
-        value = json.loads(text)
-    except ValueError as error:
-        raise InvalidArgument(f"{field} is not valid JSON: {error}") from None
+    value = loads_json(text, what=field)
     if not isinstance(value, dict):
         raise InvalidArgument(f"{field} must be a JSON object, got {type(value).__name__}")
     return value
@@ -268,7 +266,7 @@ def status_from_wire(message: pb.NodeStatus) -> NodeStatus:
             IndexSummary(collection=index.collection, generation=index.generation,
                          passages=index.passages, bundle_bytes=index.bundle_bytes,
                          model_id=index.model_id, model_hash=index.model_hash,
-                         stale=index.stale)
+                         stale=index.stale, damaged=index.damaged)
             for index in message.indexes
         ],
         decisions=[

@@ -7,6 +7,12 @@ token. Used by every ``tests/test_grpc_*.py``.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -64,3 +70,36 @@ def started_node(data_dir: Path, *, node: Any = None, **overrides: Any) -> Itera
         running.stop(0)
         if own_node:
             node.close()
+
+
+ADDRESS_LINE = re.compile(r"listening on (\S+)")
+
+
+class ServeProcess:
+    """``python -m meshdex --data-dir D serve --listen 127.0.0.1:0`` and the address it bound."""
+
+    def __init__(self, data_dir, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "meshdex", "--data-dir", str(data_dir), "serve",
+             "--listen", "127.0.0.1:0", *extra],
+            stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        )
+        self.stderr_lines: list[str] = []
+        self.address = self._wait_for_address()
+
+    def _wait_for_address(self) -> str:
+        for line in self.process.stderr:
+            self.stderr_lines.append(line)
+            match = ADDRESS_LINE.search(line)
+            if match:
+                threading.Thread(target=self._drain, daemon=True).start()
+                return match.group(1)
+        raise AssertionError("serve exited before listening:\n" + "".join(self.stderr_lines))
+
+    def _drain(self) -> None:
+        self.stderr_lines.extend(self.process.stderr)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout_s)

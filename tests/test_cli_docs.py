@@ -116,7 +116,7 @@ def test_partial_failure_reports_each_bad_line_and_adds_the_rest(
     summary = json.loads(result.stdout)
     assert summary["added"] == 2
     assert [e["origin"] for e in summary["errors"]] == [f"{jsonl}:{n}" for n in (2, 3, 4)]
-    assert f"error: {jsonl}:4: invalid JSON" in result.stderr
+    assert f"error: {jsonl}:4: the line is not valid JSON" in result.stderr
     assert "Traceback" not in result.output
 
 

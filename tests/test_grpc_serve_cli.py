@@ -20,6 +20,7 @@ import grpc
 import pytest
 from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_support import ServeProcess
 from meshdex.index.errors import MeshdexError
 from meshdex.node.auth import TokenStore
 from meshdex.node.cli.main import cli
@@ -27,38 +28,6 @@ from meshdex.node.cli.remote import open_node
 from meshdex.node.client import MeshdexClient
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
-
-ADDRESS_LINE = re.compile(r"listening on (\S+)")
-
-
-class ServeProcess:
-    """``python -m meshdex --data-dir D serve --listen 127.0.0.1:0`` and the address it bound."""
-
-    def __init__(self, data_dir, *extra: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "meshdex", "--data-dir", str(data_dir), "serve",
-             "--listen", "127.0.0.1:0", *extra],
-            stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
-        self.stderr_lines: list[str] = []
-        self.address = self._wait_for_address()
-
-    def _wait_for_address(self) -> str:
-        for line in self.process.stderr:
-            self.stderr_lines.append(line)
-            match = ADDRESS_LINE.search(line)
-            if match:
-                threading.Thread(target=self._drain, daemon=True).start()
-                return match.group(1)
-        raise AssertionError("serve exited before listening:\n" + "".join(self.stderr_lines))
-
-    def _drain(self) -> None:
-        self.stderr_lines.extend(self.process.stderr)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
-        self.process.send_signal(sig)
-        return self.process.wait(timeout_s)
 
 
 def test_sigterm_loses_no_acknowledged_write(tmp_path):

@@ -133,10 +133,13 @@ def test_overload_is_resource_exhausted_not_a_queue(tmp_path, node):
             with pytest.raises(ResourceExhausted, match="node is busy: 2 calls"):
                 client.status()
             assert time.monotonic() - started < 1.0  # refused at once, not queued
-            with server.channel() as channel:  # probes still answer under load
-                assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+            with server.channel() as channel:  # probes still answer under load, saying so
+                assert _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+                assert _health(channel, "") == health_pb2.HealthCheckResponse.SERVING
             blocking.release.set()
             assert [f.result(timeout=10).id for f in busy] == ["a", "a"]
+            with server.channel() as channel:
+                assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
             assert client.status().collections[0].name == "docs"
 
 

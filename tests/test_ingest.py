@@ -136,7 +136,7 @@ GOOD = {"id": "g1", "text": "good one", "metadata": {"lang": "en"}}
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
-        (b"{not json", "invalid JSON"),
+        (b"{not json", "not valid JSON"),
         (b'["a list"]', "a line must be a JSON object"),
         (b'{"id": "x", "text": "t", "metadata": [1]}', '"metadata" must be a JSON object'),
         (b'{"id": "x", "text": "t", "metadata": "s"}', '"metadata" must be a JSON object'),

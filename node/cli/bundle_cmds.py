@@ -18,6 +18,7 @@ from meshdex.index.bundle_io import open_bundle
 from meshdex.index.bundle_manifest import BundleManifest, HlcStamp, manifest_to_json
 from meshdex.node.bundle_transfer import describe_import, export_bundle, import_bundle
 from meshdex.node.cli.index_cmds import progress_bar
+from meshdex.node.hlc import DEFAULT_MAX_CLOCK_SKEW_MS
 from meshdex.node.service import DEFAULT_COLLECTION, Node
 from tqdm import tqdm
 
@@ -197,9 +198,14 @@ def export_command(
 
 @bundle.command("import")
 @bundle_path_argument
+@click.option("--max-clock-skew-min", type=click.FloatRange(min=0),
+              default=DEFAULT_MAX_CLOCK_SKEW_MS / 60_000, show_default=True,
+              help="Refuse a bundle carrying a document stamp this many minutes or more ahead "
+              "of this device's clock.")
 @json_option
 @click.pass_context
-def import_command(ctx: click.Context, path: Path, as_json: bool) -> None:
+def import_command(ctx: click.Context, path: Path, max_clock_skew_min: float,
+                   as_json: bool) -> None:
     """Check a .leann file, decide whether it can be used here, and do it.
 
     Prints the decision and why: use it as is, use it without its cache, use it and add this
@@ -210,7 +216,8 @@ def import_command(ctx: click.Context, path: Path, as_json: bool) -> None:
       meshdex bundle import /media/usb/notes.leann
     """
     with Node.open(_data_dir(ctx)) as node, progress_bar() as progress:
-        report = import_bundle(node, path, progress=progress)
+        report = import_bundle(node, path, progress=progress,
+                               max_clock_skew_ms=int(max_clock_skew_min * 60_000))
     if as_json:
         _print_json(report.to_dict())
         return

@@ -17,6 +17,7 @@ from typing import Any
 import click
 from meshdex.index.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP_CHARS, ChunkingParams
 from meshdex.index.embedders import EMBEDDER_KINDS, EmbedderSpec
+from meshdex.index.errors import InvalidArgument
 from meshdex.index.embedders_local import MODEL_ID, PRECISIONS
 from meshdex.node.cli.remote import open_node
 from meshdex.node.ingest import IngestSummary, collect_files, ingest, read_file, read_jsonl
@@ -144,6 +145,11 @@ def init_command(
     help="Prefix for document ids of files (default: the folder's name and '/'; ids are the "
     "prefix plus the path relative to the folder given).",
 )
+@click.option(
+    "--follow-symlinks", is_flag=True,
+    help="Also read what symlinks in the folders point to outside them (default: skipped, "
+    "with a line naming each).",
+)
 @json_option
 @click.pass_context
 def add_command(
@@ -152,6 +158,7 @@ def add_command(
     jsonl_files: tuple[Path, ...],
     collection: str,
     id_prefix: str | None,
+    follow_symlinks: bool,
     as_json: bool,
 ) -> None:
     """Add files, folders or JSONL documents to a collection (created if missing).
@@ -159,7 +166,9 @@ def add_command(
     Folders are walked for text (txt, md, rst), HTML (text extracted) and source code;
     hidden files, binaries and other types are skipped and counted. Unchanged documents are
     left alone, changed ones replaced. Bad inputs are reported with file and line, the rest
-    still go in, and the exit code is 11 (partial failure).
+    still go in, and the exit code is 11 (partial failure). When nothing could be added and
+    something was skipped (e.g. `add /bin/ls`), the exit code is 2. Symlinks leading outside
+    the folders given are skipped unless --follow-symlinks.
 
     \b
     Example:
@@ -169,7 +178,8 @@ def add_command(
     """
     if not paths and not jsonl_files:
         raise click.UsageError("give at least one PATH or --jsonl FILE")
-    tasks, decided = collect_files(list(paths), id_prefix=id_prefix)
+    tasks, decided = collect_files(list(paths), id_prefix=id_prefix,
+                                   follow_symlinks=follow_symlinks)
     items = itertools.chain(
         decided,
         (read_file(task) for task in tasks),
@@ -188,9 +198,12 @@ def add_command(
     ):
         summary = ingest(node, collection, items, on_item=bar.update)
     _print_summary(summary, as_json)
-    if summary.partial_failure:
-        from meshdex.node.cli.main import EXIT_PARTIAL_FAILURE  # main imports this module
+    from meshdex.node.cli.main import EXIT_CODES, EXIT_PARTIAL_FAILURE  # main imports us
 
+    if summary.nothing_taken:
+        click.echo("error: nothing was added: every input was skipped", err=True)
+        ctx.exit(EXIT_CODES[InvalidArgument])
+    if summary.partial_failure:
         ctx.exit(EXIT_PARTIAL_FAILURE)
 
 
@@ -300,6 +313,9 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
         )
     click.echo(f"indexes:     {len(status.indexes)}")
     for summary in status.indexes:
+        if summary.damaged:
+            click.echo(f"  {summary.collection}: {summary.damaged}")
+            continue
         freshness = "documents changed since: run meshdex build" if summary.stale else "current"
         click.echo(
             f"  {summary.collection}: generation {summary.generation}, {summary.passages} "

@@ -109,14 +109,7 @@ def build_command(
     """
     build_params = BuildParams.from_dict(_parse_assignments(params, "--param")) if params else None
     with open_node(ctx) as node, progress_bar() as progress:
-        if isinstance(node, Node):
-            report = node.build(collection, params=build_params, rebuild=rebuild,
-                                progress=progress)
-        elif build_params is not None or rebuild:
-            raise InvalidArgument("--param and --rebuild are only available embedded",
-                                  hint="run the build on the node's own machine")
-        else:
-            report = node.build(collection, progress=progress)
+        report = node.build(collection, params=build_params, rebuild=rebuild, progress=progress)
     _print_build(_report_dict(report), as_json)
 
 

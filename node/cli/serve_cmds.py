@@ -45,6 +45,11 @@ def _print_json(value: Any) -> None:
               help="PEM private key of --tls-cert.")
 @click.option("--max-concurrent-rpcs", type=int,
               help="Calls served at once; more get RESOURCE_EXHAUSTED (default 16).")
+@click.option("--max-calls-per-token", type=int,
+              help="Calls one token may have in progress at once (default 8).")
+@click.option("--call-idle-timeout-s", type=float,
+              help="End a call whose client sends no request message for this long "
+              "(default 30).")
 @click.option("--grace-period-s", type=float,
               help="Seconds in-flight calls may finish after SIGTERM (default 10).")
 @click.option("--allow-unauthenticated-loopback/--require-tokens", default=None,

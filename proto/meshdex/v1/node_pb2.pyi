@@ -290,7 +290,7 @@ class NodeStatus(_message.Message):
     def __init__(self, data_dir: _Optional[str] = ..., device_id: _Optional[str] = ..., last_seq: _Optional[int] = ..., max_hlc: _Optional[str] = ..., store_bytes: _Optional[int] = ..., collections: _Optional[_Iterable[_Union[Collection, _Mapping]]] = ..., indexes: _Optional[_Iterable[_Union[IndexSummary, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[IndexDecision, _Mapping]]] = ...) -> None: ...
 
 class IndexSummary(_message.Message):
-    __slots__ = ("collection", "generation", "passages", "bundle_bytes", "model_id", "model_hash", "stale")
+    __slots__ = ("collection", "generation", "passages", "bundle_bytes", "model_id", "model_hash", "stale", "damaged")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     PASSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -298,6 +298,7 @@ class IndexSummary(_message.Message):
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_FIELD_NUMBER: _ClassVar[int]
     collection: str
     generation: int
     passages: int
@@ -305,7 +306,8 @@ class IndexSummary(_message.Message):
     model_id: str
     model_hash: str
     stale: bool
-    def __init__(self, collection: _Optional[str] = ..., generation: _Optional[int] = ..., passages: _Optional[int] = ..., bundle_bytes: _Optional[int] = ..., model_id: _Optional[str] = ..., model_hash: _Optional[str] = ..., stale: _Optional[bool] = ...) -> None: ...
+    damaged: str
+    def __init__(self, collection: _Optional[str] = ..., generation: _Optional[int] = ..., passages: _Optional[int] = ..., bundle_bytes: _Optional[int] = ..., model_id: _Optional[str] = ..., model_hash: _Optional[str] = ..., stale: _Optional[bool] = ..., damaged: _Optional[str] = ...) -> None: ...
 
 class IndexDecision(_message.Message):
     __slots__ = ("at_ms", "collection", "trigger", "decision", "reasons", "generation")
