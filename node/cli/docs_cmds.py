@@ -17,8 +17,8 @@ from typing import Any
 import click
 from meshdex.index.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP_CHARS, ChunkingParams
 from meshdex.index.embedders import EMBEDDER_KINDS, EmbedderSpec
-from meshdex.index.errors import InvalidArgument
 from meshdex.index.embedders_local import MODEL_ID, PRECISIONS
+from meshdex.index.errors import InvalidArgument
 from meshdex.node.cli.remote import open_node
 from meshdex.node.ingest import IngestSummary, collect_files, ingest, read_file, read_jsonl
 from meshdex.node.records import CollectionInfo
