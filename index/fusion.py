@@ -17,7 +17,8 @@ from meshdex.index.errors import InvalidArgument
 RRF_K = 60  # the constant of the original paper; damps the weight of the very first ranks
 # Plain RRF lets passages that match only a query's common words, but appear in both lists,
 # outrank the one passage holding its rare identifier. So the keyword ranking is cut to hits
-# scoring at least this share of the best BM25 score before fusing (0 keeps all: plain RRF).
+# scoring at least this share of the best BM25 score before fusing (0 keeps all: plain RRF;
+# measured: identifiers hit@10 0.610 against 0.585, FAQ MRR 0.801 against 0.797).
 KEYWORD_MIN_RELATIVE_SCORE = 0.5
 
 
@@ -27,6 +28,8 @@ class SearchMode(StrEnum):
     HYBRID = "hybrid"
 
 
+# Measured (bench/results/keyword.md, hit@3 of the known passage): hybrid 0.925 against
+# semantic 0.626 on the FAQ questions, 0.341 against 0.317 on identifier queries.
 DEFAULT_SEARCH_MODE = SearchMode.HYBRID
 SEARCH_MODES = tuple(mode.value for mode in SearchMode)
 

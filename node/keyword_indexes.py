@@ -1,9 +1,10 @@
 """The node's keyword (BM25) indexes: one per collection, kept beside its ``.leann`` bundle.
 
 A keyword index is rebuilt locally from the store's passages rather than shipped inside the
-bundle: measured on the docs corpus (``bench/bench_keyword.py``) it is 16% of the raw text, a
-sixth more bytes on every bundle transfer and twice on disk once unpacked, against a few
-seconds to rebuild it from passages the receiving device already holds. It lives in
+bundle: measured on the docs corpus (``bench/results/keyword.md``) it is 19% of the raw text,
+five times the 3.9% the rest of the index takes, on every bundle transfer (and twice on disk
+once unpacked, as tantivy reads a directory), against 1.2 s to rebuild it from passages the
+receiving device already holds. It lives in
 ``DATA_DIR/indexes/keyword/COLLECTION/BUNDLE_ID/`` so it always names the bundle generation it
 matches: a build updates it with the same delta (or builds it afresh), and a search that finds
 none for the current bundle (one received from a peer, or an older data directory) builds it
