@@ -157,12 +157,12 @@ class KeywordIndex:
         A query with no word characters matches nothing (an empty list, not an error).
         """
         terms = query_terms(query)
-        if not terms or k < 1:
+        total = len(self)
+        if not terms or k < 1 or total == 0:  # tantivy panics on a search limit of 0
             return []
         clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, TEXT_FIELD, term))
                    for term in terms]
         tantivy_query = tantivy.Query.boolean_query(clauses)
-        total = len(self)
         limit = min(total, k * FIRST_FETCH_FACTOR)
         while True:
             found = self._searcher.search(tantivy_query, limit, count=False).hits

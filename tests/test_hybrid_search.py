@@ -169,6 +169,11 @@ def test_keyword_index_update_writes_a_new_directory_and_leaves_the_old_one(tmp_
     assert [hit.label for hit in KeywordIndex.open(tmp_path / "two").search("delta", 5)] == [3]
 
 
+def test_an_empty_keyword_index_matches_nothing(tmp_path: Path):
+    # a bundle whose passages this store does not hold yet indexes no keyword passages
+    assert KeywordIndex.build(tmp_path / "empty", [], []).search("anything", 5) == []
+
+
 @pytest.mark.parametrize(("query", "terms"), [
     ("parse_args", ["parse_args"]),
     ("os.path.join", ["os", "path", "join"]),
