@@ -239,12 +239,13 @@ class MeshdexClient:
     def search(self, collection: str, query: str, *, top_k: int = wire.DEFAULT_TOP_K,
                filter: str | dict[str, Any] | None = None,
                params: dict[str, Any] | None = None,
-               deadline: float | None = None) -> SearchResults:
+               deadline: float | None = None, mode: str | None = None) -> SearchResults:
         """The ``top_k`` closest passages; ``deadline`` is a ``time.monotonic()`` instant."""
         request = pb.SearchRequest(
             collection=collection, query=query, top_k=top_k,
             filter=wire.to_json(filter) if isinstance(filter, dict) else (filter or ""),
             params_json=wire.to_json(params) if params else "",
+            mode=mode or "",
         )
         return wire.search_result_from_wire(self._call("Search", request, deadline=deadline))
 

@@ -14,6 +14,7 @@ bundle says exactly which writes it holds and ``status`` calls it current only w
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -36,13 +37,20 @@ from meshdex.index.bundle_manifest import BundleManifest, CacheManifest, HlcStam
 from meshdex.index.chunking import passage_label
 from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import embedder_from_spec
-from meshdex.index.engine import Index
+from meshdex.index.engine import Index, SearchStats
 from meshdex.index.errors import BundleCorrupt, BundleError, IndexNotBuilt, InvalidArgument
 from meshdex.index.filters import Filter, parse_filter
+from meshdex.index.fusion import (
+    SearchMode,
+    confident_keyword_labels,
+    reciprocal_rank_fusion,
+    search_mode,
+)
 from meshdex.index.params import BuildParams, SearchParams
 from meshdex.node.decision_log import KEEP_ENTRIES as KEEP_DECISIONS
 from meshdex.node.decision_log import DecisionLog
 from meshdex.node.generations import GenerationRecord
+from meshdex.node.keyword_indexes import KeywordIndexes
 from meshdex.node.paths import INDEX_DIR_NAME, PRIVATE_DIR_MODE
 from meshdex.node.records import (
     CollectionInfo,
@@ -155,6 +163,7 @@ class IndexManager:
         self._build_locks: dict[str, threading.RLock] = {}
         self.decisions = DecisionLog(store.data_dir / INDEX_DIR_NAME)
         self.generations = GenerationRecord(store.data_dir / INDEX_DIR_NAME)
+        self.keywords = KeywordIndexes(store.data_dir / INDEX_DIR_NAME)
         self._open_lock = threading.Lock()
 
     @contextmanager
@@ -251,6 +260,9 @@ class IndexManager:
                 if progress is not None:
                     progress("embedding", len(texts), len(texts))
             manifest = self._write(collection, index, current.manifest, state)
+            self._update_keywords(collection, manifest, current.manifest.bundle_id,
+                                  added=[(wanted[labels_now[label]], label) for label in added],
+                                  removed=removed, wanted=wanted)
             return self._report(collection, manifest, "delta",
                                 f"added {len(added)} and removed {len(removed)} passages "
                                 "in place", len(wanted), len(added), len(removed), started)
@@ -266,8 +278,29 @@ class IndexManager:
             progress=(lambda done, total: progress("embedding", done, total)) if progress else None,
         )
         manifest = self._write(collection, index, current.manifest if current else None, state)
+        self._update_keywords(collection, manifest, None, added=(), removed=(), wanted=wanted)
         return self._report(collection, manifest, "built", reason, len(keys), len(keys), 0,
                             started)
+
+    def _update_keywords(self, collection: str, manifest: BundleManifest,
+                         parent_bundle_id: str | None, *, added: list[tuple[str, int]] | tuple[()],
+                         removed: list[int] | tuple[()], wanted: dict[bytes, str]) -> None:
+        """Bring the keyword index along with the bundle just written.
+
+        It is derived data: if this fails, the bundle stands and the first keyword or hybrid
+        search rebuilds it, so the failure is logged rather than failing the build.
+        """
+        def everything() -> tuple[list[str], list[int]]:
+            keys = sorted(wanted)
+            return [wanted[key] for key in keys], [passage_label(key) for key in keys]
+
+        try:
+            self.keywords.after_build(collection, manifest.bundle_id,
+                                      parent_bundle_id=parent_bundle_id, added=added,
+                                      removed=removed, everything=everything)
+        except (OSError, ValueError) as error:
+            logger.warning("keyword index of %r not updated (rebuilt on first use): %s",
+                           collection, error)
 
     def _rebuild_reason(
         self,
@@ -371,12 +404,16 @@ class IndexManager:
         filter: str | Mapping[str, Any] | None = None,
         params: SearchParams | None = None,
         deadline: float | None = None,
+        mode: str | None = None,
     ) -> SearchResults:
         """The ``top_k`` passages of ``collection`` most similar to ``query``.
 
         ``filter`` (shorthand or JSON, see ``meshdex.index.filters``) applies to document
-        metadata during the search. Raises ``IndexNotBuilt`` before the first build,
-        ``FingerprintMismatch`` if the collection's embedder no longer matches the bundle.
+        metadata during the search. ``mode`` (``meshdex.index.fusion``): "semantic" ranks by
+        cosine similarity (the score), "keyword" by BM25 (the score), "hybrid" (the default)
+        fuses both rankings (the score is the fused rank score). Raises ``IndexNotBuilt``
+        before the first build, ``FingerprintMismatch`` if the collection's embedder no longer
+        matches the bundle.
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgument("query must be non-empty text")
@@ -385,10 +422,14 @@ class IndexManager:
                                   f"{MAX_QUERY_CHARS}")
         if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
             raise InvalidArgument(f"top_k must be an integer in [1, {MAX_TOP_K}], got {top_k!r}")
+        chosen = search_mode(mode)
         info = self.store.get_collection(collection)
         condition = parse_filter(filter) if filter else None
         opened = self._load(collection, required=True)
         resolver = _HitResolver(self.store, collection, condition)
+        if chosen is not SearchMode.SEMANTIC:
+            return self._keyword_search(collection, query, top_k, chosen, opened, resolver,
+                                        info=info, params=params, deadline=deadline)
         result = opened.index.search(
             query,
             top_k,
@@ -402,6 +443,46 @@ class IndexManager:
         hits = [resolver.hit(hit.label, hit.score) for hit in result.hits]
         return SearchResults(collection=collection,
                              hits=[hit for hit in hits if hit is not None], stats=result.stats)
+
+    def _keyword_search(
+        self, collection: str, query: str, top_k: int, mode: SearchMode, opened: _OpenIndex,
+        resolver: _HitResolver, *, info: CollectionInfo, params: SearchParams | None,
+        deadline: float | None,
+    ) -> SearchResults:
+        started = time.perf_counter()
+        keywords = self.keywords.for_search(
+            collection, opened.manifest.bundle_id,
+            lambda: self._bundle_passages(collection, opened.index))
+        keyword_hits = keywords.search(query, top_k, accept=resolver.accept)
+        if mode is SearchMode.KEYWORD:
+            ranked = [(hit.label, hit.score) for hit in keyword_hits]
+            stats = SearchStats(strategy="keyword (bm25)")
+        else:
+            semantic = opened.index.search(
+                query, top_k, embedder=self.embedder_for(info),
+                texts=lambda labels: self.store.passage_texts(collection, labels),
+                accept=resolver.accept, params=params, deadline=deadline)
+            keyword_labels = confident_keyword_labels(
+                [(hit.label, hit.score) for hit in keyword_hits])
+            ranked = reciprocal_rank_fusion(
+                [[hit.label for hit in semantic.hits], keyword_labels], top_k)
+            stats = dataclasses.replace(semantic.stats,
+                                        strategy=f"hybrid (rrf: {semantic.stats.strategy} + bm25)")
+        stats.total_seconds = time.perf_counter() - started
+        hits = [resolver.hit(label, score) for label, score in ranked]
+        return SearchResults(collection=collection,
+                             hits=[hit for hit in hits if hit is not None], stats=stats)
+
+    def _bundle_passages(self, collection: str, index: Index) -> tuple[list[str], list[int]]:
+        """The live passages a bundle indexes, as texts and labels, for its keyword index."""
+        indexed = set(index.labels(live_only=True).tolist())
+        texts, labels = [], []
+        for key, text in self.store.iter_passages(collection):
+            label = passage_label(key)
+            if label in indexed:  # passages added since the build wait for the next build
+                texts.append(text)
+                labels.append(label)
+        return texts, labels
 
     # ------------------------------------------------------------------------ stats
 

@@ -1,7 +1,10 @@
 """Turning files and JSONL into documents, and feeding them to a ``Node`` with a full account.
 
 Walking: text (txt, md, rst, ...), HTML (text extracted with the standard library's parser)
-and source code, chosen by extension, also gzipped (``.md.gz``, as Debian ships docs).
+and source code, chosen by extension, also gzipped (``.md.gz``, as Debian ships docs). Richer
+sources (PDF, mail, browser history, chat exports, Python split by symbol) are read by a
+``SourceReader`` the caller passes in: claimed by file type while walking, or named explicitly
+(``source=``) for a file or folder; one source may yield many documents, each bad one reported.
 Hidden files and folders, binaries (a NUL byte in the first block), unsupported types and
 empty files are skipped and counted by reason. Problems
 with one input (bad UTF-8, an invalid JSON line, metadata that is not an object, empty text)
@@ -19,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from meshdex.index.errors import InvalidArgument
 from meshdex.index.json_limits import MAX_JSON_DEPTH, loads_json
@@ -103,6 +106,31 @@ class FileTask:
     path: Path
     doc_id: str
     relative: str
+    reader: SourceReader | None = None  # None: read as one text file (``read_file``)
+
+
+class SourceReader(Protocol):
+    """Reads one kind of source (a PDF, a mailbox, a history database...) into documents.
+
+    Implementations live in ``meshdex.node.readers``, one module each; ingestion only needs
+    this much of them.
+    """
+
+    kind: str  # the name ``meshdex add --source KIND`` uses, e.g. "pdf"
+
+    def claims(self, path: Path) -> bool:
+        """Whether a file met while walking is this reader's (by name or suffix; no I/O)."""
+        ...
+
+    def read(self, task: FileTask) -> Iterator[IngestItem]:
+        """One item per document in ``task.path`` (a file, or a folder for folder sources).
+
+        Must not raise for bad input: an unreadable or malformed source, or one bad record in
+        it, is an item with ``error`` and every other record still comes out. Document ids
+        start with ``task.doc_id`` (mail: the message id, so copies collapse) and are the same
+        on every read of the same input.
+        """
+        ...
 
 
 @dataclass(kw_only=True)
@@ -144,7 +172,12 @@ SYMLINK_OUTSIDE = "symlink leading outside the folders given (--follow-symlinks 
 
 
 def collect_files(
-    paths: Sequence[Path], *, id_prefix: str | None = None, follow_symlinks: bool = False
+    paths: Sequence[Path],
+    *,
+    id_prefix: str | None = None,
+    follow_symlinks: bool = False,
+    readers: Sequence[SourceReader] = (),
+    source: SourceReader | None = None,
 ) -> tuple[list[FileTask], list[IngestItem]]:
     """Walk ``paths`` (files or folders) in sorted order.
 
@@ -153,7 +186,8 @@ def collect_files(
     given directly) followed by its path relative to the folder given. A symlink met in a
     folder whose target lies outside every folder given is skipped, with a warning naming it,
     unless ``follow_symlinks``: adding ``~/notes`` must not index ``/etc/passwd`` because a
-    link points there.
+    link points there. A file one of ``readers`` claims is read by it; with ``source`` every
+    path given, file or folder, is one source for that reader and nothing is walked.
     """
     tasks: list[FileTask] = []
     decided: list[IngestItem] = []
@@ -162,16 +196,29 @@ def collect_files(
         given = Path(given)
         if not given.exists():
             decided.append(IngestItem(origin=str(given), error="no such file or directory"))
+        elif source is not None:
+            prefix = id_prefix if id_prefix is not None else ""
+            resolved = given.resolve()
+            tasks.append(FileTask(path=resolved, doc_id=prefix + resolved.name,
+                                  relative=resolved.name, reader=source))
         elif given.is_dir():
             root = given.resolve()
             prefix = id_prefix if id_prefix is not None else f"{root.name}/"
             walk = _FolderWalk(root=root, prefix=prefix, roots=roots,
-                               follow_symlinks=follow_symlinks)
+                               follow_symlinks=follow_symlinks, readers=readers)
             walk.run(tasks, decided)
         else:
             prefix = id_prefix if id_prefix is not None else ""
-            _consider_file(given.resolve(), given.name, prefix, tasks, decided)
+            _consider_file(given.resolve(), given.name, prefix, tasks, decided, readers)
     return tasks, decided
+
+
+def read_task(task: FileTask) -> Iterator[IngestItem]:
+    """The items of one collected task: its reader's documents, or the file as one text."""
+    if task.reader is None:
+        yield read_file(task)
+    else:
+        yield from task.reader.read(task)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,6 +229,7 @@ class _FolderWalk:
     prefix: str
     roots: list[Path]  # every folder given: a link into any of them stays inside
     follow_symlinks: bool
+    readers: Sequence[SourceReader]
 
     def _escapes(self, path: Path) -> bool:
         if self.follow_symlinks or not path.is_symlink():
@@ -213,7 +261,7 @@ class _FolderWalk:
                     decided.append(self._outside(path))
                     continue
                 _consider_file(path, path.relative_to(self.root).as_posix(), self.prefix,
-                               tasks, decided)
+                               tasks, decided, self.readers)
 
     @staticmethod
     def _outside(path: Path) -> IngestItem:
@@ -235,12 +283,21 @@ def _supported(suffix: str) -> bool:
 
 
 def _consider_file(
-    path: Path, relative: str, prefix: str, tasks: list[FileTask], decided: list[IngestItem]
+    path: Path,
+    relative: str,
+    prefix: str,
+    tasks: list[FileTask],
+    decided: list[IngestItem],
+    readers: Sequence[SourceReader] = (),
 ) -> None:
+    reader = next((reader for reader in readers if reader.claims(path)), None)
     if path.name.startswith("."):
         decided.append(IngestItem(origin=str(path), skipped="hidden"))
     elif not path.is_file():
         decided.append(IngestItem(origin=str(path), skipped="not a regular file"))
+    elif reader is not None:
+        tasks.append(FileTask(path=path, doc_id=prefix + relative, relative=relative,
+                              reader=reader))
     elif not _supported(_content_suffix(path)):
         decided.append(IngestItem(origin=str(path), skipped="unsupported type"))
     else:

@@ -202,16 +202,18 @@ class Node:
         filter: str | Mapping[str, Any] | None = None,
         params: SearchParams | Mapping[str, Any] | None = None,
         deadline: float | None = None,
+        mode: str | None = None,
     ) -> SearchResults:
-        """Top-k passages by exact score, filtered during the search (see ``IndexManager``).
+        """Top-k passages, filtered during the search (see ``IndexManager.search``).
 
-        ``params`` may be a ``SearchParams`` or its dict form (unknown keys: InvalidArgument).
+        ``params`` may be a ``SearchParams`` or its dict form (unknown keys: InvalidArgument);
+        ``mode`` is "semantic", "keyword" or "hybrid" (None: the default, hybrid).
         """
         if isinstance(params, Mapping):
             params = SearchParams.from_dict(dict(params))
         return self.indexes.search(
             check_collection_name(collection), query, top_k=top_k, filter=filter,
-            params=params, deadline=deadline,
+            params=params, deadline=deadline, mode=mode,
         )
 
     def index_stats(self, collection: str) -> IndexStats:

@@ -62,7 +62,8 @@ class NodeAPI(Protocol):
     def status(self) -> NodeStatus: ...
 
     def search(self, collection: str, query: str, *, top_k: int, filter: str | None,
-               params: dict[str, Any] | None, deadline: float | None) -> SearchResults: ...
+               params: dict[str, Any] | None, deadline: float | None,
+               mode: str | None) -> SearchResults: ...
 
     def build(self, collection: str, *, params: BuildParams | None = None, rebuild: bool = False,
               progress: ProgressCallback | None = None) -> BuildReport: ...
@@ -158,7 +159,7 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
         call = wire.search_request_from_wire(request)
         result = self.node.search(call.collection, call.query, top_k=call.top_k,
                                   filter=call.filter, params=call.params,
-                                  deadline=call_deadline(context))
+                                  deadline=call_deadline(context), mode=call.mode)
         return wire.search_result_to_wire(result)
 
     def Build(self, request: pb.BuildRequest,

@@ -290,6 +290,7 @@ class SearchCall:
     top_k: int
     filter: str | None
     params: dict[str, Any] | None
+    mode: str | None
 
 
 def search_request_from_wire(message: pb.SearchRequest) -> SearchCall:
@@ -300,6 +301,7 @@ def search_request_from_wire(message: pb.SearchRequest) -> SearchCall:
         top_k=message.top_k or DEFAULT_TOP_K,
         filter=message.filter.strip() or None,
         params=json_object(message.params_json, "params_json") or None,
+        mode=message.mode.strip() or None,
     )
 
 

@@ -10,7 +10,7 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,15 @@ from meshdex.index.embedders import EMBEDDER_KINDS, EmbedderSpec
 from meshdex.index.embedders_local import MODEL_ID, PRECISIONS
 from meshdex.index.errors import InvalidArgument
 from meshdex.node.cli.remote import open_node
-from meshdex.node.ingest import IngestSummary, collect_files, ingest, read_file, read_jsonl
+from meshdex.node.ingest import (
+    IngestItem,
+    IngestSummary,
+    collect_files,
+    ingest,
+    read_jsonl,
+    read_task,
+)
+from meshdex.node.readers import READERS, reader_named
 from meshdex.node.records import CollectionInfo
 from meshdex.node.service import DEFAULT_COLLECTION
 from tqdm import tqdm
@@ -150,6 +158,18 @@ def init_command(
     help="Also read what symlinks in the folders point to outside them (default: skipped, "
     "with a line naming each).",
 )
+@click.option(
+    "--source",
+    "source_kind",
+    type=click.Choice(sorted(READERS)),
+    help="Read every PATH (file or folder) as this kind of source instead of by file type; "
+    "needed for folder sources (slack, a Maildir for email) and renamed files.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Read everything and show what would be added, skipped or refused; change nothing.",
+)
 @json_option
 @click.pass_context
 def add_command(
@@ -159,32 +179,50 @@ def add_command(
     collection: str,
     id_prefix: str | None,
     follow_symlinks: bool,
+    source_kind: str | None,
+    dry_run: bool,
     as_json: bool,
 ) -> None:
     """Add files, folders or JSONL documents to a collection (created if missing).
 
-    Folders are walked for text (txt, md, rst), HTML (text extracted) and source code;
-    hidden files, binaries and other types are skipped and counted. Unchanged documents are
-    left alone, changed ones replaced. Bad inputs are reported with file and line, the rest
-    still go in, and the exit code is 11 (partial failure). When nothing could be added and
-    something was skipped (e.g. `add /bin/ls`), the exit code is 2. Symlinks leading outside
-    the folders given are skipped unless --follow-symlinks.
+    Folders are walked for text (txt, md, rst), HTML (text extracted), source code (Python
+    split into one document per function and class, with its symbol name in metadata), PDF
+    (one document per page), email (.eml, .mbox: one per message), browser history (Chrome
+    History, Firefox places.sqlite) and ChatGPT conversations.json; hidden files, binaries and
+    other types are skipped and counted. --source reads a path as one kind of source (slack
+    export folders, Maildir folders). Unchanged documents are left alone, changed ones
+    replaced. Bad inputs are reported with file and line, the rest still go in, and the exit
+    code is 11 (partial failure). When nothing could be added and something was skipped (e.g.
+    `add /bin/ls`), the exit code is 2. Symlinks leading outside the folders given are skipped
+    unless --follow-symlinks.
 
     \b
     Example:
       meshdex add ~/notes
       meshdex add README.md docs/ --collection project
       meshdex add --jsonl articles.jsonl
+      meshdex add ~/Mail/inbox --source email -c mail
+      meshdex add slack-export/ --source slack --dry-run
     """
     if not paths and not jsonl_files:
         raise click.UsageError("give at least one PATH or --jsonl FILE")
-    tasks, decided = collect_files(list(paths), id_prefix=id_prefix,
-                                   follow_symlinks=follow_symlinks)
+    source = reader_named(source_kind) if source_kind else None
+    tasks, decided = collect_files(
+        list(paths), id_prefix=id_prefix, follow_symlinks=follow_symlinks,
+        readers=list(READERS.values()), source=source,
+    )
     items = itertools.chain(
         decided,
-        (read_file(task) for task in tasks),
+        itertools.chain.from_iterable(read_task(task) for task in tasks),
         itertools.chain.from_iterable(read_jsonl(path) for path in jsonl_files),
     )
+    if dry_run:
+        failed = _print_dry_run(items, as_json)
+        if failed:
+            from meshdex.node.cli.main import EXIT_PARTIAL_FAILURE  # main imports this module
+
+            ctx.exit(EXIT_PARTIAL_FAILURE)
+        return
     total = None if jsonl_files else len(decided) + len(tasks)
     with (
         open_node(ctx) as node,
@@ -205,6 +243,30 @@ def add_command(
         ctx.exit(EXIT_CODES[InvalidArgument])
     if summary.partial_failure:
         ctx.exit(EXIT_PARTIAL_FAILURE)
+
+
+def _print_dry_run(items: Iterable[IngestItem], as_json: bool) -> bool:
+    """List what ``add`` would do with each item; True when any item is an error."""
+    listed = [
+        {"origin": item.origin, "action": "add", "id": item.doc.id,
+         "metadata": item.doc.metadata, "chars": len(item.doc.text)}
+        if item.doc is not None
+        else {"origin": item.origin, "action": "skip", "reason": item.skipped}
+        if item.skipped is not None
+        else {"origin": item.origin, "action": "error", "reason": item.error or "unreadable"}
+        for item in items
+    ]
+    if as_json:
+        _print_json(listed)
+    else:
+        for entry in listed:
+            if entry["action"] == "add":
+                click.echo(f"would add {entry['id']} ({entry['chars']} chars) from "
+                           f"{entry['origin']}")
+            else:
+                click.echo(f"would {entry['action']} {entry['origin']}: {entry['reason']}",
+                           err=entry["action"] == "error")
+    return any(entry["action"] == "error" for entry in listed)
 
 
 def _print_summary(summary: IngestSummary, as_json: bool) -> None:

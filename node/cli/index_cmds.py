@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 import click
 from meshdex.index.errors import InvalidArgument
+from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
 from meshdex.index.params import BuildParams
 from meshdex.node.cli.docs_cmds import collection_option, json_option
 from meshdex.node.cli.remote import open_node
@@ -179,18 +180,26 @@ def _read_queries(path: Path) -> list[tuple[int, str]]:
     help="Answer every query of a JSONL file ({\"query\": ...} per line), loading the model "
     "once; prints one JSON line per query.",
 )
+@click.option(
+    "--mode", type=click.Choice(SEARCH_MODES), default=DEFAULT_SEARCH_MODE.value,
+    show_default=True,
+    help="semantic: by meaning (embeddings); keyword: BM25 over the words, for exact names, "
+    "error codes and identifiers; hybrid: both rankings fused.",
+)
 @json_option
 @click.pass_context
 def search_command(
     ctx: click.Context, query: str | None, collection: str, top_k: int,
-    filter_spec: str | None, params: tuple[str, ...], queries: Path | None, as_json: bool,
+    filter_spec: str | None, params: tuple[str, ...], queries: Path | None, mode: str,
+    as_json: bool,
 ) -> None:
-    """Find the passages most similar to QUERY.
+    """Find the passages that best answer QUERY.
 
     \b
     Example:
       meshdex search "how do I read a file line by line" --top-k 3
       meshdex search "pickling" --filter "source~library" --json
+      meshdex search "EADDRINUSE" --mode keyword
       meshdex search --queries questions.jsonl --json > answers.jsonl
     """
     if (query is None) == (queries is None):
@@ -200,7 +209,7 @@ def search_command(
     with open_node(ctx, readonly=True) as node:
         for _, text in batch:
             results = node.search(collection, text, top_k=top_k, filter=filter_spec,
-                                  params=knobs)
+                                  params=knobs, mode=mode)
             if queries is not None:
                 click.echo(json.dumps(_results_dict(text, results), ensure_ascii=False))
             elif as_json:

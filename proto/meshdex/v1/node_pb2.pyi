@@ -182,18 +182,20 @@ class Document(_message.Message):
     def __init__(self, id: _Optional[str] = ..., collection: _Optional[str] = ..., source: _Optional[str] = ..., metadata_json: _Optional[str] = ..., text: _Optional[str] = ..., content_hash: _Optional[str] = ..., hlc: _Optional[str] = ..., passage_keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "query", "top_k", "filter", "params_json")
+    __slots__ = ("collection", "query", "top_k", "filter", "params_json", "mode")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     query: str
     top_k: int
     filter: str
     params_json: str
-    def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[str] = ..., params_json: _Optional[str] = ...) -> None: ...
+    mode: str
+    def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[str] = ..., params_json: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
 
 class SearchHit(_message.Message):
     __slots__ = ("document_id", "source", "metadata_json", "passage", "score")

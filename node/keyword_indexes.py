@@ -1,0 +1,100 @@
+"""The node's keyword (BM25) indexes: one per collection, kept beside its ``.leann`` bundle.
+
+A keyword index is rebuilt locally from the store's passages rather than shipped inside the
+bundle: measured on the docs corpus (``bench/results/keyword.md``) it is 19% of the raw text,
+five times the 3.9% the rest of the index takes, on every bundle transfer (and twice on disk
+once unpacked, as tantivy reads a directory), against 1.2 s to rebuild it from passages the
+receiving device already holds. It lives in
+``DATA_DIR/indexes/keyword/COLLECTION/BUNDLE_ID/`` so it always names the bundle generation it
+matches: a build updates it with the same delta (or builds it afresh), and a search that finds
+none for the current bundle (one received from a peer, or an older data directory) builds it
+first. Directories of superseded bundles are removed once the new one is in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from meshdex.index.keyword import KeywordIndex
+
+logger = logging.getLogger(__name__)
+
+KEYWORD_DIR_NAME = "keyword"
+
+TextsOf = Callable[[], tuple[Sequence[str], Sequence[int]]]  # (texts, labels) to index
+
+
+class KeywordIndexes:
+    """Keyword indexes of one data directory's collections; safe to share between threads."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / KEYWORD_DIR_NAME
+        self._open: dict[str, tuple[str, KeywordIndex]] = {}  # collection -> (bundle id, index)
+        self._lock = threading.Lock()
+
+    def _path(self, collection: str, bundle_id: str) -> Path:
+        return self.root / collection / bundle_id
+
+    def after_build(
+        self,
+        collection: str,
+        bundle_id: str,
+        *,
+        parent_bundle_id: str | None,
+        added: Iterable[tuple[str, int]],
+        removed: Iterable[int],
+        everything: TextsOf,
+    ) -> KeywordIndex:
+        """Index the bundle ``bundle_id`` just written: the delta applied to the parent's
+        keyword index when there is one, else ``everything`` indexed afresh."""
+        path = self._path(collection, bundle_id)
+        parent = self._path(collection, parent_bundle_id) if parent_bundle_id else None
+        with self._lock:
+            if parent is not None and parent.is_dir():
+                index = KeywordIndex.open(parent).updated(path, added=added, removed=removed)
+            else:
+                texts, labels = everything()
+                index = KeywordIndex.build(path, texts, labels)
+            self._install(collection, bundle_id, index)
+        return index
+
+    def for_search(self, collection: str, bundle_id: str, everything: TextsOf) -> KeywordIndex:
+        """The keyword index matching bundle ``bundle_id``, built from ``everything`` if none."""
+        with self._lock:
+            cached = self._open.get(collection)
+            if cached is not None and cached[0] == bundle_id:
+                return cached[1]
+            path = self._path(collection, bundle_id)
+            try:
+                index = KeywordIndex.open(path)
+            except (OSError, ValueError):
+                index = self._build_missing(path, everything)
+            self._install(collection, bundle_id, index)
+            return index
+
+    def _build_missing(self, path: Path, everything: TextsOf) -> KeywordIndex:
+        texts, labels = everything()
+        logger.info("building the keyword index for %s (%d passages)", path, len(texts))
+        try:
+            return KeywordIndex.build(path, texts, labels)
+        except OSError as error:
+            try:
+                return KeywordIndex.open(path)  # another process built it meanwhile
+            except (OSError, ValueError):
+                pass
+            # A read-only data directory: the index still serves, from memory.
+            logger.warning("keyword index kept in memory: cannot write %s: %s", path, error)
+            return KeywordIndex.build(None, texts, labels)
+
+    def _install(self, collection: str, bundle_id: str, index: KeywordIndex) -> None:
+        self._open[collection] = (bundle_id, index)
+        folder = self.root / collection
+        if index.path is None or not folder.is_dir():
+            return
+        for stale in folder.iterdir():
+            if stale.name != bundle_id and ".tmp-" not in stale.name:  # not a writer's scratch
+                shutil.rmtree(stale, ignore_errors=True)

@@ -1,0 +1,95 @@
+"""PDF files (``pypdf``): one document per page with text, page numbers in metadata.
+
+A page without extractable text (a scan) is counted as a skip, and a PDF with no text at all
+is an error, so an OCR-less scan never disappears silently. Encrypted PDFs that need a
+password are refused: meshdex has nowhere safe to take the password from.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pypdf
+from meshdex.node.ingest import FileTask, IngestItem
+from meshdex.node.readers._common import SourceTooLarge, os_error_reason, read_bounded
+from meshdex.node.records import DocumentInput
+from pypdf import PasswordType
+from pypdf.errors import PyPdfError
+
+PDF_SUFFIX = ".pdf"
+PAGE_WITHOUT_TEXT = "pdf page without text (scanned?)"
+# pypdf signals a malformed file with its own errors and, deep in the parser, with plain
+# Python ones; every one of them means "this file cannot be read", never a crash.
+PDF_MALFORMED_ERRORS: tuple[type[Exception], ...] = (
+    PyPdfError,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    RecursionError,
+)
+
+
+class PdfReader:
+    """Text per page of a PDF file."""
+
+    kind = "pdf"
+
+    def claims(self, path: Path) -> bool:
+        return path.suffix.lower() == PDF_SUFFIX
+
+    def read(self, task: FileTask) -> Iterator[IngestItem]:
+        origin = str(task.path)
+        try:
+            data = read_bounded(task.path)
+        except SourceTooLarge:
+            yield IngestItem(origin=origin, skipped="too large")
+            return
+        except OSError as error:
+            yield IngestItem(origin=origin, error=os_error_reason(error))
+            return
+        try:
+            pages = _page_texts(data)
+        except _Encrypted:
+            yield IngestItem(origin=origin, error="encrypted PDF: needs a password; decrypt it "
+                             "first (e.g. qpdf --decrypt) and add the copy")
+            return
+        except PDF_MALFORMED_ERRORS as error:
+            yield IngestItem(origin=origin, error=f"not a readable PDF: {error}")
+            return
+        title, texts = pages
+        if not any(text.strip() for text in texts):
+            yield IngestItem(origin=origin, error=f"no extractable text on any of {len(texts)} "
+                             "page(s) (a scan? run OCR first)")
+            return
+        for number, text in enumerate(texts, start=1):
+            page_origin = f"{origin}#page={number}"
+            if not text.strip():
+                yield IngestItem(origin=page_origin, skipped=PAGE_WITHOUT_TEXT)
+                continue
+            metadata: dict[str, object] = {
+                "path": task.relative, "type": "pdf", "page": number, "pages": len(texts),
+            }
+            if title:
+                metadata["title"] = title
+            doc = DocumentInput(id=f"{task.doc_id}#page={number}", text=text,
+                                metadata=metadata, source=origin)
+            yield IngestItem(origin=page_origin, doc=doc)
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _page_texts(data: bytes) -> tuple[str | None, list[str]]:
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    # An owner-password-only PDF (print/copy restrictions) opens with the empty user password.
+    if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+        raise _Encrypted
+    texts = [page.extract_text() or "" for page in reader.pages]
+    info = reader.metadata
+    title = (info.title or "").strip() if info is not None else ""
+    return title or None, texts

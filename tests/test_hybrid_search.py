@@ -1,0 +1,199 @@
+"""Keyword (BM25) and hybrid search beside semantic: the planted rare token, the semantic answer
+when no word matches, and the keyword index kept in step with builds, filters and deletes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fakes import HashingEmbedder
+from grpc_support import started_node
+from meshdex.index.errors import InvalidArgument
+from meshdex.index.fusion import (
+    DEFAULT_SEARCH_MODE,
+    confident_keyword_labels,
+    reciprocal_rank_fusion,
+)
+from meshdex.index.keyword import KeywordIndex, query_terms
+from meshdex.node.cli.main import cli
+from meshdex.node.indexing import IndexManager
+from meshdex.node.keyword_indexes import KEYWORD_DIR_NAME
+from meshdex.node.records import DocumentInput
+from meshdex.node.service import Node
+
+PLANTED = DocumentInput(id="planted", text=(
+    "Notes from the garden committee. We planted tulips along the east fence, agreed to buy "
+    "two new watering cans, and moved the compost bins behind the shed. Reference QZ-7731 was "
+    "used for the seed order. Next meeting is in April."))
+TYRE = DocumentInput(id="tyre", text=(
+    "How to change a flat tyre on your car: loosen the wheel nuts, jack up the vehicle, swap "
+    "the wheel, tighten the nuts."))
+TICKETS = [DocumentInput(id=f"ticket-{n}", text=f"Ticket QZ-77{n:02d}: the printer on floor "
+                         f"{n % 5} reports a paper jam and needs service.")
+           for n in range(40) if n != 31]
+
+
+@pytest.fixture(scope="module")
+def planted_node(tmp_path_factory, real_embedder):  # the real model, loaded once per session
+    with Node.open(tmp_path_factory.mktemp("hybrid")) as node:
+        node.upsert_documents("c", [*TICKETS, PLANTED, TYRE], create_missing=True)
+        node.build("c")
+        yield node
+
+
+def ranks(node: Node, query: str, mode: str, top_k: int = 10) -> list[str]:
+    return [hit.document_id for hit in node.search("c", query, top_k=top_k, mode=mode).hits]
+
+
+def test_hybrid_finds_a_rare_token_that_semantic_search_ranks_outside_the_top_10(planted_node):
+    assert "planted" not in ranks(planted_node, "QZ-7731", "semantic")
+    assert ranks(planted_node, "QZ-7731", "keyword")[0] == "planted"
+    assert "planted" in ranks(planted_node, "QZ-7731", "hybrid", top_k=3)
+
+
+def test_hybrid_gives_the_semantic_answer_when_no_keyword_matches(planted_node):
+    query = "replacing punctured automobile rims"  # no word of it is in any passage
+    assert ranks(planted_node, query, "keyword") == []
+    assert ranks(planted_node, query, "hybrid", top_k=3) == ranks(planted_node, query,
+                                                                   "semantic", top_k=3)
+    assert ranks(planted_node, query, "hybrid")[0] == "tyre"
+
+
+def test_the_default_mode_is_the_measured_one(planted_node):
+    default = planted_node.search("c", "QZ-7731", top_k=3)
+    assert [hit.document_id for hit in default.hits] == ranks(planted_node, "QZ-7731",
+                                                              DEFAULT_SEARCH_MODE, top_k=3)
+
+
+# ------------------------------------------------------------------ mechanics (fake model)
+
+
+@pytest.fixture
+def node(tmp_path: Path):
+    embedder = HashingEmbedder()
+    with Node.open(tmp_path / "data") as opened:
+        opened.indexes = IndexManager(opened.store, embedder_factory=lambda info: embedder)
+        opened.upsert_documents("c", [
+            DocumentInput(id="a", text="the kettle boils water for tea", metadata={"room": "k"}),
+            DocumentInput(id="b", text="error EADDRINUSE means the port is taken",
+                          metadata={"room": "office"}),
+            DocumentInput(id="c", text="EADDRINUSE again: another server holds port 7710",
+                          metadata={"room": "k"}),
+        ], create_missing=True)
+        opened.build("c")
+        yield opened
+
+
+def keyword_dirs(node: Node) -> list[str]:
+    folder = node.data_dir / "indexes" / KEYWORD_DIR_NAME / "c"
+    return sorted(os.listdir(folder))
+
+
+def test_keyword_search_applies_filters_and_never_returns_deleted_documents(node: Node):
+    assert sorted(ranks(node, "eaddrinuse", "keyword")) == ["b", "c"]
+    assert ranks(node, "EADDRINUSE", "keyword") == ranks(node, "eaddrinuse", "keyword")
+    hits = node.search("c", "EADDRINUSE", mode="keyword", filter="room=k").hits
+    assert [hit.document_id for hit in hits] == ["c"]
+    node.delete_documents("c", ["c"])  # not rebuilt yet: the index still holds its passage
+    assert ranks(node, "EADDRINUSE", "keyword") == ["b"]
+
+
+def test_delta_build_updates_the_keyword_index_in_step_with_the_bundle(node: Node):
+    before = keyword_dirs(node)
+    node.upsert_documents("c", [DocumentInput(id="d", text="the zebrafish tank needs a heater")])
+    node.delete_documents("c", ["a"])
+    report = node.build("c")
+    assert report.action == "delta"
+    assert ranks(node, "zebrafish", "keyword") == ["d"]
+    assert ranks(node, "kettle", "keyword") == []
+    after = keyword_dirs(node)
+    assert after == [node.indexes.manifest("c").bundle_id] and after != before
+
+
+def test_a_bundle_without_its_keyword_index_gets_one_built_on_first_search(node: Node):
+    folder = node.data_dir / "indexes" / KEYWORD_DIR_NAME
+    for path in sorted(folder.rglob("*"), reverse=True):  # as a bundle received from a peer
+        path.rmdir() if path.is_dir() else path.unlink()
+    reopened = IndexManager(node.store, embedder_factory=lambda info: HashingEmbedder())
+    node.indexes = reopened
+    assert sorted(ranks(node, "port", "keyword")) == ["b", "c"]
+    assert keyword_dirs(node) == [reopened.manifest("c").bundle_id]
+
+
+def test_an_unknown_mode_is_invalid_argument(node: Node):
+    with pytest.raises(InvalidArgument, match="unknown search mode 'fuzzy'"):
+        node.search("c", "tea", mode="fuzzy")
+
+
+def test_cli_search_takes_a_mode(tmp_path: Path):
+    data = tmp_path / "data"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("error EADDRINUSE means the port is taken")
+    (docs / "b.txt").write_text("the kettle boils water for tea")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--data-dir", str(data), "add", str(docs)]).exit_code == 0
+    with Node.open(data) as opened:  # the fake model keeps this test fast
+        opened.indexes = IndexManager(opened.store,
+                                      embedder_factory=lambda info: HashingEmbedder())
+        opened.build("default")
+    result = runner.invoke(cli, ["--data-dir", str(data), "search", "EADDRINUSE", "--mode",
+                                 "keyword", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [hit["document_id"] for hit in json.loads(result.output)["hits"]] == ["docs/a.txt"]
+    bad = runner.invoke(cli, ["--data-dir", str(data), "search", "x", "--mode", "fuzzy"])
+    assert bad.exit_code == 2 and "fuzzy" in bad.output
+
+
+def test_grpc_search_request_carries_the_mode(node: Node, tmp_path: Path):
+    with started_node(tmp_path / "served", node=node) as server, server.client("read") as client:
+        remote = client.search("c", "EADDRINUSE", mode="keyword")
+        assert [hit.document_id for hit in remote.hits] == ranks(node, "EADDRINUSE", "keyword")
+        with pytest.raises(InvalidArgument, match="unknown search mode"):
+            client.search("c", "tea", mode="fuzzy")
+
+
+# ----------------------------------------------------------------------- index pieces
+
+
+def test_keyword_index_update_writes_a_new_directory_and_leaves_the_old_one(tmp_path: Path):
+    first = KeywordIndex.build(tmp_path / "one", ["alpha beta", "beta gamma"], [1, 2])
+    second = first.updated(tmp_path / "two", added=[("gamma delta", 3)], removed=[1])
+    assert [hit.label for hit in first.search("alpha", 5)] == [1]
+    assert [hit.label for hit in second.search("alpha", 5)] == []
+    assert sorted(hit.label for hit in second.search("gamma", 5)) == [2, 3]
+    assert sorted(os.listdir(tmp_path)) == ["one", "two"]  # no scratch left behind
+    assert [hit.label for hit in KeywordIndex.open(tmp_path / "two").search("delta", 5)] == [3]
+
+
+def test_an_empty_keyword_index_matches_nothing(tmp_path: Path):
+    # a bundle whose passages this store does not hold yet indexes no keyword passages
+    assert KeywordIndex.build(tmp_path / "empty", [], []).search("anything", 5) == []
+
+
+@pytest.mark.parametrize(("query", "terms"), [
+    ("parse_args", ["parse_args"]),
+    ("os.path.join", ["os", "path", "join"]),
+    ("Error E4471 error", ["error", "e4471"]),
+    ("?!", []),
+])
+def test_query_terms_keep_identifiers_whole(query: str, terms: list[str]):
+    assert query_terms(query) == terms
+
+
+@pytest.mark.parametrize(("rankings", "fused"), [
+    ([[1, 2, 3], [3, 1]], [1, 3, 2]),  # in both lists beats one list
+    ([[1, 2], []], [1, 2]),            # no keyword hits: the semantic order
+    ([[], [5, 6]], [5, 6]),
+    ([[1, 2], [2, 1]], [1, 2]),        # a tie keeps the first seen
+])
+def test_reciprocal_rank_fusion(rankings, fused):
+    assert [label for label, _ in reciprocal_rank_fusion(rankings, 3)] == fused
+
+
+def test_only_keyword_hits_near_the_best_score_are_fused():
+    assert confident_keyword_labels([(7, 10.0), (8, 6.0), (9, 4.9)], 0.5) == [7, 8]
+    assert confident_keyword_labels([], 0.5) == []
