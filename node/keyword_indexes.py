@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from meshdex.index.keyword import KeywordIndex
+from meshdex.node.paths import make_tree_private
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class KeywordIndexes:
         folder = self.root / collection
         if index.path is None or not folder.is_dir():
             return
+        make_tree_private(self.root)  # tantivy writes its files with the process umask
         for stale in folder.iterdir():
             if stale.name != bundle_id and ".tmp-" not in stale.name:  # not a writer's scratch
                 shutil.rmtree(stale, ignore_errors=True)

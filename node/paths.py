@@ -66,9 +66,15 @@ def make_private(data_dir: Path) -> None:
         if entry.is_file():
             os.chmod(entry, PRIVATE_FILE_MODE)
         elif entry.name in OWN_DIR_NAMES and entry.is_dir():
-            for folder, _dirs, files in os.walk(entry):
-                os.chmod(folder, PRIVATE_DIR_MODE)
-                for name in files:
-                    path = Path(folder) / name
-                    if not path.is_symlink():
-                        os.chmod(path, PRIVATE_FILE_MODE)
+            make_tree_private(entry)
+
+
+def make_tree_private(root: Path) -> None:
+    """Make ``root``, every folder under it 0700 and every file 0600 (symlinks left alone): for
+    trees a library writes with the process umask (LMDB, tantivy)."""
+    for folder, _dirs, files in os.walk(root):
+        os.chmod(folder, PRIVATE_DIR_MODE)
+        for name in files:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                os.chmod(path, PRIVATE_FILE_MODE)
