@@ -25,6 +25,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from meshdex import __version__
 from meshdex.index.errors import InvalidArgument, MeshdexError, PermissionDenied, Unauthenticated
+from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
 from meshdex.node.auth import TokenStore, bearer_token, scope_allows
 from meshdex.node.indexing import BuildReport
 from meshdex.node.records import (
@@ -49,7 +50,6 @@ MAX_TOP_K = 50
 MAX_PASSAGE_CHARS = 2_000  # one hit's passage text; longer ones are cut with a note
 MAX_RESULT_CHARS = 40_000  # passage/document text in one tool result
 MAX_WRITE_DOCUMENTS = 100  # documents per add_documents / ids per delete_documents call
-SEARCH_MODES = ("auto", "flat", "graph")
 LISTEN_BACKLOG = 64
 
 
@@ -58,7 +58,8 @@ class NodeAPI(Protocol):
     same records and errors."""
 
     def search(self, collection: str, query: str, *, top_k: int = ...,
-               filter: str | None = ..., params: dict[str, Any] | None = ...) -> SearchResults:
+               filter: str | None = ..., params: dict[str, Any] | None = ...,
+               mode: str | None = ...) -> SearchResults:
         """Top-k passages; CollectionNotFound / IndexNotBuilt / InvalidArgument on bad input."""
 
     def list_collections(self) -> list[CollectionInfo]:
@@ -97,7 +98,8 @@ class McpTools:
         self.writes = writes
 
     def search(self, query: str, collection: str = DEFAULT_COLLECTION, top_k: int = 5,
-               filter: str | None = None, mode: str = "auto") -> dict[str, Any]:
+               filter: str | None = None,
+               mode: str = DEFAULT_SEARCH_MODE.value) -> dict[str, Any]:
         if mode not in SEARCH_MODES:
             raise InvalidArgument(f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
         notes = []
@@ -105,7 +107,7 @@ class McpTools:
             notes.append(f"top_k lowered from {top_k} to the maximum {MAX_TOP_K}")
             top_k = MAX_TOP_K
         results = self.node.search(collection, query, top_k=top_k, filter=filter or None,
-                                   params={"strategy": mode} if mode != "auto" else None)
+                                   mode=mode)
         hits: list[dict[str, Any]] = []
         budget = MAX_RESULT_CHARS
         cut_passages = 0
@@ -203,14 +205,15 @@ def _document_input(position: int, item: Any) -> DocumentInput:
 
 
 # The descriptions are what the model reads to decide when and how to call a tool.
-SEARCH_DESCRIPTION = f"""Semantic search over the user's private meshdex index.
+SEARCH_DESCRIPTION = f"""Search the user's private meshdex index (by meaning and by exact words).
 
-Returns the top_k passages most similar in meaning to `query`, best first, each with its
-document_id, source (file path or URL), score (cosine similarity, higher is closer) and metadata,
+Returns the top_k passages that best match `query`, best first, each with its document_id,
+source (file path or URL), score (higher is closer; cosine similarity in semantic mode) and metadata,
 plus `cost` (passages recomputed, model calls, milliseconds). Phrase `query` as a question or
 a description of what you look for. `filter` restricts by metadata during the search, e.g.
-"type=markdown", "year>=2024 and lang=en", "tags~python", "kind in [a,b]". `mode`: "auto"
-(default), "flat" (scan every code) or "graph" (walk the graph). top_k is at most {MAX_TOP_K};
+"type=markdown", "year>=2024 and lang=en", "tags~python", "kind in [a,b]". `mode`: "hybrid"
+(default: meaning and exact words fused), "semantic" (meaning only) or "keyword" (BM25 on the
+words: names, error codes, identifiers). top_k is at most {MAX_TOP_K};
 passages are cut to {MAX_PASSAGE_CHARS} characters and the result to {MAX_RESULT_CHARS}, with
 `truncated` and a `note` saying what was left out. Use get_document for a whole document and
 list_collections to find collection names."""
@@ -249,7 +252,8 @@ def build_mcp_server(tools: McpTools) -> MCPServer:
         = 5,
         filter: Annotated[str | None, Field(description="Metadata filter, e.g. 'type=markdown'.")]
         = None,
-        mode: Annotated[str, Field(description="auto, flat or graph.")] = "auto",
+        mode: Annotated[str, Field(description="hybrid, semantic or keyword.")]
+        = DEFAULT_SEARCH_MODE.value,
     ) -> dict[str, Any]:
         return tools.search(query, collection, top_k, filter, mode)
 

@@ -276,7 +276,7 @@ class BoundsNode:
         self.asked_top_k: int | None = None
 
     def search(self, collection: str, query: str, *, top_k: int = 5, filter: Any = None,
-               params: Any = None) -> SearchResults:
+               params: Any = None, mode: str | None = None) -> SearchResults:
         self.asked_top_k = top_k
         hits = [PassageHit(document_id=f"d{i}", source=None, metadata={},
                            passage="x" * self.passage_chars, score=1.0 - i / 100)
@@ -328,7 +328,7 @@ def test_get_document_pages_through_a_long_text() -> None:
 
 
 @pytest.mark.parametrize(("call", "message"), [
-    (lambda t: t.search("q", mode="hybrid"), "mode must be one of"),
+    (lambda t: t.search("q", mode="graph"), "mode must be one of"),
     (lambda t: t.get_document("d", offset=-1), "offset must be >= 0"),
     (lambda t: t.add_documents([{"id": "a", "text": "b"}]), "disabled"),
     (lambda t: t.delete_documents(["a"]), "disabled"),
