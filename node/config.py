@@ -32,6 +32,8 @@ from meshdex.node.paths import default_data_dir
 ENV_PREFIX = "MESHDEX_"
 MEBIBYTE_BYTES = 1024 * 1024
 DEFAULT_PORT = 7710
+DEFAULT_SYNC_PORT = 7711
+DEFAULT_PAIR_PORT = 7712
 
 
 def default_config_path() -> Path:
@@ -59,6 +61,16 @@ class NodeConfig:
     # Secure default: every call needs a bearer token, loopback included. Set true to let
     # callers on 127.0.0.1/::1/unix sockets in without one while no token exists.
     allow_unauthenticated_loopback: bool = False
+    # Peer sync (meshdex.sync): mutual-TLS listener for paired devices, and the pairing
+    # listener invites point at (server TLS only). "" turns either off. A LAN node sets
+    # 0.0.0.0:7711 / 0.0.0.0:7712 and sync_advertise to the address peers should dial.
+    sync_listen: str = f"127.0.0.1:{DEFAULT_SYNC_PORT}"
+    pair_listen: str = f"127.0.0.1:{DEFAULT_PAIR_PORT}"
+    sync_advertise: str = ""  # host (or host,host) put into invites; default: the listen host
+    sync_interval_s: float = 30.0  # periodic reconcile with every peer
+    # Collections received from peers with an http embedder are created but never built
+    # automatically (their text would leave the device) unless this is set.
+    sync_allow_network_embedders: bool = False
 
     @property
     def tls_enabled(self) -> bool:
@@ -78,6 +90,8 @@ class NodeConfig:
         for name in ("max_message_bytes", "max_batch_documents", "max_concurrent_rpcs"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.sync_interval_s <= 0:
+            raise InvalidArgument(f"sync_interval_s must be > 0, got {self.sync_interval_s}")
         if self.grace_period_s < 0:
             raise InvalidArgument(f"grace_period_s must be >= 0, got {self.grace_period_s}")
         for name in ("tls_cert", "tls_key"):

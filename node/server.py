@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -158,12 +158,15 @@ def serve(
     *,
     open_node: Callable[[NodeConfig], Any],
     on_ready: Callable[[str], None] | None = None,
+    companions: Sequence[Callable[[Any, NodeConfig], Any]] = (),
 ) -> None:
     """Run a node until SIGTERM or SIGINT, then shut down gracefully and close the store.
 
     ``open_node(config)`` returns the ``Node`` (a context manager); it is closed only after the
     server has stopped, so every acknowledged write is committed before the store closes.
-    ``on_ready(address)`` is called once the server accepts calls.
+    ``on_ready(address)`` is called once the server accepts calls. Each of ``companions``
+    (e.g. peer sync) is called as ``companion(node, config)`` after the server started and
+    returns something with ``stop(grace_period_s)`` (or None), stopped before the node closes.
     """
     stop_requested = threading.Event()
 
@@ -177,12 +180,18 @@ def serve(
         previous = {sig: signal.signal(sig, request_stop)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         running: RunningServer | None = None
+        started: list[Any] = []
         try:
             running = start_server(node, config)
+            for companion in companions:
+                started.append(companion(node, config))
             if on_ready is not None:
                 on_ready(running.address)
             stop_requested.wait()
         finally:
+            for service in reversed(started):
+                if service is not None:
+                    service.stop(config.grace_period_s)
             if running is not None:
                 running.stop(config.grace_period_s)
             for sig, handler in previous.items():

@@ -91,6 +91,10 @@ def _register_commands() -> None:
 
     for command in index_cmds.COMMANDS:
         cli.add_command(command)
+    from meshdex.node.cli import sync_cmds
+
+    for command in sync_cmds.COMMANDS:
+        cli.add_command(command)
 
 
 _register_commands()
