@@ -155,27 +155,54 @@ class SyncEngine:
         logger.info("created collection %r from a peer (%s embedder)", collection,
                     config.embedder.kind)
 
+    def _unacknowledged_stamps(self, peer_id: str, collection: str) -> set[str]:
+        """Stamps of this device's log entries ``peer_id`` has not acknowledged yet."""
+        ack = self.progress.get_ack(peer_id, collection)
+        return {c.hlc.to_str() for c in self.store.changes_since(ack, collection=collection)}
+
     def apply(self, peer_id: str, batch: ChangeBatch) -> BatchOutcome:
-        """Merge ``batch`` from ``peer_id`` and advance that peer's cursor (after the commit)."""
+        """Merge ``batch`` from ``peer_id`` and advance that peer's cursor (after the commit).
+
+        A conflict is kept when two different versions meet and neither writer can have seen
+        the other: an incoming version that loses to a different local one, or a local
+        version the peer had not acknowledged yet that an incoming one overwrites. (Without
+        causal history this can also flag an edit the peer saw through a third device: it
+        errs on keeping.)
+        """
         self.ensure_collection(batch.config, batch.collection)
         conflicts: list[Conflict] = []
         applied = ignored = 0
         if batch.changes:
             locals_ = [self._current(batch.collection, c.doc_id) for c in batch.changes]
+            unacknowledged: set[str] | None = None
+            if any(local is not None for local in locals_):
+                unacknowledged = self._unacknowledged_stamps(peer_id, batch.collection)
             results = self.store.apply_remote_changes(batch.collection, batch.changes)
-            now = time.time()
             for change, local, ok in zip(batch.changes, locals_, results, strict=True):
                 applied += ok
                 ignored += not ok
-                if (not ok and local is not None and change.op is ChangeOp.UPSERT
-                        and local.hlc != change.hlc and local.text != change.text):
-                    conflicts.append(Conflict(
-                        collection=batch.collection, doc_id=change.doc_id,
-                        losing_hlc=change.hlc.to_str(), winning_hlc=local.hlc.to_str(),
-                        origin_device=change.origin_device, deleted=False, text=change.text,
-                        metadata=change.metadata, source=change.source, recorded_at=now))
+                if local is None or local.hlc == change.hlc or local.text == change.text:
+                    continue
+                if not ok and change.op is ChangeOp.UPSERT:
+                    conflicts.append(self._conflict(batch.collection, change, winner=local))
+                elif ok and unacknowledged and local.hlc.to_str() in unacknowledged:
+                    conflicts.append(self._conflict_local(batch.collection, local, change))
             self.progress.add_conflicts(conflicts)
         self.progress.set_cursor(peer_id, batch.collection, batch.last_seq)
         if applied and self.on_applied is not None:
             self.on_applied(batch.collection)
         return BatchOutcome(applied=applied, ignored=ignored, conflicts=len(conflicts))
+
+    @staticmethod
+    def _conflict(collection: str, loser: RemoteChange, *, winner: Document) -> Conflict:
+        return Conflict(collection=collection, doc_id=loser.doc_id,
+                        losing_hlc=loser.hlc.to_str(), winning_hlc=winner.hlc.to_str(),
+                        origin_device=loser.origin_device, deleted=False, text=loser.text,
+                        metadata=loser.metadata, source=loser.source, recorded_at=time.time())
+
+    @staticmethod
+    def _conflict_local(collection: str, loser: Document, winner: RemoteChange) -> Conflict:
+        return Conflict(collection=collection, doc_id=loser.id, losing_hlc=loser.hlc.to_str(),
+                        winning_hlc=winner.hlc.to_str(), origin_device=loser.hlc.device_id,
+                        deleted=False, text=loser.text, metadata=loser.metadata,
+                        source=loser.source, recorded_at=time.time())
