@@ -55,6 +55,23 @@ METHOD_SCOPES: dict[str, str] = {
     "DropCollection": "admin",
 }
 
+# Peer-sync management through the node (meshdex.sync.admin_service), same tokens.
+SYNC_ADMIN_SERVICE_NAME = "meshdex.v1.MeshdexSyncAdmin"
+SYNC_ADMIN_METHOD_SCOPES: dict[str, str] = {
+    "Identity": "read",
+    "ListPeers": "read",
+    "ListConflicts": "read",
+    "SyncNow": "write",
+    "CreateInvite": "admin",
+    "Join": "admin",
+    "AddPeer": "admin",
+    "RemovePeer": "admin",
+}
+SERVICE_SCOPES: dict[str, dict[str, str]] = {
+    SERVICE_NAME: METHOD_SCOPES,
+    SYNC_ADMIN_SERVICE_NAME: SYNC_ADMIN_METHOD_SCOPES,
+}
+
 Metadata = Sequence[tuple[str, str | bytes]]  # gRPC invocation metadata
 
 # Who is calling, for the servicer and logs: the token's id, or "loopback" when allowed in
@@ -213,7 +230,7 @@ class Authorizer:
     def authorize(self, method: str, metadata: Metadata | None, peer: str) -> str:
         """The caller's name for a call of ``method`` (``/pkg.Service/Name``)."""
         service, _, name = method.lstrip("/").partition("/")
-        needed = METHOD_SCOPES.get(name) if service == SERVICE_NAME else None
+        needed = SERVICE_SCOPES.get(service, {}).get(name)
         if needed is None:
             raise PermissionDenied(f"method {method} is not served")
         token = bearer_token(metadata)
@@ -253,7 +270,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not method.startswith(f"/{SERVICE_NAME}/"):
+        if handler is None or method.lstrip("/").partition("/")[0] not in SERVICE_SCOPES:
             return handler
         metadata = handler_call_details.invocation_metadata
 

@@ -262,6 +262,9 @@ class SyncService:
         except BaseException:
             self.stop(0)
             raise
+        if SYNC_ROLE in self.addresses:  # a port 0 in sync_listen is known only now
+            self.desk.sync_addresses = advertised_addresses(self.config,
+                                                            self.addresses[SYNC_ROLE])
         self.scheduler.start()
         logger.info("meshdex sync listening on %s (device %s)", self.addresses,
                     self.identity.device_id)

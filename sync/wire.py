@@ -269,3 +269,4 @@ def pair_grant_from_wire(message: pb.PairResponse) -> PairGrant:
     return PairGrant(inviter_name=message.inviter_name[:100],
                      inviter_addresses=tuple(message.inviter_addresses),
                      collections=collections, joiner_read_only=message.joiner_read_only)
+

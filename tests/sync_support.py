@@ -80,7 +80,6 @@ def start_sync_node(root: Path, name: str, **overrides: Any) -> SyncNode:
     node = Node.open(root / name)
     service = SyncService(node, config)
     service.start()
-    service.desk.sync_addresses = (service.addresses["sync"],)  # port 0: known after binding
     return SyncNode(name=name, node=node, service=service)
 
 

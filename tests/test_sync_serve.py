@@ -5,6 +5,7 @@ kill -9 in the middle of a session resumes from the cursor without losing or rep
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -99,3 +100,36 @@ def test_kill_9_mid_session_resumes_without_loss_or_duplicates(two, tmp_path):
     assert sorted(applied) == sorted(f"d{i:05}" for i in range(count))  # none applied twice
     assert progress.get_cursor(a_id, "notes") > cut_at
     assert TrustStore(b.data_dir).get(a_id).last_sync is not None
+
+
+def _steady(output: str) -> str:
+    output = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "T", output)
+    return re.sub(r'"(last_contact|last_sync)": [0-9.e+]+', r'"\1": T', output)
+
+
+def test_every_sync_command_works_through_the_node_with_the_same_output(two, tmp_path):
+    a, b = two
+    a.meshdex("init", "-c", "notes", "--embedder", "http", "--embedder-url",
+              "http://127.0.0.1:9/", "--embedder-model", "none")
+    a.meshdex("add", "-c", "notes", "--jsonl", str(_jsonl(tmp_path / "n.jsonl", {"n": "x"})))
+    a.start()
+    b.start()
+    remote = ("--node", a.node_address)
+    token = a.meshdex(*remote, "invite", "--collections", "notes").stdout.strip()
+    assert "paired with" in b.meshdex("join", token).stdout
+    wait_for(lambda: "n" in store_digest(b.data_dir, "notes")["live"], what="replication")
+    for args in (["id"], ["peers"], ["peers", "--json"], ["conflicts", "--json"]):
+        # contact times move on with every background session; the rest must be identical
+        assert _steady(a.meshdex(*remote, *args).stdout) == _steady(a.meshdex(*args).stdout)
+    synced = json.loads(a.meshdex(*remote, "sync", "--json").stdout)
+    assert [(r["peer"], r["error"]) for r in synced] == [(b.meshdex("id").stdout.strip(), None)]
+    unknown = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2"
+    embedded = a.meshdex("peer", "rm", unknown, check=False)
+    through_node = a.meshdex(*remote, "peer", "rm", unknown, check=False)
+    assert embedded.returncode == through_node.returncode == 3
+    assert through_node.stderr.startswith("error: no paired peer")
+    typo = a.meshdex(*remote, "peer", "rm", unknown[:-1] + "A", check=False)
+    assert typo.returncode == 2 and "typo" in typo.stderr
+    b_id = b.meshdex("id").stdout.strip()
+    assert "removed peer" in a.meshdex(*remote, "peer", "rm", b_id).stdout
+    assert a.meshdex("peers", "--json").stdout.strip() == "[]"

@@ -80,10 +80,10 @@ def serve_command(ctx: click.Context, config_path: Path | None, **flags: Any) ->
                        "with `meshdex token create --scope read`", err=True)
         sys.stderr.flush()
 
-    from meshdex.node.cli.sync_cmds import sync_companion
+    from meshdex.node.cli.sync_cmds import SyncCompanion
 
     serve(config, open_node=lambda c: Node.open(c.data_dir), on_ready=ready,
-          companions=[sync_companion])
+          companions=[SyncCompanion])
     click.echo("meshdex node stopped", err=True)
 
 

@@ -1,9 +1,10 @@
 """Peer sync commands: ``id``, ``invite``, ``join``, ``peer add|rm``, ``peers``, ``sync``,
 ``conflicts``; and the companion that runs sync inside ``meshdex serve``.
 
-Thin click layer over ``meshdex.sync``. Identity, trust and invites are files beside the
-store, so every command but ``sync`` works while ``meshdex serve`` runs (the server picks
-changes up on the next handshake); ``sync`` needs the store and says so when it is locked.
+Thin click layer over ``meshdex.sync.admin.SyncAdmin``: embedded on the data directory, or
+through ``--node`` on a serving node (``MeshdexSyncAdmin``), printing the same either way.
+Identity, trust and invites are files beside the store, so embedded commands other than
+``sync`` work even while ``meshdex serve`` runs (it picks changes up on the next handshake).
 """
 
 from __future__ import annotations
@@ -11,23 +12,23 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
+import grpc
 from meshdex.index.errors import InvalidArgument
+from meshdex.node.cli.remote import remote_client
 from meshdex.node.config import NodeConfig, load_config
-from meshdex.node.paths import resolve_data_dir
 from meshdex.node.service import Node
-from meshdex.node.store import Store
-from meshdex.sync.client import add_peer, join, run_session
-from meshdex.sync.engine import SyncEngine
+from meshdex.sync.admin import LocalSyncAdmin, SyncAdmin
+from meshdex.sync.admin_service import SyncAdminClient, add_admin_service
 from meshdex.sync.errors import SyncError
-from meshdex.sync.identity import load_identity
-from meshdex.sync.pairing import DEFAULT_INVITE_TTL_S, MAX_INVITE_TTL_S, InviteBook, InviteToken
-from meshdex.sync.progress import FileProgress
-from meshdex.sync.service import SyncService, advertised_addresses
-from meshdex.sync.trust import Peer, TrustStore
+from meshdex.sync.pairing import DEFAULT_INVITE_TTL_S, MAX_INVITE_TTL_S
+from meshdex.sync.service import SyncService
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 config_option = click.option(
@@ -41,10 +42,6 @@ read_only_option = click.option(
     help="The peer may receive the shared collections but its changes are refused.")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _data_dir(ctx: click.Context) -> Path:
-    return resolve_data_dir((ctx.find_root().obj or {}).get("data_dir"))
 
 
 def _config(ctx: click.Context, config_path: Path | None) -> NodeConfig:
@@ -79,6 +76,17 @@ def _when(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "never"
 
 
+@contextmanager
+def open_admin(ctx: click.Context, config_path: Path | None = None) -> Iterator[SyncAdmin]:
+    """The node's sync admin through ``--node``, else this data directory's."""
+    client = remote_client(ctx)
+    if client is not None:
+        with client:
+            yield SyncAdminClient(client)
+        return
+    yield LocalSyncAdmin(_config(ctx, config_path))
+
+
 @click.command("id")
 @json_option
 @click.pass_context
@@ -89,12 +97,12 @@ def id_command(ctx: click.Context, as_json: bool) -> None:
     Example:
       meshdex id
     """
-    identity = load_identity(_data_dir(ctx))
+    with open_admin(ctx) as admin:
+        device_id = admin.device_id()
     if as_json:
-        _print_json({"device_id": str(identity.device_id),
-                     "certificate": str(identity.cert_path)})
+        _print_json({"device_id": device_id})
         return
-    click.echo(str(identity.device_id))
+    click.echo(device_id)
 
 
 @click.command("invite")
@@ -116,19 +124,11 @@ def invite_command(ctx: click.Context, collections: str, read_only: bool, ttl: s
       meshdex invite --collections default,papers --ttl 10m
       meshdex invite --read-only
     """
-    config = _config(ctx, config_path)
-    if not config.pair_listen:
-        raise InvalidArgument("pairing is turned off (pair_listen is empty)",
-                              hint="set pair_listen, e.g. 0.0.0.0:7712 on a LAN node")
-    identity = load_identity(config.data_dir)
-    invite = InviteBook(config.data_dir).create(collections=_collections(collections),
-                                                read_only=read_only, ttl_s=parse_duration_s(ttl))
-    token = InviteToken(device_id=identity.device_id, invite_id=invite.invite_id,
-                        secret=invite.secret,
-                        pair_addresses=advertised_addresses(config, config.pair_listen),
-                        sync_addresses=advertised_addresses(config, config.sync_listen))
-    click.echo(token.encode())
-    mode = "read-only" if read_only else "read-write"
+    with open_admin(ctx, config_path) as admin:
+        invite = admin.create_invite(collections=_collections(collections),
+                                     read_only=read_only, ttl_s=parse_duration_s(ttl))
+    click.echo(invite.token)
+    mode = "read-only" if invite.read_only else "read-write"
     click.echo(f"one-time invite for {', '.join(invite.collections)} ({mode}), valid until "
                f"{_when(invite.expires_at)}; on the other device run: meshdex join TOKEN",
                err=True)
@@ -151,9 +151,8 @@ def join_command(ctx: click.Context, token: str, name: str | None,
     Example:
       meshdex join mdxi_eyJ2IjoxLCJkIjoi...
     """
-    config = _config(ctx, config_path)
-    peer = join(config.data_dir, token, name=name,
-                addresses=advertised_addresses(config, config.sync_listen))
+    with open_admin(ctx, config_path) as admin:
+        peer = admin.join(token, name=name)
     click.echo(f"paired with {peer.name} ({peer.device_id}); sharing "
                f"{', '.join(peer.collections)}")
 
@@ -186,8 +185,9 @@ def peer_add_command(ctx: click.Context, device_id: str, address: str, collectio
     Example:
       meshdex peer add MFZWI3D-BONSGYC-... 192.168.1.20:7711 --collections default,papers
     """
-    peer = add_peer(_data_dir(ctx), device_id, address, collections=_collections(collections),
-                    read_only=read_only, name=name)
+    with open_admin(ctx) as admin:
+        peer = admin.add_peer(device_id, address, collections=_collections(collections),
+                              read_only=read_only, name=name)
     click.echo(f"added peer {peer.name} ({peer.device_id}) at {address}, sharing "
                f"{', '.join(peer.collections)} ({peer.mode})")
 
@@ -202,21 +202,9 @@ def peer_rm_command(ctx: click.Context, device_id: str) -> None:
     Example:
       meshdex peer rm MFZWI3D-BONSGYC-...
     """
-    from meshdex.sync.device_id import DeviceId
-
-    peer = TrustStore(_data_dir(ctx)).remove(DeviceId.parse(device_id))
+    with open_admin(ctx) as admin:
+        peer = admin.remove_peer(device_id)
     click.echo(f"removed peer {peer.name} ({peer.device_id})")
-
-
-def _lag(store: Store | None, progress: FileProgress, peer: Peer) -> int | None:
-    """Changes in the shared collections the peer has not acknowledged (None: no store)."""
-    if store is None:
-        return None
-    total = 0
-    for name in peer.collections:
-        ack = progress.get_ack(peer.device_id, name)
-        total += sum(1 for _ in store.changes_since(ack, collection=name))
-    return total
 
 
 @click.command("peers")
@@ -231,29 +219,19 @@ def peers_command(ctx: click.Context, as_json: bool) -> None:
       meshdex peers
       meshdex peers --json
     """
-    data_dir = _data_dir(ctx)
-    peers = TrustStore(data_dir).all()
-    progress = FileProgress(data_dir)
-    store = Store.open(data_dir, readonly=True) if (data_dir / "store" / "data.mdb").exists() \
-        else None
-    try:
-        rows = [{**{k: v for k, v in peer.to_dict().items() if k != "cert_pem"},
-                 "lag": _lag(store, progress, peer)} for peer in peers]
-    finally:
-        if store is not None:
-            store.close()
+    with open_admin(ctx) as admin:
+        peers = admin.peers()
     if as_json:
-        _print_json(rows)
+        _print_json([peer.to_dict() for peer in peers])
         return
-    if not rows:
+    if not peers:
         click.echo("no peers; pair with `meshdex invite` / `meshdex join`")
-    for row in rows:
-        address = ", ".join(row["addresses"]) or "(dials us)"
-        lag = "?" if row["lag"] is None else row["lag"]
-        click.echo(f"{row['device_id']}  {row['name']}  {address}  "
-                   f"[{', '.join(row['collections'])}] {row['mode']}  "
-                   f"last contact {_when(row['last_contact'])}, lag {lag}"
-                   + (f", last error: {row['last_error']}" if row["last_error"] else ""))
+    for peer in peers:
+        address = ", ".join(peer.addresses) or "(dials us)"
+        lag = "?" if peer.lag is None else peer.lag
+        click.echo(f"{peer.device_id}  {peer.name}  {address}  [{', '.join(peer.collections)}] "
+                   f"{peer.mode}  last contact {_when(peer.last_contact)}, lag {lag}"
+                   + (f", last error: {peer.last_error}" if peer.last_error else ""))
 
 
 @click.command("sync")
@@ -263,22 +241,16 @@ def peers_command(ctx: click.Context, as_json: bool) -> None:
 def sync_command(ctx: click.Context, peer_id: str | None, as_json: bool) -> None:
     """Sync now with every peer (or --peer ID): send and receive changes, print what moved.
 
-    Needs the store: stop `meshdex serve` first, or let it sync (it does, continuously).
+    Through --node the serving node runs the session; embedded it needs the store (a
+    serving node already syncs continuously).
 
     \b
     Example:
       meshdex sync
-      meshdex sync --peer MFZWI3D-BONSGYC-... --json
+      meshdex --node 127.0.0.1:7710 --token mdx_... sync --peer MFZWI3D-BONSGYC-... --json
     """
-    from meshdex.sync.device_id import DeviceId
-
-    data_dir = _data_dir(ctx)
-    trust = TrustStore(data_dir)
-    peers = [trust.get(DeviceId.parse(peer_id))] if peer_id else trust.all()
-    identity = load_identity(data_dir)
-    with Node.open(data_dir) as node:
-        engine = SyncEngine(node=node, identity=identity, progress=FileProgress(data_dir))
-        reports = [run_session(engine, identity, trust, peer) for peer in peers]
+    with open_admin(ctx) as admin:
+        reports = admin.sync_now(peer_id)
     if as_json:
         _print_json([report.to_dict() for report in reports])
     else:
@@ -307,9 +279,10 @@ def conflicts_command(ctx: click.Context, collection: str | None, as_json: bool)
       meshdex conflicts
       meshdex conflicts -c papers --json
     """
-    records = FileProgress(_data_dir(ctx)).all_conflicts(collection)
+    with open_admin(ctx) as admin:
+        records = admin.conflicts(collection)
     if as_json:
-        _print_json([{k: v for k, v in vars(r).items()} for r in records])
+        _print_json([asdict(r) for r in records])
         return
     if not records:
         click.echo("no conflicts")
@@ -319,21 +292,33 @@ def conflicts_command(ctx: click.Context, collection: str | None, as_json: bool)
                    f"{len(record.text or '')} chars, recorded {_when(record.recorded_at)}")
 
 
-def sync_companion(node: Node, config: NodeConfig) -> SyncService | None:
-    """Start peer sync inside ``meshdex serve``; a taken port turns sync off with a warning
-    instead of refusing to serve the node's own API."""
-    if not config.sync_listen and not config.pair_listen:
-        return None
-    service = SyncService(node, config)
-    try:
-        service.start()
-    except SyncError as error:
-        click.echo(f"warning: peer sync is off: {error}", err=True)
-        return None
-    click.echo(f"meshdex sync on {service.addresses.get('sync', 'off')} (pairing "
-               f"{service.addresses.get('pairing', 'off')}); device {service.identity.device_id}",
-               err=True)
-    return service
+class SyncCompanion:
+    """Peer sync inside ``meshdex serve``: the admin service on the node's port, and the sync
+    and pairing listeners. A taken sync port turns sync off with a warning instead of
+    refusing to serve the node's own API."""
+
+    def __init__(self, node: Node, config: NodeConfig) -> None:
+        self.service = SyncService(node, config)
+        self.admin = LocalSyncAdmin(config, service=self.service)
+        self.running = False
+
+    def register(self, server: grpc.Server) -> None:
+        add_admin_service(server, self.admin)
+
+    def start(self) -> None:
+        try:
+            self.service.start()
+        except SyncError as error:
+            click.echo(f"warning: peer sync is off: {error}", err=True)
+            return
+        self.running = True
+        addresses = self.service.addresses
+        click.echo(f"meshdex sync on {addresses.get('sync', 'off')} (pairing "
+                   f"{addresses.get('pairing', 'off')}); device {self.service.identity.device_id}",
+                   err=True)
+
+    def stop(self, grace_period_s: float) -> None:
+        self.service.stop(grace_period_s)
 
 
 COMMANDS = [id_command, invite_command, join_command, peer_group, peers_command, sync_command,

@@ -192,3 +192,171 @@ class ChangedRequest(_message.Message):
 class ChangedResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class IdentityRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class IdentityResponse(_message.Message):
+    __slots__ = ("device_id", "certificate_path")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PATH_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    certificate_path: str
+    def __init__(self, device_id: _Optional[str] = ..., certificate_path: _Optional[str] = ...) -> None: ...
+
+class CreateInviteRequest(_message.Message):
+    __slots__ = ("collections", "read_only", "ttl_s")
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    TTL_S_FIELD_NUMBER: _ClassVar[int]
+    collections: _containers.RepeatedScalarFieldContainer[str]
+    read_only: bool
+    ttl_s: float
+    def __init__(self, collections: _Optional[_Iterable[str]] = ..., read_only: _Optional[bool] = ..., ttl_s: _Optional[float] = ...) -> None: ...
+
+class CreateInviteResponse(_message.Message):
+    __slots__ = ("token", "expires_at", "collections", "read_only")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expires_at: float
+    collections: _containers.RepeatedScalarFieldContainer[str]
+    read_only: bool
+    def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[float] = ..., collections: _Optional[_Iterable[str]] = ..., read_only: _Optional[bool] = ...) -> None: ...
+
+class JoinRequest(_message.Message):
+    __slots__ = ("token", "name")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    name: str
+    def __init__(self, token: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class AddPeerRequest(_message.Message):
+    __slots__ = ("device_id", "address", "collections", "read_only", "name")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    address: str
+    collections: _containers.RepeatedScalarFieldContainer[str]
+    read_only: bool
+    name: str
+    def __init__(self, device_id: _Optional[str] = ..., address: _Optional[str] = ..., collections: _Optional[_Iterable[str]] = ..., read_only: _Optional[bool] = ..., name: _Optional[str] = ...) -> None: ...
+
+class RemovePeerRequest(_message.Message):
+    __slots__ = ("device_id",)
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    def __init__(self, device_id: _Optional[str] = ...) -> None: ...
+
+class PeerInfo(_message.Message):
+    __slots__ = ("device_id", "name", "addresses", "collections", "mode", "added_at", "last_contact", "last_sync", "last_error", "lag")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ADDED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_CONTACT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SYNC_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAG_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    name: str
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    collections: _containers.RepeatedScalarFieldContainer[str]
+    mode: str
+    added_at: float
+    last_contact: float
+    last_sync: float
+    last_error: str
+    lag: int
+    def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., collections: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., added_at: _Optional[float] = ..., last_contact: _Optional[float] = ..., last_sync: _Optional[float] = ..., last_error: _Optional[str] = ..., lag: _Optional[int] = ...) -> None: ...
+
+class ListPeersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPeersResponse(_message.Message):
+    __slots__ = ("peers",)
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    peers: _containers.RepeatedCompositeFieldContainer[PeerInfo]
+    def __init__(self, peers: _Optional[_Iterable[_Union[PeerInfo, _Mapping]]] = ...) -> None: ...
+
+class SyncNowRequest(_message.Message):
+    __slots__ = ("device_id",)
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    def __init__(self, device_id: _Optional[str] = ...) -> None: ...
+
+class CollectionSyncReport(_message.Message):
+    __slots__ = ("collection", "received", "sent", "conflicts", "error")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    SENT_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    received: int
+    sent: int
+    conflicts: int
+    error: str
+    def __init__(self, collection: _Optional[str] = ..., received: _Optional[int] = ..., sent: _Optional[int] = ..., conflicts: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class SessionSyncReport(_message.Message):
+    __slots__ = ("peer", "name", "collections", "error")
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    peer: str
+    name: str
+    collections: _containers.RepeatedCompositeFieldContainer[CollectionSyncReport]
+    error: str
+    def __init__(self, peer: _Optional[str] = ..., name: _Optional[str] = ..., collections: _Optional[_Iterable[_Union[CollectionSyncReport, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class SyncNowResponse(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[SessionSyncReport]
+    def __init__(self, reports: _Optional[_Iterable[_Union[SessionSyncReport, _Mapping]]] = ...) -> None: ...
+
+class ListConflictsRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class ConflictInfo(_message.Message):
+    __slots__ = ("collection", "doc_id", "losing_hlc", "winning_hlc", "origin_device", "text", "metadata_json", "source", "recorded_at")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    DOC_ID_FIELD_NUMBER: _ClassVar[int]
+    LOSING_HLC_FIELD_NUMBER: _ClassVar[int]
+    WINNING_HLC_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    doc_id: str
+    losing_hlc: str
+    winning_hlc: str
+    origin_device: str
+    text: str
+    metadata_json: str
+    source: str
+    recorded_at: float
+    def __init__(self, collection: _Optional[str] = ..., doc_id: _Optional[str] = ..., losing_hlc: _Optional[str] = ..., winning_hlc: _Optional[str] = ..., origin_device: _Optional[str] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., source: _Optional[str] = ..., recorded_at: _Optional[float] = ...) -> None: ...
+
+class ListConflictsResponse(_message.Message):
+    __slots__ = ("conflicts",)
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    conflicts: _containers.RepeatedCompositeFieldContainer[ConflictInfo]
+    def __init__(self, conflicts: _Optional[_Iterable[_Union[ConflictInfo, _Mapping]]] = ...) -> None: ...

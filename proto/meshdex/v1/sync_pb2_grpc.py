@@ -362,3 +362,385 @@ class MeshdexSync:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class MeshdexSyncAdminStub:
+    """Managing this device's peers through a serving node (`meshdex --node ... peers`), served on
+    the node's own port beside MeshdexNode, under the same bearer tokens: Identity, ListPeers
+    and ListConflicts need scope read, SyncNow write, the rest admin.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Identity = channel.unary_unary(
+                '/meshdex.v1.MeshdexSyncAdmin/Identity',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.IdentityRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_sync__pb2.IdentityResponse.FromString,
+                _registered_method=True)
+        self.CreateInvite = channel.unary_unary(
+                '/meshdex.v1.MeshdexSyncAdmin/CreateInvite',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.CreateInviteRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_sync__pb2.CreateInviteResponse.FromString,
+                _registered_method=True)
+        self.Join = channel.unary_unary(
+                '/meshdex.v1.MeshdexSyncAdmin/Join',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.JoinRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_sync__pb2.PeerInfo.FromString,
+                _registered_method=True)
+        self.AddPeer = channel.unary_unary(
+                '/meshdex.v1.MeshdexSyncAdmin/AddPeer',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.AddPeerRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_sync__pb2.PeerInfo.FromString,
+                _registered_method=True)
+        self.RemovePeer = channel.unary_unary(
+                '/meshdex.v1.MeshdexSyncAdmin/RemovePeer',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.RemovePeerRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_sync__pb2.PeerInfo.FromString,
+                _registered_method=True)
+        self.ListPeers = channel.unary_unary(
+                '/meshdex.v1.MeshdexSyncAdmin/ListPeers',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.ListPeersRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_sync__pb2.ListPeersResponse.FromString,
+                _registered_method=True)
+        self.SyncNow = channel.unary_unary(
+                '/meshdex.v1.MeshdexSyncAdmin/SyncNow',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.SyncNowRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_sync__pb2.SyncNowResponse.FromString,
+                _registered_method=True)
+        self.ListConflicts = channel.unary_unary(
+                '/meshdex.v1.MeshdexSyncAdmin/ListConflicts',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.ListConflictsRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_sync__pb2.ListConflictsResponse.FromString,
+                _registered_method=True)
+
+
+class MeshdexSyncAdminServicer:
+    """Managing this device's peers through a serving node (`meshdex --node ... peers`), served on
+    the node's own port beside MeshdexNode, under the same bearer tokens: Identity, ListPeers
+    and ListConflicts need scope read, SyncNow write, the rest admin.
+    """
+
+    def Identity(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateInvite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Join(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddPeer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemovePeer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPeers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SyncNow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConflicts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_MeshdexSyncAdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Identity': grpc.unary_unary_rpc_method_handler(
+                    servicer.Identity,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.IdentityRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_sync__pb2.IdentityResponse.SerializeToString,
+            ),
+            'CreateInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateInvite,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.CreateInviteRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_sync__pb2.CreateInviteResponse.SerializeToString,
+            ),
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.JoinRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_sync__pb2.PeerInfo.SerializeToString,
+            ),
+            'AddPeer': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddPeer,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.AddPeerRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_sync__pb2.PeerInfo.SerializeToString,
+            ),
+            'RemovePeer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemovePeer,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.RemovePeerRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_sync__pb2.PeerInfo.SerializeToString,
+            ),
+            'ListPeers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPeers,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.ListPeersRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_sync__pb2.ListPeersResponse.SerializeToString,
+            ),
+            'SyncNow': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncNow,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.SyncNowRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_sync__pb2.SyncNowResponse.SerializeToString,
+            ),
+            'ListConflicts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConflicts,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.ListConflictsRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_sync__pb2.ListConflictsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'meshdex.v1.MeshdexSyncAdmin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('meshdex.v1.MeshdexSyncAdmin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class MeshdexSyncAdmin:
+    """Managing this device's peers through a serving node (`meshdex --node ... peers`), served on
+    the node's own port beside MeshdexNode, under the same bearer tokens: Identity, ListPeers
+    and ListConflicts need scope read, SyncNow write, the rest admin.
+    """
+
+    @staticmethod
+    def Identity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSyncAdmin/Identity',
+            meshdex_dot_v1_dot_sync__pb2.IdentityRequest.SerializeToString,
+            meshdex_dot_v1_dot_sync__pb2.IdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSyncAdmin/CreateInvite',
+            meshdex_dot_v1_dot_sync__pb2.CreateInviteRequest.SerializeToString,
+            meshdex_dot_v1_dot_sync__pb2.CreateInviteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSyncAdmin/Join',
+            meshdex_dot_v1_dot_sync__pb2.JoinRequest.SerializeToString,
+            meshdex_dot_v1_dot_sync__pb2.PeerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddPeer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSyncAdmin/AddPeer',
+            meshdex_dot_v1_dot_sync__pb2.AddPeerRequest.SerializeToString,
+            meshdex_dot_v1_dot_sync__pb2.PeerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemovePeer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSyncAdmin/RemovePeer',
+            meshdex_dot_v1_dot_sync__pb2.RemovePeerRequest.SerializeToString,
+            meshdex_dot_v1_dot_sync__pb2.PeerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPeers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSyncAdmin/ListPeers',
+            meshdex_dot_v1_dot_sync__pb2.ListPeersRequest.SerializeToString,
+            meshdex_dot_v1_dot_sync__pb2.ListPeersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncNow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSyncAdmin/SyncNow',
+            meshdex_dot_v1_dot_sync__pb2.SyncNowRequest.SerializeToString,
+            meshdex_dot_v1_dot_sync__pb2.SyncNowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConflicts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSyncAdmin/ListConflicts',
+            meshdex_dot_v1_dot_sync__pb2.ListConflictsRequest.SerializeToString,
+            meshdex_dot_v1_dot_sync__pb2.ListConflictsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
