@@ -121,6 +121,10 @@ def test_every_sync_command_works_through_the_node_with_the_same_output(two, tmp
     for args in (["id"], ["peers"], ["peers", "--json"], ["conflicts", "--json"]):
         # contact times move on with every background session; the rest must be identical
         assert _steady(a.meshdex(*remote, *args).stdout) == _steady(a.meshdex(*args).stdout)
+    status = json.loads(a.meshdex(*remote, "status", "--json").stdout)["sync"]
+    assert ([p["name"] for p in status["peers"]], status["conflicts"]) == (
+        [json.loads(a.meshdex("peers", "--json").stdout)[0]["name"]], 0)
+    assert "peers:       1 (0 conflicts kept)" in a.meshdex("status").stdout
     synced = json.loads(a.meshdex(*remote, "sync", "--json").stdout)
     assert [(r["peer"], r["error"]) for r in synced] == [(b.meshdex("id").stdout.strip(), None)]
     unknown = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2"

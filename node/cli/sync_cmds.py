@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from meshdex.index.errors import InvalidArgument
 from meshdex.node.cli.remote import remote_client
 from meshdex.node.config import NodeConfig, load_config
 from meshdex.node.service import Node
-from meshdex.sync.admin import LocalSyncAdmin, SyncAdmin
+from meshdex.sync.admin import LocalSyncAdmin, PeerStatus, SyncAdmin
 from meshdex.sync.admin_service import SyncAdminClient, add_admin_service
 from meshdex.sync.errors import SyncError
 from meshdex.sync.pairing import DEFAULT_INVITE_TTL_S, MAX_INVITE_TTL_S
@@ -290,6 +290,31 @@ def conflicts_command(ctx: click.Context, collection: str | None, as_json: bool)
         click.echo(f"{record.collection}/{record.doc_id}: kept losing version "
                    f"{record.losing_hlc} (winner {record.winning_hlc}), "
                    f"{len(record.text or '')} chars, recorded {_when(record.recorded_at)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncStatus:
+    """The sync part of ``meshdex status``: peers with lag and last sync, conflicts kept."""
+
+    peers: list[PeerStatus]
+    conflicts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"peers": [p.to_dict() for p in self.peers], "conflicts": self.conflicts}
+
+    def summary(self) -> str:
+        lines = [f"peers:       {len(self.peers)} ({self.conflicts} conflicts kept)"]
+        lines += [f"  {p.name} ({p.device_id[:7]}): lag {'?' if p.lag is None else p.lag}, "
+                  f"last sync {_when(p.last_sync)}"
+                  + (f", last error: {p.last_error}" if p.last_error else "")
+                  for p in self.peers]
+        return "\n".join(lines)
+
+
+def sync_status(ctx: click.Context) -> SyncStatus:
+    """Peers and conflicts for ``meshdex status``, embedded or through ``--node``."""
+    with open_admin(ctx) as admin:
+        return SyncStatus(peers=admin.peers(), conflicts=len(admin.conflicts(None)))
 
 
 class SyncCompanion:
