@@ -16,16 +16,14 @@ checking its SHA-256 against the id before any gRPC call.
 
 Both ends are grpcio, which negotiates TLS 1.3 between them; grpcio's Python API cannot raise
 the server's minimum version, so a TLS 1.2 client can complete a handshake, but it must still
-present a paired certificate to be served (test_sync_transport checks what is accepted).
+present a paired certificate (test_sync_transport checks both).
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
-import tempfile
 import threading
-from pathlib import Path
 
 import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -94,12 +92,7 @@ def fetch_certificate(address: str, expected: DeviceId, *,
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.set_alpn_protocols(["h2"])
     if identity is not None:
-        with tempfile.TemporaryDirectory() as folder:  # ssl loads keys from files only
-            key_path, cert_path = Path(folder) / "k", Path(folder) / "c"
-            key_path.touch(mode=0o600)
-            key_path.write_bytes(identity.key_pem)
-            cert_path.write_bytes(identity.cert_pem)
-            context.load_cert_chain(cert_path, key_path)
+        context.load_cert_chain(identity.cert_path, identity.key_path)
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as raw, \
                 context.wrap_socket(raw, server_hostname=PEER_TLS_NAME) as tls:

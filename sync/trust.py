@@ -30,6 +30,8 @@ READ_WRITE = "read-write"
 READ_ONLY = "read-only"
 MODES = (READ_WRITE, READ_ONLY)
 MAX_ERROR_CHARS = 300
+# A contact that changes nothing else is written at most this often (every call notes one).
+CONTACT_WRITE_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,8 +168,11 @@ class TrustStore:
             peer = peers.get(device_id)
             if peer is None:
                 return
-            changes: dict[str, Any] = {"last_contact": now,
-                                       "last_error": error[:MAX_ERROR_CHARS] if error else None}
+            error = error[:MAX_ERROR_CHARS] if error else None
+            if (not synced and error == peer.last_error and peer.last_contact is not None
+                    and now - peer.last_contact < CONTACT_WRITE_INTERVAL_S):
+                return
+            changes: dict[str, Any] = {"last_contact": now, "last_error": error}
             if synced:
                 changes["last_sync"] = now
             peers[device_id] = replace(peer, **changes)

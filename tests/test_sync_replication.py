@@ -7,6 +7,7 @@ import itertools
 import logging
 import random
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,13 @@ from meshdex.node.cli.main import cli
 from meshdex.node.hlc import HLCTimestamp
 from meshdex.node.records import ChangeOp, RemoteChange
 from meshdex.node.service import Node
+from meshdex.proto.meshdex.v1 import sync_pb2 as pb
+from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.identity import load_identity
 from meshdex.sync.progress import FileProgress
 from meshdex.sync.service import DebouncedBuilder
+from meshdex.sync.transport import pinned_channel
 from meshdex.sync.wire import MAX_BATCH_CHANGES, ChangeBatch, CollectionConfig
 from sync_support import UNBUILT, pair, start_sync_node, stop_sync_node, wait_for
 
@@ -188,3 +192,25 @@ def test_same_changes_in_any_order_with_duplicates_give_identical_documents(spec
                                                      last_seq=seq, config=config))
                 results.append(_documents(node))
     assert results[0] == results[1] == results[2]
+
+
+def test_a_changed_hint_makes_the_receiver_sync_with_the_sender_at_once(tmp_path) -> None:
+    a = start_sync_node(tmp_path, "a", sync_interval_s=3600.0)
+    b = start_sync_node(tmp_path, "b", sync_interval_s=3600.0)
+    try:
+        pair(a, b)
+        b.service.scheduler.stop()  # b will not push by itself
+        wait_for(lambda: b.service.trust.get(a.device_id).last_sync is not None
+                 or a.service.trust.get(b.device_id).last_sync is not None,
+                 what="the first reconcile after pairing")
+        b.add("notes", {"hinted": "arrives because of the hint"})
+        time.sleep(1.0)
+        assert "hinted" not in a.texts("notes")  # a's next reconcile is an hour away
+        with pinned_channel(a.sync_address, b.service.trust.get(a.device_id).cert_pem,
+                            identity=b.service.identity) as channel:
+            sync_pb2_grpc.MeshdexSyncStub(channel).Changed(
+                pb.ChangedRequest(collections=["notes"]), timeout=10)
+        wait_for(lambda: "hinted" in a.texts("notes"), timeout_s=10, what="a to pull on hint")
+    finally:
+        stop_sync_node(a)
+        stop_sync_node(b)
