@@ -127,10 +127,6 @@ class SessionReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @property
-    def moved(self) -> int:
-        return sum(c.received + c.sent for c in self.collections)
-
 
 class Session:
     """One sync session with one peer (both directions, every shared collection)."""
