@@ -56,6 +56,23 @@ METHOD_SCOPES: dict[str, str] = {
     "DropCollection": "admin",
 }
 
+# Peer-sync management through the node (meshdex.sync.admin_service), same tokens.
+SYNC_ADMIN_SERVICE_NAME = "meshdex.v1.MeshdexSyncAdmin"
+SYNC_ADMIN_METHOD_SCOPES: dict[str, str] = {
+    "Identity": "read",
+    "ListPeers": "read",
+    "ListConflicts": "read",
+    "SyncNow": "write",
+    "CreateInvite": "admin",
+    "Join": "admin",
+    "AddPeer": "admin",
+    "RemovePeer": "admin",
+}
+SERVICE_SCOPES: dict[str, dict[str, str]] = {
+    SERVICE_NAME: METHOD_SCOPES,
+    SYNC_ADMIN_SERVICE_NAME: SYNC_ADMIN_METHOD_SCOPES,
+}
+
 Metadata = Sequence[tuple[str, str | bytes]]  # gRPC invocation metadata
 
 # Who is calling, for the servicer and logs: the token's id, or "loopback" when allowed in
@@ -216,7 +233,7 @@ class Authorizer:
         metadata alone; None when no token came and only a loopback peer may proceed (the
         peer is known once the call runs: ``authorize_peer``)."""
         service, _, name = method.lstrip("/").partition("/")
-        needed = METHOD_SCOPES.get(name) if service == SERVICE_NAME else None
+        needed = SERVICE_SCOPES.get(service, {}).get(name)
         if needed is None:
             raise PermissionDenied(f"method {method} is not served")
         token = bearer_token(metadata)
@@ -268,7 +285,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not method.startswith(f"/{SERVICE_NAME}/"):
+        if handler is None or method.lstrip("/").partition("/")[0] not in SERVICE_SCOPES:
             return handler
         try:
             caller = self.authorizer.authorize_metadata(

@@ -157,6 +157,19 @@ class MeshdexClient:
         except grpc.RpcError as error:
             raise error_from_rpc(error) from None
 
+    @property
+    def channel(self) -> grpc.Channel:
+        """The channel, for stubs of other services this node serves (e.g. sync admin)."""
+        return self._channel
+
+    def call_stub(self, method: Any, request: Any, *, timeout_s: float | None) -> Any:
+        """Call a stub method of another service on this channel with this client's token;
+        a failure raises the same ``MeshdexError`` as this client's own calls."""
+        try:
+            return method(request, timeout=timeout_s, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+
     # --- collections ---------------------------------------------------------------------
 
     def create_collection(self, name: str, *, embedder: EmbedderSpec | None = None,

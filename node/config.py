@@ -32,6 +32,8 @@ from meshdex.node.paths import default_data_dir
 ENV_PREFIX = "MESHDEX_"
 MEBIBYTE_BYTES = 1024 * 1024
 DEFAULT_PORT = 7710
+DEFAULT_SYNC_PORT = 7711
+DEFAULT_PAIR_PORT = 7712
 
 
 def default_config_path() -> Path:
@@ -74,6 +76,16 @@ class NodeConfig:
     # Folders `serve` keeps in step with collections, as "COLLECTION=FOLDER" entries (a TOML
     # list, or comma-separated in MESHDEX_WATCH); see `meshdex watch`.
     watch: tuple[str, ...] = ()
+    # Peer sync (meshdex.sync): mutual-TLS listener for paired devices, and the pairing
+    # listener invites point at (server TLS only). "" turns either off. A LAN node sets
+    # 0.0.0.0:7711 / 0.0.0.0:7712 and sync_advertise to the address peers should dial.
+    sync_listen: str = f"127.0.0.1:{DEFAULT_SYNC_PORT}"
+    pair_listen: str = f"127.0.0.1:{DEFAULT_PAIR_PORT}"
+    sync_advertise: str = ""  # host (or host,host) put into invites; default: the listen host
+    sync_interval_s: float = 30.0  # periodic reconcile with every peer
+    # Collections received from peers with an http embedder are created but never built
+    # automatically (their text would leave the device) unless this is set.
+    sync_allow_network_embedders: bool = False
 
     @property
     def tls_enabled(self) -> bool:
@@ -97,6 +109,8 @@ class NodeConfig:
         if self.call_idle_timeout_s <= 0:
             raise InvalidArgument(
                 f"call_idle_timeout_s must be > 0, got {self.call_idle_timeout_s}")
+        if self.sync_interval_s <= 0:
+            raise InvalidArgument(f"sync_interval_s must be > 0, got {self.sync_interval_s}")
         if self.grace_period_s < 0:
             raise InvalidArgument(f"grace_period_s must be >= 0, got {self.grace_period_s}")
         for name in ("tls_cert", "tls_key"):

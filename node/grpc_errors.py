@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 from meshdex.index import errors
 from meshdex.node.errors import StoreCorrupt
+from meshdex.sync.errors import SyncError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ STATUS_CODES: dict[type[errors.MeshdexError], grpc.StatusCode] = {
     errors.BundleError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.BundleCorrupt: grpc.StatusCode.DATA_LOSS,
     StoreCorrupt: grpc.StatusCode.DATA_LOSS,
+    SyncError: grpc.StatusCode.UNAVAILABLE,  # sync kinds (PermissionDenied, ...) map as those
 }
 
 ERROR_CLASS_METADATA_KEY = "meshdex-error"

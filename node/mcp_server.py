@@ -208,7 +208,8 @@ def _document_input(position: int, item: Any) -> DocumentInput:
 SEARCH_DESCRIPTION = f"""Search the user's private meshdex index (by meaning and by exact words).
 
 Returns the top_k passages that best match `query`, best first, each with its document_id,
-source (file path or URL), score (higher is closer; cosine similarity in semantic mode) and metadata,
+source (file path or URL), score (higher is closer; cosine similarity in semantic mode) and
+metadata,
 plus `cost` (passages recomputed, model calls, milliseconds). Phrase `query` as a question or
 a description of what you look for. `filter` restricts by metadata during the search, e.g.
 "type=markdown", "year>=2024 and lang=en", "tags~python", "kind in [a,b]". `mode`: "hybrid"

@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -39,6 +39,19 @@ logger = logging.getLogger(__name__)
 
 # Threads beyond max_concurrent_rpcs, so health checks and refusals are answered under load.
 HEADROOM_RPCS = 4
+
+
+class Companion(Protocol):
+    """Something that runs beside the node's server (peer sync) for as long as it serves."""
+
+    def register(self, server: grpc.Server) -> None:
+        """Add servicers to the node's server; called before it starts."""
+
+    def start(self) -> None:
+        """Called once the node's server is started."""
+
+    def stop(self, grace_period_s: float) -> None:
+        """Called before the node's server stops; must not raise."""
 
 
 @dataclass(kw_only=True)
@@ -72,8 +85,12 @@ def _bind(server: grpc.Server, config: NodeConfig) -> str:
     return f"{host}:{port}"
 
 
-def start_server(node: NodeAPI, config: NodeConfig) -> RunningServer:
-    """Build, bind and start the server for ``node``; the caller owns ``node``'s lifetime."""
+def start_server(node: NodeAPI, config: NodeConfig, *,
+                 add_services: Sequence[Callable[[grpc.Server], None]] = ()) -> RunningServer:
+    """Build, bind and start the server for ``node``; the caller owns ``node``'s lifetime.
+
+    ``add_services`` register further servicers (e.g. sync admin) before the server starts.
+    """
     config.validate()
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -103,6 +120,8 @@ def start_server(node: NodeAPI, config: NodeConfig) -> RunningServer:
     )
     node_pb2_grpc.add_MeshdexNodeServicer_to_server(
         MeshdexNodeServicer(node, max_batch_documents=config.max_batch_documents), server)
+    for add_service in add_services:
+        add_service(server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_names = (
         node_pb2.DESCRIPTOR.services_by_name["MeshdexNode"].full_name,
@@ -124,12 +143,15 @@ def serve(
     *,
     open_node: Callable[[NodeConfig], Any],
     on_ready: Callable[[str], None] | None = None,
+    companions: Sequence[Callable[[Any, NodeConfig], Companion]] = (),
 ) -> None:
     """Run a node until SIGTERM or SIGINT, then shut down gracefully and close the store.
 
     ``open_node(config)`` returns the ``Node`` (a context manager); it is closed only after the
     server has stopped, so every acknowledged write is committed before the store closes.
-    ``on_ready(address)`` is called once the server accepts calls.
+    ``on_ready(address)`` is called once the server accepts calls. Each of ``companions``
+    (e.g. peer sync) is called as ``companion(node, config)``; what it returns registers its
+    servicers on the node's server, is started once the server is, and is stopped before it.
     """
     stop_requested = threading.Event()
 
@@ -143,12 +165,19 @@ def serve(
         previous = {sig: signal.signal(sig, request_stop)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         running: RunningServer | None = None
+        started: list[Companion] = []
         try:
-            running = start_server(node, config)
+            created = [companion(node, config) for companion in companions]
+            running = start_server(node, config, add_services=[c.register for c in created])
+            for companion in created:
+                companion.start()
+                started.append(companion)
             if on_ready is not None:
                 on_ready(running.address)
             stop_requested.wait()
         finally:
+            for companion in reversed(started):
+                companion.stop(config.grace_period_s)
             if running is not None:
                 running.stop(config.grace_period_s)
             for sig, handler in previous.items():

@@ -360,8 +360,11 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
     """
     with open_node(ctx, readonly=True) as node:
         status = node.status()
+    from meshdex.node.cli.sync_cmds import sync_status
+
+    peers = sync_status(ctx)
     if as_json:
-        _print_json(status.to_dict())
+        _print_json({**status.to_dict(), "sync": peers.to_dict()})
         return
     click.echo(f"data dir:    {status.data_dir}")
     click.echo(f"device id:   {status.device_id}")
@@ -384,6 +387,7 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
             f"passages, {summary.bundle_bytes / 1024:.0f} KiB, {summary.model_id} "
             f"({summary.model_hash[:12]}), {freshness}"
         )
+    click.echo(peers.summary())
     if status.decisions:
         click.echo("recent index decisions:")
     for record in status.decisions:

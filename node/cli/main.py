@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from meshdex import __version__
 from meshdex.index import errors
+from meshdex.sync.errors import SyncError
 
 # One table from error class to exit code; the most specific class wins (MRO order).
 EXIT_CODES: dict[type[errors.MeshdexError], int] = {
@@ -23,6 +24,7 @@ EXIT_CODES: dict[type[errors.MeshdexError], int] = {
     errors.DeadlineExceeded: 8,
     errors.EmbedderError: 9,
     errors.BundleError: 10,
+    SyncError: 12,  # a peer unreachable or misbehaving; sync kinds exit as their parent kind
 }
 EXIT_PARTIAL_FAILURE = 11  # some items went in, some were rejected (reported per item)
 
@@ -92,6 +94,10 @@ def _register_commands() -> None:
     from meshdex.node.cli import assist_cmds  # mcp, ask, watch
 
     for command in assist_cmds.COMMANDS:
+        cli.add_command(command)
+    from meshdex.node.cli import sync_cmds
+
+    for command in sync_cmds.COMMANDS:
         cli.add_command(command)
 
 

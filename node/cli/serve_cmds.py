@@ -55,6 +55,10 @@ def _print_json(value: Any) -> None:
 @click.option("--allow-unauthenticated-loopback/--require-tokens", default=None,
               help="Let loopback callers in without a token while none exists (default: "
               "tokens always required).")
+@click.option("--sync-listen", help="HOST:PORT of the peer-sync listener, mutual TLS with paired "
+              "devices only (default 127.0.0.1:7711; \"\" turns sync off).")
+@click.option("--pair-listen", help="HOST:PORT where invites are redeemed (default "
+              "127.0.0.1:7712; \"\" turns pairing off).")
 @click.pass_context
 def serve_command(ctx: click.Context, config_path: Path | None, **flags: Any) -> None:
     """Run this device's node: the gRPC query API, with health checks and reflection.
@@ -80,9 +84,10 @@ def serve_command(ctx: click.Context, config_path: Path | None, **flags: Any) ->
                        "with `meshdex token create --scope read`", err=True)
         sys.stderr.flush()
 
+    from meshdex.node.cli.sync_cmds import SyncCompanion
     from meshdex.node.watch import node_with_watchers  # the node, plus config.watch folders
 
-    serve(config, open_node=node_with_watchers, on_ready=ready)
+    serve(config, open_node=node_with_watchers, on_ready=ready, companions=[SyncCompanion])
     click.echo("meshdex node stopped", err=True)
 
 

@@ -1,0 +1,350 @@
+"""Peer sync commands: ``id``, ``invite``, ``join``, ``peer add|rm``, ``peers``, ``sync``,
+``conflicts``; and the companion that runs sync inside ``meshdex serve``.
+
+Thin click layer over ``meshdex.sync.admin.SyncAdmin``: embedded on the data directory, or
+through ``--node`` on a serving node (``MeshdexSyncAdmin``), printing the same either way.
+Identity, trust and invites are files beside the store, so embedded commands other than
+``sync`` work even while ``meshdex serve`` runs (it picks changes up on the next handshake).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import grpc
+from meshdex.index.errors import InvalidArgument
+from meshdex.node.cli.remote import remote_client
+from meshdex.node.config import NodeConfig, load_config
+from meshdex.node.service import Node
+from meshdex.sync.admin import LocalSyncAdmin, PeerStatus, SyncAdmin
+from meshdex.sync.admin_service import SyncAdminClient, add_admin_service
+from meshdex.sync.errors import SyncError
+from meshdex.sync.pairing import DEFAULT_INVITE_TTL_S, MAX_INVITE_TTL_S
+from meshdex.sync.service import SyncService
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None, help="TOML config file (for sync_listen, pair_listen, sync_advertise).")
+collections_option = click.option(
+    "--collections", default="default", show_default=True,
+    help="Comma-separated collections to share with the peer.")
+read_only_option = click.option(
+    "--read-only", is_flag=True,
+    help="The peer may receive the shared collections but its changes are refused.")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _config(ctx: click.Context, config_path: Path | None) -> NodeConfig:
+    return load_config(config_path=config_path,
+                       flags={"data_dir": (ctx.find_root().obj or {}).get("data_dir")}).config
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def parse_duration_s(text: str) -> float:
+    """``"10m"`` → 600.0; plain numbers are seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise InvalidArgument(f"invalid duration {text!r}: use e.g. 90s, 10m, 2h, 1d")
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if not 0 < seconds <= MAX_INVITE_TTL_S:
+        raise InvalidArgument(f"--ttl must be between 1 s and {MAX_INVITE_TTL_S / 86400:.0f} "
+                              f"days, got {text!r}")
+    return seconds
+
+
+def _collections(text: str) -> tuple[str, ...]:
+    names = tuple(sorted({name.strip() for name in text.split(",") if name.strip()}))
+    if not names:
+        raise InvalidArgument("--collections needs at least one collection name")
+    return names
+
+
+def _when(stamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "never"
+
+
+@contextmanager
+def open_admin(ctx: click.Context, config_path: Path | None = None) -> Iterator[SyncAdmin]:
+    """The node's sync admin through ``--node``, else this data directory's."""
+    client = remote_client(ctx)
+    if client is not None:
+        with client:
+            yield SyncAdminClient(client)
+        return
+    yield LocalSyncAdmin(_config(ctx, config_path))
+
+
+@click.command("id")
+@json_option
+@click.pass_context
+def id_command(ctx: click.Context, as_json: bool) -> None:
+    """Print this device's id (created with its key on first use); give it to peers.
+
+    \b
+    Example:
+      meshdex id
+    """
+    with open_admin(ctx) as admin:
+        device_id = admin.device_id()
+    if as_json:
+        _print_json({"device_id": device_id})
+        return
+    click.echo(device_id)
+
+
+@click.command("invite")
+@collections_option
+@read_only_option
+@click.option("--ttl", default=f"{DEFAULT_INVITE_TTL_S / 60:.0f}m", show_default=True,
+              help="How long the invite can be redeemed (e.g. 90s, 10m, 2h).")
+@config_option
+@click.pass_context
+def invite_command(ctx: click.Context, collections: str, read_only: bool, ttl: str,
+                   config_path: Path | None) -> None:
+    """Print a one-time invite token for another device to `meshdex join`.
+
+    The token holds this device's id, the address of its pairing listener and a secret;
+    `meshdex serve` must be running here when the other device joins.
+
+    \b
+    Example:
+      meshdex invite --collections default,papers --ttl 10m
+      meshdex invite --read-only
+    """
+    with open_admin(ctx, config_path) as admin:
+        invite = admin.create_invite(collections=_collections(collections),
+                                     read_only=read_only, ttl_s=parse_duration_s(ttl))
+    click.echo(invite.token)
+    mode = "read-only" if invite.read_only else "read-write"
+    click.echo(f"one-time invite for {', '.join(invite.collections)} ({mode}), valid until "
+               f"{_when(invite.expires_at)}; on the other device run: meshdex join TOKEN",
+               err=True)
+
+
+@click.command("join")
+@click.argument("token")
+@click.option("--name", default=None, help="How the other device will call this one "
+              "(default: this machine's hostname).")
+@config_option
+@click.pass_context
+def join_command(ctx: click.Context, token: str, name: str | None,
+                 config_path: Path | None) -> None:
+    """Pair with the device that printed TOKEN (`meshdex invite` there).
+
+    Verifies that device's certificate against the id in the token, proves this side holds
+    the token's secret without sending it, and records the pairing on both devices.
+
+    \b
+    Example:
+      meshdex join mdxi_eyJ2IjoxLCJkIjoi...
+    """
+    with open_admin(ctx, config_path) as admin:
+        peer = admin.join(token, name=name)
+    click.echo(f"paired with {peer.name} ({peer.device_id}); sharing "
+               f"{', '.join(peer.collections)}")
+
+
+@click.group("peer")
+def peer_group() -> None:
+    """Pair with a device by hand, or forget one.
+
+    \b
+    Example:
+      meshdex peer add MFZWI3D-BONSGYC-... 192.168.1.20:7711 --collections default
+      meshdex peer rm MFZWI3D-BONSGYC-...
+    """
+
+
+@peer_group.command("add")
+@click.argument("device_id")
+@click.argument("address", metavar="HOST:PORT")
+@collections_option
+@read_only_option
+@click.option("--name", default="", help="A name to recognise the peer by.")
+@click.pass_context
+def peer_add_command(ctx: click.Context, device_id: str, address: str, collections: str,
+                     read_only: bool, name: str) -> None:
+    """Trust DEVICE_ID at HOST:PORT (its sync listener); the other side must add this one too.
+
+    The certificate served at HOST:PORT must hash to DEVICE_ID, or nothing is recorded.
+
+    \b
+    Example:
+      meshdex peer add MFZWI3D-BONSGYC-... 192.168.1.20:7711 --collections default,papers
+    """
+    with open_admin(ctx) as admin:
+        peer = admin.add_peer(device_id, address, collections=_collections(collections),
+                              read_only=read_only, name=name)
+    click.echo(f"added peer {peer.name} ({peer.device_id}) at {address}, sharing "
+               f"{', '.join(peer.collections)} ({peer.mode})")
+
+
+@peer_group.command("rm")
+@click.argument("device_id")
+@click.pass_context
+def peer_rm_command(ctx: click.Context, device_id: str) -> None:
+    """Forget a peer: it is refused from its next call on, even on an open connection.
+
+    \b
+    Example:
+      meshdex peer rm MFZWI3D-BONSGYC-...
+    """
+    with open_admin(ctx) as admin:
+        peer = admin.remove_peer(device_id)
+    click.echo(f"removed peer {peer.name} ({peer.device_id})")
+
+
+@click.command("peers")
+@json_option
+@click.pass_context
+def peers_command(ctx: click.Context, as_json: bool) -> None:
+    """List paired devices: id, name, address, shared collections, mode, last contact,
+    changes they have not acknowledged (lag), last error.
+
+    \b
+    Example:
+      meshdex peers
+      meshdex peers --json
+    """
+    with open_admin(ctx) as admin:
+        peers = admin.peers()
+    if as_json:
+        _print_json([peer.to_dict() for peer in peers])
+        return
+    if not peers:
+        click.echo("no peers; pair with `meshdex invite` / `meshdex join`")
+    for peer in peers:
+        address = ", ".join(peer.addresses) or "(dials us)"
+        lag = "?" if peer.lag is None else peer.lag
+        click.echo(f"{peer.device_id}  {peer.name}  {address}  [{', '.join(peer.collections)}] "
+                   f"{peer.mode}  last contact {_when(peer.last_contact)}, lag {lag}"
+                   + (f", last error: {peer.last_error}" if peer.last_error else ""))
+
+
+@click.command("sync")
+@click.option("--peer", "peer_id", default=None, help="Only this device id.")
+@json_option
+@click.pass_context
+def sync_command(ctx: click.Context, peer_id: str | None, as_json: bool) -> None:
+    """Sync now with every peer (or --peer ID): send and receive changes, print what moved.
+
+    Through --node the serving node runs the session; embedded it needs the store (a
+    serving node already syncs continuously).
+
+    \b
+    Example:
+      meshdex sync
+      meshdex --node 127.0.0.1:7710 --token mdx_... sync --peer MFZWI3D-BONSGYC-... --json
+    """
+    with open_admin(ctx) as admin:
+        reports = admin.sync_now(peer_id)
+    if as_json:
+        _print_json([report.to_dict() for report in reports])
+    else:
+        if not reports:
+            click.echo("no peers to sync with")
+        for report in reports:
+            click.echo(f"{report.name} ({report.peer[:7]}): "
+                       + (f"error: {report.error}" if report.error else "ok"))
+            for item in report.collections:
+                click.echo(f"  {item.collection}: received {item.received}, sent {item.sent}, "
+                           f"conflicts {item.conflicts}"
+                           + (f", error: {item.error}" if item.error else ""))
+    if any(r.error or any(c.error for c in r.collections) for r in reports):
+        raise SyncError("some peers could not be synced (see above)")
+
+
+@click.command("conflicts")
+@click.option("--collection", "-c", default=None, help="Only this collection.")
+@json_option
+@click.pass_context
+def conflicts_command(ctx: click.Context, collection: str | None, as_json: bool) -> None:
+    """List document versions that lost to a concurrent edit (kept, never dropped).
+
+    \b
+    Example:
+      meshdex conflicts
+      meshdex conflicts -c papers --json
+    """
+    with open_admin(ctx) as admin:
+        records = admin.conflicts(collection)
+    if as_json:
+        _print_json([asdict(r) for r in records])
+        return
+    if not records:
+        click.echo("no conflicts")
+    for record in records:
+        click.echo(f"{record.collection}/{record.doc_id}: kept losing version "
+                   f"{record.losing_hlc} (winner {record.winning_hlc}), "
+                   f"{len(record.text or '')} chars, recorded {_when(record.recorded_at)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncStatus:
+    """The sync part of ``meshdex status``: peers with lag and last sync, conflicts kept."""
+
+    peers: list[PeerStatus]
+    conflicts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"peers": [p.to_dict() for p in self.peers], "conflicts": self.conflicts}
+
+    def summary(self) -> str:
+        lines = [f"peers:       {len(self.peers)} ({self.conflicts} conflicts kept)"]
+        lines += [f"  {p.name} ({p.device_id[:7]}): lag {'?' if p.lag is None else p.lag}, "
+                  f"last sync {_when(p.last_sync)}"
+                  + (f", last error: {p.last_error}" if p.last_error else "")
+                  for p in self.peers]
+        return "\n".join(lines)
+
+
+def sync_status(ctx: click.Context) -> SyncStatus:
+    """Peers and conflicts for ``meshdex status``, embedded or through ``--node``."""
+    with open_admin(ctx) as admin:
+        return SyncStatus(peers=admin.peers(), conflicts=len(admin.conflicts(None)))
+
+
+class SyncCompanion:
+    """Peer sync inside ``meshdex serve``: the admin service on the node's port, and the sync
+    and pairing listeners. A taken sync port turns sync off with a warning instead of
+    refusing to serve the node's own API."""
+
+    def __init__(self, node: Node, config: NodeConfig) -> None:
+        self.service = SyncService(node, config)
+        self.admin = LocalSyncAdmin(config, service=self.service)
+        self.running = False
+
+    def register(self, server: grpc.Server) -> None:
+        add_admin_service(server, self.admin)
+
+    def start(self) -> None:
+        try:
+            self.service.start()
+        except SyncError as error:
+            click.echo(f"warning: peer sync is off: {error}", err=True)
+            return
+        self.running = True
+        addresses = self.service.addresses
+        click.echo(f"meshdex sync on {addresses.get('sync', 'off')} (pairing "
+                   f"{addresses.get('pairing', 'off')}); device {self.service.identity.device_id}",
+                   err=True)
+
+    def stop(self, grace_period_s: float) -> None:
+        self.service.stop(grace_period_s)
+
+
+COMMANDS = [id_command, invite_command, join_command, peer_group, peers_command, sync_command,
+            conflicts_command]

@@ -1,0 +1,180 @@
+"""Managing this device's sync: the operations behind ``id``, ``invite``, ``join``, ``peer``,
+``peers``, ``sync`` and ``conflicts``, whether run embedded or through a serving node.
+
+``SyncAdmin`` is the interface the CLI uses; ``LocalSyncAdmin`` implements it on a data
+directory (and, inside ``meshdex serve``, on the running ``SyncService``), and
+``meshdex.sync.admin_client.SyncAdminClient`` implements it over gRPC. Same records, same
+errors, so a command prints the same either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from meshdex.node.config import NodeConfig
+from meshdex.node.store import Store
+from meshdex.sync.client import SessionReport, add_peer, join, run_session
+from meshdex.sync.device_id import DeviceId
+from meshdex.sync.engine import SyncEngine
+from meshdex.sync.identity import load_identity
+from meshdex.sync.pairing import InviteBook, InviteToken
+from meshdex.sync.progress import Conflict, FileProgress
+from meshdex.sync.trust import Peer, TrustStore
+
+if TYPE_CHECKING:
+    from meshdex.sync.service import SyncService
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerStatus:
+    """A peer as ``peers`` shows it: its record without the certificate, and its lag."""
+
+    device_id: str
+    name: str
+    addresses: tuple[str, ...]
+    collections: tuple[str, ...]
+    mode: str
+    added_at: float
+    last_contact: float | None
+    last_sync: float | None
+    last_error: str | None
+    lag: int | None  # changes in shared collections it has not acknowledged; None: unknown
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["addresses"], data["collections"] = list(self.addresses), list(self.collections)
+        return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreatedInvite:
+    token: str
+    expires_at: float
+    collections: tuple[str, ...]
+    read_only: bool
+
+
+def status_of(peer: Peer, lag: int | None = None) -> PeerStatus:
+    return PeerStatus(**{k: v for k, v in asdict(peer).items() if k != "cert_pem"}, lag=lag)
+
+
+class SyncAdmin(Protocol):
+    """What the sync commands need. Errors are ``MeshdexError`` of the same kind either way."""
+
+    def device_id(self) -> str:
+        """This device's id (its identity is created on first use)."""
+
+    def create_invite(self, *, collections: tuple[str, ...], read_only: bool,
+                      ttl_s: float) -> CreatedInvite:
+        """A one-time invite token for the given collections."""
+
+    def join(self, token: str, *, name: str | None) -> PeerStatus:
+        """Redeem another device's invite; nothing is recorded if it is refused."""
+
+    def add_peer(self, device_id: str, address: str, *, collections: tuple[str, ...],
+                 read_only: bool, name: str) -> PeerStatus:
+        """Trust the device at ``address`` if its certificate is ``device_id``."""
+
+    def remove_peer(self, device_id: str) -> PeerStatus:
+        """Forget a peer (``PeerNotFound`` if unknown)."""
+
+    def peers(self) -> list[PeerStatus]:
+        """Every paired peer, with lag."""
+
+    def sync_now(self, device_id: str | None) -> list[SessionReport]:
+        """One session with one peer, or every peer."""
+
+    def conflicts(self, collection: str | None) -> list[Conflict]:
+        """Kept conflicts, oldest first."""
+
+
+def _lag(store: Store | None, progress: FileProgress, peer: Peer) -> int | None:
+    if store is None:
+        return None
+    return sum(sum(1 for _ in store.changes_since(progress.get_ack(peer.device_id, name),
+                                                  collection=name))
+               for name in peer.collections)
+
+
+class LocalSyncAdmin:
+    """``SyncAdmin`` on a data directory; with ``service``, the one a serving node runs."""
+
+    def __init__(self, config: NodeConfig, *, service: SyncService | None = None) -> None:
+        self.config, self.service = config, service
+        self.data_dir = Path(config.data_dir)
+
+    def device_id(self) -> str:
+        return str(load_identity(self.data_dir).device_id)
+
+    def create_invite(self, *, collections: tuple[str, ...], read_only: bool,
+                      ttl_s: float) -> CreatedInvite:
+        from meshdex.index.errors import InvalidArgument
+        from meshdex.sync.service import advertised_addresses
+
+        if not self.config.pair_listen:
+            raise InvalidArgument("pairing is turned off (pair_listen is empty)",
+                                  hint="set pair_listen, e.g. 0.0.0.0:7712 on a LAN node")
+        identity = load_identity(self.data_dir)
+        invite = InviteBook(self.data_dir).create(collections=collections, read_only=read_only,
+                                                  ttl_s=ttl_s)
+        pair_addresses = advertised_addresses(self.config, self._bound("pairing"))
+        token = InviteToken(device_id=identity.device_id, invite_id=invite.invite_id,
+                            secret=invite.secret, pair_addresses=pair_addresses,
+                            sync_addresses=self._sync_addresses())
+        return CreatedInvite(token=token.encode(), expires_at=invite.expires_at,
+                             collections=invite.collections, read_only=read_only)
+
+    def _bound(self, role: str) -> str:
+        """The address a running service bound (port 0 resolved), else the configured one."""
+        if self.service is not None and role in self.service.addresses:
+            return self.service.addresses[role]
+        return self.config.pair_listen if role == "pairing" else self.config.sync_listen
+
+    def _sync_addresses(self) -> tuple[str, ...]:
+        from meshdex.sync.service import advertised_addresses
+
+        return advertised_addresses(self.config, self._bound("sync"))
+
+    def join(self, token: str, *, name: str | None) -> PeerStatus:
+        return status_of(join(self.data_dir, token, name=name,
+                              addresses=self._sync_addresses()))
+
+    def add_peer(self, device_id: str, address: str, *, collections: tuple[str, ...],
+                 read_only: bool, name: str) -> PeerStatus:
+        return status_of(add_peer(self.data_dir, device_id, address, collections=collections,
+                                  read_only=read_only, name=name))
+
+    def remove_peer(self, device_id: str) -> PeerStatus:
+        return status_of(TrustStore(self.data_dir).remove(DeviceId.parse(device_id)))
+
+    def peers(self) -> list[PeerStatus]:
+        progress = FileProgress(self.data_dir)
+        store = None
+        if self.service is not None:
+            store = self.service.engine.store
+        elif (self.data_dir / "store" / "data.mdb").exists():
+            store = Store.open(self.data_dir, readonly=True)
+        try:
+            return [status_of(peer, _lag(store, progress, peer))
+                    for peer in TrustStore(self.data_dir).all()]
+        finally:
+            if store is not None and self.service is None:
+                store.close()
+
+    def sync_now(self, device_id: str | None) -> list[SessionReport]:
+        if self.service is not None:
+            return self.service.sync_now(str(DeviceId.parse(device_id)) if device_id else None)
+        from meshdex.node.service import Node
+
+        trust = TrustStore(self.data_dir)
+        peers = [trust.get(DeviceId.parse(device_id))] if device_id else trust.all()
+        identity = load_identity(self.data_dir)
+        with Node.open(self.data_dir) as node:
+            engine = SyncEngine(node=node, identity=identity,
+                                progress=FileProgress(self.data_dir))
+            return [run_session(engine, identity, trust, peer) for peer in peers]
+
+    def conflicts(self, collection: str | None) -> list[Conflict]:
+        return FileProgress(self.data_dir).all_conflicts(collection)

@@ -1,0 +1,116 @@
+"""``MeshdexSyncAdmin`` over gRPC: the servicer (inside ``meshdex serve``) and the client
+(``meshdex --node``). Both thin: decode, call ``SyncAdmin``, encode; the node's bearer-token
+interceptor guards every call (scopes in ``meshdex.node.auth``).
+"""
+
+from __future__ import annotations
+
+import grpc
+from meshdex.node.client import MeshdexClient
+from meshdex.proto.meshdex.v1 import sync_pb2 as pb
+from meshdex.proto.meshdex.v1 import sync_pb2_grpc
+from meshdex.sync.admin import CreatedInvite, PeerStatus, SyncAdmin
+from meshdex.sync.admin_wire import (
+    conflict_from_wire,
+    conflict_to_wire,
+    peer_status_from_wire,
+    peer_status_to_wire,
+    session_report_from_wire,
+    session_report_to_wire,
+)
+from meshdex.sync.client import SessionReport
+from meshdex.sync.progress import Conflict
+
+ADMIN_CALL_TIMEOUT_S = 600.0  # SyncNow runs whole sessions
+
+
+class SyncAdminServicer(sync_pb2_grpc.MeshdexSyncAdminServicer):
+    def __init__(self, admin: SyncAdmin) -> None:
+        self.admin = admin
+
+    def Identity(self, request, context) -> pb.IdentityResponse:
+        return pb.IdentityResponse(device_id=self.admin.device_id())
+
+    def CreateInvite(self, request, context) -> pb.CreateInviteResponse:
+        invite = self.admin.create_invite(collections=tuple(request.collections),
+                                          read_only=request.read_only, ttl_s=request.ttl_s)
+        return pb.CreateInviteResponse(token=invite.token, expires_at=invite.expires_at,
+                                       collections=invite.collections,
+                                       read_only=invite.read_only)
+
+    def Join(self, request, context) -> pb.PeerInfo:
+        return peer_status_to_wire(self.admin.join(request.token, name=request.name or None))
+
+    def AddPeer(self, request, context) -> pb.PeerInfo:
+        return peer_status_to_wire(self.admin.add_peer(
+            request.device_id, request.address, collections=tuple(request.collections),
+            read_only=request.read_only, name=request.name))
+
+    def RemovePeer(self, request, context) -> pb.PeerInfo:
+        return peer_status_to_wire(self.admin.remove_peer(request.device_id))
+
+    def ListPeers(self, request, context) -> pb.ListPeersResponse:
+        return pb.ListPeersResponse(peers=[peer_status_to_wire(p) for p in self.admin.peers()])
+
+    def SyncNow(self, request, context) -> pb.SyncNowResponse:
+        reports = self.admin.sync_now(request.device_id or None)
+        return pb.SyncNowResponse(reports=[session_report_to_wire(r) for r in reports])
+
+    def ListConflicts(self, request, context) -> pb.ListConflictsResponse:
+        records = self.admin.conflicts(request.collection or None)
+        return pb.ListConflictsResponse(conflicts=[conflict_to_wire(c) for c in records])
+
+
+def add_admin_service(server: grpc.Server, admin: SyncAdmin) -> None:
+    sync_pb2_grpc.add_MeshdexSyncAdminServicer_to_server(SyncAdminServicer(admin), server)
+
+
+class SyncAdminClient:
+    """``SyncAdmin`` through a serving node, reusing ``MeshdexClient``'s channel, token and
+    error mapping."""
+
+    def __init__(self, client: MeshdexClient) -> None:
+        self.client = client
+        self.stub = sync_pb2_grpc.MeshdexSyncAdminStub(client.channel)
+
+    def _call(self, method: str, request):
+        return self.client.call_stub(getattr(self.stub, method), request,
+                                     timeout_s=ADMIN_CALL_TIMEOUT_S)
+
+    def device_id(self) -> str:
+        return self._call("Identity", pb.IdentityRequest()).device_id
+
+    def create_invite(self, *, collections: tuple[str, ...], read_only: bool,
+                      ttl_s: float) -> CreatedInvite:
+        response = self._call("CreateInvite", pb.CreateInviteRequest(
+            collections=collections, read_only=read_only, ttl_s=ttl_s))
+        return CreatedInvite(token=response.token, expires_at=response.expires_at,
+                             collections=tuple(response.collections),
+                             read_only=response.read_only)
+
+    def join(self, token: str, *, name: str | None) -> PeerStatus:
+        return peer_status_from_wire(self._call("Join", pb.JoinRequest(token=token,
+                                                                       name=name or "")))
+
+    def add_peer(self, device_id: str, address: str, *, collections: tuple[str, ...],
+                 read_only: bool, name: str) -> PeerStatus:
+        return peer_status_from_wire(self._call("AddPeer", pb.AddPeerRequest(
+            device_id=device_id, address=address, collections=collections,
+            read_only=read_only, name=name)))
+
+    def remove_peer(self, device_id: str) -> PeerStatus:
+        return peer_status_from_wire(self._call("RemovePeer",
+                                                pb.RemovePeerRequest(device_id=device_id)))
+
+    def peers(self) -> list[PeerStatus]:
+        return [peer_status_from_wire(p)
+                for p in self._call("ListPeers", pb.ListPeersRequest()).peers]
+
+    def sync_now(self, device_id: str | None) -> list[SessionReport]:
+        response = self._call("SyncNow", pb.SyncNowRequest(device_id=device_id or ""))
+        return [session_report_from_wire(r) for r in response.reports]
+
+    def conflicts(self, collection: str | None) -> list[Conflict]:
+        response = self._call("ListConflicts",
+                              pb.ListConflictsRequest(collection=collection or ""))
+        return [conflict_from_wire(c) for c in response.conflicts]

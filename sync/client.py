@@ -1,0 +1,217 @@
+"""The dialling side: ``join`` an inviter, ``add_peer`` by id and address, and run a session.
+
+A session with one peer: ``Hello``, then for each collection both sides share, pull the
+peer's changes after our cursor (apply each batch durably, then ``AckChanges``), and push ours
+after the peer's cursor for us (unless the peer holds us read-only). A dead peer costs at
+most ``CALL_TIMEOUT_S`` per call and is reported in ``SessionReport.error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography.hazmat.primitives.serialization import Encoding
+from meshdex.index.errors import MeshdexError
+from meshdex.node.grpc_errors import error_for
+from meshdex.proto.meshdex.v1 import sync_pb2 as pb
+from meshdex.proto.meshdex.v1 import sync_pb2_grpc
+from meshdex.sync import wire
+from meshdex.sync.device_id import DeviceId
+from meshdex.sync.engine import SyncEngine
+from meshdex.sync.errors import PeerExists, SyncError
+from meshdex.sync.identity import DeviceIdentity, certificate_from_pem, load_identity
+from meshdex.sync.pairing import InviteToken, pairing_proof
+from meshdex.sync.transport import fetch_certificate, pinned_channel
+from meshdex.sync.trust import READ_ONLY, READ_WRITE, Peer, TrustStore, make_peer
+
+logger = logging.getLogger(__name__)
+
+CALL_TIMEOUT_S = 30.0
+SESSION_TIMEOUT_S = 600.0  # a whole pull or push stream
+
+
+def _der(pem: bytes | str) -> bytes:
+    return certificate_from_pem(pem).public_bytes(Encoding.DER)
+
+
+def rpc_error(error: grpc.RpcError, *, peer: str, op: str) -> MeshdexError:
+    """A failed call as the meshdex error of its kind; transport failures are ``SyncError``."""
+    code, details = error.code(), error.details() or ""
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN):
+        return SyncError(f"{op}: peer unreachable or failed ({code.name}): {details}",
+                         peer=peer, op=op, hint="is `meshdex serve` running there?")
+    mapped = error_for(code, details)
+    mapped.op = op
+    return mapped
+
+
+@contextmanager
+def _calls(peer: str, op: str) -> Iterator[None]:
+    try:
+        yield
+    except grpc.RpcError as error:
+        raise rpc_error(error, peer=peer, op=op) from None
+
+
+def join(data_dir: Path, token_text: str, *, name: str | None = None,
+         addresses: tuple[str, ...] = ()) -> Peer:
+    """Redeem an invite: pin the inviter by the token's id, prove the secret, record it."""
+    token = InviteToken.decode(token_text)
+    identity = load_identity(data_dir)
+    trust = TrustStore(data_dir)
+    peer_text = str(token.device_id)
+    if trust.find(token.device_id) is not None:
+        raise PeerExists(f"already paired with {peer_text}", peer=peer_text)
+    last_error: MeshdexError | None = None
+    for address in token.pair_addresses:
+        try:
+            server_pem = fetch_certificate(address, token.device_id)
+        except SyncError as error:
+            last_error = error
+            continue
+        with pinned_channel(address, server_pem, identity=None) as channel:
+            stub = sync_pb2_grpc.MeshdexSyncStub(channel)
+            with _calls(peer_text, "pair"):
+                nonce = stub.PairChallenge(pb.PairChallengeRequest(invite_id=token.invite_id),
+                                           timeout=CALL_TIMEOUT_S).nonce
+                proof = pairing_proof(token.secret, inviter_cert_der=_der(server_pem),
+                                      joiner_cert_der=_der(identity.cert_pem), nonce=nonce)
+                request = wire.pair_request_to_wire(wire.PairProof(
+                    invite_id=token.invite_id, nonce=nonce, proof=proof,
+                    joiner_cert_pem=identity.cert_pem.decode(),
+                    joiner_name=name or socket.gethostname(), joiner_addresses=addresses))
+                grant = wire.pair_grant_from_wire(stub.Pair(request, timeout=CALL_TIMEOUT_S))
+        peer = make_peer(cert_pem=server_pem.decode(), name=grant.inviter_name,
+                         addresses=grant.inviter_addresses or token.sync_addresses,
+                         collections=grant.collections, mode=READ_WRITE)
+        return trust.add(peer)
+    assert last_error is not None
+    raise last_error
+
+
+def add_peer(data_dir: Path, device_id: str, address: str, *, collections: tuple[str, ...],
+             read_only: bool, name: str = "") -> Peer:
+    """Pair by hand: fetch the certificate at ``address``, check it is ``device_id``, record."""
+    expected = DeviceId.parse(device_id)
+    identity = load_identity(data_dir)
+    pem = fetch_certificate(address, expected, identity=identity)
+    peer = make_peer(cert_pem=pem.decode(), name=name or expected.short, addresses=[address],
+                     collections=collections, mode=READ_ONLY if read_only else READ_WRITE)
+    return TrustStore(data_dir).add(peer)
+
+
+@dataclass(kw_only=True)
+class CollectionReport:
+    collection: str
+    received: int = 0
+    sent: int = 0
+    conflicts: int = 0
+    error: str | None = None
+
+
+@dataclass(kw_only=True)
+class SessionReport:
+    peer: str
+    name: str
+    collections: list[CollectionReport] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Session:
+    """One sync session with one peer (both directions, every shared collection)."""
+
+    def __init__(self, engine: SyncEngine, identity: DeviceIdentity, peer: Peer) -> None:
+        self.engine, self.identity, self.peer = engine, identity, peer
+
+    def run(self) -> SessionReport:
+        report = SessionReport(peer=self.peer.device_id, name=self.peer.name)
+        if not self.peer.addresses:
+            report.error = "no address known for this peer; it dials this device"
+            return report
+        try:
+            with pinned_channel(self.peer.addresses[0], self.peer.cert_pem,
+                                identity=self.identity) as channel:
+                self._run(sync_pb2_grpc.MeshdexSyncStub(channel), report)
+        except MeshdexError as error:
+            report.error = str(error)
+        return report
+
+    def _run(self, stub: sync_pb2_grpc.MeshdexSyncStub, report: SessionReport) -> None:
+        engine, peer = self.engine, self.peer
+        own = wire.Hello(protocol_version=wire.PROTOCOL_VERSION,
+                         store_id=engine.store.device_id,
+                         collections=engine.shared_view(peer))
+        with _calls(peer.device_id, "hello"):
+            theirs = wire.hello_response_from_wire(
+                stub.Hello(wire.hello_request_to_wire(own), timeout=CALL_TIMEOUT_S))
+        if theirs.device_id != peer.device_id:
+            raise SyncError("peer answered hello with another device id", peer=peer.device_id)
+        offered = {c.config.name: c for c in theirs.collections}
+        for name in sorted(set(peer.collections) & set(theirs.shared_names)):
+            result = CollectionReport(collection=name)
+            report.collections.append(result)
+            try:
+                if not peer.read_only and name in offered:
+                    self._pull(stub, offered[name], theirs.store_id, result)
+                if not theirs.caller_read_only and engine.store.has_collection(name):
+                    cursor = offered[name].cursor if name in offered else 0
+                    watermarks = offered[name].watermarks if name in offered else {}
+                    self._push(stub, name, cursor, theirs.store_id, watermarks, result)
+            except MeshdexError as error:
+                result.error = str(error)
+
+    def _pull(self, stub, shared: wire.SharedCollection, their_store_id: str,
+              result: CollectionReport) -> None:
+        engine, peer, name = self.engine, self.peer, shared.config.name
+        engine.ensure_collection(shared.config, name)
+        request = pb.PullRequest(collection=name,
+                                 after_seq=engine.progress.get_cursor(peer.device_id, name),
+                                 watermarks=engine.store.state(name).watermarks,
+                                 caller_store_id=engine.store.device_id)
+        last = None
+        with _calls(peer.device_id, "pull"):
+            for message in stub.PullChanges(request, timeout=SESSION_TIMEOUT_S):
+                batch = wire.batch_from_wire(message)
+                if batch.collection != name:
+                    raise SyncError("peer sent changes of another collection",
+                                    peer=peer.device_id)
+                outcome = engine.apply(peer.device_id, batch)
+                result.received += outcome.applied
+                result.conflicts += outcome.conflicts
+                last = batch.last_seq
+            if last is not None:
+                stub.AckChanges(pb.AckRequest(collection=name, seq=last), timeout=CALL_TIMEOUT_S)
+
+    def _push(self, stub, name: str, cursor: int, their_store_id: str,
+              watermarks: dict[str, int], result: CollectionReport) -> None:
+        engine, peer = self.engine, self.peer
+        batches = engine.outgoing(name, after_seq=cursor, receiver_store_id=their_store_id,
+                                  receiver_watermarks=watermarks, with_config=True)
+        with _calls(peer.device_id, "push"):
+            response = stub.PushChanges((wire.batch_to_wire(b) for b in batches),
+                                        timeout=SESSION_TIMEOUT_S)
+        engine.progress.set_ack(peer.device_id, name, response.cursor)
+        result.sent += response.applied
+        result.conflicts += response.conflicts
+
+
+def run_session(engine: SyncEngine, identity: DeviceIdentity, trust: TrustStore,
+                peer: Peer) -> SessionReport:
+    """Sync once with ``peer`` and note the outcome in the trust store."""
+    report = Session(engine, identity, peer).run()
+    errors = [report.error] + [f"{c.collection}: {c.error}" for c in report.collections
+                               if c.error]
+    first_error = next((e for e in errors if e), None)
+    trust.note(peer.device_id, error=first_error, synced=first_error is None)
+    return report

@@ -1,0 +1,208 @@
+"""Replication between this device's store and one peer: what to send, and how to apply.
+
+Both directions use the same two operations. ``outgoing`` reads this device's change log
+after a cursor and yields bounded batches of the documents as they stand now (a change whose
+document was rewritten or deleted later is left to that later entry, so every batch carries
+each document's current version at most once); changes the receiver already holds
+(its watermarks) or that came from it are not sent, but the batch's ``last_seq`` still moves
+past them so the cursor advances. ``apply`` merges a batch by last-writer-wins on HLC stamps
+(``Store.apply_remote_changes``: device id breaks ties, deletes are tombstones), keeps every
+incoming version that loses to a different local one as a ``Conflict``, and only then moves
+the peer's cursor: applying a batch twice changes nothing.
+
+A collection received for the first time is created with the sender's config (embedder,
+chunking). ``on_applied(collection)`` lets the node bring the index up to date; the caller
+decides whether a network embedder may be used (never without the user's opt-in).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from meshdex.index.bundle_manifest import FORMAT_VERSION as BUNDLE_FORMAT_VERSION
+from meshdex.node.errors import DocumentNotFound
+from meshdex.node.records import ChangeOp, Document, RemoteChange
+from meshdex.node.service import Node
+from meshdex.sync.errors import CollectionNotShared, ReadOnlyPeer
+from meshdex.sync.identity import DeviceIdentity
+from meshdex.sync.progress import Conflict, SyncProgress
+from meshdex.sync.trust import Peer
+from meshdex.sync.wire import (
+    MAX_BATCH_CHANGES,
+    MAX_BATCH_TEXT_BYTES,
+    PROTOCOL_VERSION,
+    ChangeBatch,
+    CollectionConfig,
+    Hello,
+    SharedCollection,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchOutcome:
+    applied: int
+    ignored: int
+    conflicts: int
+
+
+class SyncEngine:
+    """One device's side of replication; shared by the sync servicer and the session client."""
+
+    def __init__(self, *, node: Node, identity: DeviceIdentity, progress: SyncProgress,
+                 on_applied: Callable[[str], None] | None = None) -> None:
+        self.node, self.identity, self.progress = node, identity, progress
+        self.on_applied = on_applied
+
+    @property
+    def store(self):
+        return self.node.store
+
+    # --- hello --------------------------------------------------------------------------
+
+    def config_of(self, collection: str) -> CollectionConfig:
+        info = self.store.get_collection(collection)
+        return CollectionConfig(name=info.name, embedder=info.embedder, chunking=info.chunking)
+
+    def shared_view(self, peer: Peer) -> list[SharedCollection]:
+        """The shared collections this device holds, with positions for ``peer``."""
+        views = []
+        for name in peer.collections:
+            if not self.store.has_collection(name):
+                continue
+            views.append(SharedCollection(
+                config=self.config_of(name), last_seq=self.store.last_seq,
+                cursor=self.progress.get_cursor(peer.device_id, name),
+                watermarks=self.store.state(name).watermarks,
+            ))
+        return views
+
+    def hello(self, peer: Peer) -> Hello:
+        return Hello(protocol_version=PROTOCOL_VERSION, store_id=self.store.device_id,
+                     device_id=str(self.identity.device_id),
+                     bundle_format_versions=(BUNDLE_FORMAT_VERSION,),
+                     collections=self.shared_view(peer), caller_read_only=peer.read_only,
+                     shared_names=peer.collections)
+
+    @staticmethod
+    def check_shared(peer: Peer, collection: str, *, writing: bool) -> None:
+        if not peer.shares(collection):
+            raise CollectionNotShared(f"collection {collection!r} is not shared with this device",
+                                      peer=peer.device_id,
+                                      hint="the other device can share it with `meshdex peer add`")
+        if writing and peer.read_only:
+            raise ReadOnlyPeer(f"this device is paired read-only: its changes to "
+                               f"{collection!r} are refused", peer=peer.device_id)
+
+    # --- sending ------------------------------------------------------------------------
+
+    def _current(self, collection: str, doc_id: str) -> Document | None:
+        try:
+            return self.store.get_document(collection, doc_id)
+        except DocumentNotFound:
+            return None
+
+    def outgoing(self, collection: str, *, after_seq: int, receiver_store_id: str,
+                 receiver_watermarks: dict[str, int],
+                 with_config: bool = False) -> Iterator[ChangeBatch]:
+        """Bounded batches of this device's changes in ``collection`` after ``after_seq``."""
+        config = self.config_of(collection) if with_config else None
+        pending: list[RemoteChange] = []
+        pending_bytes, last_seq = 0, after_seq
+        for change in self.store.changes_since(after_seq, collection=collection):
+            last_seq = change.seq
+            if (change.origin_device == receiver_store_id
+                    or change.origin_seq <= receiver_watermarks.get(change.origin_device, 0)):
+                continue
+            current = self._current(collection, change.doc_id)
+            if change.op is ChangeOp.DELETE:
+                if current is not None:
+                    continue  # re-added later; that entry carries it
+                remote = RemoteChange(doc_id=change.doc_id, op=ChangeOp.DELETE, hlc=change.hlc,
+                                      origin_device=change.origin_device,
+                                      origin_seq=change.origin_seq)
+            else:
+                if current is None or current.hlc != change.hlc:
+                    continue  # rewritten or deleted later; that entry carries it
+                remote = RemoteChange(doc_id=change.doc_id, op=ChangeOp.UPSERT, hlc=change.hlc,
+                                      origin_device=change.origin_device,
+                                      origin_seq=change.origin_seq, text=current.text,
+                                      metadata=current.metadata, source=current.source)
+            pending.append(remote)
+            pending_bytes += len(remote.text or "")
+            if len(pending) >= MAX_BATCH_CHANGES or pending_bytes >= MAX_BATCH_TEXT_BYTES:
+                yield ChangeBatch(collection=collection, changes=pending, last_seq=last_seq,
+                                  config=config)
+                pending, pending_bytes, config = [], 0, None
+        if pending or last_seq > after_seq or config is not None:
+            yield ChangeBatch(collection=collection, changes=pending, last_seq=last_seq,
+                              config=config)
+
+    # --- receiving ----------------------------------------------------------------------
+
+    def ensure_collection(self, config: CollectionConfig | None, collection: str) -> None:
+        """Create a collection received for the first time with the sender's config."""
+        if self.store.has_collection(collection):
+            return
+        if config is None:
+            return  # nothing to apply into yet; a batch with changes always carries it
+        self.node.create_collection(collection, embedder=config.embedder,
+                                    chunking=config.chunking)
+        logger.info("created collection %r from a peer (%s embedder)", collection,
+                    config.embedder.kind)
+
+    def _unacknowledged_stamps(self, peer_id: str, collection: str) -> set[str]:
+        """Stamps of this device's log entries ``peer_id`` has not acknowledged yet."""
+        ack = self.progress.get_ack(peer_id, collection)
+        return {c.hlc.to_str() for c in self.store.changes_since(ack, collection=collection)}
+
+    def apply(self, peer_id: str, batch: ChangeBatch) -> BatchOutcome:
+        """Merge ``batch`` from ``peer_id`` and advance that peer's cursor (after the commit).
+
+        A conflict is kept when two different versions meet and neither writer can have seen
+        the other: an incoming version that loses to a different local one, or a local
+        version the peer had not acknowledged yet that an incoming one overwrites. (Without
+        causal history this can also flag an edit the peer saw through a third device: it
+        errs on keeping.)
+        """
+        self.ensure_collection(batch.config, batch.collection)
+        conflicts: list[Conflict] = []
+        applied = ignored = 0
+        if batch.changes:
+            locals_ = [self._current(batch.collection, c.doc_id) for c in batch.changes]
+            unacknowledged: set[str] | None = None
+            if any(local is not None for local in locals_):
+                unacknowledged = self._unacknowledged_stamps(peer_id, batch.collection)
+            results = self.store.apply_remote_changes(batch.collection, batch.changes)
+            for change, local, ok in zip(batch.changes, locals_, results, strict=True):
+                applied += ok
+                ignored += not ok
+                if local is None or local.hlc == change.hlc or local.text == change.text:
+                    continue
+                if not ok and change.op is ChangeOp.UPSERT:
+                    conflicts.append(self._conflict(batch.collection, change, winner=local))
+                elif ok and unacknowledged and local.hlc.to_str() in unacknowledged:
+                    conflicts.append(self._conflict_local(batch.collection, local, change))
+            self.progress.add_conflicts(conflicts)
+        self.progress.set_cursor(peer_id, batch.collection, batch.last_seq)
+        if applied and self.on_applied is not None:
+            self.on_applied(batch.collection)
+        return BatchOutcome(applied=applied, ignored=ignored, conflicts=len(conflicts))
+
+    @staticmethod
+    def _conflict(collection: str, loser: RemoteChange, *, winner: Document) -> Conflict:
+        return Conflict(collection=collection, doc_id=loser.doc_id,
+                        losing_hlc=loser.hlc.to_str(), winning_hlc=winner.hlc.to_str(),
+                        origin_device=loser.origin_device, deleted=False, text=loser.text,
+                        metadata=loser.metadata, source=loser.source, recorded_at=time.time())
+
+    @staticmethod
+    def _conflict_local(collection: str, loser: Document, winner: RemoteChange) -> Conflict:
+        return Conflict(collection=collection, doc_id=loser.id, losing_hlc=loser.hlc.to_str(),
+                        winning_hlc=winner.hlc.to_str(), origin_device=loser.hlc.device_id,
+                        deleted=False, text=loser.text, metadata=loser.metadata,
+                        source=loser.source, recorded_at=time.time())

@@ -1,0 +1,138 @@
+"""Errors raised by ``meshdex.sync``: identity, trust, pairing and the sync session.
+
+Each class also subclasses a kind from ``meshdex.index.errors`` (listed first, so it decides
+the gRPC status and the CLI exit code); ``SyncError`` itself, for a peer that cannot be
+reached or answers nonsense, has its own entries in both tables::
+
+    MeshdexError
+    └── SyncError                    a peer unreachable or misbehaving (UNAVAILABLE, exit 12)
+        ├── InvalidDeviceId          (InvalidArgument) not a device id, or a check char is wrong
+        ├── InvalidInvite            (InvalidArgument) not an ``mdxi_`` token
+        ├── ProtocolViolation        (InvalidArgument) a peer's message breaks the protocol
+        ├── PeerNotFound             (NotFound) no paired peer by that id
+        ├── PeerExists               (AlreadyExists) that device is already paired
+        ├── PeerNotTrusted           (PermissionDenied) unpaired or removed certificate
+        ├── PeerIdentityMismatch     (PermissionDenied) a peer's certificate is not the id we pinned
+        ├── InviteRefused            (PermissionDenied) used, expired, unknown or forged invite
+        ├── CollectionNotShared      (PermissionDenied) a collection the peer may not see
+        ├── ReadOnlyPeer             (PermissionDenied) a read-only peer tried to write
+        ├── PairingRateLimited       (ResourceExhausted) too many failed pairing attempts
+        └── TrustStoreCorrupt        (FailedPrecondition) peers/identity files cannot be read
+
+Every error carries ``op`` (what was being done), ``peer`` (the device id involved, if any),
+``hint`` (what a person can do) and ``recoverable``. A message never contains key material.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshdex.index.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    MeshdexError,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
+
+__all__ = [
+    "CollectionNotShared",
+    "InvalidDeviceId",
+    "InvalidInvite",
+    "InviteRefused",
+    "PairingRateLimited",
+    "PeerExists",
+    "PeerIdentityMismatch",
+    "PeerNotFound",
+    "PeerNotTrusted",
+    "ProtocolViolation",
+    "ReadOnlyPeer",
+    "SyncError",
+    "TrustStoreCorrupt",
+]
+
+
+class SyncError(MeshdexError):
+    """A peer could not be reached or did not follow the protocol; retrying later may work."""
+
+    recoverable = True
+
+    def __init__(self, message: str, *, peer: str | None = None, **options: Any) -> None:
+        super().__init__(message, **options)
+        self.peer = peer
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} (peer: {self.peer})" if self.peer else text
+
+
+class InvalidDeviceId(InvalidArgument, SyncError):
+    """Not a device id: wrong length, a character outside base32, or a check character wrong."""
+
+    recoverable = False
+
+
+class InvalidInvite(InvalidArgument, SyncError):
+    """Text that is not an ``mdxi_`` invite token (truncated, mistyped, another kind of token)."""
+
+    recoverable = False
+
+
+class ProtocolViolation(InvalidArgument, SyncError):
+    """A peer sent a message that breaks the protocol (bad field, wrong order, too big)."""
+
+    recoverable = False
+
+
+class PeerNotFound(NotFound, SyncError):
+    """No paired peer has that device id."""
+
+    recoverable = False
+
+
+class PeerExists(AlreadyExists, SyncError):
+    """That device is already paired."""
+
+    recoverable = False
+
+
+class PeerNotTrusted(PermissionDenied, SyncError):
+    """The caller's certificate is not one of the paired peers' (never paired, or removed)."""
+
+    recoverable = False
+
+
+class PeerIdentityMismatch(PermissionDenied, SyncError):
+    """The certificate a peer presented does not hash to the device id we expected."""
+
+    recoverable = False
+
+
+class InviteRefused(PermissionDenied, SyncError):
+    """An invite that is used, expired, unknown, or whose proof of the secret is wrong."""
+
+    recoverable = False
+
+
+class CollectionNotShared(PermissionDenied, SyncError):
+    """The peer asked for a collection that is not shared with it."""
+
+    recoverable = False
+
+
+class ReadOnlyPeer(PermissionDenied, SyncError):
+    """A peer paired read-only sent changes; it may only receive."""
+
+    recoverable = False
+
+
+class PairingRateLimited(ResourceExhausted, SyncError):
+    """Too many failed pairing attempts from one address; wait before trying again."""
+
+
+class TrustStoreCorrupt(FailedPrecondition, SyncError):
+    """The identity, peers or invites file cannot be decoded."""
+
+    recoverable = False

@@ -1,0 +1,75 @@
+"""The inviter's side of pairing: challenges and redemptions, with limits and no half-states.
+
+A redemption is refused as a whole (nothing recorded, invite still usable unless it expired)
+unless every check passes: the host is under its failure limit, the nonce is one this
+process issued for that invite and unused, the invite is unused and unexpired, the proof
+matches the secret over both certificates, and the joiner is a new device. The peer record
+and the invite's ``used`` mark are written under the invites file lock.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from meshdex.index.errors import MeshdexError
+from meshdex.sync.errors import InviteRefused, PeerExists, PeerIdentityMismatch
+from meshdex.sync.identity import DeviceIdentity, certificate_from_pem
+from meshdex.sync.pairing import FailureLimiter, Invite, InviteBook, NonceBook, pairing_proof
+from meshdex.sync.trust import TrustStore, make_peer
+from meshdex.sync.wire import PairGrant, PairProof
+
+logger = logging.getLogger(__name__)
+
+
+class PairingDesk:
+    """Answers ``PairChallenge`` and ``Pair`` for one device."""
+
+    def __init__(self, *, identity: DeviceIdentity, trust: TrustStore, invites: InviteBook,
+                 name: str, sync_addresses: tuple[str, ...],
+                 limiter: FailureLimiter | None = None) -> None:
+        self.identity, self.trust, self.invites = identity, trust, invites
+        self.name, self.sync_addresses = name, sync_addresses
+        self.limiter = limiter or FailureLimiter()
+        self.nonces = NonceBook()
+        self._own_der = certificate_from_pem(identity.cert_pem).public_bytes(Encoding.DER)
+
+    def challenge(self, invite_id: str, *, host: str) -> bytes:
+        self.limiter.check(host)
+        try:
+            self.invites.usable(invite_id)
+        except MeshdexError:
+            self.limiter.failed(host)
+            raise
+        return self.nonces.issue(invite_id)
+
+    def redeem(self, proof: PairProof, *, host: str) -> PairGrant:
+        self.limiter.check(host)
+        try:
+            self.nonces.take(proof.nonce, proof.invite_id)
+            joiner = certificate_from_pem(proof.joiner_cert_pem, what="joiner certificate")
+            joiner_der = joiner.public_bytes(Encoding.DER)
+            if joiner_der == self._own_der:
+                raise PeerIdentityMismatch("a device cannot pair with itself")
+
+            def accept(invite: Invite) -> None:
+                expected = pairing_proof(invite.secret, inviter_cert_der=self._own_der,
+                                         joiner_cert_der=joiner_der, nonce=proof.nonce)
+                if not hmac.compare_digest(expected, proof.proof):
+                    raise InviteRefused("the invite's secret does not match",
+                                        hint="copy the whole token again")
+                self.trust.add(make_peer(
+                    cert_pem=proof.joiner_cert_pem, name=proof.joiner_name,
+                    addresses=proof.joiner_addresses, collections=invite.collections,
+                    mode=invite.joiner_mode))
+
+            invite = self.invites.redeem(proof.invite_id, accept)
+        except (InviteRefused, PeerIdentityMismatch, PeerExists):
+            self.limiter.failed(host)
+            logger.warning("refused a pairing attempt from %s", host)
+            raise
+        logger.info("paired with a new device (invite %s)", invite.invite_id)
+        return PairGrant(inviter_name=self.name, inviter_addresses=self.sync_addresses,
+                         collections=invite.collections,
+                         joiner_read_only=invite.joiner_mode == "read-only")

@@ -1,0 +1,283 @@
+"""Sync inside ``meshdex serve``: the two listeners, continuous sync, and background builds.
+
+``SyncService`` is started beside the node's own gRPC server and stopped before the store
+closes. Continuous sync (``SyncScheduler``): a local write (the store's ``last_seq`` moving)
+makes every peer due now; a ``Changed`` hint makes its sender due; every peer is also due
+every ``sync_interval_s``. Sessions run on a small pool, one at a time per peer, so a dead or
+slow peer delays nobody else, and never a local write or search; failures back off
+exponentially (``BACKOFF_BASE_S`` doubling up to ``BACKOFF_MAX_S``) with full jitter.
+
+After changes are applied the index is brought up to date by ``DebouncedBuilder``: one delta
+build per collection once no change has arrived for ``BUILD_DEBOUNCE_S``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from meshdex.node.config import NodeConfig, split_host_port
+from meshdex.node.grpc_errors import ErrorMappingInterceptor
+from meshdex.node.service import Node
+from meshdex.proto.meshdex.v1 import sync_pb2_grpc
+from meshdex.sync.client import SessionReport, run_session
+from meshdex.sync.engine import SyncEngine
+from meshdex.sync.errors import SyncError
+from meshdex.sync.identity import load_identity
+from meshdex.sync.pairing import InviteBook
+from meshdex.sync.pairing_server import PairingDesk
+from meshdex.sync.progress import FileProgress
+from meshdex.sync.servicer import PAIRING_ROLE, SYNC_ROLE, PeerAuthInterceptor, SyncServicer
+from meshdex.sync.transport import (
+    MAX_SYNC_MESSAGE_BYTES,
+    pairing_server_credentials,
+    sync_server_credentials,
+)
+from meshdex.sync.trust import TrustStore
+
+logger = logging.getLogger(__name__)
+
+SYNC_RPC_THREADS = 8
+SESSION_THREADS = 4
+POLL_INTERVAL_S = 0.25
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 300.0
+BUILD_DEBOUNCE_S = 1.0
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def advertised_addresses(config: NodeConfig, listen: str) -> tuple[str, ...]:
+    """Addresses peers should dial for ``listen``: ``sync_advertise`` hosts, else the listen
+    host, else (a wildcard listener) this machine's name."""
+    if not listen:
+        return ()
+    host, port = split_host_port(listen)
+    hosts = [h.strip() for h in config.sync_advertise.split(",") if h.strip()]
+    if not hosts:
+        hosts = [socket.gethostname() if host in WILDCARD_HOSTS else host]
+    return tuple(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
+
+
+def backoff_s(failures: int) -> float:
+    """Delay before retrying a peer after ``failures`` consecutive failures (full jitter)."""
+    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(failures - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class DebouncedBuilder:
+    """Delta-build a collection once changes to it stopped arriving for ``BUILD_DEBOUNCE_S``."""
+
+    def __init__(self, node: Node, *, allow_network_embedders: bool) -> None:
+        self.node, self.allow_network = node, allow_network_embedders
+        self._due: dict[str, float] = {}
+        self._wake = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="meshdex-sync-build",
+                                        daemon=True)
+        self._thread.start()
+
+    def request(self, collection: str) -> None:
+        with self._wake:
+            self._due[collection] = time.monotonic() + BUILD_DEBOUNCE_S
+            self._wake.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopped and not self._ready():
+                    self._wake.wait(POLL_INTERVAL_S)
+                if self._stopped:
+                    return
+                now = time.monotonic()
+                ready = [c for c, due in self._due.items() if due <= now]
+                for collection in ready:
+                    del self._due[collection]
+            for collection in ready:
+                self._build(collection)
+
+    def _ready(self) -> bool:
+        now = time.monotonic()
+        return any(due <= now for due in self._due.values())
+
+    def _build(self, collection: str) -> None:
+        try:
+            info = self.node.get_collection(collection)
+            if info.embedder.kind != "local" and not self.allow_network:
+                logger.warning("not building %r: its embedder sends text to %s; build it by "
+                               "hand or set sync_allow_network_embedders", collection,
+                               info.embedder.url)
+                return
+            self.node.build(collection)
+        except Exception:  # a failed background build must not stop later ones
+            logger.exception("background build of %r after sync failed", collection)
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+        self._thread.join(timeout=60)
+
+
+@dataclass
+class _PeerState:
+    due: float = 0.0
+    failures: int = 0
+    running: bool = False
+
+
+class SyncScheduler:
+    """Runs sessions with every peer that has an address, when due."""
+
+    def __init__(self, *, engine: SyncEngine, trust: TrustStore, interval_s: float) -> None:
+        self.engine, self.trust, self.interval_s = engine, trust, interval_s
+        self._states: dict[str, _PeerState] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pool = futures.ThreadPoolExecutor(SESSION_THREADS,
+                                                thread_name_prefix="meshdex-sync-session")
+        self._thread = threading.Thread(target=self._loop, name="meshdex-sync", daemon=True)
+        self._last_seq = -1
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def hint(self, device_id: str) -> None:
+        """A peer said it has changes: sync with it now (unless it is backing off)."""
+        with self._lock:
+            state = self._states.setdefault(device_id, _PeerState())
+            if state.failures == 0:
+                state.due = 0.0
+
+    def _loop(self) -> None:
+        while not self._stop.wait(POLL_INTERVAL_S):
+            try:
+                self._tick()
+            except Exception:  # keep syncing whatever one pass hit
+                logger.exception("sync scheduler pass failed")
+
+    def _tick(self) -> None:
+        last_seq = self.engine.store.last_seq
+        wrote = last_seq != self._last_seq
+        self._last_seq = last_seq
+        now = time.monotonic()
+        for peer in self.trust.all():
+            if not peer.addresses:
+                continue
+            with self._lock:
+                state = self._states.setdefault(peer.device_id, _PeerState())
+                if wrote and state.failures == 0:
+                    state.due = 0.0
+                if state.running or state.due > now:
+                    continue
+                state.running = True
+            self._pool.submit(self._session, peer.device_id)
+
+    def _session(self, device_id: str) -> SessionReport | None:
+        try:
+            peer = self.trust.find(device_id)
+            if peer is None:
+                return None
+            report = run_session(self.engine, self.engine.identity, self.trust, peer)
+            failed = report.error is not None or any(c.error for c in report.collections)
+            with self._lock:
+                state = self._states[device_id]
+                state.failures = state.failures + 1 if failed else 0
+                state.due = time.monotonic() + (backoff_s(state.failures) if failed
+                                                else self.interval_s)
+            if failed:
+                logger.info("sync with %s failed: %s", peer.name, report.error or [
+                    c.error for c in report.collections if c.error])
+            return report
+        finally:
+            with self._lock:
+                self._states[device_id].running = False
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class SyncService:
+    """The sync side of one serving node."""
+
+    def __init__(self, node: Node, config: NodeConfig) -> None:
+        self.config = config
+        data_dir = node.data_dir
+        self.identity = load_identity(data_dir)
+        self.trust = TrustStore(data_dir)
+        self.builder = DebouncedBuilder(
+            node, allow_network_embedders=config.sync_allow_network_embedders)
+        self.engine = SyncEngine(node=node, identity=self.identity,
+                                 progress=FileProgress(data_dir),
+                                 on_applied=self.builder.request)
+        self.scheduler = SyncScheduler(engine=self.engine, trust=self.trust,
+                                       interval_s=config.sync_interval_s)
+        self.desk = PairingDesk(identity=self.identity, trust=self.trust,
+                                invites=InviteBook(data_dir), name=socket.gethostname(),
+                                sync_addresses=advertised_addresses(config, config.sync_listen))
+        self._servers: list[grpc.Server] = []
+        self.addresses: dict[str, str] = {}
+
+    def _server(self, role: str) -> grpc.Server:
+        server = grpc.server(
+            futures.ThreadPoolExecutor(SYNC_RPC_THREADS, thread_name_prefix=f"meshdex-{role}"),
+            interceptors=[ErrorMappingInterceptor(), PeerAuthInterceptor(self.trust, role)],
+            options=[("grpc.max_receive_message_length", MAX_SYNC_MESSAGE_BYTES),
+                     ("grpc.max_send_message_length", MAX_SYNC_MESSAGE_BYTES),
+                     ("grpc.so_reuseport", 0)],
+        )
+        sync_pb2_grpc.add_MeshdexSyncServicer_to_server(
+            SyncServicer(engine=self.engine, trust=self.trust, desk=self.desk,
+                         on_hint=self.scheduler.hint), server)
+        return server
+
+    def _listen(self, role: str, listen: str, credentials: grpc.ServerCredentials) -> None:
+        server = self._server(role)
+        port = server.add_secure_port(listen, credentials)
+        if port == 0:
+            raise SyncError(f"cannot listen for {role} on {listen}",
+                            hint="is another process using that port? set sync_listen / "
+                            "pair_listen, or \"\" to turn it off")
+        server.start()
+        self._servers.append(server)
+        self.addresses[role] = f"{listen.rpartition(':')[0]}:{port}"
+
+    def start(self) -> None:
+        """Open the listeners (``SyncError`` if a port is taken) and start syncing."""
+        try:
+            if self.config.sync_listen:
+                self._listen(SYNC_ROLE, self.config.sync_listen,
+                             sync_server_credentials(self.identity, self.trust))
+            if self.config.pair_listen:
+                self._listen(PAIRING_ROLE, self.config.pair_listen,
+                             pairing_server_credentials(self.identity))
+        except BaseException:
+            self.stop(0)
+            raise
+        if SYNC_ROLE in self.addresses:  # a port 0 in sync_listen is known only now
+            self.desk.sync_addresses = advertised_addresses(self.config,
+                                                            self.addresses[SYNC_ROLE])
+        self.scheduler.start()
+        logger.info("meshdex sync listening on %s (device %s)", self.addresses,
+                    self.identity.device_id)
+
+    def sync_now(self, device_id: str | None = None) -> list[SessionReport]:
+        """One session with one peer (or every peer with an address), now."""
+        peers = [self.trust.get(device_id)] if device_id else self.trust.all()
+        return [run_session(self.engine, self.identity, self.trust, peer) for peer in peers
+                if peer.addresses or device_id]
+
+    def stop(self, grace_period_s: float) -> None:
+        self.scheduler.stop()
+        for server in self._servers:
+            server.stop(grace_period_s).wait()
+        self._servers.clear()
+        self.builder.stop()

@@ -1,0 +1,158 @@
+"""``MeshdexSync`` over gRPC: the per-call trust check and the thin servicer.
+
+``PeerAuthInterceptor`` runs before every handler. On the sync listener it hashes the
+caller's certificate and refuses (PERMISSION_DENIED) any device not in the trust store *now*
+— so a removed peer's next call fails even on an open connection — and refuses the pairing
+RPCs. On the pairing listener it serves only ``PairChallenge`` and ``Pair``. The servicer
+decodes (``sync/wire.py``), calls the engine or the pairing code, encodes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from meshdex.node.grpc_errors import wrap_handler
+from meshdex.proto.meshdex.v1 import sync_pb2 as pb
+from meshdex.proto.meshdex.v1 import sync_pb2_grpc
+from meshdex.sync import wire
+from meshdex.sync.engine import SyncEngine
+from meshdex.sync.errors import PeerNotTrusted, ProtocolViolation
+from meshdex.sync.pairing_server import PairingDesk
+from meshdex.sync.transport import caller_device_id
+from meshdex.sync.trust import Peer, TrustStore
+
+logger = logging.getLogger(__name__)
+
+SYNC_SERVICE_NAME = "meshdex.v1.MeshdexSync"
+PAIRING_METHODS = frozenset({"PairChallenge", "Pair"})
+SYNC_ROLE, PAIRING_ROLE = "sync", "pairing"
+
+
+def trusted_caller(context: grpc.ServicerContext, trust: TrustStore) -> Peer:
+    """The paired peer whose certificate this call's connection presented."""
+    device_id = caller_device_id(context)
+    peer = trust.find(device_id) if device_id is not None else None
+    if peer is None:
+        raise PeerNotTrusted(
+            "this device is not paired with the device you called",
+            peer=str(device_id) if device_id else None,
+            hint="pair first: `meshdex invite` there, then `meshdex join TOKEN` here")
+    return peer
+
+
+class PeerAuthInterceptor(grpc.ServerInterceptor):
+    """Refuse calls the listener's role does not allow, and untrusted certificates."""
+
+    def __init__(self, trust: TrustStore, role: str) -> None:
+        self.trust, self.role = trust, role
+
+    def _check(self, method: str, behaviour: Callable[..., Any], request: Any,
+               context: grpc.ServicerContext) -> Any:
+        if self.role == PAIRING_ROLE:
+            if method not in PAIRING_METHODS:
+                raise PeerNotTrusted(f"{method} is not served on the pairing port",
+                                     hint="sync calls go to the sync port")
+        else:
+            if method in PAIRING_METHODS:
+                raise PeerNotTrusted("pairing is served on the pairing port only")
+            trusted_caller(context, self.trust)
+        return behaviour(request, context)
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        full_name = handler_call_details.method
+        if handler is None or not full_name.startswith(f"/{SYNC_SERVICE_NAME}/"):
+            return handler
+        method = full_name.rsplit("/", 1)[-1]
+
+        def around(behaviour: Callable[..., Any], request: Any,
+                   context: grpc.ServicerContext) -> Any:
+            return self._check(method, behaviour, request, context)
+
+        return wrap_handler(handler, around)
+
+
+class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
+    """Thin: decode, call the engine or the pairing desk, encode."""
+
+    def __init__(self, *, engine: SyncEngine, trust: TrustStore, desk: PairingDesk,
+                 on_hint: Callable[[str], None] | None = None) -> None:
+        self.engine, self.trust, self.desk, self.on_hint = engine, trust, desk, on_hint
+
+    def _peer(self, context: grpc.ServicerContext) -> Peer:
+        peer = trusted_caller(context, self.trust)
+        self.trust.note(peer.device_id)
+        return peer
+
+    def Hello(self, request: pb.HelloRequest, context: grpc.ServicerContext) -> pb.HelloResponse:
+        peer = self._peer(context)
+        hello = wire.hello_request_from_wire(request)
+        if hello.protocol_version != wire.PROTOCOL_VERSION:
+            raise ProtocolViolation(f"protocol version {hello.protocol_version} is not "
+                                    f"{wire.PROTOCOL_VERSION}", peer=peer.device_id,
+                                    hint="run the same meshdex version on both devices")
+        return wire.hello_response_to_wire(self.engine.hello(peer))
+
+    def PairChallenge(self, request: pb.PairChallengeRequest,
+                      context: grpc.ServicerContext) -> pb.PairChallengeResponse:
+        return pb.PairChallengeResponse(nonce=self.desk.challenge(request.invite_id,
+                                                                  host=_host(context)))
+
+    def Pair(self, request: pb.PairRequest, context: grpc.ServicerContext) -> pb.PairResponse:
+        grant = self.desk.redeem(wire.pair_request_from_wire(request), host=_host(context))
+        return wire.pair_grant_to_wire(grant)
+
+    def PullChanges(self, request: pb.PullRequest,
+                    context: grpc.ServicerContext) -> Iterator[pb.ChangeBatch]:
+        peer = self._peer(context)
+        self.engine.check_shared(peer, request.collection, writing=False)
+        if not self.engine.store.has_collection(request.collection):
+            return
+        batches = self.engine.outgoing(
+            request.collection, after_seq=request.after_seq,
+            receiver_store_id=request.caller_store_id,
+            receiver_watermarks=dict(request.watermarks))
+        for batch in batches:
+            yield wire.batch_to_wire(batch)
+
+    def AckChanges(self, request: pb.AckRequest,
+                   context: grpc.ServicerContext) -> pb.AckResponse:
+        peer = self._peer(context)
+        self.engine.check_shared(peer, request.collection, writing=False)
+        self.engine.progress.set_ack(peer.device_id, request.collection, request.seq)
+        return pb.AckResponse()
+
+    def PushChanges(self, request_iterator: Iterator[pb.ChangeBatch],
+                    context: grpc.ServicerContext) -> pb.PushResponse:
+        peer = self._peer(context)
+        applied = ignored = conflicts = 0
+        collection = None
+        for message in request_iterator:
+            batch = wire.batch_from_wire(message)
+            if collection is None:
+                collection = batch.collection
+                self.engine.check_shared(peer, collection, writing=True)
+            elif batch.collection != collection:
+                raise ProtocolViolation("one push carries one collection", peer=peer.device_id)
+            outcome = self.engine.apply(peer.device_id, batch)
+            applied += outcome.applied
+            ignored += outcome.ignored
+            conflicts += outcome.conflicts
+        cursor = self.engine.progress.get_cursor(peer.device_id, collection) if collection else 0
+        return pb.PushResponse(cursor=cursor, applied=applied, ignored=ignored,
+                               conflicts=conflicts)
+
+    def Changed(self, request: pb.ChangedRequest,
+                context: grpc.ServicerContext) -> pb.ChangedResponse:
+        peer = self._peer(context)
+        if self.on_hint is not None:
+            self.on_hint(peer.device_id)
+        return pb.ChangedResponse()
+
+
+def _host(context: grpc.ServicerContext) -> str:
+    """``ipv4:127.0.0.1:5555`` -> ``ipv4:127.0.0.1``: failures are counted per host."""
+    return context.peer().rpartition(":")[0]

@@ -1,0 +1,124 @@
+"""Mutual TLS for sync: server credentials that follow the trust store, pinned client channels.
+
+grpcio (Python) has no certificate-verify callback, so trust is enforced twice:
+
+1. at the handshake, the sync listener's ``dynamic_ssl_server_credentials`` asks
+   ``TrustStore.certificates()`` for its client trust list on every new connection, so a
+   pairing or removal takes effect on the next handshake without a restart; and
+2. on every call, ``caller_device_id`` hashes the certificate the connection was made with
+   (``context.auth_context()``) and the interceptor looks it up in the trust store, so a
+   removed peer is refused on its next call even on a connection opened before removal.
+
+Clients pin: the server's certificate is the only trust anchor of the channel, and the fixed
+name ``PEER_TLS_NAME`` is expected whatever address is dialled. A device id seen for the first
+time (``join``, ``peer add``) is pinned by fetching the certificate with ``ssl`` first and
+checking its SHA-256 against the id before any gRPC call.
+
+Both ends are grpcio, which negotiates TLS 1.3 between them; grpcio's Python API cannot raise
+the server's minimum version, so a TLS 1.2 client can complete a handshake, but it must still
+present a paired certificate (test_sync_transport checks both).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+
+import grpc
+from cryptography.hazmat.primitives.serialization import Encoding
+from meshdex.node.config import split_host_port
+from meshdex.sync.device_id import DeviceId
+from meshdex.sync.errors import PeerIdentityMismatch, SyncError
+from meshdex.sync.identity import PEER_TLS_NAME, DeviceIdentity, certificate_from_pem
+from meshdex.sync.trust import TrustStore
+
+CONNECT_TIMEOUT_S = 10.0
+MAX_SYNC_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def sync_server_credentials(identity: DeviceIdentity, trust: TrustStore) -> grpc.ServerCredentials:
+    """Client certificates required; trusted: this device and the paired peers, re-read on
+    every handshake."""
+    pair = [(identity.key_pem, identity.cert_pem)]
+    lock = threading.Lock()
+    current: list[bytes] = []
+
+    def configuration() -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration(
+            pair, root_certificates=b"".join([identity.cert_pem, *current]))
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        latest = trust.certificates()
+        with lock:
+            if latest == current:
+                return None
+            current[:] = latest
+            return configuration()
+
+    fetch()
+    return grpc.dynamic_ssl_server_credentials(configuration(), fetch,
+                                               require_client_authentication=True)
+
+
+def pairing_server_credentials(identity: DeviceIdentity) -> grpc.ServerCredentials:
+    """Server authentication only: a joiner has no trusted certificate yet."""
+    return grpc.ssl_server_credentials([(identity.key_pem, identity.cert_pem)],
+                                       require_client_auth=False)
+
+
+def caller_device_id(context: grpc.ServicerContext) -> DeviceId | None:
+    """The device id of the certificate the caller's connection presented, if any."""
+    pems = context.auth_context().get("x509_pem_cert") or []
+    if not pems:
+        return None
+    cert = certificate_from_pem(pems[0])
+    return DeviceId.from_certificate_der(cert.public_bytes(Encoding.DER))
+
+
+def fetch_certificate(address: str, expected: DeviceId, *,
+                      identity: DeviceIdentity | None = None,
+                      timeout_s: float = CONNECT_TIMEOUT_S) -> bytes:
+    """The PEM certificate the server at ``address`` presents, if it hashes to ``expected``.
+
+    Verification is off for this one handshake on purpose: the check is the hash, which is
+    stronger than any CA. ``identity`` is presented as client certificate (the sync listener
+    asks for one; in TLS 1.3 the server's certificate arrives before ours is judged).
+    """
+    host, port = split_host_port(address)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.set_alpn_protocols(["h2"])
+    if identity is not None:
+        context.load_cert_chain(identity.cert_path, identity.key_path)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw, \
+                context.wrap_socket(raw, server_hostname=PEER_TLS_NAME) as tls:
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError) as error:
+        raise SyncError(f"cannot reach {address}: {error}", peer=str(expected),
+                        hint="is `meshdex serve` running there, and the address right?") from None
+    if der is None or DeviceId.from_certificate_der(der) != expected:
+        raise PeerIdentityMismatch(
+            f"the device at {address} is not {expected}", peer=str(expected),
+            hint="someone else answers at that address, or the id was copied wrong")
+    return ssl.DER_cert_to_PEM_cert(der).encode()
+
+
+def pinned_channel(address: str, server_cert_pem: bytes | str, *,
+                   identity: DeviceIdentity | None) -> grpc.Channel:
+    """A channel to ``address`` that trusts only ``server_cert_pem`` (and presents
+    ``identity``'s certificate when given)."""
+    pem = server_cert_pem.encode() if isinstance(server_cert_pem, str) else server_cert_pem
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=pem,
+        private_key=identity.key_pem if identity else None,
+        certificate_chain=identity.cert_pem if identity else None,
+    )
+    return grpc.secure_channel(address, credentials, options=[
+        ("grpc.ssl_target_name_override", PEER_TLS_NAME),
+        ("grpc.max_receive_message_length", MAX_SYNC_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_SYNC_MESSAGE_BYTES),
+    ])

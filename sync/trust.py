@@ -1,0 +1,184 @@
+"""The trust store: the peers this device is paired with, in ``DATA_DIR/sync/peers.json``.
+
+A peer is trusted exactly when its certificate is recorded here; the sync server builds its
+TLS trust list from this file on every handshake and checks each call's certificate against
+it, so ``peer rm`` takes effect on the peer's next call. The file is written atomically with
+mode 0600 under a ``flock`` (``peer add`` in one process and ``join`` in another cannot lose
+each other's change) and re-read whenever its mtime or size changes.
+
+Mode is what the *peer* may do here: ``read-write`` peers send changes we apply;
+``read-only`` peers only receive. ``collections`` are the names shared with the peer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from meshdex.node.validation import check_collection_name
+from meshdex.sync.device_id import DeviceId
+from meshdex.sync.errors import PeerExists, PeerNotFound, TrustStoreCorrupt
+from meshdex.sync.files import locked, sync_dir, write_private
+from meshdex.sync.identity import device_id_of_pem
+
+PEERS_FILE_NAME = "peers.json"
+PEERS_FORMAT_VERSION = 1
+READ_WRITE = "read-write"
+READ_ONLY = "read-only"
+MODES = (READ_WRITE, READ_ONLY)
+MAX_ERROR_CHARS = 300
+# A contact that changes nothing else is written at most this often (every call notes one).
+CONTACT_WRITE_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Peer:
+    """One paired device."""
+
+    device_id: str  # DeviceId text form
+    name: str
+    cert_pem: str
+    addresses: tuple[str, ...] = ()  # HOST:PORT of its sync listener(s); empty: it dials us
+    collections: tuple[str, ...] = ()
+    mode: str = READ_WRITE
+    added_at: float = field(default_factory=time.time)
+    last_contact: float | None = None
+    last_sync: float | None = None
+    last_error: str | None = None
+
+    @property
+    def read_only(self) -> bool:
+        return self.mode == READ_ONLY
+
+    def shares(self, collection: str) -> bool:
+        return collection in self.collections
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for ``peers --json`` and the file (the certificate is public data)."""
+        data = asdict(self)
+        data["addresses"], data["collections"] = list(self.addresses), list(self.collections)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Peer:
+        return cls(**{**data, "addresses": tuple(data["addresses"]),
+                      "collections": tuple(data["collections"])})
+
+
+def make_peer(*, cert_pem: str, name: str, addresses: tuple[str, ...] | list[str],
+              collections: tuple[str, ...] | list[str], mode: str) -> Peer:
+    """A validated ``Peer`` whose device id is computed from its certificate."""
+    if mode not in MODES:
+        raise TrustStoreCorrupt(f"unknown peer mode {mode!r}")
+    return Peer(
+        device_id=str(device_id_of_pem(cert_pem)), name=name[:100], cert_pem=cert_pem,
+        addresses=tuple(addresses),
+        collections=tuple(sorted({check_collection_name(c) for c in collections})), mode=mode,
+    )
+
+
+class TrustStore:
+    """The peers file of one data directory. Thread-safe and multi-process safe."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = sync_dir(data_dir) / PEERS_FILE_NAME
+        self._lock = threading.Lock()
+        self._peers: dict[str, Peer] = {}
+        self._stamp: tuple[int, int, int] | None = None
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def _load(self) -> dict[str, Peer]:
+        stamp = self._file_stamp()
+        if stamp != self._stamp:
+            peers: dict[str, Peer] = {}
+            if stamp is not None:
+                try:
+                    data = json.loads(self.path.read_text(encoding="utf-8"))
+                    peers = {p["device_id"]: Peer.from_dict(p) for p in data["peers"]}
+                except (ValueError, KeyError, TypeError) as error:
+                    raise TrustStoreCorrupt(f"cannot read the peers file: {error}",
+                                            path=self.path) from None
+            self._peers, self._stamp = peers, stamp
+        return self._peers
+
+    def _save(self, peers: dict[str, Peer]) -> None:
+        payload = {"version": PEERS_FORMAT_VERSION,
+                   "peers": [p.to_dict() for _, p in sorted(peers.items())]}
+        write_private(self.path, json.dumps(payload, indent=1).encode("utf-8"))
+        self._stamp = None
+
+    def all(self) -> list[Peer]:
+        """Every paired peer, sorted by device id."""
+        with self._lock:
+            return [peer for _, peer in sorted(self._load().items())]
+
+    def find(self, device_id: DeviceId | str) -> Peer | None:
+        """The peer with that id, or None. Cheap: a ``stat`` unless the file changed."""
+        with self._lock:
+            return self._load().get(str(device_id))
+
+    def get(self, device_id: DeviceId | str) -> Peer:
+        """The peer with that id; ``PeerNotFound`` if none."""
+        peer = self.find(device_id)
+        if peer is None:
+            raise PeerNotFound(f"no paired peer {device_id}", peer=str(device_id),
+                               hint="`meshdex peers` lists paired devices")
+        return peer
+
+    def add(self, peer: Peer, *, replace_existing: bool = False) -> Peer:
+        """Record ``peer``; ``PeerExists`` if its id is paired already (unless replacing)."""
+        with self._lock, locked(self.path):
+            self._stamp = None
+            peers = dict(self._load())
+            if peer.device_id in peers and not replace_existing:
+                raise PeerExists(f"device {peer.device_id} is already paired",
+                                 peer=peer.device_id,
+                                 hint="`meshdex peer rm` it first to pair it again")
+            peers[peer.device_id] = peer
+            self._save(peers)
+        return peer
+
+    def remove(self, device_id: DeviceId | str) -> Peer:
+        """Forget a peer; its next handshake and its next call on an open connection fail."""
+        with self._lock, locked(self.path):
+            self._stamp = None
+            peers = dict(self._load())
+            peer = peers.pop(str(device_id), None)
+            if peer is None:
+                raise PeerNotFound(f"no paired peer {device_id}", peer=str(device_id))
+            self._save(peers)
+        return peer
+
+    def note(self, device_id: str, *, error: str | None = None, synced: bool = False) -> None:
+        """Record a contact with a peer (and its error, or a completed sync); a peer removed
+        meanwhile stays removed."""
+        now = time.time()
+        with self._lock, locked(self.path):
+            self._stamp = None
+            peers = dict(self._load())
+            peer = peers.get(device_id)
+            if peer is None:
+                return
+            error = error[:MAX_ERROR_CHARS] if error else None
+            if (not synced and error == peer.last_error and peer.last_contact is not None
+                    and now - peer.last_contact < CONTACT_WRITE_INTERVAL_S):
+                return
+            changes: dict[str, Any] = {"last_contact": now, "last_error": error}
+            if synced:
+                changes["last_sync"] = now
+            peers[device_id] = replace(peer, **changes)
+            self._save(peers)
+
+    def certificates(self) -> list[bytes]:
+        """PEM certificates of every paired peer: the sync server's client trust list."""
+        return [peer.cert_pem.encode() for peer in self.all()]

@@ -1,0 +1,178 @@
+"""Building blocks for the sync tests: in-process sync nodes and ``meshdex serve`` processes.
+
+``SyncNode`` is a real ``Node`` (real LMDB) with a real ``SyncService`` on OS-chosen loopback
+ports (real gRPC, real mutual TLS). ``ServeProcess`` runs ``python -m meshdex serve`` with
+fixed free ports, for tests that need separate processes (kill -9, the CLI end to end).
+``pair(inviter, joiner)`` pairs two nodes through a real invite.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshdex.index.embedders import EmbedderSpec
+from meshdex.node.config import NodeConfig
+from meshdex.node.records import DocumentInput
+from meshdex.node.service import Node
+from meshdex.node.store import Store
+from meshdex.sync.client import join
+from meshdex.sync.pairing import InviteBook, InviteToken
+from meshdex.sync.service import SyncService
+
+# A collection whose embedder is an (absent) http server: sync never builds it on its own,
+# so mechanics tests move documents without loading a model.
+UNBUILT = EmbedderSpec(kind="http", url="http://127.0.0.1:9/", model_id="none")
+
+
+@dataclass(kw_only=True)
+class SyncNode:
+    name: str
+    node: Node
+    service: SyncService
+
+    @property
+    def sync_address(self) -> str:
+        return self.service.addresses["sync"]
+
+    @property
+    def pair_address(self) -> str:
+        return self.service.addresses["pairing"]
+
+    @property
+    def device_id(self) -> str:
+        return str(self.service.identity.device_id)
+
+    def add(self, collection: str, docs: dict[str, str]) -> None:
+        if not self.node.store.has_collection(collection):
+            self.node.create_collection(collection, embedder=UNBUILT)
+        self.node.upsert_documents(collection,
+                                   [DocumentInput(id=k, text=v) for k, v in docs.items()])
+
+    def texts(self, collection: str) -> dict[str, str]:
+        if not self.node.store.has_collection(collection):
+            return {}
+        return {d.id: d.text for d in self.node.store.iter_documents(collection)}
+
+    def invite(self, collections: tuple[str, ...] = ("notes",), *, read_only: bool = False,
+               ttl_s: float = 60.0) -> str:
+        invite = InviteBook(self.node.data_dir).create(collections=collections,
+                                                       read_only=read_only, ttl_s=ttl_s)
+        return InviteToken(device_id=self.service.identity.device_id,
+                           invite_id=invite.invite_id, secret=invite.secret,
+                           pair_addresses=(self.pair_address,),
+                           sync_addresses=(self.sync_address,)).encode()
+
+
+def start_sync_node(root: Path, name: str, **overrides: Any) -> SyncNode:
+    config = NodeConfig(data_dir=root / name, sync_listen="127.0.0.1:0",
+                        pair_listen="127.0.0.1:0", **{"sync_interval_s": 0.5, **overrides})
+    node = Node.open(root / name)
+    service = SyncService(node, config)
+    service.start()
+    return SyncNode(name=name, node=node, service=service)
+
+
+def stop_sync_node(node: SyncNode) -> None:
+    node.service.stop(0)
+    node.node.close()
+
+
+def pair(inviter: SyncNode, joiner: SyncNode, collections: tuple[str, ...] = ("notes",),
+         *, read_only: bool = False):
+    return join(joiner.node.data_dir, inviter.invite(collections, read_only=read_only),
+                addresses=(joiner.sync_address,))
+
+
+def wait_for(condition: Callable[[], Any], *, timeout_s: float = 30.0,
+             what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def store_digest(data_dir: Path, collection: str) -> dict[str, Any]:
+    """What must be identical on converged devices: live texts and tombstoned ids, read from
+    the store of a (possibly serving) data directory."""
+    with Store.open(data_dir, readonly=True) as store:
+        live = {d.id: (d.text, d.hlc.to_str()) for d in store.iter_documents(collection)}
+        deleted = sorted({c.doc_id for c in store.changes_since(0, collection=collection)}
+                         - set(live))
+    return {"live": live, "deleted": deleted}
+
+
+SYNC_LINE = re.compile(r"meshdex sync on (\S+) \(pairing (\S+)\)")
+NODE_LINE = re.compile(r"listening on (\S+)")
+
+
+@dataclass
+class ServeProcess:
+    """``python -m meshdex --data-dir D serve`` on free loopback ports, stderr collected."""
+
+    data_dir: Path
+    sync_port: int = field(default_factory=free_port)
+    pair_port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    lines: list[str] = field(default_factory=list)
+    node_address: str = ""
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HF_HUB_OFFLINE": "1", "MESHDEX_DATA_DIR": str(self.data_dir),
+                "MESHDEX_SYNC_LISTEN": f"127.0.0.1:{self.sync_port}",
+                "MESHDEX_PAIR_LISTEN": f"127.0.0.1:{self.pair_port}",
+                "MESHDEX_SYNC_INTERVAL_S": "0.5",
+                "MESHDEX_ALLOW_UNAUTHENTICATED_LOOPBACK": "true"}
+
+    def start(self) -> ServeProcess:
+        self.lines = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "meshdex", "serve", "--listen", "127.0.0.1:0"],
+            stderr=subprocess.PIPE, text=True, env=self.env)
+        for line in self.process.stderr:
+            self.lines.append(line)
+            match = NODE_LINE.search(line)
+            if match:
+                self.node_address = match.group(1)
+                threading.Thread(target=self._drain, args=(self.process,), daemon=True).start()
+                break
+        else:
+            raise AssertionError("serve exited early:\n" + "".join(self.lines))
+        assert any(SYNC_LINE.search(line) for line in self.lines), "".join(self.lines)
+        return self
+
+    def _drain(self, process: subprocess.Popen) -> None:
+        for line in process.stderr:
+            self.lines.append(line)
+
+    def meshdex(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "meshdex", *args], capture_output=True,
+                                text=True, env=self.env, timeout=120)
+        if check:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(30)

@@ -1,0 +1,216 @@
+"""Replication between real nodes over real mTLS: both directions, tombstones, conflicts kept,
+config shipped, bounded batches, resume from cursors, and order-independent merging."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from meshdex.index.chunking import ChunkingParams
+from meshdex.node.cli.main import cli
+from meshdex.node.hlc import HLCTimestamp
+from meshdex.node.records import ChangeOp, RemoteChange
+from meshdex.node.service import Node
+from meshdex.proto.meshdex.v1 import sync_pb2 as pb
+from meshdex.proto.meshdex.v1 import sync_pb2_grpc
+from meshdex.sync.engine import SyncEngine
+from meshdex.sync.identity import load_identity
+from meshdex.sync.progress import FileProgress
+from meshdex.sync.service import DebouncedBuilder
+from meshdex.sync.transport import pinned_channel
+from meshdex.sync.wire import MAX_BATCH_CHANGES, ChangeBatch, CollectionConfig
+from sync_support import UNBUILT, pair, start_sync_node, stop_sync_node, wait_for
+
+
+@pytest.fixture
+def manual(tmp_path: Path):
+    """Two paired nodes whose continuous sync is off: sessions run when a test says."""
+    a, b = (start_sync_node(tmp_path, name) for name in ("a", "b"))
+    for node in (a, b):
+        node.service.scheduler.stop()
+    yield a, b
+    for node in (a, b):
+        stop_sync_node(node)
+
+
+def _session(node):
+    [report] = node.service.sync_now()
+    assert report.error is None and not any(c.error for c in report.collections), report
+    return report
+
+
+def test_continuous_sync_both_ways_with_tombstones(tmp_path: Path) -> None:
+    a, b = start_sync_node(tmp_path, "a"), start_sync_node(tmp_path, "b")
+    try:
+        a.node.create_collection("notes", embedder=UNBUILT,
+                                 chunking=ChunkingParams(max_chars=300, overlap_chars=30))
+        a.add("notes", {"x": "from a", "y": "also from a"})
+        pair(a, b)
+        wait_for(lambda: b.texts("notes") == {"x": "from a", "y": "also from a"},
+                 what="a's notes on b")
+        received = b.node.get_collection("notes")
+        assert received.embedder == UNBUILT
+        assert received.chunking == ChunkingParams(max_chars=300, overlap_chars=30)
+        b.add("notes", {"z": "from b"})
+        b.node.delete_documents("notes", ["x"])
+        expected = {"y": "also from a", "z": "from b"}
+        wait_for(lambda: a.texts("notes") == expected, what="b's add and delete on a")
+        assert b.texts("notes") == expected
+        assert a.node.get_collection("notes").tombstone_count == 1
+    finally:
+        stop_sync_node(a)
+        stop_sync_node(b)
+
+
+def test_a_losing_concurrent_edit_is_kept_as_a_conflict(manual) -> None:
+    a, b = manual
+    pair(a, b)
+    a.add("notes", {"doc": "first"})
+    _session(a)
+    assert b.texts("notes") == {"doc": "first"}
+    a.add("notes", {"doc": "edited on a"})
+    b.add("notes", {"doc": "edited on b, later"})  # newer stamp: wins everywhere
+    report = _session(a)
+    assert a.texts("notes") == b.texts("notes") == {"doc": "edited on b, later"}
+    assert report.collections[0].conflicts == 1
+    # a's edit was overwritten on a before b ever saw it: a keeps it
+    [conflict] = FileProgress(a.node.data_dir).all_conflicts("notes")
+    assert (conflict.doc_id, conflict.text) == ("doc", "edited on a")
+    listed = CliRunner().invoke(cli, ["--data-dir", str(a.node.data_dir), "conflicts"])
+    assert "notes/doc: kept losing version" in listed.output
+    _session(a)  # the same exchange again records nothing new
+    _session(b)
+    assert len(FileProgress(a.node.data_dir).all_conflicts()) == 1
+
+
+def test_an_edit_made_after_seeing_the_other_is_not_a_conflict(manual) -> None:
+    a, b = manual
+    pair(a, b)
+    a.add("notes", {"doc": "first"})
+    _session(a)
+    b.add("notes", {"doc": "b edits what it received"})
+    _session(a)
+    a.add("notes", {"doc": "a edits b's version"})
+    _session(b)
+    assert a.texts("notes") == b.texts("notes") == {"doc": "a edits b's version"}
+    assert FileProgress(a.node.data_dir).all_conflicts() == []
+    assert FileProgress(b.node.data_dir).all_conflicts() == []
+
+
+def test_an_incoming_edit_that_loses_is_kept_where_it_arrives(manual) -> None:
+    a, b = manual
+    pair(a, b)
+    a.add("notes", {"doc": "first"})
+    _session(a)
+    b.add("notes", {"doc": "older edit on b"})
+    a.add("notes", {"doc": "newer edit on a"})
+    _session(b)  # b pulls a's newer version (keeps its own), then pushes nothing new
+    _session(a)
+    assert a.texts("notes") == b.texts("notes") == {"doc": "newer edit on a"}
+    kept = FileProgress(b.node.data_dir).all_conflicts() + FileProgress(
+        a.node.data_dir).all_conflicts()
+    assert [c.text for c in kept] == ["older edit on b"]
+
+
+def test_batches_are_bounded_and_a_cut_session_resumes_without_resending(manual) -> None:
+    a, b = manual
+    count = MAX_BATCH_CHANGES * 2 + 17
+    a.add("notes", {f"d{i:04}": f"document {i}" for i in range(count)})
+    batches = list(a.service.engine.outgoing("notes", after_seq=0, receiver_store_id="b",
+                                             receiver_watermarks={}, with_config=True))
+    assert [len(batch.changes) for batch in batches] == [MAX_BATCH_CHANGES,
+                                                         MAX_BATCH_CHANGES, 17]
+    pair(a, b)
+    b.service.engine.apply(a.device_id, batches[0])  # the session was cut after one batch
+    b.service.engine.apply(a.device_id, batches[0])  # and that batch delivered twice
+    assert len(b.texts("notes")) == MAX_BATCH_CHANGES
+    report = _session(b)
+    assert report.collections[0].received == count - MAX_BATCH_CHANGES
+    assert len(b.texts("notes")) == count
+    assert sum(1 for _ in b.node.store.changes_since(0)) == count  # nothing applied twice
+
+
+def test_collections_with_network_embedders_are_never_built_without_opt_in(tmp_path, caplog):
+    with Node.open(tmp_path / "n") as node:
+        node.create_collection("remote", embedder=UNBUILT)
+        builder = DebouncedBuilder(node, allow_network_embedders=False)
+        caplog.set_level(logging.WARNING)
+        builder.request("remote")
+        wait_for(lambda: "not building 'remote'" in caplog.text, what="the refusal")
+        builder.stop()
+        assert node.indexes.summaries() == []
+
+
+# --- merging is independent of delivery order ----------------------------------------------
+
+DEVICES = ("dev-a", "dev-b", "dev-c")
+change_specs = st.lists(
+    st.tuples(st.sampled_from(["p", "q", "r"]), st.booleans(), st.integers(1, 40),
+              st.sampled_from(DEVICES), st.sampled_from(["one", "two", "three"])),
+    min_size=1, max_size=12, unique_by=lambda spec: (spec[2], spec[3]))
+
+
+def _changes(specs) -> list[RemoteChange]:
+    seqs = itertools.count(1)
+    return [RemoteChange(doc_id=doc, op=ChangeOp.DELETE if deleted else ChangeOp.UPSERT,
+                         hlc=HLCTimestamp(physical_ms=1_000_000 + ms, logical=0, device_id=dev),
+                         origin_device=dev, origin_seq=next(seqs),
+                         text=None if deleted else f"{text} by {dev}")
+            for doc, deleted, ms, dev, text in specs]
+
+
+def _documents(node: Node) -> tuple[dict, list]:
+    live = {d.id: d.to_dict() for d in node.store.iter_documents("c")}
+    final_deleted = sorted({c.doc_id for c in node.store.changes_since(0)} - set(live))
+    return live, final_deleted
+
+
+@settings(max_examples=25, deadline=None)
+@given(change_specs, st.randoms(use_true_random=False))
+def test_same_changes_in_any_order_with_duplicates_give_identical_documents(specs, rnd):
+    changes = _changes(specs)
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        identity = load_identity(Path(folder) / "id")
+        for replica in range(3):
+            delivery = changes + [rnd.choice(changes) for _ in range(3)]
+            random.Random(rnd.random()).shuffle(delivery)
+            with Node.open(Path(folder) / f"r{replica}") as node:
+                engine = SyncEngine(node=node, identity=identity,
+                                    progress=FileProgress(Path(folder) / f"r{replica}"))
+                config = CollectionConfig(name="c", embedder=UNBUILT, chunking=ChunkingParams())
+                for seq, change in enumerate(delivery, 1):
+                    engine.apply("peer", ChangeBatch(collection="c", changes=[change],
+                                                     last_seq=seq, config=config))
+                results.append(_documents(node))
+    assert results[0] == results[1] == results[2]
+
+
+def test_a_changed_hint_makes_the_receiver_sync_with_the_sender_at_once(tmp_path) -> None:
+    a = start_sync_node(tmp_path, "a", sync_interval_s=3600.0)
+    b = start_sync_node(tmp_path, "b", sync_interval_s=3600.0)
+    try:
+        pair(a, b)
+        b.service.scheduler.stop()  # b will not push by itself
+        wait_for(lambda: b.service.trust.get(a.device_id).last_sync is not None
+                 or a.service.trust.get(b.device_id).last_sync is not None,
+                 what="the first reconcile after pairing")
+        b.add("notes", {"hinted": "arrives because of the hint"})
+        time.sleep(1.0)
+        assert "hinted" not in a.texts("notes")  # a's next reconcile is an hour away
+        with pinned_channel(a.sync_address, b.service.trust.get(a.device_id).cert_pem,
+                            identity=b.service.identity) as channel:
+            sync_pb2_grpc.MeshdexSyncStub(channel).Changed(
+                pb.ChangedRequest(collections=["notes"]), timeout=10)
+        wait_for(lambda: "hinted" in a.texts("notes"), timeout_s=10, what="a to pull on hint")
+    finally:
+        stop_sync_node(a)
+        stop_sync_node(b)

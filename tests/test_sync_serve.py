@@ -1,0 +1,139 @@
+"""Two ``meshdex serve`` processes on loopback mTLS, driven through the CLI as a user would:
+pair with invite/join, add on one → searchable on the other, delete → gone on both, and a
+kill -9 in the middle of a session resumes from the cursor without losing or repeating."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from meshdex.node.store import Store
+from meshdex.sync.progress import FileProgress
+from meshdex.sync.trust import TrustStore
+from sync_support import ServeProcess, store_digest, wait_for
+
+
+def _jsonl(path: Path, docs: dict[str, str]) -> Path:
+    path.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in docs.items()))
+    return path
+
+
+@pytest.fixture
+def two(tmp_path: Path):
+    a, b = ServeProcess(tmp_path / "a"), ServeProcess(tmp_path / "b")
+    yield a, b
+    for process in (a, b):
+        process.stop(signal.SIGKILL)
+
+
+def _pair(a: ServeProcess, b: ServeProcess, *args: str) -> None:
+    token = a.meshdex("invite", *args).stdout.strip()
+    assert token.startswith("mdxi_")
+    joined = b.meshdex("join", token)
+    assert "paired with" in joined.stdout
+
+
+def _hits(process: ServeProcess, query: str) -> list[str]:
+    result = process.meshdex("--node", process.node_address, "search", query, "--json",
+                             check=False)
+    if result.returncode != 0:
+        return []
+    return [hit["document_id"] for hit in json.loads(result.stdout)["hits"]]
+
+
+@pytest.mark.model
+def test_add_on_one_device_is_searchable_on_the_other_and_deletes_follow(two, tmp_path):
+    a, b = two
+    docs = {"fruit.md": "Apples and pears grow on trees in the orchard.",
+            "boats.md": "A sailing boat needs wind; a rowing boat needs oars."}
+    a.meshdex("add", "--jsonl", str(_jsonl(tmp_path / "a.jsonl", docs)))
+    a.start()
+    b.start()
+    _pair(a, b)
+    wait_for(lambda: _hits(b, "what moves a sailing boat")[:1] == ["boats.md"],
+             timeout_s=240, what="a's document searchable on b, ranked first")
+    a.meshdex("--node", a.node_address, "add", "--jsonl",
+              str(_jsonl(tmp_path / "more.jsonl",
+                         {"bread.md": "Sourdough bread rises slowly overnight."})))
+    wait_for(lambda: "bread.md" in _hits(b, "baking sourdough bread")[:1], timeout_s=120,
+             what="a later add searchable on b")
+    b.meshdex("--node", b.node_address, "rm", "fruit.md")
+    wait_for(lambda: "fruit.md" not in store_digest(a.data_dir, "default")["live"],
+             what="b's delete on a")
+    assert store_digest(a.data_dir, "default") == store_digest(b.data_dir, "default")
+    peers = json.loads(a.meshdex("peers", "--json").stdout)
+    assert [p["device_id"] for p in peers] == [b.meshdex("id").stdout.strip()]
+    assert peers[0]["last_contact"] is not None and peers[0]["last_error"] is None
+
+
+def test_kill_9_mid_session_resumes_without_loss_or_duplicates(two, tmp_path):
+    a, b = two
+    count = 6000
+    a.meshdex("init", "-c", "notes", "--embedder", "http", "--embedder-url",
+              "http://127.0.0.1:9/", "--embedder-model", "none")  # never built: no model
+    a.meshdex("add", "-c", "notes", "--jsonl", str(_jsonl(
+        tmp_path / "many.jsonl", {f"d{i:05}": f"document {i} " + "words " * 150
+                                  for i in range(count)})))
+    a_id = a.meshdex("id").stdout.strip()
+    a.start()
+    b.start()
+    progress = FileProgress(b.data_dir)
+    _pair(a, b, "--collections", "notes")
+    deadline = time.monotonic() + 60
+    while progress.get_cursor(a_id, "notes") == 0:  # tight: a session takes a few seconds
+        assert time.monotonic() < deadline, "b never applied a first batch"
+        time.sleep(0.005)
+    b.stop(signal.SIGKILL)
+    cut_at = progress.get_cursor(a_id, "notes")
+    with_b = store_digest(b.data_dir, "notes")["live"]
+    assert 0 < len(with_b) < count, "the session finished before it could be cut"
+    b.start()
+    wait_for(lambda: len(store_digest(b.data_dir, "notes")["live"]) == count, timeout_s=180,
+             what="b to finish after restart")
+    assert store_digest(a.data_dir, "notes") == store_digest(b.data_dir, "notes")
+    with Store.open(b.data_dir, readonly=True) as store:
+        applied = [c.doc_id for c in store.changes_since(0, collection="notes")]
+    assert sorted(applied) == sorted(f"d{i:05}" for i in range(count))  # none applied twice
+    assert progress.get_cursor(a_id, "notes") > cut_at
+    assert TrustStore(b.data_dir).get(a_id).last_sync is not None
+
+
+def _steady(output: str) -> str:
+    output = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "T", output)
+    return re.sub(r'"(last_contact|last_sync)": [0-9.e+]+', r'"\1": T', output)
+
+
+def test_every_sync_command_works_through_the_node_with_the_same_output(two, tmp_path):
+    a, b = two
+    a.meshdex("init", "-c", "notes", "--embedder", "http", "--embedder-url",
+              "http://127.0.0.1:9/", "--embedder-model", "none")
+    a.meshdex("add", "-c", "notes", "--jsonl", str(_jsonl(tmp_path / "n.jsonl", {"n": "x"})))
+    a.start()
+    b.start()
+    remote = ("--node", a.node_address)
+    token = a.meshdex(*remote, "invite", "--collections", "notes").stdout.strip()
+    assert "paired with" in b.meshdex("join", token).stdout
+    wait_for(lambda: "n" in store_digest(b.data_dir, "notes")["live"], what="replication")
+    for args in (["id"], ["peers"], ["peers", "--json"], ["conflicts", "--json"]):
+        # contact times move on with every background session; the rest must be identical
+        assert _steady(a.meshdex(*remote, *args).stdout) == _steady(a.meshdex(*args).stdout)
+    status = json.loads(a.meshdex(*remote, "status", "--json").stdout)["sync"]
+    assert ([p["name"] for p in status["peers"]], status["conflicts"]) == (
+        [json.loads(a.meshdex("peers", "--json").stdout)[0]["name"]], 0)
+    assert "peers:       1 (0 conflicts kept)" in a.meshdex("status").stdout
+    synced = json.loads(a.meshdex(*remote, "sync", "--json").stdout)
+    assert [(r["peer"], r["error"]) for r in synced] == [(b.meshdex("id").stdout.strip(), None)]
+    unknown = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2"
+    embedded = a.meshdex("peer", "rm", unknown, check=False)
+    through_node = a.meshdex(*remote, "peer", "rm", unknown, check=False)
+    assert embedded.returncode == through_node.returncode == 3
+    assert through_node.stderr.startswith("error: no paired peer")
+    typo = a.meshdex(*remote, "peer", "rm", unknown[:-1] + "A", check=False)
+    assert typo.returncode == 2 and "typo" in typo.stderr
+    b_id = b.meshdex("id").stdout.strip()
+    assert "removed peer" in a.meshdex(*remote, "peer", "rm", b_id).stdout
+    assert a.meshdex("peers", "--json").stdout.strip() == "[]"
