@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from meshdex.index.bundle_manifest import FORMAT_VERSION as BUNDLE_FORMAT_VERSION
 from meshdex.node.errors import DocumentNotFound
+from meshdex.node.hlc import check_not_ahead
 from meshdex.node.records import ChangeOp, Document, RemoteChange
 from meshdex.node.service import Node
 from meshdex.sync.errors import CollectionNotShared, ReadOnlyPeer
@@ -167,8 +168,13 @@ class SyncEngine:
         the other: an incoming version that loses to a different local one, or a local
         version the peer had not acknowledged yet that an incoming one overwrites. (Without
         causal history this can also flag an edit the peer saw through a third device: it
-        errs on keeping.)
+        errs on keeping.) A batch carrying a stamp too far ahead of this device's clock is
+        refused whole with ``ClockSkew`` and the cursor stays: last-writer-wins would otherwise
+        let it beat every honest edit for as long as the skew lasts.
         """
+        for change in batch.changes:  # before anything is merged: the batch is refused whole
+            check_not_ahead(change.hlc, what=f"a change to {batch.collection}/{change.doc_id} "
+                            f"from peer {peer_id}")
         self.ensure_collection(batch.config, batch.collection)
         conflicts: list[Conflict] = []
         applied = ignored = 0

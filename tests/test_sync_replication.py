@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from meshdex.index.chunking import ChunkingParams
 from meshdex.node.cli.main import cli
-from meshdex.node.hlc import HLCTimestamp
-from meshdex.node.records import ChangeOp, RemoteChange
+from meshdex.node.errors import ClockSkew
+from meshdex.node.hlc import HLCTimestamp, wall_clock_ms
+from meshdex.node.records import ChangeOp, DocumentInput, RemoteChange
 from meshdex.node.service import Node
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
@@ -214,3 +215,28 @@ def test_a_changed_hint_makes_the_receiver_sync_with_the_sender_at_once(tmp_path
     finally:
         stop_sync_node(a)
         stop_sync_node(b)
+
+
+def test_a_change_stamped_far_in_the_future_is_refused_and_changes_nothing(tmp_path) -> None:
+    """Issue 8 item 6, on sync: a peer's clock days ahead would win last-writer-wins forever."""
+
+    identity = load_identity(tmp_path / "id")
+    with Node.open(tmp_path / "r") as node:
+        engine = SyncEngine(node=node, identity=identity, progress=FileProgress(tmp_path / "r"))
+        config = CollectionConfig(name="c", embedder=UNBUILT, chunking=ChunkingParams())
+        node.create_collection("c", embedder=UNBUILT)
+        node.upsert_documents("c", [DocumentInput(id="doc", text="honest local text")])
+        days_ahead = wall_clock_ms() + 11 * 86_400_000
+        honest = HLCTimestamp(physical_ms=wall_clock_ms(), logical=0, device_id="peer")
+        future = HLCTimestamp(physical_ms=days_ahead, logical=0, device_id="peer")
+        batch = ChangeBatch(collection="c", last_seq=2, config=config, changes=[
+            RemoteChange(doc_id="other", op=ChangeOp.UPSERT, hlc=honest, origin_device="peer",
+                         origin_seq=1, text="fine on its own"),
+            RemoteChange(doc_id="doc", op=ChangeOp.UPSERT, hlc=future, origin_device="peer",
+                         origin_seq=2, text="from the future"),
+        ])
+        with pytest.raises(ClockSkew, match="ahead of this device's clock"):
+            engine.apply("peer", batch)
+        assert {d.id: d.text for d in node.store.iter_documents("c")} == {
+            "doc": "honest local text"}
+        assert engine.progress.get_cursor("peer", "c") == 0
