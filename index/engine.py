@@ -37,13 +37,13 @@ from meshdex.index.errors import (
 )
 from meshdex.index.graph import Adjacency, base_layer, build_hnsw
 from meshdex.index.hot_cache import HotCache
+from meshdex.index.length_batches import embed_in_length_order
 from meshdex.index.params import BuildParams, SearchParams
 from meshdex.index.prune import prune, select_heuristic
 from meshdex.index.search import CandidatePool, flat_candidates, graph_candidates
 
 logger = logging.getLogger(__name__)
 
-EMBED_BATCH_PASSAGES = 64  # passages per model call during build and add
 DEFAULT_BUILD_PARAMS = BuildParams()
 
 
@@ -631,11 +631,5 @@ def _check_vectors(vectors: np.ndarray, count: int, dim: int, what: str) -> np.n
 def _embed_all(
     embedder: Embedder, texts: Sequence[str], progress: Callable[[int, int], None] | None
 ) -> np.ndarray:
-    parts = []
-    for start in range(0, len(texts), EMBED_BATCH_PASSAGES):
-        batch = list(texts[start : start + EMBED_BATCH_PASSAGES])
-        parts.append(_check_vectors(embedder.embed_documents(batch), len(batch), embedder.dim,
-                                    "passage embeddings"))
-        if progress is not None:
-            progress(start + len(batch), len(texts))
-    return np.concatenate(parts)
+    vectors = embed_in_length_order(embedder, texts, progress)
+    return _check_vectors(vectors, len(texts), embedder.dim, "passage embeddings")
