@@ -154,10 +154,16 @@ class SearchParams:
     """How one search runs.
 
     - ``ef``: candidate pool size collected by code (ADC) distance, never below ``k``.
-    - ``recompute_fraction``: share of the pool, best by code distance first, scored exactly
-      (cached embeddings are used where present and never recomputed). ``1.0`` re-ranks the
-      whole pool, i.e. no two-level ranking.
-    - ``batch_size``: passages per model call when recomputing.
+    - ``recall_target``: re-ranking scores candidates exactly in code-score order and stops
+      when the rest cannot plausibly enter the top k: when the next code score plus the
+      error margin calibrated at build time for this target (``rerank_bound.RerankBound``)
+      stays below the k-th best exact score. The margin is exceeded by at most
+      ``1 - recall_target`` of the true top passages; ``1.0`` never stops early.
+    - ``recompute_fraction``: the ceiling: at most this share of the pool, best by code
+      distance first, is scored exactly (cached embeddings are used where present and never
+      recomputed). ``1.0`` lets re-ranking reach the whole pool.
+    - ``batch_size``: passages per model call when recomputing: the stopping rule is checked
+      between batches, so small batches stop sooner.
     - ``strategy``: "graph" walks the pruned graph, "flat" scans every code, "auto" picks flat
       up to ``flat_max_nodes`` live nodes and the graph above. An index built without a graph
       (``BuildParams.graph_min_nodes``) always scans flat, and its stats say so.
@@ -171,8 +177,9 @@ class SearchParams:
     """
 
     ef: int = 80
+    recall_target: float = 0.9
     recompute_fraction: float = 0.5
-    batch_size: int = 32
+    batch_size: int = 8
     strategy: str = "auto"
     flat_max_nodes: int = 200_000
     entry_points: int = 8
@@ -182,6 +189,10 @@ class SearchParams:
         _require(
             0.0 < self.recompute_fraction <= 1.0,
             f"recompute_fraction must be within (0, 1], got {self.recompute_fraction}",
+        )
+        _require(
+            0.0 < self.recall_target <= 1.0,
+            f"recall_target must be within (0, 1], got {self.recall_target}",
         )
         _require(self.batch_size >= 1, "batch_size must be >= 1")
         _require(

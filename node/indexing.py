@@ -259,6 +259,7 @@ class IndexManager:
             fingerprint=index.fingerprint,
             cache=CacheManifest(node_count=index.cache_node_count,
                                 fingerprint_digest=index.cache_fingerprint_digest),
+            rerank_bound=index.rerank_bound,
         )
         path = self.bundle_path(collection)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -417,6 +418,7 @@ def _index_of(bundle: Bundle) -> Index:
         bundle.sections(),
         fingerprint=manifest.fingerprint,
         params=BuildParams.from_dict(dict(manifest.build_params)),
+        rerank_bound=manifest.rerank_bound,
     )
 
 
