@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from meshdex.index import csr
@@ -84,6 +85,22 @@ class SearchStats:
 class SearchResult:
     hits: list[SearchHit] = field(default_factory=list)
     stats: SearchStats = field(default_factory=SearchStats)
+
+
+class VectorCache(Protocol):
+    """Exact embeddings kept outside the index (``learned_cache.LearnedCache``), by label.
+
+    ``lookup`` returns ``(hit_mask, float32 vectors of the hits in order)`` and may count the
+    hits; ``remember`` is offered every freshly recomputed vector and may keep or ignore it.
+    Both raise ``FingerprintMismatch`` for a digest other than the cache's own, so vectors of
+    another model are never served. Thread-safe.
+    """
+
+    def lookup(self, labels: np.ndarray, fingerprint_digest: str) -> tuple[np.ndarray, np.ndarray]:
+        ...
+
+    def remember(self, labels: np.ndarray, vectors: np.ndarray, fingerprint_digest: str) -> None:
+        ...
 
 
 class Index:
@@ -196,13 +213,15 @@ class Index:
         accept: Callable[[int], bool] | None = None,
         params: SearchParams | None = None,
         deadline: float | None = None,
+        vector_caches: Sequence[VectorCache] = (),
     ) -> SearchResult:
         """The ``k`` passages most similar to ``query``, by exact score, with their stats.
 
         ``texts(labels)`` returns the passage texts to recompute; ``accept(label)`` filters;
-        ``deadline`` is a ``time.monotonic()`` value. Raises ``FingerprintMismatch`` when the
-        embedder differs from the one the index was built with, ``DeadlineExceeded`` when the
-        deadline passes.
+        ``deadline`` is a ``time.monotonic()`` value; ``vector_caches`` are consulted, in
+        order, before any passage is recomputed, and offered what is recomputed. Raises
+        ``FingerprintMismatch`` when the embedder differs from the one the index was built
+        with, ``DeadlineExceeded`` when the deadline passes.
         """
         started = time.monotonic()
         params = params or SearchParams()
@@ -230,7 +249,8 @@ class Index:
         stats.nodes_visited, stats.filtered_out = pool.nodes_scored, pool.rejected
         check_deadline("graph search")
 
-        hits = self._rerank(pool, query_vector, k, params, embedder, texts, stats, check_deadline)
+        hits = self._rerank(pool, query_vector, k, params, embedder, texts, stats, check_deadline,
+                            vector_caches)
         stats.total_seconds = time.monotonic() - started
         return SearchResult(hits=hits, stats=stats)
 
@@ -286,7 +306,8 @@ class Index:
             check_deadline=check_deadline,
         )
 
-    def _rerank(self, pool, query_vector, k, params, embedder, texts, stats, check_deadline):
+    def _rerank(self, pool, query_vector, k, params, embedder, texts, stats, check_deadline,
+                vector_caches):
         """Exact scores for the pool's best candidates, in code-score order, until the rest
         cannot plausibly enter the top k (see ``rerank_bound``); results ordered by them.
 
@@ -307,6 +328,12 @@ class Index:
             return self._best(chosen, exact, k)
         hit, vectors = self._cache.lookup(chosen)
         exact[hit] = vectors @ query_vector
+        digest = self.fingerprint.digest()
+        for cache in vector_caches:
+            unknown = np.flatnonzero(~hit)
+            found, vectors = cache.lookup(self._labels[chosen[unknown]], digest)
+            exact[unknown[found]] = vectors @ query_vector
+            hit[unknown[found]] = True
         stats.cache_hits = int(hit.sum())
         missing = np.flatnonzero(~hit)
         scored = stats.cache_hits
@@ -319,7 +346,10 @@ class Index:
                     break
             check_deadline("recompute")
             batch = missing[start : start + params.batch_size]
-            exact[batch] = self._recompute(chosen[batch], embedder, texts, stats) @ query_vector
+            vectors = self._recompute(chosen[batch], embedder, texts, stats)
+            exact[batch] = vectors @ query_vector
+            for cache in vector_caches:
+                cache.remember(self._labels[chosen[batch]], vectors, digest)
             scored += len(batch)
         else:
             if count == len(pool.nodes):

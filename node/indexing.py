@@ -27,6 +27,7 @@ from meshdex.index.embedders import embedder_from_spec
 from meshdex.index.engine import Index
 from meshdex.index.errors import IndexNotBuilt, InvalidArgument
 from meshdex.index.filters import Filter, parse_filter
+from meshdex.index.length_batches import embed_in_length_order
 from meshdex.index.params import BuildParams, SearchParams
 from meshdex.node.decision_log import DecisionLog
 from meshdex.node.records import (
@@ -36,6 +37,7 @@ from meshdex.node.records import (
     PassageHit,
     SearchResults,
 )
+from meshdex.node.search_caches import SearchCaches, cache_digest
 from meshdex.node.store import Store
 
 logger = logging.getLogger(__name__)
@@ -81,6 +83,19 @@ class BuildReport:
             "bundle_path": str(self.bundle_path),
             "bundle_bytes": self.bundle_bytes,
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class PinReport:
+    """What ``pin`` did: matching documents, their indexed passages, and the pin budget."""
+
+    collection: str
+    documents: int
+    passages: int
+    newly_pinned: int
+    pinned_total: int
+    pinned_bytes: int
+    budget_bytes: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +154,7 @@ class IndexManager:
         self._open: dict[str, _OpenIndex] = {}
         self._build_locks: dict[str, threading.Lock] = {}
         self.decisions = DecisionLog(store.data_dir / INDEX_DIR_NAME)
+        self.caches = SearchCaches(store.data_dir / INDEX_DIR_NAME)
         self._open_lock = threading.Lock()
 
     # ------------------------------------------------------------------------ paths
@@ -309,6 +325,8 @@ class IndexManager:
         condition = parse_filter(filter) if filter else None
         opened = self._load(collection, required=True)
         resolver = _HitResolver(self.store, collection, condition)
+        caches = (self.caches.pinned(collection, opened.manifest),
+                  self.caches.learned(collection, opened.manifest, len(opened.index)))
         result = opened.index.search(
             query,
             top_k,
@@ -318,10 +336,38 @@ class IndexManager:
             accept=resolver.accept,
             params=params,
             deadline=deadline,
+            vector_caches=caches,
         )
+        self.caches.after_search(collection)
         hits = [resolver.hit(hit.label, hit.score) for hit in result.hits]
         return SearchResults(collection=collection,
                              hits=[hit for hit in hits if hit is not None], stats=result.stats)
+
+    def pin(self, collection: str, filter: str | Mapping[str, Any],
+            progress: Callable[[int, int], None] | None = None) -> PinReport:
+        """Keep exact embeddings of the indexed passages of every document matching ``filter``
+        so searches never recompute them; counted against the pin budget (over it:
+        ``ResourceExhausted``, nothing pinned). Raises ``IndexNotBuilt`` before a build."""
+        condition = parse_filter(filter)
+        opened = self._load(collection, required=True)
+        indexed = set(opened.index.labels().tolist())
+        documents, labels = 0, set()
+        for document in self.store.iter_documents(collection):
+            if condition.matches(document.metadata):
+                documents += 1
+                labels.update(label for label in map(passage_label, document.passage_keys)
+                              if label in indexed)
+        chosen = np.array(sorted(labels), dtype=np.uint64)
+        pinned = self.caches.pinned(collection, opened.manifest)
+        fresh = np.array([x for x in chosen.tolist() if x not in pinned], dtype=np.uint64)
+        if len(fresh):
+            vectors = embed_in_length_order(self.embedder_for(self.store.get_collection(
+                collection)), self.store.passage_texts(collection, fresh), progress)
+            pinned.pin(fresh, vectors, cache_digest(opened.manifest))
+            self.caches.save_pinned(collection)
+        return PinReport(collection=collection, documents=documents, passages=len(chosen),
+                         newly_pinned=len(fresh), pinned_total=len(pinned),
+                         pinned_bytes=pinned.used_bytes, budget_bytes=pinned.budget_bytes)
 
     # ------------------------------------------------------------------------ stats
 
@@ -392,6 +438,7 @@ class IndexManager:
             return fresh
 
     def close(self) -> None:
+        self.caches.close()
         with self._open_lock:
             self._open.clear()
 
