@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders_local import SentenceTransformerEmbedder, packaged_model_dir
 from meshdex.index.engine import Index
 from meshdex.index.length_batches import embed_in_length_order
@@ -65,11 +66,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--passages", type=int, default=DEFAULT_PASSAGES)
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
     parser.add_argument("--no-sweep", action="store_true", help="skip the batch-size sweep")
+    parser.add_argument("--max-chars", type=int, default=None,
+                        help="cut the docs corpus into passages of at most this many characters")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     from sentence_transformers import SentenceTransformer
 
-    corpus = load_corpus()
+    corpus = load_corpus(chunking=ChunkingParams(max_chars=args.max_chars, overlap_chars=0)
+                         if args.max_chars else None)
     chosen = _even_sample(args.passages, len(corpus))
     texts = [corpus.texts[i] for i in chosen]
     labels = corpus.labels[chosen]
@@ -113,8 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     context = machine_context() | {
         "command": "python -m bench.bench_build"
                    + (f" --passages {args.passages}" if args.passages != DEFAULT_PASSAGES else "")
-                   + (f" --repeats {args.repeats}" if args.repeats != DEFAULT_REPEATS else ""),
-        "passages": f"{len(texts)} of {len(corpus)} docs passages (even sample), "
+                   + (f" --repeats {args.repeats}" if args.repeats != DEFAULT_REPEATS else "")
+                   + (f" --max-chars {args.max_chars}" if args.max_chars else "")
+                   + (" --no-sweep" if args.no_sweep else ""),
+        "passages": f"{len(texts)} of {len(corpus)} docs passages (even sample, chunking "
+                    f"{corpus.chunking}), "
                     f"{raw_bytes:,} raw bytes",
         "load_average_1min_at_start": round(load_before, 2),
         "plain encode runs (s)": [round(s, 1) for s in plain_s],
