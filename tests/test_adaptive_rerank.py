@@ -107,7 +107,7 @@ def test_a_higher_recall_target_never_recomputes_less(corpus, built):
             for t in targets
         ]
         assert counts == sorted(counts)
-        assert counts[-1] == 40  # target 1.0 re-ranks up to the ceiling: half of ef=80
+        assert counts[-1] == 80  # target 1.0 re-ranks up to the ceiling: the pool, ef=80
 
 
 def test_the_calibrated_margin_covers_held_out_queries(corpus, built):
@@ -138,7 +138,7 @@ def test_an_index_without_a_bound_reranks_up_to_the_ceiling(corpus, built):
     old = Index.from_sections(sections, fingerprint=built.fingerprint, params=built.params)
     assert old.rerank_bound is None and math.isinf(old.code_score_floor(0.5, 0.9))
     result = old.search(texts[5], 3, embedder=HashingEmbedder(), texts=_fetch(by_label))
-    assert result.stats.passages_recomputed == 40 and result.stats.rerank_stop == "ceiling"
+    assert result.stats.passages_recomputed == 80 and result.stats.rerank_stop == "pool"
 
 
 def _manifest(bound: RerankBound | None) -> BundleManifest:
