@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import default_embedder
+from meshdex.index.length_batches import embed_in_length_order
 from tqdm import tqdm
 
 from bench.corpus import CACHE_DIR, Corpus, load_corpus
 
 log = logging.getLogger(__name__)
 
-PROGRESS_BLOCK_TEXTS = 256  # texts per progress-bar step (several model batches each)
 MIN_RATE_SAMPLE_PASSAGES = 500  # fewer freshly embedded passages than this: keep the old rate
 
 
@@ -64,19 +64,15 @@ def embed_passages(
 ) -> tuple[np.ndarray, float]:
     """All passage vectors in input order and the seconds spent embedding them.
 
-    Texts go to the model sorted by length (little padding per batch); the progress bar moves
-    every ``PROGRESS_BLOCK_TEXTS`` texts.
+    The same length-ordered embedding as ``Index.build`` (``embed_in_length_order``); the
+    progress bar moves every window of texts.
     """
-    order = np.argsort([len(text) for text in texts], kind="stable")
-    vectors = np.empty((len(texts), embedder.dim), dtype=np.float32)
-    seconds = 0.0
     with tqdm(total=len(texts), unit="passage", disable=not progress, file=sys.stderr) as bar:
-        for start in range(0, len(order), PROGRESS_BLOCK_TEXTS):
-            block = order[start : start + PROGRESS_BLOCK_TEXTS]
-            started = time.perf_counter()
-            vectors[block] = embedder.embed_documents([texts[i] for i in block])
-            seconds += time.perf_counter() - started
-            bar.update(len(block))
+        started = time.perf_counter()
+        vectors = embed_in_length_order(
+            embedder, texts, lambda done, _total: bar.update(done - bar.n)
+        )
+        seconds = time.perf_counter() - started
     return vectors, seconds
 
 

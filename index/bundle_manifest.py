@@ -17,7 +17,8 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 from meshdex.index.embedder import EmbeddingFingerprint
-from meshdex.index.errors import BundleCorrupt
+from meshdex.index.errors import BundleCorrupt, InvalidArgument
+from meshdex.index.rerank_bound import RerankBound
 from meshdex.proto.meshdex.v1 import bundle_pb2
 
 __all__ = [
@@ -107,7 +108,8 @@ class BundleManifest:
     ``build_params`` is a plain JSON object so that a reader can see keys it does not know
     (and decide to rebuild) instead of failing to parse. ``collection_config`` says how the
     collection cuts and embeds passages (``{"embedder": ..., "chunking": ...}``); empty when the
-    writer did not record it.
+    writer did not record it. ``rerank_bound`` is the code-score error calibrated at build
+    time, which adaptive re-ranking stops on (None: a bundle from before calibration).
     """
 
     bundle_id: str
@@ -121,6 +123,7 @@ class BundleManifest:
     fingerprint: EmbeddingFingerprint
     cache: CacheManifest | None = None
     collection_config: Mapping[str, Any] = field(default_factory=dict)
+    rerank_bound: RerankBound | None = None
     sections: tuple[SectionEntry, ...] = ()
     format_version: int = FORMAT_VERSION
     signer_device_id: str = ""
@@ -192,6 +195,15 @@ class BundleManifest:
                 else ""
             ),
         )
+        if self.rerank_bound is not None:
+            message.rerank_bound.CopyFrom(
+                bundle_pb2.BundleRerankBound(
+                    levels=self.rerank_bound.levels,
+                    score_errors=self.rerank_bound.score_errors,
+                    score_slope=self.rerank_bound.score_slope,
+                    sample_queries=self.rerank_bound.sample_queries,
+                )
+            )
         if self.cache is not None:
             message.cache.CopyFrom(
                 bundle_pb2.BundleCacheManifest(
@@ -213,6 +225,20 @@ class BundleManifest:
                 node_count=message.cache.node_count,
                 fingerprint_digest=message.cache.fingerprint_digest,
             )
+        rerank_bound = None
+        if message.HasField("rerank_bound"):
+            bound = message.rerank_bound
+            try:
+                rerank_bound = RerankBound(
+                    levels=tuple(bound.levels),
+                    score_errors=tuple(bound.score_errors),
+                    score_slope=bound.score_slope,
+                    sample_queries=bound.sample_queries,
+                )
+            except InvalidArgument as error:
+                raise BundleCorrupt(
+                    f"manifest re-rank bound is invalid: {error.message}", op="read manifest"
+                ) from error
         return cls(
             format_version=message.format_version,
             bundle_id=message.bundle_id,
@@ -238,6 +264,7 @@ class BundleManifest:
             ),
             cache=cache,
             collection_config=collection_config,
+            rerank_bound=rerank_bound,
             sections=tuple(
                 SectionEntry(name=s.name, offset=s.offset, length=s.length, sha256=s.sha256)
                 for s in message.sections
@@ -296,6 +323,7 @@ def manifest_to_json(manifest: BundleManifest) -> dict[str, Any]:
         "fingerprint": {**asdict(manifest.fingerprint), "digest": manifest.fingerprint.digest()},
         "cache": asdict(manifest.cache) if manifest.cache is not None else None,
         "collection_config": dict(manifest.collection_config),
+        "rerank_bound": asdict(manifest.rerank_bound) if manifest.rerank_bound else None,
         "sections": [
             {"name": e.name, "offset": e.offset, "length": e.length, "sha256": e.sha256.hex()}
             for e in manifest.sections

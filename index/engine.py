@@ -6,9 +6,11 @@ quantisation codes, keep exact fp16 vectors for the hubs, and drop the embedding
 storage mode is "full").
 
 Search (two-level ranking): embed the query once; collect a pool of ``ef`` candidates by code
-similarity (graph walk or flat scan, no model calls); score the best ``recompute_fraction`` of
-the pool exactly — cached vectors where present, the rest recomputed from passage text in
-batches, one model call per batch — and order the results by exact score.
+similarity (graph walk or flat scan, no model calls); score the pool exactly in code-score
+order — cached vectors where present, the rest recomputed from passage text in small batches,
+one model call per batch — until the remaining candidates cannot plausibly enter the top k
+(a margin from the code error calibrated at build time, ``rerank_bound.py``, for the search's
+``recall_target``), and order the results by exact score.
 
 Sections (``to_sections``/``from_sections``) use the fixed names in ``SECTION_NAMES``; reading
 takes memoryviews of a mapped file and wraps them with ``np.frombuffer`` without copying.
@@ -21,6 +23,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from meshdex.index import csr
@@ -37,13 +40,14 @@ from meshdex.index.errors import (
 )
 from meshdex.index.graph import Adjacency, base_layer, build_hnsw
 from meshdex.index.hot_cache import HotCache
+from meshdex.index.length_batches import embed_in_length_order
 from meshdex.index.params import BuildParams, SearchParams
 from meshdex.index.prune import prune, select_heuristic
+from meshdex.index.rerank_bound import RerankBound
 from meshdex.index.search import CandidatePool, flat_candidates, graph_candidates
 
 logger = logging.getLogger(__name__)
 
-EMBED_BATCH_PASSAGES = 64  # passages per model call during build and add
 DEFAULT_BUILD_PARAMS = BuildParams()
 
 
@@ -59,7 +63,10 @@ class SearchHit:
 class SearchStats:
     """What one search cost. ``model_calls`` counts every embedder call, the query's included;
     ``nodes_visited`` counts nodes whose code similarity was computed; ``filtered_out`` counts
-    candidates turned away by the filter or because they are deleted."""
+    candidates turned away by the filter or because they are deleted. ``reranked`` counts
+    candidates scored exactly (held vectors included) and ``rerank_stop`` says why re-ranking
+    stopped there: "bound" (the rest could not plausibly enter the top k), "ceiling"
+    (``recompute_fraction`` of the pool), "pool" (every candidate) or "stored vectors"."""
 
     passages_recomputed: int = 0
     model_calls: int = 0
@@ -70,12 +77,30 @@ class SearchStats:
     graph_seconds: float = 0.0
     total_seconds: float = 0.0
     strategy: str = ""
+    reranked: int = 0
+    rerank_stop: str = ""
 
 
 @dataclass(kw_only=True)
 class SearchResult:
     hits: list[SearchHit] = field(default_factory=list)
     stats: SearchStats = field(default_factory=SearchStats)
+
+
+class VectorCache(Protocol):
+    """Exact embeddings kept outside the index (``learned_cache.LearnedCache``), by label.
+
+    ``lookup`` returns ``(hit_mask, float32 vectors of the hits in order)`` and may count the
+    hits; ``remember`` is offered every freshly recomputed vector and may keep or ignore it.
+    Both raise ``FingerprintMismatch`` for a digest other than the cache's own, so vectors of
+    another model are never served. Thread-safe.
+    """
+
+    def lookup(self, labels: np.ndarray, fingerprint_digest: str) -> tuple[np.ndarray, np.ndarray]:
+        ...
+
+    def remember(self, labels: np.ndarray, vectors: np.ndarray, fingerprint_digest: str) -> None:
+        ...
 
 
 class Index:
@@ -94,6 +119,7 @@ class Index:
         tombstoned: np.ndarray,
         cache: HotCache,
         full_embeddings: np.ndarray | None,
+        rerank_bound: RerankBound | None = None,
     ) -> None:
         self.fingerprint = fingerprint
         self.params = params
@@ -108,6 +134,7 @@ class Index:
         self._cache = cache
         self._full = full_embeddings
         self._node_of_label: dict[int, int] | None = None
+        self._rerank_bound = rerank_bound
 
     # ----------------------------------------------------------------- build
 
@@ -142,11 +169,14 @@ class Index:
             sample=params.pq_train_sample,
             seed=params.seed,
         )
+        codes = quantizer.encode(vectors)
+        rerank_bound = RerankBound.calibrate(vectors, quantizer, codes, seed=params.seed)
         graph: Adjacency | None = None
         entry_points = np.zeros(0, dtype=np.uint32)
         cached = np.zeros(0, dtype=np.int64)
         if len(texts) >= params.graph_min_nodes:
-            graph, vectors, labels = _pruned_graph(vectors, labels, params)
+            graph, order = _pruned_graph(vectors, params)
+            vectors, labels, codes = vectors[order], labels[order], codes[order]
             by_degree = _nodes_by_degree(graph)
             entry_points = by_degree[: params.entry_point_count].astype(np.uint32)
             cached = by_degree[: params.cache_budget_nodes]
@@ -154,13 +184,14 @@ class Index:
             fingerprint=embedder.fingerprint,
             params=params,
             labels=labels,
-            codes=quantizer.encode(vectors),
+            codes=codes,
             quantizer=quantizer,
             entry_points=entry_points,
             graph_loader=(lambda: graph) if graph is not None else None,
             tombstoned=np.zeros(len(labels), dtype=bool),
             cache=HotCache.from_nodes(embedder.fingerprint.digest(), cached, vectors[cached]),
             full_embeddings=vectors if params.storage_mode == "full" else None,
+            rerank_bound=rerank_bound,
         )
         logger.info(
             "indexed %d passages in %.1f s after embedding (%s)",
@@ -182,13 +213,15 @@ class Index:
         accept: Callable[[int], bool] | None = None,
         params: SearchParams | None = None,
         deadline: float | None = None,
+        vector_caches: Sequence[VectorCache] = (),
     ) -> SearchResult:
         """The ``k`` passages most similar to ``query``, by exact score, with their stats.
 
         ``texts(labels)`` returns the passage texts to recompute; ``accept(label)`` filters;
-        ``deadline`` is a ``time.monotonic()`` value. Raises ``FingerprintMismatch`` when the
-        embedder differs from the one the index was built with, ``DeadlineExceeded`` when the
-        deadline passes.
+        ``deadline`` is a ``time.monotonic()`` value; ``vector_caches`` are consulted, in
+        order, before any passage is recomputed, and offered what is recomputed. Raises
+        ``FingerprintMismatch`` when the embedder differs from the one the index was built
+        with, ``DeadlineExceeded`` when the deadline passes.
         """
         started = time.monotonic()
         params = params or SearchParams()
@@ -216,7 +249,8 @@ class Index:
         stats.nodes_visited, stats.filtered_out = pool.nodes_scored, pool.rejected
         check_deadline("graph search")
 
-        hits = self._rerank(pool, query_vector, k, params, embedder, texts, stats, check_deadline)
+        hits = self._rerank(pool, query_vector, k, params, embedder, texts, stats, check_deadline,
+                            vector_caches)
         stats.total_seconds = time.monotonic() - started
         return SearchResult(hits=hits, stats=stats)
 
@@ -272,37 +306,84 @@ class Index:
             check_deadline=check_deadline,
         )
 
-    def _rerank(self, pool, query_vector, k, params, embedder, texts, stats, check_deadline):
-        """Exact scores for the best part of the pool; results ordered by them."""
+    def _rerank(self, pool, query_vector, k, params, embedder, texts, stats, check_deadline,
+                vector_caches):
+        """Exact scores for the pool's best candidates, in code-score order, until the rest
+        cannot plausibly enter the top k (see ``rerank_bound``); results ordered by them.
+
+        Held vectors (full storage, the hot cache) are scored first, for free; the others are
+        recomputed ``batch_size`` at a time. Before each batch the next candidate's code score
+        is compared with the floor the calibrated bound sets from the k-th best exact score so
+        far: at or below it, the search stops. ``recompute_fraction`` of the pool is the
+        ceiling either way.
+        """
         count = min(len(pool.nodes), max(k, math.ceil(params.recompute_fraction * len(pool.nodes))))
         chosen = pool.nodes[:count]
-        exact = np.empty(count, dtype=np.float32)
+        approx = pool.approx_scores[:count]
+        exact = np.full(count, -np.inf, dtype=np.float32)
         if self._full is not None:
             exact[:] = self._full[chosen] @ query_vector
             stats.cache_hits = count
+            stats.reranked, stats.rerank_stop = count, "stored vectors"
+            return self._best(chosen, exact, k)
+        hit, vectors = self._cache.lookup(chosen)
+        exact[hit] = vectors @ query_vector
+        digest = self.fingerprint.digest()
+        for cache in vector_caches:
+            unknown = np.flatnonzero(~hit)
+            found, vectors = cache.lookup(self._labels[chosen[unknown]], digest)
+            exact[unknown[found]] = vectors @ query_vector
+            hit[unknown[found]] = True
+        stats.cache_hits = int(hit.sum())
+        missing = np.flatnonzero(~hit)
+        scored = stats.cache_hits
+        stats.rerank_stop = "ceiling"
+        for start in range(0, len(missing), params.batch_size):
+            if scored >= k:
+                kth = np.partition(exact, count - k)[count - k]
+                if approx[missing[start]] <= self.code_score_floor(kth, params.recall_target):
+                    stats.rerank_stop = "bound"
+                    break
+            check_deadline("recompute")
+            batch = missing[start : start + params.batch_size]
+            vectors = self._recompute(chosen[batch], embedder, texts, stats)
+            exact[batch] = vectors @ query_vector
+            for cache in vector_caches:
+                cache.remember(self._labels[chosen[batch]], vectors, digest)
+            scored += len(batch)
         else:
-            hit, vectors = self._cache.lookup(chosen)
-            exact[hit] = vectors @ query_vector
-            stats.cache_hits = int(hit.sum())
-            missing = np.flatnonzero(~hit)
-            for start in range(0, len(missing), params.batch_size):
-                check_deadline("recompute")
-                batch = missing[start : start + params.batch_size]
-                labels = self._labels[chosen[batch]]
-                passages = texts(labels)
-                if len(passages) != len(batch):
-                    raise InvalidArgument(
-                        f"texts() returned {len(passages)} passages for {len(batch)} labels"
-                    )
-                model_started = time.monotonic()
-                vectors = embedder.embed_documents(passages)
-                stats.model_seconds += time.monotonic() - model_started
-                stats.model_calls += 1
-                stats.passages_recomputed += len(batch)
-                vectors = _check_vectors(vectors, len(batch), self.dim, "recomputed embeddings")
-                exact[batch] = vectors @ query_vector
-        order = np.argsort(-exact, kind="stable")[:k]
+            if count == len(pool.nodes):
+                stats.rerank_stop = "pool"
+        stats.reranked = scored
+        return self._best(chosen, exact, k)
+
+    def _recompute(self, nodes, embedder, texts, stats) -> np.ndarray:
+        """Exact embeddings of ``nodes`` from their passage text: one model call."""
+        labels = self._labels[nodes]
+        passages = texts(labels)
+        if len(passages) != len(nodes):
+            raise InvalidArgument(
+                f"texts() returned {len(passages)} passages for {len(nodes)} labels"
+            )
+        model_started = time.monotonic()
+        vectors = embedder.embed_documents(passages)
+        stats.model_seconds += time.monotonic() - model_started
+        stats.model_calls += 1
+        stats.passages_recomputed += len(nodes)
+        return _check_vectors(vectors, len(nodes), self.dim, "recomputed embeddings")
+
+    def _best(self, chosen: np.ndarray, exact: np.ndarray, k: int) -> list[SearchHit]:
+        scored = np.flatnonzero(np.isfinite(exact))
+        order = scored[np.argsort(-exact[scored], kind="stable")][:k]
         return [SearchHit(label=int(self._labels[chosen[i]]), score=float(exact[i])) for i in order]
+
+    def code_score_floor(self, kth: float, recall_target: float) -> float:
+        """Re-ranking stops at a candidate whose code score is at or below this, given the
+        k-th best exact score so far (``RerankBound.code_score_floor``); minus infinity (never
+        stop before the ceiling) without a calibrated bound or for a target of 1."""
+        if self._rerank_bound is None or recall_target >= 1.0:
+            return -math.inf
+        return self._rerank_bound.code_score_floor(kth, recall_target)
 
     # ------------------------------------------------------------ add/remove
 
@@ -413,6 +494,11 @@ class Index:
     def cache_node_count(self) -> int:
         return len(self._cache)
 
+    @property
+    def rerank_bound(self) -> RerankBound | None:
+        """The code-score error calibrated at build time (None: an index from before it)."""
+        return self._rerank_bound
+
     def labels(self, *, live_only: bool = True) -> np.ndarray:
         """Labels of the nodes (live ones only by default)."""
         return self._labels[~self._tombstoned] if live_only else self._labels.copy()
@@ -490,8 +576,10 @@ class Index:
         *,
         fingerprint: EmbeddingFingerprint,
         params: BuildParams,
+        rerank_bound: RerankBound | None = None,
     ) -> Index:
-        """Open an index from its sections without copying the big arrays.
+        """Open an index from its sections without copying the big arrays; ``rerank_bound``
+        comes from the bundle manifest.
 
         Malformed sections raise ``BundleCorrupt``; a hot cache computed under another
         fingerprint is dropped (logged), the rest of the index stays usable.
@@ -557,6 +645,7 @@ class Index:
             tombstoned=tombstoned,
             cache=cache,
             full_embeddings=full,
+            rerank_bound=rerank_bound,
         )
 
 
@@ -582,11 +671,9 @@ def _frombuffer(data: bytes | memoryview, dtype: str, name: str) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype)
 
 
-def _pruned_graph(
-    vectors: np.ndarray, labels: np.ndarray, params: BuildParams
-) -> tuple[Adjacency, np.ndarray, np.ndarray]:
-    """HNSW base layer, pruned (LEANN Algorithm 3) and renumbered for locality; the vectors
-    and labels come back in the new node order."""
+def _pruned_graph(vectors: np.ndarray, params: BuildParams) -> tuple[Adjacency, np.ndarray]:
+    """HNSW base layer, pruned (LEANN Algorithm 3) and renumbered for locality, and the new
+    node order (``order[new] = old``)."""
     hnsw = build_hnsw(vectors, M=params.M, ef_construction=params.ef_construction,
                       seed=params.seed)
     base = base_layer(hnsw)
@@ -595,7 +682,7 @@ def _pruned_graph(
         base, vectors, M=params.M, m=params.pruned_degree, hub_fraction=params.hub_fraction
     )
     order = csr.locality_order(pruned)
-    return csr.renumber(pruned, order), vectors[order], labels[order]
+    return csr.renumber(pruned, order), order
 
 
 def _nodes_by_degree(adjacency: Adjacency) -> np.ndarray:
@@ -631,11 +718,5 @@ def _check_vectors(vectors: np.ndarray, count: int, dim: int, what: str) -> np.n
 def _embed_all(
     embedder: Embedder, texts: Sequence[str], progress: Callable[[int, int], None] | None
 ) -> np.ndarray:
-    parts = []
-    for start in range(0, len(texts), EMBED_BATCH_PASSAGES):
-        batch = list(texts[start : start + EMBED_BATCH_PASSAGES])
-        parts.append(_check_vectors(embedder.embed_documents(batch), len(batch), embedder.dim,
-                                    "passage embeddings"))
-        if progress is not None:
-            progress(start + len(batch), len(texts))
-    return np.concatenate(parts)
+    vectors = embed_in_length_order(embedder, texts, progress)
+    return _check_vectors(vectors, len(texts), embedder.dim, "passage embeddings")

@@ -13,7 +13,15 @@ measured, is ``bench/results/search.md`` (``python -m bench.bench_search``). Wha
   best ``R`` candidates by code similarity (R = 16 / 32 / 64): 32×4-bit codes (16 B)
   0.76 / 0.85 / 0.88; 48×4-bit (24 B) 0.83 / 0.88 / 0.94; 64×4-bit (32 B) 0.89 / 0.95 / 0.99;
   16×8-bit (16 B + a 196 KB codebook) 0.71 / 0.83 / 0.94. Hence 64 × 4-bit codes.
-- ``ef=80`` with ``recompute_fraction=0.5`` recomputes 40 passages per query: recall@3 0.967
+- Re-ranking (``bench/results/rerank.md``, all 175 FAQ and 126 glossary queries, k=10):
+  ``recall_target=0.8`` with the whole pool as ceiling (``recompute_fraction=1.0``) reaches
+  recall@3 0.970 / 0.979 with a median of 40 / 24 passages recomputed (mean 45.6 / 32.5);
+  the fixed 40 it replaces gave 0.962 / 0.979. The calibrated bound is loose on these codes:
+  a target of 0.5 stops at a median of 16 but drops recall@3 to 0.930 / 0.947. Batches of
+  4 / 8 / 16 passages (FAQ, ceiling 40) gave recall@3 0.956 / 0.958 / 0.960 at 9.0 / 4.6 /
+  2.7 model calls a query: 8 checks the stopping rule often at a modest call count.
+- Before adaptive re-ranking: ``ef=80`` with ``recompute_fraction=0.5`` recomputed 40
+  passages per query: recall@3 0.967
   (flat scan, FAQ and glossary alike), 0.956 (graph walk, FAQ). Re-ranking the whole pool
   (no two-level ranking) doubles the recomputes (80) for recall@3 0.967; ``ef=40`` with
   20 recomputes drops to 0.861. Measured p50 latency with the real model was 1.75 s for 40
@@ -156,10 +164,16 @@ class SearchParams:
     """How one search runs.
 
     - ``ef``: candidate pool size collected by code (ADC) distance, never below ``k``.
-    - ``recompute_fraction``: share of the pool, best by code distance first, scored exactly
-      (cached embeddings are used where present and never recomputed). ``1.0`` re-ranks the
-      whole pool, i.e. no two-level ranking.
-    - ``batch_size``: passages per model call when recomputing.
+    - ``recall_target``: re-ranking scores candidates exactly in code-score order and stops
+      when the rest cannot plausibly enter the top k: when the next code score plus the
+      error margin calibrated at build time for this target (``rerank_bound.RerankBound``)
+      stays below the k-th best exact score. The margin is exceeded by at most
+      ``1 - recall_target`` of the true top passages; ``1.0`` never stops early.
+    - ``recompute_fraction``: the ceiling: at most this share of the pool, best by code
+      distance first, is scored exactly (cached embeddings are used where present and never
+      recomputed). ``1.0`` lets re-ranking reach the whole pool.
+    - ``batch_size``: passages per model call when recomputing: the stopping rule is checked
+      between batches, so small batches stop sooner.
     - ``strategy``: "graph" walks the pruned graph, "flat" scans every code, "auto" picks flat
       up to ``flat_max_nodes`` live nodes and the graph above. An index built without a graph
       (``BuildParams.graph_min_nodes``) always scans flat, and its stats say so.
@@ -173,8 +187,9 @@ class SearchParams:
     """
 
     ef: int = 80
-    recompute_fraction: float = 0.5
-    batch_size: int = 32
+    recall_target: float = 0.8
+    recompute_fraction: float = 1.0
+    batch_size: int = 8
     strategy: str = "auto"
     flat_max_nodes: int = 200_000
     entry_points: int = 8
@@ -184,6 +199,10 @@ class SearchParams:
         _require(
             0.0 < self.recompute_fraction <= 1.0,
             f"recompute_fraction must be within (0, 1], got {self.recompute_fraction}",
+        )
+        _require(
+            0.0 < self.recall_target <= 1.0,
+            f"recall_target must be within (0, 1], got {self.recall_target}",
         )
         _require(self.batch_size >= 1, "batch_size must be >= 1")
         _require(

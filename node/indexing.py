@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,7 @@ from meshdex.index.bundle_manifest import BundleManifest, CacheManifest, HlcStam
 from meshdex.index.chunking import passage_label
 from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import embedder_from_spec
-from meshdex.index.engine import Index, SearchStats
+from meshdex.index.engine import Index, SearchStats, VectorCache
 from meshdex.index.errors import BundleCorrupt, BundleError, IndexNotBuilt, InvalidArgument
 from meshdex.index.filters import Filter, parse_filter
 from meshdex.index.fusion import (
@@ -46,6 +46,7 @@ from meshdex.index.fusion import (
     reciprocal_rank_fusion,
     search_mode,
 )
+from meshdex.index.length_batches import embed_in_length_order
 from meshdex.index.params import BuildParams, SearchParams
 from meshdex.node.decision_log import KEEP_ENTRIES as KEEP_DECISIONS
 from meshdex.node.decision_log import DecisionLog
@@ -60,6 +61,7 @@ from meshdex.node.records import (
     PassageHit,
     SearchResults,
 )
+from meshdex.node.search_caches import SearchCaches, cache_digest
 from meshdex.node.store import Store
 
 logger = logging.getLogger(__name__)
@@ -104,6 +106,19 @@ class BuildReport:
             "bundle_path": str(self.bundle_path),
             "bundle_bytes": self.bundle_bytes,
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class PinReport:
+    """What ``pin`` did: matching documents, their indexed passages, and the pin budget."""
+
+    collection: str
+    documents: int
+    passages: int
+    newly_pinned: int
+    pinned_total: int
+    pinned_bytes: int
+    budget_bytes: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,6 +179,7 @@ class IndexManager:
         self.decisions = DecisionLog(store.data_dir / INDEX_DIR_NAME)
         self.generations = GenerationRecord(store.data_dir / INDEX_DIR_NAME)
         self.keywords = KeywordIndexes(store.data_dir / INDEX_DIR_NAME)
+        self.caches = SearchCaches(store.data_dir / INDEX_DIR_NAME)
         self._open_lock = threading.Lock()
 
     @contextmanager
@@ -340,6 +356,7 @@ class IndexManager:
             fingerprint=index.fingerprint,
             cache=CacheManifest(node_count=index.cache_node_count,
                                 fingerprint_digest=index.cache_fingerprint_digest),
+            rerank_bound=index.rerank_bound,
         )
         path = self.bundle_path(collection)
         path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
@@ -427,9 +444,12 @@ class IndexManager:
         condition = parse_filter(filter) if filter else None
         opened = self._load(collection, required=True)
         resolver = _HitResolver(self.store, collection, condition)
+        caches = (self.caches.pinned(collection, opened.manifest),
+                  self.caches.learned(collection, opened.manifest, len(opened.index)))
         if chosen is not SearchMode.SEMANTIC:
             return self._keyword_search(collection, query, top_k, chosen, opened, resolver,
-                                        info=info, params=params, deadline=deadline)
+                                        info=info, params=params, deadline=deadline,
+                                        caches=caches)
         result = opened.index.search(
             query,
             top_k,
@@ -439,7 +459,9 @@ class IndexManager:
             accept=resolver.accept,
             params=params,
             deadline=deadline,
+            vector_caches=caches,
         )
+        self.caches.after_search(collection)
         hits = [resolver.hit(hit.label, hit.score) for hit in result.hits]
         return SearchResults(collection=collection,
                              hits=[hit for hit in hits if hit is not None], stats=result.stats)
@@ -447,7 +469,7 @@ class IndexManager:
     def _keyword_search(
         self, collection: str, query: str, top_k: int, mode: SearchMode, opened: _OpenIndex,
         resolver: _HitResolver, *, info: CollectionInfo, params: SearchParams | None,
-        deadline: float | None,
+        deadline: float | None, caches: Sequence[VectorCache],
     ) -> SearchResults:
         started = time.perf_counter()
         keywords = self.keywords.for_search(
@@ -461,7 +483,8 @@ class IndexManager:
             semantic = opened.index.search(
                 query, top_k, embedder=self.embedder_for(info),
                 texts=lambda labels: self.store.passage_texts(collection, labels),
-                accept=resolver.accept, params=params, deadline=deadline)
+                accept=resolver.accept, params=params, deadline=deadline, vector_caches=caches)
+            self.caches.after_search(collection)
             keyword_labels = confident_keyword_labels(
                 [(hit.label, hit.score) for hit in keyword_hits])
             ranked = reciprocal_rank_fusion(
@@ -483,6 +506,31 @@ class IndexManager:
                 texts.append(text)
                 labels.append(label)
         return texts, labels
+    def pin(self, collection: str, filter: str | Mapping[str, Any],
+            progress: Callable[[int, int], None] | None = None) -> PinReport:
+        """Keep exact embeddings of the indexed passages of every document matching ``filter``
+        so searches never recompute them; counted against the pin budget (over it:
+        ``ResourceExhausted``, nothing pinned). Raises ``IndexNotBuilt`` before a build."""
+        condition = parse_filter(filter)
+        opened = self._load(collection, required=True)
+        indexed = set(opened.index.labels().tolist())
+        documents, labels = 0, set()
+        for document in self.store.iter_documents(collection):
+            if condition.matches(document.metadata):
+                documents += 1
+                labels.update(label for label in map(passage_label, document.passage_keys)
+                              if label in indexed)
+        chosen = np.array(sorted(labels), dtype=np.uint64)
+        pinned = self.caches.pinned(collection, opened.manifest)
+        fresh = np.array([x for x in chosen.tolist() if x not in pinned], dtype=np.uint64)
+        if len(fresh):
+            vectors = embed_in_length_order(self.embedder_for(self.store.get_collection(
+                collection)), self.store.passage_texts(collection, fresh), progress)
+            pinned.pin(fresh, vectors, cache_digest(opened.manifest))
+            self.caches.save_pinned(collection)
+        return PinReport(collection=collection, documents=documents, passages=len(chosen),
+                         newly_pinned=len(fresh), pinned_total=len(pinned),
+                         pinned_bytes=pinned.used_bytes, budget_bytes=pinned.budget_bytes)
 
     # ------------------------------------------------------------------------ stats
 
@@ -567,6 +615,7 @@ class IndexManager:
             return fresh
 
     def close(self) -> None:
+        self.caches.close()
         with self._open_lock:
             self._open.clear()
 
@@ -605,6 +654,7 @@ def _index_of(bundle: Bundle) -> Index:
         bundle.sections(),
         fingerprint=manifest.fingerprint,
         params=BuildParams.from_dict(dict(manifest.build_params)),
+        rerank_bound=manifest.rerank_bound,
     )
 
 

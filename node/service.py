@@ -20,6 +20,7 @@ from meshdex.node.indexing import (
     BuildReport,
     IndexManager,
     IndexStats,
+    PinReport,
 )
 from meshdex.node.paths import resolve_data_dir
 from meshdex.node.records import (
@@ -215,6 +216,12 @@ class Node:
             check_collection_name(collection), query, top_k=top_k, filter=filter,
             params=params, deadline=deadline, mode=mode,
         )
+
+    def pin(self, collection: str, filter: str | Mapping[str, Any],
+            progress: Callable[[int, int], None] | None = None) -> PinReport:
+        """Keep exact embeddings of the passages of documents matching ``filter`` (see
+        ``IndexManager.pin``)."""
+        return self.indexes.pin(check_collection_name(collection), filter, progress=progress)
 
     def index_stats(self, collection: str) -> IndexStats:
         """Index bytes by section against raw passage bytes, build params and fingerprint."""

@@ -294,13 +294,19 @@ class SearchCall:
 
 
 def search_request_from_wire(message: pb.SearchRequest) -> SearchCall:
-    """Field presence and JSON here; the node checks the query text and top_k's range."""
+    """Field presence and JSON here; the node checks the query text, top_k's range and the
+    params' values (``recall_target`` joins them)."""
+    params = json_object(message.params_json, "params_json")
+    if message.recall_target:
+        if "recall_target" in params:
+            raise InvalidArgument("recall_target is given both as a field and in params_json")
+        params["recall_target"] = message.recall_target
     return SearchCall(
         collection=require(message.collection, "collection"),
         query=message.query,
         top_k=message.top_k or DEFAULT_TOP_K,
         filter=message.filter.strip() or None,
-        params=json_object(message.params_json, "params_json") or None,
+        params=params or None,
         mode=message.mode.strip() or None,
     )
 

@@ -62,14 +62,16 @@ def test_real_model_search_reaches_recall_against_exact(real_embedder):
     params = BuildParams(cache_budget_nodes=8)
     index = Index.build(texts, labels, embedder=real_embedder, params=params, embeddings=vectors)
     recomputed, found = [], 0
+    search_params = SearchParams(ef=32, recompute_fraction=0.5)
     for query in QUERIES:
         truth = set(labels[np.argsort(-(vectors @ real_embedder.embed_query(query)))[:3]].tolist())
         result = index.search(query, 3, embedder=real_embedder,
                               texts=lambda ls: [by_label[int(x)] for x in ls],
-                              params=SearchParams(ef=32, recompute_fraction=0.5))
+                              params=search_params)
         found += len(truth & {hit.label for hit in result.hits})
         recomputed.append(result.stats.passages_recomputed)
-        assert result.stats.model_calls == 1 + -(-result.stats.passages_recomputed // 32)
+        assert result.stats.model_calls == 1 + -(-result.stats.passages_recomputed
+                                                 // search_params.batch_size)
     assert found / (3 * len(QUERIES)) >= 0.9
     assert max(recomputed) <= 16  # the two-level ranking recomputed half the pool at most
     sizes = {name: len(data) for name, data in index.to_sections().items()}

@@ -135,3 +135,21 @@ def test_searches_keep_succeeding_during_a_rebuild_swap(server, rebuild, action)
     assert report.action == action and report.generation > generation_before
     assert not failures, failures[:3]
     assert during > 0 and set(answered) == {"astronomy-0"}
+
+
+@pytest.mark.parametrize("recall_target", [0.5, 1.0])
+def test_recall_target_travels_as_a_field_and_the_stopping_point_comes_back(
+        server, client, recall_target):
+    from meshdex.node import wire
+    from meshdex.proto.meshdex.v1 import node_pb2 as pb
+
+    query = "which planet has rings?"
+    response = client._call("Search", pb.SearchRequest(collection="notes", query=query, top_k=3,
+                                                       recall_target=recall_target))
+    remote = wire.search_result_from_wire(response)
+    local = server.node.search("notes", query, top_k=3,
+                               params={"recall_target": recall_target})
+    assert remote.stats.rerank_stop == local.stats.rerank_stop != ""
+    assert remote.stats.reranked == local.stats.reranked >= 3
+    with pytest.raises(InvalidArgument, match="recall_target"):
+        client.search("notes", query, params={"recall_target": 1.5})

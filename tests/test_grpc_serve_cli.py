@@ -188,6 +188,9 @@ def test_cli_search_through_a_node_prints_what_embedded_search_prints(tmp_path, 
         return re.sub(r", \d+ ms\)", ")", result.stdout)  # timings differ, nothing else may
 
     embedded = meshdex("--data-dir", str(tmp_path), *search)
+    # The embedded search saved what it recomputed; start the remote one as cold, so the
+    # cost line compares like with like.
+    (tmp_path / "indexes" / "notes.learned-cache").unlink()
     _, token = TokenStore(tmp_path).create("read")
     serve = ServeProcess(tmp_path)
     try:

@@ -24,7 +24,7 @@ WORDS = [f"word{i}" for i in range(400)]
 SMALL = BuildParams(M=16, pruned_degree=6, pq_subvectors=16, pq_bits=4, cache_budget_nodes=16,
                     entry_point_count=8, graph_min_nodes=0)
 STRATEGIES = ["graph", "flat"]
-EXHAUSTIVE = {"ef": PASSAGES, "recompute_fraction": 1.0}
+EXHAUSTIVE = {"ef": PASSAGES, "recompute_fraction": 1.0, "recall_target": 1.0}
 
 
 class CountingEmbedder(HashingEmbedder):
@@ -130,7 +130,8 @@ def test_stats_are_truthful(corpus, built, strategy):
         requested.extend(int(x) for x in labels)
         return _fetch(by_label)(labels)
 
-    params = SearchParams(strategy=strategy, ef=40, recompute_fraction=0.5, batch_size=7)
+    params = SearchParams(strategy=strategy, ef=40, recompute_fraction=0.5, batch_size=7,
+                          recall_target=1.0)
     result = built.search(texts[3], 5, embedder=embedder, texts=fetch, params=params)
     stats = result.stats
     assert stats.model_calls == len(embedder.calls)  # the query's call included

@@ -138,6 +138,7 @@ def _print_results(query: str, results: SearchResults, out: TextIO | None = None
     click.echo(
         f"  ({stats.passages_recomputed} passages recomputed in {stats.model_calls} model calls, "
         f"{stats.cache_hits} cache hits, {stats.nodes_visited} nodes visited, "
+        f"re-ranking stopped after {stats.reranked} ({stats.rerank_stop}), "
         f"{stats.total_seconds * 1000:.0f} ms)",
         file=out,
     )
@@ -172,8 +173,13 @@ def _read_queries(path: Path) -> list[tuple[int, str]]:
 )
 @click.option(
     "--param", "params", multiple=True, metavar="NAME=VALUE",
-    help="Search knob: ef, recompute_fraction, batch_size, strategy=auto|graph|flat, "
-    "entry_points. Repeatable.",
+    help="Search knob: ef, recall_target, recompute_fraction, batch_size, "
+    "strategy=auto|graph|flat, entry_points. Repeatable.",
+)
+@click.option(
+    "--recall-target", type=click.FloatRange(0.0, 1.0, min_open=True),
+    help="Share of the true top passages to keep (0-1]: re-ranking stops once the rest cannot "
+    "plausibly enter the top k. Lower is faster; 1 re-ranks up to the ceiling.",
 )
 @click.option(
     "--queries", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -190,8 +196,8 @@ def _read_queries(path: Path) -> list[tuple[int, str]]:
 @click.pass_context
 def search_command(
     ctx: click.Context, query: str | None, collection: str, top_k: int,
-    filter_spec: str | None, params: tuple[str, ...], queries: Path | None, mode: str,
-    as_json: bool,
+    filter_spec: str | None, params: tuple[str, ...], recall_target: float | None,
+    queries: Path | None, mode: str, as_json: bool,
 ) -> None:
     """Find the passages that best answer QUERY.
 
@@ -200,16 +206,21 @@ def search_command(
       meshdex search "how do I read a file line by line" --top-k 3
       meshdex search "pickling" --filter "source~library" --json
       meshdex search "EADDRINUSE" --mode keyword
+      meshdex search "context managers" --recall-target 0.99
       meshdex search --queries questions.jsonl --json > answers.jsonl
     """
     if (query is None) == (queries is None):
         raise InvalidArgument("give either a QUERY or --queries FILE")
-    knobs = _parse_assignments(params, "--param") or None
+    knobs = _parse_assignments(params, "--param")
+    if recall_target is not None:
+        if "recall_target" in knobs:
+            raise InvalidArgument("give recall_target once: --recall-target or --param")
+        knobs["recall_target"] = recall_target
     batch = _read_queries(queries) if queries else [(0, query or "")]
     with open_node(ctx, readonly=True) as node:
         for _, text in batch:
             results = node.search(collection, text, top_k=top_k, filter=filter_spec,
-                                  params=knobs, mode=mode)
+                                  params=knobs or None, mode=mode)
             if queries is not None:
                 click.echo(json.dumps(_results_dict(text, results), ensure_ascii=False))
             elif as_json:

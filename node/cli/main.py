@@ -99,6 +99,10 @@ def _register_commands() -> None:
 
     for command in sync_cmds.COMMANDS:
         cli.add_command(command)
+    from meshdex.node.cli import cache_cmds
+
+    for command in cache_cmds.COMMANDS:
+        cli.add_command(command)
 
 
 _register_commands()

@@ -71,8 +71,20 @@ class BundleCacheManifest(_message.Message):
     fingerprint_digest: str
     def __init__(self, node_count: _Optional[int] = ..., fingerprint_digest: _Optional[str] = ...) -> None: ...
 
+class BundleRerankBound(_message.Message):
+    __slots__ = ("levels", "score_errors", "sample_queries", "score_slope")
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    SCORE_SLOPE_FIELD_NUMBER: _ClassVar[int]
+    levels: _containers.RepeatedScalarFieldContainer[float]
+    score_errors: _containers.RepeatedScalarFieldContainer[float]
+    sample_queries: int
+    score_slope: float
+    def __init__(self, levels: _Optional[_Iterable[float]] = ..., score_errors: _Optional[_Iterable[float]] = ..., sample_queries: _Optional[int] = ..., score_slope: _Optional[float] = ...) -> None: ...
+
 class BundleManifest(_message.Message):
-    __slots__ = ("format_version", "bundle_id", "collection", "generation", "parent_generation", "device_id", "created_at", "store_state", "build_params_json", "fingerprint", "sections", "cache", "signer_device_id", "signature", "collection_config_json")
+    __slots__ = ("format_version", "bundle_id", "collection", "generation", "parent_generation", "device_id", "created_at", "store_state", "build_params_json", "fingerprint", "sections", "cache", "signer_device_id", "signature", "collection_config_json", "rerank_bound")
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_ID_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +100,7 @@ class BundleManifest(_message.Message):
     SIGNER_DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    RERANK_BOUND_FIELD_NUMBER: _ClassVar[int]
     format_version: int
     bundle_id: str
     collection: str
@@ -103,4 +116,5 @@ class BundleManifest(_message.Message):
     signer_device_id: str
     signature: bytes
     collection_config_json: str
-    def __init__(self, format_version: _Optional[int] = ..., bundle_id: _Optional[str] = ..., collection: _Optional[str] = ..., generation: _Optional[int] = ..., parent_generation: _Optional[int] = ..., device_id: _Optional[str] = ..., created_at: _Optional[_Union[BundleHlc, _Mapping]] = ..., store_state: _Optional[_Union[BundleStoreState, _Mapping]] = ..., build_params_json: _Optional[str] = ..., fingerprint: _Optional[_Union[BundleEmbeddingFingerprint, _Mapping]] = ..., sections: _Optional[_Iterable[_Union[BundleSection, _Mapping]]] = ..., cache: _Optional[_Union[BundleCacheManifest, _Mapping]] = ..., signer_device_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., collection_config_json: _Optional[str] = ...) -> None: ...
+    rerank_bound: BundleRerankBound
+    def __init__(self, format_version: _Optional[int] = ..., bundle_id: _Optional[str] = ..., collection: _Optional[str] = ..., generation: _Optional[int] = ..., parent_generation: _Optional[int] = ..., device_id: _Optional[str] = ..., created_at: _Optional[_Union[BundleHlc, _Mapping]] = ..., store_state: _Optional[_Union[BundleStoreState, _Mapping]] = ..., build_params_json: _Optional[str] = ..., fingerprint: _Optional[_Union[BundleEmbeddingFingerprint, _Mapping]] = ..., sections: _Optional[_Iterable[_Union[BundleSection, _Mapping]]] = ..., cache: _Optional[_Union[BundleCacheManifest, _Mapping]] = ..., signer_device_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., collection_config_json: _Optional[str] = ..., rerank_bound: _Optional[_Union[BundleRerankBound, _Mapping]] = ...) -> None: ...

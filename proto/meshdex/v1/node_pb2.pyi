@@ -182,20 +182,22 @@ class Document(_message.Message):
     def __init__(self, id: _Optional[str] = ..., collection: _Optional[str] = ..., source: _Optional[str] = ..., metadata_json: _Optional[str] = ..., text: _Optional[str] = ..., content_hash: _Optional[str] = ..., hlc: _Optional[str] = ..., passage_keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "query", "top_k", "filter", "params_json", "mode")
+    __slots__ = ("collection", "query", "top_k", "filter", "params_json", "mode", "recall_target")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    RECALL_TARGET_FIELD_NUMBER: _ClassVar[int]
     collection: str
     query: str
     top_k: int
     filter: str
     params_json: str
     mode: str
-    def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[str] = ..., params_json: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
+    recall_target: float
+    def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[str] = ..., params_json: _Optional[str] = ..., mode: _Optional[str] = ..., recall_target: _Optional[float] = ...) -> None: ...
 
 class SearchHit(_message.Message):
     __slots__ = ("document_id", "source", "metadata_json", "passage", "score")
@@ -212,7 +214,7 @@ class SearchHit(_message.Message):
     def __init__(self, document_id: _Optional[str] = ..., source: _Optional[str] = ..., metadata_json: _Optional[str] = ..., passage: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class SearchStats(_message.Message):
-    __slots__ = ("passages_recomputed", "model_calls", "cache_hits", "nodes_visited", "filtered_out", "model_seconds", "graph_seconds", "total_seconds", "strategy")
+    __slots__ = ("passages_recomputed", "model_calls", "cache_hits", "nodes_visited", "filtered_out", "model_seconds", "graph_seconds", "total_seconds", "strategy", "reranked", "rerank_stop")
     PASSAGES_RECOMPUTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
     CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +224,8 @@ class SearchStats(_message.Message):
     GRAPH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    RERANKED_FIELD_NUMBER: _ClassVar[int]
+    RERANK_STOP_FIELD_NUMBER: _ClassVar[int]
     passages_recomputed: int
     model_calls: int
     cache_hits: int
@@ -231,7 +235,9 @@ class SearchStats(_message.Message):
     graph_seconds: float
     total_seconds: float
     strategy: str
-    def __init__(self, passages_recomputed: _Optional[int] = ..., model_calls: _Optional[int] = ..., cache_hits: _Optional[int] = ..., nodes_visited: _Optional[int] = ..., filtered_out: _Optional[int] = ..., model_seconds: _Optional[float] = ..., graph_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ..., strategy: _Optional[str] = ...) -> None: ...
+    reranked: int
+    rerank_stop: str
+    def __init__(self, passages_recomputed: _Optional[int] = ..., model_calls: _Optional[int] = ..., cache_hits: _Optional[int] = ..., nodes_visited: _Optional[int] = ..., filtered_out: _Optional[int] = ..., model_seconds: _Optional[float] = ..., graph_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ..., strategy: _Optional[str] = ..., reranked: _Optional[int] = ..., rerank_stop: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("collection", "hits", "stats")

@@ -1,0 +1,99 @@
+"""Each collection's caches of exact embeddings beside its bundle: learned and pinned.
+
+``DATA_DIR/indexes/COLLECTION.learned-cache`` holds what searches recomputed (LFU with
+ageing, ``meshdex.index.learned_cache``), ``COLLECTION.pinned-cache`` what ``meshdex pin``
+chose to keep. Both are bound to the fingerprint digest the bundle's cache manifest records:
+opening them for a bundle of another model drops them. Learned vectors are saved at most
+every ``SAVE_INTERVAL_S`` while searches run and when the node closes, so a restart keeps
+what was learned (a kill -9 loses at most the last interval: it is a cache).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+from meshdex.index.bundle_manifest import BundleManifest
+from meshdex.index.learned_cache import LearnedCache, PinnedVectors, entry_bytes
+
+# The learned cache may hold this share of a collection's passages: on the docs corpus
+# (11,657 passages of ~1 KB) 350 passages, 2.2% of the text.
+LEARNED_PASSAGE_FRACTION = 0.03
+PIN_BUDGET_BYTES = 32 * 1024 * 1024  # default pin budget, separate from the learned cache's
+SAVE_INTERVAL_S = 5.0
+LEARNED_SUFFIX = ".learned-cache"
+PINNED_SUFFIX = ".pinned-cache"
+
+
+def cache_digest(manifest: BundleManifest) -> str:
+    """The fingerprint digest the bundle's cache manifest records (the index's otherwise)."""
+    if manifest.cache is not None:
+        return manifest.cache.fingerprint_digest
+    return manifest.fingerprint.digest()
+
+
+class SearchCaches:
+    """The learned and pinned caches of the collections of one index directory."""
+
+    def __init__(self, index_dir: Path, *, pin_budget_bytes: int = PIN_BUDGET_BYTES) -> None:
+        self._dir = index_dir
+        self._pin_budget_bytes = pin_budget_bytes
+        self._learned: dict[str, tuple[str, LearnedCache]] = {}
+        self._pinned: dict[str, tuple[str, PinnedVectors]] = {}
+        self._saved_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def learned_path(self, collection: str) -> Path:
+        return self._dir / f"{collection}{LEARNED_SUFFIX}"
+
+    def pinned_path(self, collection: str) -> Path:
+        return self._dir / f"{collection}{PINNED_SUFFIX}"
+
+    def learned(self, collection: str, manifest: BundleManifest, passages: int) -> LearnedCache:
+        """The collection's learned cache for this bundle (reloaded when its digest changes)."""
+        digest, dim = cache_digest(manifest), manifest.fingerprint.dim
+        budget = math.ceil(LEARNED_PASSAGE_FRACTION * passages) * entry_bytes(dim)
+        with self._lock:
+            held = self._learned.get(collection)
+            if held is None or held[0] != digest:
+                cache = LearnedCache.load(self.learned_path(collection),
+                                          fingerprint_digest=digest, dim=dim,
+                                          budget_bytes=budget)
+                self._learned[collection] = held = (digest, cache)
+            return held[1]
+
+    def pinned(self, collection: str, manifest: BundleManifest) -> PinnedVectors:
+        digest, dim = cache_digest(manifest), manifest.fingerprint.dim
+        with self._lock:
+            held = self._pinned.get(collection)
+            if held is None or held[0] != digest:
+                cache = PinnedVectors.load(self.pinned_path(collection),
+                                           fingerprint_digest=digest, dim=dim,
+                                           budget_bytes=self._pin_budget_bytes)
+                self._pinned[collection] = held = (digest, cache)
+            return held[1]
+
+    def after_search(self, collection: str) -> None:
+        """Save the learned cache if it changed and the last save is ``SAVE_INTERVAL_S`` old."""
+        now = time.monotonic()
+        if now - self._saved_at.get(collection, 0.0) >= SAVE_INTERVAL_S:
+            self._save_learned(collection)
+            self._saved_at[collection] = now
+
+    def save_pinned(self, collection: str) -> None:
+        held = self._pinned.get(collection)
+        if held is not None:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            held[1].save(self.pinned_path(collection))
+
+    def _save_learned(self, collection: str) -> None:
+        held = self._learned.get(collection)
+        if held is not None and held[1].changed:
+            held[1].save(self.learned_path(collection))
+
+    def close(self) -> None:
+        """Save every changed learned cache."""
+        for collection in list(self._learned):
+            self._save_learned(collection)
