@@ -545,7 +545,7 @@ class _HitResolver:
 
     def _documents_of(self, label: int) -> list[Document]:
         if label not in self._documents:
-            key = self.store.passage_key_for_label(label)
+            key = self.store.passage_key_for_label(self.collection, label)
             ids = self.store.passage_documents(self.collection, key) if key else []
             self._documents[label] = [self.store.get_document(self.collection, i) for i in ids]
         return self._documents[label]

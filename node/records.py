@@ -25,6 +25,7 @@ __all__ = [
     "ChangeOp",
     "CollectionInfo",
     "CollectionState",
+    "Conflict",
     "DeleteReport",
     "Document",
     "DocumentInput",
@@ -306,3 +307,20 @@ class SearchResults:
     collection: str
     hits: list[PassageHit]
     stats: SearchStats
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conflict:
+    """A version of a document that lost last-writer-wins to a concurrent edit, kept so that
+    nothing a person wrote is silently lost. ``hlc`` is the losing version's stamp,
+    ``winner_hlc`` the stamp of the version that replaced or outranked it."""
+
+    collection: str
+    doc_id: str
+    op: ChangeOp
+    hlc: HLCTimestamp
+    origin_device: str
+    winner_hlc: HLCTimestamp
+    text: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None

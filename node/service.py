@@ -33,7 +33,7 @@ from meshdex.node.records import (
     SearchResults,
     UpsertReport,
 )
-from meshdex.node.store import Store
+from meshdex.node.store import CompactionReport, Store
 from meshdex.node.validation import check_collection_name, check_document, check_document_id
 
 logger = logging.getLogger(__name__)
@@ -219,6 +219,10 @@ class Node:
         return self.indexes.stats(check_collection_name(collection))
 
     # --------------------------------------------------------------------------- status
+
+    def compact(self) -> CompactionReport:
+        """Give the store's free pages back to the file system (``Store.compact``)."""
+        return self.store.compact()
 
     def status(self) -> NodeStatus:
         """Device id, change-log position, store size and every collection's counts."""

@@ -34,7 +34,7 @@ LONG_TEXT = (
 
 
 def random_texts(count: int) -> list[str]:
-    """Texts zlib cannot shrink much (hex digests), ~13 KB each."""
+    """Texts that compress only about 2x (hex digests), ~13 KB each."""
     return [
         " ".join(hashlib.sha256(f"{i}-{j}".encode()).hexdigest() for j in range(200))
         for i in range(count)
@@ -171,15 +171,15 @@ def test_collections_create_list_drop(store: Store) -> None:
 
 
 def test_store_grows_its_map_when_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("meshdex.node.store.INITIAL_MAP_SIZE_BYTES", 1024 * 1024)
+    monkeypatch.setattr("meshdex.node.store.env.INITIAL_MAP_SIZE_BYTES", 1024 * 1024)
     with Store.open(tmp_path) as store:
         store.create_collection("big", embedder=EmbedderSpec(), chunking=ChunkingParams())
-        texts = random_texts(60)
+        texts = random_texts(200)
         store.upsert_documents("big", [doc(str(i), t) for i, t in enumerate(texts)])
-        assert store.get_collection("big").document_count == 60
-        assert store._env.info()["map_size"] > 1024 * 1024
+        assert store.get_collection("big").document_count == 200
+        assert store._env.lmdb.info()["map_size"] > 1024 * 1024
     with Store.open(tmp_path, readonly=True) as reader:
-        assert reader.get_document("big", "59").text == texts[59]
+        assert reader.get_document("big", "199").text == texts[199]
 
 
 READER = """
@@ -300,7 +300,7 @@ with Store.open(Path(sys.argv[1]), readonly=True) as reader:
 def test_a_reader_process_keeps_reading_after_the_writer_grows_the_map(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("meshdex.node.store.INITIAL_MAP_SIZE_BYTES", 1024 * 1024)
+    monkeypatch.setattr("meshdex.node.store.env.INITIAL_MAP_SIZE_BYTES", 1024 * 1024)
     with Store.open(tmp_path) as store:
         store.create_collection("big", embedder=EmbedderSpec(), chunking=ChunkingParams())
         store.upsert_documents("big", [doc("first", "one")])
@@ -315,11 +315,11 @@ def test_a_reader_process_keeps_reading_after_the_writer_grows_the_map(
             reader.stdin.write("count\n")
             reader.stdin.flush()
             assert reader.stdout.readline().strip() == "1"
-            store.upsert_documents("big", [doc(str(i), t) for i, t in enumerate(random_texts(80))])
-            assert store._env.info()["map_size"] > 1024 * 1024
+            store.upsert_documents("big", [doc(str(i), t) for i, t in enumerate(random_texts(200))])
+            assert store._env.lmdb.info()["map_size"] > 1024 * 1024
             reader.stdin.write("count\n")
             reader.stdin.flush()
-            assert reader.stdout.readline().strip() == "81"
+            assert reader.stdout.readline().strip() == "201"
         finally:
             reader.stdin.close()
             reader.wait(timeout=30)

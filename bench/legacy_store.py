@@ -1,0 +1,40 @@
+"""The version-1 store (``node/store.py`` at commit e045a51, the last before format 2), loaded
+from git history: the baseline of ``bench_store.py`` and the writer of the migration tests.
+
+Nothing is copied into the tree: the module's source is read with ``git show`` into a
+temporary file and imported under its own name, so it is exactly the code that wrote
+version-1 stores. It needs the repository's git history.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+V1_COMMIT = "e045a51"
+V1_PATH = "node/store.py"
+MODULE_NAME = "meshdex_store_v1"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_v1_store() -> ModuleType:
+    """The version-1 store module (its ``Store`` writes format-1 stores)."""
+    if MODULE_NAME in sys.modules:
+        return sys.modules[MODULE_NAME]
+    source = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "show", f"{V1_COMMIT}:{V1_PATH}"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="meshdex-store-v1-"))
+    path = folder / f"{MODULE_NAME}.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[MODULE_NAME] = module
+    spec.loader.exec_module(module)
+    return module

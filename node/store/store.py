@@ -1,0 +1,523 @@
+"""``Store``: the document store of one device, a facade over the parts in this package.
+
+Thread-safe within a process (writes are serialised by one lock, reads are LMDB snapshots);
+one writing process per data directory (``WriterLock``), any number of read-only ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import lmdb
+import numpy as np
+from meshdex.index.chunking import ChunkingParams, passage_key, passage_label
+from meshdex.index.embedders import EmbedderSpec
+from meshdex.index.errors import FailedPrecondition, NotFound
+from meshdex.node.errors import DocumentNotFound, StoreCorrupt, StoreTooNew
+from meshdex.node.hlc import HLCTimestamp, HybridLogicalClock
+from meshdex.node.lock import WriterLock
+from meshdex.node.paths import STORE_DIR_NAME
+from meshdex.node.records import (
+    Change,
+    CollectionInfo,
+    CollectionState,
+    Conflict,
+    Document,
+    DocumentInput,
+    Outcome,
+    RemoteChange,
+)
+from meshdex.node.store import swap
+from meshdex.node.store.blocks import BlockCache
+from meshdex.node.store.changelog import ChangeLog
+from meshdex.node.store.codec import U64
+from meshdex.node.store.collections import Collections
+from meshdex.node.store.devices import Devices, write_new_meta
+from meshdex.node.store.documents import Documents, DocumentWriter, passage_texts_of
+from meshdex.node.store.env import (
+    CLOCK_KEY,
+    DATA_FILE_NAME,
+    DEVICE_ID_KEY,
+    FORMAT_VERSION_KEY,
+    LAST_SEQ_KEY,
+    STORE_FORMAT_VERSION,
+    Environment,
+    delete_prefix,
+    get_u64,
+    open_lmdb,
+)
+from meshdex.node.store.session import SessionParts, WriteSession
+
+logger = logging.getLogger(__name__)
+
+# Compact automatically once this much of the file is free pages and at least half of it is.
+AUTO_COMPACT_MIN_FREE_BYTES = 32 * 1024 * 1024
+AUTO_COMPACT_MIN_FREE_FRACTION = 0.5
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompactionReport:
+    """Bytes of the store's data file before and after a compaction."""
+
+    before_bytes: int
+    after_bytes: int
+
+
+def stored_format_version(store_dir: Path) -> int | None:
+    """The format version recorded in an existing store directory, None if it has no store."""
+    if not (store_dir / DATA_FILE_NAME).exists():
+        return None
+    env = open_lmdb(store_dir, readonly=True)
+    try:
+        with env.begin() as txn:
+            raw_meta = txn.get(b"meta")
+            if raw_meta is None:
+                return None
+            meta = env.open_db(b"meta", txn=txn, create=False)
+            raw = txn.get(FORMAT_VERSION_KEY, db=meta)
+            return U64.unpack(raw)[0] if raw is not None else None
+    finally:
+        env.close()
+
+
+class Store:
+    """The LMDB store of one data directory. Use ``Store.open``; close it (or use ``with``)."""
+
+    def __init__(self, *, data_dir: Path, env: Environment, lock: WriterLock | None) -> None:
+        self.data_dir = data_dir
+        self._lock = lock
+        self._write_lock = threading.RLock()
+        self._retired: list[Environment] = []
+        self.auto_compact_min_free_bytes = AUTO_COMPACT_MIN_FREE_BYTES
+        self._attach(env)
+        if lock is not None:
+            env.write(self._initialise_meta)
+        self.device_id: str = env.read(self._device_id)
+        self._clock = HybridLogicalClock(self.device_id, last=env.read(self._stored_clock))
+
+    def _attach(self, env: Environment) -> None:
+        self._env = env
+        dbs = env.dbs
+        self._devices = Devices(devices_db=dbs.devices, meta_db=dbs.meta)
+        self._collections = Collections(dbs)
+        self._documents = Documents.over(dbs, self._devices)
+        self._passages = self._documents.passages
+        self._log = ChangeLog(
+            dbs=dbs, collections=self._collections, documents=self._documents,
+            devices=self._devices,
+        )
+
+    # ----------------------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, data_dir: Path, *, readonly: bool = False) -> Store:
+        """Open (creating if needed) the store in ``data_dir``.
+
+        For writing (the default) this takes the data directory's writer lock (``StoreLocked``
+        if another process holds it), finishes an interrupted compaction or migration, and
+        migrates a version-1 store in place. ``readonly=True`` takes no lock and raises
+        ``NotFound`` if no store exists there yet. A store newer than this program:
+        ``StoreTooNew``.
+        """
+        data_dir = Path(data_dir)
+        store_dir = data_dir / STORE_DIR_NAME
+        if readonly:
+            if not (store_dir / DATA_FILE_NAME).exists():
+                raise NotFound(
+                    f"no meshdex store in {data_dir}",
+                    path=data_dir,
+                    hint="run `meshdex init` or `meshdex add PATH` first, or pass --data-dir",
+                )
+            cls._check_version(store_dir, readonly=True)
+            env = Environment(store_dir=store_dir, readonly=True, create=False)
+            return cls(data_dir=data_dir, env=env, lock=None)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock = WriterLock(data_dir)
+        try:
+            swap.recover(data_dir)
+            if cls._check_version(store_dir, readonly=False) == 1:
+                from meshdex.node.store.migration import migrate_v1
+
+                migrate_v1(data_dir)
+            store_dir.mkdir(mode=0o700, exist_ok=True)
+            env = Environment(store_dir=store_dir, readonly=False, create=True)
+            return cls(data_dir=data_dir, env=env, lock=lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @staticmethod
+    def _check_version(store_dir: Path, *, readonly: bool) -> int | None:
+        version = stored_format_version(store_dir)
+        if version is not None and version > STORE_FORMAT_VERSION:
+            raise StoreTooNew(
+                f"the store in {store_dir} has format version {version}; this meshdex reads "
+                f"up to {STORE_FORMAT_VERSION}",
+                path=store_dir,
+                hint="upgrade meshdex",
+            )
+        if readonly and version is not None and version < STORE_FORMAT_VERSION:
+            raise FailedPrecondition(
+                f"the store in {store_dir} has format version {version} and must be migrated "
+                f"to {STORE_FORMAT_VERSION} first",
+                path=store_dir,
+                hint="run a writing command once (e.g. `meshdex compact`) to migrate it",
+            )
+        return version
+
+    def _initialise_meta(self, txn: lmdb.Transaction) -> None:
+        meta = self._env.dbs.meta
+        if txn.get(FORMAT_VERSION_KEY, db=meta) is None:
+            device_id = secrets.token_hex(16)
+            write_new_meta(txn, self._env.dbs, self._devices, device_id)
+
+    def _device_id(self, txn: lmdb.Transaction) -> str:
+        device = txn.get(DEVICE_ID_KEY, db=self._env.dbs.meta)
+        if device is None:
+            raise StoreCorrupt(f"the store in {self.data_dir} has no device id", path=self.data_dir)
+        return bytes(device).decode()
+
+    def _stored_clock(self, txn: lmdb.Transaction) -> HLCTimestamp | None:
+        raw = txn.get(CLOCK_KEY, db=self._env.dbs.meta)
+        return HLCTimestamp.unpack(bytes(raw)) if raw else None
+
+    @property
+    def readonly(self) -> bool:
+        return self._lock is None
+
+    @property
+    def format_version(self) -> int:
+        """The format version recorded in the open store."""
+        return self._read(lambda txn: get_u64(txn, self._env.dbs.meta, FORMAT_VERSION_KEY))
+
+    def close(self) -> None:
+        """Close the environment and release the writer lock (idempotent)."""
+        if self._env is not None:
+            for env in [*self._retired, self._env]:
+                env.close()
+            self._retired.clear()
+            self._env = None  # type: ignore[assignment]
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --------------------------------------------------------------------- transactions
+
+    def _read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        return self._env.read(fn)
+
+    def _write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        with self._write_lock:
+            return self._env.write(fn)
+
+    def _session(self, txn: lmdb.Transaction, collection: str) -> WriteSession:
+        record = self._collections.get(txn, collection)
+        parts = SessionParts(
+            dbs=self._env.dbs, collections=self._collections, devices=self._devices,
+            clock=self._clock, device_id=self.device_id,
+        )
+        return WriteSession(parts, txn, record)
+
+    # ---------------------------------------------------------------------- collections
+
+    def create_collection(
+        self, name: str, *, embedder: EmbedderSpec, chunking: ChunkingParams
+    ) -> CollectionInfo:
+        """Create an empty collection; ``CollectionExists`` if the name is taken."""
+        self._write(lambda txn: self._collections.create(
+            txn, name, embedder=embedder, chunking=chunking))
+        return self.get_collection(name)
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        """The collection and its counts; ``CollectionNotFound`` if there is none by that name."""
+        return self._read(lambda txn: self._collections.info(txn, name))
+
+    def has_collection(self, name: str) -> bool:
+        return self._read(lambda txn: self._collections.find(txn, name) is not None)
+
+    def list_collections(self) -> list[CollectionInfo]:
+        """Every collection, sorted by name."""
+        return self._read(lambda txn: [
+            self._collections.info(txn, name) for name in self._collections.names(txn)
+        ])
+
+    def drop_collection(self, name: str) -> None:
+        """Remove a collection with its documents, passages, log entries and cursors (local)."""
+
+        def drop(txn: lmdb.Transaction) -> None:
+            record = self._collections.get(txn, name)
+            dbs, prefix = self._env.dbs, record.prefix
+            self._documents.delete_all(txn, prefix)
+            self._documents.blocks.drop_collection(txn, prefix)
+            self._passages.drop_collection(txn, prefix)
+            for db in (dbs.watermarks, dbs.peer_cursors, dbs.conflicts):
+                delete_prefix(txn, db, prefix)
+            cursor = txn.cursor(db=dbs.changes)
+            for key, value in list(cursor.iternext()):
+                if bytes(value).startswith(prefix):
+                    txn.delete(bytes(key), db=dbs.changes)
+            self._collections.delete(txn, record)
+
+        self._write(drop)
+
+    # ------------------------------------------------------------------------ documents
+
+    def upsert_documents(self, collection: str, docs: Sequence[DocumentInput]) -> list[Outcome]:
+        """Add or replace documents in one durable transaction; outcome per input, in order.
+
+        Inputs must already be validated (``meshdex.node.validation``). A document whose text,
+        metadata and source are unchanged is left alone (``UNCHANGED``, nothing logged); a
+        changed text replaces the document's passages.
+        """
+
+        def upsert(txn: lmdb.Transaction) -> list[Outcome]:
+            session = self._session(txn, collection)
+            writer = DocumentWriter(self._documents, session, session.collection.chunking)
+            outcomes = []
+            for doc in docs:
+                if writer.unchanged(doc):
+                    outcomes.append(Outcome.UNCHANGED)
+                    continue
+                old = writer.current(doc.id)
+                writer.put_live(doc, hlc=session.stamp())
+                live = old is not None and not old.deleted
+                outcomes.append(Outcome.UPDATED if live else Outcome.ADDED)
+            writer.flush()
+            session.finish()
+            return outcomes
+
+        outcomes = self._write(upsert)
+        if Outcome.UPDATED in outcomes:
+            self._maybe_compact()
+        return outcomes
+
+    def delete_documents(self, collection: str, ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Tombstone live documents; returns (deleted ids, ids that were not live)."""
+        id_list = list(ids)
+
+        def delete(txn: lmdb.Transaction) -> tuple[list[str], list[str]]:
+            session = self._session(txn, collection)
+            writer = DocumentWriter(self._documents, session, session.collection.chunking)
+            deleted, missing = [], []
+            for doc_id in id_list:
+                old = writer.current(doc_id)
+                if old is None or old.deleted:
+                    missing.append(doc_id)
+                    continue
+                writer.put_tombstone(doc_id, hlc=session.stamp())
+                deleted.append(doc_id)
+            writer.flush()
+            session.finish()
+            return deleted, missing
+
+        result = self._write(delete)
+        if result[0]:
+            self._maybe_compact()
+        return result
+
+    def apply_remote_changes(self, collection: str, changes: Sequence[RemoteChange]) -> list[bool]:
+        """Merge writes received from peers by last-writer-wins on their HLC stamps.
+
+        The semantics are those of ``meshdex.node.store.changelog`` (LWW with device-id
+        tie-break, idempotent, tombstones, conflicts kept); one transaction: an invalid change
+        (``InvalidArgument``) rejects the whole batch and changes nothing.
+        """
+
+        def apply(txn: lmdb.Transaction) -> list[bool]:
+            session = self._session(txn, collection)
+            writer = DocumentWriter(self._documents, session, session.collection.chunking)
+            applied = self._log.apply_remote(session, writer, changes)
+            writer.flush()
+            session.finish()
+            return applied
+
+        return self._write(apply)
+
+    def get_document(self, collection: str, doc_id: str) -> Document:
+        """The live document; ``DocumentNotFound`` if absent or deleted."""
+
+        def get(txn: lmdb.Transaction) -> Document:
+            record = self._collections.get(txn, collection)
+            found = self._documents.record(txn, record.prefix, doc_id)
+            if found is None or found.deleted:
+                raise DocumentNotFound(f"no document {doc_id!r} in collection {collection!r}")
+            return self._documents.document(txn, collection, record.prefix, found)
+
+        return self._read(get)
+
+    def iter_documents(self, collection: str) -> Iterator[Document]:
+        """Live documents of a collection, sorted by id (bytewise UTF-8), from one snapshot."""
+        with self._env.begin_read() as txn:
+            record = self._collections.get(txn, collection)
+            cache = BlockCache()
+            for found in self._documents.records(txn, record.prefix):
+                if not found.deleted:
+                    yield self._documents.document(txn, collection, record.prefix, found, cache)
+
+    # ------------------------------------------------------------------------- passages
+
+    def iter_passages(self, collection: str) -> Iterator[tuple[bytes, str]]:
+        """The collection's live passages as (key, text), sorted by key, each once."""
+        with self._env.begin_read() as txn:
+            record = self._collections.get(txn, collection)
+            cache = BlockCache()
+            passages: dict[bytes, str] = {}
+            for found in self._documents.records(txn, record.prefix):
+                if found.deleted:
+                    continue
+                text = self._documents.text(txn, record.prefix, found, cache)
+                for passage in passage_texts_of(text, found.spans):
+                    passages.setdefault(passage_key(passage), passage)
+        yield from sorted(passages.items())
+
+    def passage_texts(self, collection: str, labels: np.ndarray) -> list[str]:
+        """Texts for index labels, in order; ``NotFound`` names labels with no live passage."""
+
+        def texts(txn: lmdb.Transaction) -> list[str]:
+            prefix = self._collections.get(txn, collection).prefix
+            cache = BlockCache()
+            out, missing = [], []
+            for label in np.asarray(labels, dtype=np.uint64).tolist():
+                text = self._passage_text(txn, prefix, label, cache)
+                if text is None:
+                    missing.append(label)
+                out.append(text or "")
+            if missing:
+                raise NotFound(
+                    f"{len(missing)} passage label(s) not in the store of collection "
+                    f"{collection!r} (first: {missing[0]})",
+                    hint="the index is older than the store; rebuild it",
+                )
+            return out
+
+        return self._read(texts)
+
+    def _passage_text(
+        self, txn: lmdb.Transaction, prefix: bytes, label: int, cache: BlockCache
+    ) -> str | None:
+        where = self._passages.locate(txn, prefix, label)
+        if where is None:
+            return None
+        return self._documents.passage_text(txn, prefix, where[0], where[1], cache)
+
+    def passage_key_for_label(self, collection: str, label: int) -> bytes | None:
+        """The key of the collection's passage with this index label, or None if none is live."""
+
+        def find(txn: lmdb.Transaction) -> bytes | None:
+            prefix = self._collections.get(txn, collection).prefix
+            text = self._passage_text(txn, prefix, label, BlockCache())
+            return passage_key(text) if text is not None else None
+
+        return self._read(find)
+
+    def passage_documents(self, collection: str, key: bytes) -> list[str]:
+        """Ids of the live documents of ``collection`` that contain the passage, sorted."""
+        return self._read(lambda txn: self._passages.documents(
+            txn, self._collections.get(txn, collection).prefix, passage_label(key)))
+
+    # ----------------------------------------------------------------------- change log
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the newest change (0 for an empty log)."""
+        return self._read(lambda txn: get_u64(txn, self._env.dbs.meta, LAST_SEQ_KEY))
+
+    @property
+    def max_hlc(self) -> HLCTimestamp | None:
+        """The newest HLC stamp this store issued or merged."""
+        return self._read(self._stored_clock)
+
+    def changes_since(self, seq: int, *, collection: str | None = None) -> Iterator[Change]:
+        """The latest change of each document written after ``seq``, oldest first, from one
+        snapshot (semantics in ``meshdex.node.store.changelog``)."""
+        with self._env.begin_read() as txn:
+            record = self._collections.get(txn, collection) if collection is not None else None
+            yield from self._log.changes_since(txn, seq, record)
+
+    def state(self, collection: str) -> CollectionState:
+        """Per-origin-device sequence watermarks and the newest stamp of a collection."""
+
+        def read_state(txn: lmdb.Transaction) -> CollectionState:
+            record = self._collections.get(txn, collection)
+            return CollectionState(
+                collection=collection,
+                watermarks=self._log.watermarks(txn, record.prefix),
+                max_hlc=self._collections.stats(txn, record).max_hlc,
+            )
+
+        return self._read(read_state)
+
+    def peer_cursor(self, peer_device: str, collection: str) -> int:
+        """How far ``peer_device`` acknowledged this device's log for ``collection`` (0: never)."""
+        return self._read(lambda txn: self._log.peer_cursor(
+            txn, self._collections.get(txn, collection).prefix, peer_device))
+
+    def set_peer_cursor(self, peer_device: str, collection: str, seq: int) -> int:
+        """Durably record the peer's acknowledgement of ``seq`` (monotonic); the stored value."""
+        return self._write(lambda txn: self._log.set_peer_cursor(
+            txn, self._collections.get(txn, collection).prefix, peer_device, seq))
+
+    def conflicts(self, collection: str) -> list[Conflict]:
+        """Versions that lost last-writer-wins to a concurrent edit, by document id."""
+        return self._read(lambda txn: self._log.conflicts(
+            txn, self._collections.get(txn, collection)))
+
+    def count_conflicts(self, collection: str) -> int:
+        return self._read(lambda txn: self._log.count_conflicts(
+            txn, self._collections.get(txn, collection)))
+
+    # ---------------------------------------------------------------------- maintenance
+
+    def store_bytes(self) -> int:
+        """Bytes of the store's data file (what ``du`` counts for it, free pages included)."""
+        return (self._env.store_dir / DATA_FILE_NAME).stat().st_size
+
+    def free_bytes(self) -> int:
+        """Bytes of free pages in the data file (given back by ``compact``)."""
+        used, total = self._env.used_and_file_pages()
+        return max(0, total - used) * self._env.page_bytes
+
+    def compact(self) -> CompactionReport:
+        """Rewrite the store without free pages and swap it in atomically (``swap``).
+
+        Writes wait meanwhile; reads go on. Iterators already running keep their snapshot of
+        the old file, which is closed with the store.
+        """
+        with self._write_lock:
+            if self._lock is None:
+                self._env.write(lambda txn: None)  # raises: read-only
+            before = self.store_bytes()
+            building = swap.fresh_building_dir(self.data_dir)
+            self._env.lmdb.copy(str(building), compact=True)
+            swap.commit(self.data_dir, building)
+            self._retired.append(self._env)
+            self._attach(Environment(store_dir=self.data_dir / STORE_DIR_NAME, readonly=False,
+                                     create=True))
+            report = CompactionReport(before_bytes=before, after_bytes=self.store_bytes())
+        logger.info("compacted the store in %s: %d -> %d bytes", self.data_dir,
+                    report.before_bytes, report.after_bytes)
+        return report
+
+    def _maybe_compact(self) -> None:
+        free = self.free_bytes()
+        if free >= self.auto_compact_min_free_bytes and free >= (
+            self.store_bytes() * AUTO_COMPACT_MIN_FREE_FRACTION
+        ):
+            self.compact()
+
+
+
