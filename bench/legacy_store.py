@@ -38,3 +38,17 @@ def load_v1_store() -> ModuleType:
     sys.modules[MODULE_NAME] = module
     spec.loader.exec_module(module)
     return module
+
+
+class V1SearchAdapter:
+    """A version-1 store under the one method whose signature changed in format 2 (label
+    lookups are per collection now), so today's search code can read it as it was."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def passage_key_for_label(self, collection: str, label: int) -> bytes | None:
+        return self._store.passage_key_for_label(label)  # type: ignore[attr-defined]

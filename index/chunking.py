@@ -89,6 +89,8 @@ class _Breaks:
 
 def normalize_newlines(text: str) -> str:
     """``text`` with ``\\r\\n`` and ``\\r`` turned into ``\\n``: what chunk spans index into."""
+    if "\r" not in text:  # the common case, and a read path: no copies
+        return text
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

@@ -388,7 +388,7 @@ class IndexManager:
         info = self.store.get_collection(collection)
         condition = parse_filter(filter) if filter else None
         opened = self._load(collection, required=True)
-        resolver = _HitResolver(self.store, collection, condition)
+        resolver = HitResolver(self.store, collection, condition)
         result = opened.index.search(
             query,
             top_k,
@@ -532,7 +532,7 @@ def _open_private(path: Path) -> Index:
     return _index_of(open_bundle(path, verify="full"))
 
 
-class _HitResolver:
+class HitResolver:
     """Resolves labels to live documents for filtering and results, caching per search.
 
     A label whose passage no longer has a live document in the collection (deleted since the

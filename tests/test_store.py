@@ -177,7 +177,7 @@ def test_store_grows_its_map_when_full(tmp_path: Path, monkeypatch: pytest.Monke
         texts = random_texts(200)
         store.upsert_documents("big", [doc(str(i), t) for i, t in enumerate(texts)])
         assert store.get_collection("big").document_count == 200
-        assert store._env.lmdb.info()["map_size"] > 1024 * 1024
+        assert store._parts.env.lmdb.info()["map_size"] > 1024 * 1024
     with Store.open(tmp_path, readonly=True) as reader:
         assert reader.get_document("big", "199").text == texts[199]
 
@@ -316,7 +316,7 @@ def test_a_reader_process_keeps_reading_after_the_writer_grows_the_map(
             reader.stdin.flush()
             assert reader.stdout.readline().strip() == "1"
             store.upsert_documents("big", [doc(str(i), t) for i, t in enumerate(random_texts(200))])
-            assert store._env.lmdb.info()["map_size"] > 1024 * 1024
+            assert store._parts.env.lmdb.info()["map_size"] > 1024 * 1024
             reader.stdin.write("count\n")
             reader.stdin.flush()
             assert reader.stdout.readline().strip() == "201"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from meshdex.bench.legacy_store import load_v1_store
+from meshdex.bench.legacy_store import V1SearchAdapter, load_v1_store
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import FailedPrecondition
@@ -95,20 +95,6 @@ def test_a_version_1_store_migrates_with_everything_it_held(
     assert not list(tmp_path.glob("store-*")), "no leftovers of the migration"
 
 
-class _V1SearchAdapter:
-    """The version-1 store under the one method whose signature changed (label lookups are
-    per collection now), so today's IndexManager can search it as it was."""
-
-    def __init__(self, store) -> None:
-        self._store = store
-
-    def __getattr__(self, name: str):
-        return getattr(self._store, name)
-
-    def passage_key_for_label(self, collection: str, label: int) -> bytes | None:
-        return self._store.passage_key_for_label(label)
-
-
 def _answers(manager: IndexManager) -> list[list[tuple[str, str, float]]]:
     return [[(hit.document_id, hit.passage, round(hit.score, 5))
              for hit in manager.search("tut", query, top_k=4).hits] for query in QUERIES]
@@ -120,7 +106,7 @@ def test_a_migrated_store_answers_the_same_searches_with_its_index(
     write_v1_store(tmp_path)
     v1 = load_v1_store()
     with v1.Store.open(tmp_path) as old:
-        manager = IndexManager(_V1SearchAdapter(old), embedder_factory=lambda info: fake_embedder)
+        manager = IndexManager(V1SearchAdapter(old), embedder_factory=lambda info: fake_embedder)
         manager.build("tut")
         before = _answers(manager)
         manager.close()
@@ -183,9 +169,9 @@ def test_kill_9_during_migration_leaves_a_whole_store(
 
 def test_a_store_newer_than_the_program_is_refused_clearly(tmp_path: Path) -> None:
     with Store.open(tmp_path) as store:
-        store._env.write(lambda txn: txn.put(
-            b"format_version", (STORE_FORMAT_VERSION + 1).to_bytes(8, "big"),
-            db=store._env.dbs.meta))
+        env = store._parts.env
+        env.write(lambda txn: txn.put(
+            b"format_version", (STORE_FORMAT_VERSION + 1).to_bytes(8, "big"), db=env.dbs.meta))
     for readonly in (False, True):
         with pytest.raises(StoreTooNew, match="format version 3; this meshdex reads up to 2"):
             Store.open(tmp_path, readonly=readonly)

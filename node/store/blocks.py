@@ -17,6 +17,7 @@ deletes give their space back.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ BLOCK_TARGET_BYTES = 64 * 1024
 ZSTD_LEVEL = 9
 REPACK_BELOW_LIVE_FRACTION = 0.5
 BLOCK_CACHE_BLOCKS = 8
+SHARED_CACHE_BLOCKS = 64
 
 
 @dataclass(frozen=True)
@@ -77,21 +79,32 @@ class Block:
 
 
 class BlockCache:
-    """The last few decoded blocks, for one read operation (never shared across writes)."""
+    """The last few decoded blocks by key, for one read operation (never across writes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = BLOCK_CACHE_BLOCKS) -> None:
         self._blocks: OrderedDict[bytes, Block] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
 
     def get(self, key: bytes) -> Block | None:
-        block = self._blocks.get(key)
-        if block is not None:
-            self._blocks.move_to_end(key)
-        return block
+        with self._lock:
+            block = self._blocks.get(key)
+            if block is not None:
+                self._blocks.move_to_end(key)
+            return block
 
     def put(self, key: bytes, block: Block) -> None:
-        self._blocks[key] = block
-        if len(self._blocks) > BLOCK_CACHE_BLOCKS:
-            self._blocks.popitem(last=False)
+        with self._lock:
+            self._blocks[key] = block
+            if len(self._blocks) > self._capacity:
+                self._blocks.popitem(last=False)
+
+
+# Decoded blocks shared by every read in the process, keyed by the compressed bytes
+# themselves: a rewritten block has other bytes, so no entry is ever stale, whichever process
+# wrote it. A search reads the blocks of its candidates' documents, then their passages:
+# the second read of a block costs a lookup instead of a decompression.
+_DECODED = BlockCache(SHARED_CACHE_BLOCKS)
 
 
 class TextBlocks:
@@ -110,7 +123,11 @@ class TextBlocks:
         raw = txn.get(key, db=self._db)
         if raw is None:
             raise corrupt("text block", key, "a document refers to a block that is not there")
-        decoded = Block.decode(key, raw)
+        raw = bytes(raw)
+        decoded = _DECODED.get(raw)
+        if decoded is None:
+            decoded = Block.decode(key, raw)
+            _DECODED.put(raw, decoded)
         if cache is not None:
             cache.put(key, decoded)
         return decoded

@@ -5,8 +5,8 @@ passages as spans of that text.
                seq of its change-log entry; stamp (ms, counter, device index); origin
                device index and seq unless they equal the stamp's device and the seq; source
                and compact-JSON metadata when present; for a live document its text's block
-               and slot and its passage spans (start delta, length), character offsets into
-               ``normalize_newlines(text)``.
+               and slot and its passage spans (u32 start and end pairs, character offsets into
+               ``normalize_newlines(text)``: fixed width, so a read decodes them in one call).
 
 A tombstone is a record with the deleted flag and no text. Chunking is deterministic, so the
 spans are the same on every device; a passage's key is the SHA-256 of its span's text.
@@ -15,7 +15,9 @@ spans are the same on every device; a passage's key is the SHA-256 of its span's
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -90,11 +92,7 @@ class DocumentRecord:
             put_varint(out, self.text.block)
             put_varint(out, self.text.slot)
             put_varint(out, len(self.spans))
-            previous = 0
-            for start, end in self.spans:
-                put_varint(out, start - previous)
-                put_varint(out, end - start)
-                previous = start
+            out += struct.pack(f">{2 * len(self.spans)}I", *itertools.chain(*self.spans))
         return bytes(out)
 
     @classmethod
@@ -127,11 +125,9 @@ class DocumentRecord:
         text, spans = None, ()
         if not flags & _DELETED:
             text = TextRef(reader.varint(), reader.varint())
-            decoded, start = [], 0
-            for _ in range(reader.varint()):
-                start += reader.varint()
-                decoded.append((start, start + reader.varint()))
-            spans = tuple(decoded)
+            count = reader.varint()
+            flat = struct.unpack(f">{2 * count}I", reader.fixed(8 * count))
+            spans = tuple(zip(flat[::2], flat[1::2], strict=True))
         reader.end()
         return cls(
             doc_id=doc_id,

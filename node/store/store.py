@@ -88,6 +88,29 @@ def stored_format_version(store_dir: Path) -> int | None:
         env.close()
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Parts:
+    """The parts over one environment. Compaction swaps them as a whole; every operation
+    takes them once, so a read that began before a swap finishes on the environment it
+    started on."""
+
+    env: Environment
+    devices: Devices
+    collections: Collections
+    documents: Documents
+    log: ChangeLog
+
+    @classmethod
+    def over(cls, env: Environment) -> _Parts:
+        devices = Devices(devices_db=env.dbs.devices, meta_db=env.dbs.meta)
+        collections = Collections(env.dbs)
+        documents = Documents.over(env.dbs, devices)
+        log = ChangeLog(dbs=env.dbs, collections=collections, documents=documents,
+                        devices=devices)
+        return cls(env=env, devices=devices, collections=collections, documents=documents,
+                   log=log)
+
+
 class Store:
     """The LMDB store of one data directory. Use ``Store.open``; close it (or use ``with``)."""
 
@@ -97,23 +120,11 @@ class Store:
         self._write_lock = threading.RLock()
         self._retired: list[Environment] = []
         self.auto_compact_min_free_bytes = AUTO_COMPACT_MIN_FREE_BYTES
-        self._attach(env)
+        self._parts = _Parts.over(env)
         if lock is not None:
-            env.write(self._initialise_meta)
-        self.device_id: str = env.read(self._device_id)
-        self._clock = HybridLogicalClock(self.device_id, last=env.read(self._stored_clock))
-
-    def _attach(self, env: Environment) -> None:
-        self._env = env
-        dbs = env.dbs
-        self._devices = Devices(devices_db=dbs.devices, meta_db=dbs.meta)
-        self._collections = Collections(dbs)
-        self._documents = Documents.over(dbs, self._devices)
-        self._passages = self._documents.passages
-        self._log = ChangeLog(
-            dbs=dbs, collections=self._collections, documents=self._documents,
-            devices=self._devices,
-        )
+            self._write(self._initialise_meta)
+        self.device_id: str = self._read(self._device_id)
+        self._clock = HybridLogicalClock(self.device_id, last=self._read(self._stored_clock))
 
     # ----------------------------------------------------------------------------- opening
 
@@ -173,20 +184,20 @@ class Store:
             )
         return version
 
-    def _initialise_meta(self, txn: lmdb.Transaction) -> None:
-        meta = self._env.dbs.meta
-        if txn.get(FORMAT_VERSION_KEY, db=meta) is None:
-            device_id = secrets.token_hex(16)
-            write_new_meta(txn, self._env.dbs, self._devices, device_id)
+    @staticmethod
+    def _initialise_meta(txn: lmdb.Transaction, p: _Parts) -> None:
+        if txn.get(FORMAT_VERSION_KEY, db=p.env.dbs.meta) is None:
+            write_new_meta(txn, p.env.dbs, p.devices, secrets.token_hex(16))
 
-    def _device_id(self, txn: lmdb.Transaction) -> str:
-        device = txn.get(DEVICE_ID_KEY, db=self._env.dbs.meta)
+    def _device_id(self, txn: lmdb.Transaction, p: _Parts) -> str:
+        device = txn.get(DEVICE_ID_KEY, db=p.env.dbs.meta)
         if device is None:
             raise StoreCorrupt(f"the store in {self.data_dir} has no device id", path=self.data_dir)
         return bytes(device).decode()
 
-    def _stored_clock(self, txn: lmdb.Transaction) -> HLCTimestamp | None:
-        raw = txn.get(CLOCK_KEY, db=self._env.dbs.meta)
+    @staticmethod
+    def _stored_clock(txn: lmdb.Transaction, p: _Parts) -> HLCTimestamp | None:
+        raw = txn.get(CLOCK_KEY, db=p.env.dbs.meta)
         return HLCTimestamp.unpack(bytes(raw)) if raw else None
 
     @property
@@ -196,15 +207,15 @@ class Store:
     @property
     def format_version(self) -> int:
         """The format version recorded in the open store."""
-        return self._read(lambda txn: get_u64(txn, self._env.dbs.meta, FORMAT_VERSION_KEY))
+        return self._read(lambda txn, p: get_u64(txn, p.env.dbs.meta, FORMAT_VERSION_KEY))
 
     def close(self) -> None:
         """Close the environment and release the writer lock (idempotent)."""
-        if self._env is not None:
-            for env in [*self._retired, self._env]:
+        if self._parts is not None:
+            for env in [*self._retired, self._parts.env]:
                 env.close()
             self._retired.clear()
-            self._env = None  # type: ignore[assignment]
+            self._parts = None  # type: ignore[assignment]
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -217,17 +228,20 @@ class Store:
 
     # --------------------------------------------------------------------- transactions
 
-    def _read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        return self._env.read(fn)
+    def _read(self, fn: Callable[[lmdb.Transaction, _Parts], T]) -> T:
+        parts = self._parts
+        with parts.env.begin_read() as txn:
+            return fn(txn, parts)
 
-    def _write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+    def _write(self, fn: Callable[[lmdb.Transaction, _Parts], T]) -> T:
         with self._write_lock:
-            return self._env.write(fn)
+            parts = self._parts
+            return parts.env.write(lambda txn: fn(txn, parts))
 
-    def _session(self, txn: lmdb.Transaction, collection: str) -> WriteSession:
-        record = self._collections.get(txn, collection)
+    def _session(self, txn: lmdb.Transaction, p: _Parts, collection: str) -> WriteSession:
+        record = p.collections.get(txn, collection)
         parts = SessionParts(
-            dbs=self._env.dbs, collections=self._collections, devices=self._devices,
+            dbs=p.env.dbs, collections=p.collections, devices=p.devices,
             clock=self._clock, device_id=self.device_id,
         )
         return WriteSession(parts, txn, record)
@@ -238,39 +252,39 @@ class Store:
         self, name: str, *, embedder: EmbedderSpec, chunking: ChunkingParams
     ) -> CollectionInfo:
         """Create an empty collection; ``CollectionExists`` if the name is taken."""
-        self._write(lambda txn: self._collections.create(
+        self._write(lambda txn, p: p.collections.create(
             txn, name, embedder=embedder, chunking=chunking))
         return self.get_collection(name)
 
     def get_collection(self, name: str) -> CollectionInfo:
         """The collection and its counts; ``CollectionNotFound`` if there is none by that name."""
-        return self._read(lambda txn: self._collections.info(txn, name))
+        return self._read(lambda txn, p: p.collections.info(txn, name))
 
     def has_collection(self, name: str) -> bool:
-        return self._read(lambda txn: self._collections.find(txn, name) is not None)
+        return self._read(lambda txn, p: p.collections.find(txn, name) is not None)
 
     def list_collections(self) -> list[CollectionInfo]:
         """Every collection, sorted by name."""
-        return self._read(lambda txn: [
-            self._collections.info(txn, name) for name in self._collections.names(txn)
+        return self._read(lambda txn, p: [
+            p.collections.info(txn, name) for name in p.collections.names(txn)
         ])
 
     def drop_collection(self, name: str) -> None:
         """Remove a collection with its documents, passages, log entries and cursors (local)."""
 
-        def drop(txn: lmdb.Transaction) -> None:
-            record = self._collections.get(txn, name)
-            dbs, prefix = self._env.dbs, record.prefix
-            self._documents.delete_all(txn, prefix)
-            self._documents.blocks.drop_collection(txn, prefix)
-            self._passages.drop_collection(txn, prefix)
+        def drop(txn: lmdb.Transaction, p: _Parts) -> None:
+            record = p.collections.get(txn, name)
+            dbs, prefix = p.env.dbs, record.prefix
+            p.documents.delete_all(txn, prefix)
+            p.documents.blocks.drop_collection(txn, prefix)
+            p.documents.passages.drop_collection(txn, prefix)
             for db in (dbs.watermarks, dbs.peer_cursors, dbs.conflicts):
                 delete_prefix(txn, db, prefix)
             cursor = txn.cursor(db=dbs.changes)
             for key, value in list(cursor.iternext()):
                 if bytes(value).startswith(prefix):
                     txn.delete(bytes(key), db=dbs.changes)
-            self._collections.delete(txn, record)
+            p.collections.delete(txn, record)
 
         self._write(drop)
 
@@ -284,9 +298,9 @@ class Store:
         changed text replaces the document's passages.
         """
 
-        def upsert(txn: lmdb.Transaction) -> list[Outcome]:
-            session = self._session(txn, collection)
-            writer = DocumentWriter(self._documents, session, session.collection.chunking)
+        def upsert(txn: lmdb.Transaction, p: _Parts) -> list[Outcome]:
+            session = self._session(txn, p, collection)
+            writer = DocumentWriter(p.documents, session, session.collection.chunking)
             outcomes = []
             for doc in docs:
                 if writer.unchanged(doc):
@@ -309,9 +323,9 @@ class Store:
         """Tombstone live documents; returns (deleted ids, ids that were not live)."""
         id_list = list(ids)
 
-        def delete(txn: lmdb.Transaction) -> tuple[list[str], list[str]]:
-            session = self._session(txn, collection)
-            writer = DocumentWriter(self._documents, session, session.collection.chunking)
+        def delete(txn: lmdb.Transaction, p: _Parts) -> tuple[list[str], list[str]]:
+            session = self._session(txn, p, collection)
+            writer = DocumentWriter(p.documents, session, session.collection.chunking)
             deleted, missing = [], []
             for doc_id in id_list:
                 old = writer.current(doc_id)
@@ -337,10 +351,10 @@ class Store:
         (``InvalidArgument``) rejects the whole batch and changes nothing.
         """
 
-        def apply(txn: lmdb.Transaction) -> list[bool]:
-            session = self._session(txn, collection)
-            writer = DocumentWriter(self._documents, session, session.collection.chunking)
-            applied = self._log.apply_remote(session, writer, changes)
+        def apply(txn: lmdb.Transaction, p: _Parts) -> list[bool]:
+            session = self._session(txn, p, collection)
+            writer = DocumentWriter(p.documents, session, session.collection.chunking)
+            applied = p.log.apply_remote(session, writer, changes)
             writer.flush()
             session.finish()
             return applied
@@ -350,36 +364,38 @@ class Store:
     def get_document(self, collection: str, doc_id: str) -> Document:
         """The live document; ``DocumentNotFound`` if absent or deleted."""
 
-        def get(txn: lmdb.Transaction) -> Document:
-            record = self._collections.get(txn, collection)
-            found = self._documents.record(txn, record.prefix, doc_id)
+        def get(txn: lmdb.Transaction, p: _Parts) -> Document:
+            record = p.collections.get(txn, collection)
+            found = p.documents.record(txn, record.prefix, doc_id)
             if found is None or found.deleted:
                 raise DocumentNotFound(f"no document {doc_id!r} in collection {collection!r}")
-            return self._documents.document(txn, collection, record.prefix, found)
+            return p.documents.document(txn, collection, record.prefix, found)
 
         return self._read(get)
 
     def iter_documents(self, collection: str) -> Iterator[Document]:
         """Live documents of a collection, sorted by id (bytewise UTF-8), from one snapshot."""
-        with self._env.begin_read() as txn:
-            record = self._collections.get(txn, collection)
+        p = self._parts
+        with p.env.begin_read() as txn:
+            record = p.collections.get(txn, collection)
             cache = BlockCache()
-            for found in self._documents.records(txn, record.prefix):
+            for found in p.documents.records(txn, record.prefix):
                 if not found.deleted:
-                    yield self._documents.document(txn, collection, record.prefix, found, cache)
+                    yield p.documents.document(txn, collection, record.prefix, found, cache)
 
     # ------------------------------------------------------------------------- passages
 
     def iter_passages(self, collection: str) -> Iterator[tuple[bytes, str]]:
         """The collection's live passages as (key, text), sorted by key, each once."""
-        with self._env.begin_read() as txn:
-            record = self._collections.get(txn, collection)
+        p = self._parts
+        with p.env.begin_read() as txn:
+            record = p.collections.get(txn, collection)
             cache = BlockCache()
             passages: dict[bytes, str] = {}
-            for found in self._documents.records(txn, record.prefix):
+            for found in p.documents.records(txn, record.prefix):
                 if found.deleted:
                     continue
-                text = self._documents.text(txn, record.prefix, found, cache)
+                text = p.documents.text(txn, record.prefix, found, cache)
                 for passage in passage_texts_of(text, found.spans):
                     passages.setdefault(passage_key(passage), passage)
         yield from sorted(passages.items())
@@ -387,12 +403,12 @@ class Store:
     def passage_texts(self, collection: str, labels: np.ndarray) -> list[str]:
         """Texts for index labels, in order; ``NotFound`` names labels with no live passage."""
 
-        def texts(txn: lmdb.Transaction) -> list[str]:
-            prefix = self._collections.get(txn, collection).prefix
+        def texts(txn: lmdb.Transaction, p: _Parts) -> list[str]:
+            prefix = p.collections.get(txn, collection).prefix
             cache = BlockCache()
             out, missing = [], []
             for label in np.asarray(labels, dtype=np.uint64).tolist():
-                text = self._passage_text(txn, prefix, label, cache)
+                text = Store._passage_text(txn, p, prefix, label, cache)
                 if text is None:
                     missing.append(label)
                 out.append(text or "")
@@ -406,35 +422,36 @@ class Store:
 
         return self._read(texts)
 
+    @staticmethod
     def _passage_text(
-        self, txn: lmdb.Transaction, prefix: bytes, label: int, cache: BlockCache
+        txn: lmdb.Transaction, p: _Parts, prefix: bytes, label: int, cache: BlockCache
     ) -> str | None:
-        where = self._passages.locate(txn, prefix, label)
+        where = p.documents.passages.locate(txn, prefix, label)
         if where is None:
             return None
-        return self._documents.passage_text(txn, prefix, where[0], where[1], cache)
+        return p.documents.passage_text(txn, prefix, where[0], where[1], cache)
 
     def passage_key_for_label(self, collection: str, label: int) -> bytes | None:
         """The key of the collection's passage with this index label, or None if none is live."""
 
-        def find(txn: lmdb.Transaction) -> bytes | None:
-            prefix = self._collections.get(txn, collection).prefix
-            text = self._passage_text(txn, prefix, label, BlockCache())
+        def find(txn: lmdb.Transaction, p: _Parts) -> bytes | None:
+            prefix = p.collections.get(txn, collection).prefix
+            text = Store._passage_text(txn, p, prefix, label, BlockCache())
             return passage_key(text) if text is not None else None
 
         return self._read(find)
 
     def passage_documents(self, collection: str, key: bytes) -> list[str]:
         """Ids of the live documents of ``collection`` that contain the passage, sorted."""
-        return self._read(lambda txn: self._passages.documents(
-            txn, self._collections.get(txn, collection).prefix, passage_label(key)))
+        return self._read(lambda txn, p: p.documents.passages.documents(
+            txn, p.collections.get(txn, collection).prefix, passage_label(key)))
 
     # ----------------------------------------------------------------------- change log
 
     @property
     def last_seq(self) -> int:
         """The sequence number of the newest change (0 for an empty log)."""
-        return self._read(lambda txn: get_u64(txn, self._env.dbs.meta, LAST_SEQ_KEY))
+        return self._read(lambda txn, p: get_u64(txn, p.env.dbs.meta, LAST_SEQ_KEY))
 
     @property
     def max_hlc(self) -> HLCTimestamp | None:
@@ -444,69 +461,74 @@ class Store:
     def changes_since(self, seq: int, *, collection: str | None = None) -> Iterator[Change]:
         """The latest change of each document written after ``seq``, oldest first, from one
         snapshot (semantics in ``meshdex.node.store.changelog``)."""
-        with self._env.begin_read() as txn:
-            record = self._collections.get(txn, collection) if collection is not None else None
-            yield from self._log.changes_since(txn, seq, record)
+        p = self._parts
+        with p.env.begin_read() as txn:
+            record = p.collections.get(txn, collection) if collection is not None else None
+            yield from p.log.changes_since(txn, seq, record)
 
     def state(self, collection: str) -> CollectionState:
         """Per-origin-device sequence watermarks and the newest stamp of a collection."""
 
-        def read_state(txn: lmdb.Transaction) -> CollectionState:
-            record = self._collections.get(txn, collection)
+        def read_state(txn: lmdb.Transaction, p: _Parts) -> CollectionState:
+            record = p.collections.get(txn, collection)
             return CollectionState(
                 collection=collection,
-                watermarks=self._log.watermarks(txn, record.prefix),
-                max_hlc=self._collections.stats(txn, record).max_hlc,
+                watermarks=p.log.watermarks(txn, record.prefix),
+                max_hlc=p.collections.stats(txn, record).max_hlc,
             )
 
         return self._read(read_state)
 
     def peer_cursor(self, peer_device: str, collection: str) -> int:
         """How far ``peer_device`` acknowledged this device's log for ``collection`` (0: never)."""
-        return self._read(lambda txn: self._log.peer_cursor(
-            txn, self._collections.get(txn, collection).prefix, peer_device))
+        return self._read(lambda txn, p: p.log.peer_cursor(
+            txn, p.collections.get(txn, collection).prefix, peer_device))
 
     def set_peer_cursor(self, peer_device: str, collection: str, seq: int) -> int:
         """Durably record the peer's acknowledgement of ``seq`` (monotonic); the stored value."""
-        return self._write(lambda txn: self._log.set_peer_cursor(
-            txn, self._collections.get(txn, collection).prefix, peer_device, seq))
+        return self._write(lambda txn, p: p.log.set_peer_cursor(
+            txn, p.collections.get(txn, collection).prefix, peer_device, seq))
 
     def conflicts(self, collection: str) -> list[Conflict]:
         """Versions that lost last-writer-wins to a concurrent edit, by document id."""
-        return self._read(lambda txn: self._log.conflicts(
-            txn, self._collections.get(txn, collection)))
+        return self._read(lambda txn, p: p.log.conflicts(
+            txn, p.collections.get(txn, collection)))
 
     def count_conflicts(self, collection: str) -> int:
-        return self._read(lambda txn: self._log.count_conflicts(
-            txn, self._collections.get(txn, collection)))
+        return self._read(lambda txn, p: p.log.count_conflicts(
+            txn, p.collections.get(txn, collection)))
 
     # ---------------------------------------------------------------------- maintenance
 
     def store_bytes(self) -> int:
         """Bytes of the store's data file (what ``du`` counts for it, free pages included)."""
-        return (self._env.store_dir / DATA_FILE_NAME).stat().st_size
+        return (self._parts.env.store_dir / DATA_FILE_NAME).stat().st_size
 
     def free_bytes(self) -> int:
         """Bytes of free pages in the data file (given back by ``compact``)."""
-        used, total = self._env.used_and_file_pages()
-        return max(0, total - used) * self._env.page_bytes
+        env = self._parts.env
+        used, total = env.used_and_file_pages()
+        return max(0, total - used) * env.page_bytes
 
     def compact(self) -> CompactionReport:
         """Rewrite the store without free pages and swap it in atomically (``swap``).
 
-        Writes wait meanwhile; reads go on. Iterators already running keep their snapshot of
-        the old file, which is closed with the store.
+        Writes wait meanwhile; reads go on. Reads and iterators already running finish on
+        the old file, which stays open until the store is closed.
         """
         with self._write_lock:
-            if self._lock is None:
-                self._env.write(lambda txn: None)  # raises: read-only
+            old = self._parts.env
+            if old.readonly:
+                raise FailedPrecondition(
+                    f"the store in {self.data_dir} is open read-only", path=self.data_dir
+                )
             before = self.store_bytes()
             building = swap.fresh_building_dir(self.data_dir)
-            self._env.lmdb.copy(str(building), compact=True)
+            old.lmdb.copy(str(building), compact=True)
             swap.commit(self.data_dir, building)
-            self._retired.append(self._env)
-            self._attach(Environment(store_dir=self.data_dir / STORE_DIR_NAME, readonly=False,
-                                     create=True))
+            self._retired.append(old)
+            self._parts = _Parts.over(Environment(
+                store_dir=self.data_dir / STORE_DIR_NAME, readonly=False, create=True))
             report = CompactionReport(before_bytes=before, after_bytes=self.store_bytes())
         logger.info("compacted the store in %s: %d -> %d bytes", self.data_dir,
                     report.before_bytes, report.after_bytes)
