@@ -62,6 +62,7 @@ PASSAGE_CUT = ChunkingParams(max_chars=500, overlap_chars=0)
 READ_LABELS = 40
 READ_HIT_DOCUMENTS = 5
 READ_REPEATS = 30
+RECOMPUTE_REPEATS = 3
 BLOCK_BYTES = 64 * 1024
 DICTIONARY_BYTES = 64 * 1024
 ZSTD_LEVEL = 9
@@ -153,6 +154,23 @@ def read_path_ms(store: Any, keys: list[bytes]) -> float:
     return statistics.median(timings)
 
 
+def recompute_ms(texts: list[str]) -> float:
+    """Median ms the real model (fp32) takes to embed 40 of the passages: what a search
+    spends recomputing, measured in this run so the read path's share is under equal load."""
+    from meshdex.index.embedders import default_embedder
+
+    embedder = default_embedder("fp32")
+    rng = random.Random(11)
+    embedder.embed_documents(rng.sample(texts, 4))  # warm up
+    timings = []
+    for _ in range(RECOMPUTE_REPEATS):
+        sample = rng.sample(texts, READ_LABELS)
+        started = time.perf_counter()
+        embedder.embed_documents(sample)
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
 def leann_layout_bytes(store: Any) -> int:
     """LEANN's passages.jsonl for the same passages (``{"id", "text", "metadata"}``)."""
     return sum(len(json.dumps({"id": str(n), "text": text, "metadata": {}}).encode()) + 1
@@ -185,8 +203,10 @@ def measure_format(version: int, docs: list[DocumentInput], work: Path) -> dict[
     seconds = ingest(open_store, data_dir, docs)
     with open_store(data_dir) as store:
         index_bytes = build(store)
-        keys = [key for key, _ in store.iter_passages(COLLECTION)]
+        passages = list(store.iter_passages(COLLECTION))
+        keys = [key for key, _ in passages]
         read_ms = read_path_ms(V1SearchAdapter(store) if version == 1 else store, keys)
+        model_ms = recompute_ms([text for _, text in passages]) if version == 2 else None
         leann = leann_layout_bytes(store)
     row: dict[str, Any] = {
         "format": version,
@@ -201,6 +221,7 @@ def measure_format(version: int, docs: list[DocumentInput], work: Path) -> dict[
         "du_bytes": du_bytes(data_dir),
         "leann_jsonl_bytes": leann,
         "read_path_ms": round(read_ms, 2),
+        "recompute_40_ms": round(model_ms, 1) if model_ms else None,
     }
     row["du_ratio"] = round(row["du_bytes"] / row["raw_text_bytes"], 3)
     row["leann_ratio"] = round((leann + index_bytes) / row["raw_text_bytes"], 3)
@@ -255,10 +276,10 @@ def format_report(results: dict[str, Any], search_p50_ms: float | None) -> str:
         speedup = v2["ingest_docs_per_s"] / v1["ingest_docs_per_s"]
         line("ingest, documents/s (no embedding)", v1["ingest_docs_per_s"],
              f"{v2['ingest_docs_per_s']} ({speedup:.2f}x)")
-        share = (f" ({v2['read_path_ms'] / search_p50_ms:.2%} of a {search_p50_ms / 1000:.2f} s "
-                 "search)") if search_p50_ms else ""
-        line("search read path (40 passages + 5 documents), ms", v1["read_path_ms"],
-             f"{v2['read_path_ms']}{share}")
+        line("search read path (40 candidates' documents and passages, 5 hits), ms",
+             v1["read_path_ms"], v2["read_path_ms"])
+        line("the model recomputing those 40 passages (fp32, this run), ms", "",
+             v2["recompute_40_ms"])
         lines += ["", "Targets (format 2): " + "; ".join(targets(v1, v2, search_p50_ms)), "",
                   "Compression of the documents' text (compressed / raw):", ""]
         lines += [f"- {name}: {ratio:.3f}" for name, ratio in rows["compression"].items()]
@@ -280,9 +301,13 @@ def targets(v1: dict[str, Any], v2: dict[str, Any], search_p50_ms: float | None)
         f"ingest >= {MIN_INGEST_RATIO}x format 1: {ingest:.2f}x "
         f"{verdict(ingest >= MIN_INGEST_RATIO)}",
     ]
+    share = v2["read_path_ms"] / (v2["recompute_40_ms"] + v2["read_path_ms"])
+    out.append(f"read path < 2% of search (read + recompute, this run): {share:.2%} "
+               f"{verdict(share < 0.02)}")
     if search_p50_ms:
-        share = v2["read_path_ms"] / search_p50_ms
-        out.append(f"read path < 2% of search: {share:.2%} {verdict(share < 0.02)}")
+        out.append(f"(against the {search_p50_ms / 1000:.2f} s search p50 of "
+                   f"bench/results/search.json, measured idle: "
+                   f"{v2['read_path_ms'] / search_p50_ms:.2%})")
     return out
 
 

@@ -256,28 +256,40 @@ from pathlib import Path
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
 
+per_write = int(sys.argv[2])
 with Node.open(Path(sys.argv[1])) as node:
     for i in range(100000):
         report = node.upsert_documents(
-            "default", [DocumentInput(id=f"doc-{i}", text=f"text number {i} " * 20)],
+            "default",
+            [DocumentInput(id=f"doc-{i}-{j}", text=f"text number {i} {j} " * 20)
+             for j in range(per_write)],
             create_missing=True,
         )
-        print(report.items[0].id, flush=True)
+        print(" ".join(item.id for item in report.items), flush=True)
 """
 
 
-def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("documents_per_write", "kill_after_writes"), [
+    (1, 3),  # the first text block is still being filled
+    (1, 60),  # several blocks, the newest rewritten by every write
+    (64, 12),  # batches of documents compressed together
+])
+def test_acknowledged_writes_survive_kill_9(
+    tmp_path: Path, documents_per_write: int, kill_after_writes: int
+) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-c", KILL_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", KILL_WRITER, str(tmp_path), str(documents_per_write)],
+        stdout=subprocess.PIPE, text=True,
     )
     acknowledged = []
     assert process.stdout is not None
     for line in process.stdout:
-        acknowledged.append(line.strip())
-        if len(acknowledged) == 40:
+        acknowledged.extend(line.split())
+        if len(acknowledged) >= kill_after_writes * documents_per_write:
             break
     process.send_signal(signal.SIGKILL)
-    acknowledged.extend(line.strip() for line in process.stdout)  # printed before the kill
+    for line in process.stdout:  # printed before the kill
+        acknowledged.extend(line.split())
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
     with Store.open(tmp_path) as store:

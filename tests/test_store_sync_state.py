@@ -46,7 +46,7 @@ def test_peer_cursors_are_per_peer_and_collection_monotonic_and_durable(tmp_path
         store.upsert_documents("c", [DocumentInput(id=str(i), text=f"t{i}") for i in range(5)])
         assert store.peer_cursor("peer-1", "c") == 0
         assert store.set_peer_cursor("peer-1", "c", 3) == 3
-        assert store.set_peer_cursor("peer-1", "c", 2) == 3, "an old acknowledgement never lowers it"
+        assert store.set_peer_cursor("peer-1", "c", 2) == 3, "an old ack never lowers it"
         store.set_peer_cursor("peer-2", "other", 5)
         with pytest.raises(InvalidArgument, match=r"\[0, 5\]"):
             store.set_peer_cursor("peer-1", "c", 6)
