@@ -21,7 +21,7 @@ Version 1 is the real code at commit e045a51 (``bench/legacy_store.py``). The in
 with ``bench.fast_embedder`` (random unit vectors, the real model's 384 dimensions): its size
 depends on the passage count, not on the vectors, and no CPU goes into a model.
 
-    python -m bench.bench_store [--docs-only]
+    python -m bench.bench_store [--mode docs|passages]
 """
 
 from __future__ import annotations
@@ -117,12 +117,15 @@ def lmdb_parts(store_dir: Path) -> dict[str, int]:
 
 def ingest(open_store: Callable[[Path], Any], data_dir: Path,
            docs: list[DocumentInput]) -> float:
-    """Seconds to create the collection and upsert ``docs`` in the service's batch size."""
+    """Seconds to create the collection and upsert ``docs`` in the service's batch size, as
+    ``Node.upsert_documents`` does (format 2: with its compaction at the end, if due)."""
     started = time.perf_counter()
     with open_store(data_dir) as store:
         store.create_collection(COLLECTION, embedder=EmbedderSpec(), chunking=ChunkingParams())
         for start in range(0, len(docs), BATCH_DOCUMENTS):
             store.upsert_documents(COLLECTION, docs[start : start + BATCH_DOCUMENTS])
+        if hasattr(store, "compact_if_worthwhile"):
+            store.compact_if_worthwhile()
     return time.perf_counter() - started
 
 
@@ -229,7 +232,7 @@ def measure_format(version: int, docs: list[DocumentInput], work: Path) -> dict[
     with open_store(data_dir) as store:
         store.delete_documents(COLLECTION, [doc.id for doc in docs[::2]])
         if version == 2:
-            store.compact()
+            store.compact()  # what `meshdex compact` runs
     row["after_delete_half"] = {
         "raw_text_bytes": raw_bytes(kept),
         "du_bytes": du_bytes(data_dir),
@@ -323,9 +326,10 @@ def search_p50_ms() -> float | None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs-only", action="store_true", help="skip the passages corpus")
+    parser.add_argument("--mode", choices=["docs", "passages"], action="append",
+                        help="measure only this corpus (repeatable; default both)")
     args = parser.parse_args(argv)
-    modes = ["docs"] if args.docs_only else ["docs", "passages"]
+    modes = args.mode or ["docs", "passages"]
     results: dict[str, Any] = {"title": "meshdex store on disk: format 1 vs 2, Python 3.11 docs",
                                "modes": {}}
     with tempfile.TemporaryDirectory(prefix="bench-store-") as scratch:
@@ -338,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{mode}: " + "; ".join(targets(rows["v1"], rows["v2"], search_p50_ms())),
                   flush=True)
     results["context"] = machine_context() | {
-        "command": "python -m bench.bench_store" + (" --docs-only" if args.docs_only else ""),
+        "command": "python -m bench.bench_store" + "".join(f" --mode {m}" for m in args.mode or []),
         "format 1": f"node/store.py at {V1_COMMIT} (bench/legacy_store.py)",
         "index": "built with bench.fast_embedder (384-d random unit vectors): the bundle's "
                  "size depends on the passage count only",

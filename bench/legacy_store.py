@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from meshdex.node.records import DocumentInfo
+
 V1_COMMIT = "e045a51"
 V1_PATH = "node/store.py"
 MODULE_NAME = "meshdex_store_v1"
@@ -41,8 +43,9 @@ def load_v1_store() -> ModuleType:
 
 
 class V1SearchAdapter:
-    """A version-1 store under the one method whose signature changed in format 2 (label
-    lookups are per collection now), so today's search code can read it as it was."""
+    """A version-1 store under the methods format 2 changed or added for search (label
+    lookups are per collection; ``passage_holders``), so today's search code can read it
+    exactly as version 1's did."""
 
     def __init__(self, store: object) -> None:
         self._store = store
@@ -52,3 +55,11 @@ class V1SearchAdapter:
 
     def passage_key_for_label(self, collection: str, label: int) -> bytes | None:
         return self._store.passage_key_for_label(label)  # type: ignore[attr-defined]
+
+    def passage_holders(self, collection: str, label: int) -> list[DocumentInfo]:
+        """What version 1's search read per candidate: the key, the ids, each document."""
+        key = self.passage_key_for_label(collection, label)
+        ids = self._store.passage_documents(collection, key) if key else []  # type: ignore[attr-defined]
+        documents = [self._store.get_document(collection, i) for i in ids]  # type: ignore[attr-defined]
+        return [DocumentInfo(id=d.id, source=d.source, metadata=d.metadata, hlc=d.hlc)
+                for d in documents]

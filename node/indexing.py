@@ -48,6 +48,7 @@ from meshdex.node.records import (
     CollectionInfo,
     CollectionState,
     Document,
+    DocumentInfo,
     IndexSummary,
     PassageHit,
     SearchResults,
@@ -541,16 +542,14 @@ class HitResolver:
 
     def __init__(self, store: Store, collection: str, condition: Filter | None) -> None:
         self.store, self.collection, self.condition = store, collection, condition
-        self._documents: dict[int, list[Document]] = {}
+        self._documents: dict[int, list[DocumentInfo]] = {}
 
-    def _documents_of(self, label: int) -> list[Document]:
+    def _documents_of(self, label: int) -> list[DocumentInfo]:
         if label not in self._documents:
-            key = self.store.passage_key_for_label(self.collection, label)
-            ids = self.store.passage_documents(self.collection, key) if key else []
-            self._documents[label] = [self.store.get_document(self.collection, i) for i in ids]
+            self._documents[label] = self.store.passage_holders(self.collection, label)
         return self._documents[label]
 
-    def _matching(self, label: int) -> list[Document]:
+    def _matching(self, label: int) -> list[DocumentInfo]:
         documents = self._documents_of(label)
         if self.condition is None:
             return documents

@@ -28,6 +28,7 @@ __all__ = [
     "Conflict",
     "DeleteReport",
     "Document",
+    "DocumentInfo",
     "DocumentInput",
     "ItemOutcome",
     "NodeStatus",
@@ -98,6 +99,16 @@ class Document:
             "hlc": self.hlc.to_str(),
             "passage_count": len(self.passage_keys),
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentInfo:
+    """A live document without its text: what filters and search results need."""
+
+    id: str
+    source: str | None
+    metadata: dict[str, Any]
+    hlc: HLCTimestamp
 
 
 class Outcome(StrEnum):

@@ -20,6 +20,7 @@ from meshdex.index.errors import FailedPrecondition
 from meshdex.node.cli.main import cli
 from meshdex.node.paths import STORE_DIR_NAME
 from meshdex.node.records import DocumentInput
+from meshdex.node.service import Node
 from meshdex.node.store import Store
 from meshdex.node.store.swap import (
     BUILDING_DIR_NAME,
@@ -135,12 +136,19 @@ def test_writes_during_a_compaction_wait_and_are_kept(filled: Store) -> None:
     assert all(filled.get_document("c", doc_id) for doc_id in written)
 
 
-def test_the_store_compacts_itself_when_free_pages_pass_the_threshold(filled: Store) -> None:
-    filled.auto_compact_min_free_bytes = 256 * 1024
-    size_before = data_file(filled.data_dir).stat().st_size
-    filled.delete_documents("c", [f"doc-{i:05d}" for i in range(2700)])
-    assert data_file(filled.data_dir).stat().st_size < 0.5 * size_before
-    assert filled.get_collection("c").document_count == 300
+def test_a_node_compacts_after_a_request_that_left_enough_free_pages(tmp_path: Path) -> None:
+    with Node.open(tmp_path) as node:
+        node.store.auto_compact_min_free_bytes = 64 * 1024  # the store here is under 1 MiB
+        node.upsert_documents("c", texts(3000), create_missing=True)
+        assert node.store.free_bytes() < 0.1 * node.store.store_bytes(), "compacted after add"
+        size_before = data_file(tmp_path).stat().st_size
+        node.delete_documents("c", [f"doc-{i:05d}" for i in range(2700)])
+        assert data_file(tmp_path).stat().st_size < 0.8 * size_before  # tombstones stay
+        assert node.store.free_bytes() < 0.1 * node.store.store_bytes(), "compacted after rm"
+        assert node.get_collection("c").document_count == 300
+        node.store.auto_compact_min_free_bytes = 1 << 40
+        node.delete_documents("c", [f"doc-{i:05d}" for i in range(2700, 2900)])
+        assert node.store.free_bytes() > 0, "below the threshold nothing is compacted"
 
 
 def test_a_read_only_store_does_not_compact(filled: Store, tmp_path: Path) -> None:

@@ -10,14 +10,16 @@ cut into ~500-byte passages (measured, ``bench/bench_store.py``) per-record zstd
 the text, with a 64 KiB dictionary trained on the collection 0.42, and 64 KiB blocks 0.27; on
 whole documents the three are within 10% of each other. A passage read decompresses one block
 (~0.1 ms), negligible next to the model. Writes append to the collection's newest block until
-it holds ``BLOCK_TARGET_BYTES``; a block whose live text falls below
-``REPACK_BELOW_LIVE_FRACTION`` of what it holds is rewritten with its live members only, so
-deletes give their space back.
+it holds ``BLOCK_TARGET_BYTES``; a block whose live text falls to
+``REPACK_AT_LIVE_FRACTION`` of what it holds is rewritten with its live members only, so
+deletes give their space back. A frame is one LMDB value (in overflow pages, half a page of
+slack per block on average): cut into chunks that fit leaf pages it took twice the space,
+as LMDB splits a full leaf in the middle, leaving sequentially written pages half empty
+(measured, bench/results/store.md history).
 """
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,11 +31,10 @@ from meshdex.node.store.codec import U64, RecordReader, corrupt, put_bytes, put_
 from meshdex.node.store.collections import CollectionStats
 from meshdex.node.store.env import delete_prefix
 
-BLOCK_TARGET_BYTES = 64 * 1024
+BLOCK_TARGET_BYTES = 128 * 1024
 ZSTD_LEVEL = 9
-REPACK_BELOW_LIVE_FRACTION = 0.5
+REPACK_AT_LIVE_FRACTION = 0.6
 BLOCK_CACHE_BLOCKS = 8
-SHARED_CACHE_BLOCKS = 64
 
 
 @dataclass(frozen=True)
@@ -81,30 +82,19 @@ class Block:
 class BlockCache:
     """The last few decoded blocks by key, for one read operation (never across writes)."""
 
-    def __init__(self, capacity: int = BLOCK_CACHE_BLOCKS) -> None:
+    def __init__(self) -> None:
         self._blocks: OrderedDict[bytes, Block] = OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
 
     def get(self, key: bytes) -> Block | None:
-        with self._lock:
-            block = self._blocks.get(key)
-            if block is not None:
-                self._blocks.move_to_end(key)
-            return block
+        block = self._blocks.get(key)
+        if block is not None:
+            self._blocks.move_to_end(key)
+        return block
 
     def put(self, key: bytes, block: Block) -> None:
-        with self._lock:
-            self._blocks[key] = block
-            if len(self._blocks) > self._capacity:
-                self._blocks.popitem(last=False)
-
-
-# Decoded blocks shared by every read in the process, keyed by the compressed bytes
-# themselves: a rewritten block has other bytes, so no entry is ever stale, whichever process
-# wrote it. A search reads the blocks of its candidates' documents, then their passages:
-# the second read of a block costs a lookup instead of a decompression.
-_DECODED = BlockCache(SHARED_CACHE_BLOCKS)
+        self._blocks[key] = block
+        if len(self._blocks) > BLOCK_CACHE_BLOCKS:
+            self._blocks.popitem(last=False)
 
 
 class TextBlocks:
@@ -123,11 +113,7 @@ class TextBlocks:
         raw = txn.get(key, db=self._db)
         if raw is None:
             raise corrupt("text block", key, "a document refers to a block that is not there")
-        raw = bytes(raw)
-        decoded = _DECODED.get(raw)
-        if decoded is None:
-            decoded = Block.decode(key, raw)
-            _DECODED.put(raw, decoded)
+        decoded = Block.decode(key, raw)
         if cache is not None:
             cache.put(key, decoded)
         return decoded
@@ -214,7 +200,7 @@ class TextBlocks:
             if live == 0:
                 txn.delete(key, db=self._db)
                 txn.delete(key, db=self._stats)
-            elif live < held * REPACK_BELOW_LIVE_FRACTION:
+            elif live <= held * REPACK_AT_LIVE_FRACTION:
                 kept = [
                     (doc_id, text)
                     for slot, (doc_id, text) in enumerate(self.load(txn, prefix, block).members)

@@ -10,6 +10,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -29,6 +30,7 @@ from meshdex.node.records import (
     CollectionState,
     Conflict,
     Document,
+    DocumentInfo,
     DocumentInput,
     Outcome,
     RemoteChange,
@@ -56,9 +58,11 @@ from meshdex.node.store.session import SessionParts, WriteSession
 
 logger = logging.getLogger(__name__)
 
-# Compact automatically once this much of the file is free pages and at least half of it is.
-AUTO_COMPACT_MIN_FREE_BYTES = 32 * 1024 * 1024
-AUTO_COMPACT_MIN_FREE_FRACTION = 0.5
+# ``compact_if_worthwhile``: free pages of at least this many bytes and this share of the file.
+# A bulk add leaves about its last transaction's pages free (copy-on-write), a tenth or more of
+# a fresh store; compacting costs a sequential copy, ~0.1 s for 10 MB.
+AUTO_COMPACT_MIN_FREE_BYTES = 1024 * 1024
+AUTO_COMPACT_MIN_FREE_FRACTION = 0.1
 
 T = TypeVar("T")
 
@@ -118,6 +122,8 @@ class Store:
         self.data_dir = data_dir
         self._lock = lock
         self._write_lock = threading.RLock()
+        self._parts_lock = threading.Lock()
+        self._readers: dict[int, int] = {}  # id(environment) -> reads under way on it
         self._retired: list[Environment] = []
         self.auto_compact_min_free_bytes = AUTO_COMPACT_MIN_FREE_BYTES
         self._parts = _Parts.over(env)
@@ -228,9 +234,29 @@ class Store:
 
     # --------------------------------------------------------------------- transactions
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[tuple[lmdb.Transaction, _Parts]]:
+        """A read transaction on the current parts; an environment retired by compaction is
+        closed once the last read on it ends."""
+        with self._parts_lock:
+            parts = self._parts
+            self._readers[id(parts.env)] = self._readers.get(id(parts.env), 0) + 1
+        try:
+            with parts.env.begin_read() as txn:
+                yield txn, parts
+        finally:
+            with self._parts_lock:
+                self._readers[id(parts.env)] -= 1
+                self._close_idle_retired()
+
+    def _close_idle_retired(self) -> None:
+        for env in [env for env in self._retired if not self._readers.get(id(env))]:
+            self._retired.remove(env)
+            self._readers.pop(id(env), None)
+            env.close()
+
     def _read(self, fn: Callable[[lmdb.Transaction, _Parts], T]) -> T:
-        parts = self._parts
-        with parts.env.begin_read() as txn:
+        with self._snapshot() as (txn, parts):
             return fn(txn, parts)
 
     def _write(self, fn: Callable[[lmdb.Transaction, _Parts], T]) -> T:
@@ -314,10 +340,7 @@ class Store:
             session.finish()
             return outcomes
 
-        outcomes = self._write(upsert)
-        if Outcome.UPDATED in outcomes:
-            self._maybe_compact()
-        return outcomes
+        return self._write(upsert)
 
     def delete_documents(self, collection: str, ids: Iterable[str]) -> tuple[list[str], list[str]]:
         """Tombstone live documents; returns (deleted ids, ids that were not live)."""
@@ -338,10 +361,7 @@ class Store:
             session.finish()
             return deleted, missing
 
-        result = self._write(delete)
-        if result[0]:
-            self._maybe_compact()
-        return result
+        return self._write(delete)
 
     def apply_remote_changes(self, collection: str, changes: Sequence[RemoteChange]) -> list[bool]:
         """Merge writes received from peers by last-writer-wins on their HLC stamps.
@@ -375,8 +395,7 @@ class Store:
 
     def iter_documents(self, collection: str) -> Iterator[Document]:
         """Live documents of a collection, sorted by id (bytewise UTF-8), from one snapshot."""
-        p = self._parts
-        with p.env.begin_read() as txn:
+        with self._snapshot() as (txn, p):
             record = p.collections.get(txn, collection)
             cache = BlockCache()
             for found in p.documents.records(txn, record.prefix):
@@ -387,8 +406,7 @@ class Store:
 
     def iter_passages(self, collection: str) -> Iterator[tuple[bytes, str]]:
         """The collection's live passages as (key, text), sorted by key, each once."""
-        p = self._parts
-        with p.env.begin_read() as txn:
+        with self._snapshot() as (txn, p):
             record = p.collections.get(txn, collection)
             cache = BlockCache()
             passages: dict[bytes, str] = {}
@@ -441,6 +459,22 @@ class Store:
 
         return self._read(find)
 
+    def passage_holders(self, collection: str, label: int) -> list[DocumentInfo]:
+        """The live documents holding the passage with this index label, sorted by id,
+        without their texts (one snapshot; what a search needs per candidate)."""
+
+        def holders(txn: lmdb.Transaction, p: _Parts) -> list[DocumentInfo]:
+            prefix = p.collections.get(txn, collection).prefix
+            out = []
+            for doc_id in p.documents.passages.documents(txn, prefix, label):
+                record = p.documents.record(txn, prefix, doc_id)
+                if record is not None and not record.deleted:
+                    out.append(DocumentInfo(id=doc_id, source=record.source,
+                                            metadata=record.metadata, hlc=record.hlc))
+            return out
+
+        return self._read(holders)
+
     def passage_documents(self, collection: str, key: bytes) -> list[str]:
         """Ids of the live documents of ``collection`` that contain the passage, sorted."""
         return self._read(lambda txn, p: p.documents.passages.documents(
@@ -461,8 +495,7 @@ class Store:
     def changes_since(self, seq: int, *, collection: str | None = None) -> Iterator[Change]:
         """The latest change of each document written after ``seq``, oldest first, from one
         snapshot (semantics in ``meshdex.node.store.changelog``)."""
-        p = self._parts
-        with p.env.begin_read() as txn:
+        with self._snapshot() as (txn, p):
             record = p.collections.get(txn, collection) if collection is not None else None
             yield from p.log.changes_since(txn, seq, record)
 
@@ -526,20 +559,29 @@ class Store:
             building = swap.fresh_building_dir(self.data_dir)
             old.lmdb.copy(str(building), compact=True)
             swap.commit(self.data_dir, building)
-            self._retired.append(old)
-            self._parts = _Parts.over(Environment(
+            fresh = _Parts.over(Environment(
                 store_dir=self.data_dir / STORE_DIR_NAME, readonly=False, create=True))
+            with self._parts_lock:
+                self._parts = fresh
+                self._retired.append(old)
+                self._close_idle_retired()
             report = CompactionReport(before_bytes=before, after_bytes=self.store_bytes())
         logger.info("compacted the store in %s: %d -> %d bytes", self.data_dir,
                     report.before_bytes, report.after_bytes)
         return report
 
-    def _maybe_compact(self) -> None:
+    def compact_if_worthwhile(self) -> CompactionReport | None:
+        """Compact when free pages pass ``auto_compact_min_free_bytes`` and a tenth of the
+        file. Meant for the end of a write request (a whole ``add``, a delete), not for each
+        batch inside one: a batch leaves its own pages free for the next to reuse."""
+        if self.readonly:
+            return None
         free = self.free_bytes()
         if free >= self.auto_compact_min_free_bytes and free >= (
             self.store_bytes() * AUTO_COMPACT_MIN_FREE_FRACTION
         ):
-            self.compact()
+            return self.compact()
+        return None
 
 
 
