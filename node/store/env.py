@@ -139,6 +139,26 @@ class Environment:
     def page_bytes(self) -> int:
         return self.lmdb.stat()["psize"]
 
+    def copy_dense(self, target_dir: Path) -> None:
+        """Write every sub-database, in key order with LMDB's append mode, into a new
+        environment in ``target_dir``, then fsync it.
+
+        Unlike ``mdb_env_copy``'s compaction, which copies pages as they are, this packs every
+        page full: deletes and random inserts leave B-tree pages a half to two thirds full,
+        and LMDB merges them only below a quarter."""
+        target = lmdb.open(
+            str(target_dir), map_size=self.lmdb.info()["map_size"], max_dbs=MAX_SUB_DATABASES,
+            max_readers=MAX_READERS, sync=True, metasync=True, writemap=False,
+        )
+        try:
+            with self.begin_read() as source, target.begin(write=True) as txn:
+                for name, db in self.dbs.all().items():
+                    copy = target.open_db(name.encode(), txn=txn, create=True)
+                    txn.cursor(db=copy).putmulti(source.cursor(db=db).iternext(), append=True)
+            target.sync(True)
+        finally:
+            target.close()
+
     def close(self) -> None:
         self.lmdb.close()
 

@@ -544,7 +544,8 @@ class Store:
         return max(0, total - used) * env.page_bytes
 
     def compact(self) -> CompactionReport:
-        """Rewrite the store without free pages and swap it in atomically (``swap``).
+        """Rewrite the store without free pages, every page full, and swap it in atomically
+        (``Environment.copy_dense``, ``swap``).
 
         Writes wait meanwhile; reads go on. Reads and iterators already running finish on
         the old file, which stays open until the store is closed.
@@ -557,7 +558,7 @@ class Store:
                 )
             before = self.store_bytes()
             building = swap.fresh_building_dir(self.data_dir)
-            old.lmdb.copy(str(building), compact=True)
+            old.copy_dense(building)
             swap.commit(self.data_dir, building)
             fresh = _Parts.over(Environment(
                 store_dir=self.data_dir / STORE_DIR_NAME, readonly=False, create=True))
