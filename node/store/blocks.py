@@ -6,10 +6,11 @@
 ``block_stats``  collection u32 + block u64 -> varints: text bytes of all members, of live ones
 
 Why blocks and not one zstd record per document with a trained dictionary: on the Python docs
-cut into ~500-byte passages (measured, ``bench/bench_store.py``) per-record zstd keeps 0.60 of
-the text, with a 64 KiB dictionary trained on the collection 0.42, and 64 KiB blocks 0.27; on
-whole documents the three are within 10% of each other. A passage read decompresses one block
-(~0.1 ms), negligible next to the model. Writes append to the collection's newest block until
+cut into ~500-byte passages (``bench/results/store.md``) zstd-9 per record keeps 0.60 of the
+text, with a 64 KiB dictionary trained on the collection 0.42, in 64 KiB blocks 0.295 and in
+128 KiB blocks 0.281; on whole documents (22 KB on average) 0.30, 0.27, 0.29 and 0.28. The
+price is the read: a passage decompresses its whole block (about 0.3 ms idle, a few ms on a
+loaded machine), still under 1% of the model's recompute of the same passages. Writes append to the collection's newest block until
 it holds ``BLOCK_TARGET_BYTES``; a block whose live text falls to
 ``REPACK_AT_LIVE_FRACTION`` of what it holds is rewritten with its live members only, so
 deletes give their space back. A frame is one LMDB value (in overflow pages, half a page of
