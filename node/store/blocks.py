@@ -10,13 +10,13 @@ cut into ~500-byte passages (``bench/results/store.md``) zstd-9 per record keeps
 text, with a 64 KiB dictionary trained on the collection 0.42, in 64 KiB blocks 0.295 and in
 128 KiB blocks 0.281; on whole documents (22 KB on average) 0.30, 0.27, 0.29 and 0.28. The
 price is the read: a passage decompresses its whole block (about 0.3 ms idle, a few ms on a
-loaded machine), still under 1% of the model's recompute of the same passages. Writes append to the collection's newest block until
-it holds ``BLOCK_TARGET_BYTES``; a block whose live text falls to
-``REPACK_AT_LIVE_FRACTION`` of what it holds is rewritten with its live members only, so
-deletes give their space back. A frame is one LMDB value (in overflow pages, half a page of
-slack per block on average): cut into chunks that fit leaf pages it took twice the space,
-as LMDB splits a full leaf in the middle, leaving sequentially written pages half empty
-(measured, bench/results/store.md history).
+loaded machine), still under 1% of the model's recompute of the same passages. Writes append
+to the collection's newest block until it holds ``BLOCK_TARGET_BYTES``; a block whose live
+text falls to ``REPACK_AT_LIVE_FRACTION`` of what it holds is rewritten with its live members
+only, so deletes give their space back. A frame is one LMDB value (in overflow pages, half a
+page of slack per block on average): cut into chunks that fit leaf pages it took twice the
+space (measured), as LMDB splits a full leaf in the middle and sequentially written pages stay
+half empty.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ from meshdex.node.store.env import (
     get_u64,
     open_lmdb,
 )
+from meshdex.node.store.migration import migrate_v1
 from meshdex.node.store.session import SessionParts, WriteSession
 
 logger = logging.getLogger(__name__)
@@ -161,8 +162,6 @@ class Store:
         try:
             swap.recover(data_dir)
             if cls._check_version(store_dir, readonly=False) == 1:
-                from meshdex.node.store.migration import migrate_v1
-
                 migrate_v1(data_dir)
             store_dir.mkdir(mode=0o700, exist_ok=True)
             env = Environment(store_dir=store_dir, readonly=False, create=True)
