@@ -131,3 +131,23 @@ def test_conflicts_survive_restart_and_go_with_their_collection(tmp_path: Path) 
         a.drop_collection("c")
         a.create_collection("c", embedder=EmbedderSpec(), chunking=ChunkingParams())
         assert a.count_conflicts("c") == 0 and list(a.changes_since(0, collection="c")) == []
+
+
+def test_compaction_drops_tombstones_once_every_peer_acknowledged_them(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        store.upsert_documents("c", [DocumentInput(id=str(i), text=f"t{i}") for i in range(4)])
+        store.delete_documents("c", ["0", "1"])  # seq 5, 6
+        store.compact()
+        assert store.get_collection("c").tombstone_count == 2, "no peer cursor: kept"
+        store.set_peer_cursor("peer-1", "c", 6)
+        store.set_peer_cursor("peer-2", "c", 5)
+        store.compact()
+        assert store.get_collection("c").tombstone_count == 1, "peer-2 has not seen seq 6"
+        assert [(c.doc_id, c.op) for c in store.changes_since(0, collection="c")] == [
+            ("2", ChangeOp.UPSERT), ("3", ChangeOp.UPSERT), ("1", ChangeOp.DELETE)]
+        store.set_peer_cursor("peer-2", "c", 6)
+        store.compact()
+        info = store.get_collection("c")
+        assert (info.tombstone_count, info.document_count) == (0, 2)
+        assert [c.doc_id for c in store.changes_since(0, collection="c")] == ["2", "3"]
+        assert store.delete_documents("c", ["0"]) == ([], ["0"])

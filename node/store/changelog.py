@@ -17,7 +17,9 @@ Contract (what ``meshdex.sync`` builds on):
   A peer resuming from its cursor therefore receives every document that changed since, in
   its latest version, and nothing it already has at that version.
 - Deletes are tombstones (records with the deleted flag); they stay in the log so peers learn
-  of them.
+  of them, until every peer that syncs the collection (every peer with a cursor) has
+  acknowledged them: then ``purge_acknowledged_tombstones`` (run by ``Store.compact``) drops
+  record and entry. With no peer cursor nothing is purged.
 - ``state(collection).watermarks`` maps each origin device to the highest origin seq applied
   here (local writes included); a peer uses it to tell what this device has seen.
 - ``apply_remote_changes`` merges by last-writer-wins on the HLC stamp, the device id in the
@@ -42,7 +44,12 @@ from meshdex.node.hlc import HLCTimestamp
 from meshdex.node.records import Change, ChangeOp, Conflict, RemoteChange
 from meshdex.node.store.blocks import BlockCache
 from meshdex.node.store.codec import U32, U64, RecordReader, corrupt, put_bytes
-from meshdex.node.store.collections import CollectionRecord, Collections, compact_json
+from meshdex.node.store.collections import (
+    CollectionRecord,
+    Collections,
+    CollectionStats,
+    compact_json,
+)
 from meshdex.node.store.devices import Devices
 from meshdex.node.store.documents import (
     DocumentRecord,
@@ -141,6 +148,33 @@ class ChangeLog:
         stored = max(seq, get_u64(txn, self._dbs.peer_cursors, key))
         txn.put(key, U64.pack(stored), db=self._dbs.peer_cursors)
         return stored
+
+    def purge_acknowledged_tombstones(
+        self, txn: lmdb.Transaction, collection: CollectionRecord, stats: CollectionStats
+    ) -> int:
+        """Drop the tombstones (record and log entry) every peer with a cursor on the
+        collection has acknowledged; how many. None while no peer has a cursor."""
+        cursors = [U64.unpack(value)[0] for _, value in
+                   scan_prefix(txn, self._dbs.peer_cursors, collection.prefix)]
+        if not cursors:
+            return 0
+        acknowledged = min(cursors)
+        purged = []
+        cursor = txn.cursor(db=self._dbs.changes)
+        for key, value in cursor.iternext():
+            key, value = bytes(key), bytes(value)
+            if U64.unpack(key)[0] > acknowledged:
+                break
+            if value[:4] != collection.prefix:
+                continue
+            record = self._documents.record(txn, collection.prefix, value[4:].decode())
+            if record is not None and record.deleted:
+                purged.append((key, collection.prefix + value[4:]))
+        for change_key, document_key in purged:
+            txn.delete(change_key, db=self._dbs.changes)
+            txn.delete(document_key, db=self._dbs.documents)
+        stats.tombstones -= len(purged)
+        return len(purged)
 
     # --------------------------------------------------------------------- conflicts
 

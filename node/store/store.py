@@ -543,8 +543,8 @@ class Store:
         return max(0, total - used) * env.page_bytes
 
     def compact(self) -> CompactionReport:
-        """Rewrite the store without free pages, every page full, and swap it in atomically
-        (``Environment.copy_dense``, ``swap``).
+        """Drop tombstones every peer acknowledged, rewrite the store without free pages,
+        every page full, and swap it in atomically (``Environment.copy_dense``, ``swap``).
 
         Writes wait meanwhile; reads go on. Reads and iterators already running finish on
         the old file, which stays open until the store is closed.
@@ -556,6 +556,7 @@ class Store:
                     f"the store in {self.data_dir} is open read-only", path=self.data_dir
                 )
             before = self.store_bytes()
+            self._write(self._purge_acknowledged_tombstones)
             building = swap.fresh_building_dir(self.data_dir)
             old.copy_dense(building)
             swap.commit(self.data_dir, building)
@@ -569,6 +570,14 @@ class Store:
         logger.info("compacted the store in %s: %d -> %d bytes", self.data_dir,
                     report.before_bytes, report.after_bytes)
         return report
+
+    @staticmethod
+    def _purge_acknowledged_tombstones(txn: lmdb.Transaction, p: _Parts) -> None:
+        for name in p.collections.names(txn):
+            record = p.collections.get(txn, name)
+            stats = p.collections.stats(txn, record)
+            if p.log.purge_acknowledged_tombstones(txn, record, stats):
+                p.collections.put_stats(txn, record, stats)
 
     def compact_if_worthwhile(self) -> CompactionReport | None:
         """Compact when free pages pass ``auto_compact_min_free_bytes`` and a tenth of the
