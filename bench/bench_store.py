@@ -46,8 +46,8 @@ import numpy as np
 import zstandard
 from meshdex.index.chunking import ChunkingParams, chunk_text, passage_label
 from meshdex.index.embedders import EmbedderSpec
-from meshdex.node.indexing import INDEX_DIR_NAME, HitResolver, IndexManager
-from meshdex.node.paths import STORE_DIR_NAME
+from meshdex.node.indexing import HitResolver, IndexManager
+from meshdex.node.paths import INDEX_DIR_NAME, STORE_DIR_NAME
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import BATCH_DOCUMENTS
 from meshdex.node.store import Store
@@ -205,11 +205,12 @@ def measure_format(version: int, docs: list[DocumentInput], work: Path) -> dict[
     open_store = load_v1_store().Store.open if version == 1 else Store.open
     data_dir = work / f"v{version}"
     seconds = ingest(open_store, data_dir, docs)
-    with open_store(data_dir) as store:
+    with open_store(data_dir) as opened:
+        store = V1SearchAdapter(opened) if version == 1 else opened
         index_bytes = build(store)
         passages = list(store.iter_passages(COLLECTION))
         keys = [key for key, _ in passages]
-        read_ms = read_path_ms(V1SearchAdapter(store) if version == 1 else store, keys)
+        read_ms = read_path_ms(store, keys)
         model_ms = recompute_ms([text for _, text in passages]) if version == 2 else None
         leann = leann_layout_bytes(store)
     row: dict[str, Any] = {

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from meshdex.node.records import DocumentInfo
+from meshdex.node.records import CollectionState, DocumentInfo
 
 V1_COMMIT = "e045a51"
 V1_PATH = "node/store.py"
@@ -43,9 +43,9 @@ def load_v1_store() -> ModuleType:
 
 
 class V1SearchAdapter:
-    """A version-1 store under the methods format 2 changed or added for search (label
-    lookups are per collection; ``passage_holders``), so today's search code can read it
-    exactly as version 1's did."""
+    """A version-1 store under the methods format 2 changed or added for builds and search
+    (label lookups are per collection; ``passage_snapshot``, ``passage_holders``), so today's
+    index code can read it as version 1's did."""
 
     def __init__(self, store: object) -> None:
         self._store = store
@@ -55,6 +55,12 @@ class V1SearchAdapter:
 
     def passage_key_for_label(self, collection: str, label: int) -> bytes | None:
         return self._store.passage_key_for_label(label)  # type: ignore[attr-defined]
+
+    def passage_snapshot(
+        self, collection: str
+    ) -> tuple[list[tuple[bytes, str]], CollectionState]:
+        """Version 1 read these in two transactions (nothing writes meanwhile here)."""
+        return list(self._store.iter_passages(collection)), self._store.state(collection)  # type: ignore[attr-defined]
 
     def passage_holders(self, collection: str, label: int) -> list[DocumentInfo]:
         """What version 1's search read per candidate: the key, the ids, each document."""

@@ -47,7 +47,6 @@ from meshdex.node.paths import INDEX_DIR_NAME, PRIVATE_DIR_MODE
 from meshdex.node.records import (
     CollectionInfo,
     CollectionState,
-    Document,
     DocumentInfo,
     IndexSummary,
     PassageHit,

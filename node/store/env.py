@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import lmdb
 from meshdex.index.errors import FailedPrecondition
+from meshdex.node.paths import PRIVATE_FILE_MODE
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ def open_lmdb(store_dir: Path, *, readonly: bool) -> lmdb.Environment:
         options["readonly"] = True
     else:
         options.update(
-            map_size=INITIAL_MAP_SIZE_BYTES, sync=True, metasync=True, writemap=False
+            map_size=INITIAL_MAP_SIZE_BYTES, sync=True, metasync=True, writemap=False,
+            mode=PRIVATE_FILE_MODE,
         )
     try:
         return lmdb.open(str(store_dir), **options)
@@ -149,6 +151,7 @@ class Environment:
         target = lmdb.open(
             str(target_dir), map_size=self.lmdb.info()["map_size"], max_dbs=MAX_SUB_DATABASES,
             max_readers=MAX_READERS, sync=True, metasync=True, writemap=False,
+            mode=PRIVATE_FILE_MODE,
         )
         try:
             with self.begin_read() as source, target.begin(write=True) as txn:

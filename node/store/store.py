@@ -23,7 +23,7 @@ from meshdex.index.errors import FailedPrecondition, NotFound
 from meshdex.node.errors import DocumentNotFound, StoreCorrupt, StoreTooNew
 from meshdex.node.hlc import HLCTimestamp, HybridLogicalClock
 from meshdex.node.lock import WriterLock
-from meshdex.node.paths import STORE_DIR_NAME
+from meshdex.node.paths import PRIVATE_DIR_MODE, STORE_DIR_NAME, make_private
 from meshdex.node.records import (
     Change,
     CollectionInfo,
@@ -157,13 +157,13 @@ class Store:
             cls._check_version(store_dir, readonly=True)
             env = Environment(store_dir=store_dir, readonly=True, create=False)
             return cls(data_dir=data_dir, env=env, lock=None)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(data_dir)
         lock = WriterLock(data_dir)
         try:
             swap.recover(data_dir)
             if cls._check_version(store_dir, readonly=False) == 1:
                 migrate_v1(data_dir)
-            store_dir.mkdir(mode=0o700, exist_ok=True)
+            store_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
             env = Environment(store_dir=store_dir, readonly=False, create=True)
             return cls(data_dir=data_dir, env=env, lock=lock)
         except BaseException:
@@ -405,17 +405,31 @@ class Store:
 
     def iter_passages(self, collection: str) -> Iterator[tuple[bytes, str]]:
         """The collection's live passages as (key, text), sorted by key, each once."""
-        with self._snapshot() as (txn, p):
-            record = p.collections.get(txn, collection)
-            cache = BlockCache()
-            passages: dict[bytes, str] = {}
-            for found in p.documents.records(txn, record.prefix):
-                if found.deleted:
-                    continue
-                text = p.documents.text(txn, record.prefix, found, cache)
-                for passage in passage_texts_of(text, found.spans):
-                    passages.setdefault(passage_key(passage), passage)
-        yield from sorted(passages.items())
+        yield from self._read(lambda txn, p: self._passages_in(txn, p, collection))
+
+    def passage_snapshot(
+        self, collection: str
+    ) -> tuple[list[tuple[bytes, str]], CollectionState]:
+        """The collection's live passages (as ``iter_passages``) and its state, read in one
+        transaction: what a build indexes and the state its bundle records are the same
+        moment, whatever is written meanwhile."""
+        return self._read(lambda txn, p: (
+            self._passages_in(txn, p, collection), self._state_in(txn, p, collection)))
+
+    @staticmethod
+    def _passages_in(
+        txn: lmdb.Transaction, p: _Parts, collection: str
+    ) -> list[tuple[bytes, str]]:
+        record = p.collections.get(txn, collection)
+        cache = BlockCache()
+        passages: dict[bytes, str] = {}
+        for found in p.documents.records(txn, record.prefix):
+            if found.deleted:
+                continue
+            text = p.documents.text(txn, record.prefix, found, cache)
+            for passage in passage_texts_of(text, found.spans):
+                passages.setdefault(passage_key(passage), passage)
+        return sorted(passages.items())
 
     def passage_texts(self, collection: str, labels: np.ndarray) -> list[str]:
         """Texts for index labels, in order; ``NotFound`` names labels with no live passage."""
@@ -500,16 +514,16 @@ class Store:
 
     def state(self, collection: str) -> CollectionState:
         """Per-origin-device sequence watermarks and the newest stamp of a collection."""
+        return self._read(lambda txn, p: self._state_in(txn, p, collection))
 
-        def read_state(txn: lmdb.Transaction, p: _Parts) -> CollectionState:
-            record = p.collections.get(txn, collection)
-            return CollectionState(
-                collection=collection,
-                watermarks=p.log.watermarks(txn, record.prefix),
-                max_hlc=p.collections.stats(txn, record).max_hlc,
-            )
-
-        return self._read(read_state)
+    @staticmethod
+    def _state_in(txn: lmdb.Transaction, p: _Parts, collection: str) -> CollectionState:
+        record = p.collections.get(txn, collection)
+        return CollectionState(
+            collection=collection,
+            watermarks=p.log.watermarks(txn, record.prefix),
+            max_hlc=p.collections.stats(txn, record).max_hlc,
+        )
 
     def peer_cursor(self, peer_device: str, collection: str) -> int:
         """How far ``peer_device`` acknowledged this device's log for ``collection`` (0: never)."""

@@ -19,7 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
-from meshdex.node.paths import STORE_DIR_NAME
+from meshdex.node.paths import PRIVATE_DIR_MODE, STORE_DIR_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def fresh_building_dir(data_dir: Path) -> Path:
     """An empty directory to build the replacement store in."""
     building = data_dir / BUILDING_DIR_NAME
     shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(mode=0o700)
+    building.mkdir(mode=PRIVATE_DIR_MODE)
     return building
 
 
