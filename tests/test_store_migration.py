@@ -17,12 +17,12 @@ from meshdex.bench.legacy_store import V1SearchAdapter, load_v1_store
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import FailedPrecondition
-from meshdex.node.errors import StoreTooNew
+from meshdex.node.errors import StoreCorrupt, StoreTooNew
 from meshdex.node.hlc import HLCTimestamp
 from meshdex.node.indexing import IndexManager
 from meshdex.node.paths import STORE_DIR_NAME
 from meshdex.node.records import ChangeOp, DocumentInput, RemoteChange
-from meshdex.node.store import STORE_FORMAT_VERSION, Store
+from meshdex.node.store import STORE_FORMAT_VERSION, Store, migration
 from meshdex.node.store.store import stored_format_version
 from meshdex.node.store.swap import BUILDING_DIR_NAME
 
@@ -182,3 +182,22 @@ def test_a_version_1_store_opened_read_only_says_how_to_migrate(tmp_path: Path) 
     with pytest.raises(FailedPrecondition, match="must be migrated") as caught:
         Store.open(tmp_path, readonly=True)
     assert "meshdex compact" in str(caught.value)
+
+
+def test_a_migration_that_does_not_verify_leaves_the_version_1_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = write_v1_store(tmp_path)
+    real_write_batch = migration._write_batch
+
+    def lose_one(parts, documents, txn, record, batch):  # a bug that loses a document
+        return real_write_batch(parts, documents, txn, record, batch[:-1])
+
+    monkeypatch.setattr(migration, "_write_batch", lose_one)
+    with pytest.raises(StoreCorrupt, match="did not reproduce it"):
+        Store.open(tmp_path)
+    assert stored_format_version(tmp_path / STORE_DIR_NAME) == 1
+    assert not list(tmp_path.glob("store-*"))
+    with load_v1_store().Store.open(tmp_path) as old:
+        assert [d.to_dict() | {"keys": d.passage_keys}
+                for d in old.iter_documents("tut")] == before["documents"]

@@ -41,6 +41,7 @@ from meshdex.node.store.env import (
     LAST_SEQ_KEY,
     MAX_SUB_DATABASES,
     Environment,
+    get_u64,
 )
 from meshdex.node.store.session import SessionParts, WriteSession
 from tqdm import tqdm
@@ -304,6 +305,13 @@ def _verify(env: Environment, expected: dict[str, Any]) -> None:
             got["digest"] = digest.hexdigest()
             if got != want:
                 problems.append(f"collection {name!r}: expected {want}, got {got}")
+        for (name, device), seq in expected["watermarks"].items():
+            record = collections.find(txn, name)
+            index = devices.lookup(txn, device)
+            got_seq = (get_u64(txn, dbs.watermarks, record.prefix + U32.pack(index))
+                       if record is not None and index is not None else None)
+            if record is not None and got_seq != seq:
+                problems.append(f"watermark of {device} in {name!r}: {got_seq} != {seq}")
         last_seq = U64.unpack(txn.get(LAST_SEQ_KEY, db=dbs.meta))[0]
         if last_seq != expected["last_seq"]:
             problems.append(f"last seq {last_seq} != {expected['last_seq']}")
