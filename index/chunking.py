@@ -87,16 +87,33 @@ class _Breaks:
         return self.starts[i] if i < len(self.starts) and self.starts[i] <= high else None
 
 
+def normalize_newlines(text: str) -> str:
+    """``text`` with ``\\r\\n`` and ``\\r`` turned into ``\\n``: what chunk spans index into."""
+    if "\r" not in text:  # the common case, and a read path: no copies
+        return text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def chunk_text(text: str, params: ChunkingParams) -> list[str]:
     """Cut ``text`` into passages; the same text and params give the same list everywhere."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    normal = normalize_newlines(text)
+    return [normal[start:end] for start, end in chunk_spans(normal, params)]
+
+
+def chunk_spans(text: str, params: ChunkingParams) -> list[tuple[int, int]]:
+    """Where ``chunk_text`` cuts: ``(start, end)`` character offsets into
+    ``normalize_newlines(text)``, one per passage, starts strictly increasing.
+
+    The store keeps these spans instead of a second copy of each passage's text.
+    """
+    text = normalize_newlines(text)
     length = len(text)
     paragraphs = _Breaks(_PARAGRAPH_BREAK, text)
     sentences = _Breaks(_SENTENCE_BREAK, text)
     words = _Breaks(_WORD_BREAK, text)
     max_chars, overlap = params.max_chars, params.overlap_chars
 
-    passages: list[str] = []
+    spans: list[tuple[int, int]] = []
     start = length - len(text.lstrip())
     while start < length:
         limit = start + max_chars
@@ -110,16 +127,18 @@ def chunk_text(text: str, params: ChunkingParams) -> list[str]:
                 or words.last_cut(half_full, limit)
                 or limit
             )
-        passage = text[start:end].strip()
-        if passage:
-            passages.append(passage)
+        piece = text[start:end]
+        stripped = piece.strip()
+        if stripped:
+            first = start + len(piece) - len(piece.lstrip())
+            spans.append((first, first + len(stripped)))
         if end >= length:
             break
         start = _next_start(start, end, overlap, sentences, words)
         gap = _WORD_BREAK.match(text, start)
         if gap:  # a passage never starts with whitespace: it would only use up max_chars
             start = gap.end()
-    return passages
+    return spans
 
 
 def _next_start(start: int, end: int, overlap: int, sentences: _Breaks, words: _Breaks) -> int:

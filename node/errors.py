@@ -6,6 +6,7 @@ gRPC status mapping cover it without new entries::
     FailedPrecondition
     ├── StoreLocked             another process holds the data directory's writer lock
     ├── StoreCorrupt            the store holds bytes this build cannot decode
+    ├── StoreTooNew             the store was written by a newer meshdex (newer format)
     ├── LLMUnavailable          `ask`: the chat server is down, refused, or answered garbage
     └── LLMEmptyAnswer          `ask`: the model answered nothing
     DeadlineExceeded
@@ -39,6 +40,7 @@ __all__ = [
     "LLMUnavailable",
     "StoreCorrupt",
     "StoreLocked",
+    "StoreTooNew",
 ]
 
 
@@ -62,6 +64,10 @@ class CollectionExists(AlreadyExists):
 
 class StoreCorrupt(FailedPrecondition):
     """The store holds records this build cannot decode (written by a newer version, or damaged)."""
+
+
+class StoreTooNew(FailedPrecondition):
+    """The store has a format version newer than this program reads; upgrade meshdex."""
 
 
 class LLMUnavailable(FailedPrecondition):

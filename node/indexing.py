@@ -56,7 +56,7 @@ from meshdex.node.paths import INDEX_DIR_NAME, PRIVATE_DIR_MODE
 from meshdex.node.records import (
     CollectionInfo,
     CollectionState,
-    Document,
+    DocumentInfo,
     IndexSummary,
     PassageHit,
     SearchResults,
@@ -443,7 +443,7 @@ class IndexManager:
         info = self.store.get_collection(collection)
         condition = parse_filter(filter) if filter else None
         opened = self._load(collection, required=True)
-        resolver = _HitResolver(self.store, collection, condition)
+        resolver = HitResolver(self.store, collection, condition)
         caches = (self.caches.pinned(collection, opened.manifest),
                   self.caches.learned(collection, opened.manifest, len(opened.index)))
         if chosen is not SearchMode.SEMANTIC:
@@ -468,7 +468,7 @@ class IndexManager:
 
     def _keyword_search(
         self, collection: str, query: str, top_k: int, mode: SearchMode, opened: _OpenIndex,
-        resolver: _HitResolver, *, info: CollectionInfo, params: SearchParams | None,
+        resolver: HitResolver, *, info: CollectionInfo, params: SearchParams | None,
         deadline: float | None, caches: Sequence[VectorCache],
     ) -> SearchResults:
         started = time.perf_counter()
@@ -663,7 +663,7 @@ def _open_private(path: Path) -> Index:
     return _index_of(open_bundle(path, verify="full"))
 
 
-class _HitResolver:
+class HitResolver:
     """Resolves labels to live documents for filtering and results, caching per search.
 
     A label whose passage no longer has a live document in the collection (deleted since the
@@ -672,16 +672,14 @@ class _HitResolver:
 
     def __init__(self, store: Store, collection: str, condition: Filter | None) -> None:
         self.store, self.collection, self.condition = store, collection, condition
-        self._documents: dict[int, list[Document]] = {}
+        self._documents: dict[int, list[DocumentInfo]] = {}
 
-    def _documents_of(self, label: int) -> list[Document]:
+    def _documents_of(self, label: int) -> list[DocumentInfo]:
         if label not in self._documents:
-            key = self.store.passage_key_for_label(label)
-            ids = self.store.passage_documents(self.collection, key) if key else []
-            self._documents[label] = [self.store.get_document(self.collection, i) for i in ids]
+            self._documents[label] = self.store.passage_holders(self.collection, label)
         return self._documents[label]
 
-    def _matching(self, label: int) -> list[Document]:
+    def _matching(self, label: int) -> list[DocumentInfo]:
         documents = self._documents_of(label)
         if self.condition is None:
             return documents

@@ -25,8 +25,10 @@ __all__ = [
     "ChangeOp",
     "CollectionInfo",
     "CollectionState",
+    "Conflict",
     "DeleteReport",
     "Document",
+    "DocumentInfo",
     "DocumentInput",
     "ItemOutcome",
     "NodeStatus",
@@ -97,6 +99,16 @@ class Document:
             "hlc": self.hlc.to_str(),
             "passage_count": len(self.passage_keys),
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentInfo:
+    """A live document without its text: what filters and search results need."""
+
+    id: str
+    source: str | None
+    metadata: dict[str, Any]
+    hlc: HLCTimestamp
 
 
 class Outcome(StrEnum):
@@ -306,3 +318,20 @@ class SearchResults:
     collection: str
     hits: list[PassageHit]
     stats: SearchStats
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conflict:
+    """A version of a document that lost last-writer-wins to a concurrent edit, kept so that
+    nothing a person wrote is silently lost. ``hlc`` is the losing version's stamp,
+    ``winner_hlc`` the stamp of the version that replaced or outranked it."""
+
+    collection: str
+    doc_id: str
+    op: ChangeOp
+    hlc: HLCTimestamp
+    origin_device: str
+    winner_hlc: HLCTimestamp
+    text: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None

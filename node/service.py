@@ -34,7 +34,7 @@ from meshdex.node.records import (
     SearchResults,
     UpsertReport,
 )
-from meshdex.node.store import Store
+from meshdex.node.store import CompactionReport, Store
 from meshdex.node.validation import check_collection_name, check_document, check_document_id
 
 logger = logging.getLogger(__name__)
@@ -125,9 +125,10 @@ class Node:
         """Add or replace documents; invalid ones are rejected per item, the rest go in.
 
         Writes are committed in batches; when this returns, every item reported as added,
-        updated or unchanged is durable. With ``create_missing`` a missing collection is
-        created with default settings (``report.created_collection``); otherwise
-        ``CollectionNotFound``. Re-adding an unchanged document is a no-op.
+        updated or unchanged is durable, and the store has compacted itself if the batches
+        left enough free pages (``Store.compact_if_worthwhile``). With ``create_missing`` a
+        missing collection is created with default settings (``report.created_collection``);
+        otherwise ``CollectionNotFound``. Re-adding an unchanged document is a no-op.
         """
         check_collection_name(collection)
         created = False
@@ -165,6 +166,7 @@ class Node:
             if len(batch) >= BATCH_DOCUMENTS or batch_bytes >= BATCH_TEXT_BYTES:
                 flush()
         flush()
+        self.store.compact_if_worthwhile()
         items.sort(key=lambda item: item.position)
         return UpsertReport(collection=collection, items=items, created_collection=created)
 
@@ -173,6 +175,7 @@ class Node:
         check_collection_name(collection)
         id_list = [check_document_id(doc_id) for doc_id in ids]
         deleted, not_found = self.store.delete_documents(collection, id_list)
+        self.store.compact_if_worthwhile()
         return DeleteReport(collection=collection, deleted=deleted, not_found=not_found)
 
     def get_document(self, collection: str, doc_id: str) -> Document:
@@ -228,6 +231,10 @@ class Node:
         return self.indexes.stats(check_collection_name(collection))
 
     # --------------------------------------------------------------------------- status
+
+    def compact(self) -> CompactionReport:
+        """Give the store's free pages back to the file system (``Store.compact``)."""
+        return self.store.compact()
 
     def status(self) -> NodeStatus:
         """Device id, change-log position, store size and every collection's counts."""

@@ -1,5 +1,6 @@
 """The per-device change log: every write gets the next sequence number, in order, across
-restarts; readers resume from any sequence number; collection state gives watermarks."""
+restarts; a document keeps only its latest entry; readers resume from any sequence number;
+collection state gives watermarks."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def open_store(path: Path) -> Store:
     return store
 
 
-def test_every_write_gets_the_next_sequence_number_in_order(tmp_path: Path) -> None:
+def test_every_write_gets_the_next_sequence_number_and_supersedes_the_last(
+    tmp_path: Path,
+) -> None:
     with open_store(tmp_path) as store:
         store.upsert_documents("a", [doc("x", "one"), doc("y", "two")])
         store.upsert_documents("a", [doc("x", "one")])  # unchanged: not logged
@@ -33,19 +36,18 @@ def test_every_write_gets_the_next_sequence_number_in_order(tmp_path: Path) -> N
         store.delete_documents("a", ["y", "never-there"])
         store.upsert_documents("a", [doc("x", "one, edited")])
         changes = list(store.changes_since(0))
+    # seq 1 (a/x) and 2 (a/y) were superseded by 5 and 4: one entry per document remains
     assert [(c.seq, c.collection, c.doc_id, c.op) for c in changes] == [
-        (1, "a", "x", ChangeOp.UPSERT),
-        (2, "a", "y", ChangeOp.UPSERT),
         (3, "b", "x", ChangeOp.UPSERT),
         (4, "a", "y", ChangeOp.DELETE),
         (5, "a", "x", ChangeOp.UPSERT),
     ]
     stamps = [c.hlc for c in changes]
-    assert stamps == sorted(stamps) and len(set(stamps)) == 5
-    assert changes[0].content_hash == content_hash("one")
-    assert changes[3].content_hash is None
+    assert stamps == sorted(stamps) and len(set(stamps)) == 3
+    assert changes[2].content_hash == content_hash("one, edited")
+    assert changes[1].content_hash is None
     assert {c.origin_device for c in changes} == {changes[0].hlc.device_id}
-    assert [c.origin_seq for c in changes] == [1, 2, 3, 4, 5]
+    assert [c.origin_seq for c in changes] == [3, 4, 5]
 
 
 @pytest.mark.parametrize(
@@ -93,9 +95,10 @@ def test_state_reports_watermarks_and_newest_stamp(tmp_path: Path) -> None:
         store.delete_documents("a", ["x"])
         state_a, state_b = store.state("a"), store.state("b")
         changes = list(store.changes_since(0))
+    assert [c.seq for c in changes] == [2, 3]  # the delete superseded seq 1
     assert state_a.watermarks == {changes[0].origin_device: 3}
     assert state_b.watermarks == {changes[0].origin_device: 2}
-    assert state_a.max_hlc == changes[2].hlc and state_b.max_hlc == changes[1].hlc
+    assert state_a.max_hlc == changes[1].hlc and state_b.max_hlc == changes[0].hlc
 
 
 def test_a_reader_iterating_sees_a_consistent_snapshot(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ LONG_TEXT = (
 
 
 def random_texts(count: int) -> list[str]:
-    """Texts zlib cannot shrink much (hex digests), ~13 KB each."""
+    """Texts that compress only about 2x (hex digests), ~13 KB each."""
     return [
         " ".join(hashlib.sha256(f"{i}-{j}".encode()).hexdigest() for j in range(200))
         for i in range(count)
@@ -171,15 +171,15 @@ def test_collections_create_list_drop(store: Store) -> None:
 
 
 def test_store_grows_its_map_when_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("meshdex.node.store.INITIAL_MAP_SIZE_BYTES", 1024 * 1024)
+    monkeypatch.setattr("meshdex.node.store.env.INITIAL_MAP_SIZE_BYTES", 1024 * 1024)
     with Store.open(tmp_path) as store:
         store.create_collection("big", embedder=EmbedderSpec(), chunking=ChunkingParams())
-        texts = random_texts(60)
+        texts = random_texts(200)
         store.upsert_documents("big", [doc(str(i), t) for i, t in enumerate(texts)])
-        assert store.get_collection("big").document_count == 60
-        assert store._env.info()["map_size"] > 1024 * 1024
+        assert store.get_collection("big").document_count == 200
+        assert store._parts.env.lmdb.info()["map_size"] > 1024 * 1024
     with Store.open(tmp_path, readonly=True) as reader:
-        assert reader.get_document("big", "59").text == texts[59]
+        assert reader.get_document("big", "199").text == texts[199]
 
 
 READER = """
@@ -256,28 +256,40 @@ from pathlib import Path
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
 
+per_write = int(sys.argv[2])
 with Node.open(Path(sys.argv[1])) as node:
     for i in range(100000):
         report = node.upsert_documents(
-            "default", [DocumentInput(id=f"doc-{i}", text=f"text number {i} " * 20)],
+            "default",
+            [DocumentInput(id=f"doc-{i}-{j}", text=f"text number {i} {j} " * 20)
+             for j in range(per_write)],
             create_missing=True,
         )
-        print(report.items[0].id, flush=True)
+        print(" ".join(item.id for item in report.items), flush=True)
 """
 
 
-def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("documents_per_write", "kill_after_writes"), [
+    (1, 3),  # the first text block is still being filled
+    (1, 60),  # several blocks, the newest rewritten by every write
+    (64, 12),  # batches of documents compressed together
+])
+def test_acknowledged_writes_survive_kill_9(
+    tmp_path: Path, documents_per_write: int, kill_after_writes: int
+) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-c", KILL_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", KILL_WRITER, str(tmp_path), str(documents_per_write)],
+        stdout=subprocess.PIPE, text=True,
     )
     acknowledged = []
     assert process.stdout is not None
     for line in process.stdout:
-        acknowledged.append(line.strip())
-        if len(acknowledged) == 40:
+        acknowledged.extend(line.split())
+        if len(acknowledged) >= kill_after_writes * documents_per_write:
             break
     process.send_signal(signal.SIGKILL)
-    acknowledged.extend(line.strip() for line in process.stdout)  # printed before the kill
+    for line in process.stdout:  # printed before the kill
+        acknowledged.extend(line.split())
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
     with Store.open(tmp_path) as store:
@@ -300,7 +312,7 @@ with Store.open(Path(sys.argv[1]), readonly=True) as reader:
 def test_a_reader_process_keeps_reading_after_the_writer_grows_the_map(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("meshdex.node.store.INITIAL_MAP_SIZE_BYTES", 1024 * 1024)
+    monkeypatch.setattr("meshdex.node.store.env.INITIAL_MAP_SIZE_BYTES", 1024 * 1024)
     with Store.open(tmp_path) as store:
         store.create_collection("big", embedder=EmbedderSpec(), chunking=ChunkingParams())
         store.upsert_documents("big", [doc("first", "one")])
@@ -315,11 +327,11 @@ def test_a_reader_process_keeps_reading_after_the_writer_grows_the_map(
             reader.stdin.write("count\n")
             reader.stdin.flush()
             assert reader.stdout.readline().strip() == "1"
-            store.upsert_documents("big", [doc(str(i), t) for i, t in enumerate(random_texts(80))])
-            assert store._env.info()["map_size"] > 1024 * 1024
+            store.upsert_documents("big", [doc(str(i), t) for i, t in enumerate(random_texts(200))])
+            assert store._parts.env.lmdb.info()["map_size"] > 1024 * 1024
             reader.stdin.write("count\n")
             reader.stdin.flush()
-            assert reader.stdout.readline().strip() == "81"
+            assert reader.stdout.readline().strip() == "201"
         finally:
             reader.stdin.close()
             reader.wait(timeout=30)

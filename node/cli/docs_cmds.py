@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ import click
 from meshdex.index.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP_CHARS, ChunkingParams
 from meshdex.index.embedders import EMBEDDER_KINDS, EmbedderSpec
 from meshdex.index.embedders_local import MODEL_ID, PRECISIONS
-from meshdex.index.errors import InvalidArgument
-from meshdex.node.cli.remote import open_node
+from meshdex.index.errors import FailedPrecondition, InvalidArgument
+from meshdex.node.cli.remote import open_node, remote_client
 from meshdex.node.ingest import (
     IngestItem,
     IngestSummary,
@@ -396,10 +397,42 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
                    + "; ".join(record.reasons))
 
 
+@click.command("compact")
+@json_option
+@click.pass_context
+def compact_command(ctx: click.Context, as_json: bool) -> None:
+    """Rewrite the store without its free pages, so deleted documents give their disk back.
+
+    Works on this device's data directory (not with --node). Searches and readers keep
+    working meanwhile; writes wait. meshdex also compacts by itself once free pages are more
+    than half the file and at least 32 MiB.
+
+    \b
+    Example:
+      meshdex compact
+      meshdex --data-dir /srv/meshdex compact --json
+    """
+    if remote_client(ctx) is not None:
+        raise FailedPrecondition(
+            "`meshdex compact` works on a local data directory",
+            hint="run it on the device that holds the data, without --node",
+        )
+    with open_node(ctx) as node:
+        report = node.compact()
+    if as_json:
+        _print_json(asdict(report))
+        return
+    click.echo(
+        f"compacted the store: {report.before_bytes / 1024 / 1024:.1f} MiB -> "
+        f"{report.after_bytes / 1024 / 1024:.1f} MiB"
+    )
+
+
 COMMANDS: list[Callable[..., Any]] = [
     init_command,
     add_command,
     list_command,
     rm_command,
     status_command,
+    compact_command,
 ]

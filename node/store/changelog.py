@@ -1,0 +1,287 @@
+"""The change log of one device and how writes from peers merge into it. Peer sync streams it.
+
+``changes``       seq u64 -> collection u32 + document id (a few dozen bytes, never the text)
+``watermarks``    collection u32 + device index u32 -> highest origin seq applied (u64)
+``peer_cursors``  collection u32 + peer device index u32 -> this device's seq the peer has
+                  acknowledged (u64)
+``conflicts``     collection u32 + document id + 0x00 + losing stamp -> the losing version
+
+Contract (what ``meshdex.sync`` builds on):
+
+- Every local write and every applied remote write gets the next ``seq`` of this device, in
+  commit order, and survives restarts. ``changes_since(seq)`` yields entries with a greater
+  seq, oldest first, from one read snapshot.
+- A document has one entry: its latest write. Writing it again removes the superseded entry,
+  so the log is as long as the collection, not its history. An entry's stamp, op, origin and
+  content are the document's current record: the shipper reads the current document.
+  A peer resuming from its cursor therefore receives every document that changed since, in
+  its latest version, and nothing it already has at that version.
+- Deletes are tombstones (records with the deleted flag); they stay in the log so peers learn
+  of them, until every peer that syncs the collection (every peer with a cursor) has
+  acknowledged them: then ``purge_acknowledged_tombstones`` (run by ``Store.compact``) drops
+  record and entry. With no peer cursor nothing is purged.
+- ``state(collection).watermarks`` maps each origin device to the highest origin seq applied
+  here (local writes included); a peer uses it to tell what this device has seen.
+- ``apply_remote_changes`` merges by last-writer-wins on the HLC stamp, the device id in the
+  stamp breaking ties, so every device picks the same winner. It is idempotent: re-applying a
+  change changes nothing. An applied change enters this log with its origin, so it can be
+  passed on. One transaction per batch: an invalid change rejects the whole batch.
+- A version that loses to a concurrent one is kept as a ``Conflict``: an incoming change this
+  device had not seen (origin seq above its watermark) that is older than the local version,
+  or a local version the incoming change's device had not acknowledged (its seq above that
+  device's peer cursor) that the incoming change replaces. Replays create none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+
+import lmdb
+import zstandard
+from meshdex.index.errors import InvalidArgument
+from meshdex.node.hlc import HLCTimestamp
+from meshdex.node.records import Change, ChangeOp, Conflict, RemoteChange
+from meshdex.node.store.blocks import BlockCache
+from meshdex.node.store.codec import U32, U64, RecordReader, corrupt, put_bytes
+from meshdex.node.store.collections import (
+    CollectionRecord,
+    Collections,
+    CollectionStats,
+    compact_json,
+)
+from meshdex.node.store.devices import Devices
+from meshdex.node.store.documents import (
+    DocumentRecord,
+    Documents,
+    DocumentWriter,
+    content_hash,
+)
+from meshdex.node.store.env import Databases, get_u64, scan_prefix
+from meshdex.node.store.session import WriteSession
+from meshdex.node.validation import check_document
+
+_CONFLICT_DELETE = 0x01
+_CONFLICT_HAS_TEXT = 0x02
+_CONFLICT_HAS_SOURCE = 0x04
+
+
+class ChangeLog:
+    def __init__(
+        self, *, dbs: Databases, collections: Collections, documents: Documents, devices: Devices
+    ) -> None:
+        self._dbs, self._collections = dbs, collections
+        self._documents, self._devices = documents, devices
+
+    # ------------------------------------------------------------------------ reading
+
+    def changes_since(
+        self, txn: lmdb.Transaction, seq: int, collection: CollectionRecord | None
+    ) -> Iterator[Change]:
+        """Entries after ``seq`` (of one collection, or all), oldest first."""
+        if seq < 0:
+            raise InvalidArgument(f"sequence number must be >= 0, got {seq}")
+        cursor = txn.cursor(db=self._dbs.changes)
+        if not cursor.set_range(U64.pack(seq + 1)):
+            return
+        names: dict[bytes, str] = {}
+        cache = BlockCache()
+        for key, value in cursor.iternext():
+            key, value = bytes(key), bytes(value)
+            prefix, doc_id = value[:4], value[4:].decode()
+            if collection is not None and prefix != collection.prefix:
+                continue
+            if prefix not in names:
+                names[prefix] = self._collections.name_of(txn, U32.unpack(prefix)[0])
+            record = self._documents.record(txn, prefix, doc_id)
+            entry_seq = U64.unpack(key)[0]
+            if record is None or record.seq != entry_seq:
+                raise corrupt("change", key, "its document does not record this change")
+            yield self._change(txn, names[prefix], prefix, record, cache)
+
+    def _change(
+        self,
+        txn: lmdb.Transaction,
+        collection: str,
+        prefix: bytes,
+        record: DocumentRecord,
+        cache: BlockCache,
+    ) -> Change:
+        digest = None
+        if not record.deleted:
+            digest = content_hash(self._documents.text(txn, prefix, record, cache))
+        return Change(
+            seq=record.seq,
+            collection=collection,
+            doc_id=record.doc_id,
+            op=ChangeOp.DELETE if record.deleted else ChangeOp.UPSERT,
+            hlc=record.hlc,
+            content_hash=digest,
+            origin_device=record.origin_device,
+            origin_seq=record.origin_seq,
+        )
+
+    def watermarks(self, txn: lmdb.Transaction, prefix: bytes) -> dict[str, int]:
+        return {
+            self._devices.name(txn, U32.unpack(device)[0]): U64.unpack(seq)[0]
+            for device, seq in scan_prefix(txn, self._dbs.watermarks, prefix)
+        }
+
+    # ------------------------------------------------------------------ peer cursors
+
+    def peer_cursor(self, txn: lmdb.Transaction, prefix: bytes, peer_device: str) -> int:
+        """The seq of this device's log that ``peer_device`` acknowledged (0 if none)."""
+        index = self._devices.lookup(txn, peer_device)
+        if index is None:
+            return 0
+        return get_u64(txn, self._dbs.peer_cursors, prefix + U32.pack(index))
+
+    def set_peer_cursor(
+        self, txn: lmdb.Transaction, prefix: bytes, peer_device: str, seq: int
+    ) -> int:
+        """Raise the peer's acknowledged seq to ``seq`` (never lowers it); returns the stored
+        value. ``InvalidArgument`` for a seq below 0 or beyond this log's end."""
+        last = get_u64(txn, self._dbs.meta, b"last_seq")
+        if not 0 <= seq <= last:
+            raise InvalidArgument(f"acknowledged seq must be in [0, {last}], got {seq}")
+        key = prefix + U32.pack(self._devices.index(txn, peer_device))
+        stored = max(seq, get_u64(txn, self._dbs.peer_cursors, key))
+        txn.put(key, U64.pack(stored), db=self._dbs.peer_cursors)
+        return stored
+
+    def purge_acknowledged_tombstones(
+        self, txn: lmdb.Transaction, collection: CollectionRecord, stats: CollectionStats
+    ) -> int:
+        """Drop the tombstones (record and log entry) every peer with a cursor on the
+        collection has acknowledged; how many. None while no peer has a cursor."""
+        cursors = [U64.unpack(value)[0] for _, value in
+                   scan_prefix(txn, self._dbs.peer_cursors, collection.prefix)]
+        if not cursors:
+            return 0
+        acknowledged = min(cursors)
+        purged = []
+        cursor = txn.cursor(db=self._dbs.changes)
+        for key, value in cursor.iternext():
+            key, value = bytes(key), bytes(value)
+            if U64.unpack(key)[0] > acknowledged:
+                break
+            if value[:4] != collection.prefix:
+                continue
+            record = self._documents.record(txn, collection.prefix, value[4:].decode())
+            if record is not None and record.deleted:
+                purged.append((key, collection.prefix + value[4:]))
+        for change_key, document_key in purged:
+            txn.delete(change_key, db=self._dbs.changes)
+            txn.delete(document_key, db=self._dbs.documents)
+        stats.tombstones -= len(purged)
+        return len(purged)
+
+    # --------------------------------------------------------------------- conflicts
+
+    def conflicts(self, txn: lmdb.Transaction, collection: CollectionRecord) -> list[Conflict]:
+        """The collection's conflict records, by document id then losing stamp."""
+        out = []
+        for suffix, value in scan_prefix(txn, self._dbs.conflicts, collection.prefix):
+            out.append(self._decode_conflict(collection, suffix, value))
+        return out
+
+    def count_conflicts(self, txn: lmdb.Transaction, collection: CollectionRecord) -> int:
+        return sum(1 for _ in scan_prefix(txn, self._dbs.conflicts, collection.prefix))
+
+    def _keep_conflict(
+        self,
+        session: WriteSession,
+        loser: RemoteChange | DocumentRecord,
+        loser_text: str | None,
+        winner: HLCTimestamp,
+    ) -> None:
+        deleted = (
+            loser.op is ChangeOp.DELETE if isinstance(loser, RemoteChange) else loser.deleted
+        )
+        flags = (
+            (_CONFLICT_DELETE if deleted else 0)
+            | (_CONFLICT_HAS_TEXT if loser_text is not None else 0)
+            | (_CONFLICT_HAS_SOURCE if loser.source is not None else 0)
+        )
+        out = bytearray([flags])
+        put_bytes(out, loser.origin_device.encode())
+        put_bytes(out, winner.pack())
+        put_bytes(out, compact_json(loser.metadata or {}))
+        if loser.source is not None:
+            put_bytes(out, loser.source.encode())
+        if loser_text is not None:
+            out += zstandard.ZstdCompressor().compress(loser_text.encode("utf-8"))
+        key = session.prefix + loser.doc_id.encode() + b"\0" + loser.hlc.pack()
+        session.txn.put(key, bytes(out), db=self._dbs.conflicts)
+
+    def _decode_conflict(
+        self, collection: CollectionRecord, suffix: bytes, value: bytes
+    ) -> Conflict:
+        key = collection.prefix + suffix
+        doc_id, _, stamp = suffix.partition(b"\0")
+        reader = RecordReader(value, what="conflict", key=key)
+        flags = reader.byte()
+        origin = reader.text()
+        try:
+            hlc, winner = HLCTimestamp.unpack(stamp), HLCTimestamp.unpack(reader.bytes())
+            metadata = json.loads(reader.bytes())
+            source = reader.text() if flags & _CONFLICT_HAS_SOURCE else None
+            text = None
+            if flags & _CONFLICT_HAS_TEXT:
+                text = zstandard.ZstdDecompressor().decompress(reader.rest()).decode("utf-8")
+        except (InvalidArgument, ValueError, zstandard.ZstdError) as error:
+            raise reader.corrupt(error) from error
+        return Conflict(
+            collection=collection.name,
+            doc_id=doc_id.decode(),
+            op=ChangeOp.DELETE if flags & _CONFLICT_DELETE else ChangeOp.UPSERT,
+            hlc=hlc,
+            origin_device=origin,
+            winner_hlc=winner,
+            text=text,
+            metadata=metadata,
+            source=source,
+        )
+
+    # ------------------------------------------------------------------------ merging
+
+    def apply_remote(
+        self, session: WriteSession, writer: DocumentWriter, changes: Sequence[RemoteChange]
+    ) -> list[bool]:
+        """Merge ``changes`` by last-writer-wins (see the module docstring); True per applied."""
+        txn, prefix = session.txn, session.prefix
+        seen = self.watermarks(txn, prefix)
+        applied = []
+        for change in changes:
+            already_seen = change.origin_seq <= seen.get(change.origin_device, 0)
+            seen[change.origin_device] = max(seen.get(change.origin_device, 0),
+                                             change.origin_seq)
+            session.merge(change.hlc, change.origin_device, change.origin_seq)
+            old = writer.current(change.doc_id)
+            if old is not None and old.hlc >= change.hlc:
+                if not already_seen and old.hlc != change.hlc and (
+                    old.origin_device != change.origin_device
+                ):
+                    text = change.text if change.op is ChangeOp.UPSERT else None
+                    self._keep_conflict(session, change, text, old.hlc)
+                applied.append(False)
+                continue
+            origin = (change.origin_device, change.origin_seq)
+            doc = check_document(change.document()) if change.op is ChangeOp.UPSERT else None
+            if (
+                old is not None
+                and not old.deleted
+                and old.origin_device != change.origin_device
+                and old.seq > self.peer_cursor(txn, prefix, change.origin_device)
+            ):
+                old_text = writer.current_text(old)
+                if doc is None or (doc.text, doc.metadata, doc.source) != (
+                    old_text, old.metadata, old.source
+                ):
+                    self._keep_conflict(session, old, old_text, change.hlc)
+            if doc is None:
+                writer.put_tombstone(change.doc_id, hlc=change.hlc, origin=origin)
+            else:
+                writer.put_live(doc, hlc=change.hlc, origin=origin)
+            applied.append(True)
+        return applied

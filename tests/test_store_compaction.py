@@ -1,0 +1,237 @@
+"""Compaction: ``Store.compact`` / ``meshdex compact`` give free pages back, swapped in
+atomically; readers and iterators already running are unaffected; writes wait and are kept;
+kill -9 at any point leaves a whole store; the store compacts itself past a threshold."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from meshdex.index.chunking import ChunkingParams
+from meshdex.index.embedders import EmbedderSpec
+from meshdex.index.errors import FailedPrecondition
+from meshdex.node.cli.main import cli
+from meshdex.node.paths import STORE_DIR_NAME
+from meshdex.node.records import DocumentInput
+from meshdex.node.service import Node
+from meshdex.node.store import Store
+from meshdex.node.store.swap import (
+    BUILDING_DIR_NAME,
+    READY_DIR_NAME,
+    RETIRED_DIR_NAME,
+    recover,
+)
+
+CHUNKING = ChunkingParams(max_chars=300, overlap_chars=30)
+
+
+def texts(count: int, *, tag: str = "") -> list[DocumentInput]:
+    return [DocumentInput(id=f"doc-{i:05d}", text=(
+        f"{tag}Document {i} talks about topic {i % 37} and item {i * 7919 % 10007}. " * 12))
+        for i in range(count)]
+
+
+def data_file(data_dir: Path) -> Path:
+    return data_dir / STORE_DIR_NAME / "data.mdb"
+
+
+def snapshot(store: Store) -> tuple:
+    return (
+        [d.to_dict() for d in store.iter_documents("c")],
+        list(store.iter_passages("c")),
+        [c.seq for c in store.changes_since(0)],
+        store.state("c"),
+        store.get_collection("c").document_count,
+    )
+
+
+@pytest.fixture
+def filled(tmp_path: Path):
+    with Store.open(tmp_path) as store:
+        store.auto_compact_min_free_bytes = 1 << 40  # only explicit compaction here
+        store.create_collection("c", embedder=EmbedderSpec(), chunking=CHUNKING)
+        docs = texts(3000)
+        for start in range(0, len(docs), 256):
+            store.upsert_documents("c", docs[start : start + 256])
+        yield store
+
+
+def test_compact_after_deleting_half_shrinks_the_file_and_keeps_everything(filled: Store) -> None:
+    filled.delete_documents("c", [f"doc-{i:05d}" for i in range(0, 3000, 2)])
+    before = snapshot(filled)
+    size_before = data_file(filled.data_dir).stat().st_size
+    assert filled.free_bytes() > 0
+    report = filled.compact()
+    assert report.before_bytes == size_before
+    assert report.after_bytes == data_file(filled.data_dir).stat().st_size
+    assert report.after_bytes < 0.75 * size_before
+    assert filled.free_bytes() < 64 * 1024
+    assert snapshot(filled) == before
+    filled.upsert_documents("c", [DocumentInput(id="after", text="written after compaction")])
+    assert filled.get_document("c", "after").text == "written after compaction"
+    assert not list(filled.data_dir.glob("store-*"))
+
+
+def test_an_iterator_started_before_compaction_finishes_on_its_snapshot(filled: Store) -> None:
+    expected = [d.id for d in filled.iter_documents("c")]
+    iterator = filled.iter_documents("c")
+    first = next(iterator)
+    filled.delete_documents("c", expected[:100])
+    filled.compact()
+    assert [first.id, *(d.id for d in iterator)] == expected
+    assert filled.get_collection("c").document_count == len(expected) - 100
+
+
+READER = """
+import sys
+from pathlib import Path
+from meshdex.node.store import Store
+with Store.open(Path(sys.argv[1]), readonly=True) as reader:
+    for _ in sys.stdin:
+        print(reader.get_document("c", "doc-00001").text[:12],
+              reader.get_collection("c").document_count, flush=True)
+"""
+
+
+def test_a_reader_process_keeps_reading_through_a_compaction(filled: Store) -> None:
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(filled.data_dir)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert reader.stdin is not None and reader.stdout is not None
+    try:
+        reader.stdin.write("go\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().split() == ["Document", "1", "t", "3000"]
+        filled.compact()
+        reader.stdin.write("go\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().split() == ["Document", "1", "t", "3000"]
+    finally:
+        reader.stdin.close()
+        reader.wait(timeout=30)
+    assert reader.returncode == 0
+
+
+def test_writes_during_a_compaction_wait_and_are_kept(filled: Store) -> None:
+    written: list[str] = []
+
+    def writer() -> None:
+        for i in range(40):
+            doc_id = f"late-{i}"
+            filled.upsert_documents("c", [DocumentInput(id=doc_id, text=f"late text {i}")])
+            written.append(doc_id)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    for _ in range(3):
+        filled.compact()
+    thread.join(timeout=120)
+    assert len(written) == 40
+    assert all(filled.get_document("c", doc_id) for doc_id in written)
+
+
+def test_a_node_compacts_after_a_request_that_left_enough_free_pages(tmp_path: Path) -> None:
+    with Node.open(tmp_path) as node:
+        node.store.auto_compact_min_free_bytes = 64 * 1024  # the store here is under 1 MiB
+        node.upsert_documents("c", texts(3000), create_missing=True)
+        assert node.store.free_bytes() < 0.1 * node.store.store_bytes(), "compacted after add"
+        size_before = data_file(tmp_path).stat().st_size
+        node.delete_documents("c", [f"doc-{i:05d}" for i in range(2700)])
+        assert data_file(tmp_path).stat().st_size < 0.8 * size_before  # tombstones stay
+        assert node.store.free_bytes() < 0.1 * node.store.store_bytes(), "compacted after rm"
+        assert node.get_collection("c").document_count == 300
+        node.store.auto_compact_min_free_bytes = 1 << 40
+        node.delete_documents("c", [f"doc-{i:05d}" for i in range(2700, 2900)])
+        assert node.store.free_bytes() > 0, "below the threshold nothing is compacted"
+
+
+def test_a_read_only_store_does_not_compact(filled: Store, tmp_path: Path) -> None:
+    with Store.open(tmp_path / "other") as other:
+        other.create_collection("c", embedder=EmbedderSpec(), chunking=CHUNKING)
+    with Store.open(tmp_path / "other", readonly=True) as reader, pytest.raises(
+            FailedPrecondition, match="read-only"):
+        reader.compact()
+
+
+COMPACT_FOREVER = """
+import sys
+from pathlib import Path
+from meshdex.node.store import Store
+with Store.open(Path(sys.argv[1])) as store:
+    print("open", flush=True)
+    while True:
+        store.compact()
+"""
+
+
+@pytest.mark.parametrize("kill_after_s", [0.05, 0.3, 0.7, 1.3])
+def test_kill_9_during_compaction_leaves_a_whole_store(
+    filled: Store, kill_after_s: float
+) -> None:
+    data_dir = filled.data_dir
+    filled.delete_documents("c", [f"doc-{i:05d}" for i in range(0, 3000, 3)])
+    before = snapshot(filled)
+    filled.close()
+    process = subprocess.Popen([sys.executable, "-c", COMPACT_FOREVER, str(data_dir)],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline() == "open\n"
+    time.sleep(kill_after_s)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    with Store.open(data_dir) as store:
+        assert snapshot(store) == before
+    assert not list(data_dir.glob("store-*"))
+
+
+@pytest.mark.parametrize("crashed_with", [
+    (BUILDING_DIR_NAME,),  # killed while copying: the copy is discarded
+    (READY_DIR_NAME,),  # killed after the copy was complete: it is swapped in
+    (RETIRED_DIR_NAME, READY_DIR_NAME),  # killed between the two renames
+    (RETIRED_DIR_NAME, STORE_DIR_NAME),  # killed before the old store was deleted
+], ids=lambda dirs: "+".join(dirs))
+def test_recovery_finishes_or_undoes_every_interrupted_swap(
+    tmp_path: Path, crashed_with: tuple[str, ...]
+) -> None:
+    """The states kill -9 can leave between swap steps, made exactly, and what opening does."""
+    with Store.open(tmp_path / "old") as old:
+        old.create_collection("c", embedder=EmbedderSpec(), chunking=CHUNKING)
+        old.upsert_documents("c", [DocumentInput(id="x", text="the old store")])
+    with Store.open(tmp_path / "new") as new:
+        new.create_collection("c", embedder=EmbedderSpec(), chunking=CHUNKING)
+        new.upsert_documents("c", [DocumentInput(id="x", text="the new store")])
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    complete_copy = READY_DIR_NAME in crashed_with or crashed_with[-1] == STORE_DIR_NAME
+    wanted = "the new store" if complete_copy else "the old store"
+    if STORE_DIR_NAME not in crashed_with and RETIRED_DIR_NAME not in crashed_with:
+        (tmp_path / "old" / STORE_DIR_NAME).rename(data_dir / STORE_DIR_NAME)
+    for name in crashed_with:
+        source = "old" if name == RETIRED_DIR_NAME else "new"
+        if name == BUILDING_DIR_NAME:
+            source = "new"
+        (tmp_path / source / STORE_DIR_NAME).rename(data_dir / name)
+    recover(data_dir)
+    assert sorted(p.name for p in data_dir.iterdir()) == [STORE_DIR_NAME]
+    with Store.open(data_dir) as store:
+        assert store.get_document("c", "x").text == wanted
+
+
+def test_cli_compact_reports_what_it_did(filled: Store) -> None:
+    data_dir = filled.data_dir
+    filled.delete_documents("c", [f"doc-{i:05d}" for i in range(1500)])
+    filled.close()
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--data-dir", str(data_dir), "compact"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("compacted the store: ") and " MiB -> " in result.output
+    result = runner.invoke(cli, ["--data-dir", str(data_dir), "compact", "--json"])
+    report = json.loads(result.output)
+    assert report["after_bytes"] <= report["before_bytes"]
+    result = runner.invoke(cli, ["--node", "127.0.0.1:1", "compact"])
+    assert result.exit_code == 5 and "without --node" in result.output
