@@ -34,6 +34,7 @@ from meshdex.index.bundle_format import (
 )
 from meshdex.index.bundle_manifest import BundleManifest
 from meshdex.index.errors import BundleCorrupt, BundleError, InvalidArgument, NotFound
+from meshdex.index.fsync import fsync_path
 
 __all__ = [
     "VERIFY_MODES",
@@ -49,14 +50,6 @@ logger = logging.getLogger(__name__)
 
 VERIFY_MODES = ("full", "lazy", "none")
 TEMP_SUFFIX = ".tmp"
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _temp_prefix(path: Path) -> str:
@@ -115,7 +108,7 @@ def write_bundle(
             os.fsync(file.fileno())
         os.replace(temp_path, path)
         temp_path = None
-        _fsync_directory(path.parent)
+        fsync_path(path.parent)
     except OSError as error:
         raise BundleError(
             f"cannot write bundle: {error.strerror or error}",

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tantivy
+from meshdex.index.fsync import fsync_path
 
 TOKEN_PATTERN = r"\w+"
 TEXT_FIELD = "text"
@@ -139,7 +140,7 @@ class KeywordIndex:
                 return cls(index, None)
             del writer, index  # release tantivy's handles before the directory moves
             os.rename(scratch, path)
-            _fsync_dir(path.parent)
+            fsync_path(path.parent)
         except BaseException:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -175,9 +176,3 @@ class KeywordIndex:
             limit = min(total, limit * 2)
 
 
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from meshdex.index.fsync import fsync_path
+
 DATA_DIR_ENV = "MESHDEX_DATA_DIR"
 APP_DIR_NAME = "meshdex"
 STORE_DIR_NAME = "store"  # the LMDB environment inside a data directory
@@ -30,8 +32,12 @@ def resolve_data_dir(data_dir: Path | str | None) -> Path:
     return chosen.absolute()
 
 
-def write_private_file(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (temp file, fsync, rename, fsync dir), 0600."""
+def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
+    """Write ``data`` to ``path`` atomically with mode 0600: temp file, fsync, rename, fsync dir.
+
+    With ``exclusive`` the file is only created if absent (``os.link``, atomic across
+    processes) and the return value says whether this call created it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
@@ -41,12 +47,17 @@ def write_private_file(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(temp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    created = True
+    if exclusive:
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            created = False
+        os.unlink(temp)
+    else:
+        os.replace(temp, path)
+    fsync_path(path.parent)
+    return created
 
 
 def make_private(data_dir: Path) -> None:

@@ -23,9 +23,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from meshdex.node.paths import write_private_file
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.errors import PeerIdentityMismatch, TrustStoreCorrupt
-from meshdex.sync.files import sync_dir, write_private
+from meshdex.sync.files import sync_dir
 
 KEY_FILE_NAME = "device.key"
 CERT_FILE_NAME = "device.crt"
@@ -109,8 +110,8 @@ def load_identity(data_dir: Path) -> DeviceIdentity:
     key_path, cert_path = directory / KEY_FILE_NAME, directory / CERT_FILE_NAME
     if not key_path.exists():
         key_pem, cert_pem = _new_identity()
-        if write_private(key_path, key_pem, exclusive=True):
-            write_private(cert_path, cert_pem)
+        if write_private_file(key_path, key_pem, exclusive=True):
+            write_private_file(cert_path, cert_pem)
     deadline = time.monotonic() + CERT_WAIT_S
     while not cert_path.exists():
         if time.monotonic() > deadline:

@@ -23,9 +23,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from meshdex.node.paths import write_private_file
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.errors import InvalidInvite, InviteRefused, PairingRateLimited
-from meshdex.sync.files import locked, sync_dir, write_private
+from meshdex.sync.files import locked, sync_dir
 from meshdex.sync.trust import READ_ONLY, READ_WRITE
 
 TOKEN_PREFIX = "mdxi_"
@@ -127,7 +128,7 @@ class InviteBook:
     def _save(self, invites: dict[str, Invite]) -> None:
         now = time.time()
         kept = [asdict(i) for i in invites.values() if i.expires_at > now - 86400]
-        write_private(self.path, json.dumps({"invites": kept}, indent=1).encode())
+        write_private_file(self.path, json.dumps({"invites": kept}, indent=1).encode())
 
     def create(self, *, collections: tuple[str, ...], read_only: bool, ttl_s: float) -> Invite:
         """A new unused invite expiring after ``ttl_s`` seconds."""

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from meshdex.node.paths import write_private_file
 from meshdex.sync.errors import TrustStoreCorrupt
-from meshdex.sync.files import locked, sync_dir, write_private
+from meshdex.sync.files import locked, sync_dir
 
 PROGRESS_FILE_NAME = "progress.json"
 CONFLICTS_FILE_NAME = "conflicts.jsonl"
@@ -97,7 +98,7 @@ class FileProgress:
             if seq <= data[table].get(key, 0):
                 return
             data[table][key] = seq
-            write_private(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
+            write_private_file(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
 
     def get_cursor(self, peer: str, collection: str) -> int:
         return self._get("cursors", peer, collection)

@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from meshdex.node.paths import write_private_file
 from meshdex.node.validation import check_collection_name
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.errors import PeerExists, PeerNotFound, TrustStoreCorrupt
-from meshdex.sync.files import locked, sync_dir, write_private
+from meshdex.sync.files import locked, sync_dir
 from meshdex.sync.identity import device_id_of_pem
 
 PEERS_FILE_NAME = "peers.json"
@@ -114,7 +115,7 @@ class TrustStore:
     def _save(self, peers: dict[str, Peer]) -> None:
         payload = {"version": PEERS_FORMAT_VERSION,
                    "peers": [p.to_dict() for _, p in sorted(peers.items())]}
-        write_private(self.path, json.dumps(payload, indent=1).encode("utf-8"))
+        write_private_file(self.path, json.dumps(payload, indent=1).encode("utf-8"))
         self._stamp = None
 
     def all(self) -> list[Peer]:

@@ -15,10 +15,10 @@ the old store open keep reading their snapshot: their files stay valid until the
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
+from meshdex.index.fsync import fsync_path
 from meshdex.node.paths import PRIVATE_DIR_MODE, STORE_DIR_NAME
 
 logger = logging.getLogger(__name__)
@@ -36,21 +36,13 @@ def fresh_building_dir(data_dir: Path) -> Path:
     return building
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def commit(data_dir: Path, building: Path) -> None:
     """Make the finished ``building`` directory the store, retiring the old one."""
     for child in building.iterdir():
-        _fsync_path(child)
-    _fsync_path(building)
+        fsync_path(child)
+    fsync_path(building)
     building.rename(data_dir / READY_DIR_NAME)
-    _fsync_path(data_dir)
+    fsync_path(data_dir)
     recover(data_dir)
 
 
@@ -67,8 +59,8 @@ def recover(data_dir: Path) -> None:
         if store.exists():
             shutil.rmtree(retired, ignore_errors=True)
             store.rename(retired)
-            _fsync_path(data_dir)
+            fsync_path(data_dir)
         ready.rename(store)
-        _fsync_path(data_dir)
+        fsync_path(data_dir)
     if retired.exists():
         shutil.rmtree(retired)
