@@ -1,0 +1,200 @@
+"""Bundles between paired devices over real mutual TLS: signed offers, block transfer that
+fetches only what is missing and resumes, and the receiver's decision (index_policy)."""
+
+from __future__ import annotations
+
+import pytest
+from meshdex.index.bundle_io import open_bundle
+from meshdex.index.embedders import EmbedderSpec
+from meshdex.node.records import DocumentInput
+from meshdex.proto.meshdex.v1 import sync_pb2 as pb
+from meshdex.proto.meshdex.v1 import sync_pb2_grpc
+from meshdex.sync import wire
+from meshdex.sync.bundle_fetch import fetch_bundle, partial_path
+from meshdex.sync.bundle_shelf import BundleShelf
+from meshdex.sync.client import Session
+from meshdex.sync.errors import SyncError
+from meshdex.sync.transport import pinned_channel
+
+from tests.fakes import HashingEmbedder
+from tests.sync_support import pair, start_sync_node, stop_sync_node, wait_for
+
+LOCAL = EmbedderSpec()  # a local embedder: every node here builds with its counting fake
+DOCS = {f"d{i:03d}": f"note {i} on topic {i % 11}, colour {i % 5}, " + "filler words " * 40
+        for i in range(300)}
+QUERIES = ("topic 3 colour 2", "note 17", "topic 9 filler")
+
+
+TEST_BLOCK_BYTES = 4096  # small blocks, so a small test bundle has many
+
+
+def _start(tmp_path, name, embedder, policy):
+    node = start_sync_node(tmp_path, name, embedder=embedder, index_policy=policy,
+                           sync_interval_s=3600)
+    node.service.engine.shelf = BundleShelf(node.node, block_size_bytes=TEST_BLOCK_BYTES)
+    node.service.scheduler.stop()  # sessions run when a test says so, one at a time
+    return node
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A (built, policy auto) paired with B (policy fetch), both counting model calls."""
+    embedders = {"a": HashingEmbedder(), "b": HashingEmbedder()}
+    nodes = {"a": _start(tmp_path, "a", embedders["a"], "auto"),
+             "b": _start(tmp_path, "b", embedders["b"], "fetch")}
+    a = nodes["a"]
+    a.node.create_collection("notes", embedder=LOCAL)
+    a.node.upsert_documents("notes", [DocumentInput(id=k, text=v) for k, v in DOCS.items()])
+    a.node.build("notes")
+    pair(a, nodes["b"])
+    yield nodes, embedders
+    for node in nodes.values():
+        stop_sync_node(node)
+
+
+def _sync(receiver, sender):
+    peer = receiver.service.trust.get(sender.device_id)
+    report = Session(receiver.service.engine, receiver.service.identity, peer).run()
+    assert report.error is None, report.error
+    [collection] = report.collections
+    assert collection.error is None, collection.error
+    return collection
+
+
+def _hits(node, query):
+    return [(hit.document_id, round(hit.score, 5)) for hit in
+            node.node.search("notes", query, top_k=5).hits]
+
+
+def _decisions(node):
+    return [(r.trigger, r.decision, " ".join(r.reasons))
+            for r in node.node.indexes.decisions.recent(collection="notes")]
+
+
+def test_policy_fetch_installs_the_peers_bundle_without_embedding_a_passage(cluster) -> None:
+    nodes, embedders = cluster
+    a, b = nodes["a"], nodes["b"]
+    report = _sync(b, a)
+    assert report.received == len(DOCS)
+    assert report.decision == "use" and "index_policy fetch" in report.reason
+    assert report.bundle_bytes_total == a.node.indexes.bundle_path("notes").stat().st_size
+    assert report.bundle_bytes_fetched == report.bundle_bytes_total
+    assert report.blocks_reused == 0 and report.blocks_fetched > 1
+    assert embedders["b"].texts_embedded == 0  # no passage embedded on B
+    a_before = embedders["a"].texts_embedded
+    for query in QUERIES:
+        assert _hits(b, query) == _hits(a, query)
+    # Searching recomputes candidates' embeddings on both alike (LEANN): B does no more.
+    assert embedders["b"].texts_embedded == embedders["a"].texts_embedded - a_before
+    trigger, decision, reasons = _decisions(b)[0]
+    assert (trigger, decision) == ("sync", "use") and "fetched from" in reasons
+    status = b.node.status()
+    assert any(d.decision == "use" and d.trigger == "sync"
+               for d in status.decisions), status.decisions
+    again = _sync(b, a)
+    assert (again.decision, again.bundle_bytes_fetched) == ("unchanged", 0)
+
+
+def test_a_changed_bundle_fetches_only_the_blocks_b_does_not_hold(cluster) -> None:
+    nodes, _ = cluster
+    a, b = nodes["a"], nodes["b"]
+    _sync(b, a)
+    a.node.upsert_documents("notes", [DocumentInput(id="d000", text="a wholly new note")])
+    assert a.node.build("notes").action == "delta"
+    report = _sync(b, a)
+    assert report.decision == "use"
+    assert report.blocks_reused > 0
+    assert report.bundle_bytes_fetched < report.bundle_bytes_total
+    assert _hits(b, "wholly new") == _hits(a, "wholly new")
+
+
+def test_another_fingerprint_refuses_the_codes_and_rebuilds_locally(tmp_path, cluster) -> None:
+    nodes, _ = cluster
+    a = nodes["a"]
+    other = HashingEmbedder(dim=128)  # another model hash
+    c = _start(tmp_path, "c", other, "fetch")
+    try:
+        pair(a, c)
+        report = _sync(c, a)
+        assert report.decision == "rebuild_locally"
+        assert "building locally" in report.reason and report.bundle_bytes_fetched == 0
+        manifest = wait_for(lambda: c.node.indexes.manifest("notes"), what="C's own build")
+        assert manifest.fingerprint == other.fingerprint
+        assert manifest.signer_device_id == c.device_id
+        assert any(entry[:2] == ("sync", "rebuild_locally") and "model" in entry[2]
+                   for entry in _decisions(c))
+    finally:
+        stop_sync_node(c)
+
+
+def test_an_interrupted_transfer_resumes_without_refetching_held_blocks(cluster) -> None:
+    nodes, _ = cluster
+    a, b = nodes["a"], nodes["b"]
+    peer = b.service.trust.get(a.device_id)
+    with pinned_channel(peer.addresses[0], peer.cert_pem, identity=b.service.identity) as ch:
+        stub = sync_pb2_grpc.MeshdexSyncStub(ch)
+        offer = wire.offer_from_wire(stub.GetBundleOffer(pb.BundleOfferRequest(collection="notes")))
+        total = len(offer.block_map.hashes)
+        delivered = []
+
+        def dropping(indexes):
+            for message in stub.FetchBlocks(pb.FetchBlocksRequest(
+                    collection="notes", bundle_id=offer.manifest.bundle_id, blocks=indexes)):
+                if len(delivered) == 3:
+                    raise SyncError("connection dropped")
+                delivered.append(message.index)
+                yield message.index, message.data
+
+        with pytest.raises(SyncError, match="dropped"):
+            fetch_bundle(data_dir=b.node.data_dir, offer=offer,
+                         local_bundle=b.node.indexes.bundle_path("notes"), fetch=dropping)
+    assert partial_path(b.node.data_dir, offer).exists()
+    assert b.node.indexes.manifest("notes") is None  # nothing installed by a failed transfer
+    report = _sync(b, a)
+    assert report.decision == "use"
+    assert (report.blocks_reused, report.blocks_fetched) == (3, total - 3)
+    assert not partial_path(b.node.data_dir, offer).exists()
+
+
+def test_corrupted_blocks_are_rejected_and_fetched_again(cluster) -> None:
+    nodes, _ = cluster
+    a, b = nodes["a"], nodes["b"]
+    peer = b.service.trust.get(a.device_id)
+    with pinned_channel(peer.addresses[0], peer.cert_pem, identity=b.service.identity) as ch:
+        stub = sync_pb2_grpc.MeshdexSyncStub(ch)
+        offer = wire.offer_from_wire(stub.GetBundleOffer(pb.BundleOfferRequest(collection="notes")))
+        flipped = set()
+
+        def flipping(indexes):
+            for message in stub.FetchBlocks(pb.FetchBlocksRequest(
+                    collection="notes", bundle_id=offer.manifest.bundle_id, blocks=indexes)):
+                data = message.data
+                if message.index % 2 == 0 and message.index not in flipped:
+                    flipped.add(message.index)
+                    data = bytes([data[0] ^ 1]) + data[1:]
+                yield message.index, data
+
+        outcome = fetch_bundle(data_dir=b.node.data_dir, offer=offer,
+                               local_bundle=b.node.indexes.bundle_path("notes"), fetch=flipping)
+    assert outcome.blocks_rejected == len(flipped) > 0
+    assert outcome.blocks_fetched == len(offer.block_map.hashes)
+    with open_bundle(outcome.path, verify="full") as bundle:
+        assert bundle.manifest.bundle_id == offer.manifest.bundle_id
+
+
+def test_an_older_generation_offered_again_is_refused(cluster, tmp_path) -> None:
+    nodes, _ = cluster
+    a, b = nodes["a"], nodes["b"]
+    old = a.node.indexes.bundle_path("notes")
+    kept = tmp_path / "old.leann"
+    kept.write_bytes(old.read_bytes())
+    _sync(b, a)
+    a.node.upsert_documents("notes", [DocumentInput(id="d001", text="changed again")])
+    a.node.build("notes")
+    assert _sync(b, a).decision == "use"
+    # A's disk rolls back to the older, validly signed generation (a replay).
+    kept.replace(old)
+    report = _sync(b, a)
+    assert report.decision == "refuse" and "no rollback" in report.reason
+    assert report.bundle_bytes_fetched == 0
+    assert _hits(b, "changed again")[0][0] == "d001"
