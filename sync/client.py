@@ -174,7 +174,9 @@ class Session:
                     cursor = offered[name].cursor if name in offered else 0
                     watermarks = offered[name].watermarks if name in offered else {}
                     self._push(stub, name, cursor, theirs.store_id, watermarks, result)
-                if engine.bundles is not None and engine.store.has_collection(name):
+                # A read-only peer's changes are refused here, and so is an index of them.
+                if (engine.bundles is not None and not peer.read_only
+                        and engine.store.has_collection(name)):
                     self._bundle(stub, name, result)
             except MeshdexError as error:
                 result.error = str(error)

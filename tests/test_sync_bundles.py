@@ -3,16 +3,21 @@ fetches only what is missing and resumes, and the receiver's decision (index_pol
 
 from __future__ import annotations
 
+import grpc
 import pytest
-from meshdex.index.bundle_io import open_bundle
+from meshdex.index.bundle_io import copy_bundle, open_bundle
 from meshdex.index.embedders import EmbedderSpec
+from meshdex.index.errors import InvalidArgument
+from meshdex.node.config import NodeConfig
 from meshdex.node.records import DocumentInput
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync import wire
+from meshdex.sync.admin_wire import session_report_from_wire, session_report_to_wire
+from meshdex.sync.blocks import MAX_BLOCKS_PER_REQUEST
 from meshdex.sync.bundle_fetch import fetch_bundle, partial_path
 from meshdex.sync.bundle_shelf import BundleShelf
-from meshdex.sync.client import Session
+from meshdex.sync.client import Session, SessionReport
 from meshdex.sync.errors import SyncError
 from meshdex.sync.transport import pinned_channel
 
@@ -22,6 +27,8 @@ from tests.sync_support import pair, start_sync_node, stop_sync_node, wait_for
 LOCAL = EmbedderSpec()  # a local embedder: every node here builds with its counting fake
 DOCS = {f"d{i:03d}": f"note {i} on topic {i % 11}, colour {i % 5}, " + "filler words " * 40
         for i in range(300)}
+SYNC_BUNDLE_KEYS = ("bundle_bytes_fetched", "bundle_bytes_total", "blocks_fetched",
+                    "blocks_reused", "decision", "reason")
 QUERIES = ("topic 3 colour 2", "note 17", "topic 9 filler")
 
 
@@ -198,3 +205,87 @@ def test_an_older_generation_offered_again_is_refused(cluster, tmp_path) -> None
     assert report.decision == "refuse" and "no rollback" in report.reason
     assert report.bundle_bytes_fetched == 0
     assert _hits(b, "changed again")[0][0] == "d001"
+
+
+def test_an_unsigned_bundle_offered_in_a_session_is_refused(cluster) -> None:
+    nodes, _ = cluster
+    a, b = nodes["a"], nodes["b"]
+    path = a.node.indexes.bundle_path("notes")
+    with open_bundle(path) as bundle:  # a changed copy without a signer loses the signature
+        copy_bundle(bundle, path.with_name("unsigned.leann"), drop_cache=True)
+    path.with_name("unsigned.leann").replace(path)
+    report = _sync(b, a)
+    assert report.decision == "refuse" and "is unsigned" in report.reason
+    assert b.node.indexes.manifest("notes") is None
+    assert ("sync", "refuse") == _decisions(b)[0][:2]
+
+
+POLICY_CASES = [  # (B's policy, B holds a document A lacks, decision on A's bundle)
+    ("fetch", False, "use"),
+    ("fetch", True, "apply_local_delta"),
+    ("auto", False, "use"),
+    ("auto", True, "build"),
+    ("build", False, "build"),
+]
+
+
+@pytest.mark.parametrize(("policy", "own_document", "decision"), POLICY_CASES)
+def test_index_policy_decides_between_fetching_and_building(tmp_path, cluster, policy,
+                                                            own_document, decision) -> None:
+    nodes, _ = cluster
+    embedder = HashingEmbedder()
+    b = _start(tmp_path, f"b-{policy}", embedder, policy)
+    try:
+        pair(nodes["a"], b)
+        if own_document:
+            b.node.create_collection("notes", embedder=LOCAL)
+            b.node.upsert_documents("notes", [DocumentInput(id="mine", text="only on b")])
+        report = _sync(b, nodes["a"])
+        assert report.decision == decision, report.reason
+        fetched = decision in ("use", "apply_local_delta")
+        assert (report.bundle_bytes_fetched > 0) == fetched
+        if decision == "apply_local_delta":  # installed, then only its own document embedded
+            assert embedder.texts_embedded == 1
+            assert _hits(b, "only on b")[0][0] == "mine"
+        if decision == "build":
+            wait_for(lambda: b.node.indexes.manifest("notes"), what="the local build")
+            assert embedder.texts_embedded >= len(DOCS)
+    finally:
+        stop_sync_node(b)
+
+
+def test_blocks_of_a_replaced_bundle_are_refused_by_the_server(cluster) -> None:
+    nodes, _ = cluster
+    a, b = nodes["a"], nodes["b"]
+    peer = b.service.trust.get(a.device_id)
+    with pinned_channel(peer.addresses[0], peer.cert_pem, identity=b.service.identity) as ch:
+        stub = sync_pb2_grpc.MeshdexSyncStub(ch)
+        offer = wire.offer_from_wire(stub.GetBundleOffer(pb.BundleOfferRequest(collection="notes")))
+        a.node.upsert_documents("notes", [DocumentInput(id="d002", text="replaced")])
+        a.node.build("notes")
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.FetchBlocks(pb.FetchBlocksRequest(
+                collection="notes", bundle_id=offer.manifest.bundle_id, blocks=[0])))
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "no longer current" in caught.value.details()
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.FetchBlocks(pb.FetchBlocksRequest(
+                collection="notes", bundle_id=offer.manifest.bundle_id,
+                blocks=list(range(MAX_BLOCKS_PER_REQUEST + 1)))))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_sync_report_carries_bundle_figures_through_the_admin_wire(cluster) -> None:
+    nodes, _ = cluster
+    report = _sync(nodes["b"], nodes["a"])
+    session = SessionReport(peer="p", name="n", collections=[report])
+    again = session_report_from_wire(session_report_to_wire(session)).to_dict()
+    [collection] = again["collections"]
+    assert {key: collection[key] for key in SYNC_BUNDLE_KEYS} == {
+        key: getattr(report, key) for key in SYNC_BUNDLE_KEYS}
+    assert collection["decision"] == "use" and collection["blocks_fetched"] > 0
+
+
+def test_index_policy_must_be_known() -> None:
+    with pytest.raises(InvalidArgument, match="index_policy must be one of fetch, build, auto"):
+        NodeConfig(index_policy="sometimes").validate()
