@@ -289,3 +289,16 @@ def test_the_sync_report_carries_bundle_figures_through_the_admin_wire(cluster) 
 def test_index_policy_must_be_known() -> None:
     with pytest.raises(InvalidArgument, match="index_policy must be one of fetch, build, auto"):
         NodeConfig(index_policy="sometimes").validate()
+
+
+def test_the_sender_does_not_take_back_its_own_index_from_the_receiver(cluster) -> None:
+    nodes, embedders = cluster
+    a, b = nodes["a"], nodes["b"]
+    _sync(b, a)
+    generation = a.node.indexes.manifest("notes").generation
+    embedded = embedders["a"].texts_embedded
+    report = _sync(a, b)  # B offers the bundle it installed (re-signed by B)
+    assert report.decision == "unchanged" and report.bundle_bytes_fetched == 0
+    assert "already holds every document" in report.reason
+    assert a.node.indexes.manifest("notes").generation == generation
+    assert embedders["a"].texts_embedded == embedded
