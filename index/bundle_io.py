@@ -304,6 +304,7 @@ def copy_bundle(
     add_sections: Mapping[str, bytes | memoryview] | None = None,
     drop_cache: bool = False,
     manifest_changes: Mapping[str, Any] | None = None,
+    signer: Signer | None = None,
 ) -> BundleManifest:
     """Write ``source`` to ``target`` atomically, optionally with more sections or no cache.
 
@@ -316,7 +317,8 @@ def copy_bundle(
     damaged source raises ``BundleCorrupt`` and ``target`` is left as it was. A plain copy keeps
     the manifest, signature included, and is byte-identical; a changed one keeps what the index
     is (collection, generation, store state, fingerprint) but gets a new bundle id, and loses
-    its signature, which no longer covers the bytes.
+    its signature, which no longer covers the bytes (with a ``signer``, that device signs it
+    instead: an install vouches for the bundle it verified).
     """
     sections: dict[str, bytes | memoryview] = dict(source.sections())
     manifest = source.manifest
@@ -337,4 +339,4 @@ def copy_bundle(
         manifest = replace(
             manifest, bundle_id=str(uuid.uuid4()), signer_device_id="", signature=b""
         )
-    return write_bundle(target, manifest, sections)
+    return write_bundle(target, manifest, sections, signer=signer if changed else None)

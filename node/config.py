@@ -34,6 +34,7 @@ MEBIBYTE_BYTES = 1024 * 1024
 DEFAULT_PORT = 7710
 DEFAULT_SYNC_PORT = 7711
 DEFAULT_PAIR_PORT = 7712
+INDEX_POLICIES = ("fetch", "build", "auto")  # see NodeConfig.index_policy
 
 
 def default_config_path() -> Path:
@@ -86,6 +87,10 @@ class NodeConfig:
     # Collections received from peers with an http embedder are created but never built
     # automatically (their text would leave the device) unless this is set.
     sync_allow_network_embedders: bool = False
+    # What to do with a paired peer's index bundle: "fetch" installs it (no embedding here),
+    # "build" always indexes here, "auto" fetches when it is compatible and covers every
+    # document this device holds, and builds otherwise.
+    index_policy: str = "auto"
 
     @property
     def tls_enabled(self) -> bool:
@@ -109,6 +114,9 @@ class NodeConfig:
         if self.call_idle_timeout_s <= 0:
             raise InvalidArgument(
                 f"call_idle_timeout_s must be > 0, got {self.call_idle_timeout_s}")
+        if self.index_policy not in INDEX_POLICIES:
+            raise InvalidArgument(f"index_policy must be one of {', '.join(INDEX_POLICIES)}, "
+                                  f"not {self.index_policy!r}")
         if self.sync_interval_s <= 0:
             raise InvalidArgument(f"sync_interval_s must be > 0, got {self.sync_interval_s}")
         if self.grace_period_s < 0:

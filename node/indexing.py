@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from meshdex.index.bundle_io import (
     Bundle,
+    Signer,
     copy_bundle,
     open_bundle,
     remove_stale_temp_files,
@@ -63,6 +64,8 @@ from meshdex.node.records import (
 )
 from meshdex.node.search_caches import SearchCaches, cache_digest
 from meshdex.node.store import Store
+from meshdex.sync.identity import load_identity
+from meshdex.sync.signing import DeviceSigner
 
 logger = logging.getLogger(__name__)
 
@@ -170,10 +173,12 @@ class IndexManager:
     """Builds and searches the bundles of one store's collections; thread-safe for searches."""
 
     def __init__(
-        self, store: Store, *, embedder_factory: Callable[[CollectionInfo], Embedder] | None = None
+        self, store: Store, *, embedder_factory: Callable[[CollectionInfo], Embedder] | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.store = store
         self._embedder_factory = embedder_factory
+        self._signer = signer
         self._open: dict[str, _OpenIndex] = {}
         self._build_locks: dict[str, threading.RLock] = {}
         self.decisions = DecisionLog(store.data_dir / INDEX_DIR_NAME)
@@ -190,6 +195,14 @@ class IndexManager:
             lock = self._build_locks.setdefault(collection, threading.RLock())
         with lock:
             yield
+
+    @property
+    def signer(self) -> Signer:
+        """This device's bundle signer: every bundle written here is signed by its key, so a
+        peer can check who built it (``meshdex.sync.signing``). Created on first write."""
+        if self._signer is None:
+            self._signer = DeviceSigner(load_identity(self.store.data_dir))
+        return self._signer
 
     # ------------------------------------------------------------------------ paths
 
@@ -361,7 +374,7 @@ class IndexManager:
         path = self.bundle_path(collection)
         path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         remove_stale_temp_files(path)  # left by a killed writer; we hold the build lock
-        written = write_bundle(path, manifest, index.to_sections())
+        written = write_bundle(path, manifest, index.to_sections(), signer=self.signer)
         self.generations.record(collection, written.generation)
         return written
 
@@ -374,7 +387,7 @@ class IndexManager:
         written = copy_bundle(source, path, drop_cache=drop_cache, manifest_changes={
             "generation": self._next_generation(collection, installed),
             "parent_generation": installed.generation if installed else None,
-        })
+        }, signer=self.signer)
         self.generations.record(collection, written.generation)
         return written
 

@@ -34,7 +34,12 @@ def session_report_to_wire(report: SessionReport) -> pb.SessionSyncReport:
     return pb.SessionSyncReport(peer=report.peer, name=report.name, error=report.error or "",
                                 collections=[pb.CollectionSyncReport(
                                     collection=c.collection, received=c.received, sent=c.sent,
-                                    conflicts=c.conflicts, error=c.error or "")
+                                    conflicts=c.conflicts, error=c.error or "",
+                                    bundle_bytes_fetched=c.bundle_bytes_fetched,
+                                    bundle_bytes_total=c.bundle_bytes_total,
+                                    blocks_fetched=c.blocks_fetched,
+                                    blocks_reused=c.blocks_reused, decision=c.decision or "",
+                                    reason=c.reason or "")
                                     for c in report.collections])
 
 
@@ -42,7 +47,11 @@ def session_report_from_wire(message: pb.SessionSyncReport) -> SessionReport:
     return SessionReport(peer=message.peer, name=message.name, error=message.error or None,
                          collections=[CollectionReport(
                              collection=c.collection, received=c.received, sent=c.sent,
-                             conflicts=c.conflicts, error=c.error or None)
+                             conflicts=c.conflicts, error=c.error or None,
+                             bundle_bytes_fetched=c.bundle_bytes_fetched,
+                             bundle_bytes_total=c.bundle_bytes_total,
+                             blocks_fetched=c.blocks_fetched, blocks_reused=c.blocks_reused,
+                             decision=c.decision or None, reason=c.reason or None)
                              for c in message.collections])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -115,6 +115,12 @@ class CollectionReport:
     sent: int = 0
     conflicts: int = 0
     error: str | None = None
+    bundle_bytes_fetched: int = 0
+    bundle_bytes_total: int = 0
+    blocks_fetched: int = 0
+    blocks_reused: int = 0
+    decision: str | None = None  # what became of the peer's bundle (None: it offered none)
+    reason: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -168,6 +174,10 @@ class Session:
                     cursor = offered[name].cursor if name in offered else 0
                     watermarks = offered[name].watermarks if name in offered else {}
                     self._push(stub, name, cursor, theirs.store_id, watermarks, result)
+                # A read-only peer's changes are refused here, and so is an index of them.
+                if (engine.bundles is not None and not peer.read_only
+                        and engine.store.has_collection(name)):
+                    self._bundle(stub, name, result)
             except MeshdexError as error:
                 result.error = str(error)
 
@@ -192,6 +202,32 @@ class Session:
                 last = batch.last_seq
             if last is not None:
                 stub.AckChanges(pb.AckRequest(collection=name, seq=last), timeout=CALL_TIMEOUT_S)
+
+    def _bundle(self, stub, name: str, result: CollectionReport) -> None:
+        """After documents: the peer's bundle of ``name``, decided on and maybe fetched."""
+        peer = self.peer
+        with _calls(peer.device_id, "bundle offer"):
+            offer = wire.offer_from_wire(stub.GetBundleOffer(
+                pb.BundleOfferRequest(collection=name), timeout=CALL_TIMEOUT_S))
+        if offer is None:
+            return
+        if offer.manifest.collection != name:
+            raise SyncError("peer offered a bundle of another collection", peer=peer.device_id)
+
+        def fetch(indexes: Sequence[int]) -> Iterator[tuple[int, bytes]]:
+            request = pb.FetchBlocksRequest(collection=name, bundle_id=offer.manifest.bundle_id,
+                                            blocks=list(indexes))
+            with _calls(peer.device_id, "fetch blocks"):
+                for block in stub.FetchBlocks(request, timeout=SESSION_TIMEOUT_S):
+                    yield block.index, block.data
+
+        assert self.engine.bundles is not None
+        outcome = self.engine.bundles.receive(peer.name or peer.device_id, offer, fetch)
+        result.decision, result.reason = outcome.decision, outcome.reason
+        result.bundle_bytes_fetched = outcome.bundle_bytes_fetched
+        result.bundle_bytes_total = outcome.bundle_bytes_total
+        result.blocks_fetched = outcome.blocks_fetched
+        result.blocks_reused = outcome.blocks_reused
 
     def _push(self, stub, name: str, cursor: int, their_store_id: str,
               watermarks: dict[str, int], result: CollectionReport) -> None:

@@ -27,6 +27,8 @@ from meshdex.node.errors import DocumentNotFound
 from meshdex.node.hlc import check_not_ahead
 from meshdex.node.records import ChangeOp, Document, RemoteChange
 from meshdex.node.service import Node
+from meshdex.sync.bundle_receive import BundleReceiver
+from meshdex.sync.bundle_shelf import BundleShelf
 from meshdex.sync.errors import CollectionNotShared, ReadOnlyPeer
 from meshdex.sync.identity import DeviceIdentity
 from meshdex.sync.progress import Conflict, SyncProgress
@@ -55,9 +57,13 @@ class SyncEngine:
     """One device's side of replication; shared by the sync servicer and the session client."""
 
     def __init__(self, *, node: Node, identity: DeviceIdentity, progress: SyncProgress,
-                 on_applied: Callable[[str], None] | None = None) -> None:
+                 on_applied: Callable[[str], None] | None = None,
+                 shelf: BundleShelf | None = None,
+                 bundles: BundleReceiver | None = None) -> None:
         self.node, self.identity, self.progress = node, identity, progress
         self.on_applied = on_applied
+        self.shelf = shelf  # serves this device's bundles to peers
+        self.bundles = bundles  # decides on and installs peers' bundles
 
     @property
     def store(self):

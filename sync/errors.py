@@ -16,6 +16,8 @@ reached or answers nonsense, has its own entries in both tables::
         ├── InviteRefused            (PermissionDenied) used, expired, unknown or forged invite
         ├── CollectionNotShared      (PermissionDenied) a collection the peer may not see
         ├── ReadOnlyPeer             (PermissionDenied) a read-only peer tried to write
+        ├── BundleNotTrusted         (PermissionDenied) unsigned, badly signed or unpaired signer
+        ├── BundleRefused            (FailedPrecondition) a bundle this device will not install
         ├── PairingRateLimited       (ResourceExhausted) too many failed pairing attempts
         └── TrustStoreCorrupt        (FailedPrecondition) peers/identity files cannot be read
 
@@ -38,6 +40,8 @@ from meshdex.index.errors import (
 )
 
 __all__ = [
+    "BundleNotTrusted",
+    "BundleRefused",
     "CollectionNotShared",
     "InvalidDeviceId",
     "InvalidInvite",
@@ -134,5 +138,19 @@ class PairingRateLimited(ResourceExhausted, SyncError):
 
 class TrustStoreCorrupt(FailedPrecondition, SyncError):
     """The identity, peers or invites file cannot be decoded."""
+
+    recoverable = False
+
+
+class BundleNotTrusted(PermissionDenied, SyncError):
+    """A bundle that is unsigned, whose signature does not verify, or whose signer is not a
+    paired device (nor this one): its codes are never installed."""
+
+    recoverable = False
+
+
+class BundleRefused(FailedPrecondition, SyncError):
+    """A bundle this device will not install: an older generation or a superseded manifest
+    (no rollback, no replay), another model hash, or a transfer that did not verify."""
 
     recoverable = False

@@ -8,7 +8,8 @@ slow peer delays nobody else, and never a local write or search; failures back o
 exponentially (``BACKOFF_BASE_S`` doubling up to ``BACKOFF_MAX_S``) with full jitter.
 
 After changes are applied the index is brought up to date by ``DebouncedBuilder``: one delta
-build per collection once no change has arrived for ``BUILD_DEBOUNCE_S``.
+build per collection once no change has arrived for ``BUILD_DEBOUNCE_S`` (unless
+``index_policy`` is ``fetch``: then the peer's bundle indexes them, ``sync/bundle_receive.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from meshdex.node.config import NodeConfig, split_host_port
 from meshdex.node.grpc_errors import ErrorMappingInterceptor
 from meshdex.node.service import Node
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
+from meshdex.sync.bundle_receive import BundleReceiver
+from meshdex.sync.bundle_shelf import BundleShelf
 from meshdex.sync.client import SessionReport, run_session
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import SyncError
@@ -215,9 +218,14 @@ class SyncService:
         self.trust = TrustStore(data_dir)
         self.builder = DebouncedBuilder(
             node, allow_network_embedders=config.sync_allow_network_embedders)
-        self.engine = SyncEngine(node=node, identity=self.identity,
-                                 progress=FileProgress(data_dir),
-                                 on_applied=self.builder.request)
+        # With index_policy fetch, received documents are indexed by the peer's bundle only.
+        self.engine = SyncEngine(
+            node=node, identity=self.identity, progress=FileProgress(data_dir),
+            on_applied=None if config.index_policy == "fetch" else self.builder.request,
+            shelf=BundleShelf(node),
+            bundles=BundleReceiver(node=node, identity=self.identity, trust=self.trust,
+                                   policy=config.index_policy,
+                                   request_build=self.builder.request))
         self.scheduler = SyncScheduler(engine=self.engine, trust=self.trust,
                                        interval_s=config.sync_interval_s)
         self.desk = PairingDesk(identity=self.identity, trust=self.trust,

@@ -145,6 +145,24 @@ class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
         return pb.PushResponse(cursor=cursor, applied=applied, ignored=ignored,
                                conflicts=conflicts)
 
+    def GetBundleOffer(self, request: pb.BundleOfferRequest,
+                       context: grpc.ServicerContext) -> pb.BundleOffer:
+        peer = self._peer(context)
+        self.engine.check_shared(peer, request.collection, writing=False)
+        if self.engine.shelf is None or not self.engine.store.has_collection(request.collection):
+            return wire.offer_to_wire(None)
+        return wire.offer_to_wire(self.engine.shelf.offer(request.collection))
+
+    def FetchBlocks(self, request: pb.FetchBlocksRequest,
+                    context: grpc.ServicerContext) -> Iterator[pb.BundleBlock]:
+        peer = self._peer(context)
+        collection, bundle_id, indexes = wire.block_request_from_wire(request)
+        self.engine.check_shared(peer, collection, writing=False)
+        if self.engine.shelf is None:
+            raise ProtocolViolation("this device serves no bundles", peer=peer.device_id)
+        for index, data in self.engine.shelf.blocks(collection, bundle_id, indexes):
+            yield pb.BundleBlock(index=index, data=data)
+
     def Changed(self, request: pb.ChangedRequest,
                 context: grpc.ServicerContext) -> pb.ChangedResponse:
         peer = self._peer(context)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from meshdex.index.bundle_manifest import manifest_from_bytes, manifest_to_bytes
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
-from meshdex.index.errors import InvalidArgument
+from meshdex.index.errors import BundleCorrupt, InvalidArgument
 from meshdex.node.hlc import HLCTimestamp
 from meshdex.node.records import ChangeOp, RemoteChange
 from meshdex.node.validation import check_collection_name, check_document
@@ -25,6 +26,8 @@ from meshdex.node.wire import (
     to_json,
 )
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
+from meshdex.sync.blocks import MAX_BLOCKS_PER_REQUEST, SHA256_BYTES, BlockMap, block_count
+from meshdex.sync.bundle_shelf import BundleOffer
 from meshdex.sync.errors import ProtocolViolation
 
 PROTOCOL_VERSION = 1
@@ -270,3 +273,53 @@ def pair_grant_from_wire(message: pb.PairResponse) -> PairGrant:
                      inviter_addresses=tuple(message.inviter_addresses),
                      collections=collections, joiner_read_only=message.joiner_read_only)
 
+
+
+# --- bundles ------------------------------------------------------------------------------
+
+MIN_BLOCK_BYTES, MAX_BLOCK_BYTES = 4096, 4 * 1024 * 1024
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024 * 1024
+
+
+def offer_to_wire(offer: BundleOffer | None) -> pb.BundleOffer:
+    if offer is None:
+        return pb.BundleOffer(has_bundle=False)
+    block_map = offer.block_map
+    return pb.BundleOffer(has_bundle=True, manifest=manifest_to_bytes(offer.manifest),
+                          size_bytes=block_map.size_bytes,
+                          block_size_bytes=block_map.block_size_bytes,
+                          block_sha256=list(block_map.hashes))
+
+
+def offer_from_wire(message: pb.BundleOffer) -> BundleOffer | None:
+    """The peer's offer (None: it has no bundle), checked: a parsable, valid manifest and a
+    block map whose block count and hash lengths fit the stated size."""
+    if not message.has_bundle:
+        return None
+    try:
+        manifest = manifest_from_bytes(message.manifest)
+    except BundleCorrupt as error:
+        raise _violation("bundle manifest", error) from None
+    size, block_size = message.size_bytes, message.block_size_bytes
+    if not 0 < size <= MAX_BUNDLE_BYTES or not MIN_BLOCK_BYTES <= block_size <= MAX_BLOCK_BYTES:
+        raise ProtocolViolation(f"peer sent an invalid block map: {size} bytes in blocks of "
+                                f"{block_size}")
+    hashes = tuple(message.block_sha256)
+    if len(hashes) != block_count(size, block_size) or any(
+            len(digest) != SHA256_BYTES for digest in hashes):
+        raise ProtocolViolation("peer sent a block map that does not fit the bundle's size")
+    return BundleOffer(manifest=manifest, block_map=BlockMap(
+        size_bytes=size, block_size_bytes=block_size, hashes=hashes))
+
+
+def block_request_from_wire(message: pb.FetchBlocksRequest) -> tuple[str, str, list[int]]:
+    """(collection, bundle id, block indexes), bounded by ``MAX_BLOCKS_PER_REQUEST``."""
+    indexes = list(message.blocks)
+    if not indexes or len(indexes) > MAX_BLOCKS_PER_REQUEST or len(set(indexes)) != len(indexes):
+        raise ProtocolViolation(f"a block request names 1 to {MAX_BLOCKS_PER_REQUEST} distinct "
+                                f"blocks, not {len(indexes)}")
+    try:
+        collection = check_collection_name(message.collection)
+    except InvalidArgument as error:
+        raise _violation("collection name", error) from None
+    return collection, message.bundle_id, indexes

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.node.config import NodeConfig
+from meshdex.node.indexing import IndexManager
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
 from meshdex.node.store import Store
@@ -74,10 +76,15 @@ class SyncNode:
                            sync_addresses=(self.sync_address,)).encode()
 
 
-def start_sync_node(root: Path, name: str, **overrides: Any) -> SyncNode:
+def start_sync_node(root: Path, name: str, *, embedder: Embedder | None = None,
+                    **overrides: Any) -> SyncNode:
+    """A serving sync node; with ``embedder`` every collection builds with it (a counting
+    fake), whatever embedder the collection names."""
     config = NodeConfig(data_dir=root / name, sync_listen="127.0.0.1:0",
                         pair_listen="127.0.0.1:0", **{"sync_interval_s": 0.5, **overrides})
     node = Node.open(root / name)
+    if embedder is not None:
+        node.indexes = IndexManager(node.store, embedder_factory=lambda _info: embedder)
     service = SyncService(node, config)
     service.start()
     return SyncNode(name=name, node=node, service=service)

@@ -30,6 +30,8 @@ EXPECTED = {
     "ReadOnlyPeer": (grpc.StatusCode.PERMISSION_DENIED, 7),
     "PairingRateLimited": (grpc.StatusCode.RESOURCE_EXHAUSTED, 6),
     "TrustStoreCorrupt": (grpc.StatusCode.FAILED_PRECONDITION, 5),
+    "BundleNotTrusted": (grpc.StatusCode.PERMISSION_DENIED, 7),
+    "BundleRefused": (grpc.StatusCode.FAILED_PRECONDITION, 5),
 }
 
 

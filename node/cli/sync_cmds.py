@@ -263,6 +263,10 @@ def sync_command(ctx: click.Context, peer_id: str | None, as_json: bool) -> None
                 click.echo(f"  {item.collection}: received {item.received}, sent {item.sent}, "
                            f"conflicts {item.conflicts}"
                            + (f", error: {item.error}" if item.error else ""))
+                if item.decision:
+                    click.echo(f"    bundle: {item.decision} ({item.reason}); fetched "
+                               f"{item.bundle_bytes_fetched} of {item.bundle_bytes_total} bytes, "
+                               f"{item.blocks_fetched} blocks, {item.blocks_reused} reused")
     if any(r.error or any(c.error for c in r.collections) for r in reports):
         raise SyncError("some peers could not be synced (see above)")
 

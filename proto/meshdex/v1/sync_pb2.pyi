@@ -193,6 +193,44 @@ class ChangedResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class BundleOfferRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class BundleOffer(_message.Message):
+    __slots__ = ("has_bundle", "manifest", "size_bytes", "block_size_bytes", "block_sha256")
+    HAS_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SHA256_FIELD_NUMBER: _ClassVar[int]
+    has_bundle: bool
+    manifest: bytes
+    size_bytes: int
+    block_size_bytes: int
+    block_sha256: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, has_bundle: _Optional[bool] = ..., manifest: _Optional[bytes] = ..., size_bytes: _Optional[int] = ..., block_size_bytes: _Optional[int] = ..., block_sha256: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class FetchBlocksRequest(_message.Message):
+    __slots__ = ("collection", "bundle_id", "blocks")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_ID_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    bundle_id: str
+    blocks: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, collection: _Optional[str] = ..., bundle_id: _Optional[str] = ..., blocks: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class BundleBlock(_message.Message):
+    __slots__ = ("index", "data")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    data: bytes
+    def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class IdentityRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -296,18 +334,30 @@ class SyncNowRequest(_message.Message):
     def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
 class CollectionSyncReport(_message.Message):
-    __slots__ = ("collection", "received", "sent", "conflicts", "error")
+    __slots__ = ("collection", "received", "sent", "conflicts", "error", "bundle_bytes_fetched", "bundle_bytes_total", "blocks_fetched", "blocks_reused", "decision", "reason")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_FIELD_NUMBER: _ClassVar[int]
     SENT_FIELD_NUMBER: _ClassVar[int]
     CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_BYTES_FETCHED_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FETCHED_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_REUSED_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     collection: str
     received: int
     sent: int
     conflicts: int
     error: str
-    def __init__(self, collection: _Optional[str] = ..., received: _Optional[int] = ..., sent: _Optional[int] = ..., conflicts: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    bundle_bytes_fetched: int
+    bundle_bytes_total: int
+    blocks_fetched: int
+    blocks_reused: int
+    decision: str
+    reason: str
+    def __init__(self, collection: _Optional[str] = ..., received: _Optional[int] = ..., sent: _Optional[int] = ..., conflicts: _Optional[int] = ..., error: _Optional[str] = ..., bundle_bytes_fetched: _Optional[int] = ..., bundle_bytes_total: _Optional[int] = ..., blocks_fetched: _Optional[int] = ..., blocks_reused: _Optional[int] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SessionSyncReport(_message.Message):
     __slots__ = ("peer", "name", "collections", "error")

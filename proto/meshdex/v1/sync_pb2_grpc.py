@@ -69,6 +69,16 @@ class MeshdexSyncStub:
                 request_serializer=meshdex_dot_v1_dot_sync__pb2.ChangedRequest.SerializeToString,
                 response_deserializer=meshdex_dot_v1_dot_sync__pb2.ChangedResponse.FromString,
                 _registered_method=True)
+        self.GetBundleOffer = channel.unary_unary(
+                '/meshdex.v1.MeshdexSync/GetBundleOffer',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.BundleOfferRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_sync__pb2.BundleOffer.FromString,
+                _registered_method=True)
+        self.FetchBlocks = channel.unary_stream(
+                '/meshdex.v1.MeshdexSync/FetchBlocks',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.FetchBlocksRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_sync__pb2.BundleBlock.FromString,
+                _registered_method=True)
 
 
 class MeshdexSyncServicer:
@@ -125,6 +135,21 @@ class MeshdexSyncServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBundleOffer(self, request, context):
+        """The current bundle of a shared collection: its manifest and block map (SHA-256 of each
+        fixed-size block of the file), so the receiver can decide and fetch only what it lacks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchBlocks(self, request, context):
+        """Blocks of the offered bundle by index, one block per message; fails if it was replaced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeshdexSyncServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +187,16 @@ def add_MeshdexSyncServicer_to_server(servicer, server):
                     servicer.Changed,
                     request_deserializer=meshdex_dot_v1_dot_sync__pb2.ChangedRequest.FromString,
                     response_serializer=meshdex_dot_v1_dot_sync__pb2.ChangedResponse.SerializeToString,
+            ),
+            'GetBundleOffer': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBundleOffer,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.BundleOfferRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_sync__pb2.BundleOffer.SerializeToString,
+            ),
+            'FetchBlocks': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchBlocks,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.FetchBlocksRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_sync__pb2.BundleBlock.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +388,60 @@ class MeshdexSync:
             '/meshdex.v1.MeshdexSync/Changed',
             meshdex_dot_v1_dot_sync__pb2.ChangedRequest.SerializeToString,
             meshdex_dot_v1_dot_sync__pb2.ChangedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBundleOffer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSync/GetBundleOffer',
+            meshdex_dot_v1_dot_sync__pb2.BundleOfferRequest.SerializeToString,
+            meshdex_dot_v1_dot_sync__pb2.BundleOffer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSync/FetchBlocks',
+            meshdex_dot_v1_dot_sync__pb2.FetchBlocksRequest.SerializeToString,
+            meshdex_dot_v1_dot_sync__pb2.BundleBlock.FromString,
             options,
             channel_credentials,
             insecure,
