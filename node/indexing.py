@@ -41,6 +41,7 @@ from meshdex.index.embedders import embedder_from_spec
 from meshdex.index.engine import Index, SearchStats, VectorCache
 from meshdex.index.errors import BundleCorrupt, BundleError, IndexNotBuilt, InvalidArgument
 from meshdex.index.filters import Filter, parse_filter
+from meshdex.index.fsync import fsync_path
 from meshdex.index.fusion import (
     SearchMode,
     confident_keyword_labels,
@@ -595,6 +596,20 @@ class IndexManager:
         """The current bundle's manifest, or None before the first build."""
         opened = self._load(collection, required=False)
         return opened.manifest if opened else None
+
+    def forget(self, collection: str) -> None:
+        """Remove the collection's bundle, keyword index and caches, so a new collection of
+        the same name starts with no index rather than the old one's. Call under
+        ``exclusive``, before the collection leaves the store: a crash in between leaves a
+        collection without an index, which a build repairs."""
+        self.keywords.forget(collection)
+        self.caches.forget(collection)
+        with self._open_lock:
+            self._open.pop(collection, None)
+        path = self.bundle_path(collection)
+        if path.exists():
+            path.unlink()
+            fsync_path(path.parent)
 
     # ---------------------------------------------------------------------- loading
 

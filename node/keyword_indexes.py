@@ -91,6 +91,12 @@ class KeywordIndexes:
             logger.warning("keyword index kept in memory: cannot write %s: %s", path, error)
             return KeywordIndex.build(None, texts, labels)
 
+    def forget(self, collection: str) -> None:
+        """Drop the collection's keyword indexes from memory and disk."""
+        with self._lock:
+            self._open.pop(collection, None)
+        shutil.rmtree(self.root / collection, ignore_errors=True)
+
     def _install(self, collection: str, bundle_id: str, index: KeywordIndex) -> None:
         self._open[collection] = (bundle_id, index)
         folder = self.root / collection

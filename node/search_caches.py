@@ -93,6 +93,15 @@ class SearchCaches:
         if held is not None and held[1].changed:
             held[1].save(self.learned_path(collection))
 
+    def forget(self, collection: str) -> None:
+        """Drop the collection's caches from memory and disk (the collection is being dropped)."""
+        with self._lock:
+            self._learned.pop(collection, None)
+            self._pinned.pop(collection, None)
+            self._saved_at.pop(collection, None)
+        self.learned_path(collection).unlink(missing_ok=True)
+        self.pinned_path(collection).unlink(missing_ok=True)
+
     def close(self) -> None:
         """Save every changed learned cache."""
         for collection in list(self._learned):

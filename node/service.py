@@ -109,8 +109,11 @@ class Node:
         return self.store.list_collections()
 
     def drop_collection(self, name: str) -> None:
-        """Delete a collection and everything in it from this device."""
-        self.store.drop_collection(check_collection_name(name))
+        """Delete a collection and everything in it from this device, its index included."""
+        self.store.get_collection(check_collection_name(name))  # CollectionNotFound first
+        with self.indexes.exclusive(name):
+            self.indexes.forget(name)
+            self.store.drop_collection(name)
 
     # ------------------------------------------------------------------------ documents
 

@@ -255,3 +255,16 @@ def test_a_collection_growing_past_graph_min_nodes_gets_its_graph(node):
     assert (first.action, report.action) == ("built", "built")
     assert "graph_min_nodes=42" in report.reason
     assert node.indexes._load("c", required=True).index.has_graph
+
+
+def test_a_dropped_collection_takes_its_index_with_it(node, tmp_path):
+    node.upsert_documents("c", _documents(10))
+    node.build("c")
+    node.search("c", "rocket orbit")
+    node.drop_collection("c")
+    node.create_collection("c")
+    node.upsert_documents("c", [DocumentInput(id="new", text="guitar chord melody", source=None)])
+    with pytest.raises(IndexNotBuilt, match="meshdex build"):
+        node.search("c", "rocket orbit")
+    assert not any(p.name.startswith("c") for p in (tmp_path / "data").rglob("*")
+                   if p.parent.name in {"indexes", "keyword"})
