@@ -36,6 +36,7 @@ from meshdex.sync.identity import load_identity
 from meshdex.sync.pairing import InviteBook
 from meshdex.sync.pairing_server import PairingDesk
 from meshdex.sync.progress import FileProgress
+from meshdex.sync.remote_build import network_embedder_refusal
 from meshdex.sync.servicer import PAIRING_ROLE, SYNC_ROLE, PeerAuthInterceptor, SyncServicer
 from meshdex.sync.transport import (
     MAX_SYNC_MESSAGE_BYTES,
@@ -110,11 +111,10 @@ class DebouncedBuilder:
 
     def _build(self, collection: str) -> None:
         try:
-            info = self.node.get_collection(collection)
-            if info.embedder.kind != "local" and not self.allow_network:
-                logger.warning("not building %r: its embedder sends text to %s; build it by "
-                               "hand or set sync_allow_network_embedders", collection,
-                               info.embedder.url)
+            refusal = network_embedder_refusal(self.node.get_collection(collection),
+                                               allow_network=self.allow_network)
+            if refusal is not None:
+                logger.warning("not building %r: %s", collection, refusal)
                 return
             self.node.build(collection)
         except Exception:  # a failed background build must not stop later ones
@@ -244,7 +244,9 @@ class SyncService:
         )
         sync_pb2_grpc.add_MeshdexSyncServicer_to_server(
             SyncServicer(engine=self.engine, trust=self.trust, desk=self.desk,
-                         on_hint=self.scheduler.hint), server)
+                         on_hint=self.scheduler.hint,
+                         allow_network_embedders=self.config.sync_allow_network_embedders),
+            server)
         return server
 
     def _listen(self, role: str, listen: str, credentials: grpc.ServerCredentials) -> None:
