@@ -51,7 +51,7 @@ REMOTE_BUILD_TIMEOUT_S = 3600.0  # the whole build stream: a large collection ta
 FETCH_POLICY = "fetch"
 INSTALLED = frozenset({DecisionKind.USE.value, DecisionKind.USE_DROP_CACHE.value,
                        DecisionKind.APPLY_LOCAL_DELTA.value})
-UNCHANGED = "unchanged"
+UNCHANGED = "unchanged"  # installed already (a sync got it first), or the index here is current
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,10 +168,8 @@ def build_on_peer(*, engine: SyncEngine, trust: TrustStore, peer_ref: str, colle
     if received is None:
         raise SyncError(f"{peer.name} built {collection!r} but offers no bundle of it",
                         peer=peer.device_id)
-    offer, outcome = received
-    installed = engine.node.indexes.manifest(collection)
-    current = installed is not None and installed.bundle_id == offer.manifest.bundle_id
-    if not (outcome.decision in INSTALLED or (outcome.decision == UNCHANGED and current)):
+    outcome = received[1]
+    if outcome.decision not in INSTALLED and outcome.decision != UNCHANGED:
         raise BundleRefused(f"the bundle {peer.name} built was not installed "
                             f"({outcome.decision}): {outcome.reason}", peer=peer.device_id,
                             op="build on peer")
