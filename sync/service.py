@@ -30,6 +30,7 @@ from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.bundle_receive import BundleReceiver
 from meshdex.sync.bundle_shelf import BundleShelf
 from meshdex.sync.client import SessionReport, run_session
+from meshdex.sync.discovery import Announcement, Discovery, discovery_active, lan_addresses
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import SyncError
 from meshdex.sync.identity import load_identity
@@ -233,6 +234,7 @@ class SyncService:
                                 sync_addresses=advertised_addresses(config, config.sync_listen))
         self._servers: list[grpc.Server] = []
         self.addresses: dict[str, str] = {}
+        self.discovery: Discovery | None = None
 
     def _server(self, role: str) -> grpc.Server:
         server = grpc.server(
@@ -276,8 +278,21 @@ class SyncService:
             self.desk.sync_addresses = advertised_addresses(self.config,
                                                             self.addresses[SYNC_ROLE])
         self.scheduler.start()
+        self._start_discovery()
         logger.info("meshdex sync listening on %s (device %s)", self.addresses,
                     self.identity.device_id)
+
+    def _start_discovery(self) -> None:
+        """Announce and browse on the LAN (in the background) when the config allows it."""
+        listen = self.addresses.get(SYNC_ROLE, "")
+        if not discovery_active(self.config.discovery, listen):
+            return
+        self.discovery = Discovery(
+            identity=self.identity, trust=self.trust,
+            announcement=Announcement(device_id=str(self.identity.device_id),
+                                      addresses=lan_addresses(listen),
+                                      port=split_host_port(listen)[1]))
+        self.discovery.start()
 
     def sync_now(self, device_id: str | None = None) -> list[SessionReport]:
         """One session with one peer (or every peer with an address), now."""
@@ -286,6 +301,9 @@ class SyncService:
                 if peer.addresses or device_id]
 
     def stop(self, grace_period_s: float) -> None:
+        if self.discovery is not None:
+            self.discovery.stop()
+            self.discovery = None
         self.scheduler.stop()
         for server in self._servers:
             server.stop(grace_period_s).wait()
