@@ -91,3 +91,26 @@ def test_forged_and_unpaired_announcements_change_nothing(nodes, caplog):
     peers = {p.device_id: p for p in b.service.trust.all()}
     assert set(peers) == {a.device_id}  # d is not trusted
     assert peers[a.device_id].addresses == (STALE_ADDRESS,)  # a's address not hijacked
+
+
+def test_no_multicast_logs_a_warning_and_the_node_keeps_syncing(nodes, caplog):
+    """Discovery that cannot start (here: an address no interface has) says so and leaves
+    the node syncing with peers at their recorded addresses."""
+    started, running = nodes
+    a, b = started["a"], started["b"]
+    discovery = Discovery(identity=a.service.identity, trust=a.service.trust,
+                          announcement=Announcement(device_id=a.device_id,
+                                                    addresses=("192.0.2.1",), port=7711))
+    running.append(discovery)
+    discovery.start()
+    wait_for(lambda: any("LAN discovery could not start" in r.getMessage()
+                         for r in caplog.records), timeout_s=30, what="the warning")
+    report = a.service.sync_now(b.device_id)[0]
+    assert report.error is None
+
+
+def test_set_address_never_adds_a_peer(nodes):
+    started, _ = nodes
+    trust = started["b"].service.trust
+    assert trust.set_address(started["d"].device_id, "127.0.0.1:7711") is None
+    assert [p.device_id for p in trust.all()] == [started["a"].device_id]
