@@ -24,7 +24,6 @@ from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync import wire
 from meshdex.sync.bundle_receive import BundleOutcome, BundleReceiver
-from meshdex.sync.bundle_shelf import BundleOffer
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import PeerExists, SyncError
@@ -208,10 +207,9 @@ class Session:
     def _bundle(self, stub, name: str, result: CollectionReport) -> None:
         """After documents: the peer's bundle of ``name``, decided on and maybe fetched."""
         assert self.engine.bundles is not None
-        received = receive_bundle(stub, self.peer, name, self.engine.bundles)
-        if received is None:
+        outcome = receive_bundle(stub, self.peer, name, self.engine.bundles)
+        if outcome is None:
             return
-        outcome = received[1]
         result.decision, result.reason = outcome.decision, outcome.reason
         result.bundle_bytes_fetched = outcome.bundle_bytes_fetched
         result.bundle_bytes_total = outcome.bundle_bytes_total
@@ -232,7 +230,7 @@ class Session:
 
 
 def receive_bundle(stub: sync_pb2_grpc.MeshdexSyncStub, peer: Peer, name: str,
-                   receiver: BundleReceiver) -> tuple[BundleOffer, BundleOutcome] | None:
+                   receiver: BundleReceiver) -> BundleOutcome | None:
     """The peer's current bundle of ``name``, handed to ``receiver`` to decide on and maybe
     fetch block by block; None if the peer has none."""
     with calls(peer.device_id, "bundle offer"):
@@ -250,7 +248,7 @@ def receive_bundle(stub: sync_pb2_grpc.MeshdexSyncStub, peer: Peer, name: str,
             for block in stub.FetchBlocks(request, timeout=SESSION_TIMEOUT_S):
                 yield block.index, block.data
 
-    return offer, receiver.receive(peer.name or peer.device_id, offer, fetch)
+    return receiver.receive(peer.name or peer.device_id, offer, fetch)
 
 
 def run_session(engine: SyncEngine, identity: DeviceIdentity, trust: TrustStore,

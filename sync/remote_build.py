@@ -31,7 +31,7 @@ from meshdex.node.indexing import BuildProgress, BuildReport
 from meshdex.node.records import CollectionInfo
 from meshdex.proto.meshdex.v1 import node_pb2, sync_pb2_grpc
 from meshdex.sync.bundle_receive import BundleReceiver
-from meshdex.sync.client import Session, calls, receive_bundle
+from meshdex.sync.client import CollectionReport, calls, receive_bundle, run_session
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import (
@@ -120,6 +120,40 @@ def find_peer(trust: TrustStore, ref: str) -> Peer:
                        hint="give the device id; `meshdex peers` lists them")
 
 
+def _sync_documents(engine: SyncEngine, trust: TrustStore, peer: Peer,
+                    collection: str) -> CollectionReport:
+    """One session with ``peer`` that moves documents only: no bundle, no build hook."""
+    documents_only = SyncEngine(node=engine.node, identity=engine.identity,
+                                progress=engine.progress)
+    session = run_session(documents_only, engine.identity, trust, peer)
+    synced = next((c for c in session.collections if c.collection == collection), None)
+    if session.error is None and synced is None:
+        raise CollectionNotShared(f"{peer.name} does not share {collection!r} with this "
+                                  f"device", peer=peer.device_id, op="build on peer")
+    failure = session.error or (synced.error if synced else None)
+    if failure or synced is None:
+        raise SyncError(f"syncing {collection!r} with {peer.name} before its build failed: "
+                        f"{failure}", peer=peer.device_id, op="build on peer")
+    return synced
+
+
+def _build_there(stub: sync_pb2_grpc.MeshdexSyncStub, peer: Peer, collection: str,
+                 params: BuildParams | None, rebuild: bool,
+                 progress: Callable[[str, int, int], None] | None) -> BuildReport:
+    """The peer's build of ``collection``, its progress relayed to ``progress``."""
+    request = node_pb2.BuildRequest(collection=collection, rebuild=rebuild,
+                                    params_json=node_wire.to_json(params.to_dict())
+                                    if params else "")
+    with calls(peer.device_id, "build on peer"):
+        for update in stub.BuildForPeer(request, timeout=REMOTE_BUILD_TIMEOUT_S):
+            if update.done:
+                return node_wire.build_report_from_wire(update.summary_json)
+            if progress is not None:
+                progress(update.stage, update.done_items, update.total_items)
+    raise SyncError("the peer's build stream ended without a result", peer=peer.device_id,
+                    hint="it may have shut down; try again")
+
+
 def build_on_peer(*, engine: SyncEngine, trust: TrustStore, peer_ref: str, collection: str,
                   params: BuildParams | None = None, rebuild: bool = False,
                   progress: Callable[[str, int, int], None] | None = None) -> RemoteBuildReport:
@@ -135,40 +169,16 @@ def build_on_peer(*, engine: SyncEngine, trust: TrustStore, peer_ref: str, colle
     if not peer.addresses:
         raise SyncError("no address known for this peer", peer=peer.device_id,
                         hint="pair again, or let discovery find it on the LAN")
-    documents_only = SyncEngine(node=engine.node, identity=engine.identity,
-                                progress=engine.progress)
-    session = Session(documents_only, engine.identity, peer).run()
-    trust.note(peer.device_id, error=session.error)
-    synced = next((c for c in session.collections if c.collection == collection), None)
-    if session.error is None and synced is None:
-        raise CollectionNotShared(f"{peer.name} does not share {collection!r} with this "
-                                  f"device", peer=peer.device_id, op="build on peer")
-    failure = session.error or (synced.error if synced else None)
-    if failure or synced is None:
-        raise SyncError(f"syncing {collection!r} with {peer.name} before its build failed: "
-                        f"{failure}", peer=peer.device_id, op="build on peer")
-    request = node_pb2.BuildRequest(collection=collection, rebuild=rebuild,
-                                    params_json=node_wire.to_json(params.to_dict())
-                                    if params else "")
-    built: BuildReport | None = None
+    synced = _sync_documents(engine, trust, peer, collection)
     with pinned_channel(peer.addresses[0], peer.cert_pem, identity=engine.identity) as channel:
         stub = sync_pb2_grpc.MeshdexSyncStub(channel)
-        with calls(peer.device_id, "build on peer"):
-            for update in stub.BuildForPeer(request, timeout=REMOTE_BUILD_TIMEOUT_S):
-                if update.done:
-                    built = node_wire.build_report_from_wire(update.summary_json)
-                elif progress is not None:
-                    progress(update.stage, update.done_items, update.total_items)
-        if built is None:
-            raise SyncError("the peer's build stream ended without a result",
-                            peer=peer.device_id, hint="it may have shut down; try again")
+        built = _build_there(stub, peer, collection, params, rebuild, progress)
         receiver = BundleReceiver(node=engine.node, identity=engine.identity, trust=trust,
                                   policy=FETCH_POLICY, request_build=None)
-        received = receive_bundle(stub, peer, collection, receiver)
-    if received is None:
+        outcome = receive_bundle(stub, peer, collection, receiver)
+    if outcome is None:
         raise SyncError(f"{peer.name} built {collection!r} but offers no bundle of it",
                         peer=peer.device_id)
-    outcome = received[1]
     if outcome.decision not in INSTALLED and outcome.decision != UNCHANGED:
         raise BundleRefused(f"the bundle {peer.name} built was not installed "
                             f"({outcome.decision}): {outcome.reason}", peer=peer.device_id,
