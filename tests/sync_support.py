@@ -173,9 +173,10 @@ class ServeProcess:
         for line in process.stderr:
             self.lines.append(line)
 
-    def meshdex(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def meshdex(self, *args: str, check: bool = True,
+                timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([*self.launcher, *args], capture_output=True,
-                                text=True, env=self.env, timeout=120)
+                                text=True, env=self.env, timeout=timeout_s)
         if check:
             assert result.returncode == 0, result.stderr
         return result

@@ -26,6 +26,7 @@ LAPTOP_DOCS = {"boats.md": "A sailing boat needs wind; a rowing boat needs oars.
                   f"discussed at length." for i in range(12)}}
 DESKTOP_DOCS = {"fruit.md": "Apples and pears grow on trees in the orchard."}
 
+BUILD_TIMEOUT_S = 600  # the desktop loads the model and builds; slow on a loaded 2-core box
 pytestmark = pytest.mark.model
 
 
@@ -79,7 +80,7 @@ def _check_laptop_index(laptop: CountingServe, desktop_id: str, *node: str) -> N
 def test_embedded_build_on_leaves_a_verified_index_built_by_the_desktop(devices):
     laptop, desktop = devices
     desktop_id = _pair(desktop, laptop)
-    result = laptop.meshdex("build", "--on", desktop_id, "--json")
+    result = laptop.meshdex("build", "--on", desktop_id, "--json", timeout_s=BUILD_TIMEOUT_S)
     report = json.loads(result.stdout)
     # the desktop's own debounced build after the sync may get there first: then it is current
     assert report["peer"] == desktop_id and report["action"] in ("built", "unchanged")
@@ -93,9 +94,12 @@ def test_build_on_through_node_prints_the_same_and_embeds_nothing_there(devices)
     laptop, desktop = devices
     desktop_id = _pair(desktop, laptop)
     laptop.start()
-    result = laptop.meshdex("--node", laptop.node_address, "build", "--on", desktop_id)
+    result = laptop.meshdex("--node", laptop.node_address, "build", "--on", desktop_id,
+                            timeout_s=BUILD_TIMEOUT_S)
     assert re.search(r"(built|unchanged) generation \d+ on ", result.stdout), result.stdout
-    assert "bundle: use" in result.stdout and "synced first: sent" in result.stdout
+    # the serving laptop's own session (policy fetch) may install the desktop's bundle first
+    assert re.search(r"bundle: (use|unchanged) \(", result.stdout), result.stdout
+    assert "synced first: sent" in result.stdout
     _check_laptop_index(laptop, desktop_id, "--node", laptop.node_address)
 
 
