@@ -63,6 +63,7 @@ SYNC_ADMIN_METHOD_SCOPES: dict[str, str] = {
     "ListPeers": "read",
     "ListConflicts": "read",
     "SyncNow": "write",
+    "BuildOn": "write",
     "CreateInvite": "admin",
     "Join": "admin",
     "AddPeer": "admin",

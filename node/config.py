@@ -91,6 +91,10 @@ class NodeConfig:
     # "build" always indexes here, "auto" fetches when it is compatible and covers every
     # document this device holds, and builds otherwise.
     index_policy: str = "auto"
+    # LAN discovery (mDNS, meshdex.sync.discovery): announce this node and follow paired
+    # peers' addresses. Only while sync_listen is a non-loopback address; trust still comes
+    # from pairing alone. false: peers are dialled at their recorded addresses only.
+    discovery: bool = True
 
     @property
     def tls_enabled(self) -> bool:

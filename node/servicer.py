@@ -38,6 +38,38 @@ BUILD_PROGRESS_POLL_S = 0.25
 ProgressCallback = Callable[[str, int, int], None]  # (stage, done_items, total_items)
 
 
+def stream_build(run: Callable[[ProgressCallback], Any], context: grpc.ServicerContext, *,
+                 name: str) -> Iterator[pb.BuildProgress]:
+    """Run ``run(progress)`` on its own thread and relay its progress callbacks as messages;
+    the last message carries ``result.to_dict()`` as its summary. A build that outlives its
+    caller stops at its next progress callback. Shared by every RPC that streams a build."""
+    updates: queue.Queue[pb.BuildProgress] = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if not context.is_active():
+            raise DeadlineExceeded("build abandoned: the caller went away")
+        updates.put(pb.BuildProgress(stage=stage, done_items=done, total_items=total))
+
+    def work() -> None:
+        try:
+            outcome["result"] = run(progress)
+        except BaseException as error:  # re-raised on the RPC thread below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, name=name, daemon=True)
+    worker.start()
+    while worker.is_alive() or not updates.empty():
+        try:
+            yield updates.get(timeout=BUILD_PROGRESS_POLL_S)
+        except queue.Empty:
+            continue
+    if "error" in outcome:
+        raise outcome["error"]
+    yield pb.BuildProgress(stage="done", done=True,
+                           summary_json=wire.to_json(outcome["result"].to_dict()))
+
+
 class NodeAPI(Protocol):
     """What the servicer needs of ``meshdex.node.service.Node`` (and the client mirrors).
 
@@ -164,31 +196,8 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
 
     def Build(self, request: pb.BuildRequest,
               context: grpc.ServicerContext) -> Iterator[pb.BuildProgress]:
-        """Runs the build on its own thread and relays its progress callbacks as messages."""
         call = wire.build_request_from_wire(request)
-        updates: queue.Queue[pb.BuildProgress] = queue.Queue()
-        outcome: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if not context.is_active():
-                raise DeadlineExceeded("build abandoned: the caller went away")
-            updates.put(pb.BuildProgress(stage=stage, done_items=done, total_items=total))
-
-        def run() -> None:
-            try:
-                outcome["result"] = self.node.build(call.collection, params=call.params,
-                                                    rebuild=call.rebuild, progress=progress)
-            except BaseException as error:  # re-raised on the RPC thread below
-                outcome["error"] = error
-
-        worker = threading.Thread(target=run, name=f"build-{call.collection}", daemon=True)
-        worker.start()
-        while worker.is_alive() or not updates.empty():
-            try:
-                yield updates.get(timeout=BUILD_PROGRESS_POLL_S)
-            except queue.Empty:
-                continue
-        if "error" in outcome:
-            raise outcome["error"]
-        yield pb.BuildProgress(stage="done", done=True,
-                               summary_json=wire.to_json(outcome["result"].to_dict()))
+        return stream_build(
+            lambda progress: self.node.build(call.collection, params=call.params,
+                                             rebuild=call.rebuild, progress=progress),
+            context, name=f"build-{call.collection}")

@@ -1,6 +1,8 @@
 """Managing this device's sync: the operations behind ``id``, ``invite``, ``join``, ``peer``,
 ``peers``, ``sync`` and ``conflicts``, whether run embedded or through a serving node.
 
+``build --on`` lives here too: it is a sync operation (a peer builds, this device fetches).
+
 ``SyncAdmin`` is the interface the CLI uses; ``LocalSyncAdmin`` implements it on a data
 directory (and, inside ``meshdex serve``, on the running ``SyncService``), and
 ``meshdex.sync.admin_client.SyncAdminClient`` implements it over gRPC. Same records, same
@@ -13,7 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from meshdex.index.params import BuildParams
 from meshdex.node.config import NodeConfig
+from meshdex.node.indexing import BuildProgress
 from meshdex.node.store import Store
 from meshdex.sync.client import SessionReport, add_peer, join, run_session
 from meshdex.sync.device_id import DeviceId
@@ -21,6 +25,7 @@ from meshdex.sync.engine import SyncEngine
 from meshdex.sync.identity import load_identity
 from meshdex.sync.pairing import InviteBook, InviteToken
 from meshdex.sync.progress import Conflict, FileProgress
+from meshdex.sync.remote_build import RemoteBuildReport, build_on_peer
 from meshdex.sync.trust import Peer, TrustStore
 
 if TYPE_CHECKING:
@@ -88,6 +93,11 @@ class SyncAdmin(Protocol):
 
     def conflicts(self, collection: str | None) -> list[Conflict]:
         """Kept conflicts, oldest first."""
+
+    def build_on(self, peer: str, collection: str, *, params: BuildParams | None,
+                 rebuild: bool, progress: BuildProgress | None) -> RemoteBuildReport:
+        """Have ``peer`` (device id or name) build ``collection`` and install its bundle here,
+        relaying the peer's build progress; embeds nothing here."""
 
 
 def _lag(store: Store | None, progress: FileProgress, peer: Peer) -> int | None:
@@ -178,3 +188,18 @@ class LocalSyncAdmin:
 
     def conflicts(self, collection: str | None) -> list[Conflict]:
         return FileProgress(self.data_dir).all_conflicts(collection)
+
+    def build_on(self, peer: str, collection: str, *, params: BuildParams | None,
+                 rebuild: bool, progress: BuildProgress | None) -> RemoteBuildReport:
+        options = {"peer_ref": peer, "collection": collection, "params": params,
+                   "rebuild": rebuild, "progress": progress}
+        if self.service is not None:
+            return build_on_peer(engine=self.service.engine, trust=self.service.trust,
+                                 **options)
+        from meshdex.node.service import Node
+
+        identity = load_identity(self.data_dir)
+        with Node.open(self.data_dir) as node:
+            engine = SyncEngine(node=node, identity=identity,
+                                progress=FileProgress(self.data_dir))
+            return build_on_peer(engine=engine, trust=TrustStore(self.data_dir), **options)

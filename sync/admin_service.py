@@ -5,10 +5,17 @@ interceptor guards every call (scopes in ``meshdex.node.auth``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
+from meshdex.index.params import BuildParams
+from meshdex.node import wire as node_wire
 from meshdex.node.client import MeshdexClient
+from meshdex.node.grpc_errors import error_from_rpc
+from meshdex.node.indexing import BuildProgress
+from meshdex.node.servicer import stream_build
+from meshdex.proto.meshdex.v1 import node_pb2, sync_pb2_grpc
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
-from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.admin import CreatedInvite, PeerStatus, SyncAdmin
 from meshdex.sync.admin_wire import (
     conflict_from_wire,
@@ -19,9 +26,11 @@ from meshdex.sync.admin_wire import (
     session_report_to_wire,
 )
 from meshdex.sync.client import SessionReport
+from meshdex.sync.errors import SyncError
 from meshdex.sync.progress import Conflict
+from meshdex.sync.remote_build import RemoteBuildReport
 
-ADMIN_CALL_TIMEOUT_S = 600.0  # SyncNow runs whole sessions
+ADMIN_CALL_TIMEOUT_S = 3600.0  # SyncNow runs whole sessions, BuildOn a peer's whole build
 
 
 class SyncAdminServicer(sync_pb2_grpc.MeshdexSyncAdminServicer):
@@ -59,6 +68,14 @@ class SyncAdminServicer(sync_pb2_grpc.MeshdexSyncAdminServicer):
     def ListConflicts(self, request, context) -> pb.ListConflictsResponse:
         records = self.admin.conflicts(request.collection or None)
         return pb.ListConflictsResponse(conflicts=[conflict_to_wire(c) for c in records])
+
+    def BuildOn(self, request, context) -> Iterator[node_pb2.BuildProgress]:
+        call = node_wire.build_request_from_wire(request.build)
+        peer = node_wire.require(request.peer, "peer")
+        return stream_build(
+            lambda progress: self.admin.build_on(peer, call.collection, params=call.params,
+                                                 rebuild=call.rebuild, progress=progress),
+            context, name=f"build-on-{call.collection}")
 
 
 def add_admin_service(server: grpc.Server, admin: SyncAdmin) -> None:
@@ -114,3 +131,21 @@ class SyncAdminClient:
         response = self._call("ListConflicts",
                               pb.ListConflictsRequest(collection=collection or ""))
         return [conflict_from_wire(c) for c in response.conflicts]
+
+    def build_on(self, peer: str, collection: str, *, params: BuildParams | None,
+                 rebuild: bool, progress: BuildProgress | None) -> RemoteBuildReport:
+        build = node_pb2.BuildRequest(collection=collection, rebuild=rebuild,
+                                      params_json=node_wire.to_json(params.to_dict())
+                                      if params else "")
+        updates = self._call("BuildOn", pb.BuildOnRequest(peer=peer, build=build))
+        try:
+            for update in updates:
+                if update.done:
+                    return RemoteBuildReport.from_dict(
+                        node_wire.json_object(update.summary_json, "summary_json"))
+                if progress is not None:
+                    progress(update.stage, update.done_items, update.total_items)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+        raise SyncError("the node's build stream ended without a result",
+                        hint="the node may have shut down; run it again")

@@ -23,6 +23,7 @@ from meshdex.node.grpc_errors import error_for
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync import wire
+from meshdex.sync.bundle_receive import BundleOutcome, BundleReceiver
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import PeerExists, SyncError
@@ -54,7 +55,7 @@ def rpc_error(error: grpc.RpcError, *, peer: str, op: str) -> MeshdexError:
 
 
 @contextmanager
-def _calls(peer: str, op: str) -> Iterator[None]:
+def calls(peer: str, op: str) -> Iterator[None]:
     try:
         yield
     except grpc.RpcError as error:
@@ -79,7 +80,7 @@ def join(data_dir: Path, token_text: str, *, name: str | None = None,
             continue
         with pinned_channel(address, server_pem, identity=None) as channel:
             stub = sync_pb2_grpc.MeshdexSyncStub(channel)
-            with _calls(peer_text, "pair"):
+            with calls(peer_text, "pair"):
                 nonce = stub.PairChallenge(pb.PairChallengeRequest(invite_id=token.invite_id),
                                            timeout=CALL_TIMEOUT_S).nonce
                 proof = pairing_proof(token.secret, inviter_cert_der=_der(server_pem),
@@ -158,7 +159,7 @@ class Session:
         own = wire.Hello(protocol_version=wire.PROTOCOL_VERSION,
                          store_id=engine.store.device_id,
                          collections=engine.shared_view(peer))
-        with _calls(peer.device_id, "hello"):
+        with calls(peer.device_id, "hello"):
             theirs = wire.hello_response_from_wire(
                 stub.Hello(wire.hello_request_to_wire(own), timeout=CALL_TIMEOUT_S))
         if theirs.device_id != peer.device_id:
@@ -190,7 +191,7 @@ class Session:
                                  watermarks=engine.store.state(name).watermarks,
                                  caller_store_id=engine.store.device_id)
         last = None
-        with _calls(peer.device_id, "pull"):
+        with calls(peer.device_id, "pull"):
             for message in stub.PullChanges(request, timeout=SESSION_TIMEOUT_S):
                 batch = wire.batch_from_wire(message)
                 if batch.collection != name:
@@ -205,24 +206,10 @@ class Session:
 
     def _bundle(self, stub, name: str, result: CollectionReport) -> None:
         """After documents: the peer's bundle of ``name``, decided on and maybe fetched."""
-        peer = self.peer
-        with _calls(peer.device_id, "bundle offer"):
-            offer = wire.offer_from_wire(stub.GetBundleOffer(
-                pb.BundleOfferRequest(collection=name), timeout=CALL_TIMEOUT_S))
-        if offer is None:
-            return
-        if offer.manifest.collection != name:
-            raise SyncError("peer offered a bundle of another collection", peer=peer.device_id)
-
-        def fetch(indexes: Sequence[int]) -> Iterator[tuple[int, bytes]]:
-            request = pb.FetchBlocksRequest(collection=name, bundle_id=offer.manifest.bundle_id,
-                                            blocks=list(indexes))
-            with _calls(peer.device_id, "fetch blocks"):
-                for block in stub.FetchBlocks(request, timeout=SESSION_TIMEOUT_S):
-                    yield block.index, block.data
-
         assert self.engine.bundles is not None
-        outcome = self.engine.bundles.receive(peer.name or peer.device_id, offer, fetch)
+        outcome = receive_bundle(stub, self.peer, name, self.engine.bundles)
+        if outcome is None:
+            return
         result.decision, result.reason = outcome.decision, outcome.reason
         result.bundle_bytes_fetched = outcome.bundle_bytes_fetched
         result.bundle_bytes_total = outcome.bundle_bytes_total
@@ -234,12 +221,34 @@ class Session:
         engine, peer = self.engine, self.peer
         batches = engine.outgoing(name, after_seq=cursor, receiver_store_id=their_store_id,
                                   receiver_watermarks=watermarks, with_config=True)
-        with _calls(peer.device_id, "push"):
+        with calls(peer.device_id, "push"):
             response = stub.PushChanges((wire.batch_to_wire(b) for b in batches),
                                         timeout=SESSION_TIMEOUT_S)
         engine.progress.set_ack(peer.device_id, name, response.cursor)
         result.sent += response.applied
         result.conflicts += response.conflicts
+
+
+def receive_bundle(stub: sync_pb2_grpc.MeshdexSyncStub, peer: Peer, name: str,
+                   receiver: BundleReceiver) -> BundleOutcome | None:
+    """The peer's current bundle of ``name``, handed to ``receiver`` to decide on and maybe
+    fetch block by block; None if the peer has none."""
+    with calls(peer.device_id, "bundle offer"):
+        offer = wire.offer_from_wire(stub.GetBundleOffer(
+            pb.BundleOfferRequest(collection=name), timeout=CALL_TIMEOUT_S))
+    if offer is None:
+        return None
+    if offer.manifest.collection != name:
+        raise SyncError("peer offered a bundle of another collection", peer=peer.device_id)
+
+    def fetch(indexes: Sequence[int]) -> Iterator[tuple[int, bytes]]:
+        request = pb.FetchBlocksRequest(collection=name, bundle_id=offer.manifest.bundle_id,
+                                        blocks=list(indexes))
+        with calls(peer.device_id, "fetch blocks"):
+            for block in stub.FetchBlocks(request, timeout=SESSION_TIMEOUT_S):
+                yield block.index, block.data
+
+    return receiver.receive(peer.name or peer.device_id, offer, fetch)
 
 
 def run_session(engine: SyncEngine, identity: DeviceIdentity, trust: TrustStore,

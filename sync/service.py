@@ -30,12 +30,14 @@ from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.bundle_receive import BundleReceiver
 from meshdex.sync.bundle_shelf import BundleShelf
 from meshdex.sync.client import SessionReport, run_session
+from meshdex.sync.discovery import Announcement, Discovery, discovery_active, lan_addresses
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import SyncError
 from meshdex.sync.identity import load_identity
 from meshdex.sync.pairing import InviteBook
 from meshdex.sync.pairing_server import PairingDesk
 from meshdex.sync.progress import FileProgress
+from meshdex.sync.remote_build import network_embedder_refusal
 from meshdex.sync.servicer import PAIRING_ROLE, SYNC_ROLE, PeerAuthInterceptor, SyncServicer
 from meshdex.sync.transport import (
     MAX_SYNC_MESSAGE_BYTES,
@@ -110,11 +112,10 @@ class DebouncedBuilder:
 
     def _build(self, collection: str) -> None:
         try:
-            info = self.node.get_collection(collection)
-            if info.embedder.kind != "local" and not self.allow_network:
-                logger.warning("not building %r: its embedder sends text to %s; build it by "
-                               "hand or set sync_allow_network_embedders", collection,
-                               info.embedder.url)
+            refusal = network_embedder_refusal(self.node.get_collection(collection),
+                                               allow_network=self.allow_network)
+            if refusal is not None:
+                logger.warning("not building %r: %s", collection, refusal)
                 return
             self.node.build(collection)
         except Exception:  # a failed background build must not stop later ones
@@ -233,6 +234,7 @@ class SyncService:
                                 sync_addresses=advertised_addresses(config, config.sync_listen))
         self._servers: list[grpc.Server] = []
         self.addresses: dict[str, str] = {}
+        self.discovery: Discovery | None = None
 
     def _server(self, role: str) -> grpc.Server:
         server = grpc.server(
@@ -244,7 +246,9 @@ class SyncService:
         )
         sync_pb2_grpc.add_MeshdexSyncServicer_to_server(
             SyncServicer(engine=self.engine, trust=self.trust, desk=self.desk,
-                         on_hint=self.scheduler.hint), server)
+                         on_hint=self.scheduler.hint,
+                         allow_network_embedders=self.config.sync_allow_network_embedders),
+            server)
         return server
 
     def _listen(self, role: str, listen: str, credentials: grpc.ServerCredentials) -> None:
@@ -274,8 +278,21 @@ class SyncService:
             self.desk.sync_addresses = advertised_addresses(self.config,
                                                             self.addresses[SYNC_ROLE])
         self.scheduler.start()
+        self._start_discovery()
         logger.info("meshdex sync listening on %s (device %s)", self.addresses,
                     self.identity.device_id)
+
+    def _start_discovery(self) -> None:
+        """Announce and browse on the LAN (in the background) when the config allows it."""
+        listen = self.addresses.get(SYNC_ROLE, "")
+        if not discovery_active(self.config.discovery, listen):
+            return
+        self.discovery = Discovery(
+            identity=self.identity, trust=self.trust,
+            announcement=Announcement(device_id=str(self.identity.device_id),
+                                      addresses=lan_addresses(listen),
+                                      port=split_host_port(listen)[1]))
+        self.discovery.start()
 
     def sync_now(self, device_id: str | None = None) -> list[SessionReport]:
         """One session with one peer (or every peer with an address), now."""
@@ -284,6 +301,9 @@ class SyncService:
                 if peer.addresses or device_id]
 
     def stop(self, grace_period_s: float) -> None:
+        if self.discovery is not None:
+            self.discovery.stop()
+            self.discovery = None
         self.scheduler.stop()
         for server in self._servers:
             server.stop(grace_period_s).wait()

@@ -14,13 +14,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+from meshdex.node import wire as node_wire
 from meshdex.node.grpc_errors import wrap_handler
+from meshdex.node.servicer import stream_build
+from meshdex.proto.meshdex.v1 import node_pb2, sync_pb2_grpc
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
-from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync import wire
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import PeerNotTrusted, ProtocolViolation
 from meshdex.sync.pairing_server import PairingDesk
+from meshdex.sync.remote_build import serve_build
 from meshdex.sync.transport import caller_device_id
 from meshdex.sync.trust import Peer, TrustStore
 
@@ -79,8 +82,10 @@ class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
     """Thin: decode, call the engine or the pairing desk, encode."""
 
     def __init__(self, *, engine: SyncEngine, trust: TrustStore, desk: PairingDesk,
-                 on_hint: Callable[[str], None] | None = None) -> None:
+                 on_hint: Callable[[str], None] | None = None,
+                 allow_network_embedders: bool = False) -> None:
         self.engine, self.trust, self.desk, self.on_hint = engine, trust, desk, on_hint
+        self.allow_network_embedders = allow_network_embedders
 
     def _peer(self, context: grpc.ServicerContext) -> Peer:
         peer = trusted_caller(context, self.trust)
@@ -162,6 +167,16 @@ class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
             raise ProtocolViolation("this device serves no bundles", peer=peer.device_id)
         for index, data in self.engine.shelf.blocks(collection, bundle_id, indexes):
             yield pb.BundleBlock(index=index, data=data)
+
+    def BuildForPeer(self, request: node_pb2.BuildRequest,
+                     context: grpc.ServicerContext) -> Iterator[node_pb2.BuildProgress]:
+        peer = self._peer(context)
+        call = node_wire.build_request_from_wire(request)
+        return stream_build(
+            lambda progress: serve_build(self.engine, peer, call,
+                                         allow_network=self.allow_network_embedders,
+                                         progress=progress),
+            context, name=f"peer-build-{call.collection}")
 
     def Changed(self, request: pb.ChangedRequest,
                 context: grpc.ServicerContext) -> pb.ChangedResponse:

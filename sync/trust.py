@@ -32,6 +32,7 @@ READ_WRITE = "read-write"
 READ_ONLY = "read-only"
 MODES = (READ_WRITE, READ_ONLY)
 MAX_ERROR_CHARS = 300
+MAX_ADDRESSES = 4  # a peer's recorded sync addresses, newest first
 # A contact that changes nothing else is written at most this often (every call notes one).
 CONTACT_WRITE_INTERVAL_S = 5.0
 
@@ -179,6 +180,20 @@ class TrustStore:
                 changes["last_sync"] = now
             peers[device_id] = replace(peer, **changes)
             self._save(peers)
+
+    def set_address(self, device_id: str, address: str) -> Peer | None:
+        """Put ``address`` first among a peer's addresses (sessions dial the first), keeping
+        up to ``MAX_ADDRESSES`` others; None if the peer is not paired (nothing is added)."""
+        with self._lock, locked(self.path):
+            self._stamp = None
+            peers = dict(self._load())
+            peer = peers.get(device_id)
+            if peer is None:
+                return None
+            others = [a for a in peer.addresses if a != address]
+            peers[device_id] = replace(peer, addresses=(address, *others)[:MAX_ADDRESSES])
+            self._save(peers)
+            return peers[device_id]
 
     def certificates(self) -> list[bytes]:
         """PEM certificates of every paired peer: the sync server's client trust list."""

@@ -4,8 +4,9 @@
 switch namespace holding the bridge, every host's veth peer plugged into it — nothing is
 added to the machine's own network namespace, and no address outside these namespaces is
 ever dialled. ``partition(host)`` takes a host's link down, ``heal(host)`` brings it back.
-``Lan.run(host, argv)`` starts a process inside a host. Names carry the test process id, so
-parallel runs do not collide; ``close()`` deletes everything (also after a failed test).
+``move(host, address)`` readdresses a host. ``Lan.run(host, argv)`` starts a process inside a
+host. Names carry the test process id, so parallel runs do not collide; ``close()`` deletes
+everything (also after a failed test).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Lan:
     hosts: tuple[str, ...]
     tag: str = field(default_factory=lambda: f"mdx{os.getpid() % 100000}")
     created: list[str] = field(default_factory=list)
+    moved: dict[str, str] = field(default_factory=dict)  # host -> address after move()
 
     def ns(self, host: str) -> str:
         return f"{self.tag}{host}"
@@ -41,7 +43,14 @@ class Lan:
         return f"{self.tag}sw"
 
     def address(self, host: str) -> str:
-        return f"{SUBNET_PREFIX}{self.hosts.index(host) + 1}"
+        return self.moved.get(host, f"{SUBNET_PREFIX}{self.hosts.index(host) + 1}")
+
+    def move(self, host: str, address: str) -> None:
+        """Give ``host`` another address on the LAN (as a new DHCP lease would)."""
+        ns = self.ns(host)
+        _ip("-n", ns, "addr", "del", f"{self.address(host)}/{SUBNET_BITS}", "dev", "eth0")
+        _ip("-n", ns, "addr", "add", f"{address}/{SUBNET_BITS}", "dev", "eth0")
+        self.moved[host] = address
 
     def up(self) -> Lan:
         try:

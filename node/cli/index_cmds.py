@@ -22,6 +22,7 @@ from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
 from meshdex.index.params import BuildParams
 from meshdex.node.cli.docs_cmds import collection_option, json_option
 from meshdex.node.cli.remote import open_node
+from meshdex.node.cli.sync_cmds import open_admin
 from meshdex.node.ingest import collect_files, ingest, read_file
 from meshdex.node.records import SearchResults
 from meshdex.node.service import Node
@@ -92,26 +93,58 @@ def _print_build(report: dict[str, Any], as_json: bool) -> None:
     "pq_subvectors, pq_bits, cache_budget_nodes, storage_mode=compact|full, ...). Repeatable; "
     "a changed parameter forces a rebuild.",
 )
+@click.option(
+    "--on", "on_peer", default=None, metavar="PEER",
+    help="Let this paired read-write device (id or name) build: sync the documents with it, "
+    "stream its build progress, then fetch and install its signed bundle. Nothing is "
+    "embedded here.",
+)
 @json_option
 @click.pass_context
 def build_command(
-    ctx: click.Context, collection: str, rebuild: bool, params: tuple[str, ...], as_json: bool
+    ctx: click.Context, collection: str, rebuild: bool, params: tuple[str, ...],
+    on_peer: str | None, as_json: bool,
 ) -> None:
     """Embed new passages and bring the collection's index up to date.
 
     After document changes the existing index is updated in place (new passages inserted,
     deleted ones tombstoned) unless the change is large, the model changed, or --rebuild is
-    given; the output says which it did and why.
+    given; the output says which it did and why. With --on PEER a stronger paired device
+    does the embedding and this one only downloads the blocks of the bundle it lacks.
 
     \b
     Example:
       meshdex build --collection notes
       meshdex build --param storage_mode=full --rebuild
+      meshdex build --on desktop -c notes
     """
     build_params = BuildParams.from_dict(_parse_assignments(params, "--param")) if params else None
+    if on_peer is not None:
+        _build_on(ctx, on_peer, collection, build_params, rebuild, as_json)
+        return
     with open_node(ctx) as node, progress_bar() as progress:
         report = node.build(collection, params=build_params, rebuild=rebuild, progress=progress)
     _print_build(_report_dict(report), as_json)
+
+
+def _build_on(ctx: click.Context, peer: str, collection: str, params: BuildParams | None,
+              rebuild: bool, as_json: bool) -> None:
+    with open_admin(ctx) as admin, progress_bar() as progress:
+        report = admin.build_on(peer, collection, params=params, rebuild=rebuild,
+                                progress=progress)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    click.echo(
+        f"{report.collection}: {report.action} generation {report.generation} on "
+        f"{report.peer_name} ({report.passages} passages) in {report.build_seconds:.1f} s — "
+        f"{report.build_reason}\n"
+        f"  synced first: sent {report.sent}, received {report.received} documents\n"
+        f"  bundle: {report.decision} ({report.reason}); fetched "
+        f"{report.bundle_bytes_fetched} of {report.bundle_bytes_total} bytes, "
+        f"{report.blocks_fetched} blocks, {report.blocks_reused} reused; "
+        f"{report.seconds:.1f} s in all"
+    )
 
 
 def _results_dict(query: str, results: SearchResults) -> dict[str, Any]:

@@ -405,6 +405,14 @@ class ConflictInfo(_message.Message):
     recorded_at: float
     def __init__(self, collection: _Optional[str] = ..., doc_id: _Optional[str] = ..., losing_hlc: _Optional[str] = ..., winning_hlc: _Optional[str] = ..., origin_device: _Optional[str] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., source: _Optional[str] = ..., recorded_at: _Optional[float] = ...) -> None: ...
 
+class BuildOnRequest(_message.Message):
+    __slots__ = ("peer", "build")
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    peer: str
+    build: _node_pb2.BuildRequest
+    def __init__(self, peer: _Optional[str] = ..., build: _Optional[_Union[_node_pb2.BuildRequest, _Mapping]] = ...) -> None: ...
+
 class ListConflictsResponse(_message.Message):
     __slots__ = ("conflicts",)
     CONFLICTS_FIELD_NUMBER: _ClassVar[int]

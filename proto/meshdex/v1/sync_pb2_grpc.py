@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from meshdex.proto.meshdex.v1 import node_pb2 as meshdex_dot_v1_dot_node__pb2
 from meshdex.proto.meshdex.v1 import sync_pb2 as meshdex_dot_v1_dot_sync__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -79,6 +80,11 @@ class MeshdexSyncStub:
                 request_serializer=meshdex_dot_v1_dot_sync__pb2.FetchBlocksRequest.SerializeToString,
                 response_deserializer=meshdex_dot_v1_dot_sync__pb2.BundleBlock.FromString,
                 _registered_method=True)
+        self.BuildForPeer = channel.unary_stream(
+                '/meshdex.v1.MeshdexSync/BuildForPeer',
+                request_serializer=meshdex_dot_v1_dot_node__pb2.BuildRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_node__pb2.BuildProgress.FromString,
+                _registered_method=True)
 
 
 class MeshdexSyncServicer:
@@ -150,6 +156,16 @@ class MeshdexSyncServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BuildForPeer(self, request, context):
+        """`meshdex build --on`: bring the caller's shared collection's index up to date here from
+        the documents this device holds (the caller syncs first), streaming the build's progress;
+        the last message carries the build report. The caller then fetches the new bundle with
+        GetBundleOffer/FetchBlocks. Read-only callers and unshared collections: PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeshdexSyncServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +213,11 @@ def add_MeshdexSyncServicer_to_server(servicer, server):
                     servicer.FetchBlocks,
                     request_deserializer=meshdex_dot_v1_dot_sync__pb2.FetchBlocksRequest.FromString,
                     response_serializer=meshdex_dot_v1_dot_sync__pb2.BundleBlock.SerializeToString,
+            ),
+            'BuildForPeer': grpc.unary_stream_rpc_method_handler(
+                    servicer.BuildForPeer,
+                    request_deserializer=meshdex_dot_v1_dot_node__pb2.BuildRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_node__pb2.BuildProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -452,6 +473,33 @@ class MeshdexSync:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def BuildForPeer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSync/BuildForPeer',
+            meshdex_dot_v1_dot_node__pb2.BuildRequest.SerializeToString,
+            meshdex_dot_v1_dot_node__pb2.BuildProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class MeshdexSyncAdminStub:
     """Managing this device's peers through a serving node (`meshdex --node ... peers`), served on
@@ -504,6 +552,11 @@ class MeshdexSyncAdminStub:
                 '/meshdex.v1.MeshdexSyncAdmin/ListConflicts',
                 request_serializer=meshdex_dot_v1_dot_sync__pb2.ListConflictsRequest.SerializeToString,
                 response_deserializer=meshdex_dot_v1_dot_sync__pb2.ListConflictsResponse.FromString,
+                _registered_method=True)
+        self.BuildOn = channel.unary_stream(
+                '/meshdex.v1.MeshdexSyncAdmin/BuildOn',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.BuildOnRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_node__pb2.BuildProgress.FromString,
                 _registered_method=True)
 
 
@@ -561,6 +614,15 @@ class MeshdexSyncAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BuildOn(self, request, context):
+        """`meshdex --node ... build --on PEER`: the node syncs with the peer, has it build and
+        fetches the bundle, streaming the peer's progress; the last message's summary_json is the
+        remote build report (see meshdex.sync.remote_build.RemoteBuildReport).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeshdexSyncAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -603,6 +665,11 @@ def add_MeshdexSyncAdminServicer_to_server(servicer, server):
                     servicer.ListConflicts,
                     request_deserializer=meshdex_dot_v1_dot_sync__pb2.ListConflictsRequest.FromString,
                     response_serializer=meshdex_dot_v1_dot_sync__pb2.ListConflictsResponse.SerializeToString,
+            ),
+            'BuildOn': grpc.unary_stream_rpc_method_handler(
+                    servicer.BuildOn,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.BuildOnRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_node__pb2.BuildProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -824,6 +891,33 @@ class MeshdexSyncAdmin:
             '/meshdex.v1.MeshdexSyncAdmin/ListConflicts',
             meshdex_dot_v1_dot_sync__pb2.ListConflictsRequest.SerializeToString,
             meshdex_dot_v1_dot_sync__pb2.ListConflictsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BuildOn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSyncAdmin/BuildOn',
+            meshdex_dot_v1_dot_sync__pb2.BuildOnRequest.SerializeToString,
+            meshdex_dot_v1_dot_node__pb2.BuildProgress.FromString,
             options,
             channel_credentials,
             insecure,
