@@ -16,16 +16,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import math
 import os
 import time
 
 import numpy as np
 from meshdex.index.embedders import default_embedder
 from meshdex.index.engine import Index
-from meshdex.index.learned_cache import LearnedCache, entry_bytes
 from meshdex.index.params import BuildParams, SearchParams
-from meshdex.node.search_caches import LEARNED_PASSAGE_FRACTION
 
 from bench.baselines import TOP_K, exact_search
 from bench.bench_search import CachedVectorsEmbedder, _estimated, _sample, _searcher
@@ -39,50 +36,6 @@ RECALL_TARGETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 BATCH_SIZES = (4, 8, 16)
 DEFAULT_MEASURED_QUERIES = 20
 RECALL_AT_3_TARGET = 0.97
-
-
-# Mechanical rewordings of the FAQ questions: near-repeats that embed close to, not onto, the
-# original (the query words change, the subject stays).
-REWORDINGS = (
-    ("How do I ", "What is the way to "), ("How can I ", "Is there a way to "),
-    ("Why does ", "For what reason does "), ("Why is ", "For what reason is "),
-    ("Why are ", "For what reason are "), ("What is ", "Explain "),
-    ("Is there ", "Does Python have "),
-    ("Can I ", "Is it possible to "), ("Are there ", "Does Python offer "),
-)
-
-
-def reworded(question: str) -> str:
-    for old, new in REWORDINGS:
-        if question.startswith(old):
-            return new + question[len(old):]
-    return "In Python: " + question.lower()
-
-
-def warm_cache_passes(index: Index, corpus, oracle, fetch, embedder, queries) -> dict[str, str]:
-    """Passages recomputed by the FAQ set asked once, again, and reworded, with one learned
-    cache of the node's default budget shared by the three passes."""
-    budget = (math.ceil(LEARNED_PASSAGE_FRACTION * len(corpus))
-              * entry_bytes(index.fingerprint.dim))
-    cache = LearnedCache(fingerprint_digest=index.fingerprint.digest(), dim=index.dim,
-                         budget_bytes=budget)
-    paraphrases = embedder.embed_documents([reworded(q.text) for q in queries])
-    passes = {"first pass": [q.vector for q in queries],
-              "same questions again": [q.vector for q in queries],
-              "reworded questions": list(paraphrases)}
-    totals = {}
-    for name, vectors in passes.items():
-        totals[name] = sum(
-            index.search(vector, TOP_K, embedder=oracle, texts=fetch,
-                         vector_caches=[cache]).stats.passages_recomputed
-            for vector in vectors)
-    first = max(totals["first pass"], 1)
-    return {
-        "learned cache": f"{len(cache)} passages, {budget:,} bytes "
-                         f"({budget / corpus.raw_passage_bytes:.2%} of the text)",
-        **{f"warm cache, {name}": f"{total} passages recomputed ({total / first:.0%} of the "
-                                  "first pass)" for name, total in totals.items()},
-    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,7 +119,6 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(row("adaptive, batch size", "faq", dataclasses.replace(default,
                                                                           batch_size=batch),
                         measured_model=False, per_passage_s=per_passage_s))
-    warm = warm_cache_passes(index, corpus, oracle, fetch, embedder, query_sets["faq"][0])
     bound = index.rerank_bound
     write_results(
         "rerank", rows,
@@ -186,7 +138,6 @@ def main(argv: list[str] | None = None) -> None:
                                          zip(bound.levels, bound.score_errors, strict=True))
                              if bound else "none"),
             "per-passage model time (fixed row)": f"{per_passage_s * 1e3:.1f} ms",
-            **warm,
             "search params (default)": default.to_dict(),
             "recall@3 target": RECALL_AT_3_TARGET,
             "load average note": "the 2-core machine is shared by several agents; compare "

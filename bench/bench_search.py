@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -33,7 +35,9 @@ from meshdex.index.codes import adc_scores
 from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import default_embedder
 from meshdex.index.engine import Index
+from meshdex.index.learned_cache import LearnedCache, entry_bytes
 from meshdex.index.params import BuildParams, SearchParams
+from meshdex.node.search_caches import LEARNED_PASSAGE_FRACTION
 
 from bench.baselines import (
     HNSW_EF_CONSTRUCTION,
@@ -147,9 +151,10 @@ def _index_bytes(index: Index) -> tuple[int, dict[str, int]]:
 
 
 def _searcher(index: Index, corpus: Corpus, embedder: Embedder, params: SearchParams,
-              fetch, candidate_seconds: list[float]):
+              fetch, candidate_seconds: list[float], vector_caches: Sequence = ()):
     def search(query: Query) -> QueryOutcome:
-        result = index.search(query.vector, TOP_K, embedder=embedder, texts=fetch, params=params)
+        result = index.search(query.vector, TOP_K, embedder=embedder, texts=fetch, params=params,
+                              vector_caches=vector_caches)
         candidate_seconds.append(result.stats.graph_seconds)
         return QueryOutcome(
             ids=corpus.positions(np.array([hit.label for hit in result.hits], dtype=np.uint64)),
@@ -166,6 +171,75 @@ def _estimated(measured: Measured, candidate_seconds: list[float],
     latencies = (np.array(candidate_seconds[-len(measured.latencies_s):])
                  + measured.passages_recomputed * per_passage_s)
     return dataclasses.replace(measured, latencies_s=latencies)
+
+
+# Mechanical rewordings of the FAQ questions: near-repeats that embed close to, not onto, the
+# original (the query words change, the subject stays).
+REWORDINGS = (
+    ("How do I ", "What is the way to "), ("How can I ", "Is there a way to "),
+    ("Why does ", "For what reason does "), ("Why is ", "For what reason is "),
+    ("Why are ", "For what reason are "), ("What is ", "Explain "),
+    ("Is there ", "Does Python have "),
+    ("Can I ", "Is it possible to "), ("Are there ", "Does Python offer "),
+)
+WARM_BUDGET_PASSAGE_FRACTIONS = (0.01, 0.1, 0.2)  # beside the node's default
+
+
+def reworded(question: str) -> str:
+    for old, new in REWORDINGS:
+        if question.startswith(old):
+            return new + question[len(old):]
+    return "In Python: " + question.lower()
+
+
+def warm_cache_rows(index: Index, corpus: Corpus, oracle: Embedder, fetch, embedder: Embedder,
+                    queries: Sequence[Query], passages: np.ndarray, *, per_passage_s: float,
+                    index_bytes: int) -> tuple[list[Row], dict[str, str]]:
+    """The FAQ sample asked once (cold), again (warm) and reworded, through one learned cache
+    per budget (the node's default and a few others), with the default search params.
+
+    Recompute is served from the embeddings cache (exact counts; latency estimated from the
+    measured per-passage model time); no warm-up query runs before the cold pass.
+    """
+    paraphrases = [Query(text=reworded(q.text), vector=v) for q, v in zip(
+        queries, embedder.embed_documents([reworded(q.text) for q in queries]), strict=True)]
+    truth = exact_search(passages, np.stack([q.vector for q in queries]))
+    passes = (("cold (first pass)", queries, truth),
+              ("warm (same questions again)", queries, truth),
+              ("reworded questions after both", paraphrases,
+               exact_search(passages, np.stack([q.vector for q in paraphrases]))))
+    rows: list[Row] = []
+    context: dict[str, str] = {}
+    fractions = sorted({LEARNED_PASSAGE_FRACTION, *WARM_BUDGET_PASSAGE_FRACTIONS})
+    for fraction in fractions:
+        budget = math.ceil(fraction * len(corpus)) * entry_bytes(index.dim)
+        cache = LearnedCache(fingerprint_digest=index.fingerprint.digest(), dim=index.dim,
+                             budget_bytes=budget)
+        share = budget / corpus.raw_passage_bytes
+        default = " (node default)" if fraction == LEARNED_PASSAGE_FRACTION else ""
+        totals = {}
+        for name, asked, answers in passes:
+            candidate_s: list[float] = []
+            search = _searcher(index, corpus, oracle, SearchParams(), fetch, candidate_s,
+                               vector_caches=[cache])
+            measured = _estimated(measure(search, asked, answers, warmup=0), candidate_s,
+                                  per_passage_s)
+            totals[name] = int(measured.passages_recomputed.sum())
+            of_cold = totals[name] / max(totals[passes[0][0]], 1)
+            rows.append(make_row(
+                method=f"learned cache {fraction:.0%} of passages{default}: {name}",
+                query_set="faq" if asked is queries else "faq reworded",
+                params=f"budget {budget:,} B = {share:.1%} of the text", measured=measured,
+                index_bytes=index_bytes, raw_passage_bytes=corpus.raw_passage_bytes,
+                notes=f"recomputed {totals[name]} in all ({of_cold:.0%} of the cold pass), "
+                      f"cache holds {len(cache)}; latency estimated"))
+            log.info("%s", rows[-1])
+        cold = max(totals[passes[0][0]], 1)
+        context[f"warm cache, {fraction:.0%} of passages{default}"] = (
+            f"{budget:,} bytes ({share:.2%} of the text): same questions again recompute "
+            f"{totals[passes[1][0]] / cold:.0%} of the cold pass, reworded ones "
+            f"{totals[passes[2][0]] / cold:.0%}")
+    return rows, context
 
 
 def candidate_times(index: Index, oracle: Embedder, fetch, queries: Sequence[Query],
@@ -197,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=DEFAULT_QUERY_SAMPLE,
                         help="FAQ questions sampled (evenly) for the measured rows")
     parser.add_argument("--no-sweep", action="store_true", help="headline rows only")
+    parser.add_argument("--default-only", action="store_true",
+                        help="of the meshdex rows only the default (measured) and the learned "
+                             "cache passes: for a busy machine")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -246,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     all_variants = variants(SearchParams())
     if args.no_sweep:
         all_variants = [v for v in all_variants if v.measured]
+    if args.default_only:
+        all_variants = all_variants[:1]
     for variant in all_variants:
         if variant.build not in built:
             started = time.perf_counter()
@@ -273,6 +352,9 @@ def main(argv: list[str] | None = None) -> None:
             if variant.measured and recomputed:
                 model_s = measured.latencies_s.sum() - sum(candidate_s[-len(queries):])
                 per_passage.append(model_s / recomputed)
+                notes = (f"p95 {np.percentile(measured.latencies_s, 95) * 1e3:.0f} ms, "
+                         f"recomputed mean {measured.passages_recomputed.mean():.1f}, "
+                         f"load {os.getloadavg()[0]:.1f}")
             elif not variant.measured:
                 measured = _estimated(measured, candidate_s, statistics.median(per_passage))
                 notes = "latency estimated: recompute served from the cache, model time modelled"
@@ -283,6 +365,11 @@ def main(argv: list[str] | None = None) -> None:
                 build_s=build_s, embed_s=embed_s, notes=notes))
             log.info("%s", rows[-1])
 
+    default_index, _ = built[BuildParams()]
+    warm_rows, warm_context = warm_cache_rows(
+        default_index, corpus, oracle, fetch, embedder, query_sets["faq"][0], cached.passages,
+        per_passage_s=statistics.median(per_passage), index_bytes=_index_bytes(default_index)[0])
+    rows.extend(warm_rows)
     write_results(
         f"search-{args.precision}" if args.precision != "fp32" else "search",
         rows,
@@ -292,7 +379,8 @@ def main(argv: list[str] | None = None) -> None:
                        + (f" --precision {args.precision}" if args.precision != "fp32" else "")
                        + (f" --queries {args.queries}" if args.queries != DEFAULT_QUERY_SAMPLE
                           else "")
-                       + (" --no-sweep" if args.no_sweep else ""),
+                       + (" --no-sweep" if args.no_sweep else "")
+                       + (" --default-only" if args.default_only else ""),
             "corpus": f"{corpus.files} files, {len(corpus)} passages, {raw:,} raw passage bytes",
             "queries": f"{len(query_sets['faq'][0])} of {len(corpus.query_sets['faq'])} FAQ "
                        f"questions and {len(query_sets['glossary'][0])} of "
@@ -313,6 +401,7 @@ def main(argv: list[str] | None = None) -> None:
             "build params (default)": BuildParams().to_dict(),
             "search params (default)": SearchParams().to_dict(),
             "candidate generation time": "; ".join(f"{k}: {v}" for k, v in crossover.items()),
+            **warm_context,
             "latency": "per query, from the exact query vector; meshdex rows include every "
                        "recompute model call unless the notes say estimated",
         },

@@ -41,6 +41,11 @@ class EmbedderSpec:
     """Which embedder a collection uses; validated on construction, stored as JSON.
 
     ``kind="local"`` is the packaged all-MiniLM-L6-v2 (``precision`` "fp32" or "bf16").
+    New collections recompute in bf16: on the docs corpus it keeps recall@3 0.989 / 0.989
+    (FAQ / glossary) against exact fp32 search at 1.7× fp32's speed, where int8 (ONNX dynamic
+    quantisation) falls to 0.69 / 0.71 (``bench/results/precision.md``). The precision is part
+    of the fingerprint, so a collection keeps the precision it was created with and an index
+    built at another one is rebuilt, never served (``compat.decide_compatibility``).
     ``kind="http"`` is an OpenAI-compatible ``/v1/embeddings`` server at ``url`` serving
     ``model_id``; the API key is never stored, only the name of the environment variable
     that holds it (``api_key_env``).
@@ -48,7 +53,7 @@ class EmbedderSpec:
 
     kind: str = "local"
     model_id: str = MODEL_ID
-    precision: str = "fp32"
+    precision: str = "bf16"
     url: str | None = None
     api_key_env: str | None = None
 

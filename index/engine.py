@@ -91,7 +91,8 @@ class VectorCache(Protocol):
     """Exact embeddings kept outside the index (``learned_cache.LearnedCache``), by label.
 
     ``lookup`` returns ``(hit_mask, float32 vectors of the hits in order)`` and may count the
-    hits; ``remember`` is offered every freshly recomputed vector and may keep or ignore it.
+    hits; ``remember`` is offered, once the search has stopped, the recomputed vectors the
+    same query would recompute again, and may keep or ignore them.
     Both raise ``FingerprintMismatch`` for a digest other than the cache's own, so vectors of
     another model are never served. Thread-safe.
     """
@@ -219,7 +220,7 @@ class Index:
 
         ``texts(labels)`` returns the passage texts to recompute; ``accept(label)`` filters;
         ``deadline`` is a ``time.monotonic()`` value; ``vector_caches`` are consulted, in
-        order, before any passage is recomputed, and offered what is recomputed. Raises
+        order, before any passage is recomputed, and offered what a repeat would recompute. Raises
         ``FingerprintMismatch`` when the embedder differs from the one the index was built
         with, ``DeadlineExceeded`` when the deadline passes.
         """
@@ -338,6 +339,7 @@ class Index:
         missing = np.flatnonzero(~hit)
         scored = stats.cache_hits
         stats.rerank_stop = "ceiling"
+        recomputed: list[np.ndarray] = []
         for start in range(0, len(missing), params.batch_size):
             if scored >= k:
                 kth = np.partition(exact, count - k)[count - k]
@@ -348,14 +350,31 @@ class Index:
             batch = missing[start : start + params.batch_size]
             vectors = self._recompute(chosen[batch], embedder, texts, stats)
             exact[batch] = vectors @ query_vector
-            for cache in vector_caches:
-                cache.remember(self._labels[chosen[batch]], vectors, digest)
+            recomputed.append(vectors)
             scored += len(batch)
         else:
             if count == len(pool.nodes):
                 stats.rerank_stop = "pool"
         stats.reranked = scored
-        return self._best(chosen, exact, k)
+        best = self._best(chosen, exact, k)
+        if recomputed and vector_caches:
+            done = missing[: sum(len(v) for v in recomputed)]
+            keep = self._needed_again(done, approx, exact, k, count, params.recall_target)
+            kept = np.concatenate(recomputed)[keep]
+            for cache in vector_caches:
+                cache.remember(self._labels[chosen[done[keep]]], kept, digest)
+        return best
+
+    def _needed_again(self, done, approx, exact, k, count, recall_target) -> np.ndarray:
+        """Which of the recomputed candidates ``done`` the same query would recompute again:
+        those in the top k, and those whose code score is above the floor the final k-th
+        best score sets. The rest were recomputed only because the k-th best score was still
+        low when their batch ran; offering them to a cache would crowd out what a repeat
+        needs (issue 12: the warm pass recomputed 97% of the cold one)."""
+        if count < k:
+            return np.ones(len(done), dtype=bool)
+        kth = np.partition(exact, count - k)[count - k]
+        return (approx[done] > self.code_score_floor(kth, recall_target)) | (exact[done] >= kth)
 
     def _recompute(self, nodes, embedder, texts, stats) -> np.ndarray:
         """Exact embeddings of ``nodes`` from their passage text: one model call."""

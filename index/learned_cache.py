@@ -3,10 +3,14 @@
 Searches that ask about the same things recompute the same passages; keeping their exact
 vectors (fp16) lets the next search score them without a model call. Entries are keyed by
 passage label, which is derived from the passage's content, so they stay valid across
-rebuilds of the index. The cache keeps to a byte budget with LFU and ageing: every hit adds
-one to an entry's count, every ``AGEING_PERIOD_LOOKUPS`` looked-up passages halve all counts
-(so a burst of interest fades), and the entries with the lowest count go first when the budget
-is exceeded (the newest batch is never evicted to make room for itself).
+rebuilds of the index. The cache keeps to a byte budget with LFU and ageing: an entry starts
+at ``FRESH_COUNT``, every hit adds one, every ``AGEING_PERIOD_LOOKUPS`` looked-up passages
+halve all counts (so a burst of interest fades), and when the budget is full a new entry only
+displaces one whose count has fallen below a new entry's (lowest first). Ties keep the
+resident: a stream of one-off passages larger than the budget would otherwise push out each
+entry before its query comes back, and a repeated query set bigger than the cache would find
+nothing (issue 12: 97% recomputed on the second pass); with ageing, residents nobody asks for
+again still make room within a period.
 
 It is bound to one embedding fingerprint: a vector computed by another model or precision is
 never served. ``load`` drops a persisted cache whose fingerprint digest differs (logged), and
@@ -37,6 +41,7 @@ MAGIC = b"MDXLC1\n\0"
 DIGEST_BYTES = 32
 _HEADER = struct.Struct("<8s32sIQ")
 AGEING_PERIOD_LOOKUPS = 4096
+FRESH_COUNT = 1.0  # a new entry's count: it displaces only residents aged below it
 LABEL_BYTES = 8
 COUNT_BYTES = 4
 
@@ -96,22 +101,26 @@ class LearnedCache:
             return hit, self._vectors[rows[hit]].astype(np.float32)
 
     def remember(self, labels: np.ndarray, vectors: np.ndarray, fingerprint_digest: str) -> None:
-        """Keep the exact ``vectors`` of freshly recomputed ``labels``, evicting the least
-        used entries (never this batch) to stay within the budget."""
+        """Keep the exact ``vectors`` of freshly recomputed ``labels`` as far as the budget
+        allows, displacing only entries aged below ``FRESH_COUNT`` (least used first); the
+        rest of the batch is not kept."""
         self._check(fingerprint_digest)
         capacity = self.budget_bytes // entry_bytes(self.dim)
         with self._lock:
             fresh = [(int(x), v) for x, v in zip(labels, vectors, strict=True)
                      if int(x) not in self._rows][:capacity]
-            if not fresh:
-                return
             overflow = len(self._rows) + len(fresh) - capacity
             if overflow > 0:
-                self._evict(overflow)
+                displaceable = int(np.count_nonzero(self._counts < FRESH_COUNT))
+                self._evict(min(overflow, displaceable))
+                fresh = fresh[: capacity - len(self._rows)]
+            if not fresh:
+                return
             start = len(self._labels)
             self._labels = np.concatenate([self._labels,
                                            np.array([x for x, _ in fresh], dtype=np.uint64)])
-            self._counts = np.concatenate([self._counts, np.ones(len(fresh), dtype=np.float32)])
+            self._counts = np.concatenate([self._counts,
+                                           np.full(len(fresh), FRESH_COUNT, dtype=np.float32)])
             self._vectors = np.concatenate([self._vectors,
                                             np.stack([v for _, v in fresh]).astype(np.float16)])
             for offset, (label, _) in enumerate(fresh):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from fakes import HashingEmbedder
-from meshdex.index.embedders import default_embedder
+from meshdex.index.embedders import EmbedderSpec, default_embedder
 from meshdex.index.embedders_local import SentenceTransformerEmbedder
 
 
@@ -23,3 +23,10 @@ def real_embedder() -> SentenceTransformerEmbedder:
 def fake_embedder() -> HashingEmbedder:
     """A fresh deterministic bag-of-words embedder (its call counters start at zero)."""
     return HashingEmbedder()
+
+
+@pytest.fixture(scope="session")
+def collection_embedder() -> SentenceTransformerEmbedder:
+    """The real model at the precision a collection created with defaults gets (bf16): the
+    embedder a node loads for it, so its call counters see what the node embeds."""
+    return default_embedder(EmbedderSpec().precision)

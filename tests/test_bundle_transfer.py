@@ -15,6 +15,8 @@ from bundle_samples import make_manifest, small_sections
 from click.testing import CliRunner
 from meshdex.index.bundle_io import open_bundle, write_bundle
 from meshdex.index.chunking import ChunkingParams
+from meshdex.index.embedders import EmbedderSpec
+from meshdex.index.embedders_local import PRECISIONS
 from meshdex.index.errors import BundleError, FailedPrecondition, IndexNotBuilt
 from meshdex.node.cli.main import EXIT_CODES, cli, exit_code_for
 from meshdex.node.records import DocumentInput
@@ -124,6 +126,23 @@ def test_other_chunking_rebuilds_from_local_documents(device_a, tmp_path: Path):
         "  - rebuilding from the local documents",
     ]
     assert "rebuilt: collection notes generation 1" in result.stdout
+    assert _top_documents(data) == ["pasta", "tea", "bikes"]
+
+
+def test_a_bundle_built_at_another_precision_is_rebuilt_not_served(device_a, tmp_path: Path):
+    """Device A's collection took the default precision (bf16); a collection that recomputes
+    in the other one must not search A's codes with its own vectors: it rebuilds."""
+    theirs = EmbedderSpec().precision
+    ours = next(precision for precision in PRECISIONS if precision != theirs)
+    data = tmp_path / "f"
+    _add(data, DOCUMENTS, embedder=EmbedderSpec(precision=ours))
+    result = _run("--data-dir", str(data), "bundle", "import", "--json", str(device_a["plain"]))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["decision"], report["action"]) == ("rebuild_locally", "rebuilt")
+    assert f"embedded differently: precision: {theirs} != {ours}" in report["reasons"][0]
+    with Node.open(data, readonly=True) as node:
+        assert node.indexes.manifest(COLLECTION).fingerprint.precision == ours
     assert _top_documents(data) == ["pasta", "tea", "bikes"]
 
 

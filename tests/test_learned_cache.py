@@ -77,6 +77,23 @@ def test_frequently_used_entries_survive_a_flood_and_fade_with_age():
     assert 1 not in cache
 
 
+def test_a_repeated_query_set_larger_than_the_cache_still_finds_what_it_kept():
+    """Twenty queries of five passages each through a cache of ten: a resident is not pushed
+    out by a newcomer seen as often, so the second pass finds the ten the cache kept (evicting
+    the oldest on every newcomer would leave the second pass nothing: issue 12's 97%)."""
+    cache = _cache(10)
+    groups = [np.arange(5 * g, 5 * g + 5, dtype=np.uint64) for g in range(20)]
+    hits = []
+    for _ in range(2):
+        found = 0
+        for labels in groups:
+            hit, _ = cache.lookup(labels, DIGEST)
+            found += int(hit.sum())
+            cache.remember(labels[~hit], _vectors(int((~hit).sum()), int(labels[0])), DIGEST)
+        hits.append(found)
+    assert hits == [0, 10]
+
+
 def test_a_saved_cache_reloads_and_is_dropped_for_another_fingerprint(tmp_path):
     cache = _cache(10)
     cache.remember(np.arange(6, dtype=np.uint64), _vectors(6), DIGEST)
@@ -209,3 +226,52 @@ def test_pinned_documents_are_never_recomputed(tmp_path):
                               params=SearchParams(recall_target=1.0, recompute_fraction=1.0))
     assert all(hit.document_id.startswith("space-") for hit in results.hits)
     assert not [text for text in embedder.embedded if "note space" in text]
+
+
+WARM_PASSAGES = 600
+WARM_WORDS = [f"word{i}" for i in range(400)]
+
+
+class _RecordingCache:
+    """Holds every vector it is offered (no budget) and remembers which labels those were."""
+
+    def __init__(self, dim: int) -> None:
+        self.offered: set[int] = set()
+        self._dim = dim
+
+    def lookup(self, labels, fingerprint_digest):
+        return np.zeros(len(labels), dtype=bool), np.zeros((0, self._dim), dtype=np.float32)
+
+    def remember(self, labels, vectors, fingerprint_digest):
+        self.offered.update(labels.tolist())
+
+
+def test_the_same_questions_again_recompute_almost_nothing_within_a_tight_budget():
+    """A cache with room for exactly what the questions need again (measured by a first pass
+    that records what the search offers) makes their repeat nearly free: the search offers
+    only passages a repeat would recompute, not those it recomputed while the k-th best score
+    was still low, so those cannot crowd the needed ones out."""
+    rng = np.random.default_rng(7)
+    texts = [" ".join(rng.choice(WARM_WORDS, 12)) + f" unique{i}" for i in range(WARM_PASSAGES)]
+    labels = np.arange(WARM_PASSAGES, dtype=np.uint64) + np.uint64(1 << 33)
+    by_label = dict(zip(labels.tolist(), texts, strict=True))
+    embedder = HashingEmbedder()
+    index = Index.build(texts, labels, embedder=embedder,
+                        params=BuildParams(pq_subvectors=16, cache_budget_nodes=0))
+    questions = [" ".join(texts[i].split()[:4]) for i in range(0, WARM_PASSAGES, 13)]
+
+    def recomputed(cache) -> int:
+        return sum(index.search(q, 10, embedder=embedder,
+                                texts=lambda ls: [by_label[int(x)] for x in ls],
+                                vector_caches=[cache]).stats.passages_recomputed
+                   for q in questions)
+
+    recorder = _RecordingCache(embedder.dim)
+    everything = recomputed(recorder)
+    needed = len(recorder.offered)
+    cache = LearnedCache(fingerprint_digest=index.fingerprint.digest(), dim=embedder.dim,
+                         budget_bytes=needed * entry_bytes(embedder.dim))
+    cold = recomputed(cache)
+    warm = recomputed(cache)
+    assert cold > 0 and needed < everything
+    assert warm <= 0.05 * cold, (cold, warm, needed)

@@ -101,7 +101,7 @@ def folder(tmp_path: Path) -> Path:
 
 
 def test_collection_follows_creates_edits_renames_deletes_and_a_burst(
-        tmp_path: Path, folder: Path, real_embedder, caplog) -> None:
+        tmp_path: Path, folder: Path, collection_embedder, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="meshdex.node.watch")
     with Node.open(tmp_path / "data") as node:
         running = Running(node, folder, debounce_s=0.3)
@@ -112,10 +112,10 @@ def test_collection_follows_creates_edits_renames_deletes_and_a_burst(
             (folder / "d.md").write_text("Dates are sweet fruit of the date palm.")
             running.wait("a created file")
 
-            embedded = real_embedder.texts_embedded
+            embedded = collection_embedder.texts_embedded
             (folder / "a.md").write_text("Apples keep for months in a cool cellar.")
             running.wait("an edited file")
-            assert real_embedder.texts_embedded - embedded == 1  # that file's one passage
+            assert collection_embedder.texts_embedded - embedded == 1  # that file's one passage
             assert running.top_hit("apples in a cool cellar") == (
                 "notes/a.md", "Apples keep for months in a cool cellar.")
 
@@ -139,20 +139,20 @@ def test_collection_follows_creates_edits_renames_deletes_and_a_burst(
             assert len(running.passes) - passes_before <= 5  # debounced, not one per write
             assert running.top_hit("Burst note number 123")[0] == "notes/burst/n123.md"
 
-            embedded = real_embedder.texts_embedded
+            embedded = collection_embedder.texts_embedded
             for number in range(0, 200, 4):  # rewritten with the same text: events, no change
                 path = folder / "burst" / f"n{number:03}.md"
                 path.write_text(path.read_text())
             (folder / "burst" / "n001.md").write_text("Burst note one, now about walnuts.")
             running.wait("50 files rewritten unchanged and one edit")
-            assert real_embedder.texts_embedded - embedded == 1
+            assert collection_embedder.texts_embedded - embedded == 1
             assert sum("image.txt" in message for message in caplog.messages) == 1
         finally:
             running.watcher.stop()
 
 
 def test_once_catches_up_and_a_second_run_reads_nothing_new(
-        tmp_path: Path, folder: Path, real_embedder) -> None:
+        tmp_path: Path, folder: Path, collection_embedder) -> None:
     data = tmp_path / "data"
 
     def once():
@@ -162,10 +162,10 @@ def test_once_catches_up_and_a_second_run_reads_nothing_new(
         return result.output
 
     assert "notes: +3 ~0 -0 (0 unchanged)" in once()
-    embedded = real_embedder.texts_embedded
+    embedded = collection_embedder.texts_embedded
     second = once()
     assert "notes: +0 ~0 -0 (3 unchanged)" in second and "index" not in second
-    assert real_embedder.texts_embedded == embedded
+    assert collection_embedder.texts_embedded == embedded
     (folder / "a.md").unlink()
     assert "notes: +0 ~0 -1 (2 unchanged); index" in once()
     with Node.open(data, readonly=True) as node:

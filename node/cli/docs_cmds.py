@@ -77,9 +77,9 @@ def _describe(info: CollectionInfo) -> str:
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
-    default="fp32",
+    default=EmbedderSpec().precision,
     show_default=True,
-    help="Precision of the local model.",
+    help="Precision of the local model (part of its fingerprint: fixed for the collection).",
 )
 @click.option(
     "--max-chars",
