@@ -5,7 +5,7 @@ identifier. This index answers those, and ``meshdex.index.fusion`` merges its ra
 semantic one.
 
 Why tantivy and not bm25s (``bench/results/keyword.md``, Python docs, 11,657 passages): the
-index is 19% of the raw text against 70% for bm25s' stored score matrix (the issue's bound is
+index is 21% of the raw text against 70% for bm25s' stored score matrix (the issue's bound is
 30%), builds in 1.2 s against 1.7 s, and answers as fast (0.23 ms p50 both); tantivy also
 deletes and adds documents in place, which a delta build needs (1% of passages: 0.03 s).
 Three fields, all with term frequencies only (no positions: all BM25 needs):
