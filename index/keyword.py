@@ -5,12 +5,21 @@ identifier. This index answers those, and ``meshdex.index.fusion`` merges its ra
 semantic one.
 
 Why tantivy and not bm25s (``bench/results/keyword.md``, Python docs, 11,657 passages): the
-index is 19% of the raw text against 70% for bm25s' stored score matrix (the issue's bound is
+index is 21% of the raw text against 70% for bm25s' stored score matrix (the issue's bound is
 30%), builds in 1.2 s against 1.7 s, and answers as fast (0.23 ms p50 both); tantivy also
 deletes and adds documents in place, which a delta build needs (1% of passages: 0.03 s).
-Tokens are runs of word characters, lower-cased, so an
-identifier (``parse_args``, ``EINVAL``, ``0x1f``) stays one token; only term frequencies are
-kept (no positions), which is all BM25 needs.
+Three fields, all with term frequencies only (no positions: all BM25 needs):
+
+- ``text``: runs of word characters, lower-cased, so ``parse_args``, ``EINVAL`` and ``0x1f``
+  stay one token; every query searches it;
+- ``defines``: the names the passage defines (``meshdex.index.identifiers``), whole and in
+  parts; only identifier queries search it, boosted, so the passage defining ``copyfileobj``
+  outranks the ones that mention it (identifier queries, hit@3 of the defining passage: 0.29
+  without it, 0.98 with it, ``bench/results/keyword.md``).
+
+Compound identifiers whole (``os.path.join`` as one token) were measured too and left out: they
+favour the passages that quote the full dotted name (release notes) over the definition, which
+names only ``join``: hit@3 fell from 0.29 to 0.22.
 
 The index is a directory written once: ``build`` and ``updated`` write a new directory under
 a temporary name, commit (tantivy fsyncs its files) and rename it into place, so a reader never
@@ -20,23 +29,35 @@ sees a half-written index.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import tantivy
+from meshdex.index.errors import FailedPrecondition
 from meshdex.index.fsync import fsync_path
+from meshdex.index.identifiers import (
+    WORD_PATTERN,
+    defined_names,
+    query_code_terms,
+    words,
+)
 
-TOKEN_PATTERN = r"\w+"
+# Bumped whenever the schema or the tokens change: an index of another format is rebuilt.
+KEYWORD_FORMAT_VERSION = 2
 TEXT_FIELD = "text"
+DEFINES_FIELD = "defines"
 LABEL_FIELD = "label"
-TOKENIZER_NAME = "meshdex_words"
+WORDS_TOKENIZER = "meshdex_words"
+TOKENS_TOKENIZER = "meshdex_tokens"  # the defines field arrives tokenised, space-separated
+# Chosen on the development identifier queries (bench/bench_keyword.py): a defining passage
+# must outrank the many that only mention a name, whose word matches add up.
+DEFINES_BOOST = 4.0
 WRITER_HEAP_BYTES = 64 * 1024 * 1024
 FIRST_FETCH_FACTOR = 4  # fetch this many times k before filtering, doubling while short
-_TOKEN = re.compile(TOKEN_PATTERN)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,12 +70,46 @@ class KeywordHit:
 
 def query_terms(text: str) -> list[str]:
     """The distinct terms of a query, in order, tokenised as the index tokenises passages."""
-    return list(dict.fromkeys(token.lower() for token in _TOKEN.findall(text)))
+    return list(dict.fromkeys(words(text)))
+
+
+class KeywordIndexFailed(FailedPrecondition):
+    """tantivy could not open, write or search a keyword index (damaged, wrong format, or a
+    bug in tantivy); the index is derived data, so rebuilding it from the passages fixes it."""
+
+    def __init__(self, message: str, *, op: str, path: Path | None) -> None:
+        super().__init__(message, op=op, path=path,
+                         hint="remove the keyword index folder: the next keyword or hybrid "
+                              "search rebuilds it from the stored passages")
+
+
+def _is_tantivy_panic(error: BaseException) -> bool:
+    # pyo3's PanicException derives from BaseException and cannot be imported by name.
+    return type(error).__name__ == "PanicException" and type(error).__module__ == "pyo3_runtime"
+
+
+@contextmanager
+def tantivy_errors(op: str, path: Path | None) -> Iterator[None]:
+    """Turn what tantivy raises (``ValueError``, ``OSError``, a Rust panic) into
+    ``KeywordIndexFailed``, so no dependency exception (least of all a ``BaseException``)
+    passes the edge; ``OSError`` from our own file handling is left alone by the callers."""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        raise KeywordIndexFailed(f"keyword index {op} failed: {error}", op=op,
+                                 path=path) from error
+    except BaseException as error:
+        if not _is_tantivy_panic(error):
+            raise
+        raise KeywordIndexFailed(f"keyword index {op} failed inside tantivy: {error}", op=op,
+                                 path=path) from error
 
 
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
-    builder.add_text_field(TEXT_FIELD, stored=False, tokenizer_name=TOKENIZER_NAME,
+    builder.add_text_field(TEXT_FIELD, stored=False, tokenizer_name=WORDS_TOKENIZER,
+                           index_option="freq")
+    builder.add_text_field(DEFINES_FIELD, stored=False, tokenizer_name=TOKENS_TOKENIZER,
                            index_option="freq")
     builder.add_unsigned_field(LABEL_FIELD, stored=False, indexed=True, fast=True)
     return builder.build()
@@ -62,10 +117,19 @@ def _schema() -> tantivy.Schema:
 
 def _open_tantivy(path: Path | None) -> tantivy.Index:
     index = tantivy.Index(_schema(), path=str(path) if path is not None else None)
-    analyzer = (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(TOKEN_PATTERN))
-                .filter(tantivy.Filter.lowercase()).build())
-    index.register_tokenizer(TOKENIZER_NAME, analyzer)
+    index.register_tokenizer(WORDS_TOKENIZER, tantivy.TextAnalyzerBuilder(
+        tantivy.Tokenizer.regex(WORD_PATTERN)).filter(tantivy.Filter.lowercase()).build())
+    index.register_tokenizer(TOKENS_TOKENIZER, tantivy.TextAnalyzerBuilder(
+        tantivy.Tokenizer.whitespace()).build())
     return index
+
+
+def _document(text: str, label: int) -> tantivy.Document:
+    document = tantivy.Document()
+    document.add_text(TEXT_FIELD, text)
+    document.add_text(DEFINES_FIELD, " ".join(defined_names(text)))
+    document.add_unsigned(LABEL_FIELD, int(label))
+    return document
 
 
 class KeywordIndex:
@@ -85,10 +149,12 @@ class KeywordIndex:
 
     @classmethod
     def open(cls, path: Path) -> KeywordIndex:
-        """The index written at ``path``; ``OSError``/``ValueError`` if it is not one."""
+        """The index written at ``path``; ``FileNotFoundError`` if there is none,
+        ``KeywordIndexFailed`` if tantivy cannot read what is there."""
         if not (path / "meta.json").is_file():
             raise FileNotFoundError(f"no keyword index at {path}")
-        return cls(_open_tantivy(path), path)
+        with tantivy_errors("open", path):
+            return cls(_open_tantivy(path), path)
 
     def updated(
         self,
@@ -122,20 +188,18 @@ class KeywordIndex:
             else:
                 scratch.mkdir(parents=True)
         try:
-            index = _open_tantivy(scratch)
-            writer = index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
-            schema = index.schema
-            for label in removed:
-                # by query: tantivy-py's delete_documents_by_term ignores unsigned fields
-                writer.delete_documents_by_query(
-                    tantivy.Query.term_query(schema, LABEL_FIELD, int(label)))
-            for text, label in added:
-                document = tantivy.Document()
-                document.add_text(TEXT_FIELD, text)
-                document.add_unsigned(LABEL_FIELD, int(label))
-                writer.add_document(document)
-            writer.commit()
-            writer.wait_merging_threads()
+            with tantivy_errors("write", path):
+                index = _open_tantivy(scratch)
+                writer = index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
+                schema = index.schema
+                for label in removed:
+                    # by query: tantivy-py's delete_documents_by_term ignores unsigned fields
+                    writer.delete_documents_by_query(
+                        tantivy.Query.term_query(schema, LABEL_FIELD, int(label)))
+                for text, label in added:
+                    writer.add_document(_document(text, label))
+                writer.commit()
+                writer.wait_merging_threads()
             if path is None or scratch is None:
                 return cls(index, None)
             del writer, index  # release tantivy's handles before the directory moves
@@ -151,23 +215,26 @@ class KeywordIndex:
         return int(self._searcher.num_docs)
 
     def search(
-        self, query: str, k: int, *, accept: Callable[[int], bool] | None = None
+        self, query: str, k: int, *, accept: Callable[[int], bool] | None = None,
+        identifier_aware: bool = True,
     ) -> list[KeywordHit]:
         """The ``k`` best passages by BM25 that ``accept`` lets through, best first.
 
         A query with no word characters matches nothing (an empty list, not an error).
+        ``identifier_aware=False`` leaves the defines field out (words only), which is how the
+        benchmark measures what it adds.
         """
         terms = query_terms(query)
         total = len(self)
         if not terms or k < 1 or total == 0:  # tantivy panics on a search limit of 0
             return []
-        clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, TEXT_FIELD, term))
-                   for term in terms]
-        tantivy_query = tantivy.Query.boolean_query(clauses)
+        tantivy_query = self._query(terms, query_code_terms(query) if identifier_aware else [])
         limit = min(total, k * FIRST_FETCH_FACTOR)
         while True:
-            found = self._searcher.search(tantivy_query, limit, count=False).hits
-            labels = self._searcher.fast_field_values(LABEL_FIELD, [addr for _, addr in found])
+            with tantivy_errors("search", self.path):
+                found = self._searcher.search(tantivy_query, limit, count=False).hits
+                labels = self._searcher.fast_field_values(LABEL_FIELD,
+                                                          [addr for _, addr in found])
             hits = [KeywordHit(label=int(label), score=float(score))
                     for (score, _), label in zip(found, labels, strict=True)
                     if label is not None and (accept is None or accept(int(label)))]
@@ -175,4 +242,13 @@ class KeywordIndex:
                 return hits[:k]
             limit = min(total, limit * 2)
 
+    def _query(self, terms: list[str], code_terms: list[str]) -> tantivy.Query:
+        """Any of the words; an identifier query's names also among the defined ones, boosted."""
+        def term(field: str, value: str) -> tantivy.Query:
+            return tantivy.Query.term_query(self._schema, field, value)
 
+        clauses = [(tantivy.Occur.Should, term(TEXT_FIELD, value)) for value in terms]
+        clauses += [(tantivy.Occur.Should,
+                     tantivy.Query.boost_query(term(DEFINES_FIELD, value), DEFINES_BOOST))
+                    for value in code_terms]
+        return tantivy.Query.boolean_query(clauses)

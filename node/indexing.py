@@ -44,10 +44,10 @@ from meshdex.index.filters import Filter, parse_filter
 from meshdex.index.fsync import fsync_path
 from meshdex.index.fusion import (
     SearchMode,
-    confident_keyword_labels,
-    reciprocal_rank_fusion,
+    hybrid_ranking,
     search_mode,
 )
+from meshdex.index.keyword import KeywordIndexFailed
 from meshdex.index.length_batches import embed_in_length_order
 from meshdex.index.params import BuildParams, SearchParams
 from meshdex.node.decision_log import KEEP_ENTRIES as KEEP_DECISIONS
@@ -328,7 +328,7 @@ class IndexManager:
             self.keywords.after_build(collection, manifest.bundle_id,
                                       parent_bundle_id=parent_bundle_id, added=added,
                                       removed=removed, everything=everything)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, KeywordIndexFailed) as error:
             logger.warning("keyword index of %r not updated (rebuilt on first use): %s",
                            collection, error)
 
@@ -499,10 +499,8 @@ class IndexManager:
                 texts=lambda labels: self.store.passage_texts(collection, labels),
                 accept=resolver.accept, params=params, deadline=deadline, vector_caches=caches)
             self.caches.after_search(collection)
-            keyword_labels = confident_keyword_labels(
-                [(hit.label, hit.score) for hit in keyword_hits])
-            ranked = reciprocal_rank_fusion(
-                [[hit.label for hit in semantic.hits], keyword_labels], top_k)
+            ranked = hybrid_ranking(query, [hit.label for hit in semantic.hits],
+                                    [(hit.label, hit.score) for hit in keyword_hits], top_k)
             stats = dataclasses.replace(semantic.stats,
                                         strategy=f"hybrid (rrf: {semantic.stats.strategy} + bm25)")
         stats.total_seconds = time.perf_counter() - started

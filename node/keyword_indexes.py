@@ -5,26 +5,30 @@ bundle: measured on the docs corpus (``bench/results/keyword.md``) it is 19% of 
 five times the 3.9% the rest of the index takes, on every bundle transfer (and twice on disk
 once unpacked, as tantivy reads a directory), against 1.2 s to rebuild it from passages the
 receiving device already holds. It lives in
-``DATA_DIR/indexes/keyword/COLLECTION/BUNDLE_ID/`` so it always names the bundle generation it
-matches: a build updates it with the same delta (or builds it afresh), and a search that finds
-none for the current bundle (one received from a peer, or an older data directory) builds it
-first. Directories of superseded bundles are removed once the new one is in place.
+``DATA_DIR/indexes/keyword-vFORMAT/COLLECTION/BUNDLE_ID/`` so it always names the keyword
+format (``KEYWORD_FORMAT_VERSION``) and the bundle generation it matches: a build updates it
+with the same delta (or builds it afresh), and a search that finds none for the current bundle
+(one received from a peer, an older data directory, an older format) builds it first; one
+tantivy cannot read is removed and rebuilt. Directories of superseded bundles and of older
+formats are removed once the new one is in place.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from meshdex.index.keyword import KeywordIndex
+from meshdex.index.keyword import KEYWORD_FORMAT_VERSION, KeywordIndex, KeywordIndexFailed
 from meshdex.node.paths import make_tree_private
 
 logger = logging.getLogger(__name__)
 
-KEYWORD_DIR_NAME = "keyword"
+KEYWORD_DIR_NAME = f"keyword-v{KEYWORD_FORMAT_VERSION}"
+_OLDER_FORMAT_DIR = re.compile(r"keyword(?:-v\d+)?")
 
 TextsOf = Callable[[], tuple[Sequence[str], Sequence[int]]]  # (texts, labels) to index
 
@@ -72,7 +76,11 @@ class KeywordIndexes:
             path = self._path(collection, bundle_id)
             try:
                 index = KeywordIndex.open(path)
-            except (OSError, ValueError):
+            except FileNotFoundError:
+                index = self._build_missing(path, everything)
+            except KeywordIndexFailed as error:
+                logger.warning("rebuilding a keyword index tantivy cannot read: %s", error)
+                shutil.rmtree(path, ignore_errors=True)
                 index = self._build_missing(path, everything)
             self._install(collection, bundle_id, index)
             return index
@@ -82,10 +90,10 @@ class KeywordIndexes:
         logger.info("building the keyword index for %s (%d passages)", path, len(texts))
         try:
             return KeywordIndex.build(path, texts, labels)
-        except OSError as error:
+        except (OSError, KeywordIndexFailed) as error:
             try:
                 return KeywordIndex.open(path)  # another process built it meanwhile
-            except (OSError, ValueError):
+            except (OSError, KeywordIndexFailed):
                 pass
             # A read-only data directory: the index still serves, from memory.
             logger.warning("keyword index kept in memory: cannot write %s: %s", path, error)
@@ -106,3 +114,6 @@ class KeywordIndexes:
         for stale in folder.iterdir():
             if stale.name != bundle_id and ".tmp-" not in stale.name:  # not a writer's scratch
                 shutil.rmtree(stale, ignore_errors=True)
+        for older in self.root.parent.iterdir():
+            if older != self.root and _OLDER_FORMAT_DIR.fullmatch(older.name):
+                shutil.rmtree(older, ignore_errors=True)

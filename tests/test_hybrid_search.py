@@ -8,16 +8,18 @@ import os
 from pathlib import Path
 
 import pytest
+import tantivy
 from click.testing import CliRunner
 from fakes import HashingEmbedder
 from grpc_support import started_node
-from meshdex.index.errors import InvalidArgument
+from meshdex.index.errors import InvalidArgument, MeshdexError
 from meshdex.index.fusion import (
     DEFAULT_SEARCH_MODE,
     confident_keyword_labels,
+    hybrid_ranking,
     reciprocal_rank_fusion,
 )
-from meshdex.index.keyword import KeywordIndex, query_terms
+from meshdex.index.keyword import KeywordIndex, KeywordIndexFailed, query_terms, tantivy_errors
 from meshdex.node.cli.main import cli
 from meshdex.node.indexing import IndexManager
 from meshdex.node.keyword_indexes import KEYWORD_DIR_NAME
@@ -197,3 +199,80 @@ def test_reciprocal_rank_fusion(rankings, fused):
 def test_only_keyword_hits_near_the_best_score_are_fused():
     assert confident_keyword_labels([(7, 10.0), (8, 6.0), (9, 4.9)], 0.5) == [7, 8]
     assert confident_keyword_labels([], 0.5) == []
+
+
+# ------------------------------------------------------------- identifier queries (issue 14)
+
+DEFINITION = DocumentInput(id="definition", text=(
+    ".. function:: copyfileobj(fsrc, fdst[, length])\n\n"
+    "   Copy the contents of the file-like object *fsrc* to the file-like object *fdst*."))
+MENTIONS = [DocumentInput(id=f"mention-{n}", text=(
+    f"Note {n}: on Windows shutil.copyfile uses a bigger buffer and a memoryview-based "
+    "variant of shutil.copyfileobj is used. If the fast copy fails, shutil falls back on "
+    "shutil.copyfileobj, and copyfileobj reads in chunks.")) for n in range(3)]
+
+
+@pytest.fixture(scope="module")
+def code_docs_node(tmp_path_factory, real_embedder):
+    with Node.open(tmp_path_factory.mktemp("identifiers")) as node:
+        node.upsert_documents("c", [DEFINITION, *MENTIONS, TYRE], create_missing=True)
+        node.build("c")
+        yield node
+
+
+def test_an_identifier_query_finds_the_passage_defining_it_over_those_naming_it_more(
+        code_docs_node):
+    assert ranks(code_docs_node, "shutil.copyfileobj", "keyword")[0] == "definition"
+    assert ranks(code_docs_node, "shutil.copyfileobj", "hybrid")[0] == "definition"
+
+
+def test_a_question_in_words_ranks_by_words_alone(code_docs_node):
+    # not an identifier query: the defined names play no part, the mentions' words win
+    query = "which variant of copyfileobj does shutil use on windows"
+    assert ranks(code_docs_node, query, "keyword")[0].startswith("mention-")
+
+
+@pytest.mark.parametrize(("query", "first"), [
+    ("parse_args", 9),                    # identifier: the keyword side's best hit comes first
+    ("how do I parse the arguments", 1),  # words: a tie at the top, the semantic order wins
+])
+def test_hybrid_ranking_weighs_the_keyword_side_up_for_identifier_queries(query, first):
+    semantic = [1, 2, 3]
+    keyword = [(9, 10.0), (2, 4.0)]  # 2 scores under half the best: not confident, not fused
+    assert hybrid_ranking(query, semantic, keyword, 3)[0][0] == first
+
+
+def test_a_tantivy_panic_becomes_a_meshdex_error():
+    searcher = tantivy.Index(tantivy.SchemaBuilder().add_text_field("t").build()).searcher()
+    with pytest.raises(KeywordIndexFailed, match="inside tantivy") as raised:
+        with tantivy_errors("search", None):
+            searcher.search(tantivy.Query.all_query(), 0)  # tantivy asserts the limit is > 0
+    assert isinstance(raised.value, MeshdexError)
+
+
+def test_tantivy_errors_lets_interrupts_through():
+    with pytest.raises(KeyboardInterrupt), tantivy_errors("search", None):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("damage", ["meta.json", "segment"])
+def test_a_damaged_keyword_index_is_rebuilt_on_the_next_search(node: Node, damage: str):
+    (bundle_dir,) = (node.data_dir / "indexes" / KEYWORD_DIR_NAME / "c").iterdir()
+    if damage == "meta.json":
+        (bundle_dir / "meta.json").write_text("{not json")
+    else:
+        for segment in bundle_dir.glob("*.idx"):
+            segment.write_bytes(b"\0" * 16)
+    node.indexes = IndexManager(node.store, embedder_factory=lambda info: HashingEmbedder())
+    assert sorted(ranks(node, "port", "keyword")) == ["b", "c"]
+    assert KeywordIndex.open(bundle_dir).search("port", 5)  # rebuilt on disk, not in memory
+
+
+def test_a_keyword_index_of_an_older_format_is_removed(node: Node):
+    older = node.data_dir / "indexes" / "keyword" / "c" / node.indexes.manifest("c").bundle_id
+    older.mkdir(parents=True)
+    (older / "meta.json").write_text("{}")
+    node.upsert_documents("c", [DocumentInput(id="e", text="a new passage about owls")])
+    node.build("c")
+    assert not older.parent.parent.exists()
+    assert ranks(node, "owls", "keyword") == ["e"]
