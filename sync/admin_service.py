@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grpc
 from meshdex.node.client import MeshdexClient
+from meshdex.node.records import Conflict
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.admin import CreatedInvite, PeerStatus, SyncAdmin
@@ -19,7 +20,6 @@ from meshdex.sync.admin_wire import (
     session_report_to_wire,
 )
 from meshdex.sync.client import SessionReport
-from meshdex.sync.progress import Conflict
 
 ADMIN_CALL_TIMEOUT_S = 600.0  # SyncNow runs whole sessions
 

@@ -35,7 +35,6 @@ from meshdex.sync.errors import SyncError
 from meshdex.sync.identity import load_identity
 from meshdex.sync.pairing import InviteBook
 from meshdex.sync.pairing_server import PairingDesk
-from meshdex.sync.progress import FileProgress
 from meshdex.sync.servicer import PAIRING_ROLE, SYNC_ROLE, PeerAuthInterceptor, SyncServicer
 from meshdex.sync.transport import (
     MAX_SYNC_MESSAGE_BYTES,
@@ -220,7 +219,7 @@ class SyncService:
             node, allow_network_embedders=config.sync_allow_network_embedders)
         # With index_policy fetch, received documents are indexed by the peer's bundle only.
         self.engine = SyncEngine(
-            node=node, identity=self.identity, progress=FileProgress(data_dir),
+            node=node, identity=self.identity,
             on_applied=None if config.index_policy == "fetch" else self.builder.request,
             shelf=BundleShelf(node),
             bundles=BundleReceiver(node=node, identity=self.identity, trust=self.trust,

@@ -43,7 +43,7 @@ def _violation(what: str, error: Exception) -> ProtocolViolation:
     return ProtocolViolation(f"peer sent an invalid {what}: {message}")
 
 
-def _check_store_id(value: str, what: str) -> str:
+def check_store_id(value: str, what: str) -> str:
     if not value or len(value) > MAX_STORE_ID_CHARS:
         raise ProtocolViolation(f"peer sent an invalid {what}: {value[:40]!r}")
     return value
@@ -83,11 +83,13 @@ class Hello:
 
 @dataclass(frozen=True, kw_only=True)
 class ChangeBatch:
-    """Changes of one collection, in the sender's log order, up to ``last_seq``."""
+    """Changes of one collection, in the sender's log order, up to ``last_seq`` of the log of
+    the store ``sender_store_id``."""
 
     collection: str
     changes: list[RemoteChange]
     last_seq: int
+    sender_store_id: str
     config: CollectionConfig | None = None
 
 
@@ -131,7 +133,7 @@ def config_from_wire(message: pb.CollectionConfig) -> CollectionConfig:
 
 
 def _watermarks_from_wire(values: dict[str, int]) -> dict[str, int]:
-    return {_check_store_id(key, "watermark origin"): int(seq) for key, seq in values.items()}
+    return {check_store_id(key, "watermark origin"): int(seq) for key, seq in values.items()}
 
 
 def shared_to_wire(shared: SharedCollection) -> pb.SharedCollection:
@@ -153,7 +155,7 @@ def hello_request_to_wire(hello: Hello) -> pb.HelloRequest:
 
 def hello_request_from_wire(message: pb.HelloRequest) -> Hello:
     return Hello(protocol_version=message.protocol_version,
-                 store_id=_check_store_id(message.store_id, "store id"),
+                 store_id=check_store_id(message.store_id, "store id"),
                  bundle_format_versions=tuple(message.bundle_format_versions),
                  collections=[shared_from_wire(c) for c in message.collections])
 
@@ -174,7 +176,7 @@ def hello_response_from_wire(message: pb.HelloResponse) -> Hello:
         raise _violation("hello", error) from None
     return Hello(shared_names=shared_names, protocol_version=message.protocol_version,
                  device_id=message.device_id,
-                 store_id=_check_store_id(message.store_id, "store id"),
+                 store_id=check_store_id(message.store_id, "store id"),
                  bundle_format_versions=tuple(message.bundle_format_versions),
                  collections=[shared_from_wire(c) for c in message.collections],
                  caller_read_only=message.caller_read_only)
@@ -199,7 +201,7 @@ def change_from_wire(message: pb.WireChange) -> RemoteChange:
             doc_id=message.doc_id,
             op=ChangeOp.DELETE if message.deleted else ChangeOp.UPSERT,
             hlc=HLCTimestamp.from_str(message.hlc),
-            origin_device=_check_store_id(message.origin_device, "origin device"),
+            origin_device=check_store_id(message.origin_device, "origin device"),
             origin_seq=message.origin_seq,
             text=None if message.deleted else message.text,
             metadata=json_object(message.metadata_json, "metadata_json"),
@@ -217,7 +219,7 @@ def change_from_wire(message: pb.WireChange) -> RemoteChange:
 def batch_to_wire(batch: ChangeBatch) -> pb.ChangeBatch:
     return pb.ChangeBatch(
         collection=batch.collection, last_seq=batch.last_seq,
-        changes=[change_to_wire(c) for c in batch.changes],
+        sender_store_id=batch.sender_store_id, changes=[change_to_wire(c) for c in batch.changes],
         config=config_to_wire(batch.config) if batch.config else None,
     )
 
@@ -234,6 +236,8 @@ def batch_from_wire(message: pb.ChangeBatch) -> ChangeBatch:
     if config is not None and config.name != collection:
         raise ProtocolViolation("batch config names another collection")
     return ChangeBatch(collection=collection, last_seq=message.last_seq, config=config,
+                       sender_store_id=check_store_id(message.sender_store_id,
+                                                       "sender store id"),
                        changes=[change_from_wire(c) for c in message.changes])
 
 

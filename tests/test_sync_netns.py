@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from meshdex.sync.progress import FileProgress
+from meshdex.node.store import Store
 from netns import Lan, netns_available
 from sync_support import ServeProcess, store_digest, wait_for
 
@@ -123,6 +123,8 @@ def test_three_hosts_replicate_delete_and_converge_after_a_partition(lan, tmp_pa
     assert set(final["live"]) == {"shared.md", "only-a.md", "only-c.md"}
     assert final["deleted"] == ["boats.md", "fruit.md"]
     assert final["live"]["shared.md"][0] == "The meeting moved to Wednesday (C)."  # later HLC
-    kept = [c.text for h in hosts.values()
-            for c in FileProgress(h.data_dir).all_conflicts("default")]
+    kept = []
+    for host in hosts.values():
+        with Store.open(host.data_dir, readonly=True) as store:
+            kept += [c.text for c in store.conflicts("default")]
     assert "The meeting moved to Tuesday (A)." in kept  # the losing edit is kept, not dropped

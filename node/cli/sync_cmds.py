@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,9 @@ import grpc
 from meshdex.index.errors import InvalidArgument
 from meshdex.node.cli.remote import remote_client
 from meshdex.node.config import NodeConfig, load_config
+from meshdex.node.records import ChangeOp
 from meshdex.node.service import Node
-from meshdex.sync.admin import LocalSyncAdmin, PeerStatus, SyncAdmin
+from meshdex.sync.admin import LocalSyncAdmin, PeerStatus, SyncAdmin, conflict_to_dict
 from meshdex.sync.admin_service import SyncAdminClient, add_admin_service
 from meshdex.sync.errors import SyncError
 from meshdex.sync.pairing import DEFAULT_INVITE_TTL_S, MAX_INVITE_TTL_S
@@ -286,14 +287,15 @@ def conflicts_command(ctx: click.Context, collection: str | None, as_json: bool)
     with open_admin(ctx) as admin:
         records = admin.conflicts(collection)
     if as_json:
-        _print_json([asdict(r) for r in records])
+        _print_json([conflict_to_dict(r) for r in records])
         return
     if not records:
         click.echo("no conflicts")
     for record in records:
+        what = "a delete" if record.op is ChangeOp.DELETE else f"{len(record.text or '')} chars"
         click.echo(f"{record.collection}/{record.doc_id}: kept losing version "
-                   f"{record.losing_hlc} (winner {record.winning_hlc}), "
-                   f"{len(record.text or '')} chars, recorded {_when(record.recorded_at)}")
+                   f"{record.hlc.to_str()} (winner {record.winner_hlc.to_str()}), {what}, "
+                   f"written {_when(record.hlc.physical_ms / 1000)}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -148,24 +148,28 @@ class WireChange(_message.Message):
     def __init__(self, doc_id: _Optional[str] = ..., deleted: _Optional[bool] = ..., hlc: _Optional[str] = ..., origin_device: _Optional[str] = ..., origin_seq: _Optional[int] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., source: _Optional[str] = ..., has_source: _Optional[bool] = ...) -> None: ...
 
 class ChangeBatch(_message.Message):
-    __slots__ = ("collection", "config", "changes", "last_seq")
+    __slots__ = ("collection", "config", "changes", "last_seq", "sender_store_id")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    SENDER_STORE_ID_FIELD_NUMBER: _ClassVar[int]
     collection: str
     config: CollectionConfig
     changes: _containers.RepeatedCompositeFieldContainer[WireChange]
     last_seq: int
-    def __init__(self, collection: _Optional[str] = ..., config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., changes: _Optional[_Iterable[_Union[WireChange, _Mapping]]] = ..., last_seq: _Optional[int] = ...) -> None: ...
+    sender_store_id: str
+    def __init__(self, collection: _Optional[str] = ..., config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., changes: _Optional[_Iterable[_Union[WireChange, _Mapping]]] = ..., last_seq: _Optional[int] = ..., sender_store_id: _Optional[str] = ...) -> None: ...
 
 class AckRequest(_message.Message):
-    __slots__ = ("collection", "seq")
+    __slots__ = ("collection", "seq", "caller_store_id")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    CALLER_STORE_ID_FIELD_NUMBER: _ClassVar[int]
     collection: str
     seq: int
-    def __init__(self, collection: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+    caller_store_id: str
+    def __init__(self, collection: _Optional[str] = ..., seq: _Optional[int] = ..., caller_store_id: _Optional[str] = ...) -> None: ...
 
 class AckResponse(_message.Message):
     __slots__ = ()
@@ -384,7 +388,7 @@ class ListConflictsRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ...) -> None: ...
 
 class ConflictInfo(_message.Message):
-    __slots__ = ("collection", "doc_id", "losing_hlc", "winning_hlc", "origin_device", "text", "metadata_json", "source", "recorded_at")
+    __slots__ = ("collection", "doc_id", "losing_hlc", "winning_hlc", "origin_device", "text", "metadata_json", "source", "deleted", "has_text", "has_source")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     DOC_ID_FIELD_NUMBER: _ClassVar[int]
     LOSING_HLC_FIELD_NUMBER: _ClassVar[int]
@@ -393,7 +397,9 @@ class ConflictInfo(_message.Message):
     TEXT_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
-    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    HAS_TEXT_FIELD_NUMBER: _ClassVar[int]
+    HAS_SOURCE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     doc_id: str
     losing_hlc: str
@@ -402,8 +408,10 @@ class ConflictInfo(_message.Message):
     text: str
     metadata_json: str
     source: str
-    recorded_at: float
-    def __init__(self, collection: _Optional[str] = ..., doc_id: _Optional[str] = ..., losing_hlc: _Optional[str] = ..., winning_hlc: _Optional[str] = ..., origin_device: _Optional[str] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., source: _Optional[str] = ..., recorded_at: _Optional[float] = ...) -> None: ...
+    deleted: bool
+    has_text: bool
+    has_source: bool
+    def __init__(self, collection: _Optional[str] = ..., doc_id: _Optional[str] = ..., losing_hlc: _Optional[str] = ..., winning_hlc: _Optional[str] = ..., origin_device: _Optional[str] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., source: _Optional[str] = ..., deleted: _Optional[bool] = ..., has_text: _Optional[bool] = ..., has_source: _Optional[bool] = ...) -> None: ...
 
 class ListConflictsResponse(_message.Message):
     __slots__ = ("conflicts",)
