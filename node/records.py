@@ -324,7 +324,8 @@ class SearchResults:
 class Conflict:
     """A version of a document that lost last-writer-wins to a concurrent edit, kept so that
     nothing a person wrote is silently lost. ``hlc`` is the losing version's stamp,
-    ``winner_hlc`` the stamp of the version that replaced or outranked it."""
+    ``winner_hlc`` the stamp of the version that replaced or outranked it. Identified by
+    (collection, doc_id, hlc): the same conflict noted on two devices is one record."""
 
     collection: str
     doc_id: str
@@ -335,3 +336,6 @@ class Conflict:
     text: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
+    # This device's log position when it kept the record: peers resuming after it are sent
+    # it. Local to the device (0 in a record received or not stored yet).
+    seq: int = 0

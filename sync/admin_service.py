@@ -12,14 +12,13 @@ from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.admin import CreatedInvite, PeerStatus, SyncAdmin
 from meshdex.sync.admin_wire import (
-    conflict_from_wire,
-    conflict_to_wire,
     peer_status_from_wire,
     peer_status_to_wire,
     session_report_from_wire,
     session_report_to_wire,
 )
 from meshdex.sync.client import SessionReport
+from meshdex.sync.wire import conflict_from_wire, conflict_to_wire
 
 ADMIN_CALL_TIMEOUT_S = 600.0  # SyncNow runs whole sessions
 

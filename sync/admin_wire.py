@@ -6,9 +6,6 @@ session code that ``wire.py`` serves.
 
 from __future__ import annotations
 
-from meshdex.node.hlc import HLCTimestamp
-from meshdex.node.records import ChangeOp, Conflict
-from meshdex.node.wire import json_object, to_json
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.sync.admin import PeerStatus
 from meshdex.sync.client import CollectionReport, SessionReport
@@ -54,25 +51,3 @@ def session_report_from_wire(message: pb.SessionSyncReport) -> SessionReport:
                              blocks_fetched=c.blocks_fetched, blocks_reused=c.blocks_reused,
                              decision=c.decision or None, reason=c.reason or None)
                              for c in message.collections])
-
-
-def conflict_to_wire(conflict: Conflict) -> pb.ConflictInfo:
-    return pb.ConflictInfo(collection=conflict.collection, doc_id=conflict.doc_id,
-                           losing_hlc=conflict.hlc.to_str(),
-                           winning_hlc=conflict.winner_hlc.to_str(),
-                           origin_device=conflict.origin_device, text=conflict.text or "",
-                           has_text=conflict.text is not None,
-                           metadata_json=to_json(conflict.metadata), source=conflict.source or "",
-                           has_source=conflict.source is not None,
-                           deleted=conflict.op is ChangeOp.DELETE)
-
-
-def conflict_from_wire(message: pb.ConflictInfo) -> Conflict:
-    return Conflict(collection=message.collection, doc_id=message.doc_id,
-                    op=ChangeOp.DELETE if message.deleted else ChangeOp.UPSERT,
-                    hlc=HLCTimestamp.from_str(message.losing_hlc),
-                    winner_hlc=HLCTimestamp.from_str(message.winning_hlc),
-                    origin_device=message.origin_device,
-                    text=message.text if message.has_text else None,
-                    metadata=json_object(message.metadata_json, "metadata_json"),
-                    source=message.source if message.has_source else None)

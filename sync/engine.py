@@ -9,7 +9,8 @@ past them so the cursor advances. ``apply`` merges a batch by last-writer-wins o
 (``Store.apply_peer_batch``: device id breaks ties, deletes are tombstones, a version that
 loses to a concurrent one is kept as a conflict record) and moves the peer's cursor in the
 same store transaction: applying a batch twice changes nothing, and a crash can neither lose
-a batch nor skip one.
+a batch nor skip one. Conflict records travel in the same stream, in log order
+(``Store.changes_and_conflicts_since``), so every device ends up with the same ones.
 
 Cursors live in the store, keyed by the peer's store id (what its changes' origins name):
 ``Store.applied_cursor`` is how far this device holds a peer's log, ``Store.peer_cursor``
@@ -24,12 +25,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from meshdex.index.bundle_manifest import FORMAT_VERSION as BUNDLE_FORMAT_VERSION
 from meshdex.node.errors import DocumentNotFound
 from meshdex.node.hlc import check_not_ahead
-from meshdex.node.records import ChangeOp, Document, RemoteChange
+from meshdex.node.records import Change, ChangeOp, Conflict, Document, RemoteChange
 from meshdex.node.service import Node
 from meshdex.sync.bundle_receive import BundleReceiver
 from meshdex.sync.bundle_shelf import BundleShelf
@@ -122,38 +123,55 @@ class SyncEngine:
     def outgoing(self, collection: str, *, after_seq: int, receiver_store_id: str,
                  receiver_watermarks: dict[str, int],
                  with_config: bool = False) -> Iterator[ChangeBatch]:
-        """Bounded batches of this device's changes in ``collection`` after ``after_seq``."""
+        """Bounded batches of this device's changes and conflict records in ``collection``
+        after ``after_seq``, in log order."""
         config = self.config_of(collection) if with_config else None
-        pending: list[RemoteChange] = []
+        changes: list[RemoteChange] = []
+        conflicts: list[Conflict] = []
         pending_bytes, last_seq = 0, after_seq
-        for change in self.store.changes_since(after_seq, collection=collection):
-            last_seq = change.seq
-            if (change.origin_device == receiver_store_id
-                    or change.origin_seq <= receiver_watermarks.get(change.origin_device, 0)):
-                continue
-            current = self._current(collection, change.doc_id)
-            if change.op is ChangeOp.DELETE:
-                if current is not None:
-                    continue  # re-added later; that entry carries it
-                remote = RemoteChange(doc_id=change.doc_id, op=ChangeOp.DELETE, hlc=change.hlc,
-                                      origin_device=change.origin_device,
-                                      origin_seq=change.origin_seq)
+        stream = self.store.changes_and_conflicts_since(after_seq, collection=collection)
+        for item in stream:
+            last_seq = item.seq
+            if isinstance(item, Conflict):
+                conflicts.append(replace(item, seq=0))  # the seq is this device's own
+                pending_bytes += len(item.text or "")
             else:
-                if current is None or current.hlc != change.hlc:
-                    continue  # rewritten or deleted later; that entry carries it
-                remote = RemoteChange(doc_id=change.doc_id, op=ChangeOp.UPSERT, hlc=change.hlc,
-                                      origin_device=change.origin_device,
-                                      origin_seq=change.origin_seq, text=current.text,
-                                      metadata=current.metadata, source=current.source)
-            pending.append(remote)
-            pending_bytes += len(remote.text or "")
-            if len(pending) >= MAX_BATCH_CHANGES or pending_bytes >= MAX_BATCH_TEXT_BYTES:
-                yield ChangeBatch(collection=collection, changes=pending, last_seq=last_seq,
-                                  sender_store_id=self.store.device_id, config=config)
-                pending, pending_bytes, config = [], 0, None
-        if pending or last_seq > after_seq or config is not None:
-            yield ChangeBatch(collection=collection, changes=pending, last_seq=last_seq,
-                              sender_store_id=self.store.device_id, config=config)
+                remote = self._shippable(item, receiver_store_id, receiver_watermarks)
+                if remote is None:
+                    continue
+                changes.append(remote)
+                pending_bytes += len(remote.text or "")
+            if (len(changes) + len(conflicts) >= MAX_BATCH_CHANGES
+                    or pending_bytes >= MAX_BATCH_TEXT_BYTES):
+                yield ChangeBatch(collection=collection, changes=changes, conflicts=conflicts,
+                                  last_seq=last_seq, sender_store_id=self.store.device_id,
+                                  config=config)
+                changes, conflicts, pending_bytes, config = [], [], 0, None
+        if changes or conflicts or last_seq > after_seq or config is not None:
+            yield ChangeBatch(collection=collection, changes=changes, conflicts=conflicts,
+                              last_seq=last_seq, sender_store_id=self.store.device_id,
+                              config=config)
+
+    def _shippable(self, change: Change, receiver_store_id: str,
+                   receiver_watermarks: dict[str, int]) -> RemoteChange | None:
+        """The change as the receiver gets it, or None when it holds it already or a later
+        log entry carries the document."""
+        if (change.origin_device == receiver_store_id
+                or change.origin_seq <= receiver_watermarks.get(change.origin_device, 0)):
+            return None
+        current = self._current(change.collection, change.doc_id)
+        if change.op is ChangeOp.DELETE:
+            if current is not None:
+                return None  # re-added later; that entry carries it
+            return RemoteChange(doc_id=change.doc_id, op=ChangeOp.DELETE, hlc=change.hlc,
+                                origin_device=change.origin_device,
+                                origin_seq=change.origin_seq)
+        if current is None or current.hlc != change.hlc:
+            return None  # rewritten or deleted later; that entry carries it
+        return RemoteChange(doc_id=change.doc_id, op=ChangeOp.UPSERT, hlc=change.hlc,
+                            origin_device=change.origin_device, origin_seq=change.origin_seq,
+                            text=current.text, metadata=current.metadata,
+                            source=current.source)
 
     # --- receiving ----------------------------------------------------------------------
 
@@ -187,6 +205,7 @@ class SyncEngine:
         if not self.store.has_collection(batch.collection):
             return BatchOutcome(applied=0, ignored=0, conflicts=0)  # nothing to apply into
         result = self.store.apply_peer_batch(batch.collection, batch.changes,
+                                             conflicts=batch.conflicts,
                                              peer_device=batch.sender_store_id,
                                              through_seq=batch.last_seq)
         applied = sum(result.applied)

@@ -15,8 +15,8 @@ from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import BundleCorrupt, InvalidArgument
 from meshdex.node.hlc import HLCTimestamp
-from meshdex.node.records import ChangeOp, RemoteChange
-from meshdex.node.validation import check_collection_name, check_document
+from meshdex.node.records import ChangeOp, Conflict, DocumentInput, RemoteChange
+from meshdex.node.validation import check_collection_name, check_document, check_document_id
 from meshdex.node.wire import (
     chunking_from_wire,
     chunking_to_wire,
@@ -91,6 +91,7 @@ class ChangeBatch:
     last_seq: int
     sender_store_id: str
     config: CollectionConfig | None = None
+    conflicts: list[Conflict] = field(default_factory=list)  # conflict records, same collection
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,18 +217,54 @@ def change_from_wire(message: pb.WireChange) -> RemoteChange:
     return change
 
 
+def conflict_to_wire(conflict: Conflict) -> pb.ConflictInfo:
+    return pb.ConflictInfo(collection=conflict.collection, doc_id=conflict.doc_id,
+                           losing_hlc=conflict.hlc.to_str(),
+                           winning_hlc=conflict.winner_hlc.to_str(),
+                           origin_device=conflict.origin_device, text=conflict.text or "",
+                           has_text=conflict.text is not None,
+                           metadata_json=to_json(conflict.metadata), source=conflict.source or "",
+                           has_source=conflict.source is not None,
+                           deleted=conflict.op is ChangeOp.DELETE)
+
+
+def conflict_from_wire(message: pb.ConflictInfo) -> Conflict:
+    """A validated conflict record: the losing version must be a valid document (or a
+    delete), its stamps well formed."""
+    try:
+        conflict = Conflict(
+            collection=check_collection_name(message.collection), doc_id=message.doc_id,
+            op=ChangeOp.DELETE if message.deleted else ChangeOp.UPSERT,
+            hlc=HLCTimestamp.from_str(message.losing_hlc),
+            winner_hlc=HLCTimestamp.from_str(message.winning_hlc),
+            origin_device=check_store_id(message.origin_device, "conflict origin device"),
+            text=message.text if message.has_text else None,
+            metadata=json_object(message.metadata_json, "metadata_json"),
+            source=message.source if message.has_source else None)
+        if conflict.text is not None:
+            check_document(DocumentInput(id=conflict.doc_id, text=conflict.text,
+                                         metadata=conflict.metadata, source=conflict.source))
+        else:
+            check_document_id(conflict.doc_id)
+    except InvalidArgument as error:
+        raise _violation(f"conflict record of {message.doc_id[:60]!r}", error) from None
+    return conflict
+
+
 def batch_to_wire(batch: ChangeBatch) -> pb.ChangeBatch:
     return pb.ChangeBatch(
         collection=batch.collection, last_seq=batch.last_seq,
         sender_store_id=batch.sender_store_id, changes=[change_to_wire(c) for c in batch.changes],
         config=config_to_wire(batch.config) if batch.config else None,
+        conflicts=[conflict_to_wire(c) for c in batch.conflicts],
     )
 
 
 def batch_from_wire(message: pb.ChangeBatch) -> ChangeBatch:
-    if len(message.changes) > MAX_BATCH_CHANGES:
-        raise ProtocolViolation(f"peer sent {len(message.changes)} changes in one batch; the "
-                                f"limit is {MAX_BATCH_CHANGES}")
+    items = len(message.changes) + len(message.conflicts)
+    if items > MAX_BATCH_CHANGES:
+        raise ProtocolViolation(f"peer sent {items} changes and conflict records in one "
+                                f"batch; the limit is {MAX_BATCH_CHANGES}")
     try:
         collection = check_collection_name(message.collection)
     except InvalidArgument as error:
@@ -235,10 +272,14 @@ def batch_from_wire(message: pb.ChangeBatch) -> ChangeBatch:
     config = config_from_wire(message.config) if message.HasField("config") else None
     if config is not None and config.name != collection:
         raise ProtocolViolation("batch config names another collection")
+    conflicts = [conflict_from_wire(c) for c in message.conflicts]
+    if any(c.collection != collection for c in conflicts):
+        raise ProtocolViolation("batch carries a conflict record of another collection")
     return ChangeBatch(collection=collection, last_seq=message.last_seq, config=config,
                        sender_store_id=check_store_id(message.sender_store_id,
                                                        "sender store id"),
-                       changes=[change_from_wire(c) for c in message.changes])
+                       changes=[change_from_wire(c) for c in message.changes],
+                       conflicts=conflicts)
 
 
 # --- pairing ------------------------------------------------------------------------------

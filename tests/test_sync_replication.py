@@ -27,7 +27,14 @@ from meshdex.sync.identity import load_identity
 from meshdex.sync.service import DebouncedBuilder
 from meshdex.sync.transport import pinned_channel
 from meshdex.sync.wire import MAX_BATCH_CHANGES, ChangeBatch, CollectionConfig
-from sync_support import UNBUILT, pair, start_sync_node, stop_sync_node, wait_for
+from sync_support import (
+    UNBUILT,
+    digest_of,
+    pair,
+    start_sync_node,
+    stop_sync_node,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -116,8 +123,34 @@ def test_an_incoming_edit_that_loses_is_kept_where_it_arrives(manual) -> None:
     _session(b)  # b pulls a's newer version (keeps its own), then pushes nothing new
     _session(a)
     assert a.texts("notes") == b.texts("notes") == {"doc": "newer edit on a"}
-    kept = b.node.store.conflicts("notes") + a.node.store.conflicts("notes")
-    assert [c.text for c in kept] == ["older edit on b"]
+    # kept on b where it lost, and replicated to a: one record each, not one per detection
+    assert [c.text for c in b.node.store.conflicts("notes")] == ["older edit on b"]
+    assert [c.text for c in a.node.store.conflicts("notes")] == ["older edit on b"]
+
+
+def test_conflict_records_replicate_once_and_do_not_go_round(manual, tmp_path) -> None:
+    a, b = manual
+    c = start_sync_node(tmp_path, "c")
+    try:
+        c.service.scheduler.stop()
+        pair(a, b)
+        pair(b, c)  # c never talks to a: it learns a's conflict record through b
+        a.add("notes", {"doc": "first"})
+        _session(a)
+        a.add("notes", {"doc": "edited on a"})
+        b.add("notes", {"doc": "edited on b, later"})
+        _session(a)  # a keeps its overwritten edit, then pushes the record to b
+        _session(c)
+        digests = [digest_of(n.node.store, "notes") for n in (a, b, c)]
+        assert [d["conflicts"] for d in digests] == [digests[0]["conflicts"]] * 3
+        [(doc_id, *_, text, _, _)] = digests[0]["conflicts"]
+        assert (doc_id, text) == ("doc", "edited on a")
+        settled = [n.node.store.last_seq for n in (a, b, c)]
+        for node in (a, c, a, c):
+            _session(node)
+        assert [n.node.store.last_seq for n in (a, b, c)] == settled, "no record re-kept"
+    finally:
+        stop_sync_node(c)
 
 
 def test_batches_are_bounded_and_a_cut_session_resumes_without_resending(manual) -> None:

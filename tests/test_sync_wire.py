@@ -55,6 +55,13 @@ def test_malformed_changes_are_protocol_violations(message, complaint: str) -> N
     (pb.ChangeBatch(collection="c", changes=[GOOD] * (wire.MAX_BATCH_CHANGES + 1)), "limit"),
     (pb.ChangeBatch(collection="c", config=pb.CollectionConfig(name="other")), "another"),
     (pb.ChangeBatch(collection="c", changes=[GOOD]), "sender store id"),
+    (pb.ChangeBatch(collection="c", sender_store_id="s", conflicts=[pb.ConflictInfo(
+        collection="c", doc_id="d", losing_hlc="yesterday")]), "conflict record of 'd'"),
+    (pb.ChangeBatch(collection="c", sender_store_id="s", conflicts=[pb.ConflictInfo(
+        collection="other", doc_id="d", losing_hlc=GOOD.hlc, winning_hlc=GOOD.hlc,
+        origin_device="dev")]), "conflict record of another collection"),
+    (pb.ChangeBatch(collection="c", changes=[GOOD] * wire.MAX_BATCH_CHANGES,
+                    conflicts=[pb.ConflictInfo()]), "limit"),
 ])
 def test_malformed_batches_are_protocol_violations(batch, complaint: str) -> None:
     with pytest.raises(ProtocolViolation, match=complaint):

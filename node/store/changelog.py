@@ -5,7 +5,8 @@
 ``peer_cursors``  collection u32 + peer device index u32 -> this device's seq the peer has
                   acknowledged (u64), then the peer's seq this device has applied (u64; a
                   record of 8 bytes predates it and means 0)
-``conflicts``     collection u32 + document id + 0x00 + losing stamp -> the losing version
+``conflicts``     collection u32 + document id + 0x00 + losing stamp -> the losing version,
+                  its winner's stamp and the seq this device kept it at
 
 Contract (what ``meshdex.sync`` builds on):
 
@@ -45,7 +46,7 @@ from meshdex.index.errors import InvalidArgument
 from meshdex.node.hlc import HLCTimestamp
 from meshdex.node.records import Change, ChangeOp, Conflict, RemoteChange
 from meshdex.node.store.blocks import BlockCache
-from meshdex.node.store.codec import U32, U64, RecordReader, corrupt, put_bytes
+from meshdex.node.store.codec import U32, U64, RecordReader, corrupt, put_bytes, put_varint
 from meshdex.node.store.collections import (
     CollectionRecord,
     Collections,
@@ -66,6 +67,7 @@ from meshdex.node.validation import check_document
 _CONFLICT_DELETE = 0x01
 _CONFLICT_HAS_TEXT = 0x02
 _CONFLICT_HAS_SOURCE = 0x04
+_CONFLICT_HAS_SEQ = 0x08  # records kept before conflicts replicated have none (seq 0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -274,8 +276,10 @@ class ChangeLog:
             (_CONFLICT_DELETE if conflict.op is ChangeOp.DELETE else 0)
             | (_CONFLICT_HAS_TEXT if conflict.text is not None else 0)
             | (_CONFLICT_HAS_SOURCE if conflict.source is not None else 0)
+            | _CONFLICT_HAS_SEQ
         )
         out = bytearray([flags])
+        put_varint(out, session.next_seq())
         put_bytes(out, conflict.origin_device.encode())
         put_bytes(out, conflict.winner_hlc.pack())
         put_bytes(out, compact_json(conflict.metadata or {}))
@@ -293,6 +297,7 @@ class ChangeLog:
         doc_id, _, stamp = suffix.partition(b"\0")
         reader = RecordReader(value, what="conflict", key=key)
         flags = reader.byte()
+        seq = reader.varint() if flags & _CONFLICT_HAS_SEQ else 0
         origin = reader.text()
         try:
             hlc, winner = HLCTimestamp.unpack(stamp), HLCTimestamp.unpack(reader.bytes())
@@ -313,7 +318,16 @@ class ChangeLog:
             text=text,
             metadata=metadata,
             source=source,
+            seq=seq,
         )
+
+    def conflicts_since(
+        self, txn: lmdb.Transaction, collection: CollectionRecord, seq: int
+    ) -> list[Conflict]:
+        """The collection's conflict records kept after ``seq``, by the seq they were kept at
+        (a scan of the collection's records: they are few)."""
+        return sorted((c for c in self.conflicts(txn, collection) if c.seq > seq),
+                      key=lambda c: c.seq)
 
     # ------------------------------------------------------------------------ merging
 

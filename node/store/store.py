@@ -6,6 +6,7 @@ one writing process per data directory (``WriterLock``), any number of read-only
 
 from __future__ import annotations
 
+import heapq
 import logging
 import secrets
 import threading
@@ -548,6 +549,17 @@ class Store:
         return self._read(lambda txn, p: p.log.applied_cursor(
             txn, p.collections.get(txn, collection).prefix, peer_device))
 
+    def changes_and_conflicts_since(
+        self, seq: int, *, collection: str
+    ) -> Iterator[Change | Conflict]:
+        """``changes_since`` and the conflict records kept after ``seq``, merged in seq order,
+        from one snapshot: what a peer resuming from ``seq`` is sent."""
+        with self._snapshot() as (txn, p):
+            record = p.collections.get(txn, collection)
+            yield from heapq.merge(p.log.changes_since(txn, seq, record),
+                                   p.log.conflicts_since(txn, record, seq),
+                                   key=lambda item: item.seq)
+
     def apply_peer_batch(
         self,
         collection: str,
@@ -560,7 +572,8 @@ class Store:
         """Merge a batch of ``peer_device``'s log (as ``apply_remote_changes``), keep the
         conflict records it carries (``ChangeLog.keep_conflict``) and raise the peer's
         applied cursor to ``through_seq`` — all in one durable transaction, so a crash
-        leaves either all of it or none."""
+        leaves either all of it or none. ``conflicts`` in the result counts the records
+        the changes caused here, not the ones received."""
 
         def apply(txn: lmdb.Transaction, p: _Parts) -> PeerBatchResult:
             session = self._session(txn, p, collection)
@@ -568,12 +581,12 @@ class Store:
             writer = DocumentWriter(p.documents, session, session.collection.chunking)
             applied = p.log.apply_remote(session, writer, changes) if changes else []
             writer.flush()
+            caused = p.log.count_conflicts(txn, session.collection) - before
             for conflict in conflicts:
                 p.log.keep_conflict(session, conflict)
             p.log.set_applied_cursor(txn, session.prefix, peer_device, through_seq)
             session.finish()
-            return PeerBatchResult(
-                applied=applied, conflicts=p.log.count_conflicts(txn, session.collection) - before)
+            return PeerBatchResult(applied=applied, conflicts=caused)
 
         return self._write(apply)
 

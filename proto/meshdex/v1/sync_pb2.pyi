@@ -148,18 +148,20 @@ class WireChange(_message.Message):
     def __init__(self, doc_id: _Optional[str] = ..., deleted: _Optional[bool] = ..., hlc: _Optional[str] = ..., origin_device: _Optional[str] = ..., origin_seq: _Optional[int] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., source: _Optional[str] = ..., has_source: _Optional[bool] = ...) -> None: ...
 
 class ChangeBatch(_message.Message):
-    __slots__ = ("collection", "config", "changes", "last_seq", "sender_store_id")
+    __slots__ = ("collection", "config", "changes", "last_seq", "sender_store_id", "conflicts")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     SENDER_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     config: CollectionConfig
     changes: _containers.RepeatedCompositeFieldContainer[WireChange]
     last_seq: int
     sender_store_id: str
-    def __init__(self, collection: _Optional[str] = ..., config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., changes: _Optional[_Iterable[_Union[WireChange, _Mapping]]] = ..., last_seq: _Optional[int] = ..., sender_store_id: _Optional[str] = ...) -> None: ...
+    conflicts: _containers.RepeatedCompositeFieldContainer[ConflictInfo]
+    def __init__(self, collection: _Optional[str] = ..., config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., changes: _Optional[_Iterable[_Union[WireChange, _Mapping]]] = ..., last_seq: _Optional[int] = ..., sender_store_id: _Optional[str] = ..., conflicts: _Optional[_Iterable[_Union[ConflictInfo, _Mapping]]] = ...) -> None: ...
 
 class AckRequest(_message.Message):
     __slots__ = ("collection", "seq", "caller_store_id")
