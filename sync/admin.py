@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from meshdex.node.config import NodeConfig
 from meshdex.node.paths import STORE_DIR_NAME
-from meshdex.node.records import ChangeOp, Conflict
+from meshdex.node.records import ChangeOp, Conflict, PeerStatus
 from meshdex.node.store import Store
 from meshdex.sync.client import SessionReport, add_peer, join, run_session
 from meshdex.sync.device_id import DeviceId
@@ -28,27 +28,6 @@ from meshdex.sync.trust import Peer, TrustStore
 
 if TYPE_CHECKING:
     from meshdex.sync.service import SyncService
-
-
-@dataclass(frozen=True, kw_only=True)
-class PeerStatus:
-    """A peer as ``peers`` shows it: its record without the certificate, and its lag."""
-
-    device_id: str
-    name: str
-    addresses: tuple[str, ...]
-    collections: tuple[str, ...]
-    mode: str
-    added_at: float
-    last_contact: float | None
-    last_sync: float | None
-    last_error: str | None
-    lag: int | None  # changes in shared collections it has not acknowledged; None: unknown
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["addresses"], data["collections"] = list(self.addresses), list(self.collections)
-        return data
 
 
 @dataclass(frozen=True, kw_only=True)

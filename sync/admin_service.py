@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import grpc
 from meshdex.node.client import MeshdexClient
-from meshdex.node.records import Conflict
+from meshdex.node.records import Conflict, PeerStatus
+from meshdex.node.wire import peer_status_from_wire, peer_status_to_wire
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
-from meshdex.sync.admin import CreatedInvite, PeerStatus, SyncAdmin
-from meshdex.sync.admin_wire import (
-    peer_status_from_wire,
-    peer_status_to_wire,
-    session_report_from_wire,
-    session_report_to_wire,
-)
+from meshdex.sync.admin import CreatedInvite, SyncAdmin
+from meshdex.sync.admin_wire import session_report_from_wire, session_report_to_wire
 from meshdex.sync.client import SessionReport
 from meshdex.sync.wire import conflict_from_wire, conflict_to_wire
 

@@ -7,25 +7,7 @@ session code that ``wire.py`` serves.
 from __future__ import annotations
 
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
-from meshdex.sync.admin import PeerStatus
 from meshdex.sync.client import CollectionReport, SessionReport
-
-
-def peer_status_to_wire(peer: PeerStatus) -> pb.PeerInfo:
-    return pb.PeerInfo(device_id=peer.device_id, name=peer.name, addresses=peer.addresses,
-                       collections=peer.collections, mode=peer.mode, added_at=peer.added_at,
-                       last_contact=peer.last_contact or 0, last_sync=peer.last_sync or 0,
-                       last_error=peer.last_error or "",
-                       lag=-1 if peer.lag is None else peer.lag)
-
-
-def peer_status_from_wire(message: pb.PeerInfo) -> PeerStatus:
-    return PeerStatus(device_id=message.device_id, name=message.name,
-                      addresses=tuple(message.addresses), collections=tuple(message.collections),
-                      mode=message.mode, added_at=message.added_at,
-                      last_contact=message.last_contact or None,
-                      last_sync=message.last_sync or None, last_error=message.last_error or None,
-                      lag=None if message.lag < 0 else message.lag)
 
 
 def session_report_to_wire(report: SessionReport) -> pb.SessionSyncReport:

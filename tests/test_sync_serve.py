@@ -139,6 +139,11 @@ def test_every_sync_command_works_through_the_node_with_the_same_output(two, tmp
     assert ([p["name"] for p in status["peers"]], status["conflicts"]) == (
         [json.loads(a.meshdex("peers", "--json").stdout)[0]["name"]], 0)
     assert "peers:       1 (0 conflicts kept)" in a.meshdex("status").stdout
+    sync_part = [json.loads(a.meshdex(*where, "status", "--json").stdout)["sync"]
+                 for where in (remote, ())]
+    assert _steady(json.dumps(sync_part[0])) == _steady(json.dumps(sync_part[1]))
+    assert sync_part[0]["conflicts_by_collection"] == {"notes": 0}
+    assert sync_part[0]["peers"][0]["lag"] is not None
     synced = json.loads(a.meshdex(*remote, "sync", "--json").stdout)
     assert [(r["peer"], r["error"]) for r in synced] == [(b.meshdex("id").stdout.strip(), None)]
     unknown = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2"

@@ -299,30 +299,6 @@ class RemovePeerRequest(_message.Message):
     device_id: str
     def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
-class PeerInfo(_message.Message):
-    __slots__ = ("device_id", "name", "addresses", "collections", "mode", "added_at", "last_contact", "last_sync", "last_error", "lag")
-    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
-    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
-    MODE_FIELD_NUMBER: _ClassVar[int]
-    ADDED_AT_FIELD_NUMBER: _ClassVar[int]
-    LAST_CONTACT_FIELD_NUMBER: _ClassVar[int]
-    LAST_SYNC_FIELD_NUMBER: _ClassVar[int]
-    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
-    LAG_FIELD_NUMBER: _ClassVar[int]
-    device_id: str
-    name: str
-    addresses: _containers.RepeatedScalarFieldContainer[str]
-    collections: _containers.RepeatedScalarFieldContainer[str]
-    mode: str
-    added_at: float
-    last_contact: float
-    last_sync: float
-    last_error: str
-    lag: int
-    def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., collections: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., added_at: _Optional[float] = ..., last_contact: _Optional[float] = ..., last_sync: _Optional[float] = ..., last_error: _Optional[str] = ..., lag: _Optional[int] = ...) -> None: ...
-
 class ListPeersRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -330,8 +306,8 @@ class ListPeersRequest(_message.Message):
 class ListPeersResponse(_message.Message):
     __slots__ = ("peers",)
     PEERS_FIELD_NUMBER: _ClassVar[int]
-    peers: _containers.RepeatedCompositeFieldContainer[PeerInfo]
-    def __init__(self, peers: _Optional[_Iterable[_Union[PeerInfo, _Mapping]]] = ...) -> None: ...
+    peers: _containers.RepeatedCompositeFieldContainer[_node_pb2.PeerInfo]
+    def __init__(self, peers: _Optional[_Iterable[_Union[_node_pb2.PeerInfo, _Mapping]]] = ...) -> None: ...
 
 class SyncNowRequest(_message.Message):
     __slots__ = ("device_id",)
