@@ -38,6 +38,7 @@ from meshdex.sync.pairing_server import PairingDesk
 from meshdex.sync.servicer import PAIRING_ROLE, SYNC_ROLE, PeerAuthInterceptor, SyncServicer
 from meshdex.sync.transport import (
     MAX_SYNC_MESSAGE_BYTES,
+    check_tls_1_3_only,
     pairing_server_credentials,
     sync_server_credentials,
 )
@@ -272,6 +273,11 @@ class SyncService:
         if SYNC_ROLE in self.addresses:  # a port 0 in sync_listen is known only now
             self.desk.sync_addresses = advertised_addresses(self.config,
                                                             self.addresses[SYNC_ROLE])
+            try:
+                check_tls_1_3_only(self.addresses[SYNC_ROLE], self.identity)
+            except SyncError:
+                self.stop(0)
+                raise
         self.scheduler.start()
         logger.info("meshdex sync listening on %s (device %s)", self.addresses,
                     self.identity.device_id)
