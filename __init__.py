@@ -3,6 +3,13 @@
 Sub-packages: ``meshdex.index`` (one index: chunking, embedders, graph, search, bundle),
 ``meshdex.node`` (one device: store, gRPC server, CLI, client), ``meshdex.sync`` (between
 devices) and ``meshdex.proto`` (the wire contract).
+
+Importing the package sets gRPC's TLS policy (TLS 1.3 only, ``meshdex.sync.tls_policy``): it
+must happen before ``grpc`` is imported, so it happens here, first.
 """
+
+from meshdex.sync.tls_policy import require_tls_1_3
+
+require_tls_1_3()
 
 __version__ = "0.1.0"

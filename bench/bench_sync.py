@@ -33,7 +33,6 @@ from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.identity import load_identity
-from meshdex.sync.progress import FileProgress
 from meshdex.sync.wire import batch_to_wire
 
 from bench.metrics import RESULTS_DIR, machine_context
@@ -115,11 +114,10 @@ def measure_throughput(root: Path, count: int) -> dict:
 
         def in_process(name: str) -> float:
             with Node.open(root / name) as node:
-                engine = SyncEngine(node=node, identity=load_identity(root / name),
-                                    progress=FileProgress(root / name))
+                engine = SyncEngine(node=node, identity=load_identity(root / name))
                 started = time.monotonic()
                 for batch in batches:
-                    engine.apply("a", batch)
+                    engine.apply(batch)
                 return time.monotonic() - started
 
         before = in_process("baseline-1")

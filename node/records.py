@@ -260,8 +260,30 @@ class CollectionState:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PeerStatus:
+    """A paired device as ``peers`` and ``status`` show it: its record in the trust store
+    without the certificate, and its lag."""
+
+    device_id: str
+    name: str
+    addresses: tuple[str, ...]
+    collections: tuple[str, ...]
+    mode: str
+    added_at: float
+    last_contact: float | None
+    last_sync: float | None
+    last_error: str | None
+    lag: int | None  # changes in shared collections it has not acknowledged; None: unknown
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["addresses"], data["collections"] = list(self.addresses), list(self.collections)
+        return data
+
+
+@dataclass(frozen=True, kw_only=True)
 class NodeStatus:
-    """What a device holds: its id, its store, and each collection's counts."""
+    """What a device holds: its id, its store, each collection's counts, and its peers."""
 
     data_dir: Path
     device_id: str
@@ -271,6 +293,8 @@ class NodeStatus:
     collections: list[CollectionInfo]
     indexes: list[IndexSummary] = field(default_factory=list)
     decisions: list[DecisionRecord] = field(default_factory=list)  # newest first
+    peers: list[PeerStatus] = field(default_factory=list)
+    conflicts: dict[str, int] = field(default_factory=dict)  # records kept, per collection
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -282,6 +306,9 @@ class NodeStatus:
             "collections": [info.to_dict() for info in self.collections],
             "indexes": [asdict(summary) for summary in self.indexes],
             "decisions": [record.to_dict() for record in self.decisions],
+            "sync": {"peers": [peer.to_dict() for peer in self.peers],
+                     "conflicts": sum(self.conflicts.values()),
+                     "conflicts_by_collection": dict(sorted(self.conflicts.items()))},
         }
 
 
@@ -324,7 +351,8 @@ class SearchResults:
 class Conflict:
     """A version of a document that lost last-writer-wins to a concurrent edit, kept so that
     nothing a person wrote is silently lost. ``hlc`` is the losing version's stamp,
-    ``winner_hlc`` the stamp of the version that replaced or outranked it."""
+    ``winner_hlc`` the stamp of the version that replaced or outranked it. Identified by
+    (collection, doc_id, hlc): the same conflict noted on two devices is one record."""
 
     collection: str
     doc_id: str
@@ -335,3 +363,6 @@ class Conflict:
     text: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
+    # This device's log position when it kept the record: peers resuming after it are sent
+    # it. Local to the device (0 in a record received or not stored yet).
+    seq: int = 0

@@ -31,6 +31,7 @@ from meshdex.node.records import (
     ItemOutcome,
     NodeStatus,
     Outcome,
+    PeerStatus,
     SearchResults,
     UpsertReport,
 )
@@ -56,6 +57,9 @@ class Node:
     def __init__(self, store: Store, *, indexes: IndexManager | None = None) -> None:
         self.store = store
         self.indexes = indexes or IndexManager(store)
+        # Set by peer sync when it runs beside this node (``meshdex serve``): the paired
+        # devices ``status`` shows. The node itself knows nothing of peers.
+        self.peers_source: Callable[[], list[PeerStatus]] | None = None
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, *, readonly: bool = False) -> Node:
@@ -240,16 +244,20 @@ class Node:
         return self.store.compact()
 
     def status(self) -> NodeStatus:
-        """Device id, change-log position, store size and every collection's counts."""
+        """Device id, change-log position, store size, every collection's counts and
+        conflict records, and the paired devices (when ``peers_source`` is set)."""
+        collections = self.store.list_collections()
         return NodeStatus(
             data_dir=self.data_dir,
             device_id=self.device_id,
             last_seq=self.store.last_seq,
             max_hlc=self.store.max_hlc,
             store_bytes=self.store.store_bytes(),
-            collections=self.store.list_collections(),
+            collections=collections,
             indexes=self.indexes.summaries(),
             decisions=self.indexes.decisions.recent(STATUS_DECISIONS),
+            peers=self.peers_source() if self.peers_source is not None else [],
+            conflicts={info.name: self.store.count_conflicts(info.name) for info in collections},
         )
 
 

@@ -31,6 +31,7 @@ from meshdex.node.records import (
     NodeStatus,
     Outcome,
     PassageHit,
+    PeerStatus,
     SearchResults,
     UpsertReport,
 )
@@ -240,6 +241,23 @@ def document_from_wire(message: pb.Document) -> Document:
 # --- status ------------------------------------------------------------------------------
 
 
+def peer_status_to_wire(peer: PeerStatus) -> pb.PeerInfo:
+    return pb.PeerInfo(device_id=peer.device_id, name=peer.name, addresses=peer.addresses,
+                       collections=peer.collections, mode=peer.mode, added_at=peer.added_at,
+                       last_contact=peer.last_contact or 0, last_sync=peer.last_sync or 0,
+                       last_error=peer.last_error or "",
+                       lag=-1 if peer.lag is None else peer.lag)
+
+
+def peer_status_from_wire(message: pb.PeerInfo) -> PeerStatus:
+    return PeerStatus(device_id=message.device_id, name=message.name,
+                      addresses=tuple(message.addresses), collections=tuple(message.collections),
+                      mode=message.mode, added_at=message.added_at,
+                      last_contact=message.last_contact or None,
+                      last_sync=message.last_sync or None, last_error=message.last_error or None,
+                      lag=None if message.lag < 0 else message.lag)
+
+
 def status_to_wire(status: NodeStatus) -> pb.NodeStatus:
     return pb.NodeStatus(
         data_dir=str(status.data_dir), device_id=status.device_id, last_seq=status.last_seq,
@@ -253,6 +271,8 @@ def status_to_wire(status: NodeStatus) -> pb.NodeStatus:
                              reasons=list(record.reasons), generation=record.generation or 0)
             for record in status.decisions
         ],
+        peers=[peer_status_to_wire(peer) for peer in status.peers],
+        conflicts=status.conflicts,
     )
 
 
@@ -275,6 +295,8 @@ def status_from_wire(message: pb.NodeStatus) -> NodeStatus:
                            reasons=tuple(record.reasons), generation=record.generation or None)
             for record in message.decisions
         ],
+        peers=[peer_status_from_wire(peer) for peer in message.peers],
+        conflicts=dict(message.conflicts),
     )
 
 

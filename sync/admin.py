@@ -11,6 +11,8 @@ errors, so a command prints the same either way.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,39 +20,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 from meshdex.index.params import BuildParams
 from meshdex.node.config import NodeConfig
 from meshdex.node.indexing import BuildProgress
+from meshdex.node.paths import STORE_DIR_NAME
+from meshdex.node.records import ChangeOp, Conflict, PeerStatus
 from meshdex.node.store import Store
 from meshdex.sync.client import SessionReport, add_peer, join, run_session
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.identity import load_identity
 from meshdex.sync.pairing import InviteBook, InviteToken
-from meshdex.sync.progress import Conflict, FileProgress
 from meshdex.sync.remote_build import RemoteBuildReport, build_on_peer
 from meshdex.sync.trust import Peer, TrustStore
 
 if TYPE_CHECKING:
     from meshdex.sync.service import SyncService
-
-
-@dataclass(frozen=True, kw_only=True)
-class PeerStatus:
-    """A peer as ``peers`` shows it: its record without the certificate, and its lag."""
-
-    device_id: str
-    name: str
-    addresses: tuple[str, ...]
-    collections: tuple[str, ...]
-    mode: str
-    added_at: float
-    last_contact: float | None
-    last_sync: float | None
-    last_error: str | None
-    lag: int | None  # changes in shared collections it has not acknowledged; None: unknown
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["addresses"], data["collections"] = list(self.addresses), list(self.collections)
-        return data
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,8 +43,17 @@ class CreatedInvite:
     read_only: bool
 
 
+def conflict_to_dict(conflict: Conflict) -> dict[str, Any]:
+    """A conflict record as ``conflicts --json`` prints it."""
+    return {"collection": conflict.collection, "doc_id": conflict.doc_id,
+            "deleted": conflict.op is ChangeOp.DELETE, "losing_hlc": conflict.hlc.to_str(),
+            "winning_hlc": conflict.winner_hlc.to_str(), "origin_device": conflict.origin_device,
+            "text": conflict.text, "metadata": conflict.metadata, "source": conflict.source}
+
+
 def status_of(peer: Peer, lag: int | None = None) -> PeerStatus:
-    return PeerStatus(**{k: v for k, v in asdict(peer).items() if k != "cert_pem"}, lag=lag)
+    return PeerStatus(**{k: v for k, v in asdict(peer).items()
+                         if k not in ("cert_pem", "store_id")}, lag=lag)
 
 
 class SyncAdmin(Protocol):
@@ -92,7 +83,7 @@ class SyncAdmin(Protocol):
         """One session with one peer, or every peer."""
 
     def conflicts(self, collection: str | None) -> list[Conflict]:
-        """Kept conflicts, oldest first."""
+        """Kept conflict records, by collection then document id."""
 
     def build_on(self, peer: str, collection: str, *, params: BuildParams | None,
                  rebuild: bool, progress: BuildProgress | None) -> RemoteBuildReport:
@@ -100,12 +91,12 @@ class SyncAdmin(Protocol):
         relaying the peer's build progress; embeds nothing here."""
 
 
-def _lag(store: Store | None, progress: FileProgress, peer: Peer) -> int | None:
+def _lag(store: Store | None, peer: Peer) -> int | None:
     if store is None:
         return None
-    return sum(sum(1 for _ in store.changes_since(progress.get_ack(peer.device_id, name),
-                                                  collection=name))
-               for name in peer.collections)
+    return sum(sum(1 for _ in store.changes_since(store.peer_cursor(peer.store_id, name)
+                                                  if peer.store_id else 0, collection=name))
+               for name in peer.collections if store.has_collection(name))
 
 
 class LocalSyncAdmin:
@@ -159,19 +150,22 @@ class LocalSyncAdmin:
     def remove_peer(self, device_id: str) -> PeerStatus:
         return status_of(TrustStore(self.data_dir).remove(DeviceId.parse(device_id)))
 
-    def peers(self) -> list[PeerStatus]:
-        progress = FileProgress(self.data_dir)
-        store = None
+    @contextmanager
+    def _store(self) -> Iterator[Store | None]:
+        """The serving node's store, else this data directory's opened read-only; None if
+        there is no store yet."""
         if self.service is not None:
-            store = self.service.engine.store
-        elif (self.data_dir / "store" / "data.mdb").exists():
-            store = Store.open(self.data_dir, readonly=True)
-        try:
-            return [status_of(peer, _lag(store, progress, peer))
+            yield self.service.engine.store
+        elif (self.data_dir / STORE_DIR_NAME / "data.mdb").exists():
+            with Store.open(self.data_dir, readonly=True) as store:
+                yield store
+        else:
+            yield None
+
+    def peers(self) -> list[PeerStatus]:
+        with self._store() as store:
+            return [status_of(peer, _lag(store, peer))
                     for peer in TrustStore(self.data_dir).all()]
-        finally:
-            if store is not None and self.service is None:
-                store.close()
 
     def sync_now(self, device_id: str | None) -> list[SessionReport]:
         if self.service is not None:
@@ -182,12 +176,15 @@ class LocalSyncAdmin:
         peers = [trust.get(DeviceId.parse(device_id))] if device_id else trust.all()
         identity = load_identity(self.data_dir)
         with Node.open(self.data_dir) as node:
-            engine = SyncEngine(node=node, identity=identity,
-                                progress=FileProgress(self.data_dir))
+            engine = SyncEngine(node=node, identity=identity)
             return [run_session(engine, identity, trust, peer) for peer in peers]
 
     def conflicts(self, collection: str | None) -> list[Conflict]:
-        return FileProgress(self.data_dir).all_conflicts(collection)
+        with self._store() as store:
+            if store is None:
+                return []
+            names = [collection] if collection else [c.name for c in store.list_collections()]
+            return [conflict for name in names for conflict in store.conflicts(name)]
 
     def build_on(self, peer: str, collection: str, *, params: BuildParams | None,
                  rebuild: bool, progress: BuildProgress | None) -> RemoteBuildReport:
@@ -200,6 +197,5 @@ class LocalSyncAdmin:
 
         identity = load_identity(self.data_dir)
         with Node.open(self.data_dir) as node:
-            engine = SyncEngine(node=node, identity=identity,
-                                progress=FileProgress(self.data_dir))
+            engine = SyncEngine(node=node, identity=identity)
             return build_on_peer(engine=engine, trust=TrustStore(self.data_dir), **options)

@@ -13,22 +13,17 @@ from meshdex.node import wire as node_wire
 from meshdex.node.client import MeshdexClient
 from meshdex.node.grpc_errors import error_from_rpc
 from meshdex.node.indexing import BuildProgress
+from meshdex.node.records import Conflict, PeerStatus
 from meshdex.node.servicer import stream_build
+from meshdex.node.wire import peer_status_from_wire, peer_status_to_wire
 from meshdex.proto.meshdex.v1 import node_pb2, sync_pb2_grpc
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
-from meshdex.sync.admin import CreatedInvite, PeerStatus, SyncAdmin
-from meshdex.sync.admin_wire import (
-    conflict_from_wire,
-    conflict_to_wire,
-    peer_status_from_wire,
-    peer_status_to_wire,
-    session_report_from_wire,
-    session_report_to_wire,
-)
+from meshdex.sync.admin import CreatedInvite, SyncAdmin
+from meshdex.sync.admin_wire import session_report_from_wire, session_report_to_wire
 from meshdex.sync.client import SessionReport
 from meshdex.sync.errors import SyncError
-from meshdex.sync.progress import Conflict
 from meshdex.sync.remote_build import RemoteBuildReport
+from meshdex.sync.wire import conflict_from_wire, conflict_to_wire
 
 ADMIN_CALL_TIMEOUT_S = 3600.0  # SyncNow runs whole sessions, BuildOn a peer's whole build
 

@@ -6,28 +6,8 @@ session code that ``wire.py`` serves.
 
 from __future__ import annotations
 
-from meshdex.node.wire import json_object, to_json
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
-from meshdex.sync.admin import PeerStatus
 from meshdex.sync.client import CollectionReport, SessionReport
-from meshdex.sync.progress import Conflict
-
-
-def peer_status_to_wire(peer: PeerStatus) -> pb.PeerInfo:
-    return pb.PeerInfo(device_id=peer.device_id, name=peer.name, addresses=peer.addresses,
-                       collections=peer.collections, mode=peer.mode, added_at=peer.added_at,
-                       last_contact=peer.last_contact or 0, last_sync=peer.last_sync or 0,
-                       last_error=peer.last_error or "",
-                       lag=-1 if peer.lag is None else peer.lag)
-
-
-def peer_status_from_wire(message: pb.PeerInfo) -> PeerStatus:
-    return PeerStatus(device_id=message.device_id, name=message.name,
-                      addresses=tuple(message.addresses), collections=tuple(message.collections),
-                      mode=message.mode, added_at=message.added_at,
-                      last_contact=message.last_contact or None,
-                      last_sync=message.last_sync or None, last_error=message.last_error or None,
-                      lag=None if message.lag < 0 else message.lag)
 
 
 def session_report_to_wire(report: SessionReport) -> pb.SessionSyncReport:
@@ -53,19 +33,3 @@ def session_report_from_wire(message: pb.SessionSyncReport) -> SessionReport:
                              blocks_fetched=c.blocks_fetched, blocks_reused=c.blocks_reused,
                              decision=c.decision or None, reason=c.reason or None)
                              for c in message.collections])
-
-
-def conflict_to_wire(conflict: Conflict) -> pb.ConflictInfo:
-    return pb.ConflictInfo(collection=conflict.collection, doc_id=conflict.doc_id,
-                           losing_hlc=conflict.losing_hlc, winning_hlc=conflict.winning_hlc,
-                           origin_device=conflict.origin_device, text=conflict.text or "",
-                           metadata_json=to_json(conflict.metadata), source=conflict.source or "",
-                           recorded_at=conflict.recorded_at)
-
-
-def conflict_from_wire(message: pb.ConflictInfo) -> Conflict:
-    return Conflict(collection=message.collection, doc_id=message.doc_id,
-                    losing_hlc=message.losing_hlc, winning_hlc=message.winning_hlc,
-                    origin_device=message.origin_device, deleted=False, text=message.text,
-                    metadata=json_object(message.metadata_json, "metadata_json"),
-                    source=message.source or None, recorded_at=message.recorded_at)

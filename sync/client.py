@@ -140,6 +140,7 @@ class Session:
 
     def __init__(self, engine: SyncEngine, identity: DeviceIdentity, peer: Peer) -> None:
         self.engine, self.identity, self.peer = engine, identity, peer
+        self.peer_store_id = ""  # learnt at hello
 
     def run(self) -> SessionReport:
         report = SessionReport(peer=self.peer.device_id, name=self.peer.name)
@@ -156,14 +157,15 @@ class Session:
 
     def _run(self, stub: sync_pb2_grpc.MeshdexSyncStub, report: SessionReport) -> None:
         engine, peer = self.engine, self.peer
+        # What this device holds of the peer's log is read after hello names its store.
         own = wire.Hello(protocol_version=wire.PROTOCOL_VERSION,
-                         store_id=engine.store.device_id,
-                         collections=engine.shared_view(peer))
+                         store_id=engine.store.device_id, collections=[])
         with calls(peer.device_id, "hello"):
             theirs = wire.hello_response_from_wire(
                 stub.Hello(wire.hello_request_to_wire(own), timeout=CALL_TIMEOUT_S))
         if theirs.device_id != peer.device_id:
             raise SyncError("peer answered hello with another device id", peer=peer.device_id)
+        self.peer_store_id = theirs.store_id
         offered = {c.config.name: c for c in theirs.collections}
         for name in sorted(set(peer.collections) & set(theirs.shared_names)):
             result = CollectionReport(collection=name)
@@ -187,22 +189,24 @@ class Session:
         engine, peer, name = self.engine, self.peer, shared.config.name
         engine.ensure_collection(shared.config, name)
         request = pb.PullRequest(collection=name,
-                                 after_seq=engine.progress.get_cursor(peer.device_id, name),
+                                 after_seq=engine.store.applied_cursor(their_store_id, name),
                                  watermarks=engine.store.state(name).watermarks,
                                  caller_store_id=engine.store.device_id)
         last = None
         with calls(peer.device_id, "pull"):
             for message in stub.PullChanges(request, timeout=SESSION_TIMEOUT_S):
                 batch = wire.batch_from_wire(message)
-                if batch.collection != name:
-                    raise SyncError("peer sent changes of another collection",
+                if (batch.collection, batch.sender_store_id) != (name, their_store_id):
+                    raise SyncError("peer sent changes of another collection or store",
                                     peer=peer.device_id)
-                outcome = engine.apply(peer.device_id, batch)
+                outcome = engine.apply(batch)
                 result.received += outcome.applied
                 result.conflicts += outcome.conflicts
                 last = batch.last_seq
             if last is not None:
-                stub.AckChanges(pb.AckRequest(collection=name, seq=last), timeout=CALL_TIMEOUT_S)
+                stub.AckChanges(pb.AckRequest(collection=name, seq=last,
+                                              caller_store_id=engine.store.device_id),
+                                timeout=CALL_TIMEOUT_S)
 
     def _bundle(self, stub, name: str, result: CollectionReport) -> None:
         """After documents: the peer's bundle of ``name``, decided on and maybe fetched."""
@@ -224,7 +228,7 @@ class Session:
         with calls(peer.device_id, "push"):
             response = stub.PushChanges((wire.batch_to_wire(b) for b in batches),
                                         timeout=SESSION_TIMEOUT_S)
-        engine.progress.set_ack(peer.device_id, name, response.cursor)
+        engine.acknowledge(their_store_id, name, response.cursor)
         result.sent += response.applied
         result.conflicts += response.conflicts
 
@@ -254,9 +258,11 @@ def receive_bundle(stub: sync_pb2_grpc.MeshdexSyncStub, peer: Peer, name: str,
 def run_session(engine: SyncEngine, identity: DeviceIdentity, trust: TrustStore,
                 peer: Peer) -> SessionReport:
     """Sync once with ``peer`` and note the outcome in the trust store."""
-    report = Session(engine, identity, peer).run()
+    session = Session(engine, identity, peer)
+    report = session.run()
     errors = [report.error] + [f"{c.collection}: {c.error}" for c in report.collections
                                if c.error]
     first_error = next((e for e in errors if e), None)
-    trust.note(peer.device_id, error=first_error, synced=first_error is None)
+    trust.note(peer.device_id, error=first_error, synced=first_error is None,
+               store_id=session.peer_store_id)
     return report

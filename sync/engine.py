@@ -6,9 +6,15 @@ document was rewritten or deleted later is left to that later entry, so every ba
 each document's current version at most once); changes the receiver already holds
 (its watermarks) or that came from it are not sent, but the batch's ``last_seq`` still moves
 past them so the cursor advances. ``apply`` merges a batch by last-writer-wins on HLC stamps
-(``Store.apply_remote_changes``: device id breaks ties, deletes are tombstones), keeps every
-incoming version that loses to a different local one as a ``Conflict``, and only then moves
-the peer's cursor: applying a batch twice changes nothing.
+(``Store.apply_peer_batch``: device id breaks ties, deletes are tombstones, a version that
+loses to a concurrent one is kept as a conflict record) and moves the peer's cursor in the
+same store transaction: applying a batch twice changes nothing, and a crash can neither lose
+a batch nor skip one. Conflict records travel in the same stream, in log order
+(``Store.changes_and_conflicts_since``), so every device ends up with the same ones.
+
+Cursors live in the store, keyed by the peer's store id (what its changes' origins name):
+``Store.applied_cursor`` is how far this device holds a peer's log, ``Store.peer_cursor``
+how far the peer acknowledged this device's.
 
 A collection received for the first time is created with the sender's config (embedder,
 chunking). ``on_applied(collection)`` lets the node bring the index up to date; the caller
@@ -18,20 +24,19 @@ decides whether a network embedder may be used (never without the user's opt-in)
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from meshdex.index.bundle_manifest import FORMAT_VERSION as BUNDLE_FORMAT_VERSION
 from meshdex.node.errors import DocumentNotFound
 from meshdex.node.hlc import check_not_ahead
-from meshdex.node.records import ChangeOp, Document, RemoteChange
+from meshdex.node.records import Change, ChangeOp, Conflict, Document, RemoteChange
 from meshdex.node.service import Node
 from meshdex.sync.bundle_receive import BundleReceiver
 from meshdex.sync.bundle_shelf import BundleShelf
 from meshdex.sync.errors import CollectionNotShared, ReadOnlyPeer
 from meshdex.sync.identity import DeviceIdentity
-from meshdex.sync.progress import Conflict, SyncProgress
+from meshdex.sync.progress import import_legacy_progress
 from meshdex.sync.trust import Peer
 from meshdex.sync.wire import (
     MAX_BATCH_CHANGES,
@@ -56,11 +61,12 @@ class BatchOutcome:
 class SyncEngine:
     """One device's side of replication; shared by the sync servicer and the session client."""
 
-    def __init__(self, *, node: Node, identity: DeviceIdentity, progress: SyncProgress,
+    def __init__(self, *, node: Node, identity: DeviceIdentity,
                  on_applied: Callable[[str], None] | None = None,
                  shelf: BundleShelf | None = None,
                  bundles: BundleReceiver | None = None) -> None:
-        self.node, self.identity, self.progress = node, identity, progress
+        self.node, self.identity = node, identity
+        import_legacy_progress(node.data_dir, node.store)
         self.on_applied = on_applied
         self.shelf = shelf  # serves this device's bundles to peers
         self.bundles = bundles  # decides on and installs peers' bundles
@@ -75,25 +81,26 @@ class SyncEngine:
         info = self.store.get_collection(collection)
         return CollectionConfig(name=info.name, embedder=info.embedder, chunking=info.chunking)
 
-    def shared_view(self, peer: Peer) -> list[SharedCollection]:
-        """The shared collections this device holds, with positions for ``peer``."""
+    def shared_view(self, peer: Peer, peer_store_id: str) -> list[SharedCollection]:
+        """The shared collections this device holds, with how far it holds the log of the
+        peer's store ``peer_store_id`` in each."""
         views = []
         for name in peer.collections:
             if not self.store.has_collection(name):
                 continue
             views.append(SharedCollection(
                 config=self.config_of(name), last_seq=self.store.last_seq,
-                cursor=self.progress.get_cursor(peer.device_id, name),
+                cursor=self.store.applied_cursor(peer_store_id, name),
                 watermarks=self.store.state(name).watermarks,
             ))
         return views
 
-    def hello(self, peer: Peer) -> Hello:
+    def hello(self, peer: Peer, caller_store_id: str) -> Hello:
         return Hello(protocol_version=PROTOCOL_VERSION, store_id=self.store.device_id,
                      device_id=str(self.identity.device_id),
                      bundle_format_versions=(BUNDLE_FORMAT_VERSION,),
-                     collections=self.shared_view(peer), caller_read_only=peer.read_only,
-                     shared_names=peer.collections)
+                     collections=self.shared_view(peer, caller_store_id),
+                     caller_read_only=peer.read_only, shared_names=peer.collections)
 
     @staticmethod
     def check_shared(peer: Peer, collection: str, *, writing: bool) -> None:
@@ -116,38 +123,55 @@ class SyncEngine:
     def outgoing(self, collection: str, *, after_seq: int, receiver_store_id: str,
                  receiver_watermarks: dict[str, int],
                  with_config: bool = False) -> Iterator[ChangeBatch]:
-        """Bounded batches of this device's changes in ``collection`` after ``after_seq``."""
+        """Bounded batches of this device's changes and conflict records in ``collection``
+        after ``after_seq``, in log order."""
         config = self.config_of(collection) if with_config else None
-        pending: list[RemoteChange] = []
+        changes: list[RemoteChange] = []
+        conflicts: list[Conflict] = []
         pending_bytes, last_seq = 0, after_seq
-        for change in self.store.changes_since(after_seq, collection=collection):
-            last_seq = change.seq
-            if (change.origin_device == receiver_store_id
-                    or change.origin_seq <= receiver_watermarks.get(change.origin_device, 0)):
-                continue
-            current = self._current(collection, change.doc_id)
-            if change.op is ChangeOp.DELETE:
-                if current is not None:
-                    continue  # re-added later; that entry carries it
-                remote = RemoteChange(doc_id=change.doc_id, op=ChangeOp.DELETE, hlc=change.hlc,
-                                      origin_device=change.origin_device,
-                                      origin_seq=change.origin_seq)
+        stream = self.store.changes_and_conflicts_since(after_seq, collection=collection)
+        for item in stream:
+            last_seq = item.seq
+            if isinstance(item, Conflict):
+                conflicts.append(replace(item, seq=0))  # the seq is this device's own
+                pending_bytes += len(item.text or "")
             else:
-                if current is None or current.hlc != change.hlc:
-                    continue  # rewritten or deleted later; that entry carries it
-                remote = RemoteChange(doc_id=change.doc_id, op=ChangeOp.UPSERT, hlc=change.hlc,
-                                      origin_device=change.origin_device,
-                                      origin_seq=change.origin_seq, text=current.text,
-                                      metadata=current.metadata, source=current.source)
-            pending.append(remote)
-            pending_bytes += len(remote.text or "")
-            if len(pending) >= MAX_BATCH_CHANGES or pending_bytes >= MAX_BATCH_TEXT_BYTES:
-                yield ChangeBatch(collection=collection, changes=pending, last_seq=last_seq,
+                remote = self._shippable(item, receiver_store_id, receiver_watermarks)
+                if remote is None:
+                    continue
+                changes.append(remote)
+                pending_bytes += len(remote.text or "")
+            if (len(changes) + len(conflicts) >= MAX_BATCH_CHANGES
+                    or pending_bytes >= MAX_BATCH_TEXT_BYTES):
+                yield ChangeBatch(collection=collection, changes=changes, conflicts=conflicts,
+                                  last_seq=last_seq, sender_store_id=self.store.device_id,
                                   config=config)
-                pending, pending_bytes, config = [], 0, None
-        if pending or last_seq > after_seq or config is not None:
-            yield ChangeBatch(collection=collection, changes=pending, last_seq=last_seq,
+                changes, conflicts, pending_bytes, config = [], [], 0, None
+        if changes or conflicts or last_seq > after_seq or config is not None:
+            yield ChangeBatch(collection=collection, changes=changes, conflicts=conflicts,
+                              last_seq=last_seq, sender_store_id=self.store.device_id,
                               config=config)
+
+    def _shippable(self, change: Change, receiver_store_id: str,
+                   receiver_watermarks: dict[str, int]) -> RemoteChange | None:
+        """The change as the receiver gets it, or None when it holds it already or a later
+        log entry carries the document."""
+        if (change.origin_device == receiver_store_id
+                or change.origin_seq <= receiver_watermarks.get(change.origin_device, 0)):
+            return None
+        current = self._current(change.collection, change.doc_id)
+        if change.op is ChangeOp.DELETE:
+            if current is not None:
+                return None  # re-added later; that entry carries it
+            return RemoteChange(doc_id=change.doc_id, op=ChangeOp.DELETE, hlc=change.hlc,
+                                origin_device=change.origin_device,
+                                origin_seq=change.origin_seq)
+        if current is None or current.hlc != change.hlc:
+            return None  # rewritten or deleted later; that entry carries it
+        return RemoteChange(doc_id=change.doc_id, op=ChangeOp.UPSERT, hlc=change.hlc,
+                            origin_device=change.origin_device, origin_seq=change.origin_seq,
+                            text=current.text, metadata=current.metadata,
+                            source=current.source)
 
     # --- receiving ----------------------------------------------------------------------
 
@@ -162,59 +186,30 @@ class SyncEngine:
         logger.info("created collection %r from a peer (%s embedder)", collection,
                     config.embedder.kind)
 
-    def _unacknowledged_stamps(self, peer_id: str, collection: str) -> set[str]:
-        """Stamps of this device's log entries ``peer_id`` has not acknowledged yet."""
-        ack = self.progress.get_ack(peer_id, collection)
-        return {c.hlc.to_str() for c in self.store.changes_since(ack, collection=collection)}
+    def acknowledge(self, peer_store_id: str, collection: str, seq: int) -> None:
+        """The peer holds this device's log of ``collection`` up to ``seq`` (durable)."""
+        if self.store.has_collection(collection):
+            self.store.set_peer_cursor(peer_store_id, collection, seq)
 
-    def apply(self, peer_id: str, batch: ChangeBatch) -> BatchOutcome:
-        """Merge ``batch`` from ``peer_id`` and advance that peer's cursor (after the commit).
+    def apply(self, batch: ChangeBatch) -> BatchOutcome:
+        """Merge ``batch`` and advance its sender's cursor, in one store transaction.
 
-        A conflict is kept when two different versions meet and neither writer can have seen
-        the other: an incoming version that loses to a different local one, or a local
-        version the peer had not acknowledged yet that an incoming one overwrites. (Without
-        causal history this can also flag an edit the peer saw through a third device: it
-        errs on keeping.) A batch carrying a stamp too far ahead of this device's clock is
-        refused whole with ``ClockSkew`` and the cursor stays: last-writer-wins would otherwise
-        let it beat every honest edit for as long as the skew lasts.
+        A batch carrying a stamp too far ahead of this device's clock is refused whole with
+        ``ClockSkew`` and the cursor stays: last-writer-wins would otherwise let it beat
+        every honest edit for as long as the skew lasts.
         """
         for change in batch.changes:  # before anything is merged: the batch is refused whole
             check_not_ahead(change.hlc, what=f"a change to {batch.collection}/{change.doc_id} "
-                            f"from peer {peer_id}")
+                            f"from store {batch.sender_store_id}")
         self.ensure_collection(batch.config, batch.collection)
-        conflicts: list[Conflict] = []
-        applied = ignored = 0
-        if batch.changes:
-            locals_ = [self._current(batch.collection, c.doc_id) for c in batch.changes]
-            unacknowledged: set[str] | None = None
-            if any(local is not None for local in locals_):
-                unacknowledged = self._unacknowledged_stamps(peer_id, batch.collection)
-            results = self.store.apply_remote_changes(batch.collection, batch.changes)
-            for change, local, ok in zip(batch.changes, locals_, results, strict=True):
-                applied += ok
-                ignored += not ok
-                if local is None or local.hlc == change.hlc or local.text == change.text:
-                    continue
-                if not ok and change.op is ChangeOp.UPSERT:
-                    conflicts.append(self._conflict(batch.collection, change, winner=local))
-                elif ok and unacknowledged and local.hlc.to_str() in unacknowledged:
-                    conflicts.append(self._conflict_local(batch.collection, local, change))
-            self.progress.add_conflicts(conflicts)
-        self.progress.set_cursor(peer_id, batch.collection, batch.last_seq)
+        if not self.store.has_collection(batch.collection):
+            return BatchOutcome(applied=0, ignored=0, conflicts=0)  # nothing to apply into
+        result = self.store.apply_peer_batch(batch.collection, batch.changes,
+                                             conflicts=batch.conflicts,
+                                             peer_device=batch.sender_store_id,
+                                             through_seq=batch.last_seq)
+        applied = sum(result.applied)
         if applied and self.on_applied is not None:
             self.on_applied(batch.collection)
-        return BatchOutcome(applied=applied, ignored=ignored, conflicts=len(conflicts))
-
-    @staticmethod
-    def _conflict(collection: str, loser: RemoteChange, *, winner: Document) -> Conflict:
-        return Conflict(collection=collection, doc_id=loser.doc_id,
-                        losing_hlc=loser.hlc.to_str(), winning_hlc=winner.hlc.to_str(),
-                        origin_device=loser.origin_device, deleted=False, text=loser.text,
-                        metadata=loser.metadata, source=loser.source, recorded_at=time.time())
-
-    @staticmethod
-    def _conflict_local(collection: str, loser: Document, winner: RemoteChange) -> Conflict:
-        return Conflict(collection=collection, doc_id=loser.id, losing_hlc=loser.hlc.to_str(),
-                        winning_hlc=winner.hlc.to_str(), origin_device=loser.hlc.device_id,
-                        deleted=False, text=loser.text, metadata=loser.metadata,
-                        source=loser.source, recorded_at=time.time())
+        return BatchOutcome(applied=applied, ignored=len(result.applied) - applied,
+                            conflicts=result.conflicts)

@@ -123,8 +123,7 @@ def find_peer(trust: TrustStore, ref: str) -> Peer:
 def _sync_documents(engine: SyncEngine, trust: TrustStore, peer: Peer,
                     collection: str) -> CollectionReport:
     """One session with ``peer`` that moves documents only: no bundle, no build hook."""
-    documents_only = SyncEngine(node=engine.node, identity=engine.identity,
-                                progress=engine.progress)
+    documents_only = SyncEngine(node=engine.node, identity=engine.identity)
     session = run_session(documents_only, engine.identity, trust, peer)
     synced = next((c for c in session.collections if c.collection == collection), None)
     if session.error is None and synced is None:

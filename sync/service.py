@@ -36,11 +36,11 @@ from meshdex.sync.errors import SyncError
 from meshdex.sync.identity import load_identity
 from meshdex.sync.pairing import InviteBook
 from meshdex.sync.pairing_server import PairingDesk
-from meshdex.sync.progress import FileProgress
 from meshdex.sync.remote_build import network_embedder_refusal
 from meshdex.sync.servicer import PAIRING_ROLE, SYNC_ROLE, PeerAuthInterceptor, SyncServicer
 from meshdex.sync.transport import (
     MAX_SYNC_MESSAGE_BYTES,
+    check_tls_1_3_only,
     pairing_server_credentials,
     sync_server_credentials,
 )
@@ -221,7 +221,7 @@ class SyncService:
             node, allow_network_embedders=config.sync_allow_network_embedders)
         # With index_policy fetch, received documents are indexed by the peer's bundle only.
         self.engine = SyncEngine(
-            node=node, identity=self.identity, progress=FileProgress(data_dir),
+            node=node, identity=self.identity,
             on_applied=None if config.index_policy == "fetch" else self.builder.request,
             shelf=BundleShelf(node),
             bundles=BundleReceiver(node=node, identity=self.identity, trust=self.trust,
@@ -277,6 +277,11 @@ class SyncService:
         if SYNC_ROLE in self.addresses:  # a port 0 in sync_listen is known only now
             self.desk.sync_addresses = advertised_addresses(self.config,
                                                             self.addresses[SYNC_ROLE])
+            try:
+                check_tls_1_3_only(self.addresses[SYNC_ROLE], self.identity)
+            except SyncError:
+                self.stop(0)
+                raise
         self.scheduler.start()
         self._start_discovery()
         logger.info("meshdex sync listening on %s (device %s)", self.addresses,

@@ -93,13 +93,14 @@ class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
         return peer
 
     def Hello(self, request: pb.HelloRequest, context: grpc.ServicerContext) -> pb.HelloResponse:
-        peer = self._peer(context)
+        peer = trusted_caller(context, self.trust)
         hello = wire.hello_request_from_wire(request)
+        self.trust.note(peer.device_id, store_id=hello.store_id)
         if hello.protocol_version != wire.PROTOCOL_VERSION:
             raise ProtocolViolation(f"protocol version {hello.protocol_version} is not "
                                     f"{wire.PROTOCOL_VERSION}", peer=peer.device_id,
                                     hint="run the same meshdex version on both devices")
-        return wire.hello_response_to_wire(self.engine.hello(peer))
+        return wire.hello_response_to_wire(self.engine.hello(peer, hello.store_id))
 
     def PairChallenge(self, request: pb.PairChallengeRequest,
                       context: grpc.ServicerContext) -> pb.PairChallengeResponse:
@@ -127,26 +128,31 @@ class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
                    context: grpc.ServicerContext) -> pb.AckResponse:
         peer = self._peer(context)
         self.engine.check_shared(peer, request.collection, writing=False)
-        self.engine.progress.set_ack(peer.device_id, request.collection, request.seq)
+        self.engine.acknowledge(wire.check_store_id(request.caller_store_id, "caller store id"),
+                                request.collection, request.seq)
         return pb.AckResponse()
 
     def PushChanges(self, request_iterator: Iterator[pb.ChangeBatch],
                     context: grpc.ServicerContext) -> pb.PushResponse:
         peer = self._peer(context)
         applied = ignored = conflicts = 0
-        collection = None
+        first: wire.ChangeBatch | None = None
         for message in request_iterator:
             batch = wire.batch_from_wire(message)
-            if collection is None:
-                collection = batch.collection
-                self.engine.check_shared(peer, collection, writing=True)
-            elif batch.collection != collection:
-                raise ProtocolViolation("one push carries one collection", peer=peer.device_id)
-            outcome = self.engine.apply(peer.device_id, batch)
+            if first is None:
+                first = batch
+                self.engine.check_shared(peer, batch.collection, writing=True)
+            elif (batch.collection, batch.sender_store_id) != (first.collection,
+                                                               first.sender_store_id):
+                raise ProtocolViolation("one push carries one collection of one store",
+                                        peer=peer.device_id)
+            outcome = self.engine.apply(batch)
             applied += outcome.applied
             ignored += outcome.ignored
             conflicts += outcome.conflicts
-        cursor = self.engine.progress.get_cursor(peer.device_id, collection) if collection else 0
+        cursor = 0
+        if first is not None and self.engine.store.has_collection(first.collection):
+            cursor = self.engine.store.applied_cursor(first.sender_store_id, first.collection)
         return pb.PushResponse(cursor=cursor, applied=applied, ignored=ignored,
                                conflicts=conflicts)
 

@@ -14,9 +14,9 @@ name ``PEER_TLS_NAME`` is expected whatever address is dialled. A device id seen
 time (``join``, ``peer add``) is pinned by fetching the certificate with ``ssl`` first and
 checking its SHA-256 against the id before any gRPC call.
 
-Both ends are grpcio, which negotiates TLS 1.3 between them; grpcio's Python API cannot raise
-the server's minimum version, so a TLS 1.2 client can complete a handshake, but it must still
-present a paired certificate (test_sync_transport checks both).
+TLS 1.3 only, both ways: grpcio's Python API has no minimum version, so TLS 1.2 is left
+without a usable cipher (``meshdex.sync.tls_policy``, set when ``meshdex`` is imported), and
+``check_tls_1_3_only`` refuses to start sync in a process where that came too late.
 """
 
 from __future__ import annotations
@@ -59,6 +59,27 @@ def sync_server_credentials(identity: DeviceIdentity, trust: TrustStore) -> grpc
     fetch()
     return grpc.dynamic_ssl_server_credentials(configuration(), fetch,
                                                require_client_authentication=True)
+
+
+def check_tls_1_3_only(address: str, identity: DeviceIdentity) -> None:
+    """Try a TLS 1.2 handshake with the listener at ``address`` (presenting this device's
+    own, trusted certificate); ``SyncError`` if it succeeds: this process imported ``grpc``
+    before ``meshdex``, so gRPC core never saw the TLS policy."""
+    host, port = split_host_port(address)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["h2"])
+    context.load_cert_chain(identity.cert_path, identity.key_path)
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as raw, \
+                context.wrap_socket(raw, server_hostname=PEER_TLS_NAME):
+            pass
+    except (OSError, ssl.SSLError):
+        return  # refused, as it must be
+    raise SyncError(f"the sync listener on {address} accepts TLS 1.2",
+                    hint="import meshdex before grpc: gRPC reads its TLS settings when it is "
+                    "imported (meshdex.sync.tls_policy)")
 
 
 def pairing_server_credentials(identity: DeviceIdentity) -> grpc.ServerCredentials:

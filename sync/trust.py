@@ -51,6 +51,9 @@ class Peer:
     last_contact: float | None = None
     last_sync: float | None = None
     last_error: str | None = None
+    # Its store's id, learnt at hello: what its changes' origins and this device's cursors
+    # for it are keyed by. Empty until the first session.
+    store_id: str = ""
 
     @property
     def read_only(self) -> bool:
@@ -161,9 +164,10 @@ class TrustStore:
             self._save(peers)
         return peer
 
-    def note(self, device_id: str, *, error: str | None = None, synced: bool = False) -> None:
-        """Record a contact with a peer (and its error, or a completed sync); a peer removed
-        meanwhile stays removed."""
+    def note(self, device_id: str, *, error: str | None = None, synced: bool = False,
+             store_id: str = "") -> None:
+        """Record a contact with a peer (and its error, a completed sync, the id of its store
+        when known); a peer removed meanwhile stays removed."""
         now = time.time()
         with self._lock, locked(self.path):
             self._stamp = None
@@ -172,10 +176,14 @@ class TrustStore:
             if peer is None:
                 return
             error = error[:MAX_ERROR_CHARS] if error else None
-            if (not synced and error == peer.last_error and peer.last_contact is not None
+            new_store = bool(store_id) and store_id != peer.store_id
+            if (not synced and not new_store and error == peer.last_error
+                    and peer.last_contact is not None
                     and now - peer.last_contact < CONTACT_WRITE_INTERVAL_S):
                 return
             changes: dict[str, Any] = {"last_contact": now, "last_error": error}
+            if new_store:
+                changes["store_id"] = store_id
             if synced:
                 changes["last_sync"] = now
             peers[device_id] = replace(peer, **changes)

@@ -15,8 +15,8 @@ from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import BundleCorrupt, InvalidArgument
 from meshdex.node.hlc import HLCTimestamp
-from meshdex.node.records import ChangeOp, RemoteChange
-from meshdex.node.validation import check_collection_name, check_document
+from meshdex.node.records import ChangeOp, Conflict, DocumentInput, RemoteChange
+from meshdex.node.validation import check_collection_name, check_document, check_document_id
 from meshdex.node.wire import (
     chunking_from_wire,
     chunking_to_wire,
@@ -43,7 +43,7 @@ def _violation(what: str, error: Exception) -> ProtocolViolation:
     return ProtocolViolation(f"peer sent an invalid {what}: {message}")
 
 
-def _check_store_id(value: str, what: str) -> str:
+def check_store_id(value: str, what: str) -> str:
     if not value or len(value) > MAX_STORE_ID_CHARS:
         raise ProtocolViolation(f"peer sent an invalid {what}: {value[:40]!r}")
     return value
@@ -83,12 +83,15 @@ class Hello:
 
 @dataclass(frozen=True, kw_only=True)
 class ChangeBatch:
-    """Changes of one collection, in the sender's log order, up to ``last_seq``."""
+    """Changes of one collection, in the sender's log order, up to ``last_seq`` of the log of
+    the store ``sender_store_id``."""
 
     collection: str
     changes: list[RemoteChange]
     last_seq: int
+    sender_store_id: str
     config: CollectionConfig | None = None
+    conflicts: list[Conflict] = field(default_factory=list)  # conflict records, same collection
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,7 +134,7 @@ def config_from_wire(message: pb.CollectionConfig) -> CollectionConfig:
 
 
 def _watermarks_from_wire(values: dict[str, int]) -> dict[str, int]:
-    return {_check_store_id(key, "watermark origin"): int(seq) for key, seq in values.items()}
+    return {check_store_id(key, "watermark origin"): int(seq) for key, seq in values.items()}
 
 
 def shared_to_wire(shared: SharedCollection) -> pb.SharedCollection:
@@ -153,7 +156,7 @@ def hello_request_to_wire(hello: Hello) -> pb.HelloRequest:
 
 def hello_request_from_wire(message: pb.HelloRequest) -> Hello:
     return Hello(protocol_version=message.protocol_version,
-                 store_id=_check_store_id(message.store_id, "store id"),
+                 store_id=check_store_id(message.store_id, "store id"),
                  bundle_format_versions=tuple(message.bundle_format_versions),
                  collections=[shared_from_wire(c) for c in message.collections])
 
@@ -174,7 +177,7 @@ def hello_response_from_wire(message: pb.HelloResponse) -> Hello:
         raise _violation("hello", error) from None
     return Hello(shared_names=shared_names, protocol_version=message.protocol_version,
                  device_id=message.device_id,
-                 store_id=_check_store_id(message.store_id, "store id"),
+                 store_id=check_store_id(message.store_id, "store id"),
                  bundle_format_versions=tuple(message.bundle_format_versions),
                  collections=[shared_from_wire(c) for c in message.collections],
                  caller_read_only=message.caller_read_only)
@@ -199,7 +202,7 @@ def change_from_wire(message: pb.WireChange) -> RemoteChange:
             doc_id=message.doc_id,
             op=ChangeOp.DELETE if message.deleted else ChangeOp.UPSERT,
             hlc=HLCTimestamp.from_str(message.hlc),
-            origin_device=_check_store_id(message.origin_device, "origin device"),
+            origin_device=check_store_id(message.origin_device, "origin device"),
             origin_seq=message.origin_seq,
             text=None if message.deleted else message.text,
             metadata=json_object(message.metadata_json, "metadata_json"),
@@ -214,18 +217,54 @@ def change_from_wire(message: pb.WireChange) -> RemoteChange:
     return change
 
 
+def conflict_to_wire(conflict: Conflict) -> pb.ConflictInfo:
+    return pb.ConflictInfo(collection=conflict.collection, doc_id=conflict.doc_id,
+                           losing_hlc=conflict.hlc.to_str(),
+                           winning_hlc=conflict.winner_hlc.to_str(),
+                           origin_device=conflict.origin_device, text=conflict.text or "",
+                           has_text=conflict.text is not None,
+                           metadata_json=to_json(conflict.metadata), source=conflict.source or "",
+                           has_source=conflict.source is not None,
+                           deleted=conflict.op is ChangeOp.DELETE)
+
+
+def conflict_from_wire(message: pb.ConflictInfo) -> Conflict:
+    """A validated conflict record: the losing version must be a valid document (or a
+    delete), its stamps well formed."""
+    try:
+        conflict = Conflict(
+            collection=check_collection_name(message.collection), doc_id=message.doc_id,
+            op=ChangeOp.DELETE if message.deleted else ChangeOp.UPSERT,
+            hlc=HLCTimestamp.from_str(message.losing_hlc),
+            winner_hlc=HLCTimestamp.from_str(message.winning_hlc),
+            origin_device=check_store_id(message.origin_device, "conflict origin device"),
+            text=message.text if message.has_text else None,
+            metadata=json_object(message.metadata_json, "metadata_json"),
+            source=message.source if message.has_source else None)
+        if conflict.text is not None:
+            check_document(DocumentInput(id=conflict.doc_id, text=conflict.text,
+                                         metadata=conflict.metadata, source=conflict.source))
+        else:
+            check_document_id(conflict.doc_id)
+    except InvalidArgument as error:
+        raise _violation(f"conflict record of {message.doc_id[:60]!r}", error) from None
+    return conflict
+
+
 def batch_to_wire(batch: ChangeBatch) -> pb.ChangeBatch:
     return pb.ChangeBatch(
         collection=batch.collection, last_seq=batch.last_seq,
-        changes=[change_to_wire(c) for c in batch.changes],
+        sender_store_id=batch.sender_store_id, changes=[change_to_wire(c) for c in batch.changes],
         config=config_to_wire(batch.config) if batch.config else None,
+        conflicts=[conflict_to_wire(c) for c in batch.conflicts],
     )
 
 
 def batch_from_wire(message: pb.ChangeBatch) -> ChangeBatch:
-    if len(message.changes) > MAX_BATCH_CHANGES:
-        raise ProtocolViolation(f"peer sent {len(message.changes)} changes in one batch; the "
-                                f"limit is {MAX_BATCH_CHANGES}")
+    items = len(message.changes) + len(message.conflicts)
+    if items > MAX_BATCH_CHANGES:
+        raise ProtocolViolation(f"peer sent {items} changes and conflict records in one "
+                                f"batch; the limit is {MAX_BATCH_CHANGES}")
     try:
         collection = check_collection_name(message.collection)
     except InvalidArgument as error:
@@ -233,8 +272,14 @@ def batch_from_wire(message: pb.ChangeBatch) -> ChangeBatch:
     config = config_from_wire(message.config) if message.HasField("config") else None
     if config is not None and config.name != collection:
         raise ProtocolViolation("batch config names another collection")
+    conflicts = [conflict_from_wire(c) for c in message.conflicts]
+    if any(c.collection != collection for c in conflicts):
+        raise ProtocolViolation("batch carries a conflict record of another collection")
     return ChangeBatch(collection=collection, last_seq=message.last_seq, config=config,
-                       changes=[change_from_wire(c) for c in message.changes])
+                       sender_store_id=check_store_id(message.sender_store_id,
+                                                       "sender store id"),
+                       changes=[change_from_wire(c) for c in message.changes],
+                       conflicts=conflicts)
 
 
 # --- pairing ------------------------------------------------------------------------------

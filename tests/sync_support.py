@@ -119,16 +119,25 @@ def free_port() -> int:
 
 
 def store_digest(data_dir: Path, collection: str) -> dict[str, Any]:
-    """What must be identical on converged devices: live texts and tombstoned ids, read from
-    the store of a (possibly serving) data directory. A collection not yet replicated holds
-    nothing, so a test can poll before the first session has created it."""
+    """What must be identical on converged devices: live texts, tombstoned ids and conflict
+    records (all but the seq each device kept them at), read from the store of a (possibly
+    serving) data directory. A collection not yet replicated holds nothing, so a test can
+    poll before the first session has created it."""
     with Store.open(data_dir, readonly=True) as store:
-        if not store.has_collection(collection):
-            return {"live": {}, "deleted": []}
-        live = {d.id: (d.text, d.hlc.to_str()) for d in store.iter_documents(collection)}
-        deleted = sorted({c.doc_id for c in store.changes_since(0, collection=collection)}
-                         - set(live))
-    return {"live": live, "deleted": deleted}
+        return digest_of(store, collection)
+
+
+def digest_of(store: Store, collection: str) -> dict[str, Any]:
+    """``store_digest`` of an open store (an in-process node's)."""
+    if not store.has_collection(collection):
+        return {"live": {}, "deleted": [], "conflicts": []}
+    live = {d.id: (d.text, d.hlc.to_str()) for d in store.iter_documents(collection)}
+    deleted = sorted({c.doc_id for c in store.changes_since(0, collection=collection)}
+                     - set(live))
+    conflicts = [(c.doc_id, c.hlc.to_str(), c.winner_hlc.to_str(), c.op.value,
+                  c.origin_device, c.text, c.metadata, c.source)
+                 for c in store.conflicts(collection)]
+    return {"live": live, "deleted": deleted, "conflicts": conflicts}
 
 
 SYNC_LINE = re.compile(r"meshdex sync on (\S+) \(pairing (\S+)\)")

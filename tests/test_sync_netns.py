@@ -1,7 +1,7 @@
 """Three hosts A, B, C in network namespaces, each running ``meshdex serve``: an add on A
 becomes searchable on B and C, a delete on B disappears everywhere, and after A and C edit
 the same document (and others) while C is cut off, healing converges all three to identical
-documents and tombstones (store digests compared)."""
+documents, tombstones and conflict records (store digests compared)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from meshdex.sync.progress import FileProgress
 from netns import Lan, netns_available
 from sync_support import ServeProcess, store_digest, wait_for
 
@@ -123,6 +122,6 @@ def test_three_hosts_replicate_delete_and_converge_after_a_partition(lan, tmp_pa
     assert set(final["live"]) == {"shared.md", "only-a.md", "only-c.md"}
     assert final["deleted"] == ["boats.md", "fruit.md"]
     assert final["live"]["shared.md"][0] == "The meeting moved to Wednesday (C)."  # later HLC
-    kept = [c.text for h in hosts.values()
-            for c in FileProgress(h.data_dir).all_conflicts("default")]
-    assert "The meeting moved to Tuesday (A)." in kept  # the losing edit is kept, not dropped
+    # the losing edit is kept, not dropped, and (digests converged) on every device alike
+    kept = [(doc_id, text) for doc_id, *_, text, _, _ in final["conflicts"]]
+    assert ("shared.md", "The meeting moved to Tuesday (A).") in kept

@@ -79,6 +79,7 @@ def test_a_read_only_peers_writes_are_refused(nodes) -> None:
     wait_for(lambda: b.texts("notes") == {"n1": "from a"}, what="b to receive a's notes")
     b.add("notes", {"n2": "from the read-only side"})
     batch = wire.ChangeBatch(collection="notes", last_seq=b.node.store.last_seq,
+                             sender_store_id=b.node.store.device_id,
                              changes=list(b.service.engine.outgoing(
                                  "notes", after_seq=0, receiver_store_id="x",
                                  receiver_watermarks={}))[0].changes)

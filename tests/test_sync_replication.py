@@ -6,16 +6,16 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from meshdex.index.chunking import ChunkingParams
-from meshdex.node.cli.main import cli
 from meshdex.node.errors import ClockSkew
 from meshdex.node.hlc import HLCTimestamp, wall_clock_ms
 from meshdex.node.records import ChangeOp, DocumentInput, RemoteChange
@@ -24,11 +24,17 @@ from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.identity import load_identity
-from meshdex.sync.progress import FileProgress
 from meshdex.sync.service import DebouncedBuilder
 from meshdex.sync.transport import pinned_channel
 from meshdex.sync.wire import MAX_BATCH_CHANGES, ChangeBatch, CollectionConfig
-from sync_support import UNBUILT, pair, start_sync_node, stop_sync_node, wait_for
+from sync_support import (
+    UNBUILT,
+    digest_of,
+    pair,
+    start_sync_node,
+    stop_sync_node,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -83,13 +89,15 @@ def test_a_losing_concurrent_edit_is_kept_as_a_conflict(manual) -> None:
     assert a.texts("notes") == b.texts("notes") == {"doc": "edited on b, later"}
     assert report.collections[0].conflicts == 1
     # a's edit was overwritten on a before b ever saw it: a keeps it
-    [conflict] = FileProgress(a.node.data_dir).all_conflicts("notes")
+    [conflict] = a.node.store.conflicts("notes")
     assert (conflict.doc_id, conflict.text) == ("doc", "edited on a")
-    listed = CliRunner().invoke(cli, ["--data-dir", str(a.node.data_dir), "conflicts"])
-    assert "notes/doc: kept losing version" in listed.output
+    # another process, as a person would run it beside the serving node
+    listed = subprocess.run([sys.executable, "-m", "meshdex", "--data-dir", str(a.node.data_dir),
+                             "conflicts"], capture_output=True, text=True, timeout=120)
+    assert "notes/doc: kept losing version" in listed.stdout, listed.stderr
     _session(a)  # the same exchange again records nothing new
     _session(b)
-    assert len(FileProgress(a.node.data_dir).all_conflicts()) == 1
+    assert a.node.store.count_conflicts("notes") == 1
 
 
 def test_an_edit_made_after_seeing_the_other_is_not_a_conflict(manual) -> None:
@@ -102,8 +110,7 @@ def test_an_edit_made_after_seeing_the_other_is_not_a_conflict(manual) -> None:
     a.add("notes", {"doc": "a edits b's version"})
     _session(b)
     assert a.texts("notes") == b.texts("notes") == {"doc": "a edits b's version"}
-    assert FileProgress(a.node.data_dir).all_conflicts() == []
-    assert FileProgress(b.node.data_dir).all_conflicts() == []
+    assert a.node.store.conflicts("notes") == b.node.store.conflicts("notes") == []
 
 
 def test_an_incoming_edit_that_loses_is_kept_where_it_arrives(manual) -> None:
@@ -116,9 +123,34 @@ def test_an_incoming_edit_that_loses_is_kept_where_it_arrives(manual) -> None:
     _session(b)  # b pulls a's newer version (keeps its own), then pushes nothing new
     _session(a)
     assert a.texts("notes") == b.texts("notes") == {"doc": "newer edit on a"}
-    kept = FileProgress(b.node.data_dir).all_conflicts() + FileProgress(
-        a.node.data_dir).all_conflicts()
-    assert [c.text for c in kept] == ["older edit on b"]
+    # kept on b where it lost, and replicated to a: one record each, not one per detection
+    assert [c.text for c in b.node.store.conflicts("notes")] == ["older edit on b"]
+    assert [c.text for c in a.node.store.conflicts("notes")] == ["older edit on b"]
+
+
+def test_conflict_records_replicate_once_and_do_not_go_round(manual, tmp_path) -> None:
+    a, b = manual
+    c = start_sync_node(tmp_path, "c")
+    try:
+        c.service.scheduler.stop()
+        pair(a, b)
+        pair(b, c)  # c never talks to a: it learns a's conflict record through b
+        a.add("notes", {"doc": "first"})
+        _session(a)
+        a.add("notes", {"doc": "edited on a"})
+        b.add("notes", {"doc": "edited on b, later"})
+        _session(a)  # a keeps its overwritten edit, then pushes the record to b
+        _session(c)
+        digests = [digest_of(n.node.store, "notes") for n in (a, b, c)]
+        assert [d["conflicts"] for d in digests] == [digests[0]["conflicts"]] * 3
+        [(doc_id, *_, text, _, _)] = digests[0]["conflicts"]
+        assert (doc_id, text) == ("doc", "edited on a")
+        settled = [n.node.store.last_seq for n in (a, b, c)]
+        for node in (a, c, a, c):
+            _session(node)
+        assert [n.node.store.last_seq for n in (a, b, c)] == settled, "no record re-kept"
+    finally:
+        stop_sync_node(c)
 
 
 def test_batches_are_bounded_and_a_cut_session_resumes_without_resending(manual) -> None:
@@ -130,8 +162,8 @@ def test_batches_are_bounded_and_a_cut_session_resumes_without_resending(manual)
     assert [len(batch.changes) for batch in batches] == [MAX_BATCH_CHANGES,
                                                          MAX_BATCH_CHANGES, 17]
     pair(a, b)
-    b.service.engine.apply(a.device_id, batches[0])  # the session was cut after one batch
-    b.service.engine.apply(a.device_id, batches[0])  # and that batch delivered twice
+    b.service.engine.apply(batches[0])  # the session was cut after one batch
+    b.service.engine.apply(batches[0])  # and that batch delivered twice
     assert len(b.texts("notes")) == MAX_BATCH_CHANGES
     report = _session(b)
     assert report.collections[0].received == count - MAX_BATCH_CHANGES
@@ -185,12 +217,11 @@ def test_same_changes_in_any_order_with_duplicates_give_identical_documents(spec
             delivery = changes + [rnd.choice(changes) for _ in range(3)]
             random.Random(rnd.random()).shuffle(delivery)
             with Node.open(Path(folder) / f"r{replica}") as node:
-                engine = SyncEngine(node=node, identity=identity,
-                                    progress=FileProgress(Path(folder) / f"r{replica}"))
+                engine = SyncEngine(node=node, identity=identity)
                 config = CollectionConfig(name="c", embedder=UNBUILT, chunking=ChunkingParams())
                 for seq, change in enumerate(delivery, 1):
-                    engine.apply("peer", ChangeBatch(collection="c", changes=[change],
-                                                     last_seq=seq, config=config))
+                    engine.apply(ChangeBatch(collection="c", changes=[change], last_seq=seq,
+                                             sender_store_id="peer", config=config))
                 results.append(_documents(node))
     assert results[0] == results[1] == results[2]
 
@@ -222,21 +253,22 @@ def test_a_change_stamped_far_in_the_future_is_refused_and_changes_nothing(tmp_p
 
     identity = load_identity(tmp_path / "id")
     with Node.open(tmp_path / "r") as node:
-        engine = SyncEngine(node=node, identity=identity, progress=FileProgress(tmp_path / "r"))
+        engine = SyncEngine(node=node, identity=identity)
         config = CollectionConfig(name="c", embedder=UNBUILT, chunking=ChunkingParams())
         node.create_collection("c", embedder=UNBUILT)
         node.upsert_documents("c", [DocumentInput(id="doc", text="honest local text")])
         days_ahead = wall_clock_ms() + 11 * 86_400_000
         honest = HLCTimestamp(physical_ms=wall_clock_ms(), logical=0, device_id="peer")
         future = HLCTimestamp(physical_ms=days_ahead, logical=0, device_id="peer")
-        batch = ChangeBatch(collection="c", last_seq=2, config=config, changes=[
+        batch = ChangeBatch(collection="c", last_seq=2, config=config, sender_store_id="peer",
+                            changes=[
             RemoteChange(doc_id="other", op=ChangeOp.UPSERT, hlc=honest, origin_device="peer",
                          origin_seq=1, text="fine on its own"),
             RemoteChange(doc_id="doc", op=ChangeOp.UPSERT, hlc=future, origin_device="peer",
                          origin_seq=2, text="from the future"),
         ])
         with pytest.raises(ClockSkew, match="ahead of this device's clock"):
-            engine.apply("peer", batch)
+            engine.apply(batch)
         assert {d.id: d.text for d in node.store.iter_documents("c")} == {
             "doc": "honest local text"}
-        assert engine.progress.get_cursor("peer", "c") == 0
+        assert node.store.applied_cursor("peer", "c") == 0

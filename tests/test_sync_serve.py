@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from meshdex.index.errors import NotFound
 from meshdex.node.store import Store
-from meshdex.sync.progress import FileProgress
 from meshdex.sync.trust import TrustStore
 from sync_support import ServeProcess, store_digest, wait_for
 
@@ -35,6 +35,17 @@ def _pair(a: ServeProcess, b: ServeProcess, *args: str) -> None:
     assert token.startswith("mdxi_")
     joined = b.meshdex("join", token)
     assert "paired with" in joined.stdout
+
+
+def _applied_cursor(data_dir: Path, peer_store_id: str, collection: str) -> int:
+    """How far the store in ``data_dir`` holds the log of ``peer_store_id`` (0: not yet)."""
+    try:
+        with Store.open(data_dir, readonly=True) as store:
+            if not store.has_collection(collection):
+                return 0
+            return store.applied_cursor(peer_store_id, collection)
+    except NotFound:
+        return 0
 
 
 def _hits(process: ServeProcess, query: str) -> list[str]:
@@ -79,16 +90,17 @@ def test_kill_9_mid_session_resumes_without_loss_or_duplicates(two, tmp_path):
         tmp_path / "many.jsonl", {f"d{i:05}": f"document {i} " + "words " * 150
                                   for i in range(count)})))
     a_id = a.meshdex("id").stdout.strip()
+    with Store.open(a.data_dir, readonly=True) as store:
+        a_store = store.device_id
     a.start()
     b.start()
-    progress = FileProgress(b.data_dir)
     _pair(a, b, "--collections", "notes")
     deadline = time.monotonic() + 60
-    while progress.get_cursor(a_id, "notes") == 0:  # tight: a session takes a few seconds
+    while _applied_cursor(b.data_dir, a_store, "notes") == 0:  # tight: a session takes seconds
         assert time.monotonic() < deadline, "b never applied a first batch"
         time.sleep(0.005)
     b.stop(signal.SIGKILL)
-    cut_at = progress.get_cursor(a_id, "notes")
+    cut_at = _applied_cursor(b.data_dir, a_store, "notes")
     with_b = store_digest(b.data_dir, "notes")["live"]
     assert 0 < len(with_b) < count, "the session finished before it could be cut"
     b.start()
@@ -98,7 +110,7 @@ def test_kill_9_mid_session_resumes_without_loss_or_duplicates(two, tmp_path):
     with Store.open(b.data_dir, readonly=True) as store:
         applied = [c.doc_id for c in store.changes_since(0, collection="notes")]
     assert sorted(applied) == sorted(f"d{i:05}" for i in range(count))  # none applied twice
-    assert progress.get_cursor(a_id, "notes") > cut_at
+    assert _applied_cursor(b.data_dir, a_store, "notes") > cut_at
     # The session records its end after applying the last batch, so the record can trail it.
     wait_for(lambda: TrustStore(b.data_dir).get(a_id).last_sync is not None,
              what="b to record the finished session")
@@ -127,6 +139,11 @@ def test_every_sync_command_works_through_the_node_with_the_same_output(two, tmp
     assert ([p["name"] for p in status["peers"]], status["conflicts"]) == (
         [json.loads(a.meshdex("peers", "--json").stdout)[0]["name"]], 0)
     assert "peers:       1 (0 conflicts kept)" in a.meshdex("status").stdout
+    sync_part = [json.loads(a.meshdex(*where, "status", "--json").stdout)["sync"]
+                 for where in (remote, ())]
+    assert _steady(json.dumps(sync_part[0])) == _steady(json.dumps(sync_part[1]))
+    assert sync_part[0]["conflicts_by_collection"] == {"notes": 0}
+    assert sync_part[0]["peers"][0]["lag"] is not None
     synced = json.loads(a.meshdex(*remote, "sync", "--json").stdout)
     assert [(r["peer"], r["error"]) for r in synced] == [(b.meshdex("id").stdout.strip(), None)]
     unknown = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2"

@@ -1,15 +1,25 @@
-"""What the sync listener's TLS accepts: TLS 1.3 by default, and no handshake at all for a
-certificate that is not paired, whatever the protocol version."""
+"""What sync's TLS accepts: TLS 1.3 only — a paired device offering TLS 1.2 is refused, and
+so is a server that speaks only TLS 1.2 to a meshdex client — and no handshake at all for a
+certificate that is not paired, whatever the protocol version. A process where gRPC missed
+the policy (``grpc`` imported before ``meshdex``) refuses to start sync."""
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 from meshdex.node.config import split_host_port
+from meshdex.proto.meshdex.v1 import sync_pb2 as pb
+from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.identity import PEER_TLS_NAME, load_identity
+from meshdex.sync.tls_policy import GRPC_CIPHER_SUITES_ENV
+from meshdex.sync.transport import pinned_channel
 from sync_support import pair, start_sync_node, stop_sync_node
 
 
@@ -48,3 +58,50 @@ def test_an_unpaired_certificate_gets_no_connection(nodes, tmp_path, maximum) ->
     stranger = load_identity(tmp_path / "stranger")
     with pytest.raises((ssl.SSLError, ConnectionError)):
         _handshake(a.sync_address, stranger, maximum=maximum)
+
+
+def test_a_paired_device_offering_only_tls_1_2_is_refused(nodes) -> None:
+    a, b = nodes
+    pair(a, b)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _handshake(a.sync_address, b.service.identity, maximum=ssl.TLSVersion.TLSv1_2)
+
+
+@pytest.mark.parametrize(("maximum", "accepted"), [(ssl.TLSVersion.TLSv1_2, False),
+                                                   (ssl.TLSVersion.TLSv1_3, True)])
+def test_a_client_refuses_a_server_that_speaks_only_tls_1_2(tmp_path, maximum, accepted) -> None:
+    """The server presents the pinned certificate itself: only the version can fail it."""
+    server, client = load_identity(tmp_path / "server"), load_identity(tmp_path / "client")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.maximum_version = maximum
+    context.load_cert_chain(server.cert_path, server.key_path)
+    context.set_alpn_protocols(["h2"])
+    outcome: list[str] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def accept() -> None:
+            conn, _ = listener.accept()
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    outcome.append(tls.version() or "")
+            except ssl.SSLError as error:
+                outcome.append(f"refused: {error.reason}")
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        with pinned_channel(address, server.cert_pem, identity=client) as channel, \
+                pytest.raises(Exception):  # noqa: B017 - not a gRPC server: the call fails
+            sync_pb2_grpc.MeshdexSyncStub(channel).Changed(pb.ChangedRequest(), timeout=5)
+        thread.join(10)
+    assert outcome == (["TLSv1.3"] if accepted else ["refused: NO_SHARED_CIPHER"])
+
+
+def test_sync_does_not_start_where_grpc_missed_the_tls_policy(tmp_path) -> None:
+    script = ("import grpc, sys; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
+              "from sync_support import start_sync_node; start_sync_node(Path(sys.argv[1]), 'n')")
+    env = {k: v for k, v in os.environ.items() if k != GRPC_CIPHER_SUITES_ENV}
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path),
+                             str(Path(__file__).parent)], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode != 0
+    assert "accepts TLS 1.2" in result.stderr and "import meshdex before grpc" in result.stderr

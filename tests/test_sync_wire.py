@@ -54,6 +54,14 @@ def test_malformed_changes_are_protocol_violations(message, complaint: str) -> N
     (pb.ChangeBatch(collection="bad name"), "invalid batch"),
     (pb.ChangeBatch(collection="c", changes=[GOOD] * (wire.MAX_BATCH_CHANGES + 1)), "limit"),
     (pb.ChangeBatch(collection="c", config=pb.CollectionConfig(name="other")), "another"),
+    (pb.ChangeBatch(collection="c", changes=[GOOD]), "sender store id"),
+    (pb.ChangeBatch(collection="c", sender_store_id="s", conflicts=[pb.ConflictInfo(
+        collection="c", doc_id="d", losing_hlc="yesterday")]), "conflict record of 'd'"),
+    (pb.ChangeBatch(collection="c", sender_store_id="s", conflicts=[pb.ConflictInfo(
+        collection="other", doc_id="d", losing_hlc=GOOD.hlc, winning_hlc=GOOD.hlc,
+        origin_device="dev")]), "conflict record of another collection"),
+    (pb.ChangeBatch(collection="c", changes=[GOOD] * wire.MAX_BATCH_CHANGES,
+                    conflicts=[pb.ConflictInfo()]), "limit"),
 ])
 def test_malformed_batches_are_protocol_violations(batch, complaint: str) -> None:
     with pytest.raises(ProtocolViolation, match=complaint):
@@ -67,7 +75,7 @@ def test_a_malformed_push_is_refused_whole_and_nothing_is_applied(tmp_path: Path
         pair(a, b)
         pem = fetch_certificate(a.sync_address, DeviceId.parse(a.device_id),
                                 identity=b.service.identity)
-        batch = pb.ChangeBatch(collection="notes", last_seq=2,
+        batch = pb.ChangeBatch(collection="notes", last_seq=2, sender_store_id="dev",
                                changes=[_change(doc_id="ok"), _change(hlc="garbage")])
         with pinned_channel(a.sync_address, pem, identity=b.service.identity) as channel, \
                 pytest.raises(grpc.RpcError) as refused:

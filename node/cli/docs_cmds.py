@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from meshdex.node.ingest import (
 )
 from meshdex.node.readers import READERS, reader_named
 from meshdex.node.records import CollectionInfo
-from meshdex.node.service import DEFAULT_COLLECTION
+from meshdex.node.service import DEFAULT_COLLECTION, Node
 from tqdm import tqdm
 
 collection_option = click.option(
@@ -352,20 +352,23 @@ def rm_command(ctx: click.Context, ids: tuple[str, ...], collection: str, as_jso
 @json_option
 @click.pass_context
 def status_command(ctx: click.Context, as_json: bool) -> None:
-    """Show this device's id, its store, and every collection's counts.
+    """Show this device's id, its store, every collection's counts and conflicts, and its
+    peers (lag, last sync, last error).
 
     \b
     Example:
       meshdex status
       meshdex --data-dir /srv/meshdex status --json
     """
+    from meshdex.node.cli.sync_cmds import local_peers, peer_lines
+
     with open_node(ctx, readonly=True) as node:
         status = node.status()
-    from meshdex.node.cli.sync_cmds import sync_status
-
-    peers = sync_status(ctx)
+        embedded = isinstance(node, Node)
+    if embedded:  # a serving node fills them in itself; here they are read from the files
+        status = replace(status, peers=local_peers(ctx))
     if as_json:
-        _print_json({**status.to_dict(), "sync": peers.to_dict()})
+        _print_json(status.to_dict())
         return
     click.echo(f"data dir:    {status.data_dir}")
     click.echo(f"device id:   {status.device_id}")
@@ -375,7 +378,7 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
     for info in status.collections:
         click.echo(
             f"  {info.name}: {info.document_count} documents, {info.passage_count} passages, "
-            f"{info.tombstone_count} deleted"
+            f"{info.tombstone_count} deleted, {status.conflicts.get(info.name, 0)} conflicts"
         )
     click.echo(f"indexes:     {len(status.indexes)}")
     for summary in status.indexes:
@@ -388,7 +391,8 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
             f"passages, {summary.bundle_bytes / 1024:.0f} KiB, {summary.model_id} "
             f"({summary.model_hash[:12]}), {freshness}"
         )
-    click.echo(peers.summary())
+    for line in peer_lines(status):
+        click.echo(line)
     if status.decisions:
         click.echo("recent index decisions:")
     for record in status.decisions:

@@ -14,7 +14,6 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,9 @@ import grpc
 from meshdex.index.errors import InvalidArgument
 from meshdex.node.cli.remote import remote_client
 from meshdex.node.config import NodeConfig, load_config
+from meshdex.node.records import ChangeOp, NodeStatus, PeerStatus
 from meshdex.node.service import Node
-from meshdex.sync.admin import LocalSyncAdmin, PeerStatus, SyncAdmin
+from meshdex.sync.admin import LocalSyncAdmin, SyncAdmin, conflict_to_dict
 from meshdex.sync.admin_service import SyncAdminClient, add_admin_service
 from meshdex.sync.errors import SyncError
 from meshdex.sync.pairing import DEFAULT_INVITE_TTL_S, MAX_INVITE_TTL_S
@@ -286,39 +286,31 @@ def conflicts_command(ctx: click.Context, collection: str | None, as_json: bool)
     with open_admin(ctx) as admin:
         records = admin.conflicts(collection)
     if as_json:
-        _print_json([asdict(r) for r in records])
+        _print_json([conflict_to_dict(r) for r in records])
         return
     if not records:
         click.echo("no conflicts")
     for record in records:
+        what = "a delete" if record.op is ChangeOp.DELETE else f"{len(record.text or '')} chars"
         click.echo(f"{record.collection}/{record.doc_id}: kept losing version "
-                   f"{record.losing_hlc} (winner {record.winning_hlc}), "
-                   f"{len(record.text or '')} chars, recorded {_when(record.recorded_at)}")
+                   f"{record.hlc.to_str()} (winner {record.winner_hlc.to_str()}), {what}, "
+                   f"written {_when(record.hlc.physical_ms / 1000)}")
 
 
-@dataclass(frozen=True, kw_only=True)
-class SyncStatus:
-    """The sync part of ``meshdex status``: peers with lag and last sync, conflicts kept."""
-
-    peers: list[PeerStatus]
-    conflicts: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"peers": [p.to_dict() for p in self.peers], "conflicts": self.conflicts}
-
-    def summary(self) -> str:
-        lines = [f"peers:       {len(self.peers)} ({self.conflicts} conflicts kept)"]
-        lines += [f"  {p.name} ({p.device_id[:7]}): lag {'?' if p.lag is None else p.lag}, "
-                  f"last sync {_when(p.last_sync)}"
-                  + (f", last error: {p.last_error}" if p.last_error else "")
-                  for p in self.peers]
-        return "\n".join(lines)
+def peer_lines(status: NodeStatus) -> list[str]:
+    """The peers part of ``meshdex status``: lag, last sync and last error of each."""
+    lines = [f"peers:       {len(status.peers)} ({sum(status.conflicts.values())} "
+             f"conflicts kept)"]
+    lines += [f"  {p.name} ({p.device_id[:7]}): lag {'?' if p.lag is None else p.lag}, "
+              f"last sync {_when(p.last_sync)}"
+              + (f", last error: {p.last_error}" if p.last_error else "")
+              for p in status.peers]
+    return lines
 
 
-def sync_status(ctx: click.Context) -> SyncStatus:
-    """Peers and conflicts for ``meshdex status``, embedded or through ``--node``."""
-    with open_admin(ctx) as admin:
-        return SyncStatus(peers=admin.peers(), conflicts=len(admin.conflicts(None)))
+def local_peers(ctx: click.Context) -> list[PeerStatus]:
+    """This data directory's peers with their lag (what a serving node reports itself)."""
+    return LocalSyncAdmin(_config(ctx, None)).peers()
 
 
 class SyncCompanion:
@@ -329,6 +321,7 @@ class SyncCompanion:
     def __init__(self, node: Node, config: NodeConfig) -> None:
         self.service = SyncService(node, config)
         self.admin = LocalSyncAdmin(config, service=self.service)
+        node.peers_source = self.admin.peers  # the node's Status reports them
         self.running = False
 
     def register(self, server: grpc.Server) -> None:

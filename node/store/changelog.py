@@ -3,8 +3,10 @@
 ``changes``       seq u64 -> collection u32 + document id (a few dozen bytes, never the text)
 ``watermarks``    collection u32 + device index u32 -> highest origin seq applied (u64)
 ``peer_cursors``  collection u32 + peer device index u32 -> this device's seq the peer has
-                  acknowledged (u64)
-``conflicts``     collection u32 + document id + 0x00 + losing stamp -> the losing version
+                  acknowledged (u64), then the peer's seq this device has applied (u64; a
+                  record of 8 bytes predates it and means 0)
+``conflicts``     collection u32 + document id + 0x00 + losing stamp -> the losing version,
+                  its winner's stamp and the seq this device kept it at
 
 Contract (what ``meshdex.sync`` builds on):
 
@@ -17,9 +19,9 @@ Contract (what ``meshdex.sync`` builds on):
   A peer resuming from its cursor therefore receives every document that changed since, in
   its latest version, and nothing it already has at that version.
 - Deletes are tombstones (records with the deleted flag); they stay in the log so peers learn
-  of them, until every peer that syncs the collection (every peer with a cursor) has
-  acknowledged them: then ``purge_acknowledged_tombstones`` (run by ``Store.compact``) drops
-  record and entry. With no peer cursor nothing is purged.
+  of them, until every peer that syncs the collection (every peer with a cursor, either
+  way) has acknowledged them: then ``purge_acknowledged_tombstones`` (run by
+  ``Store.compact``) drops record and entry. With no peer cursor nothing is purged.
 - ``state(collection).watermarks`` maps each origin device to the highest origin seq applied
   here (local writes included); a peer uses it to tell what this device has seen.
 - ``apply_remote_changes`` merges by last-writer-wins on the HLC stamp, the device id in the
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import lmdb
 import zstandard
@@ -43,7 +46,7 @@ from meshdex.index.errors import InvalidArgument
 from meshdex.node.hlc import HLCTimestamp
 from meshdex.node.records import Change, ChangeOp, Conflict, RemoteChange
 from meshdex.node.store.blocks import BlockCache
-from meshdex.node.store.codec import U32, U64, RecordReader, corrupt, put_bytes
+from meshdex.node.store.codec import U32, U64, RecordReader, corrupt, put_bytes, put_varint
 from meshdex.node.store.collections import (
     CollectionRecord,
     Collections,
@@ -64,6 +67,26 @@ from meshdex.node.validation import check_document
 _CONFLICT_DELETE = 0x01
 _CONFLICT_HAS_TEXT = 0x02
 _CONFLICT_HAS_SOURCE = 0x04
+_CONFLICT_HAS_SEQ = 0x08  # records kept before conflicts replicated have none (seq 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Positions:
+    """Where replication with one peer stands in one collection, both ways."""
+
+    acknowledged: int  # this device's log, as far as the peer confirmed holding it
+    applied: int  # the peer's log, as far as this device holds it
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> _Positions:
+        if raw is None:
+            return cls(acknowledged=0, applied=0)
+        raw = bytes(raw)
+        applied = U64.unpack(raw[8:16])[0] if len(raw) >= 16 else 0
+        return cls(acknowledged=U64.unpack(raw[:8])[0], applied=applied)
+
+    def encode(self) -> bytes:
+        return U64.pack(self.acknowledged) + U64.pack(self.applied)
 
 
 class ChangeLog:
@@ -129,12 +152,21 @@ class ChangeLog:
 
     # ------------------------------------------------------------------ peer cursors
 
-    def peer_cursor(self, txn: lmdb.Transaction, prefix: bytes, peer_device: str) -> int:
-        """The seq of this device's log that ``peer_device`` acknowledged (0 if none)."""
+    def _positions(self, txn: lmdb.Transaction, prefix: bytes, peer_device: str) -> _Positions:
         index = self._devices.lookup(txn, peer_device)
         if index is None:
-            return 0
-        return get_u64(txn, self._dbs.peer_cursors, prefix + U32.pack(index))
+            return _Positions(acknowledged=0, applied=0)
+        return _Positions.decode(txn.get(prefix + U32.pack(index), db=self._dbs.peer_cursors))
+
+    def _put_positions(
+        self, txn: lmdb.Transaction, prefix: bytes, peer_device: str, positions: _Positions
+    ) -> None:
+        key = prefix + U32.pack(self._devices.index(txn, peer_device))
+        txn.put(key, positions.encode(), db=self._dbs.peer_cursors)
+
+    def peer_cursor(self, txn: lmdb.Transaction, prefix: bytes, peer_device: str) -> int:
+        """The seq of this device's log that ``peer_device`` acknowledged (0 if none)."""
+        return self._positions(txn, prefix, peer_device).acknowledged
 
     def set_peer_cursor(
         self, txn: lmdb.Transaction, prefix: bytes, peer_device: str, seq: int
@@ -144,9 +176,29 @@ class ChangeLog:
         last = get_u64(txn, self._dbs.meta, b"last_seq")
         if not 0 <= seq <= last:
             raise InvalidArgument(f"acknowledged seq must be in [0, {last}], got {seq}")
-        key = prefix + U32.pack(self._devices.index(txn, peer_device))
-        stored = max(seq, get_u64(txn, self._dbs.peer_cursors, key))
-        txn.put(key, U64.pack(stored), db=self._dbs.peer_cursors)
+        old = self._positions(txn, prefix, peer_device)
+        stored = max(seq, old.acknowledged)
+        self._put_positions(txn, prefix, peer_device,
+                            _Positions(acknowledged=stored, applied=old.applied))
+        return stored
+
+    def applied_cursor(self, txn: lmdb.Transaction, prefix: bytes, peer_device: str) -> int:
+        """How far this device has applied ``peer_device``'s log (0 if never)."""
+        return self._positions(txn, prefix, peer_device).applied
+
+    def set_applied_cursor(
+        self, txn: lmdb.Transaction, prefix: bytes, peer_device: str, seq: int
+    ) -> int:
+        """Raise the applied cursor to ``seq`` (never lowers it: a late, older batch cannot
+        move it back); returns the stored value. The seq is the peer's, so not bounded by
+        this log."""
+        if seq < 0:
+            raise InvalidArgument(f"applied seq must be >= 0, got {seq}")
+        old = self._positions(txn, prefix, peer_device)
+        stored = max(seq, old.applied)
+        if stored != old.applied:
+            self._put_positions(txn, prefix, peer_device,
+                                _Positions(acknowledged=old.acknowledged, applied=stored))
         return stored
 
     def purge_acknowledged_tombstones(
@@ -154,7 +206,7 @@ class ChangeLog:
     ) -> int:
         """Drop the tombstones (record and log entry) every peer with a cursor on the
         collection has acknowledged; how many. None while no peer has a cursor."""
-        cursors = [U64.unpack(value)[0] for _, value in
+        cursors = [_Positions.decode(value).acknowledged for _, value in
                    scan_prefix(txn, self._dbs.peer_cursors, collection.prefix)]
         if not cursors:
             return 0
@@ -198,21 +250,45 @@ class ChangeLog:
         deleted = (
             loser.op is ChangeOp.DELETE if isinstance(loser, RemoteChange) else loser.deleted
         )
+        self.keep_conflict(session, Conflict(
+            collection=session.collection.name,
+            doc_id=loser.doc_id,
+            op=ChangeOp.DELETE if deleted else ChangeOp.UPSERT,
+            hlc=loser.hlc,
+            origin_device=loser.origin_device,
+            winner_hlc=winner,
+            text=loser_text,
+            metadata=loser.metadata or {},
+            source=loser.source,
+        ))
+
+    def keep_conflict(self, session: WriteSession, conflict: Conflict) -> bool:
+        """Keep ``conflict`` unless a record with its key and a winner at least as new is
+        kept already; True if it was written. Idempotent."""
+        key = session.prefix + conflict.doc_id.encode() + b"\0" + conflict.hlc.pack()
+        existing = session.txn.get(key, db=self._dbs.conflicts)
+        if existing is not None:
+            kept = self._decode_conflict(session.collection, key[len(session.prefix):],
+                                         bytes(existing))
+            if kept.winner_hlc >= conflict.winner_hlc:
+                return False
         flags = (
-            (_CONFLICT_DELETE if deleted else 0)
-            | (_CONFLICT_HAS_TEXT if loser_text is not None else 0)
-            | (_CONFLICT_HAS_SOURCE if loser.source is not None else 0)
+            (_CONFLICT_DELETE if conflict.op is ChangeOp.DELETE else 0)
+            | (_CONFLICT_HAS_TEXT if conflict.text is not None else 0)
+            | (_CONFLICT_HAS_SOURCE if conflict.source is not None else 0)
+            | _CONFLICT_HAS_SEQ
         )
         out = bytearray([flags])
-        put_bytes(out, loser.origin_device.encode())
-        put_bytes(out, winner.pack())
-        put_bytes(out, compact_json(loser.metadata or {}))
-        if loser.source is not None:
-            put_bytes(out, loser.source.encode())
-        if loser_text is not None:
-            out += zstandard.ZstdCompressor().compress(loser_text.encode("utf-8"))
-        key = session.prefix + loser.doc_id.encode() + b"\0" + loser.hlc.pack()
+        put_varint(out, session.next_seq())
+        put_bytes(out, conflict.origin_device.encode())
+        put_bytes(out, conflict.winner_hlc.pack())
+        put_bytes(out, compact_json(conflict.metadata or {}))
+        if conflict.source is not None:
+            put_bytes(out, conflict.source.encode())
+        if conflict.text is not None:
+            out += zstandard.ZstdCompressor().compress(conflict.text.encode("utf-8"))
         session.txn.put(key, bytes(out), db=self._dbs.conflicts)
+        return True
 
     def _decode_conflict(
         self, collection: CollectionRecord, suffix: bytes, value: bytes
@@ -221,6 +297,7 @@ class ChangeLog:
         doc_id, _, stamp = suffix.partition(b"\0")
         reader = RecordReader(value, what="conflict", key=key)
         flags = reader.byte()
+        seq = reader.varint() if flags & _CONFLICT_HAS_SEQ else 0
         origin = reader.text()
         try:
             hlc, winner = HLCTimestamp.unpack(stamp), HLCTimestamp.unpack(reader.bytes())
@@ -241,7 +318,16 @@ class ChangeLog:
             text=text,
             metadata=metadata,
             source=source,
+            seq=seq,
         )
+
+    def conflicts_since(
+        self, txn: lmdb.Transaction, collection: CollectionRecord, seq: int
+    ) -> list[Conflict]:
+        """The collection's conflict records kept after ``seq``, by the seq they were kept at
+        (a scan of the collection's records: they are few)."""
+        return sorted((c for c in self.conflicts(txn, collection) if c.seq > seq),
+                      key=lambda c: c.seq)
 
     # ------------------------------------------------------------------------ merging
 

@@ -65,6 +65,13 @@ class WriteSession:
         self.newest = hlc if self.newest is None else max(self.newest, hlc)
         return self.seq
 
+    def next_seq(self) -> int:
+        """The next seq for a log position that is no document write (a conflict record
+        kept), so that peers resuming after their cursor are sent it."""
+        self.dirty = True
+        self.seq += 1
+        return self.seq
+
     def local_origin(self) -> tuple[str, int]:
         """The origin of a local write logged just now: this device at this seq."""
         self.watermarks[self.parts.device_id] = self.seq

@@ -6,6 +6,7 @@ one writing process per data directory (``WriterLock``), any number of read-only
 
 from __future__ import annotations
 
+import heapq
 import logging
 import secrets
 import threading
@@ -66,6 +67,14 @@ AUTO_COMPACT_MIN_FREE_BYTES = 1024 * 1024
 AUTO_COMPACT_MIN_FREE_FRACTION = 0.1
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerBatchResult:
+    """What ``apply_peer_batch`` did: applied or not, per change in order; conflicts kept."""
+
+    applied: list[bool]
+    conflicts: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -534,6 +543,64 @@ class Store:
         """Durably record the peer's acknowledgement of ``seq`` (monotonic); the stored value."""
         return self._write(lambda txn, p: p.log.set_peer_cursor(
             txn, p.collections.get(txn, collection).prefix, peer_device, seq))
+
+    def applied_cursor(self, peer_device: str, collection: str) -> int:
+        """How far this device has applied ``peer_device``'s log for ``collection`` (0: never)."""
+        return self._read(lambda txn, p: p.log.applied_cursor(
+            txn, p.collections.get(txn, collection).prefix, peer_device))
+
+    def changes_and_conflicts_since(
+        self, seq: int, *, collection: str
+    ) -> Iterator[Change | Conflict]:
+        """``changes_since`` and the conflict records kept after ``seq``, merged in seq order,
+        from one snapshot: what a peer resuming from ``seq`` is sent."""
+        with self._snapshot() as (txn, p):
+            record = p.collections.get(txn, collection)
+            yield from heapq.merge(p.log.changes_since(txn, seq, record),
+                                   p.log.conflicts_since(txn, record, seq),
+                                   key=lambda item: item.seq)
+
+    def apply_peer_batch(
+        self,
+        collection: str,
+        changes: Sequence[RemoteChange],
+        *,
+        peer_device: str,
+        through_seq: int,
+        conflicts: Sequence[Conflict] = (),
+    ) -> PeerBatchResult:
+        """Merge a batch of ``peer_device``'s log (as ``apply_remote_changes``), keep the
+        conflict records it carries (``ChangeLog.keep_conflict``) and raise the peer's
+        applied cursor to ``through_seq`` — all in one durable transaction, so a crash
+        leaves either all of it or none. ``conflicts`` in the result counts the records
+        the changes caused here, not the ones received."""
+
+        def apply(txn: lmdb.Transaction, p: _Parts) -> PeerBatchResult:
+            session = self._session(txn, p, collection)
+            before = p.log.count_conflicts(txn, session.collection)
+            writer = DocumentWriter(p.documents, session, session.collection.chunking)
+            applied = p.log.apply_remote(session, writer, changes) if changes else []
+            writer.flush()
+            caused = p.log.count_conflicts(txn, session.collection) - before
+            for conflict in conflicts:
+                p.log.keep_conflict(session, conflict)
+            p.log.set_applied_cursor(txn, session.prefix, peer_device, through_seq)
+            session.finish()
+            return PeerBatchResult(applied=applied, conflicts=caused)
+
+        return self._write(apply)
+
+    def keep_conflicts(self, collection: str, conflicts: Sequence[Conflict]) -> int:
+        """Keep conflict records (``ChangeLog.keep_conflict``: deduplicated by document and
+        losing stamp) in one transaction; how many were written."""
+
+        def keep(txn: lmdb.Transaction, p: _Parts) -> int:
+            session = self._session(txn, p, collection)
+            written = sum(p.log.keep_conflict(session, c) for c in conflicts)
+            session.finish()
+            return written
+
+        return self._write(keep)
 
     def conflicts(self, collection: str) -> list[Conflict]:
         """Versions that lost last-writer-wins to a concurrent edit, by document id."""

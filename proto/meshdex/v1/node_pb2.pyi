@@ -278,7 +278,14 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("data_dir", "device_id", "last_seq", "max_hlc", "store_bytes", "collections", "indexes", "decisions")
+    __slots__ = ("data_dir", "device_id", "last_seq", "max_hlc", "store_bytes", "collections", "indexes", "decisions", "peers", "conflicts")
+    class ConflictsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     DATA_DIR_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -287,6 +294,8 @@ class NodeStatus(_message.Message):
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     INDEXES_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     data_dir: str
     device_id: str
     last_seq: int
@@ -295,7 +304,33 @@ class NodeStatus(_message.Message):
     collections: _containers.RepeatedCompositeFieldContainer[Collection]
     indexes: _containers.RepeatedCompositeFieldContainer[IndexSummary]
     decisions: _containers.RepeatedCompositeFieldContainer[IndexDecision]
-    def __init__(self, data_dir: _Optional[str] = ..., device_id: _Optional[str] = ..., last_seq: _Optional[int] = ..., max_hlc: _Optional[str] = ..., store_bytes: _Optional[int] = ..., collections: _Optional[_Iterable[_Union[Collection, _Mapping]]] = ..., indexes: _Optional[_Iterable[_Union[IndexSummary, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[IndexDecision, _Mapping]]] = ...) -> None: ...
+    peers: _containers.RepeatedCompositeFieldContainer[PeerInfo]
+    conflicts: _containers.ScalarMap[str, int]
+    def __init__(self, data_dir: _Optional[str] = ..., device_id: _Optional[str] = ..., last_seq: _Optional[int] = ..., max_hlc: _Optional[str] = ..., store_bytes: _Optional[int] = ..., collections: _Optional[_Iterable[_Union[Collection, _Mapping]]] = ..., indexes: _Optional[_Iterable[_Union[IndexSummary, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[IndexDecision, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[PeerInfo, _Mapping]]] = ..., conflicts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class PeerInfo(_message.Message):
+    __slots__ = ("device_id", "name", "addresses", "collections", "mode", "added_at", "last_contact", "last_sync", "last_error", "lag")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ADDED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_CONTACT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SYNC_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAG_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    name: str
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    collections: _containers.RepeatedScalarFieldContainer[str]
+    mode: str
+    added_at: float
+    last_contact: float
+    last_sync: float
+    last_error: str
+    lag: int
+    def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., collections: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., added_at: _Optional[float] = ..., last_contact: _Optional[float] = ..., last_sync: _Optional[float] = ..., last_error: _Optional[str] = ..., lag: _Optional[int] = ...) -> None: ...
 
 class IndexSummary(_message.Message):
     __slots__ = ("collection", "generation", "passages", "bundle_bytes", "model_id", "model_hash", "stale", "damaged")

@@ -148,24 +148,30 @@ class WireChange(_message.Message):
     def __init__(self, doc_id: _Optional[str] = ..., deleted: _Optional[bool] = ..., hlc: _Optional[str] = ..., origin_device: _Optional[str] = ..., origin_seq: _Optional[int] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., source: _Optional[str] = ..., has_source: _Optional[bool] = ...) -> None: ...
 
 class ChangeBatch(_message.Message):
-    __slots__ = ("collection", "config", "changes", "last_seq")
+    __slots__ = ("collection", "config", "changes", "last_seq", "sender_store_id", "conflicts")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    SENDER_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     config: CollectionConfig
     changes: _containers.RepeatedCompositeFieldContainer[WireChange]
     last_seq: int
-    def __init__(self, collection: _Optional[str] = ..., config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., changes: _Optional[_Iterable[_Union[WireChange, _Mapping]]] = ..., last_seq: _Optional[int] = ...) -> None: ...
+    sender_store_id: str
+    conflicts: _containers.RepeatedCompositeFieldContainer[ConflictInfo]
+    def __init__(self, collection: _Optional[str] = ..., config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., changes: _Optional[_Iterable[_Union[WireChange, _Mapping]]] = ..., last_seq: _Optional[int] = ..., sender_store_id: _Optional[str] = ..., conflicts: _Optional[_Iterable[_Union[ConflictInfo, _Mapping]]] = ...) -> None: ...
 
 class AckRequest(_message.Message):
-    __slots__ = ("collection", "seq")
+    __slots__ = ("collection", "seq", "caller_store_id")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    CALLER_STORE_ID_FIELD_NUMBER: _ClassVar[int]
     collection: str
     seq: int
-    def __init__(self, collection: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+    caller_store_id: str
+    def __init__(self, collection: _Optional[str] = ..., seq: _Optional[int] = ..., caller_store_id: _Optional[str] = ...) -> None: ...
 
 class AckResponse(_message.Message):
     __slots__ = ()
@@ -293,30 +299,6 @@ class RemovePeerRequest(_message.Message):
     device_id: str
     def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
-class PeerInfo(_message.Message):
-    __slots__ = ("device_id", "name", "addresses", "collections", "mode", "added_at", "last_contact", "last_sync", "last_error", "lag")
-    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
-    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
-    MODE_FIELD_NUMBER: _ClassVar[int]
-    ADDED_AT_FIELD_NUMBER: _ClassVar[int]
-    LAST_CONTACT_FIELD_NUMBER: _ClassVar[int]
-    LAST_SYNC_FIELD_NUMBER: _ClassVar[int]
-    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
-    LAG_FIELD_NUMBER: _ClassVar[int]
-    device_id: str
-    name: str
-    addresses: _containers.RepeatedScalarFieldContainer[str]
-    collections: _containers.RepeatedScalarFieldContainer[str]
-    mode: str
-    added_at: float
-    last_contact: float
-    last_sync: float
-    last_error: str
-    lag: int
-    def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., collections: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., added_at: _Optional[float] = ..., last_contact: _Optional[float] = ..., last_sync: _Optional[float] = ..., last_error: _Optional[str] = ..., lag: _Optional[int] = ...) -> None: ...
-
 class ListPeersRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -324,8 +306,8 @@ class ListPeersRequest(_message.Message):
 class ListPeersResponse(_message.Message):
     __slots__ = ("peers",)
     PEERS_FIELD_NUMBER: _ClassVar[int]
-    peers: _containers.RepeatedCompositeFieldContainer[PeerInfo]
-    def __init__(self, peers: _Optional[_Iterable[_Union[PeerInfo, _Mapping]]] = ...) -> None: ...
+    peers: _containers.RepeatedCompositeFieldContainer[_node_pb2.PeerInfo]
+    def __init__(self, peers: _Optional[_Iterable[_Union[_node_pb2.PeerInfo, _Mapping]]] = ...) -> None: ...
 
 class SyncNowRequest(_message.Message):
     __slots__ = ("device_id",)
@@ -384,7 +366,7 @@ class ListConflictsRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ...) -> None: ...
 
 class ConflictInfo(_message.Message):
-    __slots__ = ("collection", "doc_id", "losing_hlc", "winning_hlc", "origin_device", "text", "metadata_json", "source", "recorded_at")
+    __slots__ = ("collection", "doc_id", "losing_hlc", "winning_hlc", "origin_device", "text", "metadata_json", "source", "deleted", "has_text", "has_source")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     DOC_ID_FIELD_NUMBER: _ClassVar[int]
     LOSING_HLC_FIELD_NUMBER: _ClassVar[int]
@@ -393,7 +375,9 @@ class ConflictInfo(_message.Message):
     TEXT_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
-    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    HAS_TEXT_FIELD_NUMBER: _ClassVar[int]
+    HAS_SOURCE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     doc_id: str
     losing_hlc: str
@@ -402,8 +386,10 @@ class ConflictInfo(_message.Message):
     text: str
     metadata_json: str
     source: str
-    recorded_at: float
-    def __init__(self, collection: _Optional[str] = ..., doc_id: _Optional[str] = ..., losing_hlc: _Optional[str] = ..., winning_hlc: _Optional[str] = ..., origin_device: _Optional[str] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., source: _Optional[str] = ..., recorded_at: _Optional[float] = ...) -> None: ...
+    deleted: bool
+    has_text: bool
+    has_source: bool
+    def __init__(self, collection: _Optional[str] = ..., doc_id: _Optional[str] = ..., losing_hlc: _Optional[str] = ..., winning_hlc: _Optional[str] = ..., origin_device: _Optional[str] = ..., text: _Optional[str] = ..., metadata_json: _Optional[str] = ..., source: _Optional[str] = ..., deleted: _Optional[bool] = ..., has_text: _Optional[bool] = ..., has_source: _Optional[bool] = ...) -> None: ...
 
 class BuildOnRequest(_message.Message):
     __slots__ = ("peer", "build")

@@ -526,17 +526,17 @@ class MeshdexSyncAdminStub:
         self.Join = channel.unary_unary(
                 '/meshdex.v1.MeshdexSyncAdmin/Join',
                 request_serializer=meshdex_dot_v1_dot_sync__pb2.JoinRequest.SerializeToString,
-                response_deserializer=meshdex_dot_v1_dot_sync__pb2.PeerInfo.FromString,
+                response_deserializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
                 _registered_method=True)
         self.AddPeer = channel.unary_unary(
                 '/meshdex.v1.MeshdexSyncAdmin/AddPeer',
                 request_serializer=meshdex_dot_v1_dot_sync__pb2.AddPeerRequest.SerializeToString,
-                response_deserializer=meshdex_dot_v1_dot_sync__pb2.PeerInfo.FromString,
+                response_deserializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
                 _registered_method=True)
         self.RemovePeer = channel.unary_unary(
                 '/meshdex.v1.MeshdexSyncAdmin/RemovePeer',
                 request_serializer=meshdex_dot_v1_dot_sync__pb2.RemovePeerRequest.SerializeToString,
-                response_deserializer=meshdex_dot_v1_dot_sync__pb2.PeerInfo.FromString,
+                response_deserializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
                 _registered_method=True)
         self.ListPeers = channel.unary_unary(
                 '/meshdex.v1.MeshdexSyncAdmin/ListPeers',
@@ -639,17 +639,17 @@ def add_MeshdexSyncAdminServicer_to_server(servicer, server):
             'Join': grpc.unary_unary_rpc_method_handler(
                     servicer.Join,
                     request_deserializer=meshdex_dot_v1_dot_sync__pb2.JoinRequest.FromString,
-                    response_serializer=meshdex_dot_v1_dot_sync__pb2.PeerInfo.SerializeToString,
+                    response_serializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.SerializeToString,
             ),
             'AddPeer': grpc.unary_unary_rpc_method_handler(
                     servicer.AddPeer,
                     request_deserializer=meshdex_dot_v1_dot_sync__pb2.AddPeerRequest.FromString,
-                    response_serializer=meshdex_dot_v1_dot_sync__pb2.PeerInfo.SerializeToString,
+                    response_serializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.SerializeToString,
             ),
             'RemovePeer': grpc.unary_unary_rpc_method_handler(
                     servicer.RemovePeer,
                     request_deserializer=meshdex_dot_v1_dot_sync__pb2.RemovePeerRequest.FromString,
-                    response_serializer=meshdex_dot_v1_dot_sync__pb2.PeerInfo.SerializeToString,
+                    response_serializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.SerializeToString,
             ),
             'ListPeers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPeers,
@@ -755,7 +755,7 @@ class MeshdexSyncAdmin:
             target,
             '/meshdex.v1.MeshdexSyncAdmin/Join',
             meshdex_dot_v1_dot_sync__pb2.JoinRequest.SerializeToString,
-            meshdex_dot_v1_dot_sync__pb2.PeerInfo.FromString,
+            meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
             options,
             channel_credentials,
             insecure,
@@ -782,7 +782,7 @@ class MeshdexSyncAdmin:
             target,
             '/meshdex.v1.MeshdexSyncAdmin/AddPeer',
             meshdex_dot_v1_dot_sync__pb2.AddPeerRequest.SerializeToString,
-            meshdex_dot_v1_dot_sync__pb2.PeerInfo.FromString,
+            meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
             options,
             channel_credentials,
             insecure,
@@ -809,7 +809,7 @@ class MeshdexSyncAdmin:
             target,
             '/meshdex.v1.MeshdexSyncAdmin/RemovePeer',
             meshdex_dot_v1_dot_sync__pb2.RemovePeerRequest.SerializeToString,
-            meshdex_dot_v1_dot_sync__pb2.PeerInfo.FromString,
+            meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
             options,
             channel_credentials,
             insecure,
