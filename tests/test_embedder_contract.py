@@ -134,8 +134,12 @@ def test_bad_specs_are_refused_with_a_reason(make, message):
         make()
 
 
-def test_local_spec_gives_the_shared_model(real_embedder):
-    assert embedder_from_spec(EmbedderSpec()) is real_embedder is default_embedder()
+def test_local_spec_gives_the_shared_model(real_embedder, collection_embedder):
+    """One loaded model per precision, whoever asks: a default spec gets the collection
+    default's, an fp32 spec the fp32 one."""
+    default = EmbedderSpec()
+    assert embedder_from_spec(default) is collection_embedder is default_embedder(default.precision)
+    assert embedder_from_spec(EmbedderSpec(precision="fp32")) is real_embedder
 
 
 def test_remote_spec_is_refused_without_allow_remote(embedding_server):
