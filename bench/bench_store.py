@@ -51,7 +51,9 @@ from meshdex.node.paths import INDEX_DIR_NAME, STORE_DIR_NAME
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import BATCH_DOCUMENTS
 from meshdex.node.store import Store
-from meshdex.node.store.blocks import BLOCK_TARGET_BYTES, ZSTD_LEVEL
+from meshdex.node.store.blocks import ZSTD_LEVEL
+
+BLOCK_TARGET_BYTES = 128 * 1024
 
 from bench.corpus import ensure_sources
 from bench.fast_embedder import RandomVectorEmbedder
