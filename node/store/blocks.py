@@ -248,14 +248,16 @@ def train_dictionary(texts: Iterable[bytes]) -> zstandard.ZstdCompressionDict | 
         return None
 
 
-class _Packer:
-    """Cuts members into blocks whose frames fit ``BLOCK_FRAME_BUDGET_BYTES``.
+class BlockPacker:
+    """Cuts members into blocks whose frames fit ``budget_bytes``.
 
     The cut is decided before compressing, from the ratio the last frame reached; a frame
     that comes out too big gives its last members back and is compressed once more."""
 
-    def __init__(self, dictionary: Dictionary | None) -> None:
-        self.dictionary = dictionary
+    def __init__(
+        self, dictionary: Dictionary | None, *, budget_bytes: int = BLOCK_FRAME_BUDGET_BYTES
+    ) -> None:
+        self.dictionary, self.budget_bytes = dictionary, budget_bytes
         self.ratio = INITIAL_RATIO_ESTIMATE
 
     def encode(self, members: list[Member]) -> bytes:
@@ -272,17 +274,17 @@ class _Packer:
             while pending:
                 size = len(pending[-1][1])
                 if group and len(group) >= keep and (raw + size) * self.ratio > (
-                        BLOCK_FRAME_BUDGET_BYTES):
+                        self.budget_bytes):
                     break
                 group.append(pending.pop())
                 raw += size
             value = self.encode(group)
             self._learn(value, raw)
             for _ in range(PACK_RETRIES):
-                if len(value) <= BLOCK_FRAME_BUDGET_BYTES or len(group) <= max(1, keep):
+                if len(value) <= self.budget_bytes or len(group) <= max(1, keep):
                     break
                 reached = len(value) / raw
-                while len(group) > max(1, keep) and raw * reached > BLOCK_FRAME_BUDGET_BYTES:
+                while len(group) > max(1, keep) and raw * reached > self.budget_bytes:
                     member = group.pop()
                     pending.append(member)
                     raw -= len(member[1])
@@ -380,10 +382,9 @@ class TextBlocks:
         state = self._state(txn, prefix)
         state.appended_bytes += sum(len(text) for _, text in items)
         if state.due():
-            self._train(txn, prefix, state, stats,
-                        [text for _, text in items])
+            self._train(txn, prefix, state, [text for _, text in items])
         self._put_state(txn, prefix, state)
-        packer = _Packer(self.dictionary(txn, prefix, state.current))
+        packer = BlockPacker(self.dictionary(txn, prefix, state.current))
         members: list[Member] = []
         block, live = stats.next_block - 1, 0
         key = prefix + U64.pack(block)
@@ -416,7 +417,7 @@ class TextBlocks:
         """Note texts no longer referenced (block -> bytes); empty blocks are deleted and
         mostly-dead ones rewritten with their live members (``moved`` tells the caller where
         each now lies; ``is_live`` says whether a document still refers to a slot)."""
-        packer: _Packer | None = None
+        packer: BlockPacker | None = None
         for block, size in sorted(released.items()):
             key = prefix + U64.pack(block)
             raw_stats = txn.get(key, db=self._stats)
@@ -432,7 +433,7 @@ class TextBlocks:
                 for slot, (doc_id, _) in enumerate(kept):
                     moved(doc_id, TextRef(block, slot))
                 if packer is None:
-                    packer = _Packer(self.dictionary(
+                    packer = BlockPacker(self.dictionary(
                         txn, prefix, self._state(txn, prefix).current))
                 text_bytes = sum(len(text) for _, text in kept)
                 self._put(txn, key, packer.encode(kept), kept, text_bytes)
@@ -458,25 +459,29 @@ class TextBlocks:
                              for n, raw in self._all_stats(txn, prefix))
             state.appended_bytes = max(state.appended_bytes, held_total)
             if state.due():
-                self._train(txn, prefix, state, stats, [])
+                self._train(txn, prefix, state, [])
                 self._put_state(txn, prefix, state)
         reasons = {number: reason for number, raw in self._all_stats(txn, prefix)
                    if (reason := self._rewrite_reason(txn, prefix, number, raw, state.current))}
         if list(reasons.values()) == [_PART_FILLED]:  # one part-filled block: nothing to merge
             reasons = {}
         candidates = list(reasons)
-        packer = _Packer(self.dictionary(txn, prefix, state.current))
+        packer = BlockPacker(self.dictionary(txn, prefix, state.current))
         pending: list[Member] = []
+        pending_bytes = 0
         for position, number in enumerate(candidates):
-            pending += self._live_members(txn, prefix, number, is_live)
+            found = self._live_members(txn, prefix, number, is_live)
+            pending += found
+            pending_bytes += sum(len(text) for _, text in found)
             key = prefix + U64.pack(number)
             txn.delete(key, db=self._db)
             txn.delete(key, db=self._stats)
             last = position == len(candidates) - 1
-            if last or sum(len(text) for _, text in pending) >= COMPACT_PACK_BATCH_BYTES:
+            if last or pending_bytes >= COMPACT_PACK_BATCH_BYTES:
                 groups = packer.pack(pending)
-                if not last:  # the last group may take members from the next blocks
+                if not last and groups:  # the last group may take members from the next blocks
                     pending = groups.pop()[0]
+                    pending_bytes = sum(len(text) for _, text in pending)
                 for group, value in groups:
                     block, stats.next_block = stats.next_block, stats.next_block + 1
                     for slot, (doc_id, _) in enumerate(group):
@@ -527,8 +532,7 @@ class TextBlocks:
                 for suffix, raw in scan_prefix(txn, self._stats, prefix)]
 
     def _train(
-        self, txn: lmdb.Transaction, prefix: bytes, state: _DictionaryState,
-        stats: CollectionStats, fresh: list[bytes],
+        self, txn: lmdb.Transaction, prefix: bytes, state: _DictionaryState, fresh: list[bytes]
     ) -> None:
         """Train a dictionary on ``fresh`` texts and the newest blocks' and make it current;
         if zstd cannot, try again once the collection has grown as much once more."""
