@@ -156,9 +156,13 @@ def test_frames_fit_one_lmdb_page_and_a_dictionary_is_trained(
     assert [(d.id, d.text) for d in store.iter_documents("c")] == [(d.id, d.text) for d in docs]
 
 
+@pytest.mark.parametrize("blocks_per_transaction", [None, 3], ids=["one-go", "3-per-txn"])
 def test_a_retrained_dictionary_keeps_old_blocks_readable_until_compaction_moves_them(
-    store: Store, small_dictionaries: None
+    store: Store, small_dictionaries: None, monkeypatch: pytest.MonkeyPatch,
+    blocks_per_transaction: int | None,
 ) -> None:
+    if blocks_per_transaction:
+        monkeypatch.setattr(blocks, "COMPACT_BLOCKS_PER_TRANSACTION", blocks_per_transaction)
     add(store, documents(20))  # too little text to train on: blocks without a dictionary
     add(store, documents(280, start=20))  # trains dictionary 1
     assert dictionary_ids(store) == [1]

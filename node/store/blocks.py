@@ -68,6 +68,8 @@ REPACK_AT_LIVE_FRACTION = 0.6
 COMPACT_BELOW_LIVE_FRACTION = 0.9
 # compaction packs the live members it gathered once they pass this many text bytes
 COMPACT_PACK_BATCH_BYTES = 1024 * 1024
+# blocks compaction rewrites per write transaction (each ~14 KiB of text, a few pages)
+COMPACT_BLOCKS_PER_TRANSACTION = 2048
 BLOCK_CACHE_BLOCKS = 64
 
 _TAGGED = 0x01
@@ -448,11 +450,13 @@ class TextBlocks:
         *,
         is_live: Callable[[str, TextRef], bool],
         moved: Callable[[str, TextRef], None],
-    ) -> int:
+    ) -> bool:
         """Rewrite, into new blocks at the end, the blocks with dead text, those on an
         older dictionary (training one first if the collection has none and enough text)
-        and the part-filled ones; delete dictionaries no block uses. Returns how many
-        blocks were rewritten."""
+        and the part-filled ones, ``COMPACT_BLOCKS_PER_TRANSACTION`` at most; once none is
+        left, delete the dictionaries no block uses. True when nothing is left to rewrite
+        (call again in a new transaction until then: one transaction rewriting a large
+        collection would outgrow LMDB's limit of dirty pages)."""
         state = self._state(txn, prefix)
         if state.current == 0:
             held_total = sum(self._block_stats(prefix + U64.pack(n), raw)[0]
@@ -465,7 +469,8 @@ class TextBlocks:
                    if (reason := self._rewrite_reason(txn, prefix, number, raw, state.current))}
         if list(reasons.values()) == [_PART_FILLED]:  # one part-filled block: nothing to merge
             reasons = {}
-        candidates = list(reasons)
+        candidates = list(reasons)[:COMPACT_BLOCKS_PER_TRANSACTION]
+        done = len(candidates) == len(reasons)
         packer = BlockPacker(self.dictionary(txn, prefix, state.current))
         pending: list[Member] = []
         pending_bytes = 0
@@ -490,10 +495,11 @@ class TextBlocks:
                               sum(len(text) for _, text in group))
                 if last:
                     pending = []
-        for dictionary_id in self.dictionary_ids(txn, prefix):
-            if dictionary_id != state.current:
-                txn.delete(prefix + U32.pack(dictionary_id), db=self._dictionaries)
-        return len(candidates)
+        if done:
+            for dictionary_id in self.dictionary_ids(txn, prefix):
+                if dictionary_id != state.current:
+                    txn.delete(prefix + U32.pack(dictionary_id), db=self._dictionaries)
+        return done
 
     def drop_collection(self, txn: lmdb.Transaction, prefix: bytes) -> None:
         delete_prefix(txn, self._db, prefix)

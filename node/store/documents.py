@@ -208,8 +208,9 @@ class Documents:
 
     def compact_texts(
         self, txn: lmdb.Transaction, prefix: bytes, stats: CollectionStats
-    ) -> int:
-        """Rewrite the collection's wasteful text blocks (``TextBlocks.compact``); how many."""
+    ) -> bool:
+        """Rewrite some of the collection's wasteful text blocks (``TextBlocks.compact``);
+        True once none is left."""
         return self.blocks.compact(txn, prefix, stats, is_live=self.refers_to(txn, prefix),
                                    moved=self.mover(txn, prefix))
 

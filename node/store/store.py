@@ -560,9 +560,9 @@ class Store:
 
     def compact(self) -> CompactionReport:
         """Drop tombstones every peer acknowledged, rewrite the text blocks that hold dead
-        text, use an older dictionary or are part-filled (one transaction:
-        ``TextBlocks.compact``), then rewrite the store without free pages, every page full,
-        and swap it in atomically (``Environment.copy_dense``, ``swap``).
+        text, use an older dictionary or are part-filled (``TextBlocks.compact``, a few
+        thousand blocks per transaction), then rewrite the store without free pages, every
+        page full, and swap it in atomically (``Environment.copy_dense``, ``swap``).
 
         Writes wait meanwhile; reads go on. Reads and iterators already running finish on
         the old file, which stays open until the store is closed.
@@ -575,7 +575,8 @@ class Store:
                 )
             before = self.store_bytes()
             self._write(self._purge_acknowledged_tombstones)
-            self._write(self._compact_texts)
+            while not self._write(self._compact_texts):
+                pass
             building = swap.fresh_building_dir(self.data_dir)
             old.copy_dense(building)
             swap.commit(self.data_dir, building)
@@ -599,12 +600,16 @@ class Store:
                 p.collections.put_stats(txn, record, stats)
 
     @staticmethod
-    def _compact_texts(txn: lmdb.Transaction, p: _Parts) -> None:
+    def _compact_texts(txn: lmdb.Transaction, p: _Parts) -> bool:
+        """One transaction's share of rewriting text blocks; True once all are done."""
         for name in p.collections.names(txn):
             record = p.collections.get(txn, name)
             stats = p.collections.stats(txn, record)
-            if p.documents.compact_texts(txn, record.prefix, stats):
-                p.collections.put_stats(txn, record, stats)
+            done = p.documents.compact_texts(txn, record.prefix, stats)
+            p.collections.put_stats(txn, record, stats)
+            if not done:
+                return False
+        return True
 
     def compact_if_worthwhile(self) -> CompactionReport | None:
         """Compact when free pages pass ``auto_compact_min_free_bytes`` and a tenth of the
