@@ -25,11 +25,12 @@ from meshdex.index.bundle_manifest import BundleManifest
 from meshdex.index.compat import Decision, DecisionKind, compare_store_states, decide_compatibility
 from meshdex.index.errors import BundleCorrupt, BundleError
 from meshdex.node.bundle_transfer import local_state
+from meshdex.node.paths import write_private_file
 from meshdex.node.service import Node
 from meshdex.sync.bundle_fetch import FetchBlocks, fetch_bundle
 from meshdex.sync.bundle_shelf import BundleOffer
 from meshdex.sync.errors import BundleNotTrusted
-from meshdex.sync.files import locked, sync_dir, write_private
+from meshdex.sync.files import locked, sync_dir
 from meshdex.sync.identity import DeviceIdentity
 from meshdex.sync.signing import verify_bundle_signature
 from meshdex.sync.trust import TrustStore
@@ -89,7 +90,7 @@ class ReceivedBundles:
             data = self._read()
             data.setdefault(collection, {})[signer] = {"generation": manifest.generation,
                                                        "bundle_id": manifest.bundle_id}
-            write_private(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
+            write_private_file(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 class BundleReceiver:
