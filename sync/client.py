@@ -206,10 +206,12 @@ class Session:
     def _bundle(self, stub, name: str, result: CollectionReport) -> None:
         """After documents: the peer's bundle of ``name``, decided on and maybe fetched."""
         peer = self.peer
+        assert self.engine.bundles is not None
         with _calls(peer.device_id, "bundle offer"):
             offer = wire.offer_from_wire(stub.GetBundleOffer(
                 pb.BundleOfferRequest(collection=name), timeout=CALL_TIMEOUT_S))
         if offer is None:
+            self.engine.bundles.settle(name)
             return
         if offer.manifest.collection != name:
             raise SyncError("peer offered a bundle of another collection", peer=peer.device_id)
@@ -221,8 +223,8 @@ class Session:
                 for block in stub.FetchBlocks(request, timeout=SESSION_TIMEOUT_S):
                     yield block.index, block.data
 
-        assert self.engine.bundles is not None
         outcome = self.engine.bundles.receive(peer.name or peer.device_id, offer, fetch)
+        self.engine.bundles.settle(name)
         result.decision, result.reason = outcome.decision, outcome.reason
         result.bundle_bytes_fetched = outcome.bundle_bytes_fetched
         result.bundle_bytes_total = outcome.bundle_bytes_total
