@@ -19,7 +19,6 @@ from meshdex.sync import service as sync_service
 from meshdex.sync.admin_wire import session_report_from_wire, session_report_to_wire
 from meshdex.sync.blocks import MAX_BLOCKS_PER_REQUEST
 from meshdex.sync.bundle_fetch import fetch_bundle, partial_path
-from meshdex.sync.bundle_shelf import BundleShelf
 from meshdex.sync.client import Session, SessionReport
 from meshdex.sync.errors import SyncError
 from meshdex.sync.service import BUILD_DEBOUNCE_S
@@ -36,13 +35,9 @@ SYNC_BUNDLE_KEYS = ("bundle_bytes_fetched", "bundle_bytes_total", "blocks_fetche
 QUERIES = ("topic 3 colour 2", "note 17", "topic 9 filler")
 
 
-TEST_BLOCK_BYTES = 4096  # small blocks, so a small test bundle has many
-
-
 def _start(tmp_path, name, embedder, policy):
     node = start_sync_node(tmp_path, name, embedder=embedder, index_policy=policy,
                            sync_interval_s=3600)
-    node.service.engine.shelf = BundleShelf(node.node, block_size_bytes=TEST_BLOCK_BYTES)
     node.service.scheduler.stop()  # sessions run when a test says so, one at a time
     return node
 
