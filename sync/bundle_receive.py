@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meshdex.index.bundle_io import open_bundle
@@ -163,6 +163,10 @@ class BundleReceiver:
                 f"the assembled bundle from {peer_name} did not verify: {error.message}",))
         else:
             fetched.path.unlink(missing_ok=True)
+        transfer = (f"fetched {fetched.blocks_fetched} of {len(offer.block_map.hashes)} blocks "
+                    f"({fetched.bytes_fetched} of {offer.block_map.size_bytes} bytes), "
+                    f"{fetched.blocks_reused} held already")
+        verdict = replace(verdict, reasons=(*verdict.reasons, transfer))
         return self._conclude(manifest, verdict, **totals)
 
     def _install(self, path: Path, offered: BundleManifest, peer_name: str) -> _Verdict:

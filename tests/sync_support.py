@@ -142,6 +142,7 @@ class ServeProcess:
     process: subprocess.Popen | None = None
     lines: list[str] = field(default_factory=list)
     node_address: str = ""
+    launcher: tuple[str, ...] = (sys.executable, "-m", "meshdex")  # how meshdex is run
 
     @property
     def env(self) -> dict[str, str]:
@@ -154,7 +155,7 @@ class ServeProcess:
     def start(self) -> ServeProcess:
         self.lines = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "meshdex", "serve", "--listen", "127.0.0.1:0"],
+            [*self.launcher, "serve", "--listen", "127.0.0.1:0"],
             stderr=subprocess.PIPE, text=True, env=self.env)
         for line in self.process.stderr:
             self.lines.append(line)
@@ -173,7 +174,7 @@ class ServeProcess:
             self.lines.append(line)
 
     def meshdex(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([sys.executable, "-m", "meshdex", *args], capture_output=True,
+        result = subprocess.run([*self.launcher, *args], capture_output=True,
                                 text=True, env=self.env, timeout=120)
         if check:
             assert result.returncode == 0, result.stderr
