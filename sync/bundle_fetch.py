@@ -3,7 +3,7 @@
 The download is a partial file ``DATA_DIR/sync/incoming/COLLECTION.BUNDLE_ID.part`` of the
 bundle's full size. A block counts as held when its bytes there already hash to the block map
 (a resumed download) or when the current local bundle has a block with that hash (copied, not
-fetched). The rest is fetched ``MAX_BLOCKS_PER_REQUEST`` at a time; a block whose hash does not
+fetched). The rest is fetched ``MAX_REQUEST_BYTES`` of blocks at a time; a block whose hash does not
 match is dropped and asked for again, up to ``FETCH_ROUNDS`` times. An interrupted fetch keeps
 the partial file, so the next session refetches nothing it already has; nothing outside the
 incoming folder is touched until the whole file has verified.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshdex.node.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
-from meshdex.sync.blocks import MAX_BLOCKS_PER_REQUEST, held_blocks, read_span
+from meshdex.sync.blocks import blocks_per_request, held_blocks, read_span
 from meshdex.sync.bundle_shelf import BundleOffer
 from meshdex.sync.errors import BundleRefused, ProtocolViolation
 from meshdex.sync.files import sync_dir
@@ -81,8 +81,9 @@ def fetch_bundle(*, data_dir: Path, offer: BundleOffer, local_bundle: Path,
             if not missing:
                 break
             failed: list[int] = []
-            for start in range(0, len(missing), MAX_BLOCKS_PER_REQUEST):
-                wanted = missing[start:start + MAX_BLOCKS_PER_REQUEST]
+            per_request = blocks_per_request(block_map.block_size_bytes)
+            for start in range(0, len(missing), per_request):
+                wanted = missing[start:start + per_request]
                 arrived: set[int] = set()
                 for index, data in fetch(wanted):
                     if index not in wanted or index in arrived:

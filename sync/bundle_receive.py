@@ -2,7 +2,10 @@
 
 ``index_policy`` says what this device prefers: ``fetch`` (install peers' bundles; never embed
 passages for them), ``build`` (always index here), ``auto`` (fetch when the peer's bundle is
-compatible and covers every document this device holds, else build). Whatever the policy, the
+compatible and covers every document this device holds, else build). With ``auto``, received
+documents are built only once the session's bundle exchange is over (``settle``) and no
+covering bundle was installed, so a laptop never embeds what the peer's bundle brings; while a
+bundle is being fetched (``fetching``) builds of its collection wait. Whatever the policy, the
 offer must pass, in order: the signature of a paired device (or this one); no rollback (a
 bundle from the same signer with a generation not above the one installed from it is refused,
 its own repeat is a no-op); and ``decide_compatibility``, which refuses, or sends to a local
@@ -17,7 +20,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meshdex.index.bundle_io import open_bundle
@@ -25,6 +28,7 @@ from meshdex.index.bundle_manifest import BundleManifest
 from meshdex.index.compat import Decision, DecisionKind, compare_store_states, decide_compatibility
 from meshdex.index.errors import BundleCorrupt, BundleError
 from meshdex.node.bundle_transfer import local_state
+from meshdex.node.indexing import store_state_of
 from meshdex.node.paths import write_private_file
 from meshdex.node.service import Node
 from meshdex.sync.bundle_fetch import FetchBlocks, fetch_bundle
@@ -97,11 +101,34 @@ class BundleReceiver:
     """Decides on and installs peers' bundles for one node."""
 
     def __init__(self, *, node: Node, identity: DeviceIdentity, trust: TrustStore, policy: str,
-                 request_build: Callable[[str], None] | None) -> None:
+                 request_build: Callable[[str], None] | None = None) -> None:
         self.node, self.identity, self.trust = node, identity, trust
         self.policy = policy  # one of node.config.INDEX_POLICIES (validated there)
         self.request_build = request_build
         self.received = ReceivedBundles(node.data_dir)
+        self._fetching: dict[str, int] = {}
+        self._fetching_lock = threading.Lock()
+
+    def fetching(self, collection: str) -> bool:
+        """Whether a bundle of ``collection`` is being fetched right now."""
+        with self._fetching_lock:
+            return self._fetching.get(collection, 0) > 0
+
+    def indexed(self, collection: str) -> bool:
+        """Whether the installed index holds every document the store holds (no build due)."""
+        installed = self.node.indexes.manifest(collection)
+        if installed is None:
+            return False
+        current = store_state_of(self.node.store, collection)
+        return not compare_store_states(installed.store_state, current)[0]
+
+    def settle(self, collection: str) -> None:
+        """The session's bundle exchange for ``collection`` is over (an offer weighed, or none
+        made): with ``auto``, build what no installed bundle covers now, rather than after the
+        grace the arrival of the documents set. ``fetch`` never builds peers' documents."""
+        if self.policy == "auto" and self.request_build is not None \
+                and self.node.store.has_collection(collection) and not self.indexed(collection):
+            self.request_build(collection)
 
     def receive(self, peer_name: str, offer: BundleOffer, fetch: FetchBlocks) -> BundleOutcome:
         """Decide on ``offer`` and carry the decision out. Transport failures raise (the
@@ -110,6 +137,17 @@ class BundleReceiver:
         verdict = self._decide(manifest, peer_name)
         if verdict.action != FETCH:
             return self._conclude(manifest, verdict)
+        with self._fetching_lock:
+            self._fetching[manifest.collection] = self._fetching.get(manifest.collection, 0) + 1
+        try:
+            return self._fetch_and_install(peer_name, offer, fetch)
+        finally:
+            with self._fetching_lock:
+                self._fetching[manifest.collection] -= 1
+
+    def _fetch_and_install(self, peer_name: str, offer: BundleOffer,
+                           fetch: FetchBlocks) -> BundleOutcome:
+        manifest = offer.manifest
         fetched = fetch_bundle(data_dir=self.node.data_dir, offer=offer,
                                local_bundle=self.node.indexes.bundle_path(manifest.collection),
                                fetch=fetch)
@@ -125,6 +163,10 @@ class BundleReceiver:
                 f"the assembled bundle from {peer_name} did not verify: {error.message}",))
         else:
             fetched.path.unlink(missing_ok=True)
+        transfer = (f"fetched {fetched.blocks_fetched} of {len(offer.block_map.hashes)} blocks "
+                    f"({fetched.bytes_fetched} of {offer.block_map.size_bytes} bytes), "
+                    f"{fetched.blocks_reused} held already")
+        verdict = replace(verdict, reasons=(*verdict.reasons, transfer))
         return self._conclude(manifest, verdict, **totals)
 
     def _install(self, path: Path, offered: BundleManifest, peer_name: str) -> _Verdict:

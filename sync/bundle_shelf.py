@@ -19,7 +19,7 @@ from pathlib import Path
 from meshdex.index.bundle_format import read_layout
 from meshdex.index.bundle_manifest import BundleManifest
 from meshdex.node.service import Node
-from meshdex.sync.blocks import BLOCK_SIZE_BYTES, BlockMap, block_map_of, read_span
+from meshdex.sync.blocks import BlockMap, block_map_of, read_span
 from meshdex.sync.errors import BundleRefused, ProtocolViolation
 
 
@@ -36,9 +36,10 @@ def _file_id(stat: os.stat_result) -> tuple[int, int, int]:
 
 
 class BundleShelf:
-    """The current bundles of one node's collections, as offers and blocks. Thread-safe."""
+    """The current bundles of one node's collections, as offers and blocks. Thread-safe.
+    Blocks are ``block_size_bytes`` long, by default ``blocks.block_size_for`` each file."""
 
-    def __init__(self, node: Node, *, block_size_bytes: int = BLOCK_SIZE_BYTES) -> None:
+    def __init__(self, node: Node, *, block_size_bytes: int | None = None) -> None:
         self.node, self.block_size_bytes = node, block_size_bytes
         self._lock = threading.Lock()
         self._offers: dict[str, tuple[tuple[int, int, int], BundleOffer]] = {}

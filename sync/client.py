@@ -212,6 +212,7 @@ class Session:
         """After documents: the peer's bundle of ``name``, decided on and maybe fetched."""
         assert self.engine.bundles is not None
         outcome = receive_bundle(stub, self.peer, name, self.engine.bundles)
+        self.engine.bundles.settle(name)
         if outcome is None:
             return
         result.decision, result.reason = outcome.decision, outcome.reason

@@ -8,8 +8,16 @@ slow peer delays nobody else, and never a local write or search; failures back o
 exponentially (``BACKOFF_BASE_S`` doubling up to ``BACKOFF_MAX_S``) with full jitter.
 
 After changes are applied the index is brought up to date by ``DebouncedBuilder``: one delta
-build per collection once no change has arrived for ``BUILD_DEBOUNCE_S`` (unless
-``index_policy`` is ``fetch``: then the peer's bundle indexes them, ``sync/bundle_receive.py``).
+build per collection once no change has arrived for ``BUILD_DEBOUNCE_S``. With ``index_policy``
+``auto`` received documents wait for the bundle exchange instead: a peer's covering bundle is
+usually offered moments later in the same session (or the one this device dials back at once),
+and installing it costs no embedding. The session settles the collection after the exchange
+(``BundleReceiver.settle``: built now unless a covering bundle was installed), and every
+arrival also schedules a build ``BUNDLE_GRACE_S`` later, so documents from a peer that never
+offers a covering bundle (no address to dial back, a failed transfer) are still built. A due
+build is skipped when the installed index already holds every document, and put off while a
+bundle of the collection is being fetched. With ``fetch`` received documents are indexed by
+the peer's bundle only (``sync/bundle_receive.py``).
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ POLL_INTERVAL_S = 0.25
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 300.0
 BUILD_DEBOUNCE_S = 1.0
+BUNDLE_GRACE_S = 10.0  # how long received documents wait for a covering bundle (policy auto)
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
@@ -76,10 +85,13 @@ def backoff_s(failures: int) -> float:
 
 
 class DebouncedBuilder:
-    """Delta-build a collection once changes to it stopped arriving for ``BUILD_DEBOUNCE_S``."""
+    """Delta-build a collection once changes to it stopped arriving for ``BUILD_DEBOUNCE_S``
+    (or the delay a request names); with ``bundles``, not while one of its bundles is being
+    fetched, and not at all when the installed index already holds every document."""
 
-    def __init__(self, node: Node, *, allow_network_embedders: bool) -> None:
-        self.node, self.allow_network = node, allow_network_embedders
+    def __init__(self, node: Node, *, allow_network_embedders: bool,
+                 bundles: BundleReceiver | None = None) -> None:
+        self.node, self.allow_network, self.bundles = node, allow_network_embedders, bundles
         self._due: dict[str, float] = {}
         self._wake = threading.Condition()
         self._stopped = False
@@ -87,10 +99,15 @@ class DebouncedBuilder:
                                         daemon=True)
         self._thread.start()
 
-    def request(self, collection: str) -> None:
+    def request(self, collection: str, *, after_s: float = BUILD_DEBOUNCE_S) -> None:
+        """Build ``collection`` ``after_s`` from now (a later request replaces an earlier)."""
         with self._wake:
-            self._due[collection] = time.monotonic() + BUILD_DEBOUNCE_S
+            self._due[collection] = time.monotonic() + after_s
             self._wake.notify()
+
+    def await_bundle(self, collection: str) -> None:
+        """Documents arrived from a peer: build them unless a covering bundle comes first."""
+        self.request(collection, after_s=BUNDLE_GRACE_S)
 
     def _loop(self) -> None:
         while True:
@@ -111,6 +128,14 @@ class DebouncedBuilder:
         return any(due <= now for due in self._due.values())
 
     def _build(self, collection: str) -> None:
+        if self.bundles is not None:
+            if self.bundles.fetching(collection):
+                self.await_bundle(collection)  # the session settles it after the fetch
+                return
+            if self.bundles.indexed(collection):
+                logger.info("not building %r: its index already holds every document",
+                            collection)
+                return
         try:
             refusal = network_embedder_refusal(self.node.get_collection(collection),
                                                allow_network=self.allow_network)
@@ -217,16 +242,18 @@ class SyncService:
         data_dir = node.data_dir
         self.identity = load_identity(data_dir)
         self.trust = TrustStore(data_dir)
+        bundles = BundleReceiver(node=node, identity=self.identity, trust=self.trust,
+                                 policy=config.index_policy)
         self.builder = DebouncedBuilder(
-            node, allow_network_embedders=config.sync_allow_network_embedders)
-        # With index_policy fetch, received documents are indexed by the peer's bundle only.
+            node, allow_network_embedders=config.sync_allow_network_embedders, bundles=bundles)
+        bundles.request_build = self.builder.request
+        # fetch: received documents are indexed by the peer's bundle only; auto: they wait
+        # for the bundle exchange (or BUNDLE_GRACE_S); build: they are built on arrival.
+        on_applied = {"fetch": None, "auto": self.builder.await_bundle,
+                      "build": self.builder.request}[config.index_policy]
         self.engine = SyncEngine(
             node=node, identity=self.identity,
-            on_applied=None if config.index_policy == "fetch" else self.builder.request,
-            shelf=BundleShelf(node),
-            bundles=BundleReceiver(node=node, identity=self.identity, trust=self.trust,
-                                   policy=config.index_policy,
-                                   request_build=self.builder.request))
+            on_applied=on_applied, shelf=BundleShelf(node), bundles=bundles)
         self.scheduler = SyncScheduler(engine=self.engine, trust=self.trust,
                                        interval_s=config.sync_interval_s)
         self.desk = PairingDesk(identity=self.identity, trust=self.trust,

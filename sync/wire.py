@@ -26,7 +26,14 @@ from meshdex.node.wire import (
     to_json,
 )
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
-from meshdex.sync.blocks import MAX_BLOCKS_PER_REQUEST, SHA256_BYTES, BlockMap, block_count
+from meshdex.sync.blocks import (
+    MAX_BLOCK_SIZE_BYTES,
+    MAX_BLOCKS_PER_REQUEST,
+    MIN_BLOCK_SIZE_BYTES,
+    SHA256_BYTES,
+    BlockMap,
+    block_count,
+)
 from meshdex.sync.bundle_shelf import BundleOffer
 from meshdex.sync.errors import ProtocolViolation
 
@@ -322,7 +329,6 @@ def pair_grant_from_wire(message: pb.PairResponse) -> PairGrant:
 
 # --- bundles ------------------------------------------------------------------------------
 
-MIN_BLOCK_BYTES, MAX_BLOCK_BYTES = 4096, 4 * 1024 * 1024
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024 * 1024
 
 
@@ -346,7 +352,8 @@ def offer_from_wire(message: pb.BundleOffer) -> BundleOffer | None:
     except BundleCorrupt as error:
         raise _violation("bundle manifest", error) from None
     size, block_size = message.size_bytes, message.block_size_bytes
-    if not 0 < size <= MAX_BUNDLE_BYTES or not MIN_BLOCK_BYTES <= block_size <= MAX_BLOCK_BYTES:
+    if not 0 < size <= MAX_BUNDLE_BYTES or not (MIN_BLOCK_SIZE_BYTES
+                                                <= block_size <= MAX_BLOCK_SIZE_BYTES):
         raise ProtocolViolation(f"peer sent an invalid block map: {size} bytes in blocks of "
                                 f"{block_size}")
     hashes = tuple(message.block_sha256)

@@ -189,6 +189,58 @@ def test_kill_9_during_compaction_leaves_a_whole_store(
     assert not list(data_dir.glob("store-*"))
 
 
+KILLED_INSIDE_COMPACTION = """
+import os
+import signal
+import sys
+from pathlib import Path
+from meshdex.node.store import Store, blocks, documents, env
+
+target, calls = sys.argv[2], int(sys.argv[3])
+owner = {"put": blocks.TextBlocks, "compact_texts": documents.Documents,
+         "copy_dense": env.Environment}[target]
+name = {"put": "_put"}.get(target, target)
+original = getattr(owner, name)
+seen = 0
+
+def killing(*args, **kwargs):
+    global seen
+    seen += 1
+    if target == "compact_texts":  # after the rewrite, before its transaction commits
+        original(*args, **kwargs)
+    if seen >= calls:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(*args, **kwargs)
+
+with Store.open(Path(sys.argv[1])) as store:
+    setattr(owner, name, killing)
+    store.compact()
+"""
+
+
+@pytest.mark.parametrize(("target", "calls"), [
+    ("put", 1),  # the first rewritten text block
+    ("put", 5),  # halfway through rewriting the blocks (the test store has ~10)
+    ("compact_texts", 1),  # every block rewritten, the transaction not yet committed
+    ("copy_dense", 1),  # blocks rewritten and committed, the dense copy not begun
+], ids=lambda value: str(value))
+def test_kill_9_while_compaction_rewrites_text_blocks_loses_nothing(
+    filled: Store, target: str, calls: int
+) -> None:
+    data_dir = filled.data_dir
+    filled.delete_documents("c", [f"doc-{i:05d}" for i in range(0, 3000, 3)])
+    before = snapshot(filled)
+    filled.close()
+    process = subprocess.run([sys.executable, "-c", KILLED_INSIDE_COMPACTION, str(data_dir),
+                              target, str(calls)], timeout=120)
+    assert process.returncode == -signal.SIGKILL
+    with Store.open(data_dir) as store:
+        assert snapshot(store) == before
+        store.compact()
+        assert snapshot(store) == before
+    assert not list(data_dir.glob("store-*"))
+
+
 @pytest.mark.parametrize("crashed_with", [
     (BUILDING_DIR_NAME,),  # killed while copying: the copy is discarded
     (READY_DIR_NAME,),  # killed after the copy was complete: it is swapped in

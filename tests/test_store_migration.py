@@ -90,7 +90,8 @@ def test_a_version_1_store_migrates_with_everything_it_held(
         assert [c.seq for c in changes] == sorted(c.seq for c in changes)
         store.upsert_documents("tut", [DocumentInput(id="new", text="Written after.")])
         assert store.last_seq == before["last_seq"] + 1
-    assert any("migrated the store" in r.message and "from format 1 to 2" in r.message
+    assert any("migrated the store" in r.message
+               and f"from format 1 to {STORE_FORMAT_VERSION}" in r.message
                for r in caplog.records)
     assert not list(tmp_path.glob("store-*")), "no leftovers of the migration"
 
@@ -173,7 +174,9 @@ def test_a_store_newer_than_the_program_is_refused_clearly(tmp_path: Path) -> No
         env.write(lambda txn: txn.put(
             b"format_version", (STORE_FORMAT_VERSION + 1).to_bytes(8, "big"), db=env.dbs.meta))
     for readonly in (False, True):
-        with pytest.raises(StoreTooNew, match="format version 3; this meshdex reads up to 2"):
+        newer = STORE_FORMAT_VERSION + 1
+        with pytest.raises(StoreTooNew, match=f"format version {newer}; this meshdex reads up "
+                                             f"to {STORE_FORMAT_VERSION}"):
             Store.open(tmp_path, readonly=readonly)
 
 

@@ -1,4 +1,4 @@
-"""Store format 2 records: every record type round-trips through real LMDB, and a damaged
+"""Store format 3 records: every record type round-trips through real LMDB, and a damaged
 record gives ``StoreCorrupt`` naming its key instead of a traceback."""
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def test_collection_record_and_block_round_trip() -> None:
                               chunking=CHUNKING, created_ms=1, updated_ms=2)
     assert CollectionRecord.decode("c", record.encode()) == record
     block = Block(members=[("a", "héllo".encode()), ("b", b""), ("c", b"x" * 5000)])
-    assert Block.decode(b"k", block.encode()) == block
+    assert Block.decode(b"k", block.encode(), lambda dictionary_id: None) == block
 
 
 def test_every_record_type_round_trips_through_the_store(tmp_path: Path) -> None:

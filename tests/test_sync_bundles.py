@@ -3,6 +3,8 @@ fetches only what is missing and resumes, and the receiver's decision (index_pol
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from meshdex.index.bundle_io import copy_bundle, open_bundle
@@ -12,13 +14,14 @@ from meshdex.node.config import NodeConfig
 from meshdex.node.records import DocumentInput
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
-from meshdex.sync import wire
+from meshdex.sync import bundle_receive, wire
+from meshdex.sync import service as sync_service
 from meshdex.sync.admin_wire import session_report_from_wire, session_report_to_wire
 from meshdex.sync.blocks import MAX_BLOCKS_PER_REQUEST
 from meshdex.sync.bundle_fetch import fetch_bundle, partial_path
-from meshdex.sync.bundle_shelf import BundleShelf
 from meshdex.sync.client import Session, SessionReport
 from meshdex.sync.errors import SyncError
+from meshdex.sync.service import BUILD_DEBOUNCE_S
 from meshdex.sync.transport import pinned_channel
 
 from tests.fakes import HashingEmbedder
@@ -32,13 +35,9 @@ SYNC_BUNDLE_KEYS = ("bundle_bytes_fetched", "bundle_bytes_total", "blocks_fetche
 QUERIES = ("topic 3 colour 2", "note 17", "topic 9 filler")
 
 
-TEST_BLOCK_BYTES = 4096  # small blocks, so a small test bundle has many
-
-
 def _start(tmp_path, name, embedder, policy):
     node = start_sync_node(tmp_path, name, embedder=embedder, index_policy=policy,
                            sync_interval_s=3600)
-    node.service.engine.shelf = BundleShelf(node.node, block_size_bytes=TEST_BLOCK_BYTES)
     node.service.scheduler.stop()  # sessions run when a test says so, one at a time
     return node
 
@@ -302,3 +301,85 @@ def test_the_sender_does_not_take_back_its_own_index_from_the_receiver(cluster) 
     assert "already holds every document" in report.reason
     assert a.node.indexes.manifest("notes").generation == generation
     assert embedders["a"].texts_embedded == embedded
+
+
+def _slow_fetch(monkeypatch, seconds: float) -> None:
+    """Every bundle transfer takes ``seconds`` longer (a slow link): longer than the build
+    debounce, so a build on arrival would run before the bundle is installed."""
+    fetch = bundle_receive.fetch_bundle
+
+    def slow(**kwargs):
+        time.sleep(seconds)
+        return fetch(**kwargs)
+
+    monkeypatch.setattr(bundle_receive, "fetch_bundle", slow)
+
+
+def test_policy_auto_installs_the_sessions_bundle_instead_of_embedding_what_arrived(
+        tmp_path, cluster, monkeypatch) -> None:
+    nodes, _ = cluster
+    monkeypatch.setattr(sync_service, "BUNDLE_GRACE_S", 3 * BUILD_DEBOUNCE_S)
+    _slow_fetch(monkeypatch, 2 * BUILD_DEBOUNCE_S)
+    embedder = HashingEmbedder()
+    b = _start(tmp_path, "b-auto", embedder, "auto")
+    try:
+        pair(nodes["a"], b)
+        report = _sync(b, nodes["a"])
+        assert report.received == len(DOCS) and report.decision == "use", report.reason
+        time.sleep(4 * BUILD_DEBOUNCE_S)  # past the grace: that build finds nothing to do
+        assert embedder.texts_embedded == 0
+        assert b.node.indexes.manifest("notes").signer_device_id == nodes["a"].device_id
+        assert not [entry for entry in _decisions(b) if entry[0] != "sync"]
+    finally:
+        stop_sync_node(b)
+
+
+def _unsign(sender) -> None:
+    path = sender.node.indexes.bundle_path("notes")
+    with open_bundle(path) as bundle:
+        copy_bundle(bundle, path.with_name("unsigned.leann"), drop_cache=True)
+    path.with_name("unsigned.leann").replace(path)
+
+
+def _push_only(receiver, sender) -> None:
+    """``sender`` dials ``receiver`` and pushes; ``receiver`` (its scheduler stopped) never
+    dials back, so never sees the sender's bundle."""
+    _sync(sender, receiver)
+
+
+def _add_unbuilt(receiver, sender) -> None:
+    sender.node.upsert_documents("notes", [DocumentInput(id="late", text="added after the "
+                                                         "build, never built on a")])
+    _sync(receiver, sender)
+
+
+def _refused(receiver, sender) -> None:
+    _unsign(sender)
+    assert _sync(receiver, sender).decision == "refuse"
+
+
+UNCOVERED_CASES = {  # how B (policy auto) receives A's documents without a covering bundle
+    "pushed by a peer B never dials (after the grace)": _push_only,
+    "the offered bundle lacks a received document": _add_unbuilt,
+    "the offered bundle is refused": _refused,
+}
+
+
+@pytest.mark.parametrize("receive", UNCOVERED_CASES.values(), ids=UNCOVERED_CASES.keys())
+def test_policy_auto_builds_received_documents_no_covering_bundle_brought(
+        tmp_path, cluster, monkeypatch, receive) -> None:
+    nodes, _ = cluster
+    a = nodes["a"]
+    monkeypatch.setattr(sync_service, "BUNDLE_GRACE_S", 2 * BUILD_DEBOUNCE_S)
+    embedder = HashingEmbedder()
+    b = _start(tmp_path, "b-auto", embedder, "auto")
+    try:
+        pair(a, b)
+        receive(b, a)
+        manifest = wait_for(lambda: b.node.indexes.manifest("notes"), what="B's own build")
+        assert manifest.signer_device_id == b.device_id
+        wait_for(lambda: b.service.engine.bundles.indexed("notes"), what="every doc indexed")
+        assert embedder.texts_embedded >= len(DOCS)
+        assert _hits(b, "note 17")[0][0] == _hits(a, "note 17")[0][0]
+    finally:
+        stop_sync_node(b)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -37,8 +36,7 @@ class HostProcess(ServeProcess):
     def start(self) -> HostProcess:
         self.lines = []
         self.process = subprocess.Popen(
-            self.lan.command(self.host, [sys.executable, "-m", "meshdex", "serve", "--listen",
-                                         "127.0.0.1:7710"]),
+            self.lan.command(self.host, [*self.launcher, "serve", "--listen", "127.0.0.1:7710"]),
             stderr=subprocess.PIPE, text=True, env=self.env)
         for line in self.process.stderr:
             self.lines.append(line)
@@ -49,8 +47,7 @@ class HostProcess(ServeProcess):
         raise AssertionError("serve exited early:\n" + "".join(self.lines))
 
     def meshdex(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(self.lan.command(self.host, [sys.executable, "-m", "meshdex",
-                                                             *args]),
+        result = subprocess.run(self.lan.command(self.host, [*self.launcher, *args]),
                                 capture_output=True, text=True, env=self.env, timeout=300)
         if check:
             assert result.returncode == 0, result.stderr

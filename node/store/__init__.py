@@ -8,7 +8,8 @@ job and its own sub-databases (layouts in each module's docstring)::
     codec        varints, packed stamps, ``StoreCorrupt`` naming the record's key
     devices      device ids interned as small numbers
     collections  collection configuration (compact JSON) and counters
-    blocks       document texts, stored once, zstd-compressed in blocks of neighbours
+    blocks       document texts, stored once, zstd-compressed in small blocks of
+                 neighbours with a dictionary trained on the collection
     documents    binary document records; passages as spans of the text
     passages     passage index and label map: label -> documents holding the passage
     session      one write transaction's seq, stamps, counters, watermarks
@@ -17,7 +18,7 @@ job and its own sub-databases (layouts in each module's docstring)::
     migration    version-1 stores migrated in place
     store        the ``Store`` facade
 
-``meta`` holds the format version (2), this device's id, the last seq, the clock, and the
+``meta`` holds the format version (3), this device's id, the last seq, the clock, and the
 counters for collection ids and device indexes.
 """
 

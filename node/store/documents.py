@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,7 +35,7 @@ from meshdex.node.hlc import HLCTimestamp
 from meshdex.node.records import Document, DocumentInput
 from meshdex.node.store.blocks import BlockCache, TextBlocks, TextRef
 from meshdex.node.store.codec import RecordReader, put_bytes, put_stamp, put_varint
-from meshdex.node.store.collections import compact_json
+from meshdex.node.store.collections import CollectionStats, compact_json
 from meshdex.node.store.devices import Devices
 from meshdex.node.store.env import Databases, delete_prefix, scan_prefix
 from meshdex.node.store.passages import PassageIndex
@@ -163,7 +163,8 @@ class Documents:
         return cls(
             documents_db=dbs.documents,
             devices=devices,
-            blocks=TextBlocks(blocks_db=dbs.blocks, stats_db=dbs.block_stats),
+            blocks=TextBlocks(blocks_db=dbs.blocks, stats_db=dbs.block_stats,
+                              dictionaries_db=dbs.dictionaries),
             passages=PassageIndex(dbs.passages),
         )
 
@@ -183,6 +184,35 @@ class Documents:
 
     def put(self, txn: lmdb.Transaction, prefix: bytes, record: DocumentRecord) -> None:
         txn.put(prefix + record.doc_id.encode(), record.encode(txn, self.devices), db=self._db)
+
+    def refers_to(
+        self, txn: lmdb.Transaction, prefix: bytes
+    ) -> Callable[[str, TextRef], bool]:
+        """Whether a document's record points at a text slot (the blocks' ``is_live``)."""
+
+        def is_live(doc_id: str, ref: TextRef) -> bool:
+            record = self.record(txn, prefix, doc_id)
+            return record is not None and record.text == ref
+
+        return is_live
+
+    def mover(self, txn: lmdb.Transaction, prefix: bytes) -> Callable[[str, TextRef], None]:
+        """Points a document's record at its text's new slot (the blocks' ``moved``)."""
+
+        def moved(doc_id: str, ref: TextRef) -> None:
+            record = self.record(txn, prefix, doc_id)
+            if record is not None:
+                self.put(txn, prefix, replace(record, text=ref))
+
+        return moved
+
+    def compact_texts(
+        self, txn: lmdb.Transaction, prefix: bytes, stats: CollectionStats
+    ) -> bool:
+        """Rewrite some of the collection's wasteful text blocks (``TextBlocks.compact``);
+        True once none is left."""
+        return self.blocks.compact(txn, prefix, stats, is_live=self.refers_to(txn, prefix),
+                                   moved=self.mover(txn, prefix))
 
     def delete_all(self, txn: lmdb.Transaction, prefix: bytes) -> None:
         delete_prefix(txn, self._db, prefix)
@@ -372,16 +402,7 @@ class DocumentWriter:
         for staged in self._staged.values():
             documents.put(txn, prefix, staged.record)
         self._staged.clear()
-
-        def is_live(doc_id: str, ref: TextRef) -> bool:
-            record = documents.record(txn, prefix, doc_id)
-            return record is not None and record.text == ref
-
-        def moved(doc_id: str, ref: TextRef) -> None:
-            record = documents.record(txn, prefix, doc_id)
-            if record is not None:
-                documents.put(txn, prefix, replace(record, text=ref))
-
-        documents.blocks.release(txn, prefix, dict(session.released), is_live=is_live,
-                                 moved=moved)
+        documents.blocks.release(txn, prefix, dict(session.released),
+                                 is_live=documents.refers_to(txn, prefix),
+                                 moved=documents.mover(txn, prefix))
         session.released.clear()

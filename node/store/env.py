@@ -28,7 +28,7 @@ MAX_MAP_SIZE_BYTES = 1 << 40
 MAX_SUB_DATABASES = 24
 MAX_READERS = 256
 DATA_FILE_NAME = "data.mdb"
-STORE_FORMAT_VERSION = 2
+STORE_FORMAT_VERSION = 3
 
 # keys of ``meta``
 FORMAT_VERSION_KEY = b"format_version"
@@ -51,6 +51,7 @@ class Databases:
     documents: Any
     blocks: Any
     block_stats: Any
+    dictionaries: Any
     passages: Any
     changes: Any
     watermarks: Any

@@ -1,4 +1,11 @@
-"""Migrating a version-1 store (JSON records, texts stored twice) to this format, in place.
+"""Migrating older stores to this format, in place.
+
+Format 2 (text blocks of 128 KiB without a dictionary) becomes 3 by recording the new
+version: its blocks stay readable as they are (``meshdex.node.store.blocks`` tells the two
+framings apart), new ones are small and use the collection's dictionary, and compaction
+rewrites the old ones. Nothing is copied, so there is nothing to interrupt.
+
+A version-1 store (JSON records, texts stored twice) is rebuilt.
 
 Crash-safe by construction: the new store is built beside the old one in ``store-building``,
 verified against it (per collection: live documents, tombstones and passages; a SHA-256 over
@@ -38,8 +45,11 @@ from meshdex.node.store.documents import Documents, DocumentWriter, content_hash
 from meshdex.node.store.env import (
     CLOCK_KEY,
     DATA_FILE_NAME,
+    FORMAT_VERSION_KEY,
     LAST_SEQ_KEY,
     MAX_SUB_DATABASES,
+    STORE_FORMAT_VERSION,
+    Databases,
     Environment,
     get_u64,
 )
@@ -151,6 +161,15 @@ class _V1Reader:
         return out
 
 
+def upgrade_v2(txn: lmdb.Transaction, dbs: Databases, data_dir: Path) -> None:
+    """Record format 3 in a format-2 store (its ``dictionaries`` sub-database was created
+    when the environment was opened for writing)."""
+    txn.put(FORMAT_VERSION_KEY, U64.pack(STORE_FORMAT_VERSION), db=dbs.meta)
+    logger.warning(
+        "upgraded the store in %s from format 2 to %d: its text blocks stay readable as they "
+        "are; `meshdex compact` rewrites them smaller to read", data_dir, STORE_FORMAT_VERSION)
+
+
 def _digest_entry(digest: Any, doc_id: str, deleted: bool, text_hash: str | None,
                   hlc: str, metadata: dict[str, Any], source: str | None) -> None:
     digest.update(compact_json([doc_id, deleted, text_hash, hlc, metadata,
@@ -188,8 +207,9 @@ def migrate_v1(data_dir: Path) -> MigrationReport:
                              documents=expected["documents"], before_bytes=before,
                              after_bytes=after)
     logger.warning(
-        "migrated the store in %s from format 1 to 2: %d collection(s), %d document(s), "
-        "%d -> %d bytes", data_dir, report.collections, report.documents, before, after,
+        "migrated the store in %s from format 1 to %d: %d collection(s), %d document(s), "
+        "%d -> %d bytes", data_dir, STORE_FORMAT_VERSION, report.collections,
+        report.documents, before, after,
     )
     return report
 

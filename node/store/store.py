@@ -55,7 +55,7 @@ from meshdex.node.store.env import (
     get_u64,
     open_lmdb,
 )
-from meshdex.node.store.migration import migrate_v1
+from meshdex.node.store.migration import migrate_v1, upgrade_v2
 from meshdex.node.store.session import SessionParts, WriteSession
 
 logger = logging.getLogger(__name__)
@@ -198,10 +198,12 @@ class Store:
             )
         return version
 
-    @staticmethod
-    def _initialise_meta(txn: lmdb.Transaction, p: _Parts) -> None:
-        if txn.get(FORMAT_VERSION_KEY, db=p.env.dbs.meta) is None:
+    def _initialise_meta(self, txn: lmdb.Transaction, p: _Parts) -> None:
+        version = get_u64(txn, p.env.dbs.meta, FORMAT_VERSION_KEY)
+        if not version:
             write_new_meta(txn, p.env.dbs, p.devices, secrets.token_hex(16))
+        elif version == 2:
+            upgrade_v2(txn, p.env.dbs, self.data_dir)
 
     def _device_id(self, txn: lmdb.Transaction, p: _Parts) -> str:
         device = txn.get(DEVICE_ID_KEY, db=p.env.dbs.meta)
@@ -624,8 +626,10 @@ class Store:
         return max(0, total - used) * env.page_bytes
 
     def compact(self) -> CompactionReport:
-        """Drop tombstones every peer acknowledged, rewrite the store without free pages,
-        every page full, and swap it in atomically (``Environment.copy_dense``, ``swap``).
+        """Drop tombstones every peer acknowledged, rewrite the text blocks that hold dead
+        text, use an older dictionary or are part-filled (``TextBlocks.compact``, a few
+        thousand blocks per transaction), then rewrite the store without free pages, every
+        page full, and swap it in atomically (``Environment.copy_dense``, ``swap``).
 
         Writes wait meanwhile; reads go on. Reads and iterators already running finish on
         the old file, which stays open until the store is closed.
@@ -638,6 +642,8 @@ class Store:
                 )
             before = self.store_bytes()
             self._write(self._purge_acknowledged_tombstones)
+            while not self._write(self._compact_texts):
+                pass
             building = swap.fresh_building_dir(self.data_dir)
             old.copy_dense(building)
             swap.commit(self.data_dir, building)
@@ -659,6 +665,18 @@ class Store:
             stats = p.collections.stats(txn, record)
             if p.log.purge_acknowledged_tombstones(txn, record, stats):
                 p.collections.put_stats(txn, record, stats)
+
+    @staticmethod
+    def _compact_texts(txn: lmdb.Transaction, p: _Parts) -> bool:
+        """One transaction's share of rewriting text blocks; True once all are done."""
+        for name in p.collections.names(txn):
+            record = p.collections.get(txn, name)
+            stats = p.collections.stats(txn, record)
+            done = p.documents.compact_texts(txn, record.prefix, stats)
+            p.collections.put_stats(txn, record, stats)
+            if not done:
+                return False
+        return True
 
     def compact_if_worthwhile(self) -> CompactionReport | None:
         """Compact when free pages pass ``auto_compact_min_free_bytes`` and a tenth of the
