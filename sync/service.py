@@ -7,17 +7,18 @@ every ``sync_interval_s``. Sessions run on a small pool, one at a time per peer,
 slow peer delays nobody else, and never a local write or search; failures back off
 exponentially (``BACKOFF_BASE_S`` doubling up to ``BACKOFF_MAX_S``) with full jitter.
 
-After changes are applied the index is brought up to date by ``DebouncedBuilder``: one delta
-build per collection once no change has arrived for ``BUILD_DEBOUNCE_S``. With ``index_policy``
-``auto`` received documents wait for the bundle exchange instead: a peer's covering bundle is
-usually offered moments later in the same session (or the one this device dials back at once),
-and installing it costs no embedding. The session settles the collection after the exchange
-(``BundleReceiver.settle``: built now unless a covering bundle was installed), and every
-arrival also schedules a build ``BUNDLE_GRACE_S`` later, so documents from a peer that never
-offers a covering bundle (no address to dial back, a failed transfer) are still built. A due
-build is skipped when the installed index already holds every document, and put off while a
-bundle of the collection is being fetched. With ``fetch`` received documents are indexed by
-the peer's bundle only (``sync/bundle_receive.py``).
+After changes are applied the index is brought up to date by ``DebouncedBuilder``: a delta
+build per collection at most ``BUILD_DEBOUNCE_S`` after the first change it has not built yet
+(changes arriving meanwhile join that build; later requests never postpone it). With
+``index_policy`` ``auto`` received documents wait for the bundle exchange instead: a peer's
+covering bundle is usually offered moments later in the same session (or the one this device
+dials back at once), and installing it costs no embedding. The session settles the collection
+after the exchange (``BundleReceiver.settle``: built now unless a covering bundle was
+installed), and every arrival also schedules a build ``BUNDLE_GRACE_S`` later, so documents
+from a peer that never offers a covering bundle (no address to dial back, a failed transfer)
+are still built. A due build is skipped when the installed index already holds every document,
+and put off while a bundle of the collection is being fetched. With ``fetch`` received
+documents are indexed by the peer's bundle only (``sync/bundle_receive.py``).
 """
 
 from __future__ import annotations
@@ -100,9 +101,12 @@ class DebouncedBuilder:
         self._thread.start()
 
     def request(self, collection: str, *, after_s: float = BUILD_DEBOUNCE_S) -> None:
-        """Build ``collection`` ``after_s`` from now (a later request replaces an earlier)."""
+        """Build ``collection`` at most ``after_s`` from now. A request never postpones a build
+        already due sooner: with sessions every ``sync_interval_s`` each asking for the same
+        build, pushing the due time back would starve it for as long as the peer is there."""
         with self._wake:
-            self._due[collection] = time.monotonic() + after_s
+            due = time.monotonic() + after_s
+            self._due[collection] = min(self._due.get(collection, due), due)
             self._wake.notify()
 
     def await_bundle(self, collection: str) -> None:

@@ -13,18 +13,20 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import HashingEmbedder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from meshdex.index.chunking import ChunkingParams
 from meshdex.node.errors import ClockSkew
 from meshdex.node.hlc import HLCTimestamp, wall_clock_ms
+from meshdex.node.indexing import IndexManager
 from meshdex.node.records import ChangeOp, DocumentInput, RemoteChange
 from meshdex.node.service import Node
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.identity import load_identity
-from meshdex.sync.service import DebouncedBuilder
+from meshdex.sync.service import BUILD_DEBOUNCE_S, DebouncedBuilder
 from meshdex.sync.transport import pinned_channel
 from meshdex.sync.wire import MAX_BATCH_CHANGES, ChangeBatch, CollectionConfig
 from sync_support import (
@@ -181,6 +183,25 @@ def test_collections_with_network_embedders_are_never_built_without_opt_in(tmp_p
         builder.stop()
         assert node.indexes.summaries() == []
 
+
+
+def test_requests_repeated_faster_than_the_debounce_do_not_starve_the_build(tmp_path):
+    """A session every sync_interval_s (0.5 s in tests) asks again for the same build; each
+    ask must not push it back, or a collection is never built while the peer is there."""
+    embedder = HashingEmbedder()
+    with Node.open(tmp_path / "n") as node:
+        node.indexes = IndexManager(node.store, embedder_factory=lambda info: embedder)
+        node.create_collection("c")
+        node.upsert_documents("c", [DocumentInput(id="d", text="apples and pears")])
+        builder = DebouncedBuilder(node, allow_network_embedders=False)
+        try:
+            deadline = time.monotonic() + 4 * BUILD_DEBOUNCE_S
+            while node.indexes.manifest("c") is None and time.monotonic() < deadline:
+                builder.request("c")
+                time.sleep(BUILD_DEBOUNCE_S / 4)
+            assert node.indexes.manifest("c") is not None, "the build never ran"
+        finally:
+            builder.stop()
 
 # --- merging is independent of delivery order ----------------------------------------------
 
