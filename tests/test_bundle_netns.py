@@ -4,9 +4,9 @@
 - B (``index_policy = fetch``) installs A's bundle without embedding a passage and answers
   searches exactly as A does; after 1% of A's documents change and A builds a delta, B fetches
   only the blocks that changed (the transfer figures are in B's decision log);
-- C (documents cut the same way, but the model at bf16: another embedding fingerprint)
-  refuses A's codes, rebuilds from its own documents and says so; every index C ever holds or
-  serves is its own bf16 one.
+- C (documents cut the same way, but the model at fp32 where A's default is bf16: another
+  embedding fingerprint) refuses A's codes, rebuilds from its own documents and says so; every
+  index C ever holds or serves is its own fp32 one.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def test_fetch_installs_without_embedding_deltas_move_few_blocks_other_fingerpri
     a.meshdex("add", "--jsonl", _jsonl(tmp_path / "a.jsonl", {
         f"n{i:05d}": _text(i) for i in range(DOCUMENT_COUNT)}))
     a.meshdex("build")
-    c.meshdex("init", "--precision", "bf16")
+    c.meshdex("init", "--precision", "fp32")
     for host in hosts.values():
         host.start()
     _pair(a, b)
@@ -146,14 +146,14 @@ def test_fetch_installs_without_embedding_deltas_move_few_blocks_other_fingerpri
         assert b.hits(query) == a.hits(query)
 
     def c_decided():
-        manifest = c.bundle_manifest()  # whatever C holds is its own bf16 index
-        assert manifest is None or (manifest.fingerprint.precision == "bf16"
+        manifest = c.bundle_manifest()  # whatever C holds is its own fp32 index
+        assert manifest is None or (manifest.fingerprint.precision == "fp32"
                                     and manifest.signer_device_id != a.meshdex("id").stdout
                                     .strip()), manifest
         return manifest is not None and any(d["decision"] == "rebuild_locally"
                                             for d in c.decisions())
 
-    wait_for(c_decided, timeout_s=600, what="c's own bf16 build")
+    wait_for(c_decided, timeout_s=600, what="c's own fp32 build")
     [refusal, *_] = [d for d in c.decisions() if d["decision"] == "rebuild_locally"]
     assert "precision" in " ".join(refusal["reasons"]), refusal
     assert "building locally" in " ".join(refusal["reasons"])

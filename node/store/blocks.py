@@ -450,13 +450,17 @@ class TextBlocks:
         *,
         is_live: Callable[[str, TextRef], bool],
         moved: Callable[[str, TextRef], None],
+        before_block: int,
     ) -> bool:
         """Rewrite, into new blocks at the end, the blocks with dead text, those on an
         older dictionary (training one first if the collection has none and enough text)
         and the part-filled ones, ``COMPACT_BLOCKS_PER_TRANSACTION`` at most; once none is
         left, delete the dictionaries no block uses. True when nothing is left to rewrite
         (call again in a new transaction until then: one transaction rewriting a large
-        collection would outgrow LMDB's limit of dirty pages)."""
+        collection would outgrow LMDB's limit of dirty pages). Only blocks numbered below
+        ``before_block`` (the collection's next block when the pass began) are considered, so
+        a pass rewrites each block once: blocks that stay part-filled however they are packed
+        (large, incompressible members) would otherwise be rewritten batch after batch."""
         state = self._state(txn, prefix)
         if state.current == 0:
             held_total = sum(self._block_stats(prefix + U64.pack(n), raw)[0]
@@ -466,7 +470,8 @@ class TextBlocks:
                 self._train(txn, prefix, state, [])
                 self._put_state(txn, prefix, state)
         reasons = {number: reason for number, raw in self._all_stats(txn, prefix)
-                   if (reason := self._rewrite_reason(txn, prefix, number, raw, state.current))}
+                   if number < before_block
+                   and (reason := self._rewrite_reason(txn, prefix, number, raw, state.current))}
         if list(reasons.values()) == [_PART_FILLED]:  # one part-filled block: nothing to merge
             reasons = {}
         candidates = list(reasons)[:COMPACT_BLOCKS_PER_TRANSACTION]

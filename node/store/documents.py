@@ -207,12 +207,13 @@ class Documents:
         return moved
 
     def compact_texts(
-        self, txn: lmdb.Transaction, prefix: bytes, stats: CollectionStats
+        self, txn: lmdb.Transaction, prefix: bytes, stats: CollectionStats, *,
+        before_block: int,
     ) -> bool:
-        """Rewrite some of the collection's wasteful text blocks (``TextBlocks.compact``);
-        True once none is left."""
+        """Rewrite some of the collection's wasteful text blocks numbered below
+        ``before_block`` (``TextBlocks.compact``); True once none is left."""
         return self.blocks.compact(txn, prefix, stats, is_live=self.refers_to(txn, prefix),
-                                   moved=self.mover(txn, prefix))
+                                   moved=self.mover(txn, prefix), before_block=before_block)
 
     def delete_all(self, txn: lmdb.Transaction, prefix: bytes) -> None:
         delete_prefix(txn, self._db, prefix)

@@ -642,7 +642,8 @@ class Store:
                 )
             before = self.store_bytes()
             self._write(self._purge_acknowledged_tombstones)
-            while not self._write(self._compact_texts):
+            pass_ends = self._read(self._next_text_blocks)
+            while not self._write(lambda txn, p: self._compact_texts(txn, p, pass_ends)):
                 pass
             building = swap.fresh_building_dir(self.data_dir)
             old.copy_dense(building)
@@ -667,12 +668,19 @@ class Store:
                 p.collections.put_stats(txn, record, stats)
 
     @staticmethod
-    def _compact_texts(txn: lmdb.Transaction, p: _Parts) -> bool:
+    def _next_text_blocks(txn: lmdb.Transaction, p: _Parts) -> dict[str, int]:
+        """Each collection's next text block number: where a compaction pass stops."""
+        return {name: p.collections.stats(txn, p.collections.get(txn, name)).next_block
+                for name in p.collections.names(txn)}
+
+    @staticmethod
+    def _compact_texts(txn: lmdb.Transaction, p: _Parts, pass_ends: dict[str, int]) -> bool:
         """One transaction's share of rewriting text blocks; True once all are done."""
         for name in p.collections.names(txn):
             record = p.collections.get(txn, name)
             stats = p.collections.stats(txn, record)
-            done = p.documents.compact_texts(txn, record.prefix, stats)
+            done = p.documents.compact_texts(txn, record.prefix, stats,
+                                             before_block=pass_ends.get(name, 0))
             p.collections.put_stats(txn, record, stats)
             if not done:
                 return False
