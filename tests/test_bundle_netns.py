@@ -132,7 +132,9 @@ def test_fetch_installs_without_embedding_deltas_move_few_blocks_other_fingerpri
 
     a.meshdex("--node", a.node_address, "add", "--jsonl", _jsonl(tmp_path / "change.jsonl", {
         f"n{i:05d}": _text(i, " (revised)") for i in range(0, DOCUMENT_COUNT, 100)}))
-    assert a.remote("build")["action"] == "delta"
+    # A's own sessions may have built the delta already: with index_policy auto, B's bundle
+    # lacking A's new writes makes A build them itself.
+    assert a.remote("build")["action"] in ("delta", "unchanged")
     before = b.embedded
     b.meshdex("--node", b.node_address, "sync")
     second = wait_for(lambda: _sync_decision(b, 2), timeout_s=120, what="a's delta on b")
