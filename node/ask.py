@@ -11,7 +11,6 @@ mapped once, in ``ChatClient._open``, to ``LLMUnavailable`` / ``LLMTimeout``.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import logging
 import re
@@ -24,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from meshdex.index.errors import InvalidArgument, NotFound
+from meshdex.node.config import is_loopback_host
 from meshdex.node.errors import LLMEmptyAnswer, LLMTimeout, LLMUnavailable
 from meshdex.node.records import PassageHit, SearchResults
 
@@ -53,7 +53,7 @@ def chat_endpoint(url: str, *, allow_remote: bool) -> str:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InvalidArgument(f"llm_url must be an http:// or https:// URL, got {url!r}")
-    if not allow_remote and not _is_loopback_host(parsed.hostname):
+    if not allow_remote and not is_loopback_host(parsed.hostname):
         raise InvalidArgument(
             f"refusing to send passages to the non-local LLM at {parsed.hostname}",
             hint="the prompt contains your documents; pass --allow-remote-llm or set "
@@ -65,15 +65,6 @@ def chat_endpoint(url: str, *, allow_remote: bool) -> str:
     if base.endswith("/v1"):
         return base + CHAT_PATH[len("/v1"):]
     return base + CHAT_PATH
-
-
-def _is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, kw_only=True)

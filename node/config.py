@@ -156,7 +156,11 @@ def is_loopback_address(listen: str) -> bool:
     """True for unix sockets and loopback hosts (127.0.0.0/8, ::1, localhost)."""
     if listen.startswith("unix:"):
         return True
-    host, _ = split_host_port(listen)
+    return is_loopback_host(split_host_port(listen)[0])
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:

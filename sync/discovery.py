@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import ifaddr
-from meshdex.node.config import split_host_port
+from meshdex.node.config import is_loopback_host, split_host_port
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.errors import SyncError
 from meshdex.sync.identity import DeviceIdentity
@@ -68,21 +68,12 @@ def _family(address: str) -> int:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def lan_addresses(listen: str) -> tuple[str, ...]:
     """The IP addresses a sync listener on ``listen`` is reachable at from the LAN: its host,
     or for a wildcard every non-loopback IPv4 address of this machine; () for loopback."""
     host, _port = split_host_port(listen)
     if host not in WILDCARD_HOSTS:
-        return () if _is_loopback(host) else (host,)
+        return () if is_loopback_host(host) else (host,)
     found = [ip.ip for adapter in ifaddr.get_adapters() for ip in adapter.ips
              if isinstance(ip.ip, str) and not ipaddress.ip_address(ip.ip).is_loopback]
     return tuple(sorted(set(found)))
