@@ -8,6 +8,7 @@ fixed free ports, for tests that need separate processes (kill -9, the CLI end t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -197,3 +198,9 @@ class ServeProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(30)
+
+
+def write_jsonl(path: Path, docs: dict[str, str]) -> str:
+    """Write ``docs`` (id -> text) as a JSONL file for ``meshdex add --jsonl``; its path."""
+    path.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in docs.items()))
+    return str(path)

@@ -24,7 +24,7 @@ from meshdex.index.errors import NotFound
 from meshdex.node.indexing import BUNDLE_SUFFIX
 from meshdex.node.paths import INDEX_DIR_NAME
 from netns import Lan, netns_available
-from sync_support import wait_for
+from sync_support import wait_for, write_jsonl
 from test_sync_netns import HostProcess
 
 pytestmark = [pytest.mark.netns, pytest.mark.model,
@@ -95,11 +95,6 @@ def lan(tmp_path: Path):
     network.close()
 
 
-def _jsonl(path: Path, docs: dict[str, str]) -> str:
-    path.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in docs.items()))
-    return str(path)
-
-
 def _pair(inviter: CountingHost, joiner: CountingHost) -> None:
     token = inviter.meshdex("invite").stdout.strip()
     assert "paired with" in joiner.meshdex("join", token).stdout
@@ -114,7 +109,7 @@ def test_fetch_installs_without_embedding_deltas_move_few_blocks_other_fingerpri
         lan, tmp_path) -> None:
     _, hosts = lan
     a, b, c = hosts["a"], hosts["b"], hosts["c"]
-    a.meshdex("add", "--jsonl", _jsonl(tmp_path / "a.jsonl", {
+    a.meshdex("add", "--jsonl", write_jsonl(tmp_path / "a.jsonl", {
         f"n{i:05d}": _text(i) for i in range(DOCUMENT_COUNT)}))
     a.meshdex("build")
     c.meshdex("init", "--precision", "fp32")
@@ -130,7 +125,7 @@ def test_fetch_installs_without_embedding_deltas_move_few_blocks_other_fingerpri
     for query in QUERIES:
         assert b.hits(query) == a.hits(query)
 
-    a.meshdex("--node", a.node_address, "add", "--jsonl", _jsonl(tmp_path / "change.jsonl", {
+    a.meshdex("--node", a.node_address, "add", "--jsonl", write_jsonl(tmp_path / "change.jsonl", {
         f"n{i:05d}": _text(i, " (revised)") for i in range(0, DOCUMENT_COUNT, 100)}))
     # A's own sessions may have built the delta already: with index_policy auto, B's bundle
     # lacking A's new writes makes A build them itself.

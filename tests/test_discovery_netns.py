@@ -15,7 +15,7 @@ import pytest
 from meshdex.sync.trust import TrustStore
 
 from tests.netns import Lan, netns_available
-from tests.sync_support import store_digest, wait_for
+from tests.sync_support import store_digest, wait_for, write_jsonl
 from tests.test_sync_netns import HostProcess
 
 pytestmark = [pytest.mark.netns,
@@ -51,11 +51,6 @@ def _close(network: Lan, hosts: dict[str, HostProcess]) -> None:
     for host in hosts.values():
         host.stop(signal.SIGKILL)
     network.close()
-
-
-def _jsonl(path: Path, docs: dict[str, str]) -> str:
-    path.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in docs.items()))
-    return str(path)
 
 
 def _pair(inviter: HostProcess, joiner: HostProcess) -> str:
@@ -94,7 +89,7 @@ def test_b_finds_a_after_a_moves_to_a_new_address(ab, tmp_path):
     wait_for(lambda: _first_address(b, a_id) == f"10.231.0.77:{SYNC_PORT}", timeout_s=60,
              what="b recording a's new address from its mDNS announcement")
     a.meshdex("--node", a.node_address, "add", "-c", "notes", "--jsonl",
-              _jsonl(tmp_path / "moved.jsonl", {"after-move": "written after the move"}))
+              write_jsonl(tmp_path / "moved.jsonl", {"after-move": "written after the move"}))
     synced = b.meshdex("--node", b.node_address, "sync", "--peer", a_id, "--json")
     [report] = json.loads(synced.stdout)
     assert report["error"] is None
@@ -105,9 +100,9 @@ def test_a_forged_announcement_of_a_gets_d_neither_trust_nor_data(abd, tmp_path)
     network, hosts = abd
     a, b, d = hosts["a"], hosts["b"], hosts["d"]
     b.meshdex("add", "-c", "notes", "--jsonl",
-              _jsonl(tmp_path / "b.jsonl", {"b-private": "only for paired devices"}))
+              write_jsonl(tmp_path / "b.jsonl", {"b-private": "only for paired devices"}))
     d.meshdex("add", "-c", "notes", "--jsonl",
-              _jsonl(tmp_path / "d.jsonl", {"d-planted": "should never reach b"}))
+              write_jsonl(tmp_path / "d.jsonl", {"d-planted": "should never reach b"}))
     for host in (a, b, d):
         host.start()
     a_id = _pair(b, a)

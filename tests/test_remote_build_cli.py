@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.counting_meshdex import LOG_ENV, embedded_passages
-from tests.sync_support import ServeProcess
+from tests.sync_support import ServeProcess, write_jsonl
 
 COUNTING = (sys.executable, str(Path(__file__).with_name("counting_meshdex.py")))
 LAPTOP_DOCS = {"boats.md": "A sailing boat needs wind; a rowing boat needs oars.",
@@ -44,17 +44,12 @@ class CountingServe(ServeProcess):
         return {**super().env, LOG_ENV: str(self.embed_log), "MESHDEX_INDEX_POLICY": "fetch"}
 
 
-def _jsonl(path: Path, docs: dict[str, str]) -> str:
-    path.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in docs.items()))
-    return str(path)
-
-
 @pytest.fixture
 def devices(tmp_path: Path):
     desktop = ServeProcess(tmp_path / "desktop")
     laptop = CountingServe(tmp_path / "laptop", launcher=COUNTING)
-    desktop.meshdex("add", "--jsonl", _jsonl(tmp_path / "d.jsonl", DESKTOP_DOCS))
-    laptop.meshdex("add", "--jsonl", _jsonl(tmp_path / "l.jsonl", LAPTOP_DOCS))
+    desktop.meshdex("add", "--jsonl", write_jsonl(tmp_path / "d.jsonl", DESKTOP_DOCS))
+    laptop.meshdex("add", "--jsonl", write_jsonl(tmp_path / "l.jsonl", LAPTOP_DOCS))
     desktop.start()
     yield laptop, desktop
     for process in (laptop, desktop):

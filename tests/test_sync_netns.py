@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from netns import Lan, netns_available
-from sync_support import ServeProcess, store_digest, wait_for
+from sync_support import ServeProcess, store_digest, wait_for, write_jsonl
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(not netns_available(),
@@ -64,11 +64,6 @@ def lan(tmp_path: Path):
     network.close()
 
 
-def _jsonl(path: Path, docs: dict[str, str]) -> str:
-    path.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in docs.items()))
-    return str(path)
-
-
 def _top_hit(host: HostProcess, query: str) -> str | None:
     result = host.meshdex("--node", host.node_address, "search", query, "--json", check=False)
     if result.returncode != 0:
@@ -86,7 +81,7 @@ def _converged(hosts: dict[str, HostProcess]) -> bool:
 def test_three_hosts_replicate_delete_and_converge_after_a_partition(lan, tmp_path) -> None:
     network, hosts = lan
     a, b, c = hosts["a"], hosts["b"], hosts["c"]
-    a.meshdex("add", "--jsonl", _jsonl(tmp_path / "a.jsonl", {
+    a.meshdex("add", "--jsonl", write_jsonl(tmp_path / "a.jsonl", {
         "boats.md": "A sailing boat needs wind; a rowing boat needs oars.",
         "fruit.md": "Apples and pears grow on trees in the orchard.",
         "shared.md": "The meeting is on Monday."}))
@@ -104,9 +99,9 @@ def test_three_hosts_replicate_delete_and_converge_after_a_partition(lan, tmp_pa
                          for h in hosts.values()), timeout_s=60, what="b's delete everywhere")
 
     network.partition("c")
-    a.meshdex("--node", a.node_address, "add", "--jsonl", _jsonl(tmp_path / "a2.jsonl", {
+    a.meshdex("--node", a.node_address, "add", "--jsonl", write_jsonl(tmp_path / "a2.jsonl", {
         "shared.md": "The meeting moved to Tuesday (A).", "only-a.md": "Written on A."}))
-    c.meshdex("--node", c.node_address, "add", "--jsonl", _jsonl(tmp_path / "c2.jsonl", {
+    c.meshdex("--node", c.node_address, "add", "--jsonl", write_jsonl(tmp_path / "c2.jsonl", {
         "shared.md": "The meeting moved to Wednesday (C).", "only-c.md": "Written on C."}))
     c.meshdex("--node", c.node_address, "rm", "boats.md")
     wait_for(lambda: "only-a.md" in store_digest(b.data_dir, "default")["live"],
