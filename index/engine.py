@@ -492,6 +492,36 @@ class Index:
                 removed += 1
         return removed
 
+    def without_tombstones(self) -> Index:
+        """This index with its tombstoned nodes dropped for good, nothing re-embedded.
+
+        Only an index without a graph: its nodes are independent rows of codes, so dropping
+        some renumbers the rest and leaves every search result as it was. A graph routes
+        through tombstoned nodes, so dropping them needs a rebuild (``FailedPrecondition``).
+        """
+        if self.has_graph:
+            raise FailedPrecondition("tombstoned nodes of a graph index are only dropped "
+                                     "by a rebuild", hint="meshdex build --rebuild")
+        live = ~self._tombstoned
+        new_node = np.cumsum(live) - 1
+        cache_kept = live[self._cache.node_ids]
+        cache = HotCache(fingerprint_digest=self._cache.fingerprint_digest,
+                         node_ids=new_node[self._cache.node_ids[cache_kept]].astype(np.uint32),
+                         vectors=self._cache.vectors[cache_kept])
+        return Index(
+            fingerprint=self.fingerprint,
+            params=self.params,
+            labels=self._labels[live],
+            codes=self._codes[live],
+            quantizer=self._quantizer,
+            entry_points=np.zeros(0, dtype=np.uint32),
+            graph_loader=None,
+            tombstoned=np.zeros(int(live.sum()), dtype=bool),
+            cache=cache,
+            full_embeddings=self._full[live] if self._full is not None else None,
+            rerank_bound=self._rerank_bound,
+        )
+
     def __len__(self) -> int:
         return int(self.node_count - np.count_nonzero(self._tombstoned))
 

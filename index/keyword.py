@@ -28,6 +28,7 @@ sees a half-written index.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -130,6 +131,20 @@ def _document(text: str, label: int) -> tantivy.Document:
     document.add_text(DEFINES_FIELD, " ".join(defined_names(text)))
     document.add_unsigned(LABEL_FIELD, int(label))
     return document
+
+
+def deleted_documents(path: Path) -> tuple[int, int]:
+    """(documents, of which deleted) in the index at ``path``, from tantivy's ``meta.json``:
+    a deleted document keeps its postings until its segment is merged. (0, 0) if unreadable."""
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        segments = meta["segments"]
+        total = sum(int(segment["max_doc"]) for segment in segments)
+        deleted = sum(int((segment.get("deletes") or {}).get("num_deleted_docs", 0))
+                      for segment in segments)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 0, 0
+    return total, deleted
 
 
 class KeywordIndex:

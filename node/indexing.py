@@ -126,6 +126,17 @@ class PinReport:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IndexCompaction:
+    """What ``drop_deleted`` did to a collection's indexes: passages dropped, and the bytes
+    of its bundle and keyword indexes before and after."""
+
+    collection: str
+    dropped_passages: int
+    before_bytes: int
+    after_bytes: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class IndexStats:
     """Sizes of a collection's bundle against the raw text it indexes."""
 
@@ -236,6 +247,52 @@ class IndexManager:
         with self.exclusive(collection):
             return self._build(collection, params=params, rebuild=rebuild, progress=progress)
 
+    def drop_deleted(self, collection: str) -> IndexCompaction:
+        """Drop the passages of deleted documents from the collection's bundle and keyword
+        index for good, embedding nothing: what ``meshdex compact`` does for the indexes.
+
+        A flat index loses the rows; a graph index only tombstones them (its graph routes
+        through them until the next rebuild). Passages added since the last build stay
+        unindexed, so the bundle keeps the store state it was built from.
+        """
+        with self.exclusive(collection):
+            before = self.bytes_on_disk(collection)
+            current = self._load(collection, required=False)
+            if current is None:
+                return IndexCompaction(collection=collection, dropped_passages=0,
+                                       before_bytes=before, after_bytes=before)
+            passages, state = self.store.passage_snapshot(collection)
+            wanted = dict(passages)
+            live = {passage_label(key) for key in wanted}
+            index = _open_private(self.bundle_path(collection))
+            indexed = set(index.labels(live_only=True).tolist())
+            removed = sorted(indexed - live)
+            index.remove(np.array(removed, dtype=np.uint64))
+            dead = index.node_count - len(index)
+            if not dead or (index.has_graph and not removed):
+                return IndexCompaction(collection=collection, dropped_passages=0,
+                                       before_bytes=before, after_bytes=before)
+            if not index.has_graph:
+                index = index.without_tombstones()
+            up_to_date = live <= indexed
+            manifest = self._write(collection, index, current.manifest,
+                                   store_state_from(state) if up_to_date
+                                   else current.manifest.store_state)
+            indexed_texts = {key: text for key, text in wanted.items()
+                             if passage_label(key) in indexed}
+            self._update_keywords(collection, manifest, current.manifest.bundle_id, added=(),
+                                  removed=removed, wanted=indexed_texts)
+            logger.info("dropped %d deleted passages from the index of %r", dead, collection)
+            return IndexCompaction(collection=collection, dropped_passages=dead,
+                                   before_bytes=before,
+                                   after_bytes=self.bytes_on_disk(collection))
+
+    def bytes_on_disk(self, collection: str) -> int:
+        """Bytes of the collection's bundle and keyword indexes (0 where there are none)."""
+        bundle = self.bundle_path(collection)
+        size = bundle.stat().st_size if bundle.exists() else 0
+        return size + self.keywords.bytes_on_disk(collection)
+
     def _build(
         self,
         collection: str,
@@ -269,9 +326,10 @@ class IndexManager:
                                     "the bundle already indexes every live passage",
                                     len(wanted), 0, 0, started)
             dead_after = index.node_count - len(index) + len(removed)
-            if dead_after > REBUILD_TOMBSTONE_FRACTION * (index.node_count + len(added)):
+            too_dead = dead_after > REBUILD_TOMBSTONE_FRACTION * (index.node_count + len(added))
+            if too_dead and index.has_graph:
                 reason = (f"{dead_after} deleted passages would exceed "
-                          f"{REBUILD_TOMBSTONE_FRACTION:.0%} of the index: compacting")
+                          f"{REBUILD_TOMBSTONE_FRACTION:.0%} of the graph: compacting")
             elif (not index.has_graph
                   and len(index) + len(added) - len(removed) >= index.params.graph_min_nodes):
                 reason = (f"the collection grew past graph_min_nodes="
@@ -282,6 +340,8 @@ class IndexManager:
         if reason is None:
             if removed:
                 index.remove(np.array(removed, dtype=np.uint64))
+            if too_dead:  # a flat index: its deleted rows go without re-embedding the rest
+                index = index.without_tombstones()
             if added:
                 texts = [wanted[labels_now[label]] for label in added]
                 if progress is not None:
@@ -289,13 +349,16 @@ class IndexManager:
                 index.add(texts, np.array(added, dtype=np.uint64), embedder=embedder)
                 if progress is not None:
                     progress("embedding", len(texts), len(texts))
-            manifest = self._write(collection, index, current.manifest, state)
+            manifest = self._write(collection, index, current.manifest,
+                                   store_state_from(state))
             self._update_keywords(collection, manifest, current.manifest.bundle_id,
                                   added=[(wanted[labels_now[label]], label) for label in added],
                                   removed=removed, wanted=wanted)
+            dropped = f"; dropped {dead_after} deleted passages for good" if too_dead else ""
             return self._report(collection, manifest, "delta",
                                 f"added {len(added)} and removed {len(removed)} passages "
-                                "in place", len(wanted), len(added), len(removed), started)
+                                f"in place{dropped}", len(wanted), len(added), len(removed),
+                                started)
         keys = sorted(wanted)
         if not keys:
             raise InvalidArgument(f"collection {collection!r} has no passages to index",
@@ -307,7 +370,8 @@ class IndexManager:
             params=params or (current.index.params if current else BuildParams()),
             progress=(lambda done, total: progress("embedding", done, total)) if progress else None,
         )
-        manifest = self._write(collection, index, current.manifest if current else None, state)
+        manifest = self._write(collection, index, current.manifest if current else None,
+                               store_state_from(state))
         self._update_keywords(collection, manifest, None, added=(), removed=(), wanted=wanted)
         return self._report(collection, manifest, "built", reason, len(keys), len(keys), 0,
                             started)
@@ -352,10 +416,10 @@ class IndexManager:
 
     def _write(
         self, collection: str, index: Index, parent: BundleManifest | None,
-        state: CollectionState,
+        store_state: StoreState,
     ) -> BundleManifest:
-        """Write the next generation of ``collection``'s bundle, recording ``state`` (what the
-        build read) as the store state it holds."""
+        """Write the next generation of ``collection``'s bundle, recording ``store_state`` (of
+        what the build read) as the store state it holds."""
         manifest = BundleManifest(
             bundle_id=str(uuid.uuid4()),
             collection=collection,
@@ -364,7 +428,7 @@ class IndexManager:
             device_id=self.store.device_id,
             created_at=HlcStamp(physical_ms=int(time.time() * 1000), logical=0,
                                 device_id=self.store.device_id),
-            store_state=store_state_from(state),
+            store_state=store_state,
             build_params=index.params.to_dict(),
             collection_config=collection_config(self.store.get_collection(collection)),
             fingerprint=index.fingerprint,

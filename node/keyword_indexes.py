@@ -22,13 +22,19 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from meshdex.index.keyword import KEYWORD_FORMAT_VERSION, KeywordIndex, KeywordIndexFailed
+from meshdex.index.keyword import (
+    KEYWORD_FORMAT_VERSION,
+    KeywordIndex,
+    KeywordIndexFailed,
+    deleted_documents,
+)
 from meshdex.node.paths import make_tree_private
 
 logger = logging.getLogger(__name__)
 
 KEYWORD_DIR_NAME = f"keyword-v{KEYWORD_FORMAT_VERSION}"
 _OLDER_FORMAT_DIR = re.compile(r"keyword(?:-v\d+)?")
+REBUILD_DELETED_FRACTION = 0.25  # as the bundle's REBUILD_TOMBSTONE_FRACTION
 
 TextsOf = Callable[[], tuple[Sequence[str], Sequence[int]]]  # (texts, labels) to index
 
@@ -58,8 +64,9 @@ class KeywordIndexes:
         keyword index when there is one, else ``everything`` indexed afresh."""
         path = self._path(collection, bundle_id)
         parent = self._path(collection, parent_bundle_id) if parent_bundle_id else None
+        removed = list(removed)
         with self._lock:
-            if parent is not None and parent.is_dir():
+            if parent is not None and parent.is_dir() and not _too_many_deleted(parent, removed):
                 index = KeywordIndex.open(parent).updated(path, added=added, removed=removed)
             else:
                 texts, labels = everything()
@@ -99,6 +106,13 @@ class KeywordIndexes:
             logger.warning("keyword index kept in memory: cannot write %s: %s", path, error)
             return KeywordIndex.build(None, texts, labels)
 
+    def bytes_on_disk(self, collection: str) -> int:
+        """Bytes of the collection's keyword index files (0 if it has none)."""
+        folder = self.root / collection
+        if not folder.is_dir():
+            return 0
+        return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
     def forget(self, collection: str) -> None:
         """Drop the collection's keyword indexes from memory and disk."""
         with self._lock:
@@ -117,3 +131,11 @@ class KeywordIndexes:
         for older in self.root.parent.iterdir():
             if older != self.root and _OLDER_FORMAT_DIR.fullmatch(older.name):
                 shutil.rmtree(older, ignore_errors=True)
+
+
+def _too_many_deleted(parent: Path, removed: list[int]) -> bool:
+    """Whether the parent's deleted documents and ``removed`` pass ``REBUILD_DELETED_FRACTION``
+    of its documents: tantivy only marks a deleted document and keeps its postings until a
+    merge, which a big segment rarely takes part in, so the index is written afresh."""
+    total, deleted = deleted_documents(parent)
+    return total > 0 and deleted + len(removed) > REBUILD_DELETED_FRACTION * total

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from meshdex.index.params import BuildParams, SearchParams
 from meshdex.node.indexing import (
     BuildProgress,
     BuildReport,
+    IndexCompaction,
     IndexManager,
     IndexStats,
     PinReport,
@@ -35,7 +37,7 @@ from meshdex.node.records import (
     SearchResults,
     UpsertReport,
 )
-from meshdex.node.store import CompactionReport, Store
+from meshdex.node.store import Store
 from meshdex.node.validation import check_collection_name, check_document, check_document_id
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,16 @@ BATCH_TEXT_BYTES = 8 * 1024 * 1024
 STATUS_DECISIONS = 10  # newest index decisions shown by status
 
 ProgressCallback = Callable[[int], None]  # called with how many more inputs were handled
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataCompaction:
+    """What ``Node.compact`` did: the store's data file before and after, and per collection
+    the passages its indexes dropped."""
+
+    before_bytes: int
+    after_bytes: int
+    indexes: list[IndexCompaction]
 
 
 class Node:
@@ -239,9 +251,15 @@ class Node:
 
     # --------------------------------------------------------------------------- status
 
-    def compact(self) -> CompactionReport:
-        """Give the store's free pages back to the file system (``Store.compact``)."""
-        return self.store.compact()
+    def compact(self) -> DataCompaction:
+        """Give deleted documents' disk back: their passages leave every collection's indexes
+        (nothing is re-embedded, ``IndexManager.drop_deleted``), then the store is rewritten
+        without its free pages (``Store.compact``)."""
+        indexes = [self.indexes.drop_deleted(info.name)
+                   for info in self.store.list_collections()]
+        store = self.store.compact()
+        return DataCompaction(before_bytes=store.before_bytes, after_bytes=store.after_bytes,
+                              indexes=indexes)
 
     def status(self) -> NodeStatus:
         """Device id, change-log position, store size, every collection's counts and

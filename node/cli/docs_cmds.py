@@ -373,7 +373,7 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"data dir:    {status.data_dir}")
     click.echo(f"device id:   {status.device_id}")
     click.echo(f"changes:     {status.last_seq}")
-    click.echo(f"store size:  {status.store_bytes / 1024 / 1024:.1f} MiB")
+    click.echo(f"store size:  {_mib(status.store_bytes)}")
     click.echo(f"collections: {len(status.collections)}")
     for info in status.collections:
         click.echo(
@@ -405,11 +405,14 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def compact_command(ctx: click.Context, as_json: bool) -> None:
-    """Rewrite the store without its free pages, so deleted documents give their disk back.
+    """Give deleted documents' disk back: from the indexes, then the store.
 
-    Works on this device's data directory (not with --node). Searches and readers keep
-    working meanwhile; writes wait. meshdex also compacts by itself once free pages are more
-    than half the file and at least 32 MiB.
+    Each collection's index drops the passages of deleted documents for good, with nothing
+    re-embedded (an index with a graph only marks them, until its next rebuild), its keyword
+    index is rewritten without them, and the store is rewritten without its free pages. Works
+    on this device's data directory (not with --node). Searches and readers keep working
+    meanwhile; writes wait. meshdex also compacts the store by itself at the end of a write
+    once its free pages pass 1 MiB and a tenth of the file.
 
     \b
     Example:
@@ -426,10 +429,17 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _print_json(asdict(report))
         return
-    click.echo(
-        f"compacted the store: {report.before_bytes / 1024 / 1024:.1f} MiB -> "
-        f"{report.after_bytes / 1024 / 1024:.1f} MiB"
-    )
+    for index in report.indexes:
+        if index.dropped_passages:
+            click.echo(f"collection {index.collection}: dropped {index.dropped_passages} "
+                       f"deleted passages from its indexes: {_mib(index.before_bytes)} -> "
+                       f"{_mib(index.after_bytes)}")
+    click.echo(f"compacted the store: {_mib(report.before_bytes)} -> "
+               f"{_mib(report.after_bytes)}")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MiB"
 
 
 COMMANDS: list[Callable[..., Any]] = [
