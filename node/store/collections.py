@@ -118,10 +118,20 @@ class Collections:
 
     def __init__(self, dbs: Databases) -> None:
         self._dbs = dbs
+        # name -> (stored bytes, record): a search reads its collection's record dozens of
+        # times, and decoding it (JSON, validated specs) costs more than comparing the bytes
+        self._decoded: dict[str, tuple[bytes, CollectionRecord]] = {}
 
     def find(self, txn: lmdb.Transaction, name: str) -> CollectionRecord | None:
         raw = txn.get(name.encode(), db=self._dbs.collections)
-        return CollectionRecord.decode(name, raw) if raw is not None else None
+        if raw is None:
+            return None
+        cached = self._decoded.get(name)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        record = CollectionRecord.decode(name, raw)
+        self._decoded[name] = (raw, record)
+        return record
 
     def get(self, txn: lmdb.Transaction, name: str) -> CollectionRecord:
         """The collection; ``CollectionNotFound`` if there is none by that name."""
