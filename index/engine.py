@@ -409,7 +409,13 @@ class Index:
     def add(self, texts: Sequence[str], labels: np.ndarray, *, embedder: Embedder) -> None:
         """Insert passages without a rebuild: embed them, find neighbours with the engine's own
         candidate search (codes, exact where cached), link them with the pruned degree ``m``
-        and add back edges (up to ``M``; a full list swaps out its least similar edge)."""
+        and add back edges (up to ``M``; a full list swaps out its least similar edge).
+
+        Drops the re-rank bound: it was measured on the codes of the vectors that trained the
+        codebook, and the codes of passages it never saw can undershoot their exact scores by
+        far more, so the bound would stop re-ranking before an inserted passage, even an exact
+        match of the query, is scored. Re-ranking reaches the ceiling until the next rebuild
+        calibrates afresh."""
         self._check_fingerprint(embedder)
         labels = _check_labels(labels, len(texts))
         live = self._live_labels()
@@ -435,6 +441,7 @@ class Index:
             for offset, vector in enumerate(vectors):
                 self._link_new_node(first_new + offset, vector)
         self._node_of_label = None
+        self._rerank_bound = None
 
     def _link_new_node(self, node: int, vector: np.ndarray) -> None:
         params = self.params

@@ -209,3 +209,44 @@ def test_recall_target_given_twice_over_grpc_is_refused():
 def test_a_recall_target_out_of_range_is_refused(value):
     with pytest.raises(InvalidArgument, match="recall_target"):
         SearchParams(recall_target=value)
+
+
+class _HeldVectors:
+    """A vector cache that holds the exact embeddings of chosen passages and learns nothing
+    (what the learned cache holds after earlier searches)."""
+
+    def __init__(self, vectors: dict[int, np.ndarray]) -> None:
+        self.vectors = vectors
+
+    def lookup(self, labels: np.ndarray, fingerprint_digest: str) -> tuple[np.ndarray, np.ndarray]:
+        hit = np.array([int(label) in self.vectors for label in labels], dtype=bool)
+        held = [self.vectors[int(label)] for label in labels[hit]]
+        return hit, np.array(held, dtype=np.float32).reshape(len(held), -1)
+
+    def remember(self, labels: np.ndarray, vectors: np.ndarray, fingerprint_digest: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize("built_passages", [2, 12, 40])
+def test_passages_inserted_after_the_build_are_found_though_a_cached_one_scores_first(
+        built_passages):
+    """The bound is measured on the codes of the vectors that trained the codebook; a passage
+    inserted later is coded by centroids it never shaped. Searched by its own text, with the
+    similar older passage it extends cached (scored for free first), it must be the top hit."""
+    rng = np.random.default_rng(11)
+    texts = [" ".join(rng.choice(WORDS, 12)) for _ in range(built_passages)]
+    labels = np.arange(built_passages, dtype=np.uint64) + np.uint64(1 << 33)
+    embedder = HashingEmbedder()
+    index = Index.build(texts, labels, embedder=embedder, params=SMALL)
+    by_label = dict(zip(labels.tolist(), texts, strict=True))
+    found = []
+    for n in range(8):
+        older = int(labels[n % built_passages])
+        new_text, new_label = by_label[older] + f" and more{n}", np.uint64(n + 1)
+        index.add([new_text], np.array([new_label]), embedder=embedder)
+        by_label[int(new_label)] = new_text
+        cached = _HeldVectors({older: embedder.embed_documents([by_label[older]])[0]})
+        result = index.search(new_text, 1, embedder=embedder, texts=_fetch(by_label),
+                              vector_caches=[cached])
+        found.append([hit.label for hit in result.hits] == [int(new_label)])
+    assert all(found), found

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from meshdex.index.errors import NotFound
+from meshdex.index.errors import FailedPrecondition, NotFound
+from meshdex.node.client import MeshdexClient
+from meshdex.node.records import DocumentInput
 from meshdex.node.store import Store
 from meshdex.sync.trust import TrustStore
 from sync_support import ServeProcess, store_digest, wait_for
@@ -79,6 +81,35 @@ def test_add_on_one_device_is_searchable_on_the_other_and_deletes_follow(two, tm
     peers = json.loads(a.meshdex("peers", "--json").stdout)
     assert [p["device_id"] for p in peers] == [b.meshdex("id").stdout.strip()]
     assert peers[0]["last_contact"] is not None and peers[0]["last_error"] is None
+
+
+def _top_hit(client: MeshdexClient, query: str) -> str | None:
+    try:
+        hits = client.search("default", query, top_k=1).hits
+    except FailedPrecondition:  # no index on this device yet
+        return None
+    return hits[0].document_id if hits else None
+
+
+@pytest.mark.model
+def test_each_note_added_on_one_device_becomes_the_top_hit_on_the_other(two, tmp_path):
+    """What bench_sync times, as a user sees it: B's first index holds only a couple of notes,
+    and every later note reaches it by a delta build. Each must become B's single best hit for
+    its own text, though B has already answered (and cached) a search for the note before."""
+    a, b = two
+    a.meshdex("add", "--jsonl", str(_jsonl(tmp_path / "seed.jsonl", {
+        "seed": "A first note so the collection exists on both devices."})))
+    a.start()
+    b.start()
+    _pair(a, b)
+    notes = {f"note-{i}": f"Field note {i}: {words} seen at dawn." for i, words in enumerate(
+        ["amber basalt cobalt", "harbor iris juniper", "obsidian prairie quartz",
+         "valley willow xenon"])}
+    with MeshdexClient(a.node_address) as on_a, MeshdexClient(b.node_address) as on_b:
+        for doc_id, text in notes.items():
+            on_a.upsert_documents("default", [DocumentInput(id=doc_id, text=text)])
+            wait_for(lambda d=doc_id, t=text: _top_hit(on_b, t) == d, timeout_s=120,
+                     what=f"{doc_id} to be b's top hit for its text")
 
 
 def test_kill_9_mid_session_resumes_without_loss_or_duplicates(two, tmp_path):
