@@ -8,7 +8,8 @@ give), in one run:
 - bytes on disk by part: the store's LMDB pages per sub-database (and free pages), the index
   bundle, and everything under the data directory as ``du`` counts it, against the raw UTF-8
   text of the documents, after add + build; then after deleting every second document and
-  ``compact`` (format 1 has no compaction), and after the next build;
+  ``meshdex compact`` (store and indexes; format 1 has no compaction), and after the next
+  build;
 - LEANN's layout beside it: the passages as LEANN's ``passages.jsonl`` lines
   (``{"id", "text", "metadata"}``) plus the same index (LEANN's offset file not counted);
 - ingest throughput (documents/s into the store, no embedding), both formats on the same
@@ -51,6 +52,7 @@ import zstandard
 from meshdex.index.chunking import ChunkingParams, chunk_text, passage_label
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.node.indexing import HitResolver, IndexManager
+from meshdex.node.keyword_indexes import KEYWORD_DIR_NAME
 from meshdex.node.paths import INDEX_DIR_NAME, STORE_DIR_NAME
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import BATCH_DOCUMENTS
@@ -134,14 +136,15 @@ def lmdb_parts(store_dir: Path) -> dict[str, int]:
 def ingest(open_store: Callable[[Path], Any], data_dir: Path,
            docs: list[DocumentInput]) -> float:
     """Seconds to create the collection and upsert ``docs`` in the service's batch size, as
-    ``Node.upsert_documents`` does (format 2: with its compaction at the end, if due)."""
+    ``Node.upsert_documents`` does (format 3: with its compaction at the end, if due)."""
     started = time.perf_counter()
     with open_store(data_dir) as store:
         store.create_collection(COLLECTION, embedder=EmbedderSpec(), chunking=ChunkingParams())
+        bytes_before = store.store_bytes() if hasattr(store, "store_bytes") else 0
         for start in range(0, len(docs), BATCH_DOCUMENTS):
             store.upsert_documents(COLLECTION, docs[start : start + BATCH_DOCUMENTS])
         if hasattr(store, "compact_if_worthwhile"):
-            store.compact_if_worthwhile()
+            store.compact_if_worthwhile(bytes_before=bytes_before)
     return time.perf_counter() - started
 
 
@@ -155,9 +158,17 @@ def build(store: Any) -> int:
     return sum(path.stat().st_size for path in bundle.glob("*.leann"))
 
 
+def compact_indexes(store: Any) -> None:
+    """Drop the deleted documents' passages from the bundle and keyword index, as
+    ``meshdex compact`` does before rewriting the store (nothing is embedded)."""
+    manager = IndexManager(store, embedder_factory=lambda info: RandomVectorEmbedder())
+    manager.drop_deleted(COLLECTION)
+    manager.close()
+
+
 def keyword_index_bytes(data_dir: Path) -> int:
     """``du`` of the BM25 index a build writes beside the bundle (0 if there is none)."""
-    folder = data_dir / INDEX_DIR_NAME / "keyword"
+    folder = data_dir / INDEX_DIR_NAME / KEYWORD_DIR_NAME
     return du_bytes(folder) if folder.exists() else 0
 
 
@@ -360,18 +371,21 @@ def measure_format(version: int, docs: list[DocumentInput], work: Path) -> dict[
     kept = docs[1::2]
     with open_store(data_dir) as store:
         store.delete_documents(COLLECTION, [doc.id for doc in docs[::2]])
-        if version > 1:
-            store.compact()  # what `meshdex compact` runs
+        if version > 1:  # what `meshdex compact` runs (Node.compact)
+            compact_indexes(store)
+            store.compact()
     row["after_delete_half"] = {
         "raw_text_bytes": raw_bytes(kept),
         "du_bytes": du_bytes(data_dir),
         "keyword_index_du_bytes": keyword_index_bytes(data_dir),
+        "index_bytes_after_compact": sum(
+            path.stat().st_size for path in (data_dir / INDEX_DIR_NAME).glob("*.leann")),
         "compacted": version > 1,
         "store_parts_bytes": lmdb_parts(data_dir / STORE_DIR_NAME),
     }
     row["after_delete_half"]["du_ratio"] = round(
         row["after_delete_half"]["du_bytes"] / row["after_delete_half"]["raw_text_bytes"], 3)
-    if version > 1:  # the index still holds the deleted passages until the next build
+    if version > 1:  # the next build finds nothing left to drop
         with open_store(data_dir) as store:
             row["after_delete_half"]["index_bytes"] = build(store)
         row["after_delete_half"]["du_bytes_after_rebuild"] = du_bytes(data_dir)
@@ -414,8 +428,8 @@ def format_report(results: dict[str, Any]) -> str:
         line("LEANN layout: passages.jsonl + index", mb(v1["leann_jsonl_bytes"] +
              v1["index_bytes"]), mb(v3["leann_jsonl_bytes"] + v3["index_bytes"]))
         a1, a3 = v1["after_delete_half"], v3["after_delete_half"]
-        line(f"after deleting half (format {STORE_FORMAT_VERSION}: + compact), du / remaining "
-             "text", f"{a1['du_bytes'] / 1e6:.2f} MB ({a1['du_ratio']:.2f}x)",
+        line(f"after deleting half (format {STORE_FORMAT_VERSION}: + `meshdex compact`, which "
+             "also drops the deleted passages from the indexes), du / remaining text", f"{a1['du_bytes'] / 1e6:.2f} MB ({a1['du_ratio']:.2f}x)",
              f"{a3['du_bytes'] / 1e6:.2f} MB ({a3['du_ratio']:.2f}x)")
         line("... and after `meshdex build` (the index drops the deleted passages)", "",
              f"{a3['du_bytes_after_rebuild'] / 1e6:.2f} MB "
@@ -435,8 +449,8 @@ def format_report(results: dict[str, Any]) -> str:
                       f"{part} {size / 1e6:.2f} MB ({size / kept:.2f}x)"
                       for part, size in sorted(a3["store_parts_bytes"].items(),
                                                key=lambda item: -item[1]) if size > 4096)
-                  + f"; index bundle (built before the delete) {v3['index_bytes'] / 1e6:.2f} MB "
-                  f"({v3['index_bytes'] / kept:.2f}x), keyword index "
+                  + f"; index bundle {a3['index_bytes_after_compact'] / 1e6:.2f} MB "
+                  f"({a3['index_bytes_after_compact'] / kept:.2f}x), keyword index "
                   f"{a3['keyword_index_du_bytes'] / 1e6:.2f} MB "
                   f"({a3['keyword_index_du_bytes'] / kept:.2f}x); after the next build: index "
                   f"{a3['index_bytes'] / 1e6:.2f} MB, keyword index "

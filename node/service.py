@@ -145,7 +145,7 @@ class Node:
 
         Writes are committed in batches; when this returns, every item reported as added,
         updated or unchanged is durable, and the store has compacted itself if the batches
-        left enough free pages (``Store.compact_if_worthwhile``). With ``create_missing`` a
+        left enough free pages or grew it by half (``Store.compact_if_worthwhile``). With ``create_missing`` a
         missing collection is created with default settings (``report.created_collection``);
         otherwise ``CollectionNotFound``. Re-adding an unchanged document is a no-op.
         """
@@ -160,6 +160,7 @@ class Node:
         batch: list[tuple[int, DocumentInput]] = []
         batch_bytes = 0
         handled = 0
+        store_bytes_before = self.store.store_bytes()
 
         def flush() -> None:
             nonlocal batch, batch_bytes, handled
@@ -185,7 +186,7 @@ class Node:
             if len(batch) >= BATCH_DOCUMENTS or batch_bytes >= BATCH_TEXT_BYTES:
                 flush()
         flush()
-        self.store.compact_if_worthwhile()
+        self.store.compact_if_worthwhile(bytes_before=store_bytes_before)
         items.sort(key=lambda item: item.position)
         return UpsertReport(collection=collection, items=items, created_collection=created)
 

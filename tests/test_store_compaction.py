@@ -5,7 +5,9 @@ kill -9 at any point leaves a whole store; the store compacts itself past a thre
 from __future__ import annotations
 
 import json
+import random
 import signal
+import string
 import subprocess
 import sys
 import threading
@@ -149,6 +151,34 @@ def test_a_node_compacts_after_a_request_that_left_enough_free_pages(tmp_path: P
         node.store.auto_compact_min_free_bytes = 1 << 40
         node.delete_documents("c", [f"doc-{i:05d}" for i in range(2700, 2900)])
         assert node.store.free_bytes() > 0, "below the threshold nothing is compacted"
+
+
+def varied_texts(count: int, *, seed: int) -> list[DocumentInput]:
+    """Documents of seeded random words: they compress like prose, not like repeats."""
+    rng = random.Random(seed)
+    vocabulary = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9)))
+                  for _ in range(3000)]
+    return [DocumentInput(id=f"v{seed}-{i:05d}", text=" ".join(rng.choices(vocabulary, k=90)))
+            for i in range(count)]
+
+
+def test_an_add_that_grows_the_store_by_half_is_followed_by_a_dense_rewrite(
+        tmp_path: Path) -> None:
+    docs = varied_texts(5000, seed=1)
+    with Store.open(tmp_path / "batches") as store:  # the node's batches, no compaction
+        store.create_collection("c", embedder=EmbedderSpec(), chunking=ChunkingParams())
+        for start in range(0, len(docs), 256):
+            store.upsert_documents("c", docs[start : start + 256])
+        uncompacted = store.store_bytes()
+    with Node.open(tmp_path / "node") as node:
+        node.upsert_documents("c", docs, create_missing=True)
+        compacted = data_file(tmp_path / "node")
+        assert compacted.stat().st_size < 0.9 * uncompacted
+        assert node.store.free_bytes() == 0
+        inode = compacted.stat().st_ino
+        node.upsert_documents("c", varied_texts(300, seed=2))
+        assert compacted.stat().st_ino == inode, "a small add must not rewrite the store"
+        assert node.get_collection("c").document_count == 5300
 
 
 def test_a_read_only_store_does_not_compact(filled: Store, tmp_path: Path) -> None:
