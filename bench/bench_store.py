@@ -429,7 +429,8 @@ def format_report(results: dict[str, Any]) -> str:
              v1["index_bytes"]), mb(v3["leann_jsonl_bytes"] + v3["index_bytes"]))
         a1, a3 = v1["after_delete_half"], v3["after_delete_half"]
         line(f"after deleting half (format {STORE_FORMAT_VERSION}: + `meshdex compact`, which "
-             "also drops the deleted passages from the indexes), du / remaining text", f"{a1['du_bytes'] / 1e6:.2f} MB ({a1['du_ratio']:.2f}x)",
+             "also drops the deleted passages from the indexes), du / remaining text",
+             f"{a1['du_bytes'] / 1e6:.2f} MB ({a1['du_ratio']:.2f}x)",
              f"{a3['du_bytes'] / 1e6:.2f} MB ({a3['du_ratio']:.2f}x)")
         line("... and after `meshdex build` (the index drops the deleted passages)", "",
              f"{a3['du_bytes_after_rebuild'] / 1e6:.2f} MB "
