@@ -147,7 +147,8 @@ class Node:
         updated or unchanged is durable, and the store has compacted itself if the batches
         left enough free pages or grew it by half (``Store.compact_if_worthwhile``). With
         ``create_missing`` a missing collection is created with default settings
-        (``report.created_collection``); otherwise ``CollectionNotFound``. Re-adding an unchanged document is a no-op.
+        (``report.created_collection``); otherwise ``CollectionNotFound``. Re-adding an
+        unchanged document is a no-op.
         """
         check_collection_name(collection)
         created = False
