@@ -184,7 +184,7 @@ def read_path_ms(store: Any, keys: list[bytes]) -> tuple[float, float]:
         started, started_cpu = time.perf_counter(), time.process_time()
         resolver = HitResolver(store, COLLECTION, None)
         accepted = [label for label in labels if resolver.accept(label)]
-        store.passage_texts(COLLECTION, np.array(accepted, dtype=np.uint64))
+        resolver.texts(np.array(accepted, dtype=np.uint64))
         for label in accepted[:READ_HIT_DOCUMENTS]:
             resolver.hit(label, 1.0)
         wall.append((time.perf_counter() - started) * 1000)

@@ -532,7 +532,7 @@ class IndexManager:
             query,
             top_k,
             embedder=self.embedder_for(info),
-            texts=lambda labels: self.store.passage_texts(collection, labels),
+            texts=resolver.texts,
             # Always filter: passages deleted since the last build must not come back.
             accept=resolver.accept,
             params=params,
@@ -560,7 +560,7 @@ class IndexManager:
         else:
             semantic = opened.index.search(
                 query, top_k, embedder=self.embedder_for(info),
-                texts=lambda labels: self.store.passage_texts(collection, labels),
+                texts=resolver.texts,
                 accept=resolver.accept, params=params, deadline=deadline, vector_caches=caches)
             self.caches.after_search(collection)
             ranked = hybrid_ranking(query, [hit.label for hit in semantic.hits],
@@ -763,6 +763,13 @@ class HitResolver:
     def __init__(self, store: Store, collection: str, condition: Filter | None) -> None:
         self.store, self.collection, self.condition = store, collection, condition
         self._documents: dict[int, list[DocumentInfo]] = {}
+        self._texts: dict[int, str] = {}  # what this search read, so hits need no second read
+
+    def texts(self, labels: np.ndarray) -> list[str]:
+        """The passages' texts, in order (``Store.passage_texts``), remembered for ``hit``."""
+        texts = self.store.passage_texts(self.collection, labels)
+        self._texts.update(zip(np.asarray(labels).tolist(), texts, strict=True))
+        return texts
 
     def _documents_of(self, label: int) -> list[DocumentInfo]:
         if label not in self._documents:
@@ -783,6 +790,8 @@ class HitResolver:
         if not documents:
             return None
         document = documents[0]
-        text = self.store.passage_texts(self.collection, np.array([label], dtype=np.uint64))[0]
+        text = self._texts.get(label)
+        if text is None:
+            text = self.texts(np.array([label], dtype=np.uint64))[0]
         return PassageHit(document_id=document.id, source=document.source,
                           metadata=document.metadata, passage=text, score=score)
