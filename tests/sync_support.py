@@ -25,6 +25,7 @@ from typing import Any
 from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.node.config import NodeConfig
+from meshdex.node.errors import CollectionExists
 from meshdex.node.indexing import IndexManager
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
@@ -57,8 +58,10 @@ class SyncNode:
         return str(self.service.identity.device_id)
 
     def add(self, collection: str, docs: dict[str, str]) -> None:
-        if not self.node.store.has_collection(collection):
+        try:
             self.node.create_collection(collection, embedder=UNBUILT)
+        except CollectionExists:
+            pass  # made here before, or a paired peer's session just brought it
         self.node.upsert_documents(collection,
                                    [DocumentInput(id=k, text=v) for k, v in docs.items()])
 
