@@ -202,6 +202,7 @@ class BundleManifest:
                     score_errors=self.rerank_bound.score_errors,
                     score_slope=self.rerank_bound.score_slope,
                     sample_queries=self.rerank_bound.sample_queries,
+                    covered_nodes=self.rerank_bound.covered_nodes,
                 )
             )
         if self.cache is not None:
@@ -234,6 +235,7 @@ class BundleManifest:
                     score_errors=tuple(bound.score_errors),
                     score_slope=bound.score_slope,
                     sample_queries=bound.sample_queries,
+                    covered_nodes=bound.covered_nodes,
                 )
             except InvalidArgument as error:
                 raise BundleCorrupt(

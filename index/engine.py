@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -337,11 +337,15 @@ class Index:
             hit[unknown[found]] = True
         stats.cache_hits = int(hit.sum())
         missing = np.flatnonzero(~hit)
+        # Candidates the bound does not cover are scored first, whatever their code score.
+        uncovered = chosen[missing] >= self._covered_nodes()
+        missing = np.concatenate([missing[uncovered], missing[~uncovered]])
+        first_covered = int(uncovered.sum())
         scored = stats.cache_hits
         stats.rerank_stop = "ceiling"
         recomputed: list[np.ndarray] = []
         for start in range(0, len(missing), params.batch_size):
-            if scored >= k:
+            if scored >= k and start >= first_covered:
                 kth = np.partition(exact, count - k)[count - k]
                 if approx[missing[start]] <= self.code_score_floor(kth, params.recall_target):
                     stats.rerank_stop = "bound"
@@ -400,9 +404,13 @@ class Index:
         """Re-ranking stops at a candidate whose code score is at or below this, given the
         k-th best exact score so far (``RerankBound.code_score_floor``); minus infinity (never
         stop before the ceiling) without a calibrated bound or for a target of 1."""
-        if self._rerank_bound is None or recall_target >= 1.0:
+        if self._covered_nodes() == 0 or recall_target >= 1.0:
             return -math.inf
         return self._rerank_bound.code_score_floor(kth, recall_target)
+
+    def _covered_nodes(self) -> int:
+        """Nodes whose codes the bound was measured on (0 without a bound that says)."""
+        return self._rerank_bound.covered_nodes if self._rerank_bound is not None else 0
 
     # ------------------------------------------------------------ add/remove
 
@@ -411,11 +419,9 @@ class Index:
         candidate search (codes, exact where cached), link them with the pruned degree ``m``
         and add back edges (up to ``M``; a full list swaps out its least similar edge).
 
-        Drops the re-rank bound: it was measured on the codes of the vectors that trained the
-        codebook, and the codes of passages it never saw can undershoot their exact scores by
-        far more, so the bound would stop re-ranking before an inserted passage, even an exact
-        match of the query, is scored. Re-ranking reaches the ceiling until the next rebuild
-        calibrates afresh."""
+        The re-rank bound does not cover the new nodes (``RerankBound.covered_nodes``): codes of
+        passages the codebook never saw can undershoot their exact scores by far more, so a
+        search always scores the inserted passages among its candidates."""
         self._check_fingerprint(embedder)
         labels = _check_labels(labels, len(texts))
         live = self._live_labels()
@@ -441,7 +447,6 @@ class Index:
             for offset, vector in enumerate(vectors):
                 self._link_new_node(first_new + offset, vector)
         self._node_of_label = None
-        self._rerank_bound = None
 
     def _link_new_node(self, node: int, vector: np.ndarray) -> None:
         params = self.params
@@ -526,7 +531,9 @@ class Index:
             tombstoned=np.zeros(int(live.sum()), dtype=bool),
             cache=cache,
             full_embeddings=self._full[live] if self._full is not None else None,
-            rerank_bound=self._rerank_bound,
+            rerank_bound=self._rerank_bound and replace(
+                self._rerank_bound,
+                covered_nodes=int(live[: self._rerank_bound.covered_nodes].sum())),
         )
 
     def __len__(self) -> int:

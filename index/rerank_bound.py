@@ -16,7 +16,13 @@ that floor only when its ``n`` exceeds the ``recall_target`` quantile. Stand-in 
 real questions, so the default target was set by measuring recall on real queries
 (``bench/bench_search.py``).
 
-The bound travels in the bundle manifest (``BundleRerankBound`` in ``bundle.proto``).
+The bound covers the codes it was measured on: the ``covered_nodes`` nodes of the build. A
+passage a delta build inserts later gets a code from centroids it never shaped, which can
+undershoot its exact score by far more (a note added to a 2-passage collection was never
+scored even for its own text), so nodes from ``covered_nodes`` on are always scored exactly.
+
+The bound travels in the bundle manifest (``BundleRerankBound`` in ``bundle.proto``); one
+without ``covered_nodes`` (written before it was recorded) is not used.
 """
 
 from __future__ import annotations
@@ -46,8 +52,11 @@ class RerankBound:
     score_errors: tuple[float, ...]
     score_slope: float
     sample_queries: int
+    covered_nodes: int  # nodes [0, covered_nodes) had their codes measured; 0: unknown
 
     def __post_init__(self) -> None:
+        if self.covered_nodes < 0:
+            raise InvalidArgument("a re-rank bound cannot cover a negative number of nodes")
         if len(self.levels) != len(self.score_errors) or not self.levels:
             raise InvalidArgument("a re-rank bound needs one score error per level")
         numbers = (*self.levels, *self.score_errors, self.score_slope)
@@ -108,4 +117,5 @@ class RerankBound:
             score_errors=tuple(float(v) for v in np.maximum.accumulate(quantiles)),
             score_slope=slope,
             sample_queries=len(chosen),
+            covered_nodes=count,
         )

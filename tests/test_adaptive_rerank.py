@@ -177,7 +177,7 @@ def test_the_bound_travels_in_the_manifest_and_reopens_the_same_search(corpus, b
 ])
 def test_a_malformed_bound_in_a_manifest_is_corrupt(levels, errors):
     good = RerankBound(levels=(0.5, 0.9), score_errors=(0.1, 0.2), score_slope=0.1,
-                       sample_queries=8)
+                       sample_queries=8, covered_nodes=100)
     message = _manifest(good).to_proto()
     del message.rerank_bound.levels[:]
     del message.rerank_bound.score_errors[:]
@@ -230,9 +230,10 @@ class _HeldVectors:
 @pytest.mark.parametrize("built_passages", [2, 12, 40])
 def test_passages_inserted_after_the_build_are_found_though_a_cached_one_scores_first(
         built_passages):
-    """The bound is measured on the codes of the vectors that trained the codebook; a passage
-    inserted later is coded by centroids it never shaped. Searched by its own text, with the
-    similar older passage it extends cached (scored for free first), it must be the top hit."""
+    """The bound is measured on the codes of the build; a passage inserted later is coded by
+    centroids it never shaped, so the bound does not cover it. Searched by its own text, with
+    the similar older passage it extends cached (scored for free first), it must be the top
+    hit."""
     rng = np.random.default_rng(11)
     texts = [" ".join(rng.choice(WORDS, 12)) for _ in range(built_passages)]
     labels = np.arange(built_passages, dtype=np.uint64) + np.uint64(1 << 33)
@@ -250,3 +251,36 @@ def test_passages_inserted_after_the_build_are_found_though_a_cached_one_scores_
                               vector_caches=[cached])
         found.append([hit.label for hit in result.hits] == [int(new_label)])
     assert all(found), found
+    assert index.rerank_bound is not None and index.rerank_bound.covered_nodes == built_passages
+
+
+def test_after_a_delta_build_the_bound_still_stops_early_and_scores_every_inserted_passage(
+        corpus):
+    texts, labels, by_label = corpus
+    embedder = HashingEmbedder()
+    index = Index.build(texts, labels, embedder=embedder, params=SMALL)
+    added = [f"inserted note {n} " + texts[7] for n in range(3)]  # candidates of the query
+    new_labels = np.arange(1, 4, dtype=np.uint64)
+    index.add(added, new_labels, embedder=embedder)
+    lookup = {**by_label, **dict(zip(new_labels.tolist(), added, strict=True))}
+    scored: list[list[int]] = []
+
+    def fetch(wanted: np.ndarray) -> list[str]:
+        scored.append([int(label) for label in wanted])
+        return [lookup[int(label)] for label in wanted]
+
+    result = index.search(texts[7], 3, embedder=embedder, texts=fetch)
+    assert result.stats.rerank_stop == "bound" and result.stats.passages_recomputed < 80
+    assert {1, 2, 3} <= {label for batch in scored for label in batch}, "inserted not scored"
+    assert index.rerank_bound.covered_nodes == PASSAGES
+
+
+def test_a_bound_that_does_not_say_which_nodes_it_covers_is_not_used(corpus, built):
+    texts, _, by_label = corpus
+    unknown = dataclasses.replace(built.rerank_bound, covered_nodes=0)
+    back = manifest_from_bytes(manifest_to_bytes(_manifest(unknown)))
+    old = Index.from_sections(built.to_sections(), fingerprint=built.fingerprint,
+                              params=built.params, rerank_bound=back.rerank_bound)
+    assert math.isinf(old.code_score_floor(0.5, 0.9))
+    result = old.search(texts[5], 3, embedder=HashingEmbedder(), texts=_fetch(by_label))
+    assert result.stats.passages_recomputed == 80 and result.stats.rerank_stop == "pool"

@@ -72,16 +72,18 @@ class BundleCacheManifest(_message.Message):
     def __init__(self, node_count: _Optional[int] = ..., fingerprint_digest: _Optional[str] = ...) -> None: ...
 
 class BundleRerankBound(_message.Message):
-    __slots__ = ("levels", "score_errors", "sample_queries", "score_slope")
+    __slots__ = ("levels", "score_errors", "sample_queries", "score_slope", "covered_nodes")
     LEVELS_FIELD_NUMBER: _ClassVar[int]
     SCORE_ERRORS_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_QUERIES_FIELD_NUMBER: _ClassVar[int]
     SCORE_SLOPE_FIELD_NUMBER: _ClassVar[int]
+    COVERED_NODES_FIELD_NUMBER: _ClassVar[int]
     levels: _containers.RepeatedScalarFieldContainer[float]
     score_errors: _containers.RepeatedScalarFieldContainer[float]
     sample_queries: int
     score_slope: float
-    def __init__(self, levels: _Optional[_Iterable[float]] = ..., score_errors: _Optional[_Iterable[float]] = ..., sample_queries: _Optional[int] = ..., score_slope: _Optional[float] = ...) -> None: ...
+    covered_nodes: int
+    def __init__(self, levels: _Optional[_Iterable[float]] = ..., score_errors: _Optional[_Iterable[float]] = ..., sample_queries: _Optional[int] = ..., score_slope: _Optional[float] = ..., covered_nodes: _Optional[int] = ...) -> None: ...
 
 class BundleManifest(_message.Message):
     __slots__ = ("format_version", "bundle_id", "collection", "generation", "parent_generation", "device_id", "created_at", "store_state", "build_params_json", "fingerprint", "sections", "cache", "signer_device_id", "signature", "collection_config_json", "rerank_bound")
