@@ -4,7 +4,9 @@ Every build (built / delta / unchanged, and why) and every bundle import (use, d
 apply delta, rebuild, refuse, and why) appends one JSON line to
 ``DATA_DIR/indexes/decisions.jsonl``. The file is append-only and fsynced per entry; it is
 trimmed to the newest ``KEEP_ENTRIES`` when it grows past twice that. A torn last line (a crash
-mid-append) is skipped when reading, never fatal.
+mid-append) is skipped when reading, never fatal. A decision identical to the collection's
+previous one (same trigger, decision, reasons and generation: a sync session every interval
+finding the same bundle) is not appended again, so the log keeps what changed, not the clock.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,10 @@ class DecisionLog:
         )
         line = json.dumps(record.to_dict(), ensure_ascii=False) + "\n"
         with self._lock:
+            previous = self._previous(collection)
+            if previous is not None and replace(previous, at_ms=record.at_ms) == record:
+                logger.debug("%s %s: %s again", trigger, collection, decision)
+                return previous
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
             try:
@@ -86,6 +92,9 @@ class DecisionLog:
             self._trim()
         logger.info("%s %s: %s (%s)", trigger, collection, decision, "; ".join(reasons))
         return record
+
+    def _previous(self, collection: str) -> DecisionRecord | None:
+        return next((r for r in reversed(self._read()) if r.collection == collection), None)
 
     def recent(self, limit: int = 20, *, collection: str | None = None) -> list[DecisionRecord]:
         """The newest ``limit`` decisions, newest first (optionally for one collection)."""

@@ -237,6 +237,20 @@ def test_status_shows_each_index_its_freshness_and_the_decisions_taken(node):
     assert node.status().indexes[0].stale
 
 
+def test_a_decision_repeated_unchanged_is_logged_once(node):
+    node.upsert_documents("c", _documents(2))
+    node.build("c")
+    for _ in range(5):
+        node.build("c")  # what a scheduler or a sync session every interval would find
+    assert [r.decision for r in node.status().decisions] == ["unchanged", "built"]
+    node.upsert_documents("c", [DocumentInput(id="late", text="a late note", metadata={},
+                                              source=None)])
+    node.build("c")
+    node.build("c")
+    assert [r.decision for r in node.status().decisions] == [
+        "unchanged", "delta", "unchanged", "built"]
+
+
 def test_a_torn_decision_entry_is_skipped_not_fatal(node):
     node.upsert_documents("c", _documents(2))
     node.build("c")
