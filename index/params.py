@@ -97,6 +97,13 @@ class BuildParams:
     - ``pq_subvectors`` / ``pq_bits``: product-quantisation code layout; a code is
       ``pq_subvectors × pq_bits / 8`` bytes. 4-bit codes keep the codebook tiny (16 centroids
       per subspace), which matters when the whole index must stay a few percent of the text.
+    - ``pq_rotation_iterations``: rounds of OPQ rotation learning before the final codebook
+      (``codes.ProductQuantizer.train``); 0 trains plain PQ without a rotation. The rotation is
+      stored in the codebook section (int8, ``dim² + 4·dim`` bytes: 149 KB for 384 dimensions),
+      so it is skipped below ``codes.rotation_min_vectors`` passages (4,608 with 384
+      dimensions and 32-byte codes), where it would outweigh the codes. The codebook section
+      says whether an index has one: a bundle from before the rotation reads as plain PQ
+      whatever this default says.
     - ``pq_train_sample``: vectors sampled to train the codebook (training cost is bounded).
     - ``cache_budget_nodes``: exact fp16 embeddings kept for this many hubs.
     - ``entry_point_count``: hubs stored as search entry points.
@@ -115,7 +122,8 @@ class BuildParams:
     pruned_degree: int = 6
     pq_subvectors: int = 64
     pq_bits: int = 4
-    pq_train_sample: int = 4096
+    pq_rotation_iterations: int = 10
+    pq_train_sample: int = 8192
     cache_budget_nodes: int = 16
     entry_point_count: int = 32
     storage_mode: str = "compact"
@@ -136,6 +144,7 @@ class BuildParams:
             self.pq_bits == 8 or self.pq_subvectors % 2 == 0,
             "pq_subvectors must be even with 4-bit codes (two codes share a byte)",
         )
+        _require(self.pq_rotation_iterations >= 0, "pq_rotation_iterations must be >= 0")
         _require(self.pq_train_sample >= 16, "pq_train_sample must be >= 16")
         _require(self.cache_budget_nodes >= 0, "cache_budget_nodes must be >= 0")
         _require(self.entry_point_count >= 1, "entry_point_count must be >= 1")
@@ -187,7 +196,7 @@ class SearchParams:
     """
 
     ef: int = 80
-    recall_target: float = 0.8
+    recall_target: float = 0.55
     recompute_fraction: float = 1.0
     batch_size: int = 8
     strategy: str = "auto"
