@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from meshdex.index.codes import adc_scores
+from meshdex.index.codes import scan_layout, scan_scores
 from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import default_embedder
 from meshdex.index.engine import Index
@@ -130,6 +130,9 @@ def variants(query_default: SearchParams) -> list[Variant]:
                                 search=dataclasses.replace(query_default, ef=ef,
                                                            recompute_fraction=fraction),
                                 measured=False))
+    rows.append(Variant(name="sweep code size (no rotation, as before issue 12)",
+                        build=dataclasses.replace(base, pq_rotation_iterations=0),
+                        search=query_default, measured=False))
     for subvectors, bits in ((32, 4), (48, 4), (24, 8)):
         rows.append(Variant(name="sweep code size",
                             build=dataclasses.replace(base, pq_subvectors=subvectors, pq_bits=bits),
@@ -242,24 +245,27 @@ def warm_cache_rows(index: Index, corpus: Corpus, oracle: Embedder, fetch, embed
     return rows, context
 
 
-def candidate_times(index: Index, oracle: Embedder, fetch, queries: Sequence[Query],
+def candidate_times(index: Index | None, oracle: Embedder, fetch, queries: Sequence[Query],
                     code_bytes: int) -> dict[str, str]:
-    """Where a flat scan of the codes stops beating the graph walk: the walk's candidate time
-    on this corpus, and a flat scan's at growing node counts (random codes of the default
-    size: a scan's cost depends on the count only)."""
-    walk = []
-    for query in queries[:MEASURE_REPEATS]:
-        result = index.search(query.vector, TOP_K, embedder=oracle, texts=fetch,
-                              params=SearchParams(strategy="graph"))
-        walk.append(result.stats.graph_seconds)
+    """Where a flat scan of the codes stops being noise: the graph walk's candidate time on
+    this corpus (when ``index`` has a graph), and the engine's flat scan (``scan_scores`` over
+    its byte-pair layout, built once per index and not timed) at growing node counts (random
+    codes of the default size: a scan's cost depends on the count only)."""
+    out = {}
+    if index is not None:
+        walk = []
+        for query in queries[:MEASURE_REPEATS]:
+            result = index.search(query.vector, TOP_K, embedder=oracle, texts=fetch,
+                                  params=SearchParams(strategy="graph"))
+            walk.append(result.stats.graph_seconds)
+        out["graph walk, this corpus"] = f"{statistics.median(walk) * 1e3:.1f} ms"
     rng = np.random.default_rng(0)
     table = rng.normal(size=(code_bytes, 256)).astype(np.float32)
-    out = {"graph walk, this corpus": f"{statistics.median(walk) * 1e3:.1f} ms"}
     for count in CROSSOVER_NODE_COUNTS:
-        codes = rng.integers(0, 256, size=(count, code_bytes), dtype=np.uint8)
+        layout = scan_layout(rng.integers(0, 256, size=(count, code_bytes), dtype=np.uint8))
         started = time.perf_counter()
         for _ in range(3):
-            scores = adc_scores(table, codes)
+            scores = scan_scores(table, layout)
             np.argpartition(-scores, 64)[:64]
         out[f"flat scan {count:,} nodes"] = f"{(time.perf_counter() - started) / 3 * 1e3:.1f} ms"
     return out
@@ -366,6 +372,9 @@ def main(argv: list[str] | None = None) -> None:
             log.info("%s", rows[-1])
 
     default_index, _ = built[BuildParams()]
+    if not crossover:  # no graph row ran (--default-only): the flat scan times alone
+        crossover = candidate_times(None, oracle, fetch, query_sets["faq"][0],
+                                    BuildParams().code_bytes)
     warm_rows, warm_context = warm_cache_rows(
         default_index, corpus, oracle, fetch, embedder, query_sets["faq"][0], cached.passages,
         per_passage_s=statistics.median(per_passage), index_bytes=_index_bytes(default_index)[0])

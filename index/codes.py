@@ -1,18 +1,39 @@
 """Product quantisation: small codes that give approximate query–passage similarities.
 
-The vector is split into ``subvectors`` equal slices; each slice is replaced by the id of its
-nearest centroid among ``2 ** bits`` learnt with scikit-learn's k-means (MiniBatchKMeans for
-256 centroids, KMeans for 16). 4-bit codes pack two slices per byte.
+The vector is first turned by a learnt orthogonal rotation (OPQ, Ge et al. 2013), then split
+into ``subvectors`` equal slices; each slice is replaced by the id of its nearest centroid
+among ``2 ** bits`` learnt with scikit-learn's k-means (MiniBatchKMeans for 256 centroids,
+KMeans for 16). 4-bit codes pack two slices per byte.
 
-Query time uses asymmetric distance computation (ADC): the exact query against the centroids.
-``byte_table(query)`` returns, for every code byte position and every possible byte value, the
-similarity contribution of that byte; a code's approximate similarity is then the sum of
-``code_bytes`` table lookups, whatever the bit width, and codes are never unpacked.
+The rotation is trained by alternating the two halves of the problem a few times on the
+training sample: centroids for the rotated vectors, then the rotation that best maps the
+vectors onto their reconstructions (the orthogonal Procrustes solution, one SVD). It spreads
+the variance of the embedding over the slices, so the same bytes lose less: on the docs corpus
+(64 × 4-bit codes) the exact top 3 of a FAQ question lies among the best 16 by code score
+0.97 of the time with the rotation and 0.90 without (``BuildParams`` has the figures).
+``rotation_iterations=0`` trains plain PQ (no rotation), as indexes before it were built; so
+does a collection too small for the rotation to pay for its bytes (``rotation_min_vectors``:
+4,608 passages for 384 dimensions and 32-byte codes).
+
+Query time uses asymmetric distance computation (ADC): the exact (rotated) query against the
+centroids. ``byte_table(query)`` returns, for every code byte position and every possible
+byte value, the similarity contribution of that byte; a code's approximate similarity is then
+the sum of ``code_bytes`` table lookups, whatever the bit width, and codes are never unpacked.
+A flat scan of every code (``scan_scores``) goes two bytes a lookup instead, over a copy of the
+codes laid out by byte pair (``scan_layout``): 31 ms for a million 32-byte codes on one core,
+against 230-300 ms for ``adc_scores``' one gather per byte over the row-major codes.
+
+The codebook section (``to_bytes``) starts with ``CODEBOOK_MAGIC`` and a version: version 1
+holds the float16 centroids and, when there is one, the rotation as int8 with a float32 scale
+per column (a quarter of float32; its rounding moves a code score by ~1e-3, well under the
+quantisation error). A section of exactly the centroid bytes and nothing else is the header-less
+layout of indexes built before the rotation (read as version 0, no rotation).
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -25,14 +46,21 @@ from threadpoolctl import threadpool_limits
 logger = logging.getLogger(__name__)
 
 BYTE_VALUES = 256
+CODEBOOK_MAGIC = b"MDXQ"
+CODEBOOK_VERSION = 1
+_HEADER = struct.Struct("<4sHH")  # magic, version, flags
+_FLAG_ROTATION = 1
+_INT8_MAX = 127
 
 
 @dataclass(frozen=True, kw_only=True)
 class ProductQuantizer:
-    """A trained codebook: ``centroids[s, c]`` is centroid ``c`` of slice ``s`` (float32)."""
+    """A trained codebook: ``centroids[s, c]`` is centroid ``c`` of slice ``s`` (float32) of
+    ``vector @ rotation`` (no rotation: of the vector itself)."""
 
     centroids: np.ndarray  # (subvectors, 2 ** bits, dim // subvectors)
     bits: int
+    rotation: np.ndarray | None = None  # (dim, dim) float32, orthogonal up to int8 rounding
 
     @property
     def subvectors(self) -> int:
@@ -48,9 +76,21 @@ class ProductQuantizer:
 
     @classmethod
     def train(
-        cls, vectors: np.ndarray, *, subvectors: int, bits: int, sample: int, seed: int
+        cls,
+        vectors: np.ndarray,
+        *,
+        subvectors: int,
+        bits: int,
+        sample: int,
+        seed: int,
+        rotation_iterations: int = 0,
     ) -> ProductQuantizer:
-        """Learn centroids on at most ``sample`` of ``vectors`` (training cost stays bounded)."""
+        """Learn centroids (and with ``rotation_iterations`` > 0 a rotation, OPQ) on at most
+        ``sample`` of ``vectors`` (training cost stays bounded).
+
+        No rotation is learnt for fewer vectors than ``rotation_min_vectors``: its ``dim²``
+        stored bytes would outweigh all their codes.
+        """
         count, dim = vectors.shape
         if dim % subvectors:
             raise InvalidArgument(
@@ -59,26 +99,38 @@ class ProductQuantizer:
             )
         if count == 0:
             raise InvalidArgument("cannot train product quantisation on zero vectors")
+        if count < rotation_min_vectors(dim, subvectors * bits // 8):
+            rotation_iterations = 0
         rng = np.random.default_rng(seed)
         if count > sample:
             vectors = vectors[np.sort(rng.choice(count, size=sample, replace=False))]
-        slices = vectors.reshape(len(vectors), subvectors, dim // subvectors)
-        centroid_count = 1 << bits
-        centroids = np.empty((subvectors, centroid_count, dim // subvectors), dtype=np.float32)
+        vectors = np.asarray(vectors, dtype=np.float32)
         # One BLAS/OpenMP thread: these clusterings are tiny, and with a thread pool per call
         # they ran 50x slower on a busy 2-core machine (23 s vs 0.4 s for 32 subspaces).
         with threadpool_limits(limits=1):
-            for s in range(subvectors):
-                centroids[s] = _cluster(slices[:, s, :], centroid_count, seed + s)
+            rotation = None
+            for _ in range(rotation_iterations):
+                rotated = vectors if rotation is None else vectors @ rotation
+                plain = cls(centroids=_centroids(rotated, subvectors, bits, seed), bits=bits)
+                # Orthogonal Procrustes: the rotation taking the vectors closest to the
+                # reconstructions of their rotated codes.
+                left, _, right = np.linalg.svd(vectors.T @ plain.reconstruct(plain.encode(rotated)))
+                rotation = _stored_rotation(left @ right)
+            rotated = vectors if rotation is None else vectors @ rotation
+            centroids = _centroids(rotated, subvectors, bits, seed)
         # Round through the stored precision so codes made now and after a reload agree.
-        return cls(centroids=centroids.astype("<f2").astype(np.float32), bits=bits)
+        return cls(centroids=centroids.astype("<f2").astype(np.float32), bits=bits,
+                   rotation=rotation)
+
+    def _rotated(self, vectors: np.ndarray) -> np.ndarray:
+        return vectors if self.rotation is None else vectors @ self.rotation
 
     def encode(self, vectors: np.ndarray) -> np.ndarray:
         """Codes for ``vectors``: uint8 array of shape ``(n, code_bytes)``."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise InvalidArgument(f"expected vectors of dimension {self.dim}")
-        slices = vectors.reshape(len(vectors), self.subvectors, -1)
+        slices = self._rotated(vectors).reshape(len(vectors), self.subvectors, -1)
         ids = np.empty((len(vectors), self.subvectors), dtype=np.uint8)
         for s in range(self.subvectors):
             centroids = self.centroids[s]
@@ -100,14 +152,17 @@ class ProductQuantizer:
         return np.asarray(codes)
 
     def reconstruct(self, codes: np.ndarray) -> np.ndarray:
-        """Approximate vectors for ``codes`` (float32, shape ``(n, dim)``)."""
+        """Approximate vectors for ``codes`` in the embedding's own space (rotated back):
+        float32, shape ``(n, dim)``, so ``reconstruct(codes) @ q`` is the ADC score."""
         ids = self.slice_ids(codes)
         parts = self.centroids[np.arange(self.subvectors)[None, :], ids]
-        return parts.reshape(len(codes), self.dim)
+        flat = parts.reshape(len(codes), self.dim)
+        return flat if self.rotation is None else flat @ self.rotation.T
 
     def byte_table(self, query: np.ndarray) -> np.ndarray:
         """ADC table, shape ``(code_bytes, 256)``: similarity contributed by each byte value."""
-        slices = np.asarray(query, dtype=np.float32).reshape(self.subvectors, -1)
+        query = np.asarray(query, dtype=np.float32)
+        slices = self._rotated(query).reshape(self.subvectors, -1)
         per_slice = np.einsum("scd,sd->sc", self.centroids, slices)  # (subvectors, 2**bits)
         if self.bits == 8:
             return per_slice
@@ -115,25 +170,125 @@ class ProductQuantizer:
         return per_slice[0::2][:, values & 0x0F] + per_slice[1::2][:, values >> 4]
 
     def to_bytes(self) -> bytes:
-        """The codebook section: float16 centroids (shape comes from the build params)."""
-        return self.centroids.astype("<f2").tobytes()
+        """The codebook section (version ``CODEBOOK_VERSION``, see the module docstring)."""
+        flags = _FLAG_ROTATION if self.rotation is not None else 0
+        parts = [_HEADER.pack(CODEBOOK_MAGIC, CODEBOOK_VERSION, flags),
+                 self.centroids.astype("<f2").tobytes()]
+        if self.rotation is not None:
+            scale, steps = _int8_columns(self.rotation)
+            parts += [scale.astype("<f4").tobytes(), steps.tobytes()]
+        return b"".join(parts)
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview, *, subvectors: int, bits: int, dim: int):
-        expected = subvectors * (1 << bits) * (dim // subvectors) * 2
+    def from_bytes(
+        cls, data: bytes | memoryview, *, subvectors: int, bits: int, dim: int
+    ) -> ProductQuantizer:
+        """Read a codebook section of either version; the layout comes from the build params."""
+        data = memoryview(data).cast("B")
+        centroid_bytes = subvectors * (1 << bits) * (dim // subvectors) * 2
+        if len(data) == centroid_bytes:  # version 0: centroids only, no header
+            return cls(centroids=_half_centroids(data, subvectors, bits, dim), bits=bits)
+        if len(data) < _HEADER.size:
+            raise InvalidArgument(f"codebook section has {len(data)} bytes, too few for a header")
+        magic, version, flags = _HEADER.unpack_from(data)
+        if magic != CODEBOOK_MAGIC or version != CODEBOOK_VERSION or flags & ~_FLAG_ROTATION:
+            raise InvalidArgument(
+                f"codebook section is not version {CODEBOOK_VERSION} "
+                f"(magic {bytes(magic)!r}, version {version}, flags {flags})",
+                hint="a newer meshdex may have written it",
+            )
+        rotation_bytes = dim * 4 + dim * dim if flags & _FLAG_ROTATION else 0
+        expected = _HEADER.size + centroid_bytes + rotation_bytes
         if len(data) != expected:
             raise InvalidArgument(
                 f"codebook section has {len(data)} bytes, expected {expected} "
                 f"for {subvectors} subvectors × {bits} bits × dimension {dim}"
+                + (" with a rotation" if rotation_bytes else "")
             )
-        half = np.frombuffer(data, dtype="<f2").reshape(subvectors, 1 << bits, dim // subvectors)
-        return cls(centroids=half.astype(np.float32), bits=bits)
+        body = data[_HEADER.size :]
+        centroids = _half_centroids(body[:centroid_bytes], subvectors, bits, dim)
+        rotation = None
+        if rotation_bytes:
+            rest = body[centroid_bytes:]
+            scale = np.frombuffer(rest[: dim * 4], dtype="<f4")
+            steps = np.frombuffer(rest[dim * 4 :], dtype=np.int8).reshape(dim, dim)
+            if not np.isfinite(scale).all():
+                raise InvalidArgument("codebook rotation holds a non-finite scale")
+            rotation = steps.astype(np.float32) * scale.astype(np.float32)[None, :]
+        return cls(centroids=centroids, bits=bits, rotation=rotation)
 
 
 def adc_scores(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Approximate similarities of ``codes`` (shape ``(n, code_bytes)``) under ``table``."""
     positions = np.arange(table.shape[0]) * BYTE_VALUES
     return table.ravel()[codes.astype(np.intp) + positions].sum(axis=1)
+
+
+def rotation_min_vectors(dim: int, code_bytes: int) -> int:
+    """The fewest vectors whose codes are as big as a stored rotation (``dim²`` int8 bytes)."""
+    return -(-dim * dim // code_bytes)
+
+
+def scan_layout(codes: np.ndarray) -> np.ndarray:
+    """``codes`` (shape ``(n, code_bytes)``) as ``scan_scores`` reads them: each pair of code
+    bytes as one little-endian uint16, one contiguous row per pair (an odd last byte is paired
+    with 0), shape ``(ceil(code_bytes / 2), n)``."""
+    codes = np.asarray(codes, dtype=np.uint8)
+    if codes.shape[1] % 2:
+        codes = np.concatenate([codes, np.zeros((len(codes), 1), dtype=np.uint8)], axis=1)
+    pairs = codes[:, 0::2].astype(np.uint16) | (codes[:, 1::2].astype(np.uint16) << 8)
+    return np.ascontiguousarray(pairs.T)
+
+
+def scan_scores(table: np.ndarray, layout: np.ndarray) -> np.ndarray:
+    """``adc_scores`` of every code in ``layout`` (from ``scan_layout``), in code order.
+
+    Each byte pair in turn gets a table of its 65,536 value sums (256 KB, reused: it stays in
+    cache, and one lookup answers two bytes); a row of the layout is then one gather. Nothing
+    per query is bigger than that table and two score arrays: a 4 MB table for all pairs at
+    once made the scan four times slower on 11,657 codes once the process held a model.
+    """
+    table = np.asarray(table, dtype=np.float32)
+    if table.shape[0] % 2:  # the padding byte (always 0) contributes nothing
+        table = np.concatenate([table, np.zeros((1, BYTE_VALUES), dtype=np.float32)])
+    pair_table = np.empty((BYTE_VALUES, BYTE_VALUES), dtype=np.float32)
+    looked_up = np.empty(layout.shape[1], dtype=np.float32)
+    scores = np.zeros(layout.shape[1], dtype=np.float32)
+    for pair, pairs in enumerate(layout):
+        # uint16 value = first byte | second byte << 8: row = second byte, column = first.
+        np.add.outer(table[2 * pair + 1], table[2 * pair], out=pair_table)
+        pair_table.reshape(-1).take(pairs, out=looked_up)
+        scores += looked_up
+    return scores
+
+
+def _half_centroids(data: memoryview, subvectors: int, bits: int, dim: int) -> np.ndarray:
+    half = np.frombuffer(data, dtype="<f2").reshape(subvectors, 1 << bits, dim // subvectors)
+    return half.astype(np.float32)
+
+
+def _int8_columns(rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rotation ≈ steps * scale[None, :]``: int8 steps and a float32 scale per column."""
+    scale = np.abs(rotation).max(axis=0) / _INT8_MAX
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    steps = np.clip(np.rint(rotation / scale[None, :]), -_INT8_MAX, _INT8_MAX).astype(np.int8)
+    return scale, steps
+
+
+def _stored_rotation(rotation: np.ndarray) -> np.ndarray:
+    """``rotation`` as the codebook section will give it back (int8 steps × column scale)."""
+    scale, steps = _int8_columns(rotation.astype(np.float32))
+    return steps.astype(np.float32) * scale.astype("<f4").astype(np.float32)[None, :]
+
+
+def _centroids(vectors: np.ndarray, subvectors: int, bits: int, seed: int) -> np.ndarray:
+    """``2 ** bits`` k-means centroids per slice of ``vectors`` (float32)."""
+    slices = vectors.reshape(len(vectors), subvectors, vectors.shape[1] // subvectors)
+    centroid_count = 1 << bits
+    centroids = np.empty((subvectors, centroid_count, slices.shape[2]), dtype=np.float32)
+    for s in range(subvectors):
+        centroids[s] = _cluster(slices[:, s, :], centroid_count, seed + s)
+    return centroids
 
 
 def _cluster(points: np.ndarray, clusters: int, seed: int) -> np.ndarray:

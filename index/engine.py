@@ -28,7 +28,7 @@ from typing import Protocol
 import numpy as np
 from meshdex.index import csr
 from meshdex.index.bundle_format import SECTION_NAMES
-from meshdex.index.codes import ProductQuantizer, adc_scores
+from meshdex.index.codes import ProductQuantizer, adc_scores, scan_layout, scan_scores
 from meshdex.index.embedder import Embedder, EmbeddingFingerprint
 from meshdex.index.errors import (
     BundleCorrupt,
@@ -126,6 +126,7 @@ class Index:
         self.params = params
         self._labels = labels
         self._codes = codes
+        self._scan_layout: np.ndarray | None = None  # codes by byte pair, made on the first scan
         self._quantizer = quantizer
         self._entry_points = entry_points
         self._graph_loader = graph_loader
@@ -169,6 +170,7 @@ class Index:
             bits=params.pq_bits,
             sample=params.pq_train_sample,
             seed=params.seed,
+            rotation_iterations=params.pq_rotation_iterations,
         )
         codes = quantizer.encode(vectors)
         rerank_bound = RerankBound.calibrate(vectors, quantizer, codes, seed=params.seed)
@@ -295,7 +297,7 @@ class Index:
             strategy = "flat" if len(self) <= params.flat_max_nodes else "graph"
         stats.strategy = strategy
         if strategy == "flat":
-            return flat_candidates(adc_scores(table, codes), ef=ef, admit=admit)
+            return flat_candidates(scan_scores(table, self._flat_layout()), ef=ef, admit=admit)
         return graph_candidates(
             neighbors=self._neighbors,
             score=lambda nodes: adc_scores(table, codes[nodes]),
@@ -306,6 +308,14 @@ class Index:
             admit=admit,
             check_deadline=check_deadline,
         )
+
+    def _flat_layout(self) -> np.ndarray:
+        """The codes as ``scan_scores`` reads them: a copy as big as the codes, made once
+        (``add`` drops it)."""
+        layout = self._scan_layout
+        if layout is None:
+            layout = self._scan_layout = scan_layout(self._codes)
+        return layout
 
     def _rerank(self, pool, query_vector, k, params, embedder, texts, stats, check_deadline,
                 vector_caches):
@@ -439,6 +449,7 @@ class Index:
         first_new = self.node_count
         new_codes = self._quantizer.encode(vectors)
         self._codes = np.concatenate([self._codes, new_codes])
+        self._scan_layout = None
         self._labels = np.concatenate([self._labels, labels])
         self._tombstoned = np.concatenate([self._tombstoned, np.zeros(len(labels), dtype=bool)])
         if self._full is not None:

@@ -10,14 +10,38 @@ measured, is ``bench/results/search.md`` (``python -m bench.bench_search``). Wha
 
 - Codes are the bottleneck for recall, not the graph: with the same ``ef``/recompute, a flat
   scan of the codes finds what the graph walk finds. Share of the exact top-3 found among the
-  best ``R`` candidates by code similarity (R = 16 / 32 / 64): 32×4-bit codes (16 B)
-  0.76 / 0.85 / 0.88; 48×4-bit (24 B) 0.83 / 0.88 / 0.94; 64×4-bit (32 B) 0.89 / 0.95 / 0.99;
-  16×8-bit (16 B + a 196 KB codebook) 0.71 / 0.83 / 0.94. Hence 64 × 4-bit codes.
-- Re-ranking (``bench/results/rerank.md``, all 175 FAQ and 126 glossary queries, k=10):
-  ``recall_target=0.8`` with the whole pool as ceiling (``recompute_fraction=1.0``) reaches
-  recall@3 0.970 / 0.979 with a median of 40 / 24 passages recomputed (mean 45.6 / 32.5);
-  the fixed 40 it replaces gave 0.962 / 0.979. The calibrated bound is loose on these codes:
-  a target of 0.5 stops at a median of 16 but drops recall@3 to 0.930 / 0.947. Batches of
+  best ``R`` candidates by code similarity, all 175 FAQ / 126 glossary queries, R = 8 / 16 /
+  32 / 64 (issue 12 measurements, cached fp32 vectors):
+
+  ====================================  =========================  =========================
+  layout (bytes a passage)              FAQ                        glossary
+  ====================================  =========================  =========================
+  PQ 64×4-bit (32 B), no rotation       0.82 / 0.90 / 0.95 / 0.99  0.83 / 0.93 / 0.97 / 0.99
+  PQ 32×8-bit (32 B + 196 KB codebook)  0.84 / 0.93 / 0.98 / 1.00  0.81 / 0.93 / 0.98 / 0.99
+  PQ 24×8-bit (24 B)                    0.75 / 0.86 / 0.93 / 0.97  0.78 / 0.90 / 0.96 / 0.98
+  PQ 48×4-bit (24 B)                    0.72 / 0.86 / 0.92 / 0.96  0.76 / 0.86 / 0.94 / 0.96
+  PQ 16×8-bit (16 B)                    0.60 / 0.74 / 0.85 / 0.93  0.59 / 0.74 / 0.85 / 0.93
+  OPQ 64×4-bit (32 B + 149 KB rotation) 0.89 / 0.97 / 0.99 / 0.99  0.86 / 0.95 / 0.98 / 0.99
+  OPQ 32×8-bit (32 B + 345 KB)          0.89 / 0.96 / 0.99 / 1.00  0.88 / 0.96 / 0.98 / 0.99
+  OPQ 48×4-bit (24 B + 149 KB)          0.85 / 0.92 / 0.97 / 0.99  0.83 / 0.92 / 0.97 / 0.98
+  OPQ 32×4-bit (16 B + 149 KB)          0.70 / 0.83 / 0.91 / 0.96  0.68 / 0.82 / 0.92 / 0.96
+  ====================================  =========================  =========================
+
+  Hence OPQ (``pq_rotation_iterations=10``) over 64 × 4-bit codes, trained on 8,192 sampled
+  vectors (4,096 gave the same FAQ figures and 0.01-0.02 less on the glossary; 20 rounds on
+  4,096 overfit). The rotation is fixed cost: 1.2% of the docs corpus text, which puts the
+  index at 5.1% of the text, over the 3% issue 12 asks for (no layout here reaches recall@3
+  0.97 at 16 recomputes in 3%: that would leave ~14 B a passage for codes and rotation).
+- Re-ranking with those codes (all FAQ / glossary queries, k=10, batches of 8, cached
+  vectors): ``recall_target`` 0.5 → recall@3 0.970 / 0.968, median 16 / 16 recomputed
+  (p90 24 / 24); **0.55 → 0.973 / 0.974, median 16 / 16 (p90 32 / 24)**; 0.6 → 0.973 /
+  0.974, median 24 / 16; 0.8 → 0.989 / 0.981, median 24 / 24 (p90 56 / 40). Batches of 4 / 5
+  / 6 at 0.6 did no better (0.973-0.979 FAQ at a median of 18-20). Sixteen is the floor with
+  batches of 8 and k=10 (the rule is checked once k exact scores are in). Without the
+  rotation, 0.8 was needed for 0.970 / 0.979 at a median of 40 / 24, and 0.5 gave 0.930 /
+  0.947.
+- Before OPQ, ``recall_target=0.8`` with the whole pool as ceiling (``recompute_fraction=1.0``)
+  reached recall@3 0.970 / 0.979 with a median of 40 / 24 passages recomputed; batches of
   4 / 8 / 16 passages (FAQ, ceiling 40) gave recall@3 0.956 / 0.958 / 0.960 at 9.0 / 4.6 /
   2.7 model calls a query: 8 checks the stopping rule often at a modest call count.
 - Before adaptive re-ranking: ``ef=80`` with ``recompute_fraction=0.5`` recomputed 40
@@ -29,13 +53,14 @@ measured, is ``bench/results/search.md`` (``python -m bench.bench_search``). Wha
 - ``pruned_degree=6``: the graph walk matches the flat scan's recall@3 (0.956); at 4 it drops
   to 0.883; 8 and 12 cost more bytes for no recall. Graph bytes ≈ 1.5 B per edge after
   renumbering.
-- Size (graph + codes + ids + cache) is ~5.5% of the passage text with these defaults; the
-  32×4-bit codes give 4.5% at recall@3 ≈ 0.85. We chose recall.
+- Size without a graph (codes + rotation + codebook + ids): 5.13% of the passage text on the
+  docs corpus (3.91% before the rotation); a graph adds ~1.5%. We chose recall.
 - The hot cache rarely holds a top candidate on this corpus (hubs are not what FAQ questions
   ask for): 16 nodes saved nothing measurable, 128 nodes 1 recompute per query (+0.7% size),
   512 nodes 4 (+3.2%). Its budget stays small.
-- Build: ~3 s after embedding for 11,657 passages (HNSW 1.6 s single-threaded, pruning 0.6 s,
-  codes 0.8 s), i.e. build / pure embedding = 1.00.
+- Build: ~14 s after embedding for 11,657 passages, nearly all of it the rotation (10 rounds
+  of 64 k-means on 8,192 vectors, one thread; without a graph: HNSW 1.6 s and pruning 0.6 s
+  only above ``graph_min_nodes``), i.e. build / pure embedding = 1.04 (was 1.00).
 """
 
 from __future__ import annotations
@@ -97,6 +122,13 @@ class BuildParams:
     - ``pq_subvectors`` / ``pq_bits``: product-quantisation code layout; a code is
       ``pq_subvectors × pq_bits / 8`` bytes. 4-bit codes keep the codebook tiny (16 centroids
       per subspace), which matters when the whole index must stay a few percent of the text.
+    - ``pq_rotation_iterations``: rounds of OPQ rotation learning before the final codebook
+      (``codes.ProductQuantizer.train``); 0 trains plain PQ without a rotation. The rotation is
+      stored in the codebook section (int8, ``dim² + 4·dim`` bytes: 149 KB for 384 dimensions),
+      so it is skipped below ``codes.rotation_min_vectors`` passages (4,608 with 384
+      dimensions and 32-byte codes), where it would outweigh the codes. The codebook section
+      says whether an index has one: a bundle from before the rotation reads as plain PQ
+      whatever this default says.
     - ``pq_train_sample``: vectors sampled to train the codebook (training cost is bounded).
     - ``cache_budget_nodes``: exact fp16 embeddings kept for this many hubs.
     - ``entry_point_count``: hubs stored as search entry points.
@@ -104,8 +136,8 @@ class BuildParams:
       and re-ranks with zero model calls.
     - ``seed``: every random choice (hnswlib levels, k-means) derives from it.
     - ``graph_min_nodes``: below this many passages no graph is built or stored: a flat scan
-      of the codes is as fast and finds more there (see ``SearchParams.strategy`` for the
-      measured crossover), so the graph would be bytes that never earn their place — 1.5 of
+      of the codes is fast enough and finds more there (see ``SearchParams.strategy`` for the
+      measured scan times), so the graph would be bytes that never earn their place — 1.5 of
       the 5.5 percent of the text on the docs corpus. 0 always builds the graph.
     """
 
@@ -115,12 +147,13 @@ class BuildParams:
     pruned_degree: int = 6
     pq_subvectors: int = 64
     pq_bits: int = 4
-    pq_train_sample: int = 4096
+    pq_rotation_iterations: int = 10
+    pq_train_sample: int = 8192
     cache_budget_nodes: int = 16
     entry_point_count: int = 32
     storage_mode: str = "compact"
     seed: int = 0
-    graph_min_nodes: int = 200_000
+    graph_min_nodes: int = 1_000_000
 
     def __post_init__(self) -> None:
         _require(self.M >= 2 and self.M % 2 == 0, f"M must be an even integer >= 2, got {self.M}")
@@ -136,6 +169,7 @@ class BuildParams:
             self.pq_bits == 8 or self.pq_subvectors % 2 == 0,
             "pq_subvectors must be even with 4-bit codes (two codes share a byte)",
         )
+        _require(self.pq_rotation_iterations >= 0, "pq_rotation_iterations must be >= 0")
         _require(self.pq_train_sample >= 16, "pq_train_sample must be >= 16")
         _require(self.cache_budget_nodes >= 0, "cache_budget_nodes must be >= 0")
         _require(self.entry_point_count >= 1, "entry_point_count must be >= 1")
@@ -178,20 +212,21 @@ class SearchParams:
       up to ``flat_max_nodes`` live nodes and the graph above. An index built without a graph
       (``BuildParams.graph_min_nodes``) always scans flat, and its stats say so.
       Measured (bench/results/search.md):
-      on the docs corpus the flat scan takes 0.9 ms and finds more (recall@3 0.967 vs 0.956 FAQ,
-      0.967 vs 0.856 glossary) than the 1.6 ms graph walk; a flat scan of 64×4-bit codes costs
-      31 ms at 100k nodes, 114 ms at 300k and 439 ms at 1M, while a query's recompute costs
-      ~1.8 s. The graph earns its place where the scan stops being noise next to the
-      recompute: ~70 ms (≈4%) at the 200k-node default threshold.
+      on the docs corpus the flat scan finds more (recall@3 0.967 vs 0.956 FAQ, 0.967 vs 0.856
+      glossary, before OPQ) than the 1.6 ms graph walk. The byte-pair scan
+      (``codes.scan_scores``) of 32-byte codes costs 0.7 ms at 11,657 nodes, 2.6 ms at 100k and
+      31-33 ms at 1M on one core (the row-major gather it replaced: 2.3 / 18 / 230 ms), under
+      the 50 ms issue 12 allows at 1M and ~6% of a 16-recompute search (~0.5 s in bf16); so
+      the flat scan serves up to 1M nodes and the graph (``graph_min_nodes``) starts there.
     - ``entry_points``: how many stored hubs seed the graph walk.
     """
 
     ef: int = 80
-    recall_target: float = 0.8
+    recall_target: float = 0.55
     recompute_fraction: float = 1.0
     batch_size: int = 8
     strategy: str = "auto"
-    flat_max_nodes: int = 200_000
+    flat_max_nodes: int = 1_000_000
     entry_points: int = 8
 
     def __post_init__(self) -> None:

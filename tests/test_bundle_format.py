@@ -459,6 +459,7 @@ def test_engine_index_round_trips_through_a_bundle_file(tmp_path: Path, fake_emb
         make_manifest(
             build_params=params.to_dict(),
             fingerprint=built.fingerprint,
+            rerank_bound=built.rerank_bound,
             cache=CacheManifest(
                 node_count=built.cache_node_count,
                 fingerprint_digest=built.cache_fingerprint_digest,
@@ -472,6 +473,7 @@ def test_engine_index_round_trips_through_a_bundle_file(tmp_path: Path, fake_emb
             bundle.sections(),
             fingerprint=manifest.fingerprint,
             params=BuildParams.from_dict(dict(manifest.build_params)),
+            rerank_bound=manifest.rerank_bound,
         )
     # The bundle is closed: the index keeps reading its mapped sections.
     by_label = dict(zip(labels.tolist(), texts, strict=True))

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
-from meshdex.index.codes import ProductQuantizer, adc_scores
+from fakes import HashingEmbedder
+from meshdex.index.codes import (
+    ProductQuantizer,
+    adc_scores,
+    rotation_min_vectors,
+    scan_layout,
+    scan_scores,
+)
+from meshdex.index.engine import Index
 from meshdex.index.errors import InvalidArgument
+from meshdex.index.params import BuildParams
+
+NOTES_PARAMS = BuildParams(pq_subvectors=16, cache_budget_nodes=0)
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +70,148 @@ def test_bad_layouts_are_refused(vectors, subvectors, size):
             ProductQuantizer.train(vectors, subvectors=subvectors, bits=4, sample=100, seed=0)
         else:
             ProductQuantizer.from_bytes(b"\0" * size, subvectors=subvectors, bits=4, dim=64)
+
+
+# --- the learnt rotation (OPQ), the codebook versions and the flat scan ----------------------
+
+
+@pytest.fixture(scope="module")
+def correlated() -> np.ndarray:
+    """Vectors whose variance sits in a few directions spread over every coordinate, as in
+    sentence embeddings: plain PQ slices them badly, a rotation can even them out."""
+    rng = np.random.default_rng(5)
+    latent = rng.normal(size=(3000, 12)) * np.linspace(3.0, 0.5, 12)
+    points = latent @ rng.normal(size=(12, 64)) + 0.3 * rng.normal(size=(3000, 64))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _top_share(quantizer: ProductQuantizer, vectors: np.ndarray, reranked: int) -> float:
+    """Share of each stand-in query's exact top 3 found among its best ``reranked`` by code."""
+    codes = quantizer.encode(vectors)
+    found = 0
+    queries = range(0, 3000, 60)
+    for q in queries:
+        exact = vectors @ vectors[q]
+        exact[q] = -np.inf
+        approx = adc_scores(quantizer.byte_table(vectors[q]), codes)
+        approx[q] = -np.inf
+        found += len(set(np.argsort(-exact)[:3]) & set(np.argsort(-approx)[:reranked]))
+    return found / (3 * len(queries))
+
+
+def test_a_learnt_rotation_ranks_the_true_neighbours_higher(correlated):
+    plain = ProductQuantizer.train(correlated, subvectors=16, bits=4, sample=3000, seed=0)
+    rotated = ProductQuantizer.train(correlated, subvectors=16, bits=4, sample=3000, seed=0,
+                                     rotation_iterations=8)
+    assert plain.rotation is None and rotated.rotation is not None
+    assert _top_share(rotated, correlated, 10) >= _top_share(plain, correlated, 10) + 0.05
+    # Orthogonal up to the stored int8 rounding: similarities are preserved.
+    gram = rotated.rotation.T @ rotated.rotation
+    np.testing.assert_allclose(gram, np.eye(64), atol=0.02)
+    # ADC is still the dot product with the reconstruction, which is back in embedding space.
+    codes = rotated.encode(correlated[:50])
+    np.testing.assert_allclose(adc_scores(rotated.byte_table(correlated[7]), codes),
+                               rotated.reconstruct(codes) @ correlated[7], atol=1e-4)
+
+
+def test_the_rotation_round_trips_through_the_codebook_section(correlated):
+    quantizer = ProductQuantizer.train(correlated, subvectors=16, bits=4, sample=1000, seed=0,
+                                       rotation_iterations=3)
+    data = quantizer.to_bytes()
+    centroid_bytes = 16 * 16 * 4 * 2
+    assert len(data) == 8 + centroid_bytes + 64 * 64 + 64 * 4  # header, centroids, int8 + scales
+    loaded = ProductQuantizer.from_bytes(memoryview(data), subvectors=16, bits=4, dim=64)
+    assert np.array_equal(loaded.encode(correlated), quantizer.encode(correlated))
+    np.testing.assert_array_equal(loaded.byte_table(correlated[3]),
+                                  quantizer.byte_table(correlated[3]))
+
+
+def test_a_codebook_from_before_the_rotation_still_loads(correlated):
+    """Version 0: the float16 centroids alone, no header (every bundle built before OPQ)."""
+    quantizer = ProductQuantizer.train(correlated, subvectors=16, bits=4, sample=1000, seed=0)
+    legacy = quantizer.centroids.astype("<f2").tobytes()
+    loaded = ProductQuantizer.from_bytes(legacy, subvectors=16, bits=4, dim=64)
+    assert loaded.rotation is None
+    assert np.array_equal(loaded.encode(correlated), quantizer.encode(correlated))
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [lambda d: b"XXXX" + d[4:], lambda d: d[:4] + b"\x09" + d[5:], lambda d: d[:-1]],
+    ids=["magic", "version", "truncated"],
+)
+def test_a_codebook_of_another_version_or_size_is_refused(correlated, corrupt):
+    quantizer = ProductQuantizer.train(correlated, subvectors=16, bits=4, sample=1000, seed=0,
+                                       rotation_iterations=1)
+    with pytest.raises(InvalidArgument, match="codebook"):
+        ProductQuantizer.from_bytes(corrupt(quantizer.to_bytes()), subvectors=16, bits=4, dim=64)
+
+
+def test_a_collection_too_small_for_its_rotation_gets_none(correlated):
+    """Below dim² / code_bytes vectors the int8 rotation would outweigh every code."""
+    assert rotation_min_vectors(64, 8) == 512
+    small = ProductQuantizer.train(correlated[:511], subvectors=16, bits=4, sample=1000, seed=0,
+                                   rotation_iterations=5)
+    big = ProductQuantizer.train(correlated[:512], subvectors=16, bits=4, sample=1000, seed=0,
+                                 rotation_iterations=1)
+    assert small.rotation is None and big.rotation is not None
+
+
+@pytest.mark.parametrize(("subvectors", "bits"), [(16, 4), (5, 8), (6, 4)])
+def test_the_flat_scan_gives_the_adc_scores(vectors, subvectors, bits):
+    dim = 64 if subvectors == 16 else 60  # 5 × 8 and 6 × 4 bits: an odd number of code bytes
+    points = vectors[:, :dim]
+    quantizer = ProductQuantizer.train(points, subvectors=subvectors, bits=bits, sample=500,
+                                       seed=0)
+    codes = quantizer.encode(points)
+    table = quantizer.byte_table(points[9])
+    np.testing.assert_allclose(scan_scores(table, scan_layout(codes)), adc_scores(table, codes),
+                               atol=1e-5)
+
+
+# --- through the engine's sections ------------------------------------------------------------
+
+PASSAGES = 1200  # above rotation_min_vectors(64, 8) = 512: the default build learns a rotation
+
+
+@pytest.fixture(scope="module")
+def notes() -> tuple[list[str], np.ndarray]:
+    texts = [f"note {i} about topic{i % 23} with keyword{i % 41} and detail{i % 97}"
+             for i in range(PASSAGES)]
+    return texts, np.arange(1, PASSAGES + 1, dtype=np.uint64) * np.uint64(7919)
+
+
+def _hits(index: Index, texts: list[str], labels: np.ndarray) -> list[list[tuple[int, float]]]:
+    by_label = dict(zip(labels.tolist(), texts, strict=True))
+    embedder = HashingEmbedder()
+    return [
+        [(hit.label, round(hit.score, 5)) for hit in index.search(
+            query, 5, embedder=embedder, texts=lambda ls: [by_label[int(x)] for x in ls]).hits]
+        for query in ("topic3 keyword5", "detail17 note", "keyword30 about topic9")
+    ]
+
+
+def test_an_index_built_with_the_defaults_keeps_its_rotation_through_its_sections(notes):
+    texts, labels = notes
+    built = Index.build(texts, labels, embedder=HashingEmbedder(), params=NOTES_PARAMS)
+    sections = built.to_sections()
+    assert len(sections["codebook"]) == 8 + 16 * 16 * 4 * 2 + 64 * 64 + 64 * 4  # with rotation
+    reopened = Index.from_sections({name: memoryview(data) for name, data in sections.items()},
+                                   fingerprint=built.fingerprint, params=NOTES_PARAMS,
+                                   rerank_bound=built.rerank_bound)
+    assert _hits(reopened, texts, labels) == _hits(built, texts, labels)
+
+
+def test_an_index_whose_codebook_predates_the_rotation_still_opens_and_searches(notes):
+    """Bundles built before OPQ: no ``pq_rotation_iterations`` in their params, a codebook
+    section of the bare float16 centroids."""
+    texts, labels = notes
+    old = dataclasses.replace(NOTES_PARAMS, pq_rotation_iterations=0)
+    built = Index.build(texts, labels, embedder=HashingEmbedder(), params=old)
+    sections = built.to_sections()
+    sections["codebook"] = sections["codebook"][8:]  # drop the version header: version 0
+    stored = {k: v for k, v in old.to_dict().items() if k != "pq_rotation_iterations"}
+    reopened = Index.from_sections(sections, fingerprint=built.fingerprint,
+                                   params=BuildParams.from_dict(stored),
+                                   rerank_bound=built.rerank_bound)
+    assert _hits(reopened, texts, labels) == _hits(built, texts, labels)

@@ -225,7 +225,8 @@ def test_added_passages_are_found_and_survive_a_round_trip(corpus):
 def test_sections_round_trip_from_memoryviews_without_copying(corpus, built):
     texts, _, by_label = corpus
     sections = {name: memoryview(bytearray(data)) for name, data in built.to_sections().items()}
-    reopened = Index.from_sections(sections, fingerprint=built.fingerprint, params=SMALL)
+    reopened = Index.from_sections(sections, fingerprint=built.fingerprint, params=SMALL,
+                                   rerank_bound=built.rerank_bound)  # as the manifest gives it
     assert np.shares_memory(reopened._codes, np.frombuffer(sections["codes"], np.uint8))
     embedder = HashingEmbedder()
     for query in _queries(texts)[:4]:
