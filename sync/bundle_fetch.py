@@ -3,10 +3,13 @@
 The download is a partial file ``DATA_DIR/sync/incoming/COLLECTION.BUNDLE_ID.part`` of the
 bundle's full size. A block counts as held when its bytes there already hash to the block map
 (a resumed download) or when the current local bundle has a block with that hash (copied, not
-fetched). The rest is fetched ``MAX_REQUEST_BYTES`` of blocks at a time; a block whose hash does not
-match is dropped and asked for again, up to ``FETCH_ROUNDS`` times. An interrupted fetch keeps
-the partial file, so the next session refetches nothing it already has; nothing outside the
-incoming folder is touched until the whole file has verified.
+fetched). The rest is fetched ``MAX_REQUEST_BYTES`` of blocks at a time; they arrive in runs
+of consecutive blocks, which are split by the block map and checked block by block: a block
+whose hash does not match is dropped (its run's other blocks are kept) and asked for again, up
+to ``FETCH_ROUNDS`` times. A run that is not whole blocks that were asked for, and not yet
+received, is a protocol violation. An interrupted fetch keeps the partial file, so the next
+session refetches nothing it already has; nothing outside the incoming folder is touched until
+the whole file has verified.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshdex.node.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
-from meshdex.sync.blocks import blocks_per_request, held_blocks, read_span
+from meshdex.sync.blocks import BlockMap, blocks_per_request, held_blocks, read_span, run_blocks
 from meshdex.sync.bundle_shelf import BundleOffer
 from meshdex.sync.errors import BundleRefused, ProtocolViolation
 from meshdex.sync.files import sync_dir
@@ -30,6 +33,7 @@ INCOMING_DIR_NAME = "incoming"
 PART_SUFFIX = ".part"
 FETCH_ROUNDS = 3
 
+# Asked for block indexes, yields runs: (first block index, the bytes of consecutive blocks).
 FetchBlocks = Callable[[Sequence[int]], Iterator[tuple[int, bytes]]]
 
 
@@ -42,6 +46,40 @@ class FetchOutcome:
     blocks_fetched: int
     blocks_reused: int
     blocks_rejected: int
+
+
+@dataclass
+class _Tally:
+    bytes_fetched: int = 0
+    blocks_fetched: int = 0
+    blocks_rejected: int = 0
+
+
+def _fetch_request(fd: int, block_map: BlockMap, wanted: Sequence[int], fetch: FetchBlocks,
+                   tally: _Tally, *, bundle_id: str) -> set[int]:
+    """Ask for ``wanted`` once; write every arriving block whose SHA-256 matches and return
+    their indexes. A run is split by the block map and checked block by block."""
+    asked, arrived = set(wanted), set()
+    for first, data in fetch(wanted):
+        covered = run_blocks(block_map, first, len(data))
+        if any(index not in asked or index in arrived for index in covered):
+            raise ProtocolViolation(f"peer sent blocks {covered.start} to {covered.stop - 1}, "
+                                    "which were not all asked for (or came twice)")
+        tally.bytes_fetched += len(data)
+        run_offset = block_map.span(first)[0]
+        view = memoryview(data)
+        for index in covered:
+            offset, length = block_map.span(index)
+            block = view[offset - run_offset:offset - run_offset + length]
+            if hashlib.sha256(block).digest() != block_map.hashes[index]:
+                tally.blocks_rejected += 1
+                logger.warning("block %d of bundle %s failed its hash; fetching again",
+                               index, bundle_id)
+                continue
+            os.pwrite(fd, block, offset)
+            arrived.add(index)
+            tally.blocks_fetched += 1
+    return arrived
 
 
 def partial_path(data_dir: Path, offer: BundleOffer) -> Path:
@@ -66,9 +104,11 @@ def fetch_bundle(*, data_dir: Path, offer: BundleOffer, local_bundle: Path,
     _drop_other_partials(path, offer.manifest.collection)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
     try:
+        resuming = os.fstat(fd).st_size > 0  # a new partial file holds no block yet
         os.ftruncate(fd, block_map.size_bytes)
         missing = [index for index, digest in enumerate(block_map.hashes)
-                   if hashlib.sha256(read_span(fd, *block_map.span(index))).digest() != digest]
+                   if not resuming
+                   or hashlib.sha256(read_span(fd, *block_map.span(index))).digest() != digest]
         reused = len(block_map.hashes) - len(missing)
         if missing:
             local = held_blocks(local_bundle, block_size_bytes=block_map.block_size_bytes)
@@ -76,29 +116,16 @@ def fetch_bundle(*, data_dir: Path, offer: BundleOffer, local_bundle: Path,
                 os.pwrite(fd, local[block_map.hashes[index]], block_map.span(index)[0])
                 missing.remove(index)
                 reused += 1
-        fetched = fetched_bytes = rejected = 0
+        tally = _Tally()
+        per_request = blocks_per_request(block_map.block_size_bytes)
         for _ in range(FETCH_ROUNDS):
             if not missing:
                 break
             failed: list[int] = []
-            per_request = blocks_per_request(block_map.block_size_bytes)
             for start in range(0, len(missing), per_request):
                 wanted = missing[start:start + per_request]
-                arrived: set[int] = set()
-                for index, data in fetch(wanted):
-                    if index not in wanted or index in arrived:
-                        raise ProtocolViolation(f"peer sent block {index}, which was not asked for")
-                    fetched_bytes += len(data)
-                    offset, length = block_map.span(index)
-                    digest = hashlib.sha256(data).digest()
-                    if len(data) != length or digest != block_map.hashes[index]:
-                        rejected += 1
-                        logger.warning("block %d of bundle %s failed its hash; fetching again",
-                                       index, offer.manifest.bundle_id)
-                        continue
-                    os.pwrite(fd, data, offset)
-                    arrived.add(index)
-                    fetched += 1
+                arrived = _fetch_request(fd, block_map, wanted, fetch, tally,
+                                         bundle_id=offer.manifest.bundle_id)
                 failed += [index for index in wanted if index not in arrived]
             missing = failed
         if missing:
@@ -108,5 +135,6 @@ def fetch_bundle(*, data_dir: Path, offer: BundleOffer, local_bundle: Path,
         os.fsync(fd)
     finally:
         os.close(fd)
-    return FetchOutcome(path=path, bytes_fetched=fetched_bytes, blocks_fetched=fetched,
-                        blocks_reused=reused, blocks_rejected=rejected)
+    return FetchOutcome(path=path, bytes_fetched=tally.bytes_fetched,
+                        blocks_fetched=tally.blocks_fetched, blocks_reused=reused,
+                        blocks_rejected=tally.blocks_rejected)

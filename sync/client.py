@@ -237,7 +237,7 @@ class Session:
 def receive_bundle(stub: sync_pb2_grpc.MeshdexSyncStub, peer: Peer, name: str,
                    receiver: BundleReceiver) -> BundleOutcome | None:
     """The peer's current bundle of ``name``, handed to ``receiver`` to decide on and maybe
-    fetch block by block; None if the peer has none."""
+    fetch in runs of blocks; None if the peer has none."""
     with calls(peer.device_id, "bundle offer"):
         offer = wire.offer_from_wire(stub.GetBundleOffer(
             pb.BundleOfferRequest(collection=name), timeout=CALL_TIMEOUT_S))
@@ -250,8 +250,8 @@ def receive_bundle(stub: sync_pb2_grpc.MeshdexSyncStub, peer: Peer, name: str,
         request = pb.FetchBlocksRequest(collection=name, bundle_id=offer.manifest.bundle_id,
                                         blocks=list(indexes))
         with calls(peer.device_id, "fetch blocks"):
-            for block in stub.FetchBlocks(request, timeout=SESSION_TIMEOUT_S):
-                yield block.index, block.data
+            for run in stub.FetchBlocks(request, timeout=SESSION_TIMEOUT_S):
+                yield run.first_block, run.data
 
     return receiver.receive(peer.name or peer.device_id, offer, fetch)
 

@@ -4,6 +4,9 @@ reset), once ``after_bytes`` of server data have passed. Under TLS a flipped byt
 record's authentication, so every fault ends the connection; what a test checks is what the
 receiving node makes of that. Each connection counts its own bytes; ``arm`` sets the fault
 for the next connections, ``disarm`` lets traffic through untouched.
+
+``flip_blocks`` damages chosen blocks inside a received run (``FetchBlocks`` message) instead,
+below TLS's reach: what a peer that serves wrong bytes looks like.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
+
+from meshdex.sync.blocks import BlockMap, run_blocks
 
 CHUNK_BYTES = 16 * 1024
 PASS, FLIP, TRUNCATE, DROP = "pass", "flip", "truncate", "drop"
@@ -21,6 +27,18 @@ PASS, FLIP, TRUNCATE, DROP = "pass", "flip", "truncate", "drop"
 class Fault:
     kind: str = PASS
     after_bytes: int = 0
+
+
+def flip_blocks(block_map: BlockMap, first_block: int, data: bytes,
+                blocks: Collection[int]) -> bytes:
+    """The run ``data`` starting at ``first_block`` with the first byte of each of ``blocks``
+    (those the run covers) flipped."""
+    damaged = bytearray(data)
+    run_offset = block_map.span(first_block)[0]
+    for index in run_blocks(block_map, first_block, len(data)):
+        if index in blocks:
+            damaged[block_map.span(index)[0] - run_offset] ^= 1
+    return bytes(damaged)
 
 
 class TamperProxy:
