@@ -68,18 +68,27 @@ def _fetch_request(fd: int, block_map: BlockMap, wanted: Sequence[int], fetch: F
         tally.bytes_fetched += len(data)
         run_offset = block_map.span(first)[0]
         view = memoryview(data)
+        good_from = run_offset  # the verified blocks since the last bad one, written together
         for index in covered:
             offset, length = block_map.span(index)
-            block = view[offset - run_offset:offset - run_offset + length]
-            if hashlib.sha256(block).digest() != block_map.hashes[index]:
-                tally.blocks_rejected += 1
-                logger.warning("block %d of bundle %s failed its hash; fetching again",
-                               index, bundle_id)
+            if hashlib.sha256(view[offset - run_offset:offset - run_offset + length]
+                              ).digest() == block_map.hashes[index]:
+                arrived.add(index)
+                tally.blocks_fetched += 1
                 continue
-            os.pwrite(fd, block, offset)
-            arrived.add(index)
-            tally.blocks_fetched += 1
+            tally.blocks_rejected += 1
+            logger.warning("block %d of bundle %s failed its hash; fetching again",
+                           index, bundle_id)
+            _write(fd, view[good_from - run_offset:offset - run_offset], good_from)
+            good_from = offset + length
+        _write(fd, view[good_from - run_offset:], good_from)
     return arrived
+
+
+def _write(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
 
 
 def partial_path(data_dir: Path, offer: BundleOffer) -> Path:

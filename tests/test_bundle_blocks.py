@@ -8,6 +8,7 @@ import os
 
 import pytest
 from bundle_samples import make_manifest
+from meshdex.index.bundle_io import write_bundle
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.node.indexing import IndexManager
 from meshdex.node.records import DocumentInput
@@ -24,7 +25,7 @@ from meshdex.sync.blocks import (
     run_blocks,
 )
 from meshdex.sync.bundle_fetch import fetch_bundle, partial_path
-from meshdex.sync.bundle_shelf import BundleOffer
+from meshdex.sync.bundle_shelf import BundleOffer, BundleShelf
 from meshdex.sync.errors import ProtocolViolation
 from meshdex.sync.transport import MAX_SYNC_MESSAGE_BYTES
 
@@ -183,5 +184,28 @@ def test_a_delta_build_after_one_percent_changed_changes_few_blocks(tmp_path) ->
         map_bytes = 32 * len(block_map.hashes)
         assert changed + map_bytes <= 0.02 * len(after) + 16 * 1024
         assert changed < len(after) // 40
+    finally:
+        node.close()
+
+
+def test_the_server_sends_runs_within_its_run_size_and_refuses_an_oversize_request(tmp_path):
+    node = Node.open(tmp_path / "n")
+    try:
+        path = node.indexes.bundle_path("notes")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data_bytes = 300 * 16 * 1024  # blocks of 16 KiB: 256 make a whole request
+        manifest = write_bundle(path, make_manifest(), {"codes": os.urandom(data_bytes)})
+        shelf = BundleShelf(node, run_bytes=100 * 1024)
+        block_map = shelf.offer("notes").block_map
+        assert block_map.block_size_bytes == 16 * 1024
+        assert blocks_per_request(block_map.block_size_bytes) == 256
+        data = path.read_bytes()
+        runs = list(shelf.runs("notes", manifest.bundle_id, [*range(10), 12, 13]))
+        assert [(first, len(run)) for first, run in runs] == [
+            (0, 6 * 16 * 1024), (6, 4 * 16 * 1024), (12, 2 * 16 * 1024)]
+        assert all(run == data[first * 16 * 1024:first * 16 * 1024 + len(run)]
+                   for first, run in runs)
+        with pytest.raises(ProtocolViolation, match="at most 256 blocks of 16384 bytes"):
+            list(shelf.runs("notes", manifest.bundle_id, range(257)))
     finally:
         node.close()
