@@ -62,6 +62,7 @@ from meshdex.sync import wire
 from meshdex.sync.blocks import RUN_BYTES, SHA256_BYTES, block_map_of, block_size_for
 from meshdex.sync.bundle_fetch import fetch_bundle
 from meshdex.sync.bundle_shelf import BundleShelf
+from meshdex.sync.client import block_fetcher
 from meshdex.sync.transport import pinned_channel
 
 from bench.fast_embedder import RandomVectorEmbedder
@@ -225,12 +226,17 @@ def _fetch_seconds(stub, receiver_dir: Path, scratch: Path) -> tuple[float, int,
     started = time.perf_counter()
     offer = wire.offer_from_wire(stub.GetBundleOffer(pb.BundleOfferRequest(collection="notes")))
 
-    def fetch(indexes):
-        nonlocal messages
-        for run in stub.FetchBlocks(pb.FetchBlocksRequest(
-                collection="notes", bundle_id=offer.manifest.bundle_id, blocks=list(indexes))):
-            messages += 1
-            yield run.first_block, run.data
+    fetcher = block_fetcher(stub, "a", "notes", offer.manifest.bundle_id)
+
+    def fetch(indexes):  # the client's own calls (each request sent at once), counted
+        runs = fetcher(indexes)
+
+        def counted():
+            nonlocal messages
+            for run in runs:
+                messages += 1
+                yield run
+        return counted()
 
     outcome = fetch_bundle(data_dir=receiver_dir, offer=offer,
                            local_bundle=scratch / "none.leann", fetch=fetch)
@@ -352,7 +358,7 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=20_000)
     parser.add_argument("--throughput-passages", type=int, default=30_000)
     parser.add_argument("--synthetic-mb", type=float, default=20.0)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         deltas = delta_figures(Path(scratch), args.passages)

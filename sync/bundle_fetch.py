@@ -3,8 +3,8 @@
 The download is a partial file ``DATA_DIR/sync/incoming/COLLECTION.BUNDLE_ID.part`` of the
 bundle's full size. A block counts as held when its bytes there already hash to the block map
 (a resumed download) or when the current local bundle has a block with that hash (copied, not
-fetched). The rest is fetched ``MAX_REQUEST_BYTES`` of blocks at a time; they arrive in runs
-of consecutive blocks, which are split by the block map and checked block by block: a block
+fetched). The rest is fetched ``MAX_REQUEST_BYTES`` of blocks at a time, each request sent
+while the one before it is still arriving; blocks arrive in runs of consecutive blocks, which are split by the block map and checked block by block: a block
 whose hash does not match is dropped (its run's other blocks are kept) and asked for again, up
 to ``FETCH_ROUNDS`` times. A run that is not whole blocks that were asked for, and not yet
 received, is a protocol violation. An interrupted fetch keeps the partial file, so the next
@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from meshdex.node.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from meshdex.sync.blocks import BlockMap, blocks_per_request, held_blocks, read_span, run_blocks
@@ -33,8 +34,20 @@ INCOMING_DIR_NAME = "incoming"
 PART_SUFFIX = ".part"
 FETCH_ROUNDS = 3
 
-# Asked for block indexes, yields runs: (first block index, the bytes of consecutive blocks).
-FetchBlocks = Callable[[Sequence[int]], Iterator[tuple[int, bytes]]]
+class BlockRuns(Protocol):
+    """The answer to one block request (a generator will do)."""
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        """The runs: (first block index, the bytes of consecutive blocks)."""
+
+    def close(self) -> None:
+        """Stop the request (idempotent; nothing once it has ended)."""
+
+
+# Asked for block indexes, returns their runs. Calling it may send the request at once (the
+# gRPC client does): the next request is asked for while the current one's runs arrive, so
+# the peer does not wait between requests.
+FetchBlocks = Callable[[Sequence[int]], BlockRuns]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,12 +68,13 @@ class _Tally:
     blocks_rejected: int = 0
 
 
-def _fetch_request(fd: int, block_map: BlockMap, wanted: Sequence[int], fetch: FetchBlocks,
-                   tally: _Tally, *, bundle_id: str) -> set[int]:
-    """Ask for ``wanted`` once; write every arriving block whose SHA-256 matches and return
-    their indexes. A run is split by the block map and checked block by block."""
+def _take_runs(fd: int, block_map: BlockMap, wanted: Sequence[int],
+               runs: BlockRuns, tally: _Tally, *, bundle_id: str) -> set[int]:
+    """The ``runs`` answering a request for ``wanted``: write every arriving block whose
+    SHA-256 matches and return their indexes. A run is split by the block map and checked
+    block by block."""
     asked, arrived = set(wanted), set()
-    for first, data in fetch(wanted):
+    for first, data in runs:
         covered = run_blocks(block_map, first, len(data))
         if any(index not in asked or index in arrived for index in covered):
             raise ProtocolViolation(f"peer sent blocks {covered.start} to {covered.stop - 1}, "
@@ -130,13 +144,21 @@ def fetch_bundle(*, data_dir: Path, offer: BundleOffer, local_bundle: Path,
         for _ in range(FETCH_ROUNDS):
             if not missing:
                 break
-            failed: list[int] = []
-            for start in range(0, len(missing), per_request):
-                wanted = missing[start:start + per_request]
-                arrived = _fetch_request(fd, block_map, wanted, fetch, tally,
+            requests = [missing[start:start + per_request]
+                        for start in range(0, len(missing), per_request)]
+            missing = []
+            open_requests = [fetch(requests[0])]  # the current one and the one asked ahead
+            try:
+                for number, wanted in enumerate(requests):
+                    if number + 1 < len(requests):
+                        open_requests.append(fetch(requests[number + 1]))
+                    arrived = _take_runs(fd, block_map, wanted, open_requests[0], tally,
                                          bundle_id=offer.manifest.bundle_id)
-                failed += [index for index in wanted if index not in arrived]
-            missing = failed
+                    open_requests.pop(0)
+                    missing += [index for index in wanted if index not in arrived]
+            finally:
+                for pending in open_requests:  # after a failure: stopped, not left streaming
+                    pending.close()
         if missing:
             raise BundleRefused(
                 f"{len(missing)} blocks of bundle {offer.manifest.bundle_id} failed verification "

@@ -26,7 +26,7 @@ from meshdex.sync.blocks import (
 )
 from meshdex.sync.bundle_fetch import fetch_bundle, partial_path
 from meshdex.sync.bundle_shelf import BundleOffer, BundleShelf
-from meshdex.sync.errors import ProtocolViolation
+from meshdex.sync.errors import ProtocolViolation, SyncError
 from meshdex.sync.transport import MAX_SYNC_MESSAGE_BYTES
 
 from tests.fakes import HashingEmbedder
@@ -209,3 +209,51 @@ def test_the_server_sends_runs_within_its_run_size_and_refuses_an_oversize_reque
             list(shelf.runs("notes", manifest.bundle_id, range(257)))
     finally:
         node.close()
+
+
+class _Request:
+    """One block request to a fake peer, logging when it is asked for, read and closed."""
+
+    def __init__(self, log: list, data: bytes, block_map, indexes, *, fails: bool) -> None:
+        self.log, self.data, self.block_map = log, data, block_map
+        self.first, self.indexes, self.fails = indexes[0], list(indexes), fails
+        log.append(("ask", self.first))
+
+    def __iter__(self):
+        self.log.append(("read", self.first))
+        if self.fails:
+            raise SyncError("connection dropped")
+        for first, count in request_runs(self.block_map, self.indexes):
+            yield first, self.data[first * PAGE:(first + count) * PAGE]
+
+    def close(self) -> None:
+        self.log.append(("close", self.first))
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_next_request_is_asked_for_while_the_current_one_arrives(tmp_path, fails) -> None:
+    """The peer never waits between requests; after a failure the request asked for ahead
+    is stopped, not left streaming."""
+    data = os.urandom(3 * MAX_BLOCKS_PER_REQUEST * PAGE)
+    offer = _offer(data)
+    log: list = []
+    starts = [0, MAX_BLOCKS_PER_REQUEST, 2 * MAX_BLOCKS_PER_REQUEST]
+
+    def fetch(indexes):
+        return _Request(log, data, offer.block_map, indexes,
+                        fails=fails and indexes[0] == starts[1])
+
+    if fails:
+        with pytest.raises(SyncError):
+            fetch_bundle(data_dir=tmp_path, offer=offer, local_bundle=tmp_path / "none",
+                         fetch=fetch)
+        assert [entry for entry in log if entry[0] != "close"] == [
+            ("ask", starts[0]), ("ask", starts[1]), ("read", starts[0]), ("ask", starts[2]),
+            ("read", starts[1])]
+        assert {("close", starts[1]), ("close", starts[2])} <= set(log)
+        return
+    outcome = fetch_bundle(data_dir=tmp_path, offer=offer, local_bundle=tmp_path / "none",
+                           fetch=fetch)
+    assert log == [("ask", starts[0]), ("ask", starts[1]), ("read", starts[0]),
+                   ("ask", starts[2]), ("read", starts[1]), ("read", starts[2])]
+    assert outcome.path.read_bytes() == data
