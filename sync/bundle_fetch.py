@@ -4,12 +4,13 @@ The download is a partial file ``DATA_DIR/sync/incoming/COLLECTION.BUNDLE_ID.par
 bundle's full size. A block counts as held when its bytes there already hash to the block map
 (a resumed download) or when the current local bundle has a block with that hash (copied, not
 fetched). The rest is fetched ``MAX_REQUEST_BYTES`` of blocks at a time, each request sent
-while the one before it is still arriving; blocks arrive in runs of consecutive blocks, which are split by the block map and checked block by block: a block
-whose hash does not match is dropped (its run's other blocks are kept) and asked for again, up
-to ``FETCH_ROUNDS`` times. A run that is not whole blocks that were asked for, and not yet
-received, is a protocol violation. An interrupted fetch keeps the partial file, so the next
-session refetches nothing it already has; nothing outside the incoming folder is touched until
-the whole file has verified.
+while the one before it is still arriving. Blocks arrive in runs of consecutive blocks, which
+are split by the block map and checked block by block: a block whose hash does not match is
+dropped (its run's other blocks are kept) and asked for again, up to ``FETCH_ROUNDS`` times.
+A run that is not whole blocks that were asked for, and not yet received, is a protocol
+violation. An interrupted fetch keeps the partial file, so the next session refetches nothing
+it already has; nothing outside the incoming folder is touched until the whole file has
+verified.
 """
 
 from __future__ import annotations
