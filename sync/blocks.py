@@ -16,12 +16,14 @@ at most ``RUN_BYTES`` unless one block is bigger): a message per 4 KiB block mad
 per-message cost, not the bytes, the limit. The receiver splits a run by the block map
 (``run_blocks``) and checks each block's SHA-256 on its own, so a damaged run costs only its
 damaged blocks. ``RUN_BYTES`` is 1 MiB because it was the fastest size measured in
-``bench/bench_bundle_sync.py`` (whole transfer over loopback mTLS / copying the file over a
-TLS socket; 1.2 MB built bundle, 20 MB synthetic one): one block per message 0.06 / 0.36,
-64 KiB 0.30 / 0.36, 256 KiB 0.39 / 0.49, 1 MiB 0.40 / 0.56, 4 MiB (a whole request in one
-message: no receiving while the receiver hashes) 0.40 / 0.45. It keeps at most a few MiB of a
-transfer in memory per side, far below gRPC's message limit (``MAX_SYNC_MESSAGE_BYTES``), and a
-run never exceeds ``MAX_REQUEST_BYTES``, which is what a receiver accepts.
+``bench/bench_bundle_sync.py`` for the larger bundle (whole transfer over loopback mTLS /
+copying the file over a TLS socket, for a 1.2 MB built bundle and a 20 MB synthetic one; the
+committed run): one block per message 0.17 / 0.49, 64 KiB 0.31 / 0.50, 256 KiB 0.44 / 0.53,
+1 MiB 0.40 / 0.57, 4 MiB (a whole request in one message) 0.37 / 0.53. On the 1.2 MB bundle
+256 KiB and 1 MiB are within noise of each other (0.38-0.44 over three runs); on 20 MB 1 MiB
+was ahead in every run. A run keeps a few MiB of a transfer in memory per side, far below
+gRPC's message limit (``transport.MAX_SYNC_MESSAGE_BYTES``), and never exceeds
+``MAX_REQUEST_BYTES``, which is what a receiver accepts.
 """
 
 from __future__ import annotations
