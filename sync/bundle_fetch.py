@@ -3,10 +3,14 @@
 The download is a partial file ``DATA_DIR/sync/incoming/COLLECTION.BUNDLE_ID.part`` of the
 bundle's full size. A block counts as held when its bytes there already hash to the block map
 (a resumed download) or when the current local bundle has a block with that hash (copied, not
-fetched). The rest is fetched ``MAX_REQUEST_BYTES`` of blocks at a time; a block whose hash does not
-match is dropped and asked for again, up to ``FETCH_ROUNDS`` times. An interrupted fetch keeps
-the partial file, so the next session refetches nothing it already has; nothing outside the
-incoming folder is touched until the whole file has verified.
+fetched). The rest is fetched ``MAX_REQUEST_BYTES`` of blocks at a time, each request sent
+while the one before it is still arriving. Blocks arrive in runs of consecutive blocks, which
+are split by the block map and checked block by block: a block whose hash does not match is
+dropped (its run's other blocks are kept) and asked for again, up to ``FETCH_ROUNDS`` times.
+A run that is not whole blocks that were asked for, and not yet received, is a protocol
+violation. An interrupted fetch keeps the partial file, so the next session refetches nothing
+it already has; nothing outside the incoming folder is touched until the whole file has
+verified.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from meshdex.node.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
-from meshdex.sync.blocks import blocks_per_request, held_blocks, read_span
+from meshdex.sync.blocks import BlockMap, blocks_per_request, held_blocks, read_span, run_blocks
 from meshdex.sync.bundle_shelf import BundleOffer
 from meshdex.sync.errors import BundleRefused, ProtocolViolation
 from meshdex.sync.files import sync_dir
@@ -30,7 +35,20 @@ INCOMING_DIR_NAME = "incoming"
 PART_SUFFIX = ".part"
 FETCH_ROUNDS = 3
 
-FetchBlocks = Callable[[Sequence[int]], Iterator[tuple[int, bytes]]]
+class BlockRuns(Protocol):
+    """The answer to one block request (a generator will do)."""
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        """The runs: (first block index, the bytes of consecutive blocks)."""
+
+    def close(self) -> None:
+        """Stop the request (idempotent; nothing once it has ended)."""
+
+
+# Asked for block indexes, returns their runs. Calling it may send the request at once (the
+# gRPC client does): the next request is asked for while the current one's runs arrive, so
+# the peer does not wait between requests.
+FetchBlocks = Callable[[Sequence[int]], BlockRuns]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +60,50 @@ class FetchOutcome:
     blocks_fetched: int
     blocks_reused: int
     blocks_rejected: int
+
+
+@dataclass
+class _Tally:
+    bytes_fetched: int = 0
+    blocks_fetched: int = 0
+    blocks_rejected: int = 0
+
+
+def _take_runs(fd: int, block_map: BlockMap, wanted: Sequence[int],
+               runs: BlockRuns, tally: _Tally, *, bundle_id: str) -> set[int]:
+    """The ``runs`` answering a request for ``wanted``: write every arriving block whose
+    SHA-256 matches and return their indexes. A run is split by the block map and checked
+    block by block."""
+    asked, arrived = set(wanted), set()
+    for first, data in runs:
+        covered = run_blocks(block_map, first, len(data))
+        if any(index not in asked or index in arrived for index in covered):
+            raise ProtocolViolation(f"peer sent blocks {covered.start} to {covered.stop - 1}, "
+                                    "which were not all asked for (or came twice)")
+        tally.bytes_fetched += len(data)
+        run_offset = block_map.span(first)[0]
+        view = memoryview(data)
+        good_from = run_offset  # the verified blocks since the last bad one, written together
+        for index in covered:
+            offset, length = block_map.span(index)
+            if hashlib.sha256(view[offset - run_offset:offset - run_offset + length]
+                              ).digest() == block_map.hashes[index]:
+                arrived.add(index)
+                tally.blocks_fetched += 1
+                continue
+            tally.blocks_rejected += 1
+            logger.warning("block %d of bundle %s failed its hash; fetching again",
+                           index, bundle_id)
+            _write(fd, view[good_from - run_offset:offset - run_offset], good_from)
+            good_from = offset + length
+        _write(fd, view[good_from - run_offset:], good_from)
+    return arrived
+
+
+def _write(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
 
 
 def partial_path(data_dir: Path, offer: BundleOffer) -> Path:
@@ -66,9 +128,11 @@ def fetch_bundle(*, data_dir: Path, offer: BundleOffer, local_bundle: Path,
     _drop_other_partials(path, offer.manifest.collection)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
     try:
+        resuming = os.fstat(fd).st_size > 0  # a new partial file holds no block yet
         os.ftruncate(fd, block_map.size_bytes)
         missing = [index for index, digest in enumerate(block_map.hashes)
-                   if hashlib.sha256(read_span(fd, *block_map.span(index))).digest() != digest]
+                   if not resuming
+                   or hashlib.sha256(read_span(fd, *block_map.span(index))).digest() != digest]
         reused = len(block_map.hashes) - len(missing)
         if missing:
             local = held_blocks(local_bundle, block_size_bytes=block_map.block_size_bytes)
@@ -76,31 +140,26 @@ def fetch_bundle(*, data_dir: Path, offer: BundleOffer, local_bundle: Path,
                 os.pwrite(fd, local[block_map.hashes[index]], block_map.span(index)[0])
                 missing.remove(index)
                 reused += 1
-        fetched = fetched_bytes = rejected = 0
+        tally = _Tally()
+        per_request = blocks_per_request(block_map.block_size_bytes)
         for _ in range(FETCH_ROUNDS):
             if not missing:
                 break
-            failed: list[int] = []
-            per_request = blocks_per_request(block_map.block_size_bytes)
-            for start in range(0, len(missing), per_request):
-                wanted = missing[start:start + per_request]
-                arrived: set[int] = set()
-                for index, data in fetch(wanted):
-                    if index not in wanted or index in arrived:
-                        raise ProtocolViolation(f"peer sent block {index}, which was not asked for")
-                    fetched_bytes += len(data)
-                    offset, length = block_map.span(index)
-                    digest = hashlib.sha256(data).digest()
-                    if len(data) != length or digest != block_map.hashes[index]:
-                        rejected += 1
-                        logger.warning("block %d of bundle %s failed its hash; fetching again",
-                                       index, offer.manifest.bundle_id)
-                        continue
-                    os.pwrite(fd, data, offset)
-                    arrived.add(index)
-                    fetched += 1
-                failed += [index for index in wanted if index not in arrived]
-            missing = failed
+            requests = [missing[start:start + per_request]
+                        for start in range(0, len(missing), per_request)]
+            missing = []
+            open_requests = [fetch(requests[0])]  # the current one and the one asked ahead
+            try:
+                for number, wanted in enumerate(requests):
+                    if number + 1 < len(requests):
+                        open_requests.append(fetch(requests[number + 1]))
+                    arrived = _take_runs(fd, block_map, wanted, open_requests[0], tally,
+                                         bundle_id=offer.manifest.bundle_id)
+                    open_requests.pop(0)
+                    missing += [index for index in wanted if index not in arrived]
+            finally:
+                for pending in open_requests:  # after a failure: stopped, not left streaming
+                    pending.close()
         if missing:
             raise BundleRefused(
                 f"{len(missing)} blocks of bundle {offer.manifest.bundle_id} failed verification "
@@ -108,5 +167,6 @@ def fetch_bundle(*, data_dir: Path, offer: BundleOffer, local_bundle: Path,
         os.fsync(fd)
     finally:
         os.close(fd)
-    return FetchOutcome(path=path, bytes_fetched=fetched_bytes, blocks_fetched=fetched,
-                        blocks_reused=reused, blocks_rejected=rejected)
+    return FetchOutcome(path=path, bytes_fetched=tally.bytes_fetched,
+                        blocks_fetched=tally.blocks_fetched, blocks_reused=reused,
+                        blocks_rejected=tally.blocks_rejected)

@@ -4,7 +4,8 @@ A block request names the bundle it wants; if the collection's bundle was replac
 offer (a build or an install renamed a new file over it), the request is refused rather than
 answered with blocks of another file, and the peer asks for a new offer in its next session.
 Block maps are cached per file identity (inode, mtime, size), so they are hashed once per
-generation.
+generation. Blocks go out as runs (``blocks.request_runs``): one read and one message per run
+of consecutive requested blocks.
 """
 
 from __future__ import annotations
@@ -18,8 +19,17 @@ from pathlib import Path
 
 from meshdex.index.bundle_format import read_layout
 from meshdex.index.bundle_manifest import BundleManifest
+from meshdex.index.errors import InvalidArgument
 from meshdex.node.service import Node
-from meshdex.sync.blocks import BlockMap, block_map_of, read_span
+from meshdex.sync.blocks import (
+    MAX_REQUEST_BYTES,
+    RUN_BYTES,
+    BlockMap,
+    block_map_of,
+    blocks_per_request,
+    read_span,
+    request_runs,
+)
 from meshdex.sync.errors import BundleRefused, ProtocolViolation
 
 
@@ -36,11 +46,16 @@ def _file_id(stat: os.stat_result) -> tuple[int, int, int]:
 
 
 class BundleShelf:
-    """The current bundles of one node's collections, as offers and blocks. Thread-safe.
-    Blocks are ``block_size_bytes`` long, by default ``blocks.block_size_for`` each file."""
+    """The current bundles of one node's collections, as offers and block runs. Thread-safe.
+    Blocks are ``block_size_bytes`` long, by default ``blocks.block_size_for`` each file; a
+    run carries up to ``run_bytes`` of them (at most ``blocks.MAX_REQUEST_BYTES``, what a
+    receiver accepts)."""
 
-    def __init__(self, node: Node, *, block_size_bytes: int | None = None) -> None:
-        self.node, self.block_size_bytes = node, block_size_bytes
+    def __init__(self, node: Node, *, block_size_bytes: int | None = None,
+                 run_bytes: int = RUN_BYTES) -> None:
+        if not 0 < run_bytes <= MAX_REQUEST_BYTES:
+            raise InvalidArgument(f"run_bytes must be 1 to {MAX_REQUEST_BYTES}, not {run_bytes}")
+        self.node, self.block_size_bytes, self.run_bytes = node, block_size_bytes, run_bytes
         self._lock = threading.Lock()
         self._offers: dict[str, tuple[tuple[int, int, int], BundleOffer]] = {}
 
@@ -70,10 +85,11 @@ class BundleShelf:
             self._offers[collection] = (_file_id(stat), offer)
         return offer
 
-    def blocks(self, collection: str, bundle_id: str,
-               indexes: Sequence[int]) -> Iterator[tuple[int, bytes]]:
-        """The requested blocks of bundle ``bundle_id``; ``BundleRefused`` if it is no longer
-        the collection's current bundle."""
+    def runs(self, collection: str, bundle_id: str,
+             indexes: Sequence[int]) -> Iterator[tuple[int, bytes]]:
+        """The requested blocks of bundle ``bundle_id`` as runs, each (first block index, the
+        bytes of consecutive blocks); ``BundleRefused`` if it is no longer the collection's
+        current bundle."""
         offer = self.offer(collection)
         if offer is None or offer.manifest.bundle_id != bundle_id:
             raise BundleRefused(
@@ -82,13 +98,19 @@ class BundleShelf:
         count = len(offer.block_map.hashes)
         if any(not 0 <= index < count for index in indexes):
             raise ProtocolViolation(f"block index out of range (the bundle has {count} blocks)")
+        most = blocks_per_request(offer.block_map.block_size_bytes)
+        if len(indexes) > most:
+            raise ProtocolViolation(f"a request asks for at most {most} blocks of "
+                                    f"{offer.block_map.block_size_bytes} bytes, not {len(indexes)}")
         fd = os.open(self._path(collection), os.O_RDONLY)
         try:
             if _file_id(os.fstat(fd)) != self._offers[collection][0]:
                 raise BundleRefused(f"bundle {bundle_id} of {collection!r} was just replaced",
                                     op="fetch blocks", hint="sync again")
-            for index in indexes:
-                offset, length = offer.block_map.span(index)
-                yield index, read_span(fd, offset, length)
+            block_map = offer.block_map
+            for first, length in request_runs(block_map, indexes, run_bytes=self.run_bytes):
+                start = block_map.span(first)[0]
+                end = sum(block_map.span(first + length - 1))
+                yield first, read_span(fd, start, end - start)
         finally:
             os.close(fd)

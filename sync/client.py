@@ -23,6 +23,7 @@ from meshdex.node.grpc_errors import error_for
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync import wire
+from meshdex.sync.bundle_fetch import FetchBlocks
 from meshdex.sync.bundle_receive import BundleOutcome, BundleReceiver
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.engine import SyncEngine
@@ -237,7 +238,7 @@ class Session:
 def receive_bundle(stub: sync_pb2_grpc.MeshdexSyncStub, peer: Peer, name: str,
                    receiver: BundleReceiver) -> BundleOutcome | None:
     """The peer's current bundle of ``name``, handed to ``receiver`` to decide on and maybe
-    fetch block by block; None if the peer has none."""
+    fetch in runs of blocks; None if the peer has none."""
     with calls(peer.device_id, "bundle offer"):
         offer = wire.offer_from_wire(stub.GetBundleOffer(
             pb.BundleOfferRequest(collection=name), timeout=CALL_TIMEOUT_S))
@@ -246,14 +247,36 @@ def receive_bundle(stub: sync_pb2_grpc.MeshdexSyncStub, peer: Peer, name: str,
     if offer.manifest.collection != name:
         raise SyncError("peer offered a bundle of another collection", peer=peer.device_id)
 
-    def fetch(indexes: Sequence[int]) -> Iterator[tuple[int, bytes]]:
-        request = pb.FetchBlocksRequest(collection=name, bundle_id=offer.manifest.bundle_id,
-                                        blocks=list(indexes))
-        with calls(peer.device_id, "fetch blocks"):
-            for block in stub.FetchBlocks(request, timeout=SESSION_TIMEOUT_S):
-                yield block.index, block.data
-
+    fetch = block_fetcher(stub, peer.device_id, name, offer.manifest.bundle_id)
     return receiver.receive(peer.name or peer.device_id, offer, fetch)
+
+
+def block_fetcher(stub: sync_pb2_grpc.MeshdexSyncStub, peer: str, collection: str,
+                  bundle_id: str) -> FetchBlocks:
+    """``FetchBlocks`` calls to ``peer`` for blocks of bundle ``bundle_id``: each request is
+    sent when asked for, its runs arrive as the answer is iterated."""
+    def fetch(indexes: Sequence[int]) -> _CallRuns:
+        request = pb.FetchBlocksRequest(collection=collection, bundle_id=bundle_id,
+                                        blocks=list(indexes))
+        with calls(peer, "fetch blocks"):
+            return _CallRuns(stub.FetchBlocks(request, timeout=SESSION_TIMEOUT_S), peer)
+    return fetch
+
+
+@dataclass(frozen=True)
+class _CallRuns:
+    """The runs of a ``FetchBlocks`` call already sent (``bundle_fetch.BlockRuns``)."""
+
+    responses: Any  # the call's response iterator (a grpc.Call)
+    peer: str
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        with calls(self.peer, "fetch blocks"):
+            for run in self.responses:
+                yield run.first_block, run.data
+
+    def close(self) -> None:
+        self.responses.cancel()  # nothing once the call has ended
 
 
 def run_session(engine: SyncEngine, identity: DeviceIdentity, trust: TrustStore,

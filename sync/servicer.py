@@ -165,14 +165,14 @@ class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
         return wire.offer_to_wire(self.engine.shelf.offer(request.collection))
 
     def FetchBlocks(self, request: pb.FetchBlocksRequest,
-                    context: grpc.ServicerContext) -> Iterator[pb.BundleBlock]:
+                    context: grpc.ServicerContext) -> Iterator[pb.BlockRun]:
         peer = self._peer(context)
         collection, bundle_id, indexes = wire.block_request_from_wire(request)
         self.engine.check_shared(peer, collection, writing=False)
         if self.engine.shelf is None:
             raise ProtocolViolation("this device serves no bundles", peer=peer.device_id)
-        for index, data in self.engine.shelf.blocks(collection, bundle_id, indexes):
-            yield pb.BundleBlock(index=index, data=data)
+        for first, data in self.engine.shelf.runs(collection, bundle_id, indexes):
+            yield pb.BlockRun(first_block=first, data=data)
 
     def BuildForPeer(self, request: node_pb2.BuildRequest,
                      context: grpc.ServicerContext) -> Iterator[node_pb2.BuildProgress]:

@@ -1,9 +1,13 @@
 """A real TCP proxy between two nodes that can damage what flows from the server to the
 client: flip one byte, cut the stream short (a clean close), or drop the connection (a
-reset), once ``after_bytes`` of server data have passed. Under TLS a flipped byte fails the
-record's authentication, so every fault ends the connection; what a test checks is what the
-receiving node makes of that. Each connection counts its own bytes; ``arm`` sets the fault
-for the next connections, ``disarm`` lets traffic through untouched.
+reset), once ``after_bytes`` of server data have passed and ``FAULT_DELAY_S`` later. Under
+TLS a flipped byte fails the record's authentication, so every fault ends the connection;
+what a test checks is what the receiving node makes of that. Each connection counts its own
+bytes; ``arm`` sets the fault for the next connections, ``disarm`` lets traffic through
+untouched.
+
+``flip_blocks`` damages chosen blocks inside a received run (``FetchBlocks`` message) instead,
+below TLS's reach: what a peer that serves wrong bytes looks like.
 """
 
 from __future__ import annotations
@@ -11,9 +15,14 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
+from meshdex.sync.blocks import BlockMap, run_blocks
+
 CHUNK_BYTES = 16 * 1024
+FAULT_DELAY_S = 0.5
 PASS, FLIP, TRUNCATE, DROP = "pass", "flip", "truncate", "drop"
 
 
@@ -21,6 +30,18 @@ PASS, FLIP, TRUNCATE, DROP = "pass", "flip", "truncate", "drop"
 class Fault:
     kind: str = PASS
     after_bytes: int = 0
+
+
+def flip_blocks(block_map: BlockMap, first_block: int, data: bytes,
+                blocks: Collection[int]) -> bytes:
+    """The run ``data`` starting at ``first_block`` with the first byte of each of ``blocks``
+    (those the run covers) flipped."""
+    damaged = bytearray(data)
+    run_offset = block_map.span(first_block)[0]
+    for index in run_blocks(block_map, first_block, len(data)):
+        if index in blocks:
+            damaged[block_map.span(index)[0] - run_offset] ^= 1
+    return bytes(damaged)
 
 
 class TamperProxy:
@@ -73,11 +94,15 @@ class TamperProxy:
                     cut = max(fault.after_bytes - passed, 0)
                     with self._lock:
                         self.faults_applied += 1
+                    target.sendall(chunk[:cut])
+                    passed += cut
+                    # what came before the fault reaches the receiver's application first
+                    # (gRPC drops messages it still buffers when the connection fails)
+                    time.sleep(FAULT_DELAY_S)
                     if fault.kind == FLIP:
-                        chunk = chunk[:cut] + bytes([chunk[cut] ^ 0x40]) + chunk[cut + 1:]
+                        chunk = bytes([chunk[cut] ^ 0x40]) + chunk[cut + 1:]
                         fault = Fault()  # one flipped byte per connection
                     else:
-                        target.sendall(chunk[:cut])
                         self._end(source, target, reset=fault.kind == DROP)
                         return
                 target.sendall(chunk)
@@ -93,6 +118,9 @@ class TamperProxy:
                 if reset:  # RST instead of FIN: the connection is dropped, not closed
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                     struct.pack("ii", 1, 0))
+                    # wakes the other direction's thread from recv (sending nothing), so the
+                    # socket is really released, with its RST, when closed
+                    sock.shutdown(socket.SHUT_RD)
                 else:
                     sock.shutdown(socket.SHUT_RDWR)
             except OSError:

@@ -14,16 +14,18 @@ from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync import wire
 from meshdex.sync.blocks import block_map_of
 from meshdex.sync.bundle_fetch import FETCH_ROUNDS, partial_path
+from meshdex.sync.bundle_shelf import BundleShelf
 from meshdex.sync.client import Session
 from meshdex.sync.errors import BundleRefused
 from meshdex.sync.transport import pinned_channel
 
 from tests.fakes import HashingEmbedder
 from tests.sync_support import pair, start_sync_node, stop_sync_node
-from tests.tamper_proxy import DROP, FLIP, TRUNCATE, TamperProxy
+from tests.tamper_proxy import DROP, FLIP, TRUNCATE, TamperProxy, flip_blocks
 
 DOCUMENT_COUNT = 3000  # a bundle of about 60 pages
 CUT_AFTER_BYTES = 120_000  # past the handshake and the documents, inside the blocks
+RUN_BYTES = 16 * 1024
 QUERY = "note 17 on topic 6"
 
 
@@ -54,6 +56,9 @@ def _hits(node):
 def nodes(tmp_path):
     """A (built, generation 2 not yet fetched) and B (policy fetch, holding generation 1)."""
     a, b = _start(tmp_path, "a", "auto"), _start(tmp_path, "b", "fetch")
+    # Runs of a few blocks, so that the fault lands after some whole runs have arrived (a
+    # run in flight when the connection ends is lost with it, like any gRPC message).
+    a.service.engine.shelf = BundleShelf(a.node, run_bytes=RUN_BYTES)
     a.node.create_collection("notes")
     a.node.upsert_documents("notes", _docs())
     a.node.build("notes")
@@ -112,12 +117,10 @@ def test_blocks_that_keep_failing_their_hash_refuse_the_bundle_and_keep_the_old_
 
         def corrupting(indexes):  # a block source whose block 1 is always damaged
             asked.extend(indexes)
-            for message in stub.FetchBlocks(pb.FetchBlocksRequest(
+            for run in stub.FetchBlocks(pb.FetchBlocksRequest(
                     collection="notes", bundle_id=offer.manifest.bundle_id, blocks=indexes)):
-                data = message.data
-                if message.index == 1:
-                    data = bytes([data[0] ^ 1]) + data[1:]
-                yield message.index, data
+                yield run.first_block, flip_blocks(offer.block_map, run.first_block, run.data,
+                                                   {1})
 
         with pytest.raises(BundleRefused, match=f"failed verification {FETCH_ROUNDS} times"):
             b.service.engine.bundles.receive("a", offer, corrupting)

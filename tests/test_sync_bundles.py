@@ -17,7 +17,7 @@ from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync import bundle_receive, wire
 from meshdex.sync import service as sync_service
 from meshdex.sync.admin_wire import session_report_from_wire, session_report_to_wire
-from meshdex.sync.blocks import MAX_BLOCKS_PER_REQUEST
+from meshdex.sync.blocks import MAX_BLOCKS_PER_REQUEST, run_blocks
 from meshdex.sync.bundle_fetch import fetch_bundle, partial_path
 from meshdex.sync.client import Session, SessionReport
 from meshdex.sync.errors import SyncError
@@ -26,6 +26,7 @@ from meshdex.sync.transport import pinned_channel
 
 from tests.fakes import HashingEmbedder
 from tests.sync_support import pair, start_sync_node, stop_sync_node, wait_for
+from tests.tamper_proxy import flip_blocks
 
 LOCAL = EmbedderSpec()  # a local embedder: every node here builds with its counting fake
 DOCS = {f"d{i:03d}": f"note {i} on topic {i % 11}, colour {i % 5}, " + "filler words " * 40
@@ -141,15 +142,12 @@ def test_an_interrupted_transfer_resumes_without_refetching_held_blocks(cluster)
         stub = sync_pb2_grpc.MeshdexSyncStub(ch)
         offer = wire.offer_from_wire(stub.GetBundleOffer(pb.BundleOfferRequest(collection="notes")))
         total = len(offer.block_map.hashes)
-        delivered = []
 
-        def dropping(indexes):
-            for message in stub.FetchBlocks(pb.FetchBlocksRequest(
+        def dropping(indexes):  # the first run cut after three blocks, then the line drops
+            for run in stub.FetchBlocks(pb.FetchBlocksRequest(
                     collection="notes", bundle_id=offer.manifest.bundle_id, blocks=indexes)):
-                if len(delivered) == 3:
-                    raise SyncError("connection dropped")
-                delivered.append(message.index)
-                yield message.index, message.data
+                yield run.first_block, run.data[:3 * offer.block_map.block_size_bytes]
+                raise SyncError("connection dropped")
 
         with pytest.raises(SyncError, match="dropped"):
             fetch_bundle(data_dir=b.node.data_dir, offer=offer,
@@ -169,21 +167,25 @@ def test_corrupted_blocks_are_rejected_and_fetched_again(cluster) -> None:
     with pinned_channel(peer.addresses[0], peer.cert_pem, identity=b.service.identity) as ch:
         stub = sync_pb2_grpc.MeshdexSyncStub(ch)
         offer = wire.offer_from_wire(stub.GetBundleOffer(pb.BundleOfferRequest(collection="notes")))
-        flipped = set()
+        flipped: set[int] = set()
+        asked: list[list[int]] = []
 
-        def flipping(indexes):
-            for message in stub.FetchBlocks(pb.FetchBlocksRequest(
+        def flipping(indexes):  # every even block damaged the first time it is sent
+            asked.append(list(indexes))
+            for run in stub.FetchBlocks(pb.FetchBlocksRequest(
                     collection="notes", bundle_id=offer.manifest.bundle_id, blocks=indexes)):
-                data = message.data
-                if message.index % 2 == 0 and message.index not in flipped:
-                    flipped.add(message.index)
-                    data = bytes([data[0] ^ 1]) + data[1:]
-                yield message.index, data
+                covered = run_blocks(offer.block_map, run.first_block, len(run.data))
+                damage = {i for i in covered if i % 2 == 0 and i not in flipped}
+                flipped.update(damage)
+                yield run.first_block, flip_blocks(offer.block_map, run.first_block, run.data,
+                                                   damage)
 
         outcome = fetch_bundle(data_dir=b.node.data_dir, offer=offer,
                                local_bundle=b.node.indexes.bundle_path("notes"), fetch=flipping)
     assert outcome.blocks_rejected == len(flipped) > 0
     assert outcome.blocks_fetched == len(offer.block_map.hashes)
+    # the odd blocks sharing a run with damaged ones were kept: only the damaged are asked again
+    assert asked[1:] == [sorted(flipped)]
     with open_bundle(outcome.path, verify="full") as bundle:
         assert bundle.manifest.bundle_id == offer.manifest.bundle_id
 

@@ -229,13 +229,13 @@ class FetchBlocksRequest(_message.Message):
     blocks: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, collection: _Optional[str] = ..., bundle_id: _Optional[str] = ..., blocks: _Optional[_Iterable[int]] = ...) -> None: ...
 
-class BundleBlock(_message.Message):
-    __slots__ = ("index", "data")
-    INDEX_FIELD_NUMBER: _ClassVar[int]
+class BlockRun(_message.Message):
+    __slots__ = ("first_block", "data")
+    FIRST_BLOCK_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
-    index: int
+    first_block: int
     data: bytes
-    def __init__(self, index: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, first_block: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class IdentityRequest(_message.Message):
     __slots__ = ()

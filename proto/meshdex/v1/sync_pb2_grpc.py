@@ -78,7 +78,7 @@ class MeshdexSyncStub:
         self.FetchBlocks = channel.unary_stream(
                 '/meshdex.v1.MeshdexSync/FetchBlocks',
                 request_serializer=meshdex_dot_v1_dot_sync__pb2.FetchBlocksRequest.SerializeToString,
-                response_deserializer=meshdex_dot_v1_dot_sync__pb2.BundleBlock.FromString,
+                response_deserializer=meshdex_dot_v1_dot_sync__pb2.BlockRun.FromString,
                 _registered_method=True)
         self.BuildForPeer = channel.unary_stream(
                 '/meshdex.v1.MeshdexSync/BuildForPeer',
@@ -150,7 +150,8 @@ class MeshdexSyncServicer:
         raise NotImplementedError('Method not implemented!')
 
     def FetchBlocks(self, request, context):
-        """Blocks of the offered bundle by index, one block per message; fails if it was replaced.
+        """Blocks of the offered bundle by index, as runs: each message carries consecutive requested
+        blocks (whole blocks, at most MAX_REQUEST_BYTES); fails if the bundle was replaced.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -212,7 +213,7 @@ def add_MeshdexSyncServicer_to_server(servicer, server):
             'FetchBlocks': grpc.unary_stream_rpc_method_handler(
                     servicer.FetchBlocks,
                     request_deserializer=meshdex_dot_v1_dot_sync__pb2.FetchBlocksRequest.FromString,
-                    response_serializer=meshdex_dot_v1_dot_sync__pb2.BundleBlock.SerializeToString,
+                    response_serializer=meshdex_dot_v1_dot_sync__pb2.BlockRun.SerializeToString,
             ),
             'BuildForPeer': grpc.unary_stream_rpc_method_handler(
                     servicer.BuildForPeer,
@@ -462,7 +463,7 @@ class MeshdexSync:
             target,
             '/meshdex.v1.MeshdexSync/FetchBlocks',
             meshdex_dot_v1_dot_sync__pb2.FetchBlocksRequest.SerializeToString,
-            meshdex_dot_v1_dot_sync__pb2.BundleBlock.FromString,
+            meshdex_dot_v1_dot_sync__pb2.BlockRun.FromString,
             options,
             channel_credentials,
             insecure,
