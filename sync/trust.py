@@ -169,18 +169,24 @@ class TrustStore:
         """Record a contact with a peer (and its error, a completed sync, the id of its store
         when known); a peer removed meanwhile stays removed."""
         now = time.time()
+        error = error[:MAX_ERROR_CHARS] if error else None
+
+        def nothing_to_write(peer: Peer | None) -> bool:
+            return peer is None or (
+                not synced and not (store_id and store_id != peer.store_id)
+                and error == peer.last_error and peer.last_contact is not None
+                and now - peer.last_contact < CONTACT_WRITE_INTERVAL_S)
+
+        with self._lock:  # most calls end here: a stat, no file lock, no re-read
+            if nothing_to_write(self._load().get(device_id)):
+                return
         with self._lock, locked(self.path):
             self._stamp = None
             peers = dict(self._load())
             peer = peers.get(device_id)
-            if peer is None:
+            if peer is None or nothing_to_write(peer):
                 return
-            error = error[:MAX_ERROR_CHARS] if error else None
             new_store = bool(store_id) and store_id != peer.store_id
-            if (not synced and not new_store and error == peer.last_error
-                    and peer.last_contact is not None
-                    and now - peer.last_contact < CONTACT_WRITE_INTERVAL_S):
-                return
             changes: dict[str, Any] = {"last_contact": now, "last_error": error}
             if new_store:
                 changes["store_id"] = store_id
