@@ -267,3 +267,24 @@ def test_a_format_2_store_opens_upgraded_reads_the_same_and_compacts_onto_new_bl
             "new": "Written by format 3."}
         assert store.passage_texts("c", labels) == [text for _, text in passages]
     assert any("from format 2 to 3" in r.message for r in caplog.records)
+
+
+def test_documents_read_one_at_a_time_decode_each_block_once_and_see_every_write(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    add(store, documents(300))
+    decoded: list[int] = []
+    real_decode = blocks.Block.decode.__func__
+
+    def counting_decode(cls, key, data, dictionary):
+        decoded.append(1)
+        return real_decode(cls, key, data, dictionary)
+
+    monkeypatch.setattr(blocks.Block, "decode", classmethod(counting_decode))
+    for doc in documents(300):
+        assert store.get_document("c", doc.id).text == doc.text
+    block_count = len(stored_blocks(store))
+    assert 0 < len(decoded) <= block_count, "a shared block was decoded once per document"
+    # A write that rewrites a block: the next read decodes the new bytes, not the kept ones.
+    store.upsert_documents("c", [DocumentInput(id="doc-00299", text="rewritten text")])
+    assert store.get_document("c", "doc-00299").text == "rewritten text"
+    assert store.get_document("c", "doc-00000").text == prose(0)
