@@ -118,7 +118,8 @@ def test_search_receives_the_callers_deadline(tmp_path, node):
     with started_node(tmp_path, node=DeadlineRecorder(node)) as server, server.client() as client:
         with pytest.raises(DeadlineExceeded, match="stopped recomputing"):
             client.search("docs", "alpha", deadline=time.monotonic() + 20.0)
-    assert 0.0 < seen["deadline"] - seen["now"] <= 20.0  # the client's 20 s, less transit
+    # the client's 20 s, less transit; gRPC's timeout header may round it up by a fraction
+    assert 0.0 < seen["deadline"] - seen["now"] <= 20.5
     assert seen["top_k"] == 5 and seen["filter"] is None  # Node.search's default top_k
 
 

@@ -3,6 +3,7 @@ tombstones that stop resurrection, clock and watermark advance, convergence both
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,7 @@ def test_received_documents_match_the_sender(pair: tuple[Store, Store]) -> None:
 def test_concurrent_edits_converge_to_the_newest_stamp(pair: tuple[Store, Store]) -> None:
     a, b = pair
     a.upsert_documents("c", [DocumentInput(id="x", text="from a")])
+    time.sleep(0.002)  # b's edit is the newer one (a tie on the clock has its own test)
     b.upsert_documents("c", [DocumentInput(id="x", text="from b")])
     a_seq, b_seq = a.last_seq, b.last_seq
     ship(a, b)
