@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from meshdex.index.errors import FailedPrecondition
+from meshdex.index.errors import FailedPrecondition, NotFound
 from meshdex.node.client import MeshdexClient
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
@@ -72,7 +72,7 @@ def measure_latency(root: Path, count: int) -> dict:
             def searchable(doc_id: str, query: str) -> bool:
                 try:
                     hits = on_b.search("default", query, top_k=1).hits
-                except FailedPrecondition:  # no index on B yet
+                except (FailedPrecondition, NotFound):  # no index, or no collection, on B yet
                     return False
                 return bool(hits) and hits[0].document_id == doc_id
 

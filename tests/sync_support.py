@@ -116,6 +116,9 @@ def wait_for(condition: Callable[[], Any], *, timeout_s: float = 30.0,
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+PORT_RETRIES = 3
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -169,6 +172,22 @@ class ServeProcess:
                 "MESHDEX_ALLOW_UNAUTHENTICATED_LOOPBACK": "true"}
 
     def start(self) -> ServeProcess:
+        """Start serving; a first start whose free port was taken meanwhile (the probe let
+        it go, and the kernel may hand it to any socket) retries on new ports. A restart keeps
+        its ports: peers know the address."""
+        first = self.process is None
+        for _ in range(PORT_RETRIES - 1):
+            try:
+                return self._start()
+            except AssertionError:
+                if not first or not any("Address already in use" in line
+                                        for line in self.lines):
+                    raise
+                self.process = None
+                self.sync_port, self.pair_port = free_port(), free_port()
+        return self._start()
+
+    def _start(self) -> ServeProcess:
         self.lines = []
         self.process = subprocess.Popen(
             [*self.launcher, "serve", "--listen", "127.0.0.1:0"],

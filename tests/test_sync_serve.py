@@ -86,7 +86,7 @@ def test_add_on_one_device_is_searchable_on_the_other_and_deletes_follow(two, tm
 def _top_hit(client: MeshdexClient, query: str) -> str | None:
     try:
         hits = client.search("default", query, top_k=1).hits
-    except FailedPrecondition:  # no index on this device yet
+    except (FailedPrecondition, NotFound):  # no index, or no collection, here yet
         return None
     return hits[0].document_id if hits else None
 
