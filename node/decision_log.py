@@ -78,7 +78,8 @@ class DecisionLog:
         )
         line = json.dumps(record.to_dict(), ensure_ascii=False) + "\n"
         with self._lock:
-            previous = self._previous(collection)
+            records = self._read()  # once: for the previous decision and for the trim
+            previous = next((r for r in reversed(records) if r.collection == collection), None)
             if previous is not None and replace(previous, at_ms=record.at_ms) == record:
                 logger.debug("%s %s: %s again", trigger, collection, decision)
                 return previous
@@ -89,12 +90,9 @@ class DecisionLog:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            self._trim()
+            self._trim([*records, record])
         logger.info("%s %s: %s (%s)", trigger, collection, decision, "; ".join(reasons))
         return record
-
-    def _previous(self, collection: str) -> DecisionRecord | None:
-        return next((r for r in reversed(self._read()) if r.collection == collection), None)
 
     def recent(self, limit: int = 20, *, collection: str | None = None) -> list[DecisionRecord]:
         """The newest ``limit`` decisions, newest first (optionally for one collection)."""
@@ -114,8 +112,9 @@ class DecisionLog:
                 logger.warning("%s:%d: unreadable decision entry skipped", self.path, number)
         return records
 
-    def _trim(self) -> None:
-        records = self._read()
+    def _trim(self, records: list[DecisionRecord]) -> None:
+        """Rewrite the file with the newest ``KEEP_ENTRIES`` of ``records`` (what it now
+        holds) once they pass twice that."""
         if len(records) <= 2 * KEEP_ENTRIES:
             return
         write_private_file(self.path, "".join(

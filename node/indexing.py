@@ -257,10 +257,11 @@ class IndexManager:
         """
         with self.exclusive(collection):
             before = self.bytes_on_disk(collection)
+            unchanged = IndexCompaction(collection=collection, dropped_passages=0,
+                                        before_bytes=before, after_bytes=before)
             current = self._load(collection, required=False)
             if current is None:
-                return IndexCompaction(collection=collection, dropped_passages=0,
-                                       before_bytes=before, after_bytes=before)
+                return unchanged
             passages, state = self.store.passage_snapshot(collection)
             wanted = dict(passages)
             live = {passage_label(key) for key in wanted}
@@ -270,8 +271,7 @@ class IndexManager:
             index.remove(np.array(removed, dtype=np.uint64))
             dead = index.node_count - len(index)
             if not dead or (index.has_graph and not removed):
-                return IndexCompaction(collection=collection, dropped_passages=0,
-                                       before_bytes=before, after_bytes=before)
+                return unchanged
             if not index.has_graph:
                 index = index.without_tombstones()
             up_to_date = live <= indexed
