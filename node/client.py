@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from meshdex.node.records import (
     DocumentInput,
     NodeStatus,
     SearchResults,
+    SourceScope,
     UpsertReport,
 )
 from meshdex.proto.meshdex.v1 import node_pb2 as pb
@@ -235,8 +236,12 @@ class MeshdexClient:
 
         return wire.upsert_report_from_wire(self._call("UpsertDocuments", stream()))
 
-    def delete_documents(self, collection: str, ids: Iterable[str]) -> DeleteReport:
-        request = pb.DeleteDocumentsRequest(collection=collection, ids=list(ids))
+    def delete_documents(
+        self, collection: str, ids: Iterable[str], *, sources: Sequence[SourceScope] = ()
+    ) -> DeleteReport:
+        request = pb.DeleteDocumentsRequest(
+            collection=collection, ids=list(ids),
+            sources=[wire.source_scope_to_wire(scope) for scope in sources])
         return wire.delete_report_from_wire(self._call("DeleteDocuments", request))
 
     def get_document(self, collection: str, doc_id: str) -> Document:

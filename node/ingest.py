@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from meshdex.index.errors import InvalidArgument
 from meshdex.index.json_limits import MAX_JSON_DEPTH, loads_json
-from meshdex.node.records import DocumentInput, Outcome, UpsertReport
+from meshdex.node.records import DocumentInput, Outcome, SourceScope, UpsertReport
 from meshdex.node.service import Node
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 MAX_FILE_BYTES = 64 * 1024 * 1024  # read (after gunzip) at most this much of one file
 GZIP_SUFFIX = ".gz"
 BINARY_SNIFF_BYTES = 8192
+SKIPPED_TOO_LARGE = "too large"  # a skip that says nothing of what the input holds now
+SCOPES_PER_DELETE = 256  # re-read inputs per delete call: one bounded message over --node
 
 PLAIN_TEXT_TYPES = {
     ".txt": "text",
@@ -117,6 +119,9 @@ class SourceReader(Protocol):
     """
 
     kind: str  # the name ``meshdex add --source KIND`` uses, e.g. "pdf"
+    # Documents of one input are ``task.doc_id`` + this + part (and maybe ``task.doc_id``):
+    # what a complete re-read no longer yields is deleted. None: ids are not per input.
+    sub_document_separator: str | None
 
     def claims(self, path: Path) -> bool:
         """Whether a file met while walking is this reader's (by name or suffix; no I/O)."""
@@ -140,6 +145,7 @@ class IngestSummary:
     collection: str
     created_collection: bool = False
     counts: Counter[str] = field(default_factory=Counter)  # added / updated / unchanged
+    removed: list[str] = field(default_factory=list)  # stale documents of re-read sources
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
     errors: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason)
 
@@ -160,6 +166,7 @@ class IngestSummary:
             "added": self.counts[Outcome.ADDED.value],
             "updated": self.counts[Outcome.UPDATED.value],
             "unchanged": self.counts[Outcome.UNCHANGED.value],
+            "removed": len(self.removed),
             "skipped": dict(sorted(self.skipped.items())),
             "errors": [{"origin": origin, "reason": reason} for origin, reason in self.errors],
         }
@@ -219,6 +226,33 @@ def read_task(task: FileTask) -> Iterator[IngestItem]:
         yield read_file(task)
     else:
         yield from task.reader.read(task)
+
+
+class TaskReads:
+    """The items of collected tasks, noting for each one a reader split into documents what
+    it owns (``SourceScope``), so that ``ingest`` can delete what a re-read no longer yields.
+
+    Only an input read to the end without an error or a part too large to read gets a scope:
+    a file that failed half way (a damaged PDF page) keeps its previous documents.
+    """
+
+    def __init__(self, tasks: Sequence[FileTask]) -> None:
+        self._tasks = tasks
+        self.scopes: list[SourceScope] = []
+
+    def __iter__(self) -> Iterator[IngestItem]:
+        for task in self._tasks:
+            separator = task.reader.sub_document_separator if task.reader is not None else None
+            produced: set[str] = set()
+            clean = True
+            for item in read_task(task):
+                if item.doc is not None:
+                    produced.add(item.doc.id)
+                clean = clean and item.error is None and item.skipped != SKIPPED_TOO_LARGE
+                yield item
+            if separator is not None and clean:
+                self.scopes.append(SourceScope(owner_id=task.doc_id, separator=separator,
+                                               keep=frozenset(produced)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -324,7 +358,7 @@ def read_file(task: FileTask) -> IngestItem:
         reason = getattr(error, "strerror", None) or error
         return IngestItem(origin=origin, error=f"cannot read: {reason}")
     if data is None:
-        return IngestItem(origin=origin, skipped="too large")
+        return IngestItem(origin=origin, skipped=SKIPPED_TOO_LARGE)
     if b"\0" in data[:BINARY_SNIFF_BYTES]:
         return IngestItem(origin=origin, skipped="binary")
     try:
@@ -491,11 +525,14 @@ def ingest(
     items: Iterable[IngestItem],
     *,
     on_item: Callable[[], None] | None = None,
+    sources: TaskReads | None = None,
 ) -> IngestSummary:
     """Add the documents among ``items`` to ``collection`` (created with defaults if missing).
 
     Skips and errors are tallied; documents the node rejects are reported with their origin.
-    ``on_item`` is called once per item consumed (for a progress bar).
+    ``on_item`` is called once per item consumed (for a progress bar). ``sources``, whose
+    items are among ``items``: once they are in, the documents its re-read inputs no longer
+    yield are deleted (``summary.removed``).
     """
     summary = IngestSummary(collection=collection)
     origins: list[str] = []
@@ -515,6 +552,10 @@ def ingest(
 
     report = node.upsert_documents(collection, documents(), create_missing=True)
     _tally(summary, report, origins)
+    scopes = sources.scopes if sources is not None and not report.created_collection else []
+    for start in range(0, len(scopes), SCOPES_PER_DELETE):
+        summary.removed += node.delete_documents(
+            collection, (), sources=scopes[start:start + SCOPES_PER_DELETE]).deleted
     return summary
 
 

@@ -158,6 +158,24 @@ class UpsertReport:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SourceScope:
+    """The documents one source file owns, for replacing them all when it is read again.
+
+    A reader that splits a file into several documents (a Python file by symbol, a PDF by
+    page) gives them ids ``owner_id`` + ``separator`` + part, and sometimes ``owner_id`` itself.
+    After a complete read, every live document of that shape not in ``keep`` (what the read
+    produced) is stale: a function deleted from the file, a page dropped from the PDF.
+    """
+
+    owner_id: str
+    separator: str
+    keep: frozenset[str]
+
+    def owns(self, doc_id: str) -> bool:
+        return doc_id == self.owner_id or doc_id.startswith(self.owner_id + self.separator)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeleteReport:
     """Which ids were deleted (tombstoned) and which were not live in the collection."""
 

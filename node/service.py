@@ -7,7 +7,7 @@ durable store transactions, and reports per item. It owns no wire or terminal co
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from meshdex.node.records import (
     Outcome,
     PeerStatus,
     SearchResults,
+    SourceScope,
     UpsertReport,
 )
 from meshdex.node.store import Store
@@ -191,11 +192,21 @@ class Node:
         items.sort(key=lambda item: item.position)
         return UpsertReport(collection=collection, items=items, created_collection=created)
 
-    def delete_documents(self, collection: str, ids: Iterable[str]) -> DeleteReport:
-        """Tombstone documents by id; ids not live in the collection are listed as not found."""
+    def delete_documents(
+        self, collection: str, ids: Iterable[str], *, sources: Sequence[SourceScope] = ()
+    ) -> DeleteReport:
+        """Tombstone documents by id; ids not live in the collection are listed as not found.
+
+        ``sources``: also tombstone what each re-read source file owns and no longer holds
+        (``SourceScope``), in the same transaction.
+        """
         check_collection_name(collection)
         id_list = [check_document_id(doc_id) for doc_id in ids]
-        deleted, not_found = self.store.delete_documents(collection, id_list)
+        for scope in sources:
+            check_document_id(scope.owner_id)
+            if not scope.separator:
+                raise InvalidArgument(f"source scope {scope.owner_id!r} has no separator")
+        deleted, not_found = self.store.delete_documents(collection, id_list, sources=sources)
         self.store.compact_if_worthwhile()
         return DeleteReport(collection=collection, deleted=deleted, not_found=not_found)
 

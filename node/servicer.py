@@ -170,10 +170,11 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
 
     def DeleteDocuments(self, request: pb.DeleteDocumentsRequest,
                         context: grpc.ServicerContext) -> pb.DeleteDocumentsResponse:
-        if not request.ids:
-            raise InvalidArgument("ids is required (at least one document id)")
-        report = self.node.delete_documents(wire.require(request.collection, "collection"),
-                                            list(request.ids))
+        if not request.ids and not request.sources:
+            raise InvalidArgument("ids or sources is required (at least one document id)")
+        report = self.node.delete_documents(
+            wire.require(request.collection, "collection"), list(request.ids),
+            sources=[wire.source_scope_from_wire(scope) for scope in request.sources])
         return wire.delete_report_to_wire(report)
 
     def GetDocument(self, request: pb.GetDocumentRequest,

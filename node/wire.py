@@ -33,6 +33,7 @@ from meshdex.node.records import (
     PassageHit,
     PeerStatus,
     SearchResults,
+    SourceScope,
     UpsertReport,
 )
 from meshdex.proto.meshdex.v1 import node_pb2 as pb
@@ -211,6 +212,17 @@ def upsert_report_from_wire(message: pb.UpsertResponse) -> UpsertReport:
                            outcome=_OUTCOMES_FROM_WIRE[item.outcome], reason=item.reason or None)
                for item in message.items],
     )
+
+
+def source_scope_to_wire(scope: SourceScope) -> pb.SourceScope:
+    return pb.SourceScope(owner_id=scope.owner_id, separator=scope.separator,
+                          keep=sorted(scope.keep))
+
+
+def source_scope_from_wire(message: pb.SourceScope) -> SourceScope:
+    return SourceScope(owner_id=require(message.owner_id, "sources.owner_id"),
+                       separator=require(message.separator, "sources.separator"),
+                       keep=frozenset(message.keep))
 
 
 def delete_report_to_wire(report: DeleteReport) -> pb.DeleteDocumentsResponse:

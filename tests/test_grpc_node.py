@@ -180,7 +180,7 @@ BAD_REQUESTS = [
     ("Upsert", _too_many_upsert(), "RESOURCE_EXHAUSTED", f"limit is {MAX_BATCH_DOCUMENTS}"),
     ("Upsert", _too_big_upsert(), "RESOURCE_EXHAUSTED", "larger than max"),
     ("DeleteDocuments", pb.DeleteDocumentsRequest(collection="docs"), "INVALID_ARGUMENT",
-     "ids is required"),
+     "ids or sources is required"),
     ("DeleteDocuments", pb.DeleteDocumentsRequest(collection="ghost", ids=["a"]), "NOT_FOUND",
      "ghost"),
     ("GetDocument", pb.GetDocumentRequest(collection="docs"), "INVALID_ARGUMENT",

@@ -11,14 +11,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from fakes import HashingEmbedder
+from grpc_support import started_node
 from meshdex.node.cli.main import EXIT_PARTIAL_FAILURE, cli
 from meshdex.node.indexing import IndexManager
 from meshdex.node.ingest import FileTask, IngestItem, collect_files, ingest, read_task
 from meshdex.node.readers import READERS
 from meshdex.node.readers.pdf import PAGE_WITHOUT_TEXT
+from meshdex.index.errors import InvalidArgument
+from meshdex.node.records import DocumentInput, SourceScope
 from meshdex.node.service import Node
 from meshdex.node.validation import check_document
 from reader_samples import (
+    PYTHON_SAMPLE,
     SAMPLES,
     email_message,
     make_chatgpt,
@@ -319,3 +323,97 @@ def test_add_with_source_reads_a_folder_source_and_reports_its_bad_day(tmp_path:
     assert result.exit_code == EXIT_PARTIAL_FAILURE, result.output
     assert "team: added 1" in result.output
     assert "2024-03-02.json: invalid JSON" in result.output
+
+
+# ------------------------------------------------------------------- re-reading a source
+
+
+def live_ids(data: Path, collection: str) -> list[str]:
+    with Node.open(data, readonly=True) as opened:
+        return sorted(doc.id for doc in opened.store.iter_documents(collection))
+
+
+def add(data_args: list[str], *paths: Path) -> str:
+    result = CliRunner().invoke(cli, [*data_args, "add", *map(str, paths), "-c", "code"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+EDITED_PYTHON = PYTHON_SAMPLE.replace("def parse_args(argv=None):", "def parse_argv(argv=None):")
+EDITED_PYTHON = EDITED_PYTHON[:EDITED_PYTHON.index("@dataclass")]  # class Config is gone
+
+
+def test_re_adding_an_edited_python_file_removes_the_symbols_it_no_longer_has(
+    tmp_path: Path,
+) -> None:
+    data_args = ["--data-dir", str(tmp_path / "data")]
+    path = make_python(tmp_path)
+    (tmp_path / "toolbox.py").write_text("def keep_me():\n    return 1\n")
+    add(data_args, path, tmp_path / "toolbox.py")
+    assert live_ids(tmp_path / "data", "code") == [
+        "tool.py", "tool.py#Config", "tool.py#parse_args", "toolbox.py#keep_me"]
+    path.write_text(EDITED_PYTHON)
+    output = add(data_args, path)
+    assert "removed 2 no longer in their files" in output
+    # toolbox.py was not read again and shares the "tool" prefix without the separator
+    assert live_ids(tmp_path / "data", "code") == [
+        "tool.py", "tool.py#parse_argv", "toolbox.py#keep_me"]
+
+
+def test_a_pdf_that_lost_pages_loses_their_documents(tmp_path: Path) -> None:
+    data_args = ["--data-dir", str(tmp_path / "data")]
+    path = make_pdf(tmp_path)
+    add(data_args, path)
+    assert live_ids(tmp_path / "data", "code") == ["report.pdf#page=1", "report.pdf#page=3"]
+    write_pdf(path, ["Quarterly report zebrafish, revised"])
+    add(data_args, path)
+    assert live_ids(tmp_path / "data", "code") == ["report.pdf#page=1"]
+
+
+def test_a_re_read_that_fails_keeps_the_documents_the_file_had(tmp_path: Path) -> None:
+    data_args = ["--data-dir", str(tmp_path / "data")]
+    path = make_python(tmp_path)
+    add(data_args, path)
+    before = live_ids(tmp_path / "data", "code")
+    path.write_text(EDITED_PYTHON + "\ndef broken(:\n    pass\n")
+    result = CliRunner().invoke(cli, [*data_args, "add", str(path), "-c", "code"])
+    assert result.exit_code == EXIT_PARTIAL_FAILURE, result.output
+    assert "removed" not in result.output
+    assert live_ids(tmp_path / "data", "code") == before
+
+
+def test_messages_gone_from_a_mailbox_stay(tmp_path: Path) -> None:
+    data_args = ["--data-dir", str(tmp_path / "data")]
+    path = make_mbox(tmp_path)
+    add(data_args, path)
+    before = live_ids(tmp_path / "data", "code")
+    box = mailbox.mbox(path)
+    box.remove(next(iter(box.keys())))
+    box.flush()
+    add(data_args, path)
+    assert live_ids(tmp_path / "data", "code") == before
+
+
+def test_stale_documents_are_removed_through_a_remote_node_too(tmp_path: Path) -> None:
+    path = make_python(tmp_path)
+    with started_node(tmp_path / "served") as server:
+        data_args = ["--node", server.address, "--token", server.tokens["write"]]
+        add(data_args, path)
+        path.write_text(EDITED_PYTHON)
+        assert "removed 2 no longer in their files" in add(data_args, path)
+        assert sorted(doc.id for doc in server.node.store.iter_documents("code")) == [
+            "tool.py", "tool.py#parse_argv"]
+
+
+def test_a_source_scope_touches_only_what_it_owns(node: Node) -> None:
+    node.upsert_documents("c", [DocumentInput(id=doc_id, text=f"text of {doc_id}")
+                                for doc_id in ("a.py", "a.py#f", "a.py#g", "a.pyc", "b.py#f")],
+                          create_missing=True)
+    report = node.delete_documents(
+        "c", ["b.py#f"], sources=[SourceScope(owner_id="a.py", separator="#",
+                                              keep=frozenset({"a.py#g"}))])
+    assert sorted(report.deleted) == ["a.py", "a.py#f", "b.py#f"]
+    assert sorted(doc.id for doc in node.store.iter_documents("c")) == ["a.py#g", "a.pyc"]
+    with pytest.raises(InvalidArgument):
+        node.delete_documents("c", [], sources=[SourceScope(owner_id="a.py", separator="",
+                                                            keep=frozenset())])

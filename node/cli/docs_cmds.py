@@ -24,10 +24,10 @@ from meshdex.node.cli.remote import open_node, remote_client
 from meshdex.node.ingest import (
     IngestItem,
     IngestSummary,
+    TaskReads,
     collect_files,
     ingest,
     read_jsonl,
-    read_task,
 )
 from meshdex.node.readers import READERS, reader_named
 from meshdex.node.records import CollectionInfo
@@ -192,10 +192,11 @@ def add_command(
     History, Firefox places.sqlite) and ChatGPT conversations.json; hidden files, binaries and
     other types are skipped and counted. --source reads a path as one kind of source (slack
     export folders, Maildir folders). Unchanged documents are left alone, changed ones
-    replaced. Bad inputs are reported with file and line, the rest still go in, and the exit
-    code is 11 (partial failure). When nothing could be added and something was skipped (e.g.
-    `add /bin/ls`), the exit code is 2. Symlinks leading outside the folders given are skipped
-    unless --follow-symlinks.
+    replaced; the functions, pages or conversations an edited file no longer has are removed
+    (a mailbox's messages and browser history stay). Bad inputs are reported with file and
+    line, the rest still go in, and the exit code is 11 (partial failure). When nothing could
+    be added and something was skipped (e.g. `add /bin/ls`), the exit code is 2. Symlinks
+    leading outside the folders given are skipped unless --follow-symlinks.
 
     \b
     Example:
@@ -212,9 +213,10 @@ def add_command(
         list(paths), id_prefix=id_prefix, follow_symlinks=follow_symlinks,
         readers=list(READERS.values()), source=source,
     )
+    task_reads = TaskReads(tasks)
     items = itertools.chain(
         decided,
-        itertools.chain.from_iterable(read_task(task) for task in tasks),
+        task_reads,
         itertools.chain.from_iterable(read_jsonl(path) for path in jsonl_files),
     )
     if dry_run:
@@ -235,7 +237,7 @@ def add_command(
             disable=not sys.stderr.isatty(),
         ) as bar,
     ):
-        summary = ingest(node, collection, items, on_item=bar.update)
+        summary = ingest(node, collection, items, on_item=bar.update, sources=task_reads)
     _print_summary(summary, as_json)
     from meshdex.node.cli.main import EXIT_CODES, EXIT_PARTIAL_FAILURE  # main imports us
 
@@ -282,6 +284,7 @@ def _print_summary(summary: IngestSummary, as_json: bool) -> None:
     click.echo(
         f"{summary.collection}: added {data['added']}, updated {data['updated']}, "
         f"unchanged {data['unchanged']}"
+        + (f", removed {data['removed']} no longer in their files" if data["removed"] else "")
     )
     if summary.skipped:
         reasons = ", ".join(

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshdex.node.ingest import MAX_FILE_BYTES, FileTask, IngestItem
+from meshdex.node.ingest import MAX_FILE_BYTES, SKIPPED_TOO_LARGE, FileTask, IngestItem
 from meshdex.node.readers._common import iso_utc, os_error_reason, short_hash
 from meshdex.node.records import DocumentInput
 
@@ -50,6 +50,7 @@ class BrowserHistoryReader:
     """Visited URLs of a Chrome or Firefox history database."""
 
     kind = "browser"
+    sub_document_separator = None  # browsers expire old history: what was indexed stays
 
     def claims(self, path: Path) -> bool:
         return path.name in (CHROME_HISTORY_NAME, FIREFOX_PLACES_NAME)
@@ -58,7 +59,7 @@ class BrowserHistoryReader:
         origin = str(task.path)
         try:
             if task.path.stat().st_size > MAX_FILE_BYTES:
-                yield IngestItem(origin=origin, skipped="too large")
+                yield IngestItem(origin=origin, skipped=SKIPPED_TOO_LARGE)
                 return
             with tempfile.TemporaryDirectory(prefix="meshdex-history-") as scratch:
                 copy = _copy_database(task.path, Path(scratch))

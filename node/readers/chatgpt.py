@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from meshdex.node.ingest import FileTask, IngestItem
+from meshdex.node.ingest import SKIPPED_TOO_LARGE, FileTask, IngestItem
 from meshdex.node.readers._common import SourceTooLarge, iso_utc, os_error_reason, read_bounded
 from meshdex.node.records import DocumentInput
 
@@ -25,6 +25,7 @@ class ChatGPTReader:
     """Conversations of a ChatGPT ``conversations.json`` export."""
 
     kind = "chatgpt"
+    sub_document_separator = "#"
 
     def claims(self, path: Path) -> bool:
         return path.name == CONVERSATIONS_FILE_NAME
@@ -34,7 +35,7 @@ class ChatGPTReader:
         try:
             conversations = json.loads(read_bounded(task.path))
         except SourceTooLarge:
-            yield IngestItem(origin=origin, skipped="too large")
+            yield IngestItem(origin=origin, skipped=SKIPPED_TOO_LARGE)
             return
         except OSError as error:
             yield IngestItem(origin=origin, error=os_error_reason(error))

@@ -21,7 +21,7 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
-from meshdex.node.ingest import FileTask, IngestItem, extract_html
+from meshdex.node.ingest import SKIPPED_TOO_LARGE, FileTask, IngestItem, extract_html
 from meshdex.node.readers._common import (
     SourceTooLarge,
     os_error_reason,
@@ -54,6 +54,7 @@ class MailReader:
     """Messages of an mbox file, a Maildir folder or one ``.eml`` file."""
 
     kind = "email"
+    sub_document_separator = None  # a message id names it in every mailbox
 
     def claims(self, path: Path) -> bool:
         return path.suffix.lower() in (EML_SUFFIX, MBOX_SUFFIX)
@@ -99,7 +100,7 @@ def _raw_messages(path: Path) -> Iterator[tuple[str, bytes | IngestItem]]:
     try:
         yield origin, read_bounded(path)
     except SourceTooLarge:
-        yield origin, IngestItem(origin=origin, skipped="too large")
+        yield origin, IngestItem(origin=origin, skipped=SKIPPED_TOO_LARGE)
     except OSError as error:
         yield origin, IngestItem(origin=origin, error=os_error_reason(error))
 

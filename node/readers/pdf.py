@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pypdf
-from meshdex.node.ingest import FileTask, IngestItem
+from meshdex.node.ingest import SKIPPED_TOO_LARGE, FileTask, IngestItem
 from meshdex.node.readers._common import SourceTooLarge, os_error_reason, read_bounded
 from meshdex.node.records import DocumentInput
 from pypdf import PasswordType
@@ -37,6 +37,7 @@ class PdfReader:
     """Text per page of a PDF file."""
 
     kind = "pdf"
+    sub_document_separator = "#"
 
     def claims(self, path: Path) -> bool:
         return path.suffix.lower() == PDF_SUFFIX
@@ -46,7 +47,7 @@ class PdfReader:
         try:
             data = read_bounded(task.path)
         except SourceTooLarge:
-            yield IngestItem(origin=origin, skipped="too large")
+            yield IngestItem(origin=origin, skipped=SKIPPED_TOO_LARGE)
             return
         except OSError as error:
             yield IngestItem(origin=origin, error=os_error_reason(error))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meshdex.node.ingest import FileTask, IngestItem
+from meshdex.node.ingest import SKIPPED_TOO_LARGE, FileTask, IngestItem
 from meshdex.node.readers._common import SourceTooLarge, os_error_reason, read_bounded
 from meshdex.node.records import DocumentInput
 
@@ -37,6 +37,7 @@ class PythonCodeReader:
     """Functions and classes of a Python file, one document each."""
 
     kind = "code"
+    sub_document_separator = "#"
 
     def claims(self, path: Path) -> bool:
         return path.suffix.lower() in PYTHON_SUFFIXES
@@ -46,7 +47,7 @@ class PythonCodeReader:
         try:
             source = read_bounded(task.path).decode("utf-8-sig")
         except SourceTooLarge:
-            yield IngestItem(origin=origin, skipped="too large")
+            yield IngestItem(origin=origin, skipped=SKIPPED_TOO_LARGE)
             return
         except OSError as error:
             yield IngestItem(origin=origin, error=os_error_reason(error))

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from meshdex.node.ingest import FileTask, IngestItem
+from meshdex.node.ingest import SKIPPED_TOO_LARGE, FileTask, IngestItem
 from meshdex.node.readers._common import SourceTooLarge, iso_utc, os_error_reason, read_bounded
 from meshdex.node.records import DocumentInput
 
@@ -26,6 +26,7 @@ class SlackReader:
     """Channel-days of an unzipped Slack export folder (only when named: ``--source slack``)."""
 
     kind = "slack"
+    sub_document_separator = "/"
 
     def claims(self, path: Path) -> bool:
         return False  # a folder source: nothing to recognise a single file by
@@ -52,7 +53,7 @@ def _load_json(path: Path) -> tuple[Any, IngestItem | None]:
     try:
         return json.loads(read_bounded(path)), None
     except SourceTooLarge:
-        return None, IngestItem(origin=str(path), skipped="too large")
+        return None, IngestItem(origin=str(path), skipped=SKIPPED_TOO_LARGE)
     except OSError as error:
         return None, IngestItem(origin=str(path), error=os_error_reason(error))
     except ValueError as error:

@@ -182,6 +182,17 @@ class Documents:
                 prefix + suffix, raw, doc_id=suffix.decode(), txn=txn, devices=self.devices
             )
 
+    def live_ids_under(self, txn: lmdb.Transaction, prefix: bytes, id_prefix: str) -> list[str]:
+        """Ids of the live documents of the collection whose id starts with ``id_prefix``."""
+        encoded = id_prefix.encode()
+        return [
+            record.doc_id
+            for suffix, raw in scan_prefix(txn, self._db, prefix + encoded)
+            if not (record := DocumentRecord.decode(
+                prefix + encoded + suffix, raw, doc_id=id_prefix + suffix.decode(), txn=txn,
+                devices=self.devices)).deleted
+        ]
+
     def put(self, txn: lmdb.Transaction, prefix: bytes, record: DocumentRecord) -> None:
         txn.put(prefix + record.doc_id.encode(), record.encode(txn, self.devices), db=self._db)
 

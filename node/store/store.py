@@ -35,6 +35,7 @@ from meshdex.node.records import (
     DocumentInput,
     Outcome,
     RemoteChange,
+    SourceScope,
 )
 from meshdex.node.store import swap
 from meshdex.node.store.blocks import BlockCache
@@ -359,15 +360,27 @@ class Store:
 
         return self._write(upsert)
 
-    def delete_documents(self, collection: str, ids: Iterable[str]) -> tuple[list[str], list[str]]:
-        """Tombstone live documents; returns (deleted ids, ids that were not live)."""
+    def delete_documents(
+        self, collection: str, ids: Iterable[str], *, sources: Sequence[SourceScope] = ()
+    ) -> tuple[list[str], list[str]]:
+        """Tombstone live documents; returns (deleted ids, ids that were not live).
+
+        ``sources`` also tombstones, in the same transaction, the live documents each scope
+        owns and does not keep (``SourceScope``); those are never "not live".
+        """
         id_list = list(ids)
 
         def delete(txn: lmdb.Transaction, p: _Parts) -> tuple[list[str], list[str]]:
             session = self._session(txn, p, collection)
             writer = DocumentWriter(p.documents, session, session.collection.chunking)
             deleted, missing = [], []
-            for doc_id in id_list:
+            stale = [
+                doc_id
+                for scope in sources
+                for doc_id in p.documents.live_ids_under(txn, session.prefix, scope.owner_id)
+                if scope.owns(doc_id) and doc_id not in scope.keep
+            ]
+            for doc_id in dict.fromkeys(id_list + stale):
                 old = writer.current(doc_id)
                 if old is None or old.deleted:
                     missing.append(doc_id)

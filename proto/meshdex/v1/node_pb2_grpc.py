@@ -133,7 +133,8 @@ class MeshdexNodeServicer:
 
     def DeleteDocuments(self, request, context):
         """Delete documents by id (they become tombstones, which sync carries to other devices).
-        Ids that do not exist are listed in `not_found`, not an error. Idempotent.
+        Ids that do not exist are listed in `not_found`, not an error. Idempotent. `sources`
+        also deletes what re-read source files no longer hold (see SourceScope).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
