@@ -5,21 +5,40 @@ identifier. This index answers those, and ``meshdex.index.fusion`` merges its ra
 semantic one.
 
 Why tantivy and not bm25s (``bench/results/keyword.md``, Python docs, 11,657 passages): the
-index is 16% of the raw text against 70% for bm25s' stored score matrix (the issue's bound is
-30%), builds in 1.2 s against 1.7 s, and answers as fast (0.23 ms p50 both); tantivy also
-deletes and adds documents in place, which a delta build needs (1% of passages: 0.03 s).
-Three fields, indexing which passages hold a term and nothing more (``index_option="basic"``:
-BM25 then counts a term once per passage). Term frequencies made the index 30% larger for
-nothing measurable (Python docs, 11,657 passages, exact fp32 semantic side): 2.51 MB against
-1.93 MB; hybrid hit@3 0.925 / 0.976 / 0.939 (FAQ, identifiers, held-out identifiers) with them,
-0.920 / 0.976 / 0.959 without; in passages of a few hundred characters a term rarely recurs.
+index is 13% of the raw text against 70% for bm25s' stored score matrix (the issue's bound is
+30%), builds about as fast (1.8 s against 1.7 s) and answers in 0.17 ms p50 (bm25s: 0.08 ms);
+tantivy also deletes and adds documents in place, which a delta build needs. Three fields; the
+two text ones index which passages hold a term and nothing more (``index_option="basic"``: BM25
+then counts a term once per passage). Term frequencies made the index 30% larger for nothing
+measurable (format 3, Python docs, exact fp32 semantic side): 2.51 MB against 1.93 MB; hybrid
+hit@3 0.925 / 0.976 / 0.939 (FAQ, identifiers, held-out identifiers) with them, 0.920 / 0.976 /
+0.959 without; in passages of a few hundred characters a term rarely recurs.
 
 - ``text``: runs of word characters, lower-cased, so ``parse_args``, ``EINVAL`` and ``0x1f``
   stay one token; every query searches it;
 - ``defines``: the names the passage defines (``meshdex.index.identifiers``), whole and in
   parts; only identifier queries search it, boosted, so the passage defining ``copyfileobj``
   outranks the ones that mention it (identifier queries, hit@3 of the defining passage: 0.29
-  without it, 0.98 with it, ``bench/results/keyword.md``).
+  without it, 0.98 with it, ``bench/results/keyword.md``);
+- ``label``: the passage's uint64 label (as in the semantic index), a fast field (a column,
+  read for each hit) and not indexed. Indexed, every passage added a term of its own for
+  deletes to find it by: 23% of the index on the docs cut into ~500-byte passages (26,441:
+  2.65 MB, 0.24x the text, against 2.05 MB, 0.19x; Python docs 1.93 MB against 1.63 MB) for
+  the same hit@3. Without it a delete finds a label by a range of one value, which scans the
+  column (tantivy-py refuses ``term_query`` and ``term_set_query`` on a field not indexed):
+  at 26,441 passages 0.14 ms per removed label against 0.006 ms by term, so removing 1% takes
+  0.07 s (was 0.015 s) and 25% 0.95 s (was 0.04 s; a fresh build: 1.8 s), and the cost grows
+  with removed labels x passages, so past ``REBUILD_REMOVED_LABELS``
+  (``meshdex.node.keyword_indexes``) a delta is a rebuild; one boolean query of 500 ranges
+  scans as often and took as long (``bench/results/keyword_labels.md``, load 2.5). A delta's
+  added passages still cost more than its deletes (Python docs, 1% replaced: 0.19 s).
+
+Looked at and left as they are (same 26,441 passages): the document store, 107 KB though no
+field is stored (4 B per passage; tantivy-py has no docstore setting, this build of tantivy has
+no zstd, and uncompressed 1 MiB blocks, set in ``meta.json``, are larger: 132 KB); the
+``defines`` fieldnorms, 26 KB (tantivy-py has no switch for them, and BM25 uses them); the
+label column, 212 KB (a random 64-bit hash per passage does not compress; sorting the index by
+label left it the same size).
 
 Compound identifiers whole (``os.path.join`` as one token) were measured too and left out: they
 favour the passages that quote the full dotted name (release notes) over the definition, which
@@ -52,7 +71,8 @@ from meshdex.index.identifiers import (
 )
 
 # Bumped whenever the schema or the tokens change: an index of another format is rebuilt.
-KEYWORD_FORMAT_VERSION = 3
+# 4: the label is a fast field only, no longer indexed.
+KEYWORD_FORMAT_VERSION = 4
 TEXT_FIELD = "text"
 DEFINES_FIELD = "defines"
 LABEL_FIELD = "label"
@@ -116,12 +136,17 @@ def _schema() -> tantivy.Schema:
                            index_option="basic")
     builder.add_text_field(DEFINES_FIELD, stored=False, tokenizer_name=TOKENS_TOKENIZER,
                            index_option="basic")
-    builder.add_unsigned_field(LABEL_FIELD, stored=False, indexed=True, fast=True)
+    builder.add_unsigned_field(LABEL_FIELD, stored=False, indexed=False, fast=True)
     return builder.build()
 
 
 def _open_tantivy(path: Path | None) -> tantivy.Index:
-    index = tantivy.Index(_schema(), path=str(path) if path is not None else None)
+    return with_tokenizers(tantivy.Index(_schema(), path=str(path) if path is not None else None))
+
+
+def with_tokenizers(index: tantivy.Index) -> tantivy.Index:
+    """``index`` with the tokenizers the schema names registered (tantivy keeps only their
+    names on disk, so every opening registers them)."""
     index.register_tokenizer(WORDS_TOKENIZER, tantivy.TextAnalyzerBuilder(
         tantivy.Tokenizer.regex(WORD_PATTERN)).filter(tantivy.Filter.lowercase()).build())
     index.register_tokenizer(TOKENS_TOKENIZER, tantivy.TextAnalyzerBuilder(
@@ -129,12 +154,19 @@ def _open_tantivy(path: Path | None) -> tantivy.Index:
     return index
 
 
-def _document(text: str, label: int) -> tantivy.Document:
+def passage_document(text: str, label: int) -> tantivy.Document:
+    """The tantivy document of one passage: its words, the names it defines, its label."""
     document = tantivy.Document()
     document.add_text(TEXT_FIELD, text)
     document.add_text(DEFINES_FIELD, " ".join(defined_names(text)))
     document.add_unsigned(LABEL_FIELD, int(label))
     return document
+
+
+def _label_query(schema: tantivy.Schema, label: int) -> tantivy.Query:
+    """The documents of ``label``: a range of one value, the only query tantivy-py answers on a
+    field that is fast but not indexed (``term_query`` and ``term_set_query`` refuse it)."""
+    return tantivy.Query.range_query(schema, LABEL_FIELD, tantivy.FieldType.Unsigned, label, label)
 
 
 def deleted_documents(path: Path) -> tuple[int, int]:
@@ -212,11 +244,9 @@ class KeywordIndex:
                 writer = index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
                 schema = index.schema
                 for label in removed:
-                    # by query: tantivy-py's delete_documents_by_term ignores unsigned fields
-                    writer.delete_documents_by_query(
-                        tantivy.Query.term_query(schema, LABEL_FIELD, int(label)))
+                    writer.delete_documents_by_query(_label_query(schema, int(label)))
                 for text, label in added:
-                    writer.add_document(_document(text, label))
+                    writer.add_document(passage_document(text, label))
                 writer.commit()
                 writer.wait_merging_threads()
             if path is None or scratch is None:

@@ -1,10 +1,10 @@
 """The node's keyword (BM25) indexes: one per collection, kept beside its ``.leann`` bundle.
 
 A keyword index is rebuilt locally from the store's passages rather than shipped inside the
-bundle: measured on the docs corpus (``bench/results/keyword.md``) it is 19% of the raw text,
-five times the 3.9% the rest of the index takes, on every bundle transfer (and twice on disk
-once unpacked, as tantivy reads a directory), against 1.2 s to rebuild it from passages the
-receiving device already holds. It lives in
+bundle: measured on the docs corpus (``bench/results/keyword.md``) it is 13% of the raw text,
+three times the 3.9% the rest of the index takes, on every bundle transfer (and twice on disk
+once unpacked, as tantivy reads a directory), against a second or two to rebuild it from
+passages the receiving device already holds. It lives in
 ``DATA_DIR/indexes/keyword-vFORMAT/COLLECTION/BUNDLE_ID/`` so it always names the keyword
 format (``KEYWORD_FORMAT_VERSION``) and the bundle generation it matches: a build updates it
 with the same delta (or builds it afresh), and a search that finds none for the current bundle
@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 KEYWORD_DIR_NAME = f"keyword-v{KEYWORD_FORMAT_VERSION}"
 _OLDER_FORMAT_DIR = re.compile(r"keyword(?:-v\d+)?")
 REBUILD_DELETED_FRACTION = 0.25  # as the bundle's REBUILD_TOMBSTONE_FRACTION
+# A label's delete scans the whole label column (``meshdex.index.keyword``), so removing R
+# labels from N passages costs R x N; a rebuild costs N, so the break-even R does not depend
+# on N: 12,300 removed labels in bench/results/keyword_labels.md (8,800 in a run under load 5;
+# a node's rebuild also reads every text), so past this many the rebuild is taken.
+REBUILD_REMOVED_LABELS = 8_000
 
 TextsOf = Callable[[], tuple[Sequence[str], Sequence[int]]]  # (texts, labels) to index
 
@@ -135,7 +140,10 @@ class KeywordIndexes:
 
 def _too_many_deleted(parent: Path, removed: list[int]) -> bool:
     """Whether the parent's deleted documents and ``removed`` pass ``REBUILD_DELETED_FRACTION``
-    of its documents: tantivy only marks a deleted document and keeps its postings until a
-    merge, which a big segment rarely takes part in, so the index is written afresh."""
+    of its documents (tantivy only marks a deleted document and keeps its postings until a
+    merge, which a big segment rarely takes part in), or ``removed`` alone passes
+    ``REBUILD_REMOVED_LABELS``: either way the index is written afresh."""
+    if len(removed) > REBUILD_REMOVED_LABELS:
+        return True
     total, deleted = deleted_documents(parent)
     return total > 0 and deleted + len(removed) > REBUILD_DELETED_FRACTION * total

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,17 @@ from meshdex.index.fusion import (
     hybrid_ranking,
     reciprocal_rank_fusion,
 )
-from meshdex.index.keyword import KeywordIndex, KeywordIndexFailed, query_terms, tantivy_errors
+from meshdex.index.keyword import (
+    LABEL_FIELD,
+    KeywordIndex,
+    KeywordIndexFailed,
+    deleted_documents,
+    passage_document,
+    query_terms,
+    tantivy_errors,
+    with_tokenizers,
+)
+from meshdex.node import keyword_indexes
 from meshdex.node.cli.main import cli
 from meshdex.node.indexing import IndexManager
 from meshdex.node.keyword_indexes import KEYWORD_DIR_NAME
@@ -171,6 +182,14 @@ def test_keyword_index_update_writes_a_new_directory_and_leaves_the_old_one(tmp_
     assert [hit.label for hit in KeywordIndex.open(tmp_path / "two").search("delta", 5)] == [3]
 
 
+def test_removing_a_label_removes_that_passage_and_not_its_numeric_neighbours(tmp_path: Path):
+    top = 2**64 - 1  # labels are the first 8 bytes of a SHA-256: the whole uint64 range
+    labels = [0, 1, 2, 7, top - 1, top]
+    first = KeywordIndex.build(tmp_path / "one", ["shared word"] * len(labels), labels)
+    second = first.updated(tmp_path / "two", added=[], removed=[1, top, 5])  # 5: not there
+    assert sorted(hit.label for hit in second.search("shared", 10)) == [0, 2, 7, top - 1]
+
+
 def test_an_empty_keyword_index_matches_nothing(tmp_path: Path):
     # a bundle whose passages this store does not hold yet indexes no keyword passages
     assert KeywordIndex.build(tmp_path / "empty", [], []).search("anything", 5) == []
@@ -255,24 +274,90 @@ def test_tantivy_errors_lets_interrupts_through():
         raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("damage", ["meta.json", "segment"])
+def write_format_3_index(path: Path, texts: list[str], labels: list[int]) -> None:
+    """A keyword index as format 3 wrote it: the label indexed as well as fast."""
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("text", stored=False, tokenizer_name="meshdex_words",
+                           index_option="basic")
+    builder.add_text_field("defines", stored=False, tokenizer_name="meshdex_tokens",
+                           index_option="basic")
+    builder.add_unsigned_field(LABEL_FIELD, stored=False, indexed=True, fast=True)
+    path.mkdir(parents=True)
+    index = with_tokenizers(tantivy.Index(builder.build(), path=str(path)))
+    writer = index.writer(heap_size=16 * 1024 * 1024, num_threads=1)
+    for text, label in zip(texts, labels, strict=True):
+        writer.add_document(passage_document(text, label))
+    writer.commit()
+    writer.wait_merging_threads()
+
+
+def stale_format_3_index(node: Node, path: Path) -> None:
+    """A format-3 index at ``path`` whose only word, "stale", is labelled as b's and c's
+    passages: read as if it were current, a search for "stale" would find b and c."""
+    current = node.data_dir / "indexes" / KEYWORD_DIR_NAME / "c" / node.indexes.manifest(
+        "c").bundle_id
+    labels = [hit.label for hit in KeywordIndex.open(current).search("port", 5)]
+    assert len(labels) == 2
+    write_format_3_index(path, ["stale"] * 2, labels)
+
+
+@pytest.mark.parametrize("damage", ["meta.json", "segment", "format 3"])
 def test_a_damaged_keyword_index_is_rebuilt_on_the_next_search(node: Node, damage: str):
     (bundle_dir,) = (node.data_dir / "indexes" / KEYWORD_DIR_NAME / "c").iterdir()
     if damage == "meta.json":
         (bundle_dir / "meta.json").write_text("{not json")
-    else:
+    elif damage == "segment":
         for segment in bundle_dir.glob("*.idx"):
             segment.write_bytes(b"\0" * 16)
+    else:  # an index of the previous format where this one's belongs
+        stale_format_3_index(node, bundle_dir.with_name("stale"))
+        for path in bundle_dir.iterdir():
+            path.unlink()
+        bundle_dir.rmdir()
+        bundle_dir.with_name("stale").rename(bundle_dir)
     node.indexes = IndexManager(node.store, embedder_factory=lambda info: HashingEmbedder())
     assert sorted(ranks(node, "port", "keyword")) == ["b", "c"]
+    assert ranks(node, "stale", "keyword") == []
     assert KeywordIndex.open(bundle_dir).search("port", 5)  # rebuilt on disk, not in memory
 
 
-def test_a_keyword_index_of_an_older_format_is_removed(node: Node):
-    older = node.data_dir / "indexes" / "keyword" / "c" / node.indexes.manifest("c").bundle_id
-    older.mkdir(parents=True)
-    (older / "meta.json").write_text("{}")
+def test_a_keyword_index_of_an_older_format_is_removed_and_never_read(node: Node):
+    bundle_id = node.indexes.manifest("c").bundle_id
+    older = node.data_dir / "indexes" / "keyword-v3" / "c" / bundle_id
+    stale_format_3_index(node, older)
+    shutil.rmtree(node.data_dir / "indexes" / KEYWORD_DIR_NAME)  # as a format-3 data directory
+    node.indexes = IndexManager(node.store, embedder_factory=lambda info: HashingEmbedder())
+    assert ranks(node, "stale", "keyword") == []
+    assert sorted(ranks(node, "port", "keyword")) == ["b", "c"]
+    assert not older.parent.parent.exists()
+    unversioned = node.data_dir / "indexes" / "keyword" / "c" / bundle_id  # before formats
+    unversioned.mkdir(parents=True)
+    (unversioned / "meta.json").write_text("{}")
     node.upsert_documents("c", [DocumentInput(id="e", text="a new passage about owls")])
     node.build("c")
-    assert not older.parent.parent.exists()
+    assert not unversioned.parent.parent.exists()
     assert ranks(node, "owls", "keyword") == ["e"]
+
+
+def test_a_delta_removing_more_labels_than_deletes_pay_for_rebuilds_the_keyword_index(
+        node: Node, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(keyword_indexes, "REBUILD_REMOVED_LABELS", 1)
+    node.upsert_documents("c", [DocumentInput(id=f"n{i}", text=f"note {i} about ports")
+                                for i in range(10)])
+    node.build("c")
+    node.delete_documents("c", ["n1", "n2"])  # 2 of 13 passages: under the deleted fraction
+    assert node.build("c").action == "delta"
+    (bundle_dir,) = (node.data_dir / "indexes" / KEYWORD_DIR_NAME / "c").iterdir()
+    assert deleted_documents(bundle_dir) == (11, 0), "the delta deleted instead of rebuilding"
+    assert "n1" not in ranks(node, "note", "keyword", top_k=20)
+
+
+def test_a_delta_removing_few_labels_deletes_them_in_place(node: Node):
+    node.upsert_documents("c", [DocumentInput(id=f"n{i}", text=f"note {i} about ports")
+                                for i in range(10)])
+    node.build("c")
+    node.delete_documents("c", ["n1", "n2"])
+    assert node.build("c").action == "delta"
+    (bundle_dir,) = (node.data_dir / "indexes" / KEYWORD_DIR_NAME / "c").iterdir()
+    assert deleted_documents(bundle_dir) == (13, 2)
+    assert "n1" not in ranks(node, "note", "keyword", top_k=20)
