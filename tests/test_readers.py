@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 from fakes import HashingEmbedder
 from grpc_support import started_node
+from meshdex.index.errors import InvalidArgument
 from meshdex.node.cli.main import EXIT_PARTIAL_FAILURE, cli
 from meshdex.node.indexing import IndexManager
 from meshdex.node.ingest import FileTask, IngestItem, collect_files, ingest, read_task
 from meshdex.node.readers import READERS
 from meshdex.node.readers.pdf import PAGE_WITHOUT_TEXT
-from meshdex.index.errors import InvalidArgument
 from meshdex.node.records import DocumentInput, SourceScope
 from meshdex.node.service import Node
 from meshdex.node.validation import check_document
