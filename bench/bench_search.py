@@ -1,7 +1,12 @@
 """The index engine's benchmark: meshdex variants against exact search and hnswlib.
 
 Run from the repository root: ``python -m bench.bench_search`` (``--queries N`` to change the
-sample, ``--precision bf16`` for the bf16 model). Writes ``bench/results/search.{json,md}``.
+FAQ sample, ``--precision fp32`` for the fp32 model). The default precision is that of new
+collections (``EmbedderSpec.precision``): index, query vectors and recomputes all use it, and
+recall is always measured against exact search over the fp32 embeddings, so the headline row
+is the configuration a new user gets, judged against the target's truth. Writes
+``bench/results/search.{json,md}`` at the default precision, ``search-PRECISION.{json,md}``
+at another.
 
 Corpus, queries, ground truth, baselines and table come from the shared harness
 (``bench/corpus.py``, ``embeddings_cache.py``, ``baselines.py``, ``metrics.py``). Every meshdex
@@ -33,11 +38,12 @@ from collections.abc import Sequence
 import numpy as np
 from meshdex.index.codes import scan_layout, scan_scores
 from meshdex.index.embedder import Embedder
-from meshdex.index.embedders import default_embedder
-from meshdex.index.engine import Index
+from meshdex.index.embedders import EmbedderSpec, default_embedder
+from meshdex.index.engine import Index, SearchStats
 from meshdex.index.learned_cache import LearnedCache, entry_bytes
 from meshdex.index.params import BuildParams, SearchParams
-from meshdex.node.search_caches import LEARNED_PASSAGE_FRACTION
+from meshdex.index.score_memo import QueryScoreMemo
+from meshdex.node.search_caches import LEARNED_PASSAGE_FRACTION, MEMO_BUDGET_BYTES
 
 from bench.baselines import (
     HNSW_EF_CONSTRUCTION,
@@ -49,14 +55,18 @@ from bench.baselines import (
     exact_searcher,
 )
 from bench.corpus import Corpus, load_corpus
-from bench.embeddings_cache import embed_passages, load_or_embed
+from bench.embeddings_cache import (
+    TRUTH_PRECISION,
+    embed_passages,
+    load_or_embed,
+    truth_embeddings,
+)
 from bench.metrics import Measured, Query, QueryOutcome, Row, make_row, measure, write_results
 from bench.run_baselines import query_embed_ms
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QUERY_SAMPLE = 60
-SECOND_SET_SAMPLE = 30
 EMBED_RATE_SAMPLE_PASSAGES = 256
 CROSSOVER_NODE_COUNTS = (10_000, 100_000, 300_000, 1_000_000)
 MEASURE_REPEATS = 20
@@ -154,11 +164,14 @@ def _index_bytes(index: Index) -> tuple[int, dict[str, int]]:
 
 
 def _searcher(index: Index, corpus: Corpus, embedder: Embedder, params: SearchParams,
-              fetch, candidate_seconds: list[float], vector_caches: Sequence = ()):
+              fetch, candidate_seconds: list[float], vector_caches: Sequence = (),
+              score_memo: QueryScoreMemo | None = None, stats: list[SearchStats] | None = None):
     def search(query: Query) -> QueryOutcome:
         result = index.search(query.vector, TOP_K, embedder=embedder, texts=fetch, params=params,
-                              vector_caches=vector_caches)
+                              vector_caches=vector_caches, score_memo=score_memo)
         candidate_seconds.append(result.stats.graph_seconds)
+        if stats is not None:
+            stats.append(result.stats)
         return QueryOutcome(
             ids=corpus.positions(np.array([hit.label for hit in result.hits], dtype=np.uint64)),
             passages_recomputed=result.stats.passages_recomputed,
@@ -195,51 +208,79 @@ def reworded(question: str) -> str:
     return "In Python: " + question.lower()
 
 
-def warm_cache_rows(index: Index, corpus: Corpus, oracle: Embedder, fetch, embedder: Embedder,
-                    queries: Sequence[Query], passages: np.ndarray, *, per_passage_s: float,
-                    index_bytes: int) -> tuple[list[Row], dict[str, str]]:
-    """The FAQ sample asked once (cold), again (warm) and reworded, through one learned cache
-    per budget (the node's default and a few others), with the default search params.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WarmSetup:
+    """One warm-cache configuration: a learned cache budget (or none) and whether the query
+    score memo sits in front of it, as in a serving node."""
+
+    name: str
+    learned_fraction: float | None
+    memo: bool
+
+
+def warm_setups() -> list[WarmSetup]:
+    """The learned cache alone at the node's default and a few other budgets (what the
+    embedding cache does by itself), then the memo alone and the memo in front of the node's
+    default learned cache (what a serving node does)."""
+    setups = []
+    for fraction in sorted({LEARNED_PASSAGE_FRACTION, *WARM_BUDGET_PASSAGE_FRACTIONS}):
+        default = " (node default)" if fraction == LEARNED_PASSAGE_FRACTION else ""
+        setups.append(WarmSetup(name=f"learned cache {fraction:.0%} of passages{default}",
+                                learned_fraction=fraction, memo=False))
+    setups.append(WarmSetup(name="score memo alone", learned_fraction=None, memo=True))
+    setups.append(WarmSetup(
+        name=f"score memo + learned cache {LEARNED_PASSAGE_FRACTION:.0%} (node default)",
+        learned_fraction=LEARNED_PASSAGE_FRACTION, memo=True))
+    return setups
+
+
+def warm_cache_rows(index: Index, corpus: Corpus, oracle: Embedder, fetch,
+                    passes: Sequence[tuple[str, str, Sequence[Query], np.ndarray]], *,
+                    per_passage_s: float, index_bytes: int) -> tuple[list[Row], dict[str, str]]:
+    """``passes`` (name, query set, queries, truth: the FAQ sample cold, again, reworded) run
+    through each ``warm_setups`` configuration with fresh caches, with the default search
+    params; the notes say how many scores the memo and the learned cache served.
 
     Recompute is served from the embeddings cache (exact counts; latency estimated from the
     measured per-passage model time); no warm-up query runs before the cold pass.
     """
-    paraphrases = [Query(text=reworded(q.text), vector=v) for q, v in zip(
-        queries, embedder.embed_documents([reworded(q.text) for q in queries]), strict=True)]
-    truth = exact_search(passages, np.stack([q.vector for q in queries]))
-    passes = (("cold (first pass)", queries, truth),
-              ("warm (same questions again)", queries, truth),
-              ("reworded questions after both", paraphrases,
-               exact_search(passages, np.stack([q.vector for q in paraphrases]))))
     rows: list[Row] = []
     context: dict[str, str] = {}
-    fractions = sorted({LEARNED_PASSAGE_FRACTION, *WARM_BUDGET_PASSAGE_FRACTIONS})
-    for fraction in fractions:
-        budget = math.ceil(fraction * len(corpus)) * entry_bytes(index.dim)
-        cache = LearnedCache(fingerprint_digest=index.fingerprint.digest(), dim=index.dim,
-                             budget_bytes=budget)
-        share = budget / corpus.raw_passage_bytes
-        default = " (node default)" if fraction == LEARNED_PASSAGE_FRACTION else ""
-        totals = {}
-        for name, asked, answers in passes:
+    for setup in warm_setups():
+        caches, memo, budget_text = [], None, f"memo {MEMO_BUDGET_BYTES:,} B"
+        if setup.learned_fraction is not None:
+            budget = math.ceil(setup.learned_fraction * len(corpus)) * entry_bytes(index.dim)
+            caches.append(LearnedCache(fingerprint_digest=index.fingerprint.digest(),
+                                       dim=index.dim, budget_bytes=budget))
+            learned_text = (f"learned {budget:,} B = "
+                            f"{budget / corpus.raw_passage_bytes:.1%} of the text")
+            budget_text = f"{budget_text} + {learned_text}" if setup.memo else learned_text
+        if setup.memo:
+            memo = QueryScoreMemo(budget_bytes=MEMO_BUDGET_BYTES)
+        totals: dict[str, int] = {}
+        for name, query_set, asked, answers in passes:
             candidate_s: list[float] = []
+            stats: list[SearchStats] = []
             search = _searcher(index, corpus, oracle, SearchParams(), fetch, candidate_s,
-                               vector_caches=[cache])
+                               vector_caches=caches, score_memo=memo, stats=stats)
             measured = _estimated(measure(search, asked, answers, warmup=0), candidate_s,
                                   per_passage_s)
             totals[name] = int(measured.passages_recomputed.sum())
             of_cold = totals[name] / max(totals[passes[0][0]], 1)
+            held = "; ".join(
+                [*([f"learned cache holds {len(caches[0])}"] if caches else []),
+                 *([f"memo holds {len(memo)} queries, {memo.used_bytes:,} B"] if memo else [])])
             rows.append(make_row(
-                method=f"learned cache {fraction:.0%} of passages{default}: {name}",
-                query_set="faq" if asked is queries else "faq reworded",
-                params=f"budget {budget:,} B = {share:.1%} of the text", measured=measured,
-                index_bytes=index_bytes, raw_passage_bytes=corpus.raw_passage_bytes,
-                notes=f"recomputed {totals[name]} in all ({of_cold:.0%} of the cold pass), "
-                      f"cache holds {len(cache)}; latency estimated"))
+                method=f"{setup.name}: {name}", query_set=query_set, params=budget_text,
+                measured=measured, index_bytes=index_bytes,
+                raw_passage_bytes=corpus.raw_passage_bytes,
+                notes=f"recomputed {totals[name]} in all ({of_cold:.0%} of the cold pass); "
+                      f"scores from the memo {sum(s.memo_hits for s in stats)}, from cached "
+                      f"vectors {sum(s.cache_hits for s in stats)}; {held}; latency estimated"))
             log.info("%s", rows[-1])
         cold = max(totals[passes[0][0]], 1)
-        context[f"warm cache, {fraction:.0%} of passages{default}"] = (
-            f"{budget:,} bytes ({share:.2%} of the text): same questions again recompute "
+        context[f"warm, {setup.name}"] = (
+            f"{budget_text}: same questions again recompute "
             f"{totals[passes[1][0]] / cold:.0%} of the cold pass, reworded ones "
             f"{totals[passes[2][0]] / cold:.0%}")
     return rows, context
@@ -273,9 +314,14 @@ def candidate_times(index: Index | None, oracle: Embedder, fetch, queries: Seque
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    default_precision = EmbedderSpec().precision
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default=default_precision,
+                        help="index, query and recompute precision (default: that of new "
+                             f"collections, {default_precision}); truth is always fp32")
     parser.add_argument("--queries", type=int, default=DEFAULT_QUERY_SAMPLE,
                         help="FAQ questions sampled (evenly) for the measured rows")
+    parser.add_argument("--glossary", type=int, default=None,
+                        help="glossary queries sampled (evenly); default all")
     parser.add_argument("--no-sweep", action="store_true", help="headline rows only")
     parser.add_argument("--default-only", action="store_true",
                         help="of the meshdex rows only the default (measured) and the learned "
@@ -286,6 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     corpus = load_corpus()
     embedder = default_embedder(args.precision)
     cached = load_or_embed(corpus, embedder)
+    truth_cached = truth_embeddings(corpus, cached, args.precision)
     texts_by_label = dict(zip(corpus.labels.tolist(), corpus.texts, strict=True))
     oracle = CachedVectorsEmbedder(embedder, corpus.texts, cached.passages)
 
@@ -297,14 +344,16 @@ def main(argv: list[str] | None = None) -> None:
     _, sample_s = embed_passages(sample, embedder, progress=False)
     embed_s = sample_s / len(sample) * len(corpus)
 
+    # Searched with the vectors of the run's precision, judged against exact fp32 search.
     query_sets = {}
-    for set_name, count in (("faq", args.queries), ("glossary", SECOND_SET_SAMPLE)):
+    glossary_count = args.glossary or len(corpus.query_sets["glossary"])
+    for set_name, count in (("faq", args.queries), ("glossary", glossary_count)):
         picks = _sample(corpus.query_sets[set_name], count)
         vectors = cached.queries[set_name][picks]
         query_sets[set_name] = (
             [Query(text=corpus.query_sets[set_name][i], vector=v)
              for i, v in zip(picks, vectors, strict=True)],
-            exact_search(cached.passages, vectors),
+            exact_search(truth_cached.passages, truth_cached.queries[set_name][picks]),
         )
 
     rows: list[Row] = []
@@ -375,27 +424,41 @@ def main(argv: list[str] | None = None) -> None:
     if not crossover:  # no graph row ran (--default-only): the flat scan times alone
         crossover = candidate_times(None, oracle, fetch, query_sets["faq"][0],
                                     BuildParams().code_bytes)
+    faq_queries, faq_truth = query_sets["faq"]
+    rewordings = [reworded(q.text) for q in faq_queries]
+    paraphrases = [Query(text=text, vector=vector) for text, vector in zip(
+        rewordings, embedder.embed_documents(rewordings), strict=True)]
+    paraphrase_truth = exact_search(truth_cached.passages,
+                                    default_embedder(TRUTH_PRECISION)
+                                    .embed_documents(rewordings))
     warm_rows, warm_context = warm_cache_rows(
-        default_index, corpus, oracle, fetch, embedder, query_sets["faq"][0], cached.passages,
+        default_index, corpus, oracle, fetch,
+        (("cold (first pass)", "faq", faq_queries, faq_truth),
+         ("warm (same questions again)", "faq", faq_queries, faq_truth),
+         ("reworded questions after both", "faq reworded", paraphrases, paraphrase_truth)),
         per_passage_s=statistics.median(per_passage), index_bytes=_index_bytes(default_index)[0])
     rows.extend(warm_rows)
     write_results(
-        f"search-{args.precision}" if args.precision != "fp32" else "search",
+        f"search-{args.precision}" if args.precision != default_precision else "search",
         rows,
         title=f"meshdex search on the Python 3.11 docs ({args.precision})",
         context={
             "command": "python -m bench.bench_search"
-                       + (f" --precision {args.precision}" if args.precision != "fp32" else "")
+                       + (f" --precision {args.precision}"
+                          if args.precision != default_precision else "")
                        + (f" --queries {args.queries}" if args.queries != DEFAULT_QUERY_SAMPLE
                           else "")
+                       + (f" --glossary {args.glossary}" if args.glossary else "")
                        + (" --no-sweep" if args.no_sweep else "")
                        + (" --default-only" if args.default_only else ""),
             "corpus": f"{corpus.files} files, {len(corpus)} passages, {raw:,} raw passage bytes",
             "queries": f"{len(query_sets['faq'][0])} of {len(corpus.query_sets['faq'])} FAQ "
                        f"questions and {len(query_sets['glossary'][0])} of "
                        f"{len(corpus.query_sets['glossary'])} glossary queries, evenly sampled; "
-                       "the glossary sample only for the default and graph-walk rows",
-            "ground truth": "exact inner product over the same model's embeddings, top 10",
+                       "the glossary only for the default and graph-walk rows",
+            "ground truth": f"exact inner product over the {TRUTH_PRECISION} model's "
+                            "embeddings of passages and queries, top 10 (every row, the exact "
+                            f"and hnswlib rows over {args.precision} embeddings included)",
             "fingerprint": f"{embedder.model_id} {embedder.fingerprint.precision} "
                            f"{embedder.fingerprint.digest()[:16]}",
             "pure embedding": f"{embed_s:.0f} s for the corpus ({len(corpus) / embed_s:.1f} "

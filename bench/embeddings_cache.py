@@ -31,6 +31,9 @@ from bench.corpus import CACHE_DIR, Corpus, load_corpus
 log = logging.getLogger(__name__)
 
 MIN_RATE_SAMPLE_PASSAGES = 500  # fewer freshly embedded passages than this: keep the old rate
+# Issue 12's targets judge recall against exact search with the fp32 model, whatever precision
+# the index and its recomputes use.
+TRUTH_PRECISION = "fp32"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,3 +202,12 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def truth_embeddings(corpus: Corpus, cached: CachedEmbeddings,
+                     precision: str) -> CachedEmbeddings:
+    """The vectors ground truth is computed over: ``cached`` itself when the run is at
+    ``TRUTH_PRECISION``, else the cached embeddings of the ``TRUTH_PRECISION`` model."""
+    if precision == TRUTH_PRECISION:
+        return cached
+    return load_or_embed(corpus, default_embedder(TRUTH_PRECISION))

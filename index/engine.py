@@ -64,13 +64,17 @@ class SearchStats:
     """What one search cost. ``model_calls`` counts every embedder call, the query's included;
     ``nodes_visited`` counts nodes whose code similarity was computed; ``filtered_out`` counts
     candidates turned away by the filter or because they are deleted. ``reranked`` counts
-    candidates scored exactly (held vectors included) and ``rerank_stop`` says why re-ranking
-    stopped there: "bound" (the rest could not plausibly enter the top k), "ceiling"
-    (``recompute_fraction`` of the pool), "pool" (every candidate) or "stored vectors"."""
+    candidates scored exactly (held vectors and memoised scores included) and ``rerank_stop``
+    says why re-ranking stopped there: "bound" (the rest could not plausibly enter the top k),
+    "ceiling" (``recompute_fraction`` of the pool), "pool" (every candidate) or "stored
+    vectors". ``cache_hits`` counts candidates scored from a held vector (hot, pinned or learned
+    cache), ``memo_hits`` those whose score came from the query score memo: a search counts a
+    candidate in one of the two at most."""
 
     passages_recomputed: int = 0
     model_calls: int = 0
     cache_hits: int = 0
+    memo_hits: int = 0
     nodes_visited: int = 0
     filtered_out: int = 0
     model_seconds: float = 0.0
@@ -101,6 +105,23 @@ class VectorCache(Protocol):
         ...
 
     def remember(self, labels: np.ndarray, vectors: np.ndarray, fingerprint_digest: str) -> None:
+        ...
+
+
+class ScoreMemo(Protocol):
+    """Exact scores already computed for a query vector, by label (``score_memo``).
+
+    ``lookup`` returns ``(hit_mask, float32 scores of the hits in order)``; ``remember`` is
+    offered every score the search computed that the memo did not give it. Entries are keyed
+    by the fingerprint digest too, so scores of another model never hit. Thread-safe.
+    """
+
+    def lookup(self, query_vector: np.ndarray, labels: np.ndarray,
+               fingerprint_digest: str) -> tuple[np.ndarray, np.ndarray]:
+        ...
+
+    def remember(self, query_vector: np.ndarray, labels: np.ndarray, scores: np.ndarray,
+                 fingerprint_digest: str) -> None:
         ...
 
 
@@ -217,12 +238,14 @@ class Index:
         params: SearchParams | None = None,
         deadline: float | None = None,
         vector_caches: Sequence[VectorCache] = (),
+        score_memo: ScoreMemo | None = None,
     ) -> SearchResult:
         """The ``k`` passages most similar to ``query``, by exact score, with their stats.
 
         ``texts(labels)`` returns the passage texts to recompute; ``accept(label)`` filters;
-        ``deadline`` is a ``time.monotonic()`` value; ``vector_caches`` are consulted, in
-        order, before any passage is recomputed, and offered what a repeat would recompute. Raises
+        ``deadline`` is a ``time.monotonic()`` value; ``score_memo`` is consulted first, then
+        ``vector_caches`` in order, before any passage is recomputed; the memo is offered every
+        score computed, the caches what a repeat would recompute. Raises
         ``FingerprintMismatch`` when the embedder differs from the one the index was built
         with, ``DeadlineExceeded`` when the deadline passes.
         """
@@ -253,7 +276,7 @@ class Index:
         check_deadline("graph search")
 
         hits = self._rerank(pool, query_vector, k, params, embedder, texts, stats, check_deadline,
-                            vector_caches)
+                            vector_caches, score_memo)
         stats.total_seconds = time.monotonic() - started
         return SearchResult(hits=hits, stats=stats)
 
@@ -318,15 +341,17 @@ class Index:
         return layout
 
     def _rerank(self, pool, query_vector, k, params, embedder, texts, stats, check_deadline,
-                vector_caches):
+                vector_caches, score_memo):
         """Exact scores for the pool's best candidates, in code-score order, until the rest
         cannot plausibly enter the top k (see ``rerank_bound``); results ordered by them.
 
-        Held vectors (full storage, the hot cache) are scored first, for free; the others are
-        recomputed ``batch_size`` at a time. Before each batch the next candidate's code score
-        is compared with the floor the calibrated bound sets from the k-th best exact score so
-        far: at or below it, the search stops. ``recompute_fraction`` of the pool is the
-        ceiling either way.
+        Scores the memo holds for this query and held vectors (full storage, the hot cache,
+        the vector caches) come first, for free; the others are recomputed ``batch_size`` at
+        a time. Before each batch the next candidate's code score is compared with the floor
+        the calibrated bound sets from the k-th best exact score so far: at or below it, the
+        search stops. ``recompute_fraction`` of the pool is the ceiling either way. A repeated
+        query finds every score its first search computed in the memo, so the floor stops it
+        where that search stopped: same hits, nothing recomputed.
         """
         count = min(len(pool.nodes), max(k, math.ceil(params.recompute_fraction * len(pool.nodes))))
         chosen = pool.nodes[:count]
@@ -337,21 +362,29 @@ class Index:
             stats.cache_hits = count
             stats.reranked, stats.rerank_stop = count, "stored vectors"
             return self._best(chosen, exact, k)
-        hit, vectors = self._cache.lookup(chosen)
-        exact[hit] = vectors @ query_vector
         digest = self.fingerprint.digest()
+        memoised = np.zeros(count, dtype=bool)
+        if score_memo is not None:
+            memoised, scores = score_memo.lookup(query_vector, self._labels[chosen], digest)
+            exact[memoised] = scores
+            stats.memo_hits = int(memoised.sum())
+        hit = memoised.copy()
+        unknown = np.flatnonzero(~hit)
+        found, vectors = self._cache.lookup(chosen[unknown])
+        exact[unknown[found]] = vectors @ query_vector
+        hit[unknown[found]] = True
         for cache in vector_caches:
             unknown = np.flatnonzero(~hit)
             found, vectors = cache.lookup(self._labels[chosen[unknown]], digest)
             exact[unknown[found]] = vectors @ query_vector
             hit[unknown[found]] = True
-        stats.cache_hits = int(hit.sum())
+        stats.cache_hits = int(hit.sum()) - stats.memo_hits
         missing = np.flatnonzero(~hit)
         # Candidates the bound does not cover are scored first, whatever their code score.
         uncovered = chosen[missing] >= self._covered_nodes()
         missing = np.concatenate([missing[uncovered], missing[~uncovered]])
         first_covered = int(uncovered.sum())
-        scored = stats.cache_hits
+        scored = stats.cache_hits + stats.memo_hits
         stats.rerank_stop = "ceiling"
         recomputed: list[np.ndarray] = []
         for start in range(0, len(missing), params.batch_size):
@@ -371,6 +404,11 @@ class Index:
                 stats.rerank_stop = "pool"
         stats.reranked = scored
         best = self._best(chosen, exact, k)
+        if score_memo is not None:
+            fresh = np.flatnonzero(np.isfinite(exact) & ~memoised)
+            if len(fresh):
+                score_memo.remember(query_vector, self._labels[chosen[fresh]], exact[fresh],
+                                    digest)
         if recomputed and vector_caches:
             done = missing[: sum(len(v) for v in recomputed)]
             keep = self._needed_again(done, approx, exact, k, count, params.recall_target)

@@ -38,7 +38,7 @@ from meshdex.index.bundle_manifest import BundleManifest, CacheManifest, HlcStam
 from meshdex.index.chunking import passage_label
 from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import embedder_from_spec
-from meshdex.index.engine import Index, SearchStats, VectorCache
+from meshdex.index.engine import Index, ScoreMemo, SearchStats, VectorCache
 from meshdex.index.errors import BundleCorrupt, BundleError, IndexNotBuilt, InvalidArgument
 from meshdex.index.filters import Filter, parse_filter
 from meshdex.index.fsync import fsync_path
@@ -524,10 +524,11 @@ class IndexManager:
         resolver = HitResolver(self.store, collection, condition)
         caches = (self.caches.pinned(collection, opened.manifest),
                   self.caches.learned(collection, opened.manifest, len(opened.index)))
+        memo = self.caches.memo(collection, opened.manifest)
         if chosen is not SearchMode.SEMANTIC:
             return self._keyword_search(collection, query, top_k, chosen, opened, resolver,
                                         info=info, params=params, deadline=deadline,
-                                        caches=caches)
+                                        caches=caches, memo=memo)
         result = opened.index.search(
             query,
             top_k,
@@ -538,6 +539,7 @@ class IndexManager:
             params=params,
             deadline=deadline,
             vector_caches=caches,
+            score_memo=memo,
         )
         self.caches.after_search(collection)
         hits = [resolver.hit(hit.label, hit.score) for hit in result.hits]
@@ -547,7 +549,7 @@ class IndexManager:
     def _keyword_search(
         self, collection: str, query: str, top_k: int, mode: SearchMode, opened: _OpenIndex,
         resolver: HitResolver, *, info: CollectionInfo, params: SearchParams | None,
-        deadline: float | None, caches: Sequence[VectorCache],
+        deadline: float | None, caches: Sequence[VectorCache], memo: ScoreMemo,
     ) -> SearchResults:
         started = time.perf_counter()
         keywords = self.keywords.for_search(
@@ -561,7 +563,8 @@ class IndexManager:
             semantic = opened.index.search(
                 query, top_k, embedder=self.embedder_for(info),
                 texts=resolver.texts,
-                accept=resolver.accept, params=params, deadline=deadline, vector_caches=caches)
+                accept=resolver.accept, params=params, deadline=deadline, vector_caches=caches,
+                score_memo=memo)
             self.caches.after_search(collection)
             ranked = hybrid_ranking(query, [hit.label for hit in semantic.hits],
                                     [(hit.label, hit.score) for hit in keyword_hits], top_k)

@@ -1,4 +1,5 @@
-"""Each collection's caches of exact embeddings beside its bundle: learned and pinned.
+"""Each collection's search caches: learned and pinned vectors beside its bundle, and the
+query score memo in memory.
 
 ``DATA_DIR/indexes/COLLECTION.learned-cache`` holds what searches recomputed (LFU with
 ageing, ``meshdex.index.learned_cache``), ``COLLECTION.pinned-cache`` what ``meshdex pin``
@@ -6,6 +7,11 @@ chose to keep. Both are bound to the fingerprint digest the bundle's cache manif
 opening them for a bundle of another model drops them. Learned vectors are saved at most
 every ``SAVE_INTERVAL_S`` while searches run and when the node closes, so a restart keeps
 what was learned (a kill -9 loses at most the last interval: it is a cache).
+
+The score memo (``meshdex.index.score_memo``, ``MEMO_BUDGET_BYTES`` a collection) sits in
+front of both: this process's searches' exact scores by query. It is never written to disk
+(see that module for why), replaced when the collection's fingerprint changes, and dropped
+with the collection.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from pathlib import Path
 
 from meshdex.index.bundle_manifest import BundleManifest
 from meshdex.index.learned_cache import LearnedCache, PinnedVectors, entry_bytes
+from meshdex.index.score_memo import DEFAULT_BUDGET_BYTES, QueryScoreMemo
 
 # The learned cache may hold this share of a collection's passages: on the docs corpus
 # (11,657 passages of ~1 KB) 350 passages, 2.2% of the text.
 LEARNED_PASSAGE_FRACTION = 0.03
 PIN_BUDGET_BYTES = 32 * 1024 * 1024  # default pin budget, separate from the learned cache's
+MEMO_BUDGET_BYTES = DEFAULT_BUDGET_BYTES  # per collection and serving process, in memory
 SAVE_INTERVAL_S = 5.0
 LEARNED_SUFFIX = ".learned-cache"
 PINNED_SUFFIX = ".pinned-cache"
@@ -42,6 +50,7 @@ class SearchCaches:
         self._pin_budget_bytes = pin_budget_bytes
         self._learned: dict[str, tuple[str, LearnedCache]] = {}
         self._pinned: dict[str, tuple[str, PinnedVectors]] = {}
+        self._memos: dict[str, tuple[str, QueryScoreMemo]] = {}
         self._saved_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -75,6 +84,17 @@ class SearchCaches:
                 self._pinned[collection] = held = (digest, cache)
             return held[1]
 
+    def memo(self, collection: str, manifest: BundleManifest) -> QueryScoreMemo:
+        """The collection's score memo, a new one when the bundle's fingerprint changed (the
+        memo keys by fingerprint as well: this only frees the old model's scores)."""
+        digest = manifest.fingerprint.digest()
+        with self._lock:
+            held = self._memos.get(collection)
+            if held is None or held[0] != digest:
+                held = self._memos[collection] = (
+                    digest, QueryScoreMemo(budget_bytes=MEMO_BUDGET_BYTES))
+            return held[1]
+
     def after_search(self, collection: str) -> None:
         """Save the learned cache if it changed and the last save is ``SAVE_INTERVAL_S`` old."""
         now = time.monotonic()
@@ -98,6 +118,7 @@ class SearchCaches:
         with self._lock:
             self._learned.pop(collection, None)
             self._pinned.pop(collection, None)
+            self._memos.pop(collection, None)
             self._saved_at.pop(collection, None)
         self.learned_path(collection).unlink(missing_ok=True)
         self.pinned_path(collection).unlink(missing_ok=True)

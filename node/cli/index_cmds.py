@@ -170,7 +170,8 @@ def _print_results(query: str, results: SearchResults, out: TextIO | None = None
     stats = results.stats
     click.echo(
         f"  ({stats.passages_recomputed} passages recomputed in {stats.model_calls} model calls, "
-        f"{stats.cache_hits} cache hits, {stats.nodes_visited} nodes visited, "
+        f"{stats.cache_hits} cache hits, {stats.memo_hits} memo hits, "
+        f"{stats.nodes_visited} nodes visited, "
         f"re-ranking stopped after {stats.reranked} ({stats.rerank_stop}), "
         f"{stats.total_seconds * 1000:.0f} ms)",
         file=out,

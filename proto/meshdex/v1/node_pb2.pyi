@@ -226,7 +226,7 @@ class SearchHit(_message.Message):
     def __init__(self, document_id: _Optional[str] = ..., source: _Optional[str] = ..., metadata_json: _Optional[str] = ..., passage: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class SearchStats(_message.Message):
-    __slots__ = ("passages_recomputed", "model_calls", "cache_hits", "nodes_visited", "filtered_out", "model_seconds", "graph_seconds", "total_seconds", "strategy", "reranked", "rerank_stop")
+    __slots__ = ("passages_recomputed", "model_calls", "cache_hits", "nodes_visited", "filtered_out", "model_seconds", "graph_seconds", "total_seconds", "strategy", "reranked", "rerank_stop", "memo_hits")
     PASSAGES_RECOMPUTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
     CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +238,7 @@ class SearchStats(_message.Message):
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     RERANKED_FIELD_NUMBER: _ClassVar[int]
     RERANK_STOP_FIELD_NUMBER: _ClassVar[int]
+    MEMO_HITS_FIELD_NUMBER: _ClassVar[int]
     passages_recomputed: int
     model_calls: int
     cache_hits: int
@@ -249,7 +250,8 @@ class SearchStats(_message.Message):
     strategy: str
     reranked: int
     rerank_stop: str
-    def __init__(self, passages_recomputed: _Optional[int] = ..., model_calls: _Optional[int] = ..., cache_hits: _Optional[int] = ..., nodes_visited: _Optional[int] = ..., filtered_out: _Optional[int] = ..., model_seconds: _Optional[float] = ..., graph_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ..., strategy: _Optional[str] = ..., reranked: _Optional[int] = ..., rerank_stop: _Optional[str] = ...) -> None: ...
+    memo_hits: int
+    def __init__(self, passages_recomputed: _Optional[int] = ..., model_calls: _Optional[int] = ..., cache_hits: _Optional[int] = ..., nodes_visited: _Optional[int] = ..., filtered_out: _Optional[int] = ..., model_seconds: _Optional[float] = ..., graph_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ..., strategy: _Optional[str] = ..., reranked: _Optional[int] = ..., rerank_stop: _Optional[str] = ..., memo_hits: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("collection", "hits", "stats")
