@@ -261,10 +261,11 @@ def request_offer(stub: sync_pb2_grpc.MeshdexSyncStub, peer: str, name: str, *,
         return None, None
     if offer.manifest.collection != name:
         raise SyncError("peer offered a bundle of another collection", peer=peer)
-    if len(message.whole_bundle) > whole_up_to:
-        raise ProtocolViolation(f"peer sent a bundle of {len(message.whole_bundle)} bytes with "
-                                f"its offer; at most {whole_up_to} were asked for", peer=peer)
-    return offer, message.whole_bundle or None
+    whole = message.whole_bundle  # read once: each read of a bytes field copies it
+    if len(whole) > whole_up_to:
+        raise ProtocolViolation(f"peer sent a bundle of {len(whole)} bytes with its offer; at "
+                                f"most {whole_up_to} were asked for", peer=peer)
+    return offer, whole or None
 
 
 def block_fetcher(stub: sync_pb2_grpc.MeshdexSyncStub, peer: str, collection: str,
