@@ -22,7 +22,9 @@ and tombstones, whose sizes do not depend on the vectors' values.
    average 8 and 16 KiB).
 2. Throughput (issue 11 target: ratio >= 0.5): B takes A's offer and fetches the whole bundle
    over loopback mutual TLS (in-process nodes, the real ``GetBundleOffer``/``FetchBlocks``
-   calls and ``fetch_bundle``: per-block hash checks, writes, fsync), against copying the same
+   calls as a session makes them, ``fetch_bundle``: per-block hash checks, writes, fsync; B
+   holds no block, so a bundle of at most ``WHOLE_BUNDLE_BYTES`` comes whole with the offer
+   and ``FetchBlocks`` is not called), against copying the same
    file over a TLS 1.3 socket between the same two device certificates (Python ``ssl``, one
    stream, no hashing, fsync at the end): the ratio is what blocks, hashing and gRPC add. Both
    clocks start after the TLS handshake (the gRPC channel is made ready first, the socket
@@ -58,11 +60,17 @@ from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
-from meshdex.sync import wire
-from meshdex.sync.blocks import RUN_BYTES, SHA256_BYTES, block_map_of, block_size_for
+from meshdex.sync.blocks import (
+    RUN_BYTES,
+    SHA256_BYTES,
+    WHOLE_BUNDLE_BYTES,
+    block_map_of,
+    block_size_for,
+)
 from meshdex.sync.bundle_fetch import fetch_bundle
+from meshdex.sync.bundle_receive import BundleReceiver
 from meshdex.sync.bundle_shelf import BundleShelf
-from meshdex.sync.client import block_fetcher
+from meshdex.sync.client import block_fetcher, request_offer
 from meshdex.sync.transport import pinned_channel
 
 from bench.fast_embedder import RandomVectorEmbedder
@@ -218,14 +226,15 @@ def _tls_copy_seconds(path: Path, contexts: tuple[ssl.SSLContext, ssl.SSLContext
     return elapsed
 
 
-def _fetch_seconds(stub, receiver_dir: Path, scratch: Path) -> tuple[float, int, int]:
-    """One whole fetch through the real calls: offer, ``FetchBlocks`` and ``fetch_bundle``
-    (hash checks, writes, fsync) into a fresh partial file. Returns (seconds, block size,
-    messages received)."""
-    messages = 0
+def _fetch_seconds(stub, receiver: BundleReceiver, scratch: Path) -> tuple[float, int, int]:
+    """One whole fetch through the real calls, as a session makes them: the offer (with the
+    whole file if it is small: ``receiver`` holds no block), ``FetchBlocks`` and
+    ``fetch_bundle`` (hash checks, writes, fsync) into a fresh partial file. Returns
+    (seconds, block size, messages carrying blocks)."""
     started = time.perf_counter()
-    offer = wire.offer_from_wire(stub.GetBundleOffer(pb.BundleOfferRequest(collection="notes")))
-
+    offer, whole = request_offer(stub, "a", "notes",
+                                 whole_up_to=receiver.whole_bundle_max_bytes("notes"))
+    messages = 0 if whole is None else 1
     fetcher = block_fetcher(stub, "a", "notes", offer.manifest.bundle_id)
 
     def fetch(indexes):  # the client's own calls (each request sent at once), counted
@@ -238,8 +247,8 @@ def _fetch_seconds(stub, receiver_dir: Path, scratch: Path) -> tuple[float, int,
                 yield run
         return counted()
 
-    outcome = fetch_bundle(data_dir=receiver_dir, offer=offer,
-                           local_bundle=scratch / "none.leann", fetch=fetch)
+    outcome = fetch_bundle(data_dir=receiver.node.data_dir, offer=offer,
+                           local_bundle=scratch / "none.leann", fetch=fetch, whole=whole)
     elapsed = time.perf_counter() - started
     assert outcome.blocks_fetched == len(offer.block_map.hashes)
     outcome.path.unlink()  # the next repeat fetches everything again
@@ -286,7 +295,7 @@ def throughput_figures(root: Path, passages: int, *, synthetic_bytes: int, repea
                     map_s = time.perf_counter() - hash_started
                     fetches, copies = [], []
                     for _ in range(repeats):  # alternated: a load change hits both alike
-                        fetches.append(_fetch_seconds(stub, b.node.data_dir, root))
+                        fetches.append(_fetch_seconds(stub, b.service.engine.bundles, root))
                         copies.append(_tls_copy_seconds(path, contexts))
                     fetch_s = statistics.median(seconds for seconds, _, _ in fetches)
                     copy_s = statistics.median(copies)
@@ -332,7 +341,9 @@ def _markdown(deltas: list[dict], throughput: dict, context: dict) -> str:
     lines += ["", f"Full transfer, median of {throughput[0]['repeats']} each; the clock starts "
               "after the TLS handshake on both sides and stops after the receiver's fsync. The "
               "gRPC side is the offer (its block map already hashed: once per generation, "
-              "column 'map s') + FetchBlocks + per-block SHA-256 checks and writes.", "",
+              "column 'map s'; with the whole bundle when it is at most "
+              f"{WHOLE_BUNDLE_BYTES:,} bytes) + FetchBlocks (for larger bundles) + per-block "
+              "SHA-256 checks and writes.", "",
               "| bundle | bytes | block | run (per message) | messages | map s | gRPC mTLS s "
               "| MB/s | TLS copy s | MB/s | ratio | target (>= 0.5) |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -17,13 +17,25 @@ per-message cost, not the bytes, the limit. The receiver splits a run by the blo
 (``run_blocks``) and checks each block's SHA-256 on its own, so a damaged run costs only its
 damaged blocks. ``RUN_BYTES`` is 1 MiB because it was the fastest size measured in
 ``bench/bench_bundle_sync.py`` for the larger bundle (whole transfer over loopback mTLS /
-copying the file over a TLS socket, for a 1.2 MB built bundle and a 20 MB synthetic one; the
-committed run): one block per message 0.17 / 0.49, 64 KiB 0.31 / 0.50, 256 KiB 0.44 / 0.53,
-1 MiB 0.40 / 0.57, 4 MiB (a whole request in one message) 0.37 / 0.53. On the 1.2 MB bundle
+copying the file over a TLS socket, for a 1.2 MB built bundle and a 20 MB synthetic one, in a
+run from before small bundles came whole with their offer, as the built one now does): one
+block per message 0.17 / 0.49, 64 KiB 0.31 / 0.50, 256 KiB 0.44 / 0.53, 1 MiB 0.40 / 0.57,
+4 MiB (a whole request in one message) 0.37 / 0.53. On the 1.2 MB bundle
 256 KiB and 1 MiB are within noise of each other (0.38-0.44 over three runs); on 20 MB 1 MiB
 was ahead in every run. A run keeps a few MiB of a transfer in memory per side, far below
 gRPC's message limit (``transport.MAX_SYNC_MESSAGE_BYTES``), and never exceeds
 ``MAX_REQUEST_BYTES``, which is what a receiver accepts.
+
+A receiver holding no block of a collection's bundle asks for it whole with the offer when it
+is at most ``WHOLE_BUNDLE_BYTES`` (``MAX_REQUEST_BYTES``, one run's bound): one call instead of
+the offer and a ``FetchBlocks`` call, whose setup (a streaming call, its thread, the server's
+dispatch) was a millisecond of a 7 ms transfer. Measured with whole fetches of both kinds
+interleaved in one process (loopback mTLS, load average 0.6-1.1): a 1.4 MB built bundle
+7.1 -> 5.7 ms (ratio to the TLS copy 0.48 -> 0.61), a 3.9 MB synthetic one 18.0 -> 16.6 ms
+(0.51 -> 0.56). Sending only the first 1 MiB with the offer and the rest with ``FetchBlocks``
+was not faster than sending none (the second call stays), so only a bundle that fits whole
+comes with its offer. An offer then not fetched (refused, or built here) moved at most those
+bytes for nothing, and only while the receiver held no block.
 """
 
 from __future__ import annotations
@@ -42,8 +54,11 @@ MAX_BLOCK_SIZE_BYTES = 4 * 1024 * 1024
 MAX_MAP_BLOCKS = 512  # 16 KiB of hashes in an offer, until blocks reach MAX_BLOCK_SIZE_BYTES
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # blocks asked for in one FetchBlocks call; a run's bound
 RUN_BYTES = 1024 * 1024  # packed into one FetchBlocks message (why: docstring)
+WHOLE_BUNDLE_BYTES = MAX_REQUEST_BYTES  # a bundle this small comes with its offer (docstring)
 MAX_BLOCKS_PER_REQUEST = MAX_REQUEST_BYTES // MIN_BLOCK_SIZE_BYTES
 SHA256_BYTES = 32
+
+Run = tuple[int, bytes]  # (first block index, the bytes of consecutive blocks)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,12 @@ A run that is not whole blocks that were asked for, and not yet received, is a p
 violation. An interrupted fetch keeps the partial file, so the next session refetches nothing
 it already has; nothing outside the incoming folder is touched until the whole file has
 verified.
+
+A receiver that holds no block of a collection's bundle asks for the whole bundle with the
+offer when it is small (``blocks.WHOLE_BUNDLE_BYTES``): a small bundle then costs one call
+instead of two, the second call's setup being most of what such a transfer takes beyond the
+bytes. Those bytes are the first round: split by the block map and checked block by block
+like any run, a failing block asked for again with ``FetchBlocks``.
 """
 
 from __future__ import annotations
@@ -18,13 +24,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from meshdex.node.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
-from meshdex.sync.blocks import BlockMap, blocks_per_request, held_blocks, read_span, run_blocks
+from meshdex.sync.blocks import (
+    BlockMap,
+    Run,
+    blocks_per_request,
+    held_blocks,
+    read_span,
+    run_blocks,
+)
 from meshdex.sync.bundle_shelf import BundleOffer
 from meshdex.sync.errors import BundleRefused, ProtocolViolation
 from meshdex.sync.files import sync_dir
@@ -38,7 +51,7 @@ FETCH_ROUNDS = 3
 class BlockRuns(Protocol):
     """The answer to one block request (a generator will do)."""
 
-    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+    def __iter__(self) -> Iterator[Run]:
         """The runs: (first block index, the bytes of consecutive blocks)."""
 
     def close(self) -> None:
@@ -70,7 +83,7 @@ class _Tally:
 
 
 def _take_runs(fd: int, block_map: BlockMap, wanted: Sequence[int],
-               runs: BlockRuns, tally: _Tally, *, bundle_id: str) -> set[int]:
+               runs: Iterable[Run], tally: _Tally, *, bundle_id: str) -> set[int]:
     """The ``runs`` answering a request for ``wanted``: write every arriving block whose
     SHA-256 matches and return their indexes. A run is split by the block map and checked
     block by block."""
@@ -112,17 +125,38 @@ def partial_path(data_dir: Path, offer: BundleOffer) -> Path:
     return directory / f"{offer.manifest.collection}.{offer.manifest.bundle_id}{PART_SUFFIX}"
 
 
+def _partials(directory: Path, collection: str) -> list[Path]:
+    return list(directory.glob(f"{collection}.*{PART_SUFFIX}"))
+
+
+def has_partial(data_dir: Path, collection: str) -> bool:
+    """Whether an interrupted download of some bundle of ``collection`` is kept here."""
+    return bool(_partials(sync_dir(data_dir) / INCOMING_DIR_NAME, collection))
+
+
 def _drop_other_partials(path: Path, collection: str) -> None:
-    for stale in path.parent.glob(f"{collection}.*{PART_SUFFIX}"):
+    for stale in _partials(path.parent, collection):
         if stale != path:
             stale.unlink(missing_ok=True)
 
 
+def _usable_whole(block_map: BlockMap, whole: bytes, missing: Sequence[int]) -> bool:
+    """Whether the bundle's bytes sent with the offer are the first round: they are the
+    bundle's size (else ``ProtocolViolation``) and no block is held (a partial file or local
+    bundle appeared since the offer was asked for: then they go unused)."""
+    if len(whole) != block_map.size_bytes:
+        raise ProtocolViolation(f"peer sent {len(whole)} bytes as the whole bundle of "
+                                f"{block_map.size_bytes}")
+    return len(missing) == len(block_map.hashes)
+
+
 def fetch_bundle(*, data_dir: Path, offer: BundleOffer, local_bundle: Path,
-                 fetch: FetchBlocks) -> FetchOutcome:
+                 fetch: FetchBlocks, whole: bytes | None = None) -> FetchOutcome:
     """Assemble the offered bundle in its partial file; raises what ``fetch`` raises (the
     partial file stays for a resume) or ``BundleRefused`` when blocks keep failing their
-    hash. The caller verifies the assembled file as a bundle before using it."""
+    hash. ``whole``: the bundle's bytes as they came with the offer, the first round when no
+    block is held yet (else unused); ``ProtocolViolation`` unless they are the bundle's size.
+    The caller verifies the assembled file as a bundle before using it."""
     block_map = offer.block_map
     path = partial_path(data_dir, offer)
     _drop_other_partials(path, offer.manifest.collection)
@@ -134,15 +168,21 @@ def fetch_bundle(*, data_dir: Path, offer: BundleOffer, local_bundle: Path,
                    if not resuming
                    or hashlib.sha256(read_span(fd, *block_map.span(index))).digest() != digest]
         reused = len(block_map.hashes) - len(missing)
-        if missing:
+        tally = _Tally()
+        rounds = FETCH_ROUNDS
+        if whole is not None and _usable_whole(block_map, whole, missing):
+            arrived = _take_runs(fd, block_map, missing, [(0, whole)], tally,
+                                 bundle_id=offer.manifest.bundle_id)
+            missing = [index for index in missing if index not in arrived]
+            rounds -= 1
+        elif missing:
             local = held_blocks(local_bundle, block_size_bytes=block_map.block_size_bytes)
             for index in [i for i in missing if block_map.hashes[i] in local]:
                 os.pwrite(fd, local[block_map.hashes[index]], block_map.span(index)[0])
                 missing.remove(index)
                 reused += 1
-        tally = _Tally()
         per_request = blocks_per_request(block_map.block_size_bytes)
-        for _ in range(FETCH_ROUNDS):
+        for _ in range(rounds):
             if not missing:
                 break
             requests = [missing[start:start + per_request]

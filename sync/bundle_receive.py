@@ -31,7 +31,8 @@ from meshdex.node.bundle_transfer import local_state
 from meshdex.node.indexing import store_state_of
 from meshdex.node.paths import write_private_file
 from meshdex.node.service import Node
-from meshdex.sync.bundle_fetch import FetchBlocks, fetch_bundle
+from meshdex.sync.blocks import WHOLE_BUNDLE_BYTES
+from meshdex.sync.bundle_fetch import FetchBlocks, fetch_bundle, has_partial
 from meshdex.sync.bundle_shelf import BundleOffer
 from meshdex.sync.errors import BundleNotTrusted
 from meshdex.sync.files import locked, sync_dir
@@ -130,9 +131,20 @@ class BundleReceiver:
                 and self.node.store.has_collection(collection) and not self.indexed(collection):
             self.request_build(collection)
 
-    def receive(self, peer_name: str, offer: BundleOffer, fetch: FetchBlocks) -> BundleOutcome:
-        """Decide on ``offer`` and carry the decision out. Transport failures raise (the
-        partial download stays for a resume; the installed bundle is untouched)."""
+    def whole_bundle_max_bytes(self, collection: str) -> int:
+        """How big a bundle of ``collection`` the peer may send whole with its offer:
+        ``blocks.WHOLE_BUNDLE_BYTES`` while this device holds no block of it (no bundle of the
+        collection, no partial download) and may fetch it (``index_policy`` is not
+        ``build``), else 0. If the offer is then not fetched, those bytes moved for nothing."""
+        holds_none = (not self.node.indexes.bundle_path(collection).exists()
+                      and not has_partial(self.node.data_dir, collection))
+        return WHOLE_BUNDLE_BYTES if self.policy != "build" and holds_none else 0
+
+    def receive(self, peer_name: str, offer: BundleOffer, fetch: FetchBlocks,
+                whole: bytes | None = None) -> BundleOutcome:
+        """Decide on ``offer`` and carry the decision out (``whole``: the bundle's bytes if
+        they came with the offer, see ``fetch_bundle``). Transport failures raise (the partial
+        download stays for a resume; the installed bundle is untouched)."""
         manifest = offer.manifest
         verdict = self._decide(manifest, peer_name)
         if verdict.action != FETCH:
@@ -140,17 +152,17 @@ class BundleReceiver:
         with self._fetching_lock:
             self._fetching[manifest.collection] = self._fetching.get(manifest.collection, 0) + 1
         try:
-            return self._fetch_and_install(peer_name, offer, fetch)
+            return self._fetch_and_install(peer_name, offer, fetch, whole)
         finally:
             with self._fetching_lock:
                 self._fetching[manifest.collection] -= 1
 
-    def _fetch_and_install(self, peer_name: str, offer: BundleOffer,
-                           fetch: FetchBlocks) -> BundleOutcome:
+    def _fetch_and_install(self, peer_name: str, offer: BundleOffer, fetch: FetchBlocks,
+                           whole: bytes | None) -> BundleOutcome:
         manifest = offer.manifest
         fetched = fetch_bundle(data_dir=self.node.data_dir, offer=offer,
                                local_bundle=self.node.indexes.bundle_path(manifest.collection),
-                               fetch=fetch)
+                               fetch=fetch, whole=whole)
         totals = {"bundle_bytes_fetched": fetched.bytes_fetched,
                   "bundle_bytes_total": offer.block_map.size_bytes,
                   "blocks_fetched": fetched.blocks_fetched,

@@ -5,7 +5,9 @@ offer (a build or an install renamed a new file over it), the request is refused
 answered with blocks of another file, and the peer asks for a new offer in its next session.
 Block maps are cached per file identity (inode, mtime, size), so they are hashed once per
 generation. Blocks go out as runs (``blocks.request_runs``): one read and one message per run
-of consecutive requested blocks.
+of consecutive requested blocks. A receiver that holds no block of a small bundle may get the
+whole file with the offer (``offer_with_whole``), read from the same open file as the block
+map, so it cannot belong to another generation.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from meshdex.index.bundle_format import read_layout
 from meshdex.index.bundle_manifest import BundleManifest
@@ -66,24 +69,43 @@ class BundleShelf:
         """The collection's current bundle, or None if it has none (or it is unreadable)."""
         try:
             with open(self._path(collection), "rb") as file:
-                stat = os.fstat(file.fileno())
-                with self._lock:
-                    cached = self._offers.get(collection)
-                if cached is not None and cached[0] == _file_id(stat):
-                    return cached[1]
-                with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapping:
-                    view = memoryview(mapping)
-                    try:
-                        offer = BundleOffer(manifest=read_layout(view),
-                                            block_map=block_map_of(
-                                            view, block_size_bytes=self.block_size_bytes))
-                    finally:
-                        view.release()
+                return self._offer_of(collection, file)
         except FileNotFoundError:
             return None
+
+    def offer_with_whole(self, collection: str,
+                         max_bytes: int) -> tuple[BundleOffer, bytes | None] | None:
+        """The offer and, if the bundle is at most ``max_bytes`` (and ``MAX_REQUEST_BYTES``),
+        its whole file, both from the same open file: for a receiver that holds no block."""
+        try:
+            with open(self._path(collection), "rb") as file:
+                offer = self._offer_of(collection, file)
+                size = offer.block_map.size_bytes
+                small = size <= min(max_bytes, MAX_REQUEST_BYTES)
+                return offer, read_span(file.fileno(), 0, size) if small else None
+        except FileNotFoundError:
+            return None
+
+    def _offer_of(self, collection: str, file: BinaryIO) -> BundleOffer:
+        """The offer of the open ``file``: cached while its identity stays the same."""
+        file_id = _file_id(os.fstat(file.fileno()))
         with self._lock:
-            self._offers[collection] = (_file_id(stat), offer)
+            cached = self._offers.get(collection)
+        if cached is not None and cached[0] == file_id:
+            return cached[1]
+        offer = self._hashed(file)
+        with self._lock:
+            self._offers[collection] = (file_id, offer)
         return offer
+
+    def _hashed(self, file: BinaryIO) -> BundleOffer:
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapping:
+            view = memoryview(mapping)
+            try:
+                return BundleOffer(manifest=read_layout(view), block_map=block_map_of(
+                    view, block_size_bytes=self.block_size_bytes))
+            finally:
+                view.release()
 
     def runs(self, collection: str, bundle_id: str,
              indexes: Sequence[int]) -> Iterator[tuple[int, bytes]]:

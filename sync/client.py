@@ -25,9 +25,10 @@ from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync import wire
 from meshdex.sync.bundle_fetch import FetchBlocks
 from meshdex.sync.bundle_receive import BundleOutcome, BundleReceiver
+from meshdex.sync.bundle_shelf import BundleOffer
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.engine import SyncEngine
-from meshdex.sync.errors import PeerExists, SyncError
+from meshdex.sync.errors import PeerExists, ProtocolViolation, SyncError
 from meshdex.sync.identity import DeviceIdentity, certificate_from_pem, load_identity
 from meshdex.sync.pairing import InviteToken, pairing_proof
 from meshdex.sync.transport import fetch_certificate, pinned_channel
@@ -239,16 +240,32 @@ def receive_bundle(stub: sync_pb2_grpc.MeshdexSyncStub, peer: Peer, name: str,
                    receiver: BundleReceiver) -> BundleOutcome | None:
     """The peer's current bundle of ``name``, handed to ``receiver`` to decide on and maybe
     fetch in runs of blocks; None if the peer has none."""
-    with calls(peer.device_id, "bundle offer"):
-        offer = wire.offer_from_wire(stub.GetBundleOffer(
-            pb.BundleOfferRequest(collection=name), timeout=CALL_TIMEOUT_S))
+    offer, whole = request_offer(stub, peer.device_id, name,
+                                 whole_up_to=receiver.whole_bundle_max_bytes(name))
     if offer is None:
         return None
-    if offer.manifest.collection != name:
-        raise SyncError("peer offered a bundle of another collection", peer=peer.device_id)
-
     fetch = block_fetcher(stub, peer.device_id, name, offer.manifest.bundle_id)
-    return receiver.receive(peer.name or peer.device_id, offer, fetch)
+    return receiver.receive(peer.name or peer.device_id, offer, fetch, whole)
+
+
+def request_offer(stub: sync_pb2_grpc.MeshdexSyncStub, peer: str, name: str, *,
+                  whole_up_to: int) -> tuple[BundleOffer | None, bytes | None]:
+    """``peer``'s offer of its bundle of ``name`` (None: it has none) and, when the bundle is
+    at most ``whole_up_to`` bytes, the whole file if the peer sent it (one predating the
+    field does not); the file's checks are ``fetch_bundle``'s."""
+    with calls(peer, "bundle offer"):
+        message = stub.GetBundleOffer(pb.BundleOfferRequest(
+            collection=name, whole_bundle_max_bytes=whole_up_to), timeout=CALL_TIMEOUT_S)
+    offer = wire.offer_from_wire(message)
+    if offer is None:
+        return None, None
+    if offer.manifest.collection != name:
+        raise SyncError("peer offered a bundle of another collection", peer=peer)
+    whole = message.whole_bundle  # read once: each read of a bytes field copies it
+    if len(whole) > whole_up_to:
+        raise ProtocolViolation(f"peer sent a bundle of {len(whole)} bytes with its offer; at "
+                                f"most {whole_up_to} were asked for", peer=peer)
+    return offer, whole or None
 
 
 def block_fetcher(stub: sync_pb2_grpc.MeshdexSyncStub, peer: str, collection: str,

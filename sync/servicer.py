@@ -162,7 +162,11 @@ class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
         self.engine.check_shared(peer, request.collection, writing=False)
         if self.engine.shelf is None or not self.engine.store.has_collection(request.collection):
             return wire.offer_to_wire(None)
-        return wire.offer_to_wire(self.engine.shelf.offer(request.collection))
+        if not request.whole_bundle_max_bytes:
+            return wire.offer_to_wire(self.engine.shelf.offer(request.collection))
+        found = self.engine.shelf.offer_with_whole(request.collection,
+                                                   request.whole_bundle_max_bytes)
+        return wire.offer_to_wire(*found) if found else wire.offer_to_wire(None)
 
     def FetchBlocks(self, request: pb.FetchBlocksRequest,
                     context: grpc.ServicerContext) -> Iterator[pb.BlockRun]:

@@ -332,14 +332,14 @@ def pair_grant_from_wire(message: pb.PairResponse) -> PairGrant:
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024 * 1024
 
 
-def offer_to_wire(offer: BundleOffer | None) -> pb.BundleOffer:
+def offer_to_wire(offer: BundleOffer | None, whole: bytes | None = None) -> pb.BundleOffer:
     if offer is None:
         return pb.BundleOffer(has_bundle=False)
     block_map = offer.block_map
     return pb.BundleOffer(has_bundle=True, manifest=manifest_to_bytes(offer.manifest),
                           size_bytes=block_map.size_bytes,
                           block_size_bytes=block_map.block_size_bytes,
-                          block_sha256=list(block_map.hashes))
+                          block_sha256=list(block_map.hashes), whole_bundle=whole or b"")
 
 
 def offer_from_wire(message: pb.BundleOffer) -> BundleOffer | None:

@@ -24,9 +24,9 @@ from meshdex.sync.blocks import (
     request_runs,
     run_blocks,
 )
-from meshdex.sync.bundle_fetch import fetch_bundle, partial_path
+from meshdex.sync.bundle_fetch import FETCH_ROUNDS, fetch_bundle, partial_path
 from meshdex.sync.bundle_shelf import BundleOffer, BundleShelf
-from meshdex.sync.errors import ProtocolViolation, SyncError
+from meshdex.sync.errors import BundleRefused, ProtocolViolation, SyncError
 from meshdex.sync.transport import MAX_SYNC_MESSAGE_BYTES
 
 from tests.fakes import HashingEmbedder
@@ -131,6 +131,73 @@ def test_a_resumed_fetch_asks_only_for_blocks_the_partial_file_lacks(tmp_path):
     fetch, asked = _peer(data, offer)
     outcome = fetch_bundle(data_dir=tmp_path, offer=offer, local_bundle=tmp_path / "none",
                            fetch=fetch)
+    assert asked == [list(range(5, 20))]
+    assert (outcome.blocks_reused, outcome.blocks_fetched) == (5, 15)
+    assert outcome.path.read_bytes() == data
+
+
+def test_a_whole_bundle_sent_with_the_offer_is_checked_block_by_block_and_needs_no_request(
+        tmp_path):
+    data = os.urandom(30 * PAGE + 55)
+    offer = _offer(data)
+    fetch, asked = _peer(data, offer)
+    outcome = fetch_bundle(data_dir=tmp_path, offer=offer, local_bundle=tmp_path / "none",
+                           fetch=fetch, whole=data)
+    assert asked == []  # no FetchBlocks call at all
+    assert (outcome.blocks_fetched, outcome.blocks_rejected) == (31, 0)
+    assert outcome.bytes_fetched == len(data)
+    assert outcome.path.read_bytes() == data
+
+
+def test_damaged_blocks_of_a_whole_bundle_are_rejected_and_fetched_alone(tmp_path):
+    data = os.urandom(30 * PAGE + 55)
+    offer = _offer(data)
+    fetch, asked = _peer(data, offer)
+    damaged = flip_blocks(offer.block_map, 0, data, {2, 9, 30})
+    outcome = fetch_bundle(data_dir=tmp_path, offer=offer, local_bundle=tmp_path / "none",
+                           fetch=fetch, whole=damaged)
+    assert asked == [[2, 9, 30]]  # the other blocks of the whole bundle were kept
+    assert (outcome.blocks_fetched, outcome.blocks_rejected) == (31, 3)
+    assert outcome.path.read_bytes() == data
+
+
+def test_a_whole_bundle_counts_as_the_first_of_the_fetch_rounds(tmp_path):
+    data = os.urandom(10 * PAGE)
+    offer = _offer(data)
+    asked: list[list[int]] = []
+
+    def always_damaged(indexes):  # block 4 is wrong however often it is asked for
+        asked.append(list(indexes))
+        for first, count in request_runs(offer.block_map, indexes, run_bytes=8 * PAGE):
+            yield first, flip_blocks(offer.block_map, first,
+                                     data[first * PAGE:(first + count) * PAGE], {4})
+
+    with pytest.raises(BundleRefused, match=f"failed verification {FETCH_ROUNDS} times"):
+        fetch_bundle(data_dir=tmp_path, offer=offer, local_bundle=tmp_path / "none",
+                     fetch=always_damaged, whole=flip_blocks(offer.block_map, 0, data, {4}))
+    assert asked == [[4]] * (FETCH_ROUNDS - 1)
+    assert partial_path(tmp_path, offer).read_bytes()[:4 * PAGE] == data[:4 * PAGE]
+
+
+def test_a_whole_bundle_of_the_wrong_size_is_a_protocol_violation(tmp_path):
+    data = os.urandom(10 * PAGE)
+    offer = _offer(data)
+    fetch, asked = _peer(data, offer)
+    with pytest.raises(ProtocolViolation, match="as the whole bundle"):
+        fetch_bundle(data_dir=tmp_path, offer=offer, local_bundle=tmp_path / "none",
+                     fetch=fetch, whole=data[:-PAGE])
+    assert asked == []
+
+
+def test_a_whole_bundle_is_unused_when_blocks_are_held_already(tmp_path):
+    """A partial download appeared since the offer was asked for: the bytes that came with it
+    are not needed (and not counted); only the blocks the partial file lacks are fetched."""
+    data = os.urandom(20 * PAGE)
+    offer = _offer(data)
+    partial_path(tmp_path, offer).write_bytes(data[:5 * PAGE])
+    fetch, asked = _peer(data, offer)
+    outcome = fetch_bundle(data_dir=tmp_path, offer=offer, local_bundle=tmp_path / "none",
+                           fetch=fetch, whole=data)
     assert asked == [list(range(5, 20))]
     assert (outcome.blocks_reused, outcome.blocks_fetched) == (5, 15)
     assert outcome.path.read_bytes() == data

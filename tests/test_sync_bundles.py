@@ -14,13 +14,13 @@ from meshdex.node.config import NodeConfig
 from meshdex.node.records import DocumentInput
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
-from meshdex.sync import bundle_receive, wire
+from meshdex.sync import bundle_receive, client, wire
 from meshdex.sync import service as sync_service
 from meshdex.sync.admin_wire import session_report_from_wire, session_report_to_wire
-from meshdex.sync.blocks import MAX_BLOCKS_PER_REQUEST, run_blocks
+from meshdex.sync.blocks import MAX_BLOCKS_PER_REQUEST, WHOLE_BUNDLE_BYTES, run_blocks
 from meshdex.sync.bundle_fetch import fetch_bundle, partial_path
 from meshdex.sync.client import Session, SessionReport
-from meshdex.sync.errors import SyncError
+from meshdex.sync.errors import ProtocolViolation, SyncError
 from meshdex.sync.service import BUILD_DEBOUNCE_S
 from meshdex.sync.transport import pinned_channel
 
@@ -188,6 +188,114 @@ def test_corrupted_blocks_are_rejected_and_fetched_again(cluster) -> None:
     assert asked[1:] == [sorted(flipped)]
     with open_bundle(outcome.path, verify="full") as bundle:
         assert bundle.manifest.bundle_id == offer.manifest.bundle_id
+
+
+def test_a_small_bundle_comes_whole_with_the_offer_to_a_receiver_holding_none(
+        cluster, monkeypatch) -> None:
+    nodes, _ = cluster
+    a, b = nodes["a"], nodes["b"]
+    fetch_calls: list[list[int]] = []
+    real_fetcher = client.block_fetcher
+
+    def counting_fetcher(*args):
+        fetch = real_fetcher(*args)
+
+        def counted(indexes):
+            fetch_calls.append(list(indexes))
+            return fetch(indexes)
+        return counted
+
+    monkeypatch.setattr(client, "block_fetcher", counting_fetcher)
+    assert a.node.indexes.bundle_path("notes").stat().st_size <= WHOLE_BUNDLE_BYTES
+    report = _sync(b, a)
+    assert report.decision == "use"
+    assert report.blocks_fetched == len(a.service.engine.shelf.offer("notes").block_map.hashes)
+    assert fetch_calls == []  # the offer brought every block: no FetchBlocks call
+    assert _hits(b, "topic 3 colour 2") == _hits(a, "topic 3 colour 2")
+    a.node.upsert_documents("notes", [DocumentInput(id="d000", text="a wholly new note")])
+    a.node.build("notes")
+    again = _sync(b, a)  # B holds blocks now: it asks for the missing ones only
+    assert again.decision == "use" and again.blocks_reused > 0
+    assert sum(map(len, fetch_calls)) == again.blocks_fetched > 0
+
+
+def test_the_receiver_asks_for_the_whole_bundle_only_while_it_holds_no_block(
+        tmp_path, cluster) -> None:
+    nodes, _ = cluster
+    a, b = nodes["a"], nodes["b"]
+    receiver = b.service.engine.bundles
+    assert receiver.whole_bundle_max_bytes("notes") == WHOLE_BUNDLE_BYTES
+    offer = a.service.engine.shelf.offer("notes")
+    partial = partial_path(b.node.data_dir, offer)
+    partial.write_bytes(b"")  # an interrupted download is kept: resume it instead
+    assert receiver.whole_bundle_max_bytes("notes") == 0
+    partial.unlink()
+    _sync(b, a)
+    assert receiver.whole_bundle_max_bytes("notes") == 0  # B has a bundle of it now
+    c = _start(tmp_path, "c", HashingEmbedder(), "build")
+    try:  # policy build never installs a peer's bundle: never worth sending it whole
+        assert c.service.engine.bundles.whole_bundle_max_bytes("notes") == 0
+    finally:
+        stop_sync_node(c)
+
+
+def test_the_server_sends_the_whole_bundle_only_if_asked_and_small_enough(cluster) -> None:
+    nodes, _ = cluster
+    a, b = nodes["a"], nodes["b"]
+    data = a.node.indexes.bundle_path("notes").read_bytes()
+    peer = b.service.trust.get(a.device_id)
+    with pinned_channel(peer.addresses[0], peer.cert_pem, identity=b.service.identity) as ch:
+        stub = sync_pb2_grpc.MeshdexSyncStub(ch)
+
+        def whole(**asked):
+            offer = stub.GetBundleOffer(pb.BundleOfferRequest(collection="notes", **asked))
+            assert offer.has_bundle
+            return offer.whole_bundle
+
+        assert whole() == b""  # what a receiver predating whole_bundle_max_bytes asks
+        assert whole(whole_bundle_max_bytes=len(data) - 1) == b""
+        assert whole(whole_bundle_max_bytes=len(data)) == data
+        assert whole(whole_bundle_max_bytes=2**32 - 1) == data
+
+
+def test_a_damaged_whole_bundle_from_the_offer_is_mended_with_fetch_blocks(cluster) -> None:
+    nodes, _ = cluster
+    a, b = nodes["a"], nodes["b"]
+    peer = b.service.trust.get(a.device_id)
+    with pinned_channel(peer.addresses[0], peer.cert_pem, identity=b.service.identity) as ch:
+        stub = sync_pb2_grpc.MeshdexSyncStub(ch)
+        offer, whole = client.request_offer(stub, a.device_id, "notes",
+                                            whole_up_to=WHOLE_BUNDLE_BYTES)
+        assert whole is not None and len(whole) == offer.block_map.size_bytes
+        damage = set(range(0, len(offer.block_map.hashes), 3))
+        fetch = client.block_fetcher(stub, a.device_id, "notes", offer.manifest.bundle_id)
+        asked: list[list[int]] = []
+
+        def recorded(indexes):
+            asked.append(list(indexes))
+            return fetch(indexes)
+
+        outcome = fetch_bundle(data_dir=b.node.data_dir, offer=offer,
+                               local_bundle=b.node.indexes.bundle_path("notes"), fetch=recorded,
+                               whole=flip_blocks(offer.block_map, 0, whole, damage))
+    assert asked == [sorted(damage)]
+    assert outcome.blocks_rejected == len(damage)
+    with open_bundle(outcome.path, verify="full") as bundle:
+        assert bundle.manifest.bundle_id == offer.manifest.bundle_id
+
+
+def test_a_whole_bundle_bigger_than_asked_for_is_a_protocol_violation(cluster) -> None:
+    nodes, _ = cluster
+    a = nodes["a"]
+    offer = a.service.engine.shelf.offer("notes")
+    sent = wire.offer_to_wire(offer, a.node.indexes.bundle_path("notes").read_bytes())
+
+    class Overgenerous:  # a peer that sends the whole bundle although it is too big
+        def GetBundleOffer(self, request, timeout):
+            return sent
+
+    with pytest.raises(ProtocolViolation, match="at most 4096 were asked for"):
+        client.request_offer(Overgenerous(), a.device_id, "notes", whole_up_to=4096)
 
 
 def test_an_older_generation_offered_again_is_refused(cluster, tmp_path) -> None:

@@ -200,24 +200,28 @@ class ChangedResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class BundleOfferRequest(_message.Message):
-    __slots__ = ("collection",)
+    __slots__ = ("collection", "whole_bundle_max_bytes")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_BUNDLE_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     collection: str
-    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+    whole_bundle_max_bytes: int
+    def __init__(self, collection: _Optional[str] = ..., whole_bundle_max_bytes: _Optional[int] = ...) -> None: ...
 
 class BundleOffer(_message.Message):
-    __slots__ = ("has_bundle", "manifest", "size_bytes", "block_size_bytes", "block_sha256")
+    __slots__ = ("has_bundle", "manifest", "size_bytes", "block_size_bytes", "block_sha256", "whole_bundle")
     HAS_BUNDLE_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     BLOCK_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     BLOCK_SHA256_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_BUNDLE_FIELD_NUMBER: _ClassVar[int]
     has_bundle: bool
     manifest: bytes
     size_bytes: int
     block_size_bytes: int
     block_sha256: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, has_bundle: _Optional[bool] = ..., manifest: _Optional[bytes] = ..., size_bytes: _Optional[int] = ..., block_size_bytes: _Optional[int] = ..., block_sha256: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    whole_bundle: bytes
+    def __init__(self, has_bundle: _Optional[bool] = ..., manifest: _Optional[bytes] = ..., size_bytes: _Optional[int] = ..., block_size_bytes: _Optional[int] = ..., block_sha256: _Optional[_Iterable[bytes]] = ..., whole_bundle: _Optional[bytes] = ...) -> None: ...
 
 class FetchBlocksRequest(_message.Message):
     __slots__ = ("collection", "bundle_id", "blocks")

@@ -143,7 +143,8 @@ class MeshdexSyncServicer:
 
     def GetBundleOffer(self, request, context):
         """The current bundle of a shared collection: its manifest and block map (SHA-256 of each
-        fixed-size block of the file), so the receiver can decide and fetch only what it lacks.
+        fixed-size block of the file), so the receiver can decide and fetch only what it lacks;
+        with the whole file too if it is small and the caller asks (whole_bundle_max_bytes).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
