@@ -29,14 +29,11 @@ from pathlib import Path
 import tantivy
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.keyword import (
-    DEFINES_FIELD,
     LABEL_FIELD,
-    TEXT_FIELD,
-    TOKENS_TOKENIZER,
-    WORDS_TOKENIZER,
     WRITER_HEAP_BYTES,
     KeywordIndex,
     passage_document,
+    schema,
     with_tokenizers,
 )
 
@@ -63,19 +60,9 @@ class LayoutRow:
     per_label_ms: float  # at the largest fraction
 
 
-def _v3_schema() -> tantivy.Schema:
-    builder = tantivy.SchemaBuilder()
-    builder.add_text_field(TEXT_FIELD, stored=False, tokenizer_name=WORDS_TOKENIZER,
-                           index_option="basic")
-    builder.add_text_field(DEFINES_FIELD, stored=False, tokenizer_name=TOKENS_TOKENIZER,
-                           index_option="basic")
-    builder.add_unsigned_field(LABEL_FIELD, stored=False, indexed=True, fast=True)
-    return builder.build()
-
-
 def _build_v3(path: Path, texts: Sequence[str], labels: Sequence[int]) -> None:
     path.mkdir()
-    index = with_tokenizers(tantivy.Index(_v3_schema(), path=str(path)))
+    index = with_tokenizers(tantivy.Index(schema(label_indexed=True), path=str(path)))
     writer = index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
     for text, label in zip(texts, labels, strict=True):
         writer.add_document(passage_document(text, label))
@@ -191,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         v4_schema = tantivy.Index.open(str(v4)).schema
         rows = [
             _measure("v3 baseline: label indexed + fast, term deletes", v3, v3_build, raw,
-                     _remove_with(_term_deletes, _v3_schema()), labels, scratch),
+                     _remove_with(_term_deletes, schema(label_indexed=True)), labels, scratch),
             _measure("v4 product: label fast only, one range delete per label", v4, v4_build,
                      raw, _remove_product, labels, scratch),
             _measure(f"v4, range deletes batched {BATCH_LABELS} per boolean query", v4,

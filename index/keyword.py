@@ -130,18 +130,19 @@ def tantivy_errors(op: str, path: Path | None) -> Iterator[None]:
                                  path=path) from error
 
 
-def _schema() -> tantivy.Schema:
+def schema(*, label_indexed: bool = False) -> tantivy.Schema:
+    """The index's schema; ``label_indexed`` gives format 3's (the benchmark's baseline)."""
     builder = tantivy.SchemaBuilder()
     builder.add_text_field(TEXT_FIELD, stored=False, tokenizer_name=WORDS_TOKENIZER,
                            index_option="basic")
     builder.add_text_field(DEFINES_FIELD, stored=False, tokenizer_name=TOKENS_TOKENIZER,
                            index_option="basic")
-    builder.add_unsigned_field(LABEL_FIELD, stored=False, indexed=False, fast=True)
+    builder.add_unsigned_field(LABEL_FIELD, stored=False, indexed=label_indexed, fast=True)
     return builder.build()
 
 
 def _open_tantivy(path: Path | None) -> tantivy.Index:
-    return with_tokenizers(tantivy.Index(_schema(), path=str(path) if path is not None else None))
+    return with_tokenizers(tantivy.Index(schema(), path=str(path) if path is not None else None))
 
 
 def with_tokenizers(index: tantivy.Index) -> tantivy.Index:

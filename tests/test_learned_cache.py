@@ -17,18 +17,12 @@ from meshdex.index.learned_cache import (
 from meshdex.index.params import BuildParams, SearchParams
 from meshdex.node import search_caches
 from meshdex.node.indexing import IndexManager
-from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
+from topic_corpus import TOPICS, topic_documents
 
 DIM = 16
 DIGEST = "ab" * 32
 OTHER_DIGEST = "cd" * 32
-TOPICS = {
-    "fruit": "apples pears plums cherries orchard harvest sweet juice",
-    "space": "rocket orbit planet comet telescope astronaut gravity launch",
-    "cooking": "oven bake flour butter recipe knead dough simmer",
-    "music": "guitar chord melody rhythm drum concert tempo harmony",
-}
 
 
 def _vectors(count: int, seed: int = 0) -> np.ndarray:
@@ -161,16 +155,6 @@ class RecordingEmbedder(HashingEmbedder):
         return super().embed_documents(texts)
 
 
-def _documents() -> list[DocumentInput]:
-    docs = []
-    for topic, words in TOPICS.items():
-        vocabulary = words.split()
-        for i in range(30):
-            text = " ".join(vocabulary[(i + j) % len(vocabulary)] for j in range(10))
-            docs.append(DocumentInput(id=f"{topic}-{i}", text=f"{text} note {topic} {i}",
-                                      metadata={"topic": topic}, source=None))
-    return docs
-
 
 def _open(data_dir, embedder) -> Node:
     node = Node.open(data_dir)
@@ -187,7 +171,7 @@ def test_the_learned_cache_survives_a_restart_and_saves_recomputes(tmp_path, mon
     embedder = RecordingEmbedder()
     with _open(tmp_path / "data", embedder) as node:
         node.create_collection("c")
-        node.upsert_documents("c", _documents())
+        node.upsert_documents("c", topic_documents())
         node.build("c")
         cold = [node.search("c", q, top_k=3, params=ALWAYS_RECOMPUTE).stats for q in QUERIES]
     assert sum(s.passages_recomputed for s in cold) > 0
@@ -200,7 +184,7 @@ def test_the_learned_cache_survives_a_restart_and_saves_recomputes(tmp_path, mon
 def test_the_learned_cache_is_dropped_when_the_model_changes(tmp_path):
     with _open(tmp_path / "data", RecordingEmbedder()) as node:
         node.create_collection("c")
-        node.upsert_documents("c", _documents())
+        node.upsert_documents("c", topic_documents())
         node.build("c")
         for query in QUERIES:
             node.search("c", query, top_k=3)
@@ -215,7 +199,7 @@ def test_pinned_documents_are_never_recomputed(tmp_path):
     embedder = RecordingEmbedder()
     with _open(tmp_path / "data", embedder) as node:
         node.create_collection("c")
-        node.upsert_documents("c", _documents())
+        node.upsert_documents("c", topic_documents())
         node.build("c")
         report = node.pin("c", "topic=space")
         assert (report.documents, report.newly_pinned) == (30, report.passages)

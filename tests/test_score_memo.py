@@ -15,13 +15,14 @@ from meshdex.index.params import BuildParams, SearchParams
 from meshdex.index.score_memo import QUERY_OVERHEAD_BYTES, SCORE_BYTES, QueryScoreMemo
 from meshdex.node import wire
 from meshdex.node.indexing import IndexManager
-from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
+from topic_corpus import TOPICS, topic_documents
 
 PASSAGES = 600
 WORDS = [f"word{i}" for i in range(400)]
 SMALL = BuildParams(pq_subvectors=16, cache_budget_nodes=0)
 DIGEST = "ab" * 32
+MEMO_TOPICS = {name: TOPICS[name] for name in ("space", "cooking", "music")}
 
 
 class Bf16HashingEmbedder(HashingEmbedder):
@@ -125,22 +126,7 @@ def test_offering_the_same_scores_again_costs_nothing_more():
     np.testing.assert_allclose(scores, [.9, .1, .3])
 
 
-TOPICS = {
-    "space": "rocket orbit planet comet telescope astronaut gravity launch",
-    "cooking": "oven bake flour butter recipe knead dough simmer",
-    "music": "guitar chord melody rhythm drum concert tempo harmony",
-}
 
-
-def _documents() -> list[DocumentInput]:
-    docs = []
-    for topic, words in TOPICS.items():
-        vocabulary = words.split()
-        for i in range(30):
-            text = " ".join(vocabulary[(i + j) % len(vocabulary)] for j in range(10))
-            docs.append(DocumentInput(id=f"{topic}-{i}", text=f"{text} note {topic} {i}",
-                                      metadata={"topic": topic}, source=None))
-    return docs
 
 
 @pytest.fixture
@@ -148,7 +134,7 @@ def node(tmp_path):
     node = Node.open(tmp_path / "data")
     node.indexes = IndexManager(node.store, embedder_factory=lambda info: HashingEmbedder())
     node.create_collection("c")
-    node.upsert_documents("c", _documents())
+    node.upsert_documents("c", topic_documents(MEMO_TOPICS))
     node.build("c")
     with node:
         yield node
@@ -187,7 +173,7 @@ def test_the_memo_is_dropped_with_the_collection(node):
     node.search("c", QUESTION, top_k=3, params=EVERY_CANDIDATE)
     node.drop_collection("c")
     node.create_collection("c")
-    node.upsert_documents("c", _documents())
+    node.upsert_documents("c", topic_documents(MEMO_TOPICS))
     node.build("c")
     again = node.search("c", QUESTION, top_k=3, params=EVERY_CANDIDATE)
     assert again.stats.memo_hits == 0 and again.stats.passages_recomputed > 0
