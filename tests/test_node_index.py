@@ -17,24 +17,7 @@ from meshdex.index.params import BuildParams
 from meshdex.node.indexing import IndexManager
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
-
-TOPICS = {
-    "fruit": "apples pears plums cherries orchard harvest sweet juice",
-    "space": "rocket orbit planet comet telescope astronaut gravity launch",
-    "cooking": "oven bake flour butter recipe knead dough simmer",
-    "music": "guitar chord melody rhythm drum concert tempo harmony",
-}
-
-
-def _documents(count_per_topic: int) -> list[DocumentInput]:
-    docs = []
-    for topic, words in TOPICS.items():
-        vocabulary = words.split()
-        for i in range(count_per_topic):
-            text = " ".join(vocabulary[(i + j) % len(vocabulary)] for j in range(12))
-            docs.append(DocumentInput(id=f"{topic}-{i}", text=f"{text} note {topic} {i}",
-                                      metadata={"topic": topic, "n": i}, source=None))
-    return docs
+from topic_corpus import topic_documents
 
 
 @pytest.fixture
@@ -47,13 +30,13 @@ def node(tmp_path):
 
 
 def test_search_before_build_says_to_build(node):
-    node.upsert_documents("c", _documents(2))
+    node.upsert_documents("c", topic_documents(per_topic=2, words=12))
     with pytest.raises(IndexNotBuilt, match="meshdex build"):
         node.search("c", "rocket orbit")
 
 
 def test_build_then_search_finds_the_topic(node):
-    node.upsert_documents("c", _documents(20))
+    node.upsert_documents("c", topic_documents(per_topic=20, words=12))
     report = node.build("c")
     assert (report.action, report.generation, report.passages) == ("built", 1, 80)
     results = node.search("c", "rocket orbit planet", top_k=5)
@@ -63,14 +46,14 @@ def test_build_then_search_finds_the_topic(node):
 
 
 def test_unchanged_build_does_nothing(node):
-    node.upsert_documents("c", _documents(5))
+    node.upsert_documents("c", topic_documents(per_topic=5, words=12))
     node.build("c")
     again = node.build("c")
     assert (again.action, again.generation) == ("unchanged", 1)
 
 
 def test_small_change_is_applied_as_delta_and_deleted_passages_never_return(node):
-    node.upsert_documents("c", _documents(25))
+    node.upsert_documents("c", topic_documents(per_topic=25, words=12))
     node.build("c")
     node.delete_documents("c", ["space-0", "space-1"])
     node.upsert_documents("c", [DocumentInput(id="new", text="comet comet telescope zebra",
@@ -84,7 +67,7 @@ def test_small_change_is_applied_as_delta_and_deleted_passages_never_return(node
 
 
 def test_deleted_documents_are_not_returned_even_before_the_next_build(node):
-    node.upsert_documents("c", _documents(10))
+    node.upsert_documents("c", topic_documents(per_topic=10, words=12))
     node.build("c")
     node.delete_documents("c", [f"music-{i}" for i in range(10)])
     hits = node.search("c", "guitar chord melody", top_k=5).hits
@@ -93,16 +76,16 @@ def test_deleted_documents_are_not_returned_even_before_the_next_build(node):
 
 
 def test_large_change_rebuilds_and_says_why(node):
-    node.upsert_documents("c", _documents(5))
+    node.upsert_documents("c", topic_documents(per_topic=5, words=12))
     node.build("c")
-    node.upsert_documents("c", _documents(20))
+    node.upsert_documents("c", topic_documents(per_topic=20, words=12))
     report = node.build("c")
     assert report.action == "built"
     assert "new passages exceed" in report.reason
 
 
 def test_changed_params_force_a_rebuild(node):
-    node.upsert_documents("c", _documents(5))
+    node.upsert_documents("c", topic_documents(per_topic=5, words=12))
     node.build("c")
     default = BuildParams()
     report = node.build("c", params=BuildParams(pruned_degree=default.pruned_degree - 1))
@@ -118,7 +101,7 @@ def test_changed_params_force_a_rebuild(node):
     ],
 )
 def test_filter_applies_during_search_and_still_returns_k(node, spec, topics):
-    node.upsert_documents("c", _documents(10))
+    node.upsert_documents("c", topic_documents(per_topic=10, words=12))
     node.build("c")
     hits = node.search("c", "rocket orbit planet", top_k=6, filter=spec).hits
     assert len(hits) == 6
@@ -139,7 +122,7 @@ def test_filter_applies_during_search_and_still_returns_k(node, spec, topics):
     ],
 )
 def test_bad_search_requests_are_refused_clearly(node, kwargs, message):
-    node.upsert_documents("c", _documents(2))
+    node.upsert_documents("c", topic_documents(per_topic=2, words=12))
     node.build("c")
     query = kwargs.pop("query")
     with pytest.raises(InvalidArgument, match=message):
@@ -152,7 +135,7 @@ def test_empty_collection_cannot_be_built(node):
 
 
 def test_stats_report_sections_against_raw_text(node):
-    node.upsert_documents("c", _documents(10))
+    node.upsert_documents("c", topic_documents(per_topic=10, words=12))
     node.build("c")
     stats = node.index_stats("c").to_dict()
     assert stats["passages"] == 40
@@ -187,7 +170,7 @@ def test_cli_demo_indexes_the_sample_and_answers_with_the_real_model(tmp_path):
 def test_searches_keep_succeeding_while_builds_swap_generations(node):
     import threading
 
-    node.upsert_documents("c", _documents(15))
+    node.upsert_documents("c", topic_documents(per_topic=15, words=12))
     node.build("c")
     failures: list[BaseException] = []
     answered = 0
@@ -221,7 +204,7 @@ def test_searches_keep_succeeding_while_builds_swap_generations(node):
 
 
 def test_status_shows_each_index_its_freshness_and_the_decisions_taken(node):
-    node.upsert_documents("c", _documents(5))
+    node.upsert_documents("c", topic_documents(per_topic=5, words=12))
     node.build("c")
     node.build("c")
     status = node.status()
@@ -238,7 +221,7 @@ def test_status_shows_each_index_its_freshness_and_the_decisions_taken(node):
 
 
 def test_a_decision_repeated_unchanged_is_logged_once(node):
-    node.upsert_documents("c", _documents(2))
+    node.upsert_documents("c", topic_documents(per_topic=2, words=12))
     node.build("c")
     for _ in range(5):
         node.build("c")  # what a scheduler or a sync session every interval would find
@@ -252,7 +235,7 @@ def test_a_decision_repeated_unchanged_is_logged_once(node):
 
 
 def test_a_torn_decision_entry_is_skipped_not_fatal(node):
-    node.upsert_documents("c", _documents(2))
+    node.upsert_documents("c", topic_documents(per_topic=2, words=12))
     node.build("c")
     with node.indexes.decisions.path.open("a") as log:
         log.write('{"at_ms": 1, "collec')  # a crash mid-append
@@ -260,7 +243,7 @@ def test_a_torn_decision_entry_is_skipped_not_fatal(node):
 
 
 def test_a_collection_growing_past_graph_min_nodes_gets_its_graph(node):
-    node.upsert_documents("c", _documents(10))
+    node.upsert_documents("c", topic_documents(per_topic=10, words=12))
     first = node.build("c", params=BuildParams(graph_min_nodes=42))
     assert not node.indexes._load("c", required=True).index.has_graph
     node.upsert_documents("c", [DocumentInput(id=f"more-{i}", text=f"comet orbit more {i}",
@@ -272,7 +255,7 @@ def test_a_collection_growing_past_graph_min_nodes_gets_its_graph(node):
 
 
 def test_a_dropped_collection_takes_its_index_with_it(node, tmp_path):
-    node.upsert_documents("c", _documents(10))
+    node.upsert_documents("c", topic_documents(per_topic=10, words=12))
     node.build("c")
     node.search("c", "rocket orbit")
     node.drop_collection("c")

@@ -1,5 +1,5 @@
 """A small corpus of short notes on a few distinct topics, for tests that need searches with
-clear right answers (cache and memo tests): 30 notes a topic, each ten of its words."""
+clear right answers (index, cache and memo tests)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ TOPICS = {
     "cooking": "oven bake flour butter recipe knead dough simmer",
     "music": "guitar chord melody rhythm drum concert tempo harmony",
 }
-NOTES_PER_TOPIC = 30
 
 
-def topic_documents(topics: Mapping[str, str] = TOPICS) -> list[DocumentInput]:
-    """``NOTES_PER_TOPIC`` notes for each topic, ids ``TOPIC-N``, metadata ``topic``."""
+def topic_documents(topics: Mapping[str, str] = TOPICS, *, per_topic: int = 30,
+                    words: int = 10) -> list[DocumentInput]:
+    """``per_topic`` notes of ``words`` of each topic's words, ids ``TOPIC-N``, metadata
+    ``topic`` and ``n``."""
     docs = []
-    for topic, words in topics.items():
-        vocabulary = words.split()
-        for i in range(NOTES_PER_TOPIC):
-            text = " ".join(vocabulary[(i + j) % len(vocabulary)] for j in range(10))
+    for topic, vocabulary_text in topics.items():
+        vocabulary = vocabulary_text.split()
+        for i in range(per_topic):
+            text = " ".join(vocabulary[(i + j) % len(vocabulary)] for j in range(words))
             docs.append(DocumentInput(id=f"{topic}-{i}", text=f"{text} note {topic} {i}",
-                                      metadata={"topic": topic}, source=None))
+                                      metadata={"topic": topic, "n": i}, source=None))
     return docs
