@@ -66,7 +66,9 @@ class BundleShelf:
         return self.node.indexes.bundle_path(collection)
 
     def offer(self, collection: str) -> BundleOffer | None:
-        """The collection's current bundle, or None if it has none (or it is unreadable)."""
+        """The collection's current bundle, or None if it has none; ``BundleCorrupt`` or
+        ``BundleVersionError`` (from ``read_layout``) if the file there is not one it can read,
+        so a damaged bundle is reported rather than offered or passed over in silence."""
         try:
             with open(self._path(collection), "rb") as file:
                 return self._offer_of(collection, file)

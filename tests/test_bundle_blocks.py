@@ -10,6 +10,7 @@ import pytest
 from bundle_samples import make_manifest
 from meshdex.index.bundle_io import write_bundle
 from meshdex.index.embedders import EmbedderSpec
+from meshdex.index.errors import BundleCorrupt
 from meshdex.node.indexing import IndexManager
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
@@ -274,6 +275,21 @@ def test_the_server_sends_runs_within_its_run_size_and_refuses_an_oversize_reque
                    for first, run in runs)
         with pytest.raises(ProtocolViolation, match="at most 256 blocks of 16384 bytes"):
             list(shelf.runs("notes", manifest.bundle_id, range(257)))
+    finally:
+        node.close()
+
+
+
+def test_a_damaged_bundle_is_reported_not_offered_or_taken_for_none(tmp_path):
+    node = Node.open(tmp_path / "n")
+    try:
+        shelf = BundleShelf(node)
+        assert shelf.offer("notes") is None  # no bundle at all
+        path = node.indexes.bundle_path("notes")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not a bundle at all" * 100)
+        with pytest.raises(BundleCorrupt):
+            shelf.offer("notes")
     finally:
         node.close()
 
