@@ -69,16 +69,14 @@ class BundleShelf:
         """The collection's current bundle, or None if it has none; ``BundleCorrupt`` or
         ``BundleVersionError`` (from ``read_layout``) if the file there is not one it can read,
         so a damaged bundle is reported rather than offered or passed over in silence."""
-        try:
-            with open(self._path(collection), "rb") as file:
-                return self._offer_of(collection, file)
-        except FileNotFoundError:
-            return None
+        found = self.offer_with_whole(collection, 0)
+        return None if found is None else found[0]
 
     def offer_with_whole(self, collection: str,
                          max_bytes: int) -> tuple[BundleOffer, bytes | None] | None:
         """The offer and, if the bundle is at most ``max_bytes`` (and ``MAX_REQUEST_BYTES``),
-        its whole file, both from the same open file: for a receiver that holds no block."""
+        its whole file, both from the same open file: for a receiver that holds no block.
+        None if the collection has no bundle."""
         try:
             with open(self._path(collection), "rb") as file:
                 offer = self._offer_of(collection, file)
