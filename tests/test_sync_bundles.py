@@ -4,6 +4,8 @@ fetches only what is missing and resumes, and the receiver's decision (index_pol
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import grpc
 import pytest
@@ -78,6 +80,15 @@ def _decisions(node):
             for r in node.node.indexes.decisions.recent(collection="notes")]
 
 
+@contextmanager
+def _stub_of(server, *, asked_by) -> Iterator[sync_pb2_grpc.MeshdexSyncStub]:
+    """A sync stub from ``asked_by`` to its paired ``server`` over the pinned mTLS channel."""
+    peer = asked_by.service.trust.get(server.device_id)
+    with pinned_channel(peer.addresses[0], peer.cert_pem,
+                        identity=asked_by.service.identity) as channel:
+        yield sync_pb2_grpc.MeshdexSyncStub(channel)
+
+
 def test_policy_fetch_installs_the_peers_bundle_without_embedding_a_passage(cluster) -> None:
     nodes, embedders = cluster
     a, b = nodes["a"], nodes["b"]
@@ -137,9 +148,7 @@ def test_another_fingerprint_refuses_the_codes_and_rebuilds_locally(tmp_path, cl
 def test_an_interrupted_transfer_resumes_without_refetching_held_blocks(cluster) -> None:
     nodes, _ = cluster
     a, b = nodes["a"], nodes["b"]
-    peer = b.service.trust.get(a.device_id)
-    with pinned_channel(peer.addresses[0], peer.cert_pem, identity=b.service.identity) as ch:
-        stub = sync_pb2_grpc.MeshdexSyncStub(ch)
+    with _stub_of(a, asked_by=b) as stub:
         offer = wire.offer_from_wire(stub.GetBundleOffer(pb.BundleOfferRequest(collection="notes")))
         total = len(offer.block_map.hashes)
 
@@ -163,9 +172,7 @@ def test_an_interrupted_transfer_resumes_without_refetching_held_blocks(cluster)
 def test_corrupted_blocks_are_rejected_and_fetched_again(cluster) -> None:
     nodes, _ = cluster
     a, b = nodes["a"], nodes["b"]
-    peer = b.service.trust.get(a.device_id)
-    with pinned_channel(peer.addresses[0], peer.cert_pem, identity=b.service.identity) as ch:
-        stub = sync_pb2_grpc.MeshdexSyncStub(ch)
+    with _stub_of(a, asked_by=b) as stub:
         offer = wire.offer_from_wire(stub.GetBundleOffer(pb.BundleOfferRequest(collection="notes")))
         flipped: set[int] = set()
         asked: list[list[int]] = []
@@ -243,9 +250,7 @@ def test_the_server_sends_the_whole_bundle_only_if_asked_and_small_enough(cluste
     nodes, _ = cluster
     a, b = nodes["a"], nodes["b"]
     data = a.node.indexes.bundle_path("notes").read_bytes()
-    peer = b.service.trust.get(a.device_id)
-    with pinned_channel(peer.addresses[0], peer.cert_pem, identity=b.service.identity) as ch:
-        stub = sync_pb2_grpc.MeshdexSyncStub(ch)
+    with _stub_of(a, asked_by=b) as stub:
 
         def whole(**asked):
             offer = stub.GetBundleOffer(pb.BundleOfferRequest(collection="notes", **asked))
@@ -261,9 +266,7 @@ def test_the_server_sends_the_whole_bundle_only_if_asked_and_small_enough(cluste
 def test_a_damaged_whole_bundle_from_the_offer_is_mended_with_fetch_blocks(cluster) -> None:
     nodes, _ = cluster
     a, b = nodes["a"], nodes["b"]
-    peer = b.service.trust.get(a.device_id)
-    with pinned_channel(peer.addresses[0], peer.cert_pem, identity=b.service.identity) as ch:
-        stub = sync_pb2_grpc.MeshdexSyncStub(ch)
+    with _stub_of(a, asked_by=b) as stub:
         offer, whole = client.request_offer(stub, a.device_id, "notes",
                                             whole_up_to=WHOLE_BUNDLE_BYTES)
         assert whole is not None and len(whole) == offer.block_map.size_bytes
@@ -366,9 +369,7 @@ def test_index_policy_decides_between_fetching_and_building(tmp_path, cluster, p
 def test_blocks_of_a_replaced_bundle_are_refused_by_the_server(cluster) -> None:
     nodes, _ = cluster
     a, b = nodes["a"], nodes["b"]
-    peer = b.service.trust.get(a.device_id)
-    with pinned_channel(peer.addresses[0], peer.cert_pem, identity=b.service.identity) as ch:
-        stub = sync_pb2_grpc.MeshdexSyncStub(ch)
+    with _stub_of(a, asked_by=b) as stub:
         offer = wire.offer_from_wire(stub.GetBundleOffer(pb.BundleOfferRequest(collection="notes")))
         a.node.upsert_documents("notes", [DocumentInput(id="d002", text="replaced")])
         a.node.build("notes")
