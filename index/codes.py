@@ -11,9 +11,10 @@ vectors onto their reconstructions (the orthogonal Procrustes solution, one SVD)
 the variance of the embedding over the slices, so the same bytes lose less: on the docs corpus
 (64 × 4-bit codes) the exact top 3 of a FAQ question lies among the best 16 by code score
 0.97 of the time with the rotation and 0.90 without (``BuildParams`` has the figures).
-``rotation_iterations=0`` trains plain PQ (no rotation), as indexes before it were built; so
-does a collection too small for the rotation to pay for its bytes (``rotation_min_vectors``:
-4,608 passages for 384 dimensions and 32-byte codes).
+``rotation_iterations=0`` trains plain PQ (no rotation), as indexes before it were built. A
+collection too small for a rotation of its own to pay for its bytes (``rotation_min_vectors``:
+4,608 passages for 384 dimensions and 32-byte codes) uses the rotation shipped for its model
+when there is one (``model_rotations``), and none otherwise.
 
 Query time uses asymmetric distance computation (ADC): the exact (rotated) query against the
 centroids. ``byte_table(query)`` returns, for every code byte position and every possible
@@ -24,10 +25,10 @@ codes laid out by byte pair (``scan_layout``): 31 ms for a million 32-byte codes
 against 230-300 ms for ``adc_scores``' one gather per byte over the row-major codes.
 
 The codebook section (``to_bytes``) starts with ``CODEBOOK_MAGIC`` and a version: version 1
-holds the float16 centroids and, when there is one, the rotation as int8 with a float32 scale
-per column (a quarter of float32; its rounding moves a code score by ~1e-3, well under the
-quantisation error). A section of exactly the centroid bytes and nothing else is the header-less
-layout of indexes built before the rotation (read as version 0, no rotation).
+holds the float16 centroids and then, by its flags, the rotation in ``rotation_layout`` form or
+the SHA-256 of the model rotation it used (a reader without that rotation refuses the section).
+A section of exactly the centroid bytes and nothing else is the header-less layout of indexes
+built before the rotation (read as version 0, no rotation).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from meshdex.index import model_rotations, rotation_layout
 from meshdex.index.errors import InvalidArgument
+from meshdex.index.model_rotations import ModelRotation
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
@@ -50,17 +53,26 @@ CODEBOOK_MAGIC = b"MDXQ"
 CODEBOOK_VERSION = 1
 _HEADER = struct.Struct("<4sHH")  # magic, version, flags
 _FLAG_ROTATION = 1
-_INT8_MAX = 127
+_FLAG_MODEL_ROTATION = 2
+# Bytes after the centroids, by the section's flags (one flag at most), for a dimension.
+_ROTATION_BYTES = {
+    0: lambda dim: 0,
+    _FLAG_ROTATION: rotation_layout.rotation_bytes,
+    _FLAG_MODEL_ROTATION: lambda dim: model_rotations.DIGEST_BYTES,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
 class ProductQuantizer:
     """A trained codebook: ``centroids[s, c]`` is centroid ``c`` of slice ``s`` (float32) of
-    ``vector @ rotation`` (no rotation: of the vector itself)."""
+    ``vector @ rotation`` (no rotation: of the vector itself). ``model_rotation`` is set when
+    the rotation is the one shipped for the model, which the codebook names instead of storing.
+    """
 
     centroids: np.ndarray  # (subvectors, 2 ** bits, dim // subvectors)
     bits: int
     rotation: np.ndarray | None = None  # (dim, dim) float32, orthogonal up to int8 rounding
+    model_rotation: ModelRotation | None = None
 
     @property
     def subvectors(self) -> int:
@@ -84,12 +96,14 @@ class ProductQuantizer:
         sample: int,
         seed: int,
         rotation_iterations: int = 0,
+        model_rotation: ModelRotation | None = None,
     ) -> ProductQuantizer:
         """Learn centroids (and with ``rotation_iterations`` > 0 a rotation, OPQ) on at most
         ``sample`` of ``vectors`` (training cost stays bounded).
 
         No rotation is learnt for fewer vectors than ``rotation_min_vectors``: its ``dim²``
-        stored bytes would outweigh all their codes.
+        stored bytes would outweigh all their codes. They use ``model_rotation`` instead
+        (``model_rotations.for_model``), when given.
         """
         count, dim = vectors.shape
         if dim % subvectors:
@@ -99,7 +113,9 @@ class ProductQuantizer:
             )
         if count == 0:
             raise InvalidArgument("cannot train product quantisation on zero vectors")
+        shipped = None
         if count < rotation_min_vectors(dim, subvectors * bits // 8):
+            shipped = model_rotation if rotation_iterations > 0 else None
             rotation_iterations = 0
         rng = np.random.default_rng(seed)
         if count > sample:
@@ -108,19 +124,19 @@ class ProductQuantizer:
         # One BLAS/OpenMP thread: these clusterings are tiny, and with a thread pool per call
         # they ran 50x slower on a busy 2-core machine (23 s vs 0.4 s for 32 subspaces).
         with threadpool_limits(limits=1):
-            rotation = None
+            rotation = shipped.rotation if shipped is not None else None
             for _ in range(rotation_iterations):
                 rotated = vectors if rotation is None else vectors @ rotation
                 plain = cls(centroids=_centroids(rotated, subvectors, bits, seed), bits=bits)
                 # Orthogonal Procrustes: the rotation taking the vectors closest to the
                 # reconstructions of their rotated codes.
                 left, _, right = np.linalg.svd(vectors.T @ plain.reconstruct(plain.encode(rotated)))
-                rotation = _stored_rotation(left @ right)
+                rotation = rotation_layout.as_stored(left @ right)
             rotated = vectors if rotation is None else vectors @ rotation
             centroids = _centroids(rotated, subvectors, bits, seed)
         # Round through the stored precision so codes made now and after a reload agree.
         return cls(centroids=centroids.astype("<f2").astype(np.float32), bits=bits,
-                   rotation=rotation)
+                   rotation=rotation, model_rotation=shipped)
 
     def _rotated(self, vectors: np.ndarray) -> np.ndarray:
         return vectors if self.rotation is None else vectors @ self.rotation
@@ -171,19 +187,22 @@ class ProductQuantizer:
 
     def to_bytes(self) -> bytes:
         """The codebook section (version ``CODEBOOK_VERSION``, see the module docstring)."""
-        flags = _FLAG_ROTATION if self.rotation is not None else 0
-        parts = [_HEADER.pack(CODEBOOK_MAGIC, CODEBOOK_VERSION, flags),
-                 self.centroids.astype("<f2").tobytes()]
-        if self.rotation is not None:
-            scale, steps = _int8_columns(self.rotation)
-            parts += [scale.astype("<f4").tobytes(), steps.tobytes()]
-        return b"".join(parts)
+        if self.model_rotation is not None:
+            flags, rotation = _FLAG_MODEL_ROTATION, self.model_rotation.digest
+        elif self.rotation is not None:
+            flags, rotation = _FLAG_ROTATION, rotation_layout.to_bytes(self.rotation)
+        else:
+            flags, rotation = 0, b""
+        return b"".join([_HEADER.pack(CODEBOOK_MAGIC, CODEBOOK_VERSION, flags),
+                         self.centroids.astype("<f2").tobytes(), rotation])
 
     @classmethod
     def from_bytes(
         cls, data: bytes | memoryview, *, subvectors: int, bits: int, dim: int
     ) -> ProductQuantizer:
-        """Read a codebook section of either version; the layout comes from the build params."""
+        """Read a codebook section of either version; the layout comes from the build params.
+        A section naming a model rotation this meshdex does not ship raises ``InvalidArgument``.
+        """
         data = memoryview(data).cast("B")
         centroid_bytes = subvectors * (1 << bits) * (dim // subvectors) * 2
         if len(data) == centroid_bytes:  # version 0: centroids only, no header
@@ -191,30 +210,33 @@ class ProductQuantizer:
         if len(data) < _HEADER.size:
             raise InvalidArgument(f"codebook section has {len(data)} bytes, too few for a header")
         magic, version, flags = _HEADER.unpack_from(data)
-        if magic != CODEBOOK_MAGIC or version != CODEBOOK_VERSION or flags & ~_FLAG_ROTATION:
+        if magic != CODEBOOK_MAGIC or version != CODEBOOK_VERSION or flags not in _ROTATION_BYTES:
             raise InvalidArgument(
                 f"codebook section is not version {CODEBOOK_VERSION} "
                 f"(magic {bytes(magic)!r}, version {version}, flags {flags})",
                 hint="a newer meshdex may have written it",
             )
-        rotation_bytes = dim * 4 + dim * dim if flags & _FLAG_ROTATION else 0
-        expected = _HEADER.size + centroid_bytes + rotation_bytes
+        expected = _HEADER.size + centroid_bytes + _ROTATION_BYTES[flags](dim)
         if len(data) != expected:
             raise InvalidArgument(
                 f"codebook section has {len(data)} bytes, expected {expected} "
                 f"for {subvectors} subvectors × {bits} bits × dimension {dim}"
-                + (" with a rotation" if rotation_bytes else "")
+                + {_FLAG_ROTATION: " with a rotation",
+                   _FLAG_MODEL_ROTATION: " naming a model rotation"}.get(flags, "")
             )
         body = data[_HEADER.size :]
         centroids = _half_centroids(body[:centroid_bytes], subvectors, bits, dim)
-        rotation = None
-        if rotation_bytes:
-            rest = body[centroid_bytes:]
-            scale = np.frombuffer(rest[: dim * 4], dtype="<f4")
-            steps = np.frombuffer(rest[dim * 4 :], dtype=np.int8).reshape(dim, dim)
-            if not np.isfinite(scale).all():
-                raise InvalidArgument("codebook rotation holds a non-finite scale")
-            rotation = steps.astype(np.float32) * scale.astype(np.float32)[None, :]
+        rest = body[centroid_bytes:]
+        if flags == _FLAG_MODEL_ROTATION:
+            shipped = model_rotations.by_digest(bytes(rest))
+            if shipped.rotation.shape[0] != dim:
+                raise InvalidArgument(
+                    f"codebook names a model rotation of dimension {shipped.rotation.shape[0]}, "
+                    f"the index has {dim}"
+                )
+            return cls(centroids=centroids, bits=bits, rotation=shipped.rotation,
+                       model_rotation=shipped)
+        rotation = rotation_layout.from_bytes(rest, dim) if flags == _FLAG_ROTATION else None
         return cls(centroids=centroids, bits=bits, rotation=rotation)
 
 
@@ -265,20 +287,6 @@ def scan_scores(table: np.ndarray, layout: np.ndarray) -> np.ndarray:
 def _half_centroids(data: memoryview, subvectors: int, bits: int, dim: int) -> np.ndarray:
     half = np.frombuffer(data, dtype="<f2").reshape(subvectors, 1 << bits, dim // subvectors)
     return half.astype(np.float32)
-
-
-def _int8_columns(rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``rotation ≈ steps * scale[None, :]``: int8 steps and a float32 scale per column."""
-    scale = np.abs(rotation).max(axis=0) / _INT8_MAX
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    steps = np.clip(np.rint(rotation / scale[None, :]), -_INT8_MAX, _INT8_MAX).astype(np.int8)
-    return scale, steps
-
-
-def _stored_rotation(rotation: np.ndarray) -> np.ndarray:
-    """``rotation`` as the codebook section will give it back (int8 steps × column scale)."""
-    scale, steps = _int8_columns(rotation.astype(np.float32))
-    return steps.astype(np.float32) * scale.astype("<f4").astype(np.float32)[None, :]
 
 
 def _centroids(vectors: np.ndarray, subvectors: int, bits: int, seed: int) -> np.ndarray:

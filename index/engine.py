@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
-from meshdex.index import csr
+from meshdex.index import csr, model_rotations
 from meshdex.index.bundle_format import SECTION_NAMES
 from meshdex.index.codes import ProductQuantizer, adc_scores, scan_layout, scan_scores
 from meshdex.index.embedder import Embedder, EmbeddingFingerprint
@@ -192,6 +192,8 @@ class Index:
             sample=params.pq_train_sample,
             seed=params.seed,
             rotation_iterations=params.pq_rotation_iterations,
+            model_rotation=model_rotations.for_model(embedder.fingerprint.model_hash,
+                                                     embedder.dim),
         )
         codes = quantizer.encode(vectors)
         rerank_bound = RerankBound.calibrate(vectors, quantizer, codes, seed=params.seed)

@@ -39,6 +39,7 @@ def test_non_editable_install_runs_outside_the_repo(tmp_path):
         cwd=tmp_path,
     )
     assert (target / "meshdex" / "index").is_dir()
+    assert list((target / "meshdex" / "index" / "rotations").glob("*.rot")), "no model rotation"
     sample = target / "meshdex" / "node" / "sample"
     assert (sample / "queries.txt").is_file() and (sample / "LICENSE.rst").is_file()
     assert len(list((sample / "python-tutorial").glob("*.rst"))) == 17
