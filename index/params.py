@@ -125,8 +125,10 @@ class BuildParams:
     - ``pq_rotation_iterations``: rounds of OPQ rotation learning before the final codebook
       (``codes.ProductQuantizer.train``); 0 trains plain PQ without a rotation. The rotation is
       stored in the codebook section (int8, ``dim² + 4·dim`` bytes: 149 KB for 384 dimensions),
-      so it is skipped below ``codes.rotation_min_vectors`` passages (4,608 with 384
-      dimensions and 32-byte codes), where it would outweigh the codes. The codebook section
+      so it is not learnt below ``codes.rotation_min_vectors`` passages (4,608 with 384
+      dimensions and 32-byte codes), where it would outweigh the codes: such a collection uses
+      the rotation shipped for its model when there is one (``model_rotations``; 32 bytes in
+      the codebook), plain PQ otherwise. The codebook section
       says whether an index has one: a bundle from before the rotation reads as plain PQ
       whatever this default says.
     - ``pq_train_sample``: vectors sampled to train the codebook (training cost is bounded).

@@ -1,0 +1,100 @@
+"""Search in collections too small for a rotation of their own: none against the model's.
+
+Run from the repository root: ``python -m bench.bench_small_collections``. Writes
+``bench/results/small_collections.{json,md}``.
+
+A collection below ``rotation_min_vectors`` (4,608 passages of 384 dimensions) cannot pay for
+its own OPQ rotation (147 KB, as much as its codes). It used to get plain PQ; it now gets the
+rotation shipped for its model (``index/model_rotations.py``), which costs its bundle 32
+bytes. Each small collection here is the first N passages of the docs corpus (whole files, in
+path order, so a collection about a few topics, as a person's notes are); every FAQ and
+glossary question is asked of it and judged against exact fp32 search over the same passages.
+Both rows use the engine's default search (adaptive re-ranking at the default
+``recall_target``), with recomputed passages served from the embeddings cache: recall and
+recompute counts are exact, latency is not measured (each recompute costs ~8 ms of model time
+on this machine in bf16, ``bench/results/search.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+
+import numpy as np
+from meshdex.index.embedders import EmbedderSpec, default_embedder
+from meshdex.index.engine import Index
+from meshdex.index.params import BuildParams, SearchParams
+
+from bench.baselines import TOP_K, exact_search
+from bench.bench_search import CachedVectorsEmbedder
+from bench.corpus import load_corpus
+from bench.embeddings_cache import load_or_embed, truth_embeddings
+from bench.metrics import Query, QueryOutcome, Row, make_row, measure, write_results
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZES = (1000, 3000, 4600)
+LAYOUTS = {
+    "plain PQ (before)": BuildParams(pq_rotation_iterations=0),
+    "model rotation (default)": BuildParams(),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES),
+                        help="collection sizes in passages (default: %(default)s)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    corpus = load_corpus()
+    precision = EmbedderSpec().precision
+    embedder = default_embedder(precision)
+    cached = load_or_embed(corpus, embedder)
+    truth = truth_embeddings(corpus, cached, precision)
+    rows: list[Row] = []
+    for size in args.sizes:
+        texts, labels = corpus.texts[:size], corpus.labels[:size]
+        raw = sum(len(text.encode()) for text in texts)
+        oracle = CachedVectorsEmbedder(embedder, texts, cached.passages[:size])
+        by_label = dict(zip(labels.tolist(), texts, strict=True))
+        row_of_label = {label: row for row, label in enumerate(labels.tolist())}
+
+        def fetch(wanted: np.ndarray, by_label=by_label) -> list[str]:
+            return [by_label[int(label)] for label in wanted]
+
+        for layout, params in LAYOUTS.items():
+            index = Index.build(texts, labels, embedder=embedder, params=params,
+                                embeddings=cached.passages[:size])
+            index_bytes = sum(len(data) for data in index.to_sections().values())
+            for set_name, vectors in cached.queries.items():
+                queries = [Query(text=text, vector=vector) for text, vector in
+                           zip(corpus.query_sets[set_name], vectors, strict=True)]
+                exact = exact_search(truth.passages[:size], truth.queries[set_name], TOP_K)
+
+                def search(query: Query, index=index, oracle=oracle, fetch=fetch,
+                           row_of_label=row_of_label) -> QueryOutcome:
+                    result = index.search(query.vector, TOP_K, embedder=oracle, texts=fetch,
+                                          params=SearchParams())
+                    return QueryOutcome(
+                        ids=np.array([row_of_label[hit.label] for hit in result.hits]),
+                        passages_recomputed=result.stats.passages_recomputed,
+                        model_calls=result.stats.model_calls)
+
+                measured = measure(search, queries, exact)
+                rows.append(make_row(
+                    method=f"{size} passages, {layout}", query_set=set_name,
+                    params=f"rotation_iterations={params.pq_rotation_iterations}",
+                    measured=measured, index_bytes=index_bytes, raw_passage_bytes=raw,
+                    notes=f"recomputed mean {measured.passages_recomputed.mean():.1f}; "
+                          "latency not measured (recompute from the embeddings cache)"))
+                log.info("%s", dataclasses.asdict(rows[-1]))
+    write_results("small_collections", rows,
+                  title="Small collections: plain PQ against the model's shipped rotation",
+                  context={"corpus": f"first N of {len(corpus)} docs passages",
+                           "precision": precision, "truth": "exact fp32, same passages",
+                           "search params": SearchParams().to_dict()})
+
+
+if __name__ == "__main__":
+    main()
