@@ -247,7 +247,8 @@ class Index:
         ``texts(labels)`` returns the passage texts to recompute; ``accept(label)`` filters;
         ``deadline`` is a ``time.monotonic()`` value; ``score_memo`` is consulted first, then
         ``vector_caches`` in order, before any passage is recomputed; the memo is offered every
-        score computed, the caches what a repeat would recompute. Raises
+        score computed (by a search the deadline cuts short too), the caches what a repeat
+        would recompute. Raises
         ``FingerprintMismatch`` when the embedder differs from the one the index was built
         with, ``DeadlineExceeded`` when the deadline passes.
         """
@@ -389,28 +390,33 @@ class Index:
         scored = stats.cache_hits + stats.memo_hits
         stats.rerank_stop = "ceiling"
         recomputed: list[np.ndarray] = []
-        for start in range(0, len(missing), params.batch_size):
-            if scored >= k and start >= first_covered:
-                kth = np.partition(exact, count - k)[count - k]
-                if approx[missing[start]] <= self.code_score_floor(kth, params.recall_target):
-                    stats.rerank_stop = "bound"
-                    break
-            check_deadline("recompute")
-            batch = missing[start : start + params.batch_size]
-            vectors = self._recompute(chosen[batch], embedder, texts, stats)
-            exact[batch] = vectors @ query_vector
-            recomputed.append(vectors)
-            scored += len(batch)
-        else:
-            if count == len(pool.nodes):
-                stats.rerank_stop = "pool"
+        try:
+            for start in range(0, len(missing), params.batch_size):
+                if scored >= k and start >= first_covered:
+                    kth = np.partition(exact, count - k)[count - k]
+                    if approx[missing[start]] <= self.code_score_floor(kth,
+                                                                       params.recall_target):
+                        stats.rerank_stop = "bound"
+                        break
+                check_deadline("recompute")
+                batch = missing[start : start + params.batch_size]
+                vectors = self._recompute(chosen[batch], embedder, texts, stats)
+                exact[batch] = vectors @ query_vector
+                recomputed.append(vectors)
+                scored += len(batch)
+            else:
+                if count == len(pool.nodes):
+                    stats.rerank_stop = "pool"
+        finally:
+            # Also when the deadline cuts the search short: asked again, the question gets
+            # what was recomputed before the cut for free.
+            if score_memo is not None:
+                fresh = np.flatnonzero(np.isfinite(exact) & ~memoised)
+                if len(fresh):
+                    score_memo.remember(query_vector, self._labels[chosen[fresh]],
+                                        exact[fresh], digest)
         stats.reranked = scored
         best = self._best(chosen, exact, k)
-        if score_memo is not None:
-            fresh = np.flatnonzero(np.isfinite(exact) & ~memoised)
-            if len(fresh):
-                score_memo.remember(query_vector, self._labels[chosen[fresh]], exact[fresh],
-                                    digest)
         if recomputed and vector_caches:
             done = missing[: sum(len(v) for v in recomputed)]
             keep = self._needed_again(done, approx, exact, k, count, params.recall_target)

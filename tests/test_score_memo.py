@@ -5,11 +5,13 @@ reported in the search stats."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
 from fakes import HashingEmbedder
 from meshdex.index.engine import Index
+from meshdex.index.errors import DeadlineExceeded
 from meshdex.index.learned_cache import LearnedCache, entry_bytes
 from meshdex.index.params import BuildParams, SearchParams
 from meshdex.index.score_memo import QUERY_OVERHEAD_BYTES, SCORE_BYTES, QueryScoreMemo
@@ -63,6 +65,39 @@ def test_a_repeated_query_recomputes_nothing_and_returns_the_same_hits(corpus, p
         assert again.stats.rerank_stop == first.stats.rerank_stop
         assert [(h.label, h.score) for h in again.hits] == [(h.label, h.score)
                                                             for h in first.hits]
+
+
+class SlowHashingEmbedder(HashingEmbedder):
+    """Each recompute call takes ``seconds``, as a busy model does."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def embed_documents(self, texts):
+        time.sleep(self.seconds)
+        return super().embed_documents(texts)
+
+
+def test_a_search_cut_by_its_deadline_leaves_its_scores_for_the_retry(corpus):
+    texts, labels, by_label, questions = corpus
+    embedder = SlowHashingEmbedder(1.5)
+    index = Index.build(texts, labels, embedder=HashingEmbedder(), params=SMALL)
+    memo = QueryScoreMemo()
+    fetch = lambda ls: [by_label[int(x)] for x in ls]  # noqa: E731
+    exhaustive = SearchParams(recall_target=1.0)  # several batches: the cut comes between
+    question = HashingEmbedder().embed_query(questions[0])  # the slow calls are recomputes
+    with pytest.raises(DeadlineExceeded, match="recompute"):
+        index.search(question, 10, embedder=embedder, texts=fetch, params=exhaustive,
+                     score_memo=memo, deadline=time.monotonic() + 1.0)
+    embedder.seconds = 0.0
+    retry = index.search(question, 10, embedder=embedder, texts=fetch, params=exhaustive,
+                         score_memo=memo)
+    uncut = index.search(question, 10, embedder=embedder, texts=fetch, params=exhaustive)
+    assert retry.stats.memo_hits == exhaustive.batch_size
+    assert retry.stats.passages_recomputed == (uncut.stats.passages_recomputed
+                                               - exhaustive.batch_size)
+    assert [(h.label, h.score) for h in retry.hits] == [(h.label, h.score) for h in uncut.hits]
 
 
 def test_the_memo_answers_before_the_learned_cache(corpus):
