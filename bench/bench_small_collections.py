@@ -27,10 +27,10 @@ from meshdex.index.engine import Index
 from meshdex.index.params import BuildParams, SearchParams
 
 from bench.baselines import TOP_K, exact_search
-from bench.bench_search import CachedVectorsEmbedder
+from bench.bench_search import CachedVectorsEmbedder, _index_bytes, _searcher
 from bench.corpus import load_corpus
 from bench.embeddings_cache import load_or_embed, truth_embeddings
-from bench.metrics import Query, QueryOutcome, Row, make_row, measure, write_results
+from bench.metrics import Query, Row, make_row, measure, write_results
 
 log = logging.getLogger(__name__)
 
@@ -52,35 +52,27 @@ def main(argv: list[str] | None = None) -> None:
     embedder = default_embedder(precision)
     cached = load_or_embed(corpus, embedder)
     truth = truth_embeddings(corpus, cached, precision)
+    # Recomputes, fetches and result positions over the whole corpus serve any first N of it.
+    oracle = CachedVectorsEmbedder(embedder, corpus.texts, cached.passages)
+    texts_by_label = dict(zip(corpus.labels.tolist(), corpus.texts, strict=True))
+
+    def fetch(labels: np.ndarray) -> list[str]:
+        return [texts_by_label[int(label)] for label in labels]
+
+    query_sets = {name: [Query(text=text, vector=vector) for text, vector in
+                         zip(corpus.query_sets[name], vectors, strict=True)]
+                  for name, vectors in cached.queries.items()}
     rows: list[Row] = []
     for size in args.sizes:
         texts, labels = corpus.texts[:size], corpus.labels[:size]
         raw = sum(len(text.encode()) for text in texts)
-        oracle = CachedVectorsEmbedder(embedder, texts, cached.passages[:size])
-        by_label = dict(zip(labels.tolist(), texts, strict=True))
-        row_of_label = {label: row for row, label in enumerate(labels.tolist())}
-
-        def fetch(wanted: np.ndarray, by_label=by_label) -> list[str]:
-            return [by_label[int(label)] for label in wanted]
-
         for layout, params in LAYOUTS.items():
             index = Index.build(texts, labels, embedder=embedder, params=params,
                                 embeddings=cached.passages[:size])
-            index_bytes = sum(len(data) for data in index.to_sections().values())
-            for set_name, vectors in cached.queries.items():
-                queries = [Query(text=text, vector=vector) for text, vector in
-                           zip(corpus.query_sets[set_name], vectors, strict=True)]
+            index_bytes, _ = _index_bytes(index)
+            search = _searcher(index, corpus, oracle, SearchParams(), fetch, [])
+            for set_name, queries in query_sets.items():
                 exact = exact_search(truth.passages[:size], truth.queries[set_name], TOP_K)
-
-                def search(query: Query, index=index, oracle=oracle, fetch=fetch,
-                           row_of_label=row_of_label) -> QueryOutcome:
-                    result = index.search(query.vector, TOP_K, embedder=oracle, texts=fetch,
-                                          params=SearchParams())
-                    return QueryOutcome(
-                        ids=np.array([row_of_label[hit.label] for hit in result.hits]),
-                        passages_recomputed=result.stats.passages_recomputed,
-                        model_calls=result.stats.model_calls)
-
                 measured = measure(search, queries, exact)
                 rows.append(make_row(
                     method=f"{size} passages, {layout}", query_set=set_name,

@@ -54,11 +54,12 @@ CODEBOOK_VERSION = 1
 _HEADER = struct.Struct("<4sHH")  # magic, version, flags
 _FLAG_ROTATION = 1
 _FLAG_MODEL_ROTATION = 2
-# Bytes after the centroids, by the section's flags (one flag at most), for a dimension.
-_ROTATION_BYTES = {
-    0: lambda dim: 0,
-    _FLAG_ROTATION: rotation_layout.rotation_bytes,
-    _FLAG_MODEL_ROTATION: lambda dim: model_rotations.DIGEST_BYTES,
+# What follows the centroids, by the section's flags (one flag at most): how an error names
+# it, and its bytes for a dimension.
+_AFTER_CENTROIDS = {
+    0: ("", lambda dim: 0),
+    _FLAG_ROTATION: (" with a rotation", rotation_layout.rotation_bytes),
+    _FLAG_MODEL_ROTATION: (" naming a model rotation", lambda dim: model_rotations.DIGEST_BYTES),
 }
 
 
@@ -210,19 +211,18 @@ class ProductQuantizer:
         if len(data) < _HEADER.size:
             raise InvalidArgument(f"codebook section has {len(data)} bytes, too few for a header")
         magic, version, flags = _HEADER.unpack_from(data)
-        if magic != CODEBOOK_MAGIC or version != CODEBOOK_VERSION or flags not in _ROTATION_BYTES:
+        if magic != CODEBOOK_MAGIC or version != CODEBOOK_VERSION or flags not in _AFTER_CENTROIDS:
             raise InvalidArgument(
                 f"codebook section is not version {CODEBOOK_VERSION} "
                 f"(magic {bytes(magic)!r}, version {version}, flags {flags})",
                 hint="a newer meshdex may have written it",
             )
-        expected = _HEADER.size + centroid_bytes + _ROTATION_BYTES[flags](dim)
+        what, size_of = _AFTER_CENTROIDS[flags]
+        expected = _HEADER.size + centroid_bytes + size_of(dim)
         if len(data) != expected:
             raise InvalidArgument(
                 f"codebook section has {len(data)} bytes, expected {expected} "
-                f"for {subvectors} subvectors × {bits} bits × dimension {dim}"
-                + {_FLAG_ROTATION: " with a rotation",
-                   _FLAG_MODEL_ROTATION: " naming a model rotation"}.get(flags, "")
+                f"for {subvectors} subvectors × {bits} bits × dimension {dim}{what}"
             )
         body = data[_HEADER.size :]
         centroids = _half_centroids(body[:centroid_bytes], subvectors, bits, dim)
