@@ -269,7 +269,7 @@ def block_options(docs: list[DocumentInput]) -> list[dict[str, Any]]:
         packer = BlockPacker(dictionary, budget_bytes=pages * page - 16)
         packed = [group for group, _ in packer.pack(items)]
         layouts.append((f"filled to {pages} page(s) of {page} B, {DICTIONARY_BYTES // 1024} KiB "
-                        "dictionary" + (" (format 3)" if pages * page - 16 == (
+                        "dictionary" + (" (the store's)" if pages * page - 16 == (
                             BLOCK_FRAME_BUDGET_BYTES) else ""), dictionary, packed))
     rng = random.Random(7)
     samples = [rng.sample(range(len(items)), READ_LABELS) for _ in range(READ_REPEATS)]
@@ -544,6 +544,8 @@ def main(argv: list[str] | None = None) -> None:
         "format 1": f"node/store.py at {V1_COMMIT} (bench/legacy_store.py)",
         "format 2 (not run here)": "the previous run's figures are in git: "
                                    "`git show 094dffd:bench/results/store.md`",
+        "format 3 (not run here)": "passage references named their document by id; the "
+                                   "previous run: `git show 68037ae:bench/results/store.md`",
         "index": "built with bench.fast_embedder (384-d random unit vectors): the bundle's "
                  "size depends on the passage count only",
         "passages corpus": f"the docs cut with {PASSAGE_CUT.to_dict()}, one document each",

@@ -229,15 +229,21 @@ with Store.open(Path(sys.argv[1])) as store:
 """
 
 
-def write_v2_store(data_dir: Path, scratch: Path) -> None:
-    """A store written by the format-2 code itself (the repository at ``V2_COMMIT``)."""
-    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", V2_COMMIT],
+def write_store_at(commit: str, script: str, data_dir: Path, scratch: Path) -> None:
+    """Run ``script`` (argv: data directory, package tree) with the meshdex of ``commit``:
+    a store written by an older format's own code."""
+    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", commit],
                              check=True, capture_output=True).stdout
     tree = scratch / "meshdex"
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(tree, filter="data")
-    subprocess.run([sys.executable, "-c", WRITE_V2, str(data_dir), str(tree)], check=True,
+    subprocess.run([sys.executable, "-c", script, str(data_dir), str(tree)], check=True,
                    env={"PYTHONPATH": str(scratch), "PATH": "/usr/bin:/bin"})
+
+
+def write_v2_store(data_dir: Path, scratch: Path) -> None:
+    """A store written by the format-2 code itself (the repository at ``V2_COMMIT``)."""
+    write_store_at(V2_COMMIT, WRITE_V2, data_dir, scratch)
 
 
 def test_a_format_2_store_opens_upgraded_reads_the_same_and_compacts_onto_new_blocks(
@@ -266,7 +272,7 @@ def test_a_format_2_store_opens_upgraded_reads_the_same_and_compacts_onto_new_bl
         assert {d.id: d.text for d in store.iter_documents("c")} == expected | {
             "new": "Written by format 3."}
         assert store.passage_texts("c", labels) == [text for _, text in passages]
-    assert any("from format 2 to 3" in r.message for r in caplog.records)
+    assert any(f"from format 2 to {STORE_FORMAT_VERSION}" in r.message for r in caplog.records)
 
 
 def test_documents_read_one_at_a_time_decode_each_block_once_and_see_every_write(

@@ -148,6 +148,11 @@ def passage_texts_of(text: str, spans: tuple[Span, ...]) -> list[str]:
     return [normal[start:end] for start, end in spans]
 
 
+def _labels(text: str, spans: tuple[Span, ...]) -> list[int]:
+    """The index labels of a document's passages, in document order."""
+    return [passage_label(passage_key(t)) for t in passage_texts_of(text, spans)]
+
+
 class Documents:
     """Reads document records and their texts inside the caller's transaction."""
 
@@ -165,7 +170,7 @@ class Documents:
             devices=devices,
             blocks=TextBlocks(blocks_db=dbs.blocks, stats_db=dbs.block_stats,
                               dictionaries_db=dbs.dictionaries),
-            passages=PassageIndex(dbs.passages),
+            passages=PassageIndex(dbs.passages, dbs.changes),
         )
 
     def record(self, txn: lmdb.Transaction, prefix: bytes, doc_id: str) -> DocumentRecord | None:
@@ -329,20 +334,20 @@ class DocumentWriter:
         old = self.current(doc.id)
         live = old is not None and not old.deleted
         old_text = self.current_text(old) if live else None
+        seq = session.log(doc.id, hlc, superseded_seq=old.seq if old else 0)
+        passages = self.documents.passages
         if live and old_text == doc.text:
             text_ref, spans = old.text, old.spans
             pending = self._staged[doc.id].pending if doc.id in self._staged else None
+            passages.move(session.txn, session.prefix, _labels(old_text, spans), old.seq, seq)
         else:
             if live:
                 self._drop_text(old, old_text)
             normal = normalize_newlines(doc.text)
             spans = tuple(chunk_spans(normal, self.chunking))
-            labels = [passage_label(passage_key(normal[s:e])) for s, e in spans]
-            self.documents.passages.link(
-                session.txn, session.prefix, session.stats, doc.id, labels
-            )
+            passages.link(session.txn, session.prefix, session.stats, seq,
+                          _labels(doc.text, spans))
             text_ref, pending = None, doc.text.encode("utf-8")
-        seq = session.log(doc.id, hlc, superseded_seq=old.seq if old else 0)
         origin_device, origin_seq = origin or session.local_origin()
         record = DocumentRecord(
             doc_id=doc.id,
@@ -392,9 +397,8 @@ class DocumentWriter:
 
     def _drop_text(self, old: DocumentRecord, old_text: str) -> None:
         session = self.session
-        labels = [passage_label(passage_key(t)) for t in passage_texts_of(old_text, old.spans)]
-        self.documents.passages.unlink(session.txn, session.prefix, session.stats, old.doc_id,
-                                       labels)
+        self.documents.passages.unlink(session.txn, session.prefix, session.stats, old.seq,
+                                       _labels(old_text, old.spans))
         if old.text is not None:
             session.released[old.text.block] += len(old_text.encode("utf-8"))
 

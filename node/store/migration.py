@@ -1,9 +1,11 @@
 """Migrating older stores to this format, in place.
 
-Format 2 (text blocks of 128 KiB without a dictionary) becomes 3 by recording the new
-version: its blocks stay readable as they are (``meshdex.node.store.blocks`` tells the two
+Formats 2 and 3 are upgraded in place, in one write transaction (``upgrade_in_place``), so
+there is nothing to interrupt: a kill -9 leaves the old store. Format 2's text blocks (128 KiB
+without a dictionary) stay readable as they are (``meshdex.node.store.blocks`` tells the two
 framings apart), new ones are small and use the collection's dictionary, and compaction
-rewrites the old ones. Nothing is copied, so there is nothing to interrupt.
+rewrites the old ones. Format 3's passage references, which name their document by id, are
+rewritten to name it by the seq of its record (``meshdex.node.store.passages``).
 
 A version-1 store (JSON records, texts stored twice) is rebuilt.
 
@@ -53,6 +55,7 @@ from meshdex.node.store.env import (
     Environment,
     get_u64,
 )
+from meshdex.node.store.passages import reference_key
 from meshdex.node.store.session import SessionParts, WriteSession
 from tqdm import tqdm
 
@@ -161,13 +164,43 @@ class _V1Reader:
         return out
 
 
-def upgrade_v2(txn: lmdb.Transaction, dbs: Databases, data_dir: Path) -> None:
-    """Record format 3 in a format-2 store (its ``dictionaries`` sub-database was created
-    when the environment was opened for writing)."""
+def upgrade_in_place(txn: lmdb.Transaction, dbs: Databases, documents: Documents,
+                     data_dir: Path, version: int) -> None:
+    """Bring a format-2 or format-3 store to this format inside the caller's one write
+    transaction, so a kill -9 leaves the old store, upgraded again on the next open.
+
+    Format 2's text blocks stay readable as they are (its ``dictionaries`` sub-database was
+    created when the environment was opened for writing). Format 3's passage references name
+    their document by id; format 4's by the seq of its record (``passages``)."""
+    moved = _references_by_seq(txn, dbs, documents)
     txn.put(FORMAT_VERSION_KEY, U64.pack(STORE_FORMAT_VERSION), db=dbs.meta)
-    logger.warning(
-        "upgraded the store in %s from format 2 to %d: its text blocks stay readable as they "
-        "are; `meshdex compact` rewrites them smaller to read", data_dir, STORE_FORMAT_VERSION)
+    blocks_note = ("; its text blocks stay readable as they are, `meshdex compact` rewrites "
+                   "them smaller to read" if version < 3 else "")
+    logger.warning("upgraded the store in %s from format %d to %d: %d passage reference(s) "
+                   "now name their document by seq%s", data_dir, version, STORE_FORMAT_VERSION,
+                   moved, blocks_note)
+
+
+def _references_by_seq(txn: lmdb.Transaction, dbs: Databases, documents: Documents) -> int:
+    """Rewrite format 3's ``collection + label + document id`` passage keys as
+    ``collection + label + varint seq``; how many."""
+    old = [(bytes(key), bytes(value)) for key, value in txn.cursor(db=dbs.passages).iternext()]
+    seqs: dict[bytes, int] = {}
+    for key, value in tqdm(old, desc="upgrading passage references", unit="passage",
+                           disable=None):
+        prefix, label, doc_key = key[:4], U64.unpack(key[4:12])[0], key[4 + 8:]
+        seq = seqs.get(prefix + doc_key)
+        if seq is None:
+            try:
+                record = documents.record(txn, prefix, doc_key.decode())
+            except UnicodeDecodeError as error:
+                raise corrupt("format-3 passage reference", key, error) from error
+            if record is None or record.deleted:
+                raise corrupt("format-3 passage reference", key, "its document is not live")
+            seq = seqs[prefix + doc_key] = record.seq
+        txn.delete(key, db=dbs.passages)
+        txn.put(reference_key(prefix, label, seq), value, db=dbs.passages)
+    return len(old)
 
 
 def _digest_entry(digest: Any, doc_id: str, deleted: bool, text_hash: str | None,

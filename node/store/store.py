@@ -56,7 +56,7 @@ from meshdex.node.store.env import (
     get_u64,
     open_lmdb,
 )
-from meshdex.node.store.migration import migrate_v1, upgrade_v2
+from meshdex.node.store.migration import migrate_v1, upgrade_in_place
 from meshdex.node.store.session import SessionParts, WriteSession
 
 logger = logging.getLogger(__name__)
@@ -210,8 +210,8 @@ class Store:
         version = get_u64(txn, p.env.dbs.meta, FORMAT_VERSION_KEY)
         if not version:
             write_new_meta(txn, p.env.dbs, p.devices, secrets.token_hex(16))
-        elif version == 2:
-            upgrade_v2(txn, p.env.dbs, self.data_dir)
+        elif version < STORE_FORMAT_VERSION:
+            upgrade_in_place(txn, p.env.dbs, p.documents, self.data_dir, version)
 
     def _device_id(self, txn: lmdb.Transaction, p: _Parts) -> str:
         device = txn.get(DEVICE_ID_KEY, db=p.env.dbs.meta)
