@@ -4,13 +4,15 @@ Run from the repository root: ``python -m bench.bench_small_collections``. Write
 ``bench/results/small_collections.{json,md}``.
 
 A collection below ``rotation_min_vectors`` (4,608 passages of 384 dimensions) cannot pay for
-its own OPQ rotation (147 KB, as much as its codes). It used to get plain PQ; it now gets the
-rotation shipped for its model (``index/model_rotations.py``), which costs its bundle 32
+its own OPQ rotation (147 KB, as much as its codes). It gets the rotation shipped for its model
+(plain PQ for a model without one) (``index/model_rotations.py``), which costs its bundle 32
 bytes. Each small collection here is the first N passages of the docs corpus (whole files, in
 path order, so a collection about a few topics, as a person's notes are); every FAQ and
 glossary question is asked of it and judged against exact fp32 search over the same passages.
-Both rows use the engine's default search (adaptive re-ranking at the default
-``recall_target``), with recomputed passages served from the embeddings cache: recall and
+The rows marked ``recall_target=default`` search as a user's search does: adaptive re-ranking
+at the default ``recall_target`` of each kind of codes (``index/params.py``
+``RECALL_TARGETS``, chosen from the explicit ``--recall-targets`` rows of this benchmark);
+recomputed passages are served from the embeddings cache: recall and
 recompute counts are exact, latency is not measured (each recompute costs ~8 ms of model time
 on this machine in bf16, ``bench/results/search.md``).
 """
@@ -19,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import logging
 
 import numpy as np
 from meshdex.index.embedders import EmbedderSpec, default_embedder
 from meshdex.index.engine import Index
-from meshdex.index.params import BuildParams, SearchParams
+from meshdex.index.params import RECALL_TARGETS, BuildParams, SearchParams
 
 from bench.baselines import TOP_K, exact_search
 from bench.bench_search import CachedVectorsEmbedder, _index_bytes, _searcher
@@ -36,8 +39,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SIZES = (1000, 3000, 4600)
 LAYOUTS = {
-    "plain PQ (before)": BuildParams(pq_rotation_iterations=0),
-    "model rotation (default)": BuildParams(),
+    "no rotation (a model without a shipped one)": BuildParams(pq_rotation_iterations=0),
+    "model rotation (the packaged model's default)": BuildParams(),
 }
 
 
@@ -45,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES),
                         help="collection sizes in passages (default: %(default)s)")
+    parser.add_argument("--recall-targets", type=float, nargs="*", default=[],
+                        help="also search each layout at these explicit recall_target values "
+                             "(the default rows use SearchParams())")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     corpus = load_corpus()
@@ -70,22 +76,28 @@ def main(argv: list[str] | None = None) -> None:
             index = Index.build(texts, labels, embedder=embedder, params=params,
                                 embeddings=cached.passages[:size])
             index_bytes, _ = _index_bytes(index)
-            search = _searcher(index, corpus, oracle, SearchParams(), fetch, [])
-            for set_name, queries in query_sets.items():
+            targets = [None, *args.recall_targets]
+            for target, set_name in itertools.product(targets, query_sets):
+                search_params = (SearchParams() if target is None
+                                 else SearchParams(recall_target=target))
+                search = _searcher(index, corpus, oracle, search_params, fetch, [])
                 exact = exact_search(truth.passages[:size], truth.queries[set_name], TOP_K)
-                measured = measure(search, queries, exact)
+                measured = measure(search, query_sets[set_name], exact)
                 rows.append(make_row(
                     method=f"{size} passages, {layout}", query_set=set_name,
-                    params=f"rotation_iterations={params.pq_rotation_iterations}",
+                    params=f"rotation_iterations={params.pq_rotation_iterations}, "
+                           f"recall_target={'default' if target is None else target}",
                     measured=measured, index_bytes=index_bytes, raw_passage_bytes=raw,
                     notes=f"recomputed mean {measured.passages_recomputed.mean():.1f}; "
                           "latency not measured (recompute from the embeddings cache)"))
                 log.info("%s", dataclasses.asdict(rows[-1]))
     write_results("small_collections", rows,
-                  title="Small collections: plain PQ against the model's shipped rotation",
+                  title="Small collections: the model's shipped rotation against none, "
+                        "by recall_target",
                   context={"corpus": f"first N of {len(corpus)} docs passages",
                            "precision": precision, "truth": "exact fp32, same passages",
-                           "search params": SearchParams().to_dict()})
+                           "search params": SearchParams().to_dict(),
+                           "default recall_target by codes": RECALL_TARGETS})
 
 
 if __name__ == "__main__":

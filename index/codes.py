@@ -42,6 +42,7 @@ import numpy as np
 from meshdex.index import model_rotations, rotation_layout
 from meshdex.index.errors import InvalidArgument
 from meshdex.index.model_rotations import ModelRotation
+from meshdex.index.params import RECALL_TARGETS
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
@@ -86,6 +87,14 @@ class ProductQuantizer:
     @property
     def code_bytes(self) -> int:
         return self.subvectors * self.bits // 8
+
+    @property
+    def default_recall_target(self) -> float:
+        """The ``recall_target`` a search of these codes gets when it names none: coarser
+        codes need more of the pool scored for the same recall (``params.RECALL_TARGETS``)."""
+        if self.model_rotation is not None:
+            return RECALL_TARGETS["model rotation"]
+        return RECALL_TARGETS["learnt rotation" if self.rotation is not None else "no rotation"]
 
     @classmethod
     def train(

@@ -358,6 +358,7 @@ class Index:
         """
         count = min(len(pool.nodes), max(k, math.ceil(params.recompute_fraction * len(pool.nodes))))
         chosen = pool.nodes[:count]
+        recall_target = self.recall_target(params)
         approx = pool.approx_scores[:count]
         exact = np.full(count, -np.inf, dtype=np.float32)
         if self._full is not None:
@@ -394,8 +395,7 @@ class Index:
             for start in range(0, len(missing), params.batch_size):
                 if scored >= k and start >= first_covered:
                     kth = np.partition(exact, count - k)[count - k]
-                    if approx[missing[start]] <= self.code_score_floor(kth,
-                                                                       params.recall_target):
+                    if approx[missing[start]] <= self.code_score_floor(kth, recall_target):
                         stats.rerank_stop = "bound"
                         break
                 check_deadline("recompute")
@@ -419,7 +419,7 @@ class Index:
         best = self._best(chosen, exact, k)
         if recomputed and vector_caches:
             done = missing[: sum(len(v) for v in recomputed)]
-            keep = self._needed_again(done, approx, exact, k, count, params.recall_target)
+            keep = self._needed_again(done, approx, exact, k, count, recall_target)
             kept = np.concatenate(recomputed)[keep]
             for cache in vector_caches:
                 cache.remember(self._labels[chosen[done[keep]]], kept, digest)
@@ -455,6 +455,12 @@ class Index:
         scored = np.flatnonzero(np.isfinite(exact))
         order = scored[np.argsort(-exact[scored], kind="stable")][:k]
         return [SearchHit(label=int(self._labels[chosen[i]]), score=float(exact[i])) for i in order]
+
+    def recall_target(self, params: SearchParams) -> float:
+        """The search's ``recall_target``, or without one the default for these codes."""
+        if params.recall_target is not None:
+            return params.recall_target
+        return self._quantizer.default_recall_target
 
     def code_score_floor(self, kth: float, recall_target: float) -> float:
         """Re-ranking stops at a candidate whose code score is at or below this, given the

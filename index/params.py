@@ -195,6 +195,17 @@ class BuildParams:
         return _from_dict(cls, data)
 
 
+# The default ``recall_target`` by the kind of codes (``ProductQuantizer.default_recall_target``):
+# the lowest measured target at which recall@3 reaches 0.97 against exact fp32 search on FAQ
+# and glossary questions. A learnt rotation: the docs corpus (above, 11,657 passages). The
+# model's shipped rotation (collections below ``rotation_min_vectors``) and no rotation (a model
+# without one): the first 1,000 / 3,000 / 4,600 docs passages (bench/bench_small_collections.py,
+# ``bench/results/small_collections.md``): at 0.55 the shipped rotation gave 0.944-0.977, at 0.8
+# 0.974-0.983 for a median of 24-32 passages recomputed; plain PQ gave 0.897-0.950 at 0.55,
+# 0.944-0.975 at 0.8 and 0.966-0.979 at 0.9 (median 40-80).
+RECALL_TARGETS = {"learnt rotation": 0.55, "model rotation": 0.8, "no rotation": 0.9}
+
+
 @dataclass(frozen=True, kw_only=True)
 class SearchParams:
     """How one search runs.
@@ -204,7 +215,8 @@ class SearchParams:
       when the rest cannot plausibly enter the top k: when the next code score plus the
       error margin calibrated at build time for this target (``rerank_bound.RerankBound``)
       stays below the k-th best exact score. The margin is exceeded by at most
-      ``1 - recall_target`` of the true top passages; ``1.0`` never stops early.
+      ``1 - recall_target`` of the true top passages; ``1.0`` never stops early. None (the
+      default): the index's own, by the kind of its codes (``RECALL_TARGETS``).
     - ``recompute_fraction``: the ceiling: at most this share of the pool, best by code
       distance first, is scored exactly (cached embeddings are used where present and never
       recomputed). ``1.0`` lets re-ranking reach the whole pool.
@@ -224,7 +236,7 @@ class SearchParams:
     """
 
     ef: int = 80
-    recall_target: float = 0.55
+    recall_target: float | None = None
     recompute_fraction: float = 1.0
     batch_size: int = 8
     strategy: str = "auto"
@@ -238,7 +250,7 @@ class SearchParams:
             f"recompute_fraction must be within (0, 1], got {self.recompute_fraction}",
         )
         _require(
-            0.0 < self.recall_target <= 1.0,
+            self.recall_target is None or 0.0 < self.recall_target <= 1.0,
             f"recall_target must be within (0, 1], got {self.recall_target}",
         )
         _require(self.batch_size >= 1, "batch_size must be >= 1")
