@@ -65,7 +65,7 @@ measured, is ``bench/results/search.md`` (``python -m bench.bench_search``). Wha
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Self
 
 from meshdex.index.errors import InvalidArgument
@@ -86,9 +86,12 @@ def _from_dict(cls: type, data: dict[str, Any]) -> Any:
             f"unknown {cls.__name__} keys: {', '.join(unknown)}",
             hint=f"known keys: {', '.join(sorted(known))}",
         )
-    for field in fields(cls):
-        if field.name in data:
-            _check_type(cls.__name__, field.name, data[field.name], type(field.default))
+    for item in fields(cls):
+        value = data.get(item.name)
+        if item.name in data and not (value is None and item.default is None):
+            # A field that defaults to None names its type in its metadata.
+            expected = item.metadata.get("type", type(item.default))
+            _check_type(cls.__name__, item.name, value, expected)
     return cls(**data)
 
 
@@ -236,7 +239,7 @@ class SearchParams:
     """
 
     ef: int = 80
-    recall_target: float | None = None
+    recall_target: float | None = field(default=None, metadata={"type": float})
     recompute_fraction: float = 1.0
     batch_size: int = 8
     strategy: str = "auto"

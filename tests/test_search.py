@@ -271,6 +271,16 @@ def test_params_round_trip_and_refuse_unknown_keys(cls):
         cls.from_dict({"seed" if cls is BuildParams else "ef": "many"})
 
 
+def test_a_search_names_its_recall_target_or_leaves_it_to_the_index():
+    assert SearchParams.from_dict({"recall_target": None}).recall_target is None
+    assert SearchParams.from_dict({"recall_target": 0.7}).recall_target == 0.7
+    assert SearchParams.from_dict({"recall_target": 1}).recall_target == 1
+    with pytest.raises(InvalidArgument, match="recall_target must be float"):
+        SearchParams.from_dict({"recall_target": "high"})
+    with pytest.raises(InvalidArgument, match="within"):
+        SearchParams.from_dict({"recall_target": 1.5})
+
+
 def test_same_passages_and_params_build_identical_sections(corpus, built):
     texts, labels, _ = corpus
     again = Index.build(texts, labels, embedder=HashingEmbedder(), params=SMALL)

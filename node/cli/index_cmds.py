@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import click
 from meshdex.index.errors import InvalidArgument
 from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
-from meshdex.index.params import BuildParams
+from meshdex.index.params import RECALL_TARGETS, BuildParams
 from meshdex.node.cli.docs_cmds import collection_option, json_option
 from meshdex.node.cli.remote import open_node
 from meshdex.node.cli.sync_cmds import open_admin
@@ -213,7 +213,11 @@ def _read_queries(path: Path) -> list[tuple[int, str]]:
 @click.option(
     "--recall-target", type=click.FloatRange(0.0, 1.0, min_open=True),
     help="Share of the true top passages to keep (0-1]: re-ranking stops once the rest cannot "
-    "plausibly enter the top k. Lower is faster; 1 re-ranks up to the ceiling.",
+    "plausibly enter the top k. Lower is faster; 1 re-ranks up to the ceiling. Default: the "
+    f"index's own for its codes ({RECALL_TARGETS['learnt rotation']} with a rotation learnt "
+    f"on the collection, {RECALL_TARGETS['model rotation']} with the model's shipped one, "
+    f"for collections too small to learn their own; {RECALL_TARGETS['no rotation']} without "
+    "one).",
 )
 @click.option(
     "--queries", type=click.Path(dir_okay=False, exists=True, path_type=Path),
