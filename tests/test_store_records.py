@@ -48,7 +48,30 @@ DOCUMENT_RECORDS = [
                    deleted=False, source=None, metadata={}, text=TextRef(1, 0), spans=()),
     DocumentRecord(doc_id="gone", seq=12, hlc=STAMP, origin_device="dev-a", origin_seq=12,
                    deleted=True, source="/old", metadata={}, text=None, spans=()),
+    DocumentRecord(doc_id="book", seq=14, hlc=STAMP, origin_device="dev-a", origin_seq=14,
+                   deleted=False, source=None, metadata={}, text=TextRef(2, 0),
+                   spans=((0, 70_000), (69_000, 140_000))),  # a passage longer than u16
 ]
+
+
+def test_a_passage_span_takes_four_bytes_unless_it_needs_more(store: Store) -> None:
+    env = store._parts.env
+    devices = Devices(devices_db=env.dbs.devices, meta_db=env.dbs.meta)
+
+    def size(*spans: tuple[int, int]) -> int:
+        record = DocumentRecord(doc_id="d", seq=3, hlc=STAMP, origin_device="dev-a",
+                                origin_seq=3, deleted=False, source=None, metadata={},
+                                text=TextRef(1, 0), spans=spans)
+        with env.lmdb.begin(write=True) as txn:
+            encoded = record.encode(txn, devices)
+            assert DocumentRecord.decode(b"k", encoded, doc_id="d", txn=txn,
+                                         devices=devices) == record
+        return len(encoded)
+
+    assert size((0, 400), (380, 800)) - size((0, 400)) == 4
+    # One span too far for u16 puts the whole record back on u32 (start, end) pairs.
+    far = size((0, 400), (380, 800), (70_000, 70_400))
+    assert far - size((0, 400), (380, 800)) == 3 * 8 - 2 * 4
 
 
 @pytest.mark.parametrize("record", DOCUMENT_RECORDS, ids=lambda r: r.doc_id)

@@ -5,8 +5,10 @@ passages as spans of that text.
                seq of its change-log entry; stamp (ms, counter, device index); origin
                device index and seq unless they equal the stamp's device and the seq; source
                and compact-JSON metadata when present; for a live document its text's block
-               and slot and its passage spans (u32 start and end pairs, character offsets into
-               ``normalize_newlines(text)``: fixed width, so a read decodes them in one call).
+               and slot and its passage spans, character offsets into
+               ``normalize_newlines(text)``, fixed width so a read decodes them in one call:
+               u16 pairs (start minus the previous start, length) when every one fits, as
+               chunking's passages of a few hundred characters do, else u32 (start, end).
 
 A tombstone is a record with the deleted flag and no text. Chunking is deterministic, so the
 spans are the same on every device; a passage's key is the SHA-256 of its span's text.
@@ -45,7 +47,9 @@ _DELETED = 0x01
 _HAS_SOURCE = 0x02
 _HAS_METADATA = 0x04
 _OWN_ORIGIN = 0x08  # origin is the stamping device at this record's own seq: not repeated
-_KNOWN_FLAGS = _DELETED | _HAS_SOURCE | _HAS_METADATA | _OWN_ORIGIN
+_SHORT_SPANS = 0x10  # spans as u16 (start step, length) pairs, not u32 (start, end)
+_KNOWN_FLAGS = _DELETED | _HAS_SOURCE | _HAS_METADATA | _OWN_ORIGIN | _SHORT_SPANS
+_U16_LIMIT = 1 << 16
 
 Span = tuple[int, int]
 
@@ -72,11 +76,13 @@ class DocumentRecord:
 
     def encode(self, txn: lmdb.Transaction, devices: Devices) -> bytes:
         own = self.origin_device == self.hlc.device_id and self.origin_seq == self.seq
+        short = _short_spans(self.spans)
         flags = (
             (_DELETED if self.deleted else 0)
             | (_HAS_SOURCE if self.source is not None else 0)
             | (_HAS_METADATA if self.metadata else 0)
             | (_OWN_ORIGIN if own else 0)
+            | (_SHORT_SPANS if short is not None and self.text is not None else 0)
         )
         out = bytearray([flags])
         put_varint(out, self.seq)
@@ -92,7 +98,10 @@ class DocumentRecord:
             put_varint(out, self.text.block)
             put_varint(out, self.text.slot)
             put_varint(out, len(self.spans))
-            out += struct.pack(f">{2 * len(self.spans)}I", *itertools.chain(*self.spans))
+            if short is not None:
+                out += struct.pack(f">{len(short)}H", *short)
+            else:
+                out += struct.pack(f">{2 * len(self.spans)}I", *itertools.chain(*self.spans))
         return bytes(out)
 
     @classmethod
@@ -126,8 +135,14 @@ class DocumentRecord:
         if not flags & _DELETED:
             text = TextRef(reader.varint(), reader.varint())
             count = reader.varint()
-            flat = struct.unpack(f">{2 * count}I", reader.fixed(8 * count))
-            spans = tuple(zip(flat[::2], flat[1::2], strict=True))
+            if flags & _SHORT_SPANS:
+                flat = struct.unpack(f">{2 * count}H", reader.fixed(4 * count))
+                starts = tuple(itertools.accumulate(flat[::2]))
+                spans = tuple((start, start + length)
+                              for start, length in zip(starts, flat[1::2], strict=True))
+            else:
+                flat = struct.unpack(f">{2 * count}I", reader.fixed(8 * count))
+                spans = tuple(zip(flat[::2], flat[1::2], strict=True))
         reader.end()
         return cls(
             doc_id=doc_id,
@@ -141,6 +156,19 @@ class DocumentRecord:
             text=text,
             spans=spans,
         )
+
+
+def _short_spans(spans: tuple[Span, ...]) -> list[int] | None:
+    """The spans as flat (start minus the previous start, length) pairs if every one fits in
+    u16, else None."""
+    flat, previous = [], 0
+    for start, end in spans:
+        step, length = start - previous, end - start
+        if not (0 <= step < _U16_LIMIT and 0 <= length < _U16_LIMIT):
+            return None
+        flat += (step, length)
+        previous = start
+    return flat
 
 
 def passage_texts_of(text: str, spans: tuple[Span, ...]) -> list[str]:
