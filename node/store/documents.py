@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import operator
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -137,9 +138,9 @@ class DocumentRecord:
             count = reader.varint()
             if flags & _SHORT_SPANS:
                 flat = struct.unpack(f">{2 * count}H", reader.fixed(4 * count))
-                starts = tuple(itertools.accumulate(flat[::2]))
-                spans = tuple((start, start + length)
-                              for start, length in zip(starts, flat[1::2], strict=True))
+                starts = list(itertools.accumulate(flat[::2]))
+                ends = map(operator.add, starts, flat[1::2])
+                spans = tuple(zip(starts, ends, strict=True))
             else:
                 flat = struct.unpack(f">{2 * count}I", reader.fixed(8 * count))
                 spans = tuple(zip(flat[::2], flat[1::2], strict=True))

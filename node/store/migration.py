@@ -268,7 +268,8 @@ def _copy(reader: _V1Reader, env: Environment) -> dict[str, Any]:
     expected: dict[str, Any] = {"collections": {}, "documents": 0, "watermarks": {}}
     docs_by_collection = {name: reader.documents(name, last_seq) for name in names}
     total = sum(len(docs) for docs in docs_by_collection.values())
-    bar = tqdm(total=total, desc="migrating store to format 2", unit="doc", disable=None)
+    bar = tqdm(total=total, desc=f"migrating store to format {STORE_FORMAT_VERSION}", unit="doc",
+               disable=None)
     for name in names:
         config = reader.json("collections", name.encode())
         stats = reader.json("stats", name.encode())
