@@ -77,13 +77,13 @@ class DocumentRecord:
 
     def encode(self, txn: lmdb.Transaction, devices: Devices) -> bytes:
         own = self.origin_device == self.hlc.device_id and self.origin_seq == self.seq
-        short = _short_spans(self.spans)
+        short = _short_spans(self.spans) if self.text is not None else None
         flags = (
             (_DELETED if self.deleted else 0)
             | (_HAS_SOURCE if self.source is not None else 0)
             | (_HAS_METADATA if self.metadata else 0)
             | (_OWN_ORIGIN if own else 0)
-            | (_SHORT_SPANS if short is not None and self.text is not None else 0)
+            | (_SHORT_SPANS if short is not None else 0)
         )
         out = bytearray([flags])
         put_varint(out, self.seq)

@@ -47,12 +47,9 @@ class PassageIndex:
         """Record that the document at ``seq`` holds these passages (in document order;
         repeats once)."""
         for label, number in _first_numbers(labels).items():
-            label_prefix = prefix + U64.pack(label)
-            if first_with_prefix(txn, self._db, label_prefix) is None:
+            if first_with_prefix(txn, self._db, prefix + U64.pack(label)) is None:
                 stats.passages += 1
-            value = bytearray()
-            put_varint(value, number)
-            txn.put(reference_key(prefix, label, seq), bytes(value), db=self._db)
+            self._put(txn, prefix, label, seq, number)
 
     def unlink(
         self,
@@ -73,9 +70,7 @@ class PassageIndex:
         """Point the references of a document whose text is unchanged at its new seq."""
         for label, number in _first_numbers(labels).items():
             txn.delete(reference_key(prefix, label, old_seq), db=self._db)
-            value = bytearray()
-            put_varint(value, number)
-            txn.put(reference_key(prefix, label, new_seq), bytes(value), db=self._db)
+            self._put(txn, prefix, label, new_seq, number)
 
     def holders(self, txn: lmdb.Transaction, prefix: bytes, label: int) -> list[tuple[str, int]]:
         """(document id, passage number) of every document holding the label, sorted by id
@@ -100,6 +95,12 @@ class PassageIndex:
 
     def drop_collection(self, txn: lmdb.Transaction, prefix: bytes) -> None:
         delete_prefix(txn, self._db, prefix)
+
+    def _put(self, txn: lmdb.Transaction, prefix: bytes, label: int, seq: int,
+             number: int) -> None:
+        value = bytearray()
+        put_varint(value, number)
+        txn.put(reference_key(prefix, label, seq), bytes(value), db=self._db)
 
     def _document_at(self, txn: lmdb.Transaction, prefix: bytes, seq: int, key: bytes) -> str:
         entry = txn.get(U64.pack(seq), db=self._changes)
