@@ -1,6 +1,6 @@
 """Version-1 stores (written by the real version-1 code, loaded from git history) migrate in
-place on the first writing open: same documents, log, watermarks and search answers; crash-safe
-under kill -9; a store newer than the program is refused clearly."""
+place on the first open, read-only or not: same documents, log, watermarks and search answers;
+crash-safe under kill -9; a store newer than the program is refused clearly."""
 
 from __future__ import annotations
 
@@ -180,11 +180,62 @@ def test_a_store_newer_than_the_program_is_refused_clearly(tmp_path: Path) -> No
             Store.open(tmp_path, readonly=readonly)
 
 
-def test_a_version_1_store_opened_read_only_says_how_to_migrate(tmp_path: Path) -> None:
+def test_a_read_only_open_of_a_version_1_store_migrates_it_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first command after an upgrade is often a search, which opens read-only."""
+    before = write_v1_store(tmp_path)
+    with caplog.at_level(logging.WARNING), Store.open(tmp_path, readonly=True) as store:
+        assert store.readonly
+        assert store.format_version == STORE_FORMAT_VERSION
+        assert list(store.iter_passages("tut")) == before["passages"]
+        assert store.state("tut") == before["state"]
+    assert any(f"from format 1 to {STORE_FORMAT_VERSION}" in r.message for r in caplog.records)
+    with Store.open(tmp_path):
+        pass  # the migration left the writer lock free
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from meshdex.node.lock import WriterLock
+lock = WriterLock(Path(sys.argv[1]))
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_read_only_open_while_another_process_holds_an_old_store_says_to_wait(
+    tmp_path: Path
+) -> None:
     write_v1_store(tmp_path)
-    with pytest.raises(FailedPrecondition, match="must be migrated") as caught:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(FailedPrecondition, match="another process is migrating it") as caught:
+            Store.open(tmp_path, readonly=True)
+        assert "wait for it to finish" in str(caught.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert stored_format_version(tmp_path / STORE_DIR_NAME) == 1, "the store was left as it was"
+
+
+def test_a_read_only_open_of_an_old_store_the_user_cannot_write_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root ignores file modes, so the refusal of the lock file is the double here."""
+    write_v1_store(tmp_path)
+
+    def refused(data_dir: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(data_dir / "writer.lock"))
+
+    monkeypatch.setattr("meshdex.node.store.store.WriterLock", refused)
+    with pytest.raises(FailedPrecondition, match="needs write access") as caught:
         Store.open(tmp_path, readonly=True)
     assert "meshdex compact" in str(caught.value)
+    assert stored_format_version(tmp_path / STORE_DIR_NAME) == 1
 
 
 def test_a_migration_that_does_not_verify_leaves_the_version_1_store_as_it_was(

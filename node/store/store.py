@@ -21,7 +21,7 @@ import numpy as np
 from meshdex.index.chunking import ChunkingParams, passage_key, passage_label
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import FailedPrecondition, NotFound
-from meshdex.node.errors import DocumentNotFound, StoreCorrupt, StoreTooNew
+from meshdex.node.errors import DocumentNotFound, StoreCorrupt, StoreLocked, StoreTooNew
 from meshdex.node.hlc import HLCTimestamp, HybridLogicalClock
 from meshdex.node.lock import WriterLock
 from meshdex.node.paths import PRIVATE_DIR_MODE, STORE_DIR_NAME, make_private
@@ -159,8 +159,9 @@ class Store:
         For writing (the default) this takes the data directory's writer lock (``StoreLocked``
         if another process holds it), finishes an interrupted compaction or migration, and
         migrates a version-1 store in place. ``readonly=True`` takes no lock and raises
-        ``NotFound`` if no store exists there yet. A store newer than this program:
-        ``StoreTooNew``.
+        ``NotFound`` if no store exists there yet; a store of an older format is first
+        migrated, as a writing open would (``_migrate_for_reading``). A store newer than this
+        program: ``StoreTooNew``.
         """
         data_dir = Path(data_dir)
         store_dir = data_dir / STORE_DIR_NAME
@@ -171,14 +172,15 @@ class Store:
                     path=data_dir,
                     hint="run `meshdex init` or `meshdex add PATH` first, or pass --data-dir",
                 )
-            cls._check_version(store_dir, readonly=True)
+            if cls._check_version(store_dir) < STORE_FORMAT_VERSION:
+                cls._migrate_for_reading(data_dir)
             env = Environment(store_dir=store_dir, readonly=True, create=False)
             return cls(data_dir=data_dir, env=env, lock=None)
         make_private(data_dir)
         lock = WriterLock(data_dir)
         try:
             swap.recover(data_dir)
-            if cls._check_version(store_dir, readonly=False) == 1:
+            if cls._check_version(store_dir) == 1:
                 migrate_v1(data_dir)
             store_dir.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
             env = Environment(store_dir=store_dir, readonly=False, create=True)
@@ -188,7 +190,8 @@ class Store:
             raise
 
     @staticmethod
-    def _check_version(store_dir: Path, *, readonly: bool) -> int | None:
+    def _check_version(store_dir: Path) -> int:
+        """The store's format version (the current one for a store not yet written)."""
         version = stored_format_version(store_dir)
         if version is not None and version > STORE_FORMAT_VERSION:
             raise StoreTooNew(
@@ -197,14 +200,37 @@ class Store:
                 path=store_dir,
                 hint="upgrade meshdex",
             )
-        if readonly and version is not None and version < STORE_FORMAT_VERSION:
+        return STORE_FORMAT_VERSION if version is None else version
+
+    @classmethod
+    def _migrate_for_reading(cls, data_dir: Path) -> None:
+        """Migrate an older store before a read-only open, so that the first command after an
+        upgrade of meshdex (often a search) works instead of asking for a writing one.
+
+        A migration needs the writer lock. A process holding it opened the store for writing,
+        which migrated it; the version is checked again. A user who cannot write the data
+        directory gets the error that says what to do.
+        """
+        store_dir = data_dir / STORE_DIR_NAME
+        version = cls._check_version(store_dir)
+        try:
+            cls.open(data_dir).close()
+        except StoreLocked:
+            if cls._check_version(store_dir) < STORE_FORMAT_VERSION:
+                raise FailedPrecondition(
+                    f"the store in {store_dir} has format version {version} and another "
+                    f"process is migrating it to {STORE_FORMAT_VERSION}",
+                    path=store_dir,
+                    hint="wait for it to finish and run the command again",
+                ) from None
+        except PermissionError as error:
             raise FailedPrecondition(
                 f"the store in {store_dir} has format version {version} and must be migrated "
-                f"to {STORE_FORMAT_VERSION} first",
+                f"to {STORE_FORMAT_VERSION}, which needs write access ({error.strerror})",
                 path=store_dir,
-                hint="run a writing command once (e.g. `meshdex compact`) to migrate it",
-            )
-        return version
+                hint="run a writing command once (e.g. `meshdex compact`) as a user who can "
+                     "write the data directory",
+            ) from None
 
     def _initialise_meta(self, txn: lmdb.Transaction, p: _Parts) -> None:
         version = get_u64(txn, p.env.dbs.meta, FORMAT_VERSION_KEY)
