@@ -341,7 +341,10 @@ class SyncService:
             self.discovery.stop()
             self.discovery = None
         self.scheduler.stop()
-        for server in self._servers:
-            server.stop(grace_period_s).wait()
+        # Every server shares the one grace period: stopped one after another, each could
+        # take all of it, and a node with a pairing port would outlast its grace twice over.
+        stopped = [server.stop(grace_period_s) for server in self._servers]
+        for event in stopped:
+            event.wait()
         self._servers.clear()
         self.builder.stop()

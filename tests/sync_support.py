@@ -147,6 +147,7 @@ def digest_of(store: Store, collection: str) -> dict[str, Any]:
     return {"live": live, "deleted": deleted, "conflicts": conflicts}
 
 
+STOP_TIMEOUT_S = 30
 SYNC_LINE = re.compile(r"meshdex sync on (\S+) \(pairing (\S+)\)")
 NODE_LINE = re.compile(r"listening on (\S+)")
 
@@ -169,7 +170,8 @@ class ServeProcess:
                 "MESHDEX_SYNC_LISTEN": f"127.0.0.1:{self.sync_port}",
                 "MESHDEX_PAIR_LISTEN": f"127.0.0.1:{self.pair_port}",
                 "MESHDEX_SYNC_INTERVAL_S": "0.5",
-                "MESHDEX_ALLOW_UNAUTHENTICATED_LOOPBACK": "true"}
+                "MESHDEX_ALLOW_UNAUTHENTICATED_LOOPBACK": "true",
+                "PYTHONFAULTHANDLER": "1"}  # a node that will not stop dumps its threads
 
     def start(self) -> ServeProcess:
         """Start serving; a first start whose free port was taken meanwhile (the probe let
@@ -217,9 +219,20 @@ class ServeProcess:
         return result
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` and wait for the node to exit. One still running after
+        ``STOP_TIMEOUT_S`` fails the test with its log and, from SIGABRT, every thread's
+        stack: where it hangs."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
-            self.process.wait(30)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGABRT)
+                self.process.wait(10)
+                time.sleep(0.5)  # the drain thread reads the last lines
+                raise AssertionError(
+                    f"the node did not stop within {STOP_TIMEOUT_S} s of "
+                    f"{signal.Signals(sig).name}:\n" + "".join(self.lines)) from None
 
 
 def write_jsonl(path: Path, docs: dict[str, str]) -> str:
