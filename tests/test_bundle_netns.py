@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.model,
                                  reason="needs root and iproute2 (`.ci/run` installs it)")]
 
 COUNTING_CLI = str(Path(__file__).with_name("counting_meshdex.py"))
-DOCUMENT_COUNT = 3000
+DOCUMENT_COUNT = 1000
 CHANGED_COUNT = DOCUMENT_COUNT // 100
 QUERIES = ("which harbour has the red lighthouse", "orchard with pear trees", "note 1234")
 TRANSFER = re.compile(r"fetched (\d+) of (\d+) blocks \((\d+) of (\d+) bytes\), (\d+) held")

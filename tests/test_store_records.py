@@ -40,6 +40,18 @@ def test_varints_round_trip(value: int) -> None:
     reader.end()
 
 
+def test_varints_in_a_row_then_bad_ones_name_the_record() -> None:
+    out = bytearray()
+    for value in (300, 0, 2**40):
+        put_varint(out, value)
+    reader = RecordReader(bytes(out) + b"\xff", what="document", key=b"doc-key")
+    assert [reader.varint(), reader.varint(), reader.varint()] == [300, 0, 2**40]
+    with pytest.raises(StoreCorrupt, match="document.*doc-key.*record ends early"):
+        reader.varint()
+    with pytest.raises(StoreCorrupt, match="varint longer than 64 bits"):
+        RecordReader(b"\xff" * 11 + b"\x01", what="document", key=b"doc-key").varint()
+
+
 DOCUMENT_RECORDS = [
     DocumentRecord(doc_id="live", seq=5, hlc=STAMP, origin_device="dev-a", origin_seq=5,
                    deleted=False, source="/x/y.txt", metadata={"lang": "en", "n": [1, 2]},
