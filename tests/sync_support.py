@@ -117,6 +117,7 @@ def wait_for(condition: Callable[[], Any], *, timeout_s: float = 30.0,
 
 
 PORT_RETRIES = 3
+RESTART_RETRY_S = 1.0
 
 
 def free_port() -> int:
@@ -174,19 +175,21 @@ class ServeProcess:
                 "PYTHONFAULTHANDLER": "1"}  # a node that will not stop dumps its threads
 
     def start(self) -> ServeProcess:
-        """Start serving; a first start whose free port was taken meanwhile (the probe let
-        it go, and the kernel may hand it to any socket) retries on new ports. A restart keeps
-        its ports: peers know the address."""
+        """Start serving. A port can be taken meanwhile by any socket the kernel hands it to
+        (the probe let it go, and an outgoing connection's ephemeral port may be it, e.g. a
+        peer dialling this stopped node). A first start retries on new ports; a restart keeps
+        its ports (peers know the address) and retries them once that socket is gone."""
         first = self.process is None
         for _ in range(PORT_RETRIES - 1):
             try:
                 return self._start()
             except AssertionError:
-                if not first or not any("Address already in use" in line
-                                        for line in self.lines):
+                if not any("Address already in use" in line for line in self.lines):
                     raise
-                self.process = None
-                self.sync_port, self.pair_port = free_port(), free_port()
+                if first:
+                    self.sync_port, self.pair_port = free_port(), free_port()
+                else:
+                    time.sleep(RESTART_RETRY_S)
         return self._start()
 
     def _start(self) -> ServeProcess:

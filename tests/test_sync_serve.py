@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -187,3 +189,31 @@ def test_every_sync_command_works_through_the_node_with_the_same_output(two, tmp
     b_id = b.meshdex("id").stdout.strip()
     assert "removed peer" in a.meshdex(*remote, "peer", "rm", b_id).stdout
     assert a.meshdex("peers", "--json").stdout.strip() == "[]"
+
+
+def test_a_restart_whose_port_another_socket_holds_for_a_moment_keeps_its_address(tmp_path):
+    """The kernel may hand a stopped node's port to any socket (an outgoing connection's
+    ephemeral port, say): the restart waits for it and serves where peers dial it."""
+    node = ServeProcess(tmp_path / "a")
+    node.meshdex("init")
+    node.start()
+    node.stop(signal.SIGKILL)
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", node.sync_port))
+
+    def leave_once_refused() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(
+                "Address already in use" in line for line in node.lines):
+            time.sleep(0.01)
+        squatter.close()
+
+    threading.Thread(target=leave_once_refused, daemon=True).start()
+    try:
+        ports = (node.sync_port, node.pair_port)
+        node.start()
+        assert (node.sync_port, node.pair_port) == ports
+        assert any(f"127.0.0.1:{ports[0]}" in line for line in node.lines), node.lines
+    finally:
+        node.stop(signal.SIGKILL)
+        squatter.close()
