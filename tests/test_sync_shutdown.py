@@ -1,5 +1,5 @@
 """A stopping sync service gives its servers (sync and pairing) one grace period between
-them, not one each: a node asked to stop exits within its grace, as `meshdex serve` says."""
+them, not one each: their in-flight calls keep a node no longer than its grace."""
 
 from __future__ import annotations
 

@@ -172,8 +172,9 @@ class Store:
                     path=data_dir,
                     hint="run `meshdex init` or `meshdex add PATH` first, or pass --data-dir",
                 )
-            if cls._check_version(store_dir) < STORE_FORMAT_VERSION:
-                cls._migrate_for_reading(data_dir)
+            version = cls._check_version(store_dir)
+            if version < STORE_FORMAT_VERSION:
+                cls._migrate_for_reading(data_dir, version)
             env = Environment(store_dir=store_dir, readonly=True, create=False)
             return cls(data_dir=data_dir, env=env, lock=None)
         make_private(data_dir)
@@ -203,7 +204,7 @@ class Store:
         return STORE_FORMAT_VERSION if version is None else version
 
     @classmethod
-    def _migrate_for_reading(cls, data_dir: Path) -> None:
+    def _migrate_for_reading(cls, data_dir: Path, version: int) -> None:
         """Migrate an older store before a read-only open, so that the first command after an
         upgrade of meshdex (often a search) works instead of asking for a writing one.
 
@@ -212,7 +213,6 @@ class Store:
         directory gets the error that says what to do.
         """
         store_dir = data_dir / STORE_DIR_NAME
-        version = cls._check_version(store_dir)
         try:
             cls.open(data_dir).close()
         except StoreLocked:
