@@ -19,7 +19,9 @@ FAQ and glossary query:
   the fp32 OPQ matrix or full-dimension additive codebooks), each plus the 8-byte label a
   passage needs either way (``id_map``). Issue 12's target is 3% on this corpus. Beside it,
   codes and labels alone: the share left if the codebook were trained once per model and
-  shipped with meshdex, as the model's rotation already is.
+  shipped with meshdex, as the model's rotation already is; the rows "learnt on other text"
+  train LSQ on the sample that rotation was learnt on (Debian's package documentation,
+  ``meshdex.index.train_model_rotation``) to show what such a codebook would find.
 - **train s**: wall seconds to train and encode, on this machine's cores.
 
 Then the scan, the cost every search pays: one query against a million random 32-byte codes
@@ -31,6 +33,7 @@ SIMD lookups in registers) and its plain ``IndexPQ``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -46,6 +49,12 @@ import numpy as np
 from meshdex.index import codes, model_rotations
 from meshdex.index.embedders import EmbedderSpec, default_embedder
 from meshdex.index.params import BuildParams
+from meshdex.index.train_model_rotation import (
+    DEFAULT_DOCS,
+    DEFAULT_EXCLUDE,
+    embedded_sample,
+    passages_under,
+)
 
 from bench.baselines import exact_search
 from bench.corpus import load_corpus
@@ -228,6 +237,13 @@ def main(argv: list[str] | None = None) -> None:
     raw = corpus.raw_passage_bytes
     labels_bytes = LABEL_BYTES * len(vectors)
 
+    @functools.cache
+    def other_text() -> np.ndarray:
+        """The sample the model's shipped rotation was learnt on (Debian's package docs)."""
+        passages = list(passages_under(DEFAULT_DOCS, DEFAULT_EXCLUDE))
+        return np.ascontiguousarray(embedded_sample(passages, sample_size, embedder),
+                                    dtype=np.float32)
+
     quantisers: list[tuple[str, int, Callable[[], tuple[QuantiserScores, int, float]]]] = []
     for subvectors, bits in (tuple(map(int, layout.split("x"))) for layout in args.layouts):
         size = subvectors * bits // 8
@@ -244,6 +260,10 @@ def main(argv: list[str] | None = None) -> None:
             factories.insert(0, f"OPQ{subvectors},PQ{subvectors}x{bits}")
         quantisers += [(f"faiss {factory}", size,
                         lambda f=factory: _faiss(vectors, sample, f)) for factory in factories]
+        quantisers.append((f"faiss LSQ{subvectors}x{bits}, codebook learnt on other text "
+                           "(as the model's rotation)", size,
+                           lambda s=subvectors, b=bits: _faiss(vectors, other_text(),
+                                                               f"LSQ{s}x{b}")))
 
     rows = []
     for method, code_bytes, make in quantisers:

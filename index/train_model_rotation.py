@@ -22,6 +22,7 @@ import numpy as np
 from meshdex.index import model_rotations, rotation_layout
 from meshdex.index.chunking import ChunkingParams, chunk_text
 from meshdex.index.codes import ProductQuantizer
+from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import EmbedderSpec, default_embedder
 from meshdex.index.length_batches import embed_in_length_order
 from meshdex.index.params import BuildParams
@@ -63,6 +64,14 @@ def _read_text(path: Path) -> str | None:
     return None if "\x00" in text else text
 
 
+def embedded_sample(passages: list[str], size: int, embedder: Embedder) -> np.ndarray:
+    """The seeded sample of ``size`` passages the shipped rotation is learnt on, embedded."""
+    rng = np.random.default_rng(BuildParams().seed)
+    chosen = [passages[i] for i in np.sort(rng.choice(len(passages), size, replace=False))]
+    with tqdm(total=len(chosen), unit="passage", desc="embedding") as bar:
+        return embed_in_length_order(embedder, chosen, lambda done, total: bar.update(done - bar.n))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS,
@@ -78,12 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s holds %d passages, fewer than the %d to learn on",
                   args.docs, len(passages), args.sample)
         return 1
-    rng = np.random.default_rng(BuildParams().seed)
-    chosen = [passages[i] for i in np.sort(rng.choice(len(passages), args.sample, replace=False))]
     embedder = default_embedder(EmbedderSpec().precision)
-    with tqdm(total=len(chosen), unit="passage", desc="embedding") as bar:
-        vectors = embed_in_length_order(
-            embedder, chosen, lambda done, total: bar.update(done - bar.n))
+    vectors = embedded_sample(passages, args.sample, embedder)
     params = BuildParams()
     quantizer = ProductQuantizer.train(
         vectors, subvectors=params.pq_subvectors, bits=params.pq_bits, sample=args.sample,
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(rotation_layout.to_bytes(quantizer.rotation))
     log.info("learnt on %d of %d passages under %s: wrote %s",
-             len(chosen), len(passages), args.docs, target)
+             len(vectors), len(passages), args.docs, target)
     return 0
 
 
