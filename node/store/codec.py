@@ -65,15 +65,21 @@ class RecordReader:
         return self.data[self.pos - 1]
 
     def varint(self) -> int:
+        # Inlined rather than calling ``byte``: records are mostly varints, and a search
+        # decodes a few thousand of them.
+        data, pos = self.data, self.pos
         value = shift = 0
-        while True:
-            byte = self.byte()
+        while pos < len(data):
+            byte = data[pos]
+            pos += 1
             value |= (byte & 0x7F) << shift
             if byte < 0x80:
+                self.pos = pos
                 return value
             shift += 7
             if shift > 70:
                 raise self.corrupt("varint longer than 64 bits")
+        raise self.corrupt("record ends early")
 
     def fixed(self, size: int) -> bytes:
         end = self.pos + size
