@@ -21,6 +21,7 @@ from meshdex.node.paths import STORE_DIR_NAME
 from meshdex.node.records import DocumentInput
 from meshdex.node.store import STORE_FORMAT_VERSION, Store
 from meshdex.node.store.codec import U64
+from meshdex.node.store.documents import DocumentRecord
 from meshdex.node.store.store import stored_format_version
 
 from tests.test_store_blocks import write_store_at
@@ -194,3 +195,36 @@ def test_a_reference_whose_document_entry_is_gone_is_store_corrupt(store: Store)
         assert txn.delete(U64.pack(seq), db=env.dbs.changes)
     with pytest.raises(StoreCorrupt, match="passage reference.*change-log entry"):
         holders(store, "A lone passage.")
+
+
+def test_a_search_reads_each_document_once_and_holders_skip_its_spans(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search's candidates are often neighbours in one file: their texts come from one
+    decode of its record and text, and checking their holders decodes no spans at all."""
+    text = "\n".join(f"Sentence {i} of a long file about event loops.\r" for i in range(80))
+    store.upsert_documents("c", [DocumentInput(id=LONG_ID, text=text, metadata={"k": 1}),
+                                 DocumentInput(id="other", text="A lone passage.")])
+    passages = list(store.iter_passages("c"))
+    assert len(passages) > 10
+    labels = [passage_label(key) for key, _ in reversed(passages)]
+    decodes = []
+    original = DocumentRecord.decode.__func__
+
+    def counting(cls, key, data, **kwargs):
+        decodes.append(kwargs["doc_id"])
+        return original(cls, key, data, **kwargs)
+
+    monkeypatch.setattr(DocumentRecord, "decode", classmethod(counting))
+    assert store.passage_texts("c", np.array(labels, dtype=np.uint64)) == [
+        passage for _, passage in reversed(passages)]
+    assert sorted(decodes) == [LONG_ID, "other"]
+    decodes.clear()
+    infos = [store.passage_holders("c", label) for label in labels]
+    assert [[(d.id, d.metadata) for d in found] for found in infos].count([(LONG_ID, {"k": 1})]) \
+        == len(labels) - 1
+    assert decodes == []
+    store.delete_documents("c", [LONG_ID])
+    assert {label: [d.id for d in store.passage_holders("c", label)] for label in labels
+            if store.passage_holders("c", label)} == {
+        passage_label(passage_key("A lone passage.")): ["other"]}

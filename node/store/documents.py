@@ -35,7 +35,7 @@ from meshdex.index.chunking import (
 )
 from meshdex.index.errors import InvalidArgument
 from meshdex.node.hlc import HLCTimestamp
-from meshdex.node.records import Document, DocumentInput
+from meshdex.node.records import Document, DocumentInfo, DocumentInput
 from meshdex.node.store.blocks import BlockCache, TextBlocks, TextRef
 from meshdex.node.store.codec import RecordReader, put_bytes, put_stamp, put_varint
 from meshdex.node.store.collections import CollectionStats, compact_json
@@ -110,6 +110,53 @@ class DocumentRecord:
         cls, key: bytes, data: bytes, *, doc_id: str, txn: lmdb.Transaction, devices: Devices
     ) -> DocumentRecord:
         reader = RecordReader(data, what="document", key=key)
+        head = _Head.decode(reader, txn=txn, devices=devices)
+        text, spans = None, ()
+        if not head.deleted:
+            text = TextRef(reader.varint(), reader.varint())
+            count = reader.varint()
+            if head.flags & _SHORT_SPANS:
+                flat = struct.unpack(f">{2 * count}H", reader.fixed(4 * count))
+                starts = list(itertools.accumulate(flat[::2]))
+                ends = map(operator.add, starts, flat[1::2])
+                spans = tuple(zip(starts, ends, strict=True))
+            else:
+                flat = struct.unpack(f">{2 * count}I", reader.fixed(8 * count))
+                spans = tuple(zip(flat[::2], flat[1::2], strict=True))
+        reader.end()
+        return cls(
+            doc_id=doc_id,
+            seq=head.seq,
+            hlc=head.hlc,
+            origin_device=head.origin_device,
+            origin_seq=head.origin_seq,
+            deleted=head.deleted,
+            source=head.source,
+            metadata=head.metadata,
+            text=text,
+            spans=spans,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Head:
+    """A document record's fields before its text and spans: all a search's filter and hit
+    need, decoded without the spans (a whole file's document has hundreds)."""
+
+    flags: int
+    seq: int
+    hlc: HLCTimestamp
+    origin_device: str
+    origin_seq: int
+    source: str | None
+    metadata: dict[str, Any]
+
+    @property
+    def deleted(self) -> bool:
+        return bool(self.flags & _DELETED)
+
+    @classmethod
+    def decode(cls, reader: RecordReader, *, txn: lmdb.Transaction, devices: Devices) -> _Head:
         flags = reader.byte()
         if flags & ~_KNOWN_FLAGS:
             raise reader.corrupt(f"unknown flags {flags:#x}")
@@ -132,31 +179,8 @@ class DocumentRecord:
                 metadata = json.loads(reader.bytes())
             except ValueError as error:
                 raise reader.corrupt(error) from error
-        text, spans = None, ()
-        if not flags & _DELETED:
-            text = TextRef(reader.varint(), reader.varint())
-            count = reader.varint()
-            if flags & _SHORT_SPANS:
-                flat = struct.unpack(f">{2 * count}H", reader.fixed(4 * count))
-                starts = list(itertools.accumulate(flat[::2]))
-                ends = map(operator.add, starts, flat[1::2])
-                spans = tuple(zip(starts, ends, strict=True))
-            else:
-                flat = struct.unpack(f">{2 * count}I", reader.fixed(8 * count))
-                spans = tuple(zip(flat[::2], flat[1::2], strict=True))
-        reader.end()
-        return cls(
-            doc_id=doc_id,
-            seq=seq,
-            hlc=hlc,
-            origin_device=origin_device,
-            origin_seq=origin_seq,
-            deleted=bool(flags & _DELETED),
-            source=source,
-            metadata=metadata,
-            text=text,
-            spans=spans,
-        )
+        return cls(flags=flags, seq=seq, hlc=hlc, origin_device=origin_device,
+                   origin_seq=origin_seq, source=source, metadata=metadata)
 
 
 def _short_spans(spans: tuple[Span, ...]) -> list[int] | None:
@@ -208,6 +232,19 @@ class Documents:
         if raw is None:
             return None
         return DocumentRecord.decode(key, raw, doc_id=doc_id, txn=txn, devices=self.devices)
+
+    def info(self, txn: lmdb.Transaction, prefix: bytes, doc_id: str) -> DocumentInfo | None:
+        """The document without its text or spans, if it is live (what a search checks per
+        candidate)."""
+        key = prefix + doc_id.encode()
+        raw = txn.get(key, db=self._db)
+        if raw is None:
+            return None
+        head = _Head.decode(RecordReader(raw, what="document", key=key), txn=txn,
+                            devices=self.devices)
+        if head.deleted:
+            return None
+        return DocumentInfo(id=doc_id, source=head.source, metadata=head.metadata, hlc=head.hlc)
 
     def records(self, txn: lmdb.Transaction, prefix: bytes) -> Iterator[DocumentRecord]:
         """Every record (live and tombstones) of the collection, sorted by id."""
@@ -295,20 +332,40 @@ class Documents:
             passage_keys=tuple(passage_key(t) for t in passage_texts_of(text, record.spans)),
         )
 
-    def passage_text(
-        self,
-        txn: lmdb.Transaction,
-        prefix: bytes,
-        doc_id: str,
-        number: int,
-        cache: BlockCache,
-    ) -> str | None:
+    def passage_reader(
+        self, txn: lmdb.Transaction, prefix: bytes, cache: BlockCache
+    ) -> PassageReader:
+        """Reads passages of the collection in this snapshot (``PassageReader``)."""
+        return PassageReader(self, txn, prefix, cache)
+
+
+class PassageReader:
+    """Passages of one collection in one read snapshot, each document decoded once.
+
+    A search reads several passages of one document (neighbouring candidates), and decoding a
+    document's record, its text and the text's newline normalisation costs more than slicing
+    a passage out of it, so each document's spans and normalised text are kept for the
+    reader's life: one read operation, never across writes.
+    """
+
+    def __init__(
+        self, documents: Documents, txn: lmdb.Transaction, prefix: bytes, cache: BlockCache
+    ) -> None:
+        self._documents, self._txn, self._prefix, self._cache = documents, txn, prefix, cache
+        self._read: dict[str, tuple[tuple[Span, ...], str] | None] = {}
+
+    def passage(self, doc_id: str, number: int) -> str | None:
         """Passage ``number`` of a live document, or None if there is no such passage."""
-        record = self.record(txn, prefix, doc_id)
-        if record is None or record.deleted or number >= len(record.spans):
+        if doc_id not in self._read:
+            record = self._documents.record(self._txn, self._prefix, doc_id)
+            live = record is not None and not record.deleted
+            self._read[doc_id] = (record.spans, normalize_newlines(self._documents.text(
+                self._txn, self._prefix, record, self._cache))) if live else None
+        found = self._read[doc_id]
+        if found is None or number >= len(found[0]):
             return None
-        start, end = record.spans[number]
-        return normalize_newlines(self.text(txn, prefix, record, cache))[start:end]
+        start, end = found[0][number]
+        return found[1][start:end]
 
 
 @dataclass

@@ -43,7 +43,12 @@ from meshdex.node.store.changelog import ChangeLog
 from meshdex.node.store.codec import U64
 from meshdex.node.store.collections import Collections
 from meshdex.node.store.devices import Devices, write_new_meta
-from meshdex.node.store.documents import Documents, DocumentWriter, passage_texts_of
+from meshdex.node.store.documents import (
+    Documents,
+    DocumentWriter,
+    PassageReader,
+    passage_texts_of,
+)
 from meshdex.node.store.env import (
     CLOCK_KEY,
     DATA_FILE_NAME,
@@ -493,10 +498,10 @@ class Store:
 
         def texts(txn: lmdb.Transaction, p: _Parts) -> list[str]:
             prefix = p.collections.get(txn, collection).prefix
-            cache = BlockCache()
+            reader = p.documents.passage_reader(txn, prefix, BlockCache())
             out, missing = [], []
             for label in np.asarray(labels, dtype=np.uint64).tolist():
-                text = Store._passage_text(txn, p, prefix, label, cache)
+                text = Store._passage_text(txn, p, prefix, label, reader)
                 if text is None:
                     missing.append(label)
                 out.append(text or "")
@@ -512,19 +517,20 @@ class Store:
 
     @staticmethod
     def _passage_text(
-        txn: lmdb.Transaction, p: _Parts, prefix: bytes, label: int, cache: BlockCache
+        txn: lmdb.Transaction, p: _Parts, prefix: bytes, label: int, reader: PassageReader
     ) -> str | None:
         where = p.documents.passages.locate(txn, prefix, label)
         if where is None:
             return None
-        return p.documents.passage_text(txn, prefix, where[0], where[1], cache)
+        return reader.passage(*where)
 
     def passage_key_for_label(self, collection: str, label: int) -> bytes | None:
         """The key of the collection's passage with this index label, or None if none is live."""
 
         def find(txn: lmdb.Transaction, p: _Parts) -> bytes | None:
             prefix = p.collections.get(txn, collection).prefix
-            text = Store._passage_text(txn, p, prefix, label, BlockCache())
+            reader = p.documents.passage_reader(txn, prefix, BlockCache())
+            text = Store._passage_text(txn, p, prefix, label, reader)
             return passage_key(text) if text is not None else None
 
         return self._read(find)
@@ -535,13 +541,9 @@ class Store:
 
         def holders(txn: lmdb.Transaction, p: _Parts) -> list[DocumentInfo]:
             prefix = p.collections.get(txn, collection).prefix
-            out = []
-            for doc_id in p.documents.passages.documents(txn, prefix, label):
-                record = p.documents.record(txn, prefix, doc_id)
-                if record is not None and not record.deleted:
-                    out.append(DocumentInfo(id=doc_id, source=record.source,
-                                            metadata=record.metadata, hlc=record.hlc))
-            return out
+            found = (p.documents.info(txn, prefix, doc_id)
+                     for doc_id in p.documents.passages.documents(txn, prefix, label))
+            return [info for info in found if info is not None]
 
         return self._read(holders)
 
