@@ -61,6 +61,7 @@ from threadpoolctl import threadpool_limits
 logger = logging.getLogger(__name__)
 
 BYTE_VALUES = 256
+SCAN_CHUNK = 1 << 15  # codes per gather in scan_scores
 CODEBOOK_MAGIC = b"MDXQ"
 CODEBOOK_VERSION = 1
 _HEADER = struct.Struct("<4sHH")  # magic, version, flags
@@ -289,18 +290,31 @@ def scan_scores(table: np.ndarray, layout: np.ndarray) -> np.ndarray:
     cache, and one lookup answers two bytes); a row of the layout is then one gather. Nothing
     per query is bigger than that table and two score arrays: a 4 MB table for all pairs at
     once made the scan four times slower on 11,657 codes once the process held a model.
+
+    The gather goes ``SCAN_CHUNK`` codes at a time through a reused index buffer: ``take``
+    with uint16 indices converts the whole row to a fresh intp array first, which at 1M codes
+    was 40% of the scan (8 MB a pair, out of cache); 32K codes was the fastest chunk measured
+    (8K-128K: 74, 61, 79 ms against 104 ms unchunked, 1M random codes, one core).
     """
     table = np.asarray(table, dtype=np.float32)
     if table.shape[0] % 2:  # the padding byte (always 0) contributes nothing
         table = np.concatenate([table, np.zeros((1, BYTE_VALUES), dtype=np.float32)])
     pair_table = np.empty((BYTE_VALUES, BYTE_VALUES), dtype=np.float32)
-    looked_up = np.empty(layout.shape[1], dtype=np.float32)
-    scores = np.zeros(layout.shape[1], dtype=np.float32)
+    sums = pair_table.reshape(-1)
+    count = layout.shape[1]
+    chunk = min(SCAN_CHUNK, count)
+    indices = np.empty(chunk, dtype=np.intp)
+    looked_up = np.empty(chunk, dtype=np.float32)
+    scores = np.zeros(count, dtype=np.float32)
     for pair, pairs in enumerate(layout):
         # uint16 value = first byte | second byte << 8: row = second byte, column = first.
         np.add.outer(table[2 * pair + 1], table[2 * pair], out=pair_table)
-        pair_table.reshape(-1).take(pairs, out=looked_up)
-        scores += looked_up
+        for start in range(0, count, chunk):
+            part = pairs[start : start + chunk]
+            size = len(part)
+            np.copyto(indices[:size], part, casting="unsafe")
+            sums.take(indices[:size], out=looked_up[:size])
+            scores[start : start + size] += looked_up[:size]
     return scores
 
 

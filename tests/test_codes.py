@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from fakes import HashingEmbedder
 from meshdex.index.codes import (
+    BYTE_VALUES,
+    SCAN_CHUNK,
     ProductQuantizer,
     adc_scores,
     rotation_min_vectors,
@@ -168,6 +170,15 @@ def test_the_flat_scan_gives_the_adc_scores(vectors, subvectors, bits):
     np.testing.assert_allclose(scan_scores(table, scan_layout(codes)), adc_scores(table, codes),
                                atol=1e-5)
 
+
+
+def test_the_flat_scan_scores_every_chunk_of_a_large_collection():
+    """Codes past the first gather chunk, the last one partial, score as ADC scores them."""
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, BYTE_VALUES, size=(2 * SCAN_CHUNK + 7, 5), dtype=np.uint8)
+    table = rng.normal(size=(5, BYTE_VALUES)).astype(np.float32)
+    np.testing.assert_allclose(scan_scores(table, scan_layout(codes)), adc_scores(table, codes),
+                               atol=1e-5)
 
 # --- through the engine's sections ------------------------------------------------------------
 
