@@ -302,15 +302,14 @@ def scan_scores(table: np.ndarray, layout: np.ndarray) -> np.ndarray:
     pair_table = np.empty((BYTE_VALUES, BYTE_VALUES), dtype=np.float32)
     sums = pair_table.reshape(-1)
     count = layout.shape[1]
-    chunk = min(SCAN_CHUNK, count)
-    indices = np.empty(chunk, dtype=np.intp)
-    looked_up = np.empty(chunk, dtype=np.float32)
+    indices = np.empty(min(SCAN_CHUNK, count), dtype=np.intp)
+    looked_up = np.empty(len(indices), dtype=np.float32)
     scores = np.zeros(count, dtype=np.float32)
     for pair, pairs in enumerate(layout):
         # uint16 value = first byte | second byte << 8: row = second byte, column = first.
         np.add.outer(table[2 * pair + 1], table[2 * pair], out=pair_table)
-        for start in range(0, count, chunk):
-            part = pairs[start : start + chunk]
+        for start in range(0, count, SCAN_CHUNK):
+            part = pairs[start : start + SCAN_CHUNK]
             size = len(part)
             np.copyto(indices[:size], part, casting="unsafe")
             sums.take(indices[:size], out=looked_up[:size])

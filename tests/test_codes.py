@@ -171,14 +171,16 @@ def test_the_flat_scan_gives_the_adc_scores(vectors, subvectors, bits):
                                atol=1e-5)
 
 
-
-def test_the_flat_scan_scores_every_chunk_of_a_large_collection():
-    """Codes past the first gather chunk, the last one partial, score as ADC scores them."""
+@pytest.mark.parametrize("count", [0, 2 * SCAN_CHUNK + 7])
+def test_the_flat_scan_scores_every_chunk_of_a_large_collection(count):
+    """Codes past the first gather chunk, the last one partial, score as ADC scores them;
+    no codes give no scores."""
     rng = np.random.default_rng(3)
-    codes = rng.integers(0, BYTE_VALUES, size=(2 * SCAN_CHUNK + 7, 5), dtype=np.uint8)
+    codes = rng.integers(0, BYTE_VALUES, size=(count, 5), dtype=np.uint8)
     table = rng.normal(size=(5, BYTE_VALUES)).astype(np.float32)
     np.testing.assert_allclose(scan_scores(table, scan_layout(codes)), adc_scores(table, codes),
                                atol=1e-5)
+
 
 # --- through the engine's sections ------------------------------------------------------------
 

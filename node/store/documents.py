@@ -332,12 +332,6 @@ class Documents:
             passage_keys=tuple(passage_key(t) for t in passage_texts_of(text, record.spans)),
         )
 
-    def passage_reader(
-        self, txn: lmdb.Transaction, prefix: bytes, cache: BlockCache
-    ) -> PassageReader:
-        """Reads passages of the collection in this snapshot (``PassageReader``)."""
-        return PassageReader(self, txn, prefix, cache)
-
 
 class PassageReader:
     """Passages of one collection in one read snapshot, each document decoded once.
@@ -357,15 +351,20 @@ class PassageReader:
     def passage(self, doc_id: str, number: int) -> str | None:
         """Passage ``number`` of a live document, or None if there is no such passage."""
         if doc_id not in self._read:
-            record = self._documents.record(self._txn, self._prefix, doc_id)
-            live = record is not None and not record.deleted
-            self._read[doc_id] = (record.spans, normalize_newlines(self._documents.text(
-                self._txn, self._prefix, record, self._cache))) if live else None
+            self._read[doc_id] = self._decoded(doc_id)
         found = self._read[doc_id]
         if found is None or number >= len(found[0]):
             return None
         start, end = found[0][number]
         return found[1][start:end]
+
+    def _decoded(self, doc_id: str) -> tuple[tuple[Span, ...], str] | None:
+        """A live document's spans and normalised text; None if it is deleted or absent."""
+        record = self._documents.record(self._txn, self._prefix, doc_id)
+        if record is None or record.deleted:
+            return None
+        text = self._documents.text(self._txn, self._prefix, record, self._cache)
+        return record.spans, normalize_newlines(text)
 
 
 @dataclass

@@ -498,7 +498,7 @@ class Store:
 
         def texts(txn: lmdb.Transaction, p: _Parts) -> list[str]:
             prefix = p.collections.get(txn, collection).prefix
-            reader = p.documents.passage_reader(txn, prefix, BlockCache())
+            reader = PassageReader(p.documents, txn, prefix, BlockCache())
             out, missing = [], []
             for label in np.asarray(labels, dtype=np.uint64).tolist():
                 text = Store._passage_text(txn, p, prefix, label, reader)
@@ -529,7 +529,7 @@ class Store:
 
         def find(txn: lmdb.Transaction, p: _Parts) -> bytes | None:
             prefix = p.collections.get(txn, collection).prefix
-            reader = p.documents.passage_reader(txn, prefix, BlockCache())
+            reader = PassageReader(p.documents, txn, prefix, BlockCache())
             text = Store._passage_text(txn, p, prefix, label, reader)
             return passage_key(text) if text is not None else None
 
