@@ -54,9 +54,6 @@ from meshdex.index import model_rotations, rotation_layout
 from meshdex.index.errors import InvalidArgument
 from meshdex.index.model_rotations import ModelRotation
 from meshdex.index.params import RECALL_TARGETS
-from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +140,8 @@ class ProductQuantizer:
         if count > sample:
             vectors = vectors[np.sort(rng.choice(count, size=sample, replace=False))]
         vectors = np.asarray(vectors, dtype=np.float32)
+        from threadpoolctl import threadpool_limits
+
         # One BLAS/OpenMP thread: these clusterings are tiny, and with a thread pool per call
         # they ran 50x slower on a busy 2-core machine (23 s vs 0.4 s for 32 subspaces).
         with threadpool_limits(limits=1):
@@ -334,7 +333,11 @@ def _centroids(vectors: np.ndarray, subvectors: int, bits: int, seed: int) -> np
 
 def _cluster(points: np.ndarray, clusters: int, seed: int) -> np.ndarray:
     """``clusters`` centroids of ``points``; with fewer distinct points than clusters, the
-    distinct points are repeated (every code id stays valid)."""
+    distinct points are repeated (every code id stays valid). scikit-learn is imported here,
+    not with the module: it took 1.5 s of every CLI start, and only training needs it."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+    from sklearn.exceptions import ConvergenceWarning
+
     distinct = np.unique(points, axis=0)
     if len(distinct) <= clusters:
         reps = -(-clusters // len(distinct))

@@ -14,8 +14,6 @@ from __future__ import annotations
 import numpy as np
 from meshdex.index.errors import InvalidArgument
 from meshdex.index.graph import Adjacency
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 VARINT_MAX_BYTES = 10  # enough for any uint64
 
@@ -120,7 +118,11 @@ def decode(offsets: bytes | memoryview, neighbors: bytes | memoryview) -> Adjace
 
 def locality_order(adjacency: Adjacency) -> np.ndarray:
     """A node numbering (``order[new] = old``) that puts neighbours close together (reverse
-    Cuthill-McKee on the symmetrised graph), so the gaps in ``encode`` stay small."""
+    Cuthill-McKee on the symmetrised graph), so the gaps in ``encode`` stay small. scipy is
+    imported here: only graph builds need it, and every CLI start paid for it."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
     n = adjacency.node_count
     owner = np.repeat(np.arange(n), adjacency.degrees())
     matrix = csr_matrix(
