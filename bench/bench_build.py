@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from meshdex.index.chunking import ChunkingParams
-from meshdex.index.embedders_local import SentenceTransformerEmbedder, packaged_model_dir
+from meshdex.index.embedders_local import MiniLMEmbedder, packaged_model_dir
 from meshdex.index.engine import Index
 from meshdex.index.length_batches import embed_in_length_order
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = corpus.labels[chosen]
     raw_bytes = sum(len(text.encode()) for text in texts)
     load_before = os.getloadavg()[0]
-    embedder = SentenceTransformerEmbedder()
+    embedder = MiniLMEmbedder()
     plain = SentenceTransformer(str(packaged_model_dir()), device="cpu", local_files_only=True)
     plain.encode(texts[:64], batch_size=BASELINE_BATCH_SIZE)  # warm both paths alike
     embedder.embed_documents(texts[:64])
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         sample = [texts[i] for i in _even_sample(SWEEP_PASSAGES, len(texts))]
         sweep_plain = _timed(lambda: plain.encode(sample, batch_size=BASELINE_BATCH_SIZE))
         for batch_size in SWEEP_BATCH_SIZES:
-            swept = SentenceTransformerEmbedder(batch_size=batch_size)
+            swept = MiniLMEmbedder(batch_size=batch_size)
             seconds = _timed(lambda e=swept: embed_in_length_order(e, sample))
             rows.append(BuildRow(
                 method=f"meshdex embedding, batch {batch_size}", passages=len(sample),

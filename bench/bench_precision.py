@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from meshdex.index.embedders_local import SentenceTransformerEmbedder
+from meshdex.index.embedders_local import MiniLMEmbedder
 
 from bench.baselines import exact_search
 from bench.bench_search import _sample
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     corpus = load_corpus()
-    fp32 = SentenceTransformerEmbedder()
+    fp32 = MiniLMEmbedder()
     cached = load_or_embed(corpus, fp32)
     queries, truths = {}, {}
     for name, count in QUERY_SAMPLES.items():
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     position_in_subset = {int(p): i for i, p in enumerate(subset)}
     speed_texts = [corpus.texts[i] for i in _sample(corpus.texts, SPEED_SAMPLE_PASSAGES)]
 
-    embedders = {"fp32": fp32, "bf16": SentenceTransformerEmbedder(precision="bf16")}
+    embedders = {"fp32": fp32, "bf16": MiniLMEmbedder(precision="bf16")}
     if not args.skip_int8:
         from bench.onnx_int8 import OnnxInt8Embedder
 

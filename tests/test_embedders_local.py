@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from meshdex.index.embedders import default_embedder
 from meshdex.index.embedders_local import (
-    SentenceTransformerEmbedder,
+    MiniLMEmbedder,
     hashed_model_files,
     model_dir_hash,
     packaged_model_dir,
@@ -160,4 +160,4 @@ def test_non_text_input_is_refused(real_embedder, texts, message):
 )
 def test_bad_constructor_arguments_are_refused(kwargs, message):
     with pytest.raises(InvalidArgument, match=message):
-        SentenceTransformerEmbedder(**kwargs)
+        MiniLMEmbedder(**kwargs)
