@@ -14,7 +14,6 @@ devices agree on a fingerprint exactly when they hold the same bytes, whatever t
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -96,15 +95,6 @@ def model_dir_hash(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _pooling_mode(model_dir: Path) -> str:
-    """The pooling named in the model's ``1_Pooling/config.json`` ("mean", "cls", ...)."""
-    config_path = model_dir / "1_Pooling" / "config.json"
-    config = json.loads(config_path.read_text())
-    modes = [key.removeprefix("pooling_mode_").removesuffix("_tokens")
-             for key, enabled in config.items() if key.startswith("pooling_mode_") and enabled]
-    return "+".join(sorted(modes)) or "none"
-
-
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm as float32; a zero or non-finite row is an ``EmbedderError``.
 
@@ -155,8 +145,8 @@ class MiniLMEmbedder:
             model_id=MODEL_ID,
             model_hash=model_dir_hash(self._model_dir),
             precision=precision,
-            max_seq_length=int(self._model.max_seq_length),
-            pooling=_pooling_mode(self._model_dir),
+            max_seq_length=self._model.max_seq_length,
+            pooling=self._model.pooling,
             normalize=True,
             dim=self._dim,
         )

@@ -17,7 +17,6 @@ wrongly.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,6 @@ from typing import Any
 
 import numpy as np
 from meshdex.index.errors import EmbedderError
-
-log = logging.getLogger(__name__)
 
 _REQUIRED_CONFIG = {"model_type": "bert", "hidden_act": "gelu",
                     "position_embedding_type": "absolute"}
@@ -97,6 +94,8 @@ class MiniLM:
     the embedder serialises calls.
     """
 
+    pooling = "mean"  # the only pooling ``_check_pipeline`` lets through
+
     def __init__(self, model_dir: Path, *, precision: str) -> None:
         import torch
         from safetensors.torch import load_file
@@ -145,17 +144,13 @@ class MiniLM:
         types = torch.tensor([encoding.type_ids for encoding in encodings], dtype=torch.long)
         mask = torch.tensor([encoding.attention_mask for encoding in encodings], dtype=torch.long)
         batch, length = ids.shape
-        shape = self._shape
-
-        def norm(x, name: str):
-            return F.layer_norm(x, (shape.hidden,), self._weight(f"{name}.weight"),
-                                self._weight(f"{name}.bias"), shape.layer_norm_eps)
-
         with torch.inference_mode():
             x = (self._weight("embeddings.word_embeddings.weight")[ids]
                  + self._weight("embeddings.position_embeddings.weight")[:length]
                  + self._weight("embeddings.token_type_embeddings.weight")[types])
-            x = norm(x, "embeddings.LayerNorm")
+            x = F.layer_norm(x, (self.dim,), self._weight("embeddings.LayerNorm.weight"),
+                             self._weight("embeddings.LayerNorm.bias"),
+                             self._shape.layer_norm_eps)
             padded = torch.zeros(batch, 1, 1, length, dtype=x.dtype).masked_fill(
                 mask[:, None, None, :] == 0, torch.finfo(x.dtype).min)
             for weights in self._layers:
