@@ -24,10 +24,7 @@ FAQ and glossary query:
   ``meshdex.index.train_model_rotation``) to show what such a codebook would find.
 - **train s**: wall seconds to train and encode, on this machine's cores.
 
-Then the scan, the cost every search pays: one query against a million random 32-byte codes
-(64 × 4 bits), top 80, one thread, median of ``SCAN_REPEATS``: meshdex's byte-pair scan
-(``codes.scan_scores`` and a partition) against faiss's 4-bit fast scan (``IndexPQFastScan``,
-SIMD lookups in registers) and its plain ``IndexPQ``.
+The scan's time against faiss's 4-bit fast scan, by node count: ``bench_scan``.
 """
 
 from __future__ import annotations
@@ -37,7 +34,6 @@ import functools
 import json
 import logging
 import os
-import statistics
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
@@ -68,9 +64,6 @@ COVERAGE_AT = (8, 16, 24, 32, 48, 80)
 TOP_TRUE = 3
 LABEL_BYTES = 8
 FAISS_OPQ_MIN_CODE_BYTES = 24  # its training takes minutes; 16-byte codes lose far too much
-SCAN_NODES = 1_000_000
-SCAN_TOP = 80
-SCAN_REPEATS = 15
 QuantiserScores = Callable[[np.ndarray], np.ndarray]  # queries (nq, dim) -> scores (nq, n)
 
 
@@ -83,12 +76,6 @@ class CodesRow:
     codes_and_labels_over_raw: float  # what is left when the codebook ships with the model
     train_s: float
     coverage: dict[str, dict[int, float]]  # query set -> N -> coverage@N
-
-
-@dataclass(frozen=True, kw_only=True)
-class ScanRow:
-    method: str
-    median_ms: float
 
 
 @contextmanager
@@ -146,49 +133,7 @@ def _faiss(vectors: np.ndarray, sample: np.ndarray, factory: str) -> tuple[Quant
     return scores, len(faiss.serialize_index(index)), train_s
 
 
-def _timed_ms(call: Callable[[], object]) -> float:
-    call()
-    times = []
-    for _ in range(SCAN_REPEATS):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
-
-
-def _scan_rows(dim: int, seed: int = 0) -> list[ScanRow]:
-    """One query against ``SCAN_NODES`` random 64 × 4-bit codes, top ``SCAN_TOP``."""
-    rng = np.random.default_rng(seed)
-    sample = rng.standard_normal((4096, dim)).astype(np.float32)
-    query = rng.standard_normal((1, dim)).astype(np.float32)
-    raw_codes = rng.integers(0, 256, size=(SCAN_NODES, 32), dtype=np.uint8)
-
-    plain = faiss.IndexPQ(dim, 64, 4, faiss.METRIC_INNER_PRODUCT)
-    plain.train(sample)
-    faiss.copy_array_to_vector(raw_codes.ravel(), plain.codes)
-    plain.ntotal = SCAN_NODES
-    fast = faiss.IndexPQFastScan(plain)
-
-    ours = codes.ProductQuantizer(centroids=faiss.vector_to_array(plain.pq.centroids)
-                                  .reshape(64, 16, dim // 64), bits=4)
-    layout = codes.scan_layout(raw_codes)
-
-    def meshdex_scan() -> None:
-        scores = codes.scan_scores(ours.byte_table(query[0]), layout)
-        np.argpartition(-scores, SCAN_TOP)[:SCAN_TOP]
-
-    faiss.omp_set_num_threads(1)
-    return [
-        ScanRow(method="meshdex byte-pair scan (codes.scan_scores + argpartition)",
-                median_ms=round(_timed_ms(meshdex_scan), 2)),
-        ScanRow(method="faiss IndexPQFastScan (4-bit fast scan)",
-                median_ms=round(_timed_ms(lambda: fast.search(query, SCAN_TOP)), 2)),
-        ScanRow(method="faiss IndexPQ (plain ADC)",
-                median_ms=round(_timed_ms(lambda: plain.search(query, SCAN_TOP)), 2)),
-    ]
-
-
-def _markdown(rows: list[CodesRow], scans: list[ScanRow], context: dict[str, Any]) -> str:
+def _markdown(rows: list[CodesRow], context: dict[str, Any]) -> str:
     sets = list(rows[0].coverage)
     lines = ["# Codes: meshdex's OPQ against faiss (bench/bench_codes.py)", "",
              "coverage@N: the share of each query's exact top 3 among the N best passages by "
@@ -202,9 +147,6 @@ def _markdown(rows: list[CodesRow], scans: list[ScanRow], context: dict[str, Any
                      f"{row.codes_and_labels_over_raw:.2%} | {row.train_s:.0f} | "
                      + " | ".join(f"{row.coverage[s][n]:.3f}" for s in sets for n in COVERAGE_AT)
                      + " |")
-    lines += ["", f"Scan: one query, {SCAN_NODES:,} random 32-byte codes, top {SCAN_TOP}, one "
-              f"thread, median of {SCAN_REPEATS}:", "", "| scan | ms |", "|---|---|"]
-    lines += [f"| {scan.method} | {scan.median_ms} |" for scan in scans]
     lines += ["", "Context: " + ", ".join(f"{key}: {value}" for key, value in context.items()),
               ""]
     return "\n".join(lines)
@@ -276,9 +218,6 @@ def main(argv: list[str] | None = None) -> None:
                                  for name, (queries, truth) in query_sets.items()})
         log.info("%s", row)
         rows.append(row)
-    scans = _scan_rows(vectors.shape[1])
-    for scan in scans:
-        log.info("%s", scan)
 
     context = machine_context() | {
         "command": "python -m bench.bench_codes"
@@ -292,9 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "codes.json").write_text(json.dumps(
-        {"context": context, "rows": [asdict(row) for row in rows],
-         "scans": [asdict(scan) for scan in scans]}, indent=2) + "\n")
-    markdown = _markdown(rows, scans, context)
+        {"context": context, "rows": [asdict(row) for row in rows]}, indent=2) + "\n")
+    markdown = _markdown(rows, context)
     (RESULTS_DIR / "codes.md").write_text(markdown)
     print(markdown)
 

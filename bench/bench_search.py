@@ -36,7 +36,6 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from meshdex.index.codes import scan_layout, scan_scores
 from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import EmbedderSpec, default_embedder
 from meshdex.index.engine import Index, SearchStats
@@ -68,7 +67,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_QUERY_SAMPLE = 60
 EMBED_RATE_SAMPLE_PASSAGES = 256
-CROSSOVER_NODE_COUNTS = (10_000, 100_000, 300_000, 1_000_000)
 MEASURE_REPEATS = 20
 
 
@@ -286,30 +284,15 @@ def warm_cache_rows(index: Index, corpus: Corpus, oracle: Embedder, fetch,
     return rows, context
 
 
-def candidate_times(index: Index | None, oracle: Embedder, fetch, queries: Sequence[Query],
-                    code_bytes: int) -> dict[str, str]:
-    """Where a flat scan of the codes stops being noise: the graph walk's candidate time on
-    this corpus (when ``index`` has a graph), and the engine's flat scan (``scan_scores`` over
-    its byte-pair layout, built once per index and not timed) at growing node counts (random
-    codes of the default size: a scan's cost depends on the count only)."""
-    out = {}
-    if index is not None:
-        walk = []
-        for query in queries[:MEASURE_REPEATS]:
-            result = index.search(query.vector, TOP_K, embedder=oracle, texts=fetch,
-                                  params=SearchParams(strategy="graph"))
-            walk.append(result.stats.graph_seconds)
-        out["graph walk, this corpus"] = f"{statistics.median(walk) * 1e3:.1f} ms"
-    rng = np.random.default_rng(0)
-    table = rng.normal(size=(code_bytes, 256)).astype(np.float32)
-    for count in CROSSOVER_NODE_COUNTS:
-        layout = scan_layout(rng.integers(0, 256, size=(count, code_bytes), dtype=np.uint8))
-        started = time.perf_counter()
-        for _ in range(3):
-            scores = scan_scores(table, layout)
-            np.argpartition(-scores, 64)[:64]
-        out[f"flat scan {count:,} nodes"] = f"{(time.perf_counter() - started) / 3 * 1e3:.1f} ms"
-    return out
+def graph_walk_time(index: Index, oracle: Embedder, fetch, queries: Sequence[Query]) -> str:
+    """The graph walk's candidate time on this corpus (median over ``MEASURE_REPEATS``
+    queries), beside the flat scan's, which ``bench_scan`` measures by node count."""
+    walk = []
+    for query in queries[:MEASURE_REPEATS]:
+        result = index.search(query.vector, TOP_K, embedder=oracle, texts=fetch,
+                              params=SearchParams(strategy="graph"))
+        walk.append(result.stats.graph_seconds)
+    return f"{statistics.median(walk) * 1e3:.1f} ms"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -374,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     built: dict[BuildParams, tuple[Index, float]] = {}
     per_passage: list[float] = []
     default_sizes: dict[str, int] = {}
-    crossover: dict[str, str] = {}
+    graph_walk = ""
     all_variants = variants(SearchParams())
     if args.no_sweep:
         all_variants = [v for v in all_variants if v.measured]
@@ -391,9 +374,8 @@ def main(argv: list[str] | None = None) -> None:
         index_bytes, sizes = _index_bytes(index)
         if variant.build == BuildParams():
             default_sizes = sizes
-        if variant.search.strategy == "graph" and index.has_graph and not crossover:
-            crossover = candidate_times(index, oracle, fetch, query_sets["faq"][0],
-                                        variant.build.code_bytes)
+        if variant.search.strategy == "graph" and index.has_graph and not graph_walk:
+            graph_walk = graph_walk_time(index, oracle, fetch, query_sets["faq"][0])
         first_two = variant in all_variants[:2]  # flat and graph: both query sets
         set_names = ("faq", "glossary") if first_two else ("faq",)
         for set_name in set_names:
@@ -421,9 +403,6 @@ def main(argv: list[str] | None = None) -> None:
             log.info("%s", rows[-1])
 
     default_index, _ = built[BuildParams()]
-    if not crossover:  # no graph row ran (--default-only): the flat scan times alone
-        crossover = candidate_times(None, oracle, fetch, query_sets["faq"][0],
-                                    BuildParams().code_bytes)
     faq_queries, faq_truth = query_sets["faq"]
     rewordings = [reworded(q.text) for q in faq_queries]
     paraphrases = [Query(text=text, vector=vector) for text, vector in zip(
@@ -472,7 +451,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"{name} {size:,}" for name, size in sorted(default_sizes.items())),
             "build params (default)": BuildParams().to_dict(),
             "search params (default)": SearchParams().to_dict(),
-            "candidate generation time": "; ".join(f"{k}: {v}" for k, v in crossover.items()),
+            "candidate generation time": (f"graph walk, this corpus: {graph_walk}; "
+                                          if graph_walk else "")
+                                         + "flat scan by node count: bench/results/scan.md",
             **warm_context,
             "latency": "per query, from the exact query vector; meshdex rows include every "
                        "recompute model call unless the notes say estimated",

@@ -21,8 +21,9 @@ centroids. ``byte_table(query)`` returns, for every code byte position and every
 byte value, the similarity contribution of that byte; a code's approximate similarity is then
 the sum of ``code_bytes`` table lookups, whatever the bit width, and codes are never unpacked.
 A flat scan of every code (``scan_scores``) goes two bytes a lookup instead, over a copy of the
-codes laid out by byte pair (``scan_layout``): 31 ms for a million 32-byte codes on one core,
-against 230-300 ms for ``adc_scores``' one gather per byte over the row-major codes.
+codes laid out by byte pair (``scan_layout``): 41 ms for a million 32-byte codes and the top
+80 of them on this machine's two cores, 49 ms on one (``bench/results/scan.md``), against
+230-300 ms for ``adc_scores``' one gather per byte over the row-major codes.
 
 Why this and not faiss (``bench/results/codes.md``: docs corpus, 32-byte codes, the share of
 each query's exact top 3 among the 16 best passages by code score, FAQ / glossary): faiss's
@@ -30,10 +31,10 @@ OPQ + PQ finds less at the same bytes (0.928 / 0.968 against 0.968 / 0.968 here)
 times slower and keeps its rotation in float32 (index 8.8% of the text against 5.1%). Its
 additive quantisers find more per byte (LSQ with 24-byte codes: 0.950 / 0.966) but keep
 full-dimension codebooks of 0.6-1.2 MB, more than all the codes of a collection this size.
-Its 4-bit fast scan is 16 times faster over a million codes (3.6 ms against 56 ms, one core,
-the same run; ``bench_search`` measured this scan at 34 ms on a quieter machine, inside issue
-12's 50 ms bound). It scores with 8-bit rounded tables, so the re-rank bound, filters and
-tombstones would need re-doing over it: not done, and one scan is kept, this one.
+Its 4-bit fast scan is ten times faster over a million codes (5.1 ms against 49 ms on one
+core, the same run, ``bench_scan``); this scan's 41 ms on two threads is inside issue 12's 50
+ms bound. It scores with 8-bit rounded tables, so the re-rank bound, filters and tombstones
+would need re-doing over it: not done, and one scan is kept, this one.
 
 The codebook section (``to_bytes``) starts with ``CODEBOOK_MAGIC`` and a version: version 1
 holds the float16 centroids and then, by its flags, the rotation in ``rotation_layout`` form or
@@ -44,9 +45,12 @@ built before the rotation (read as version 0, no rotation).
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import struct
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +63,10 @@ logger = logging.getLogger(__name__)
 
 BYTE_VALUES = 256
 SCAN_CHUNK = 1 << 15  # codes per gather in scan_scores
+# scan_scores splits a scan across threads from this many codes on (a scan of fewer takes a
+# few ms, where starting threads is a noticeable share), and uses at most this many threads.
+SCAN_PARALLEL_MIN = 1 << 17
+SCAN_MAX_WORKERS = 8
 CODEBOOK_MAGIC = b"MDXQ"
 CODEBOOK_VERSION = 1
 _HEADER = struct.Struct("<4sHH")  # magic, version, flags
@@ -282,7 +290,8 @@ def scan_layout(codes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pairs.T)
 
 
-def scan_scores(table: np.ndarray, layout: np.ndarray) -> np.ndarray:
+def scan_scores(table: np.ndarray, layout: np.ndarray, *, workers: int | None = None
+                ) -> np.ndarray:
     """``adc_scores`` of every code in ``layout`` (from ``scan_layout``), in code order.
 
     Each byte pair in turn gets a table of its 65,536 value sums (256 KB, reused: it stays in
@@ -294,26 +303,65 @@ def scan_scores(table: np.ndarray, layout: np.ndarray) -> np.ndarray:
     with uint16 indices converts the whole row to a fresh intp array first, which at 1M codes
     was 40% of the scan (8 MB a pair, out of cache); 32K codes was the fastest chunk measured
     (8K-128K: 74, 61, 79 ms against 104 ms unchunked, 1M random codes, one core).
+
+    From ``SCAN_PARALLEL_MIN`` codes on, the codes are split into one contiguous share per
+    thread (``workers``, by default ``scan_workers()``), each scanned with its own pair table:
+    numpy's gather and add release the GIL, and a search's model is not running while its
+    candidates are found (``bench/results/scan.md`` has one thread against all).
     """
     table = np.asarray(table, dtype=np.float32)
     if table.shape[0] % 2:  # the padding byte (always 0) contributes nothing
         table = np.concatenate([table, np.zeros((1, BYTE_VALUES), dtype=np.float32)])
+    count = layout.shape[1]
+    scores = np.zeros(count, dtype=np.float32)
+    shares = _scan_shares(count, scan_workers() if workers is None else workers)
+    if len(shares) == 1:
+        _scan_share(table, layout, scores, shares[0])
+    else:
+        for done in [_scan_pool().submit(_scan_share, table, layout, scores, share)
+                     for share in shares]:
+            done.result()
+    return scores
+
+
+def scan_workers() -> int:
+    """Threads a large flat scan uses: the cores this process may run on, at most
+    ``SCAN_MAX_WORKERS``."""
+    return max(1, min(SCAN_MAX_WORKERS, len(os.sched_getaffinity(0))))
+
+
+def _scan_shares(count: int, workers: int) -> list[range]:
+    """``count`` codes cut into at most ``workers`` contiguous shares of whole chunks (one
+    share below ``SCAN_PARALLEL_MIN`` codes)."""
+    if count < SCAN_PARALLEL_MIN or workers == 1:
+        return [range(0, count)]
+    chunks = -(-count // SCAN_CHUNK)
+    per_share = -(-chunks // workers) * SCAN_CHUNK
+    return [range(start, min(start + per_share, count)) for start in range(0, count, per_share)]
+
+
+@functools.cache
+def _scan_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=SCAN_MAX_WORKERS, thread_name_prefix="meshdex-scan")
+
+
+def _scan_share(table: np.ndarray, layout: np.ndarray, scores: np.ndarray, share: range) -> None:
+    """Add the codes of ``share``'s scores into ``scores`` (each share writes only its own)."""
     pair_table = np.empty((BYTE_VALUES, BYTE_VALUES), dtype=np.float32)
     sums = pair_table.reshape(-1)
-    count = layout.shape[1]
-    indices = np.empty(min(SCAN_CHUNK, count), dtype=np.intp)
+    indices = np.empty(min(SCAN_CHUNK, len(share)), dtype=np.intp)
     looked_up = np.empty(len(indices), dtype=np.float32)
-    scores = np.zeros(count, dtype=np.float32)
     for pair, pairs in enumerate(layout):
         # uint16 value = first byte | second byte << 8: row = second byte, column = first.
         np.add.outer(table[2 * pair + 1], table[2 * pair], out=pair_table)
-        for start in range(0, count, SCAN_CHUNK):
-            part = pairs[start : start + SCAN_CHUNK]
+        for start in range(share.start, share.stop, SCAN_CHUNK):
+            part = pairs[start : min(start + SCAN_CHUNK, share.stop)]
             size = len(part)
             np.copyto(indices[:size], part, casting="unsafe")
-            sums.take(indices[:size], out=looked_up[:size])
+            # Every uint16 is inside the table: "wrap" skips the bounds check that the default
+            # mode makes per index (the gather 30% faster, 1M codes).
+            sums.take(indices[:size], out=looked_up[:size], mode="wrap")
             scores[start : start + size] += looked_up[:size]
-    return scores
 
 
 def _half_centroids(data: memoryview, subvectors: int, bits: int, dim: int) -> np.ndarray:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 import pytest
 from fakes import HashingEmbedder
+from meshdex.index import codes as codes_module
 from meshdex.index.codes import (
     BYTE_VALUES,
     SCAN_CHUNK,
+    SCAN_PARALLEL_MIN,
     ProductQuantizer,
     adc_scores,
     rotation_min_vectors,
@@ -181,6 +184,50 @@ def test_the_flat_scan_scores_every_chunk_of_a_large_collection(count):
     np.testing.assert_allclose(scan_scores(table, scan_layout(codes)), adc_scores(table, codes),
                                atol=1e-5)
 
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_large_scan_is_shared_between_threads_and_scores_as_one_thread_does(monkeypatch,
+                                                                              workers):
+    """From SCAN_PARALLEL_MIN codes on, the scan runs on the scan threads, one contiguous
+    share of whole chunks each (the last partial), and every code scores as ADC scores it."""
+    count = SCAN_PARALLEL_MIN + 3 * SCAN_CHUNK + 11
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, BYTE_VALUES, size=(count, 5), dtype=np.uint8)
+    table = rng.normal(size=(5, BYTE_VALUES)).astype(np.float32)
+    scanned: list[tuple[str, range]] = []
+    scan_share = codes_module._scan_share
+
+    def recording(table, layout, scores, share):
+        scanned.append((threading.current_thread().name, share))
+        scan_share(table, layout, scores, share)
+
+    monkeypatch.setattr(codes_module, "_scan_share", recording)
+    scores = scan_scores(table, scan_layout(codes), workers=workers)
+    np.testing.assert_allclose(scores, adc_scores(table, codes), atol=1e-5)
+    shares = sorted((share for _, share in scanned), key=lambda share: share.start)
+    assert len(shares) == workers
+    assert all(name.startswith("meshdex-scan") for name, _ in scanned)
+    assert [share.start for share in shares] == [0] + [share.stop for share in shares[:-1]]
+    assert shares[-1].stop == count
+    assert all(share.start % SCAN_CHUNK == 0 for share in shares)
+
+
+def test_a_scan_below_the_parallel_minimum_stays_on_the_calling_thread(monkeypatch):
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, BYTE_VALUES, size=(SCAN_PARALLEL_MIN - 1, 3), dtype=np.uint8)
+    table = rng.normal(size=(3, BYTE_VALUES)).astype(np.float32)
+    threads = []
+    scan_share = codes_module._scan_share
+
+    def recording(*args):
+        threads.append(threading.current_thread())
+        scan_share(*args)
+
+    monkeypatch.setattr(codes_module, "_scan_share", recording)
+    np.testing.assert_allclose(scan_scores(table, scan_layout(codes), workers=2),
+                               adc_scores(table, codes), atol=1e-5)
+    assert threads == [threading.current_thread()]
 
 # --- through the engine's sections ------------------------------------------------------------
 
