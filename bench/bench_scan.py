@@ -11,6 +11,8 @@ a scan's cost depends on the count and the code size only. Rows at each count:
 
 - meshdex on one thread, and on every core this process may use (``codes.scan_workers``, what a
   search uses);
+- the same with a filter that admits one node in ten (any filter, or a single tombstone,
+  takes this path: ``search.flat_candidates`` with ``admit``);
 - the outside baseline: faiss's ``IndexPQFastScan`` (SIMD lookups of 8-bit rounded tables, in
   registers) over the same codes, one thread and every core.
 
@@ -44,6 +46,7 @@ NODE_COUNTS = (10_000, 100_000, 300_000, 1_000_000)
 SUBVECTORS, BITS = 64, 4  # the default codes: 32 bytes
 DIM = 384
 TARGET_MS_AT_1M = 50.0
+FILTER_ADMITS_ONE_IN = 10  # the filtered row: every 10th node passes (a tombstone or filter)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +89,14 @@ def _scanners(count: int, rng: np.random.Generator, workers: int
                             admit=None)
         return scan
 
+    admitted = np.zeros(count, dtype=bool)
+    admitted[::FILTER_ADMITS_ONE_IN] = True
+
+    def meshdex_filtered() -> None:
+        table = quantiser.byte_table(query[0])
+        flat_candidates(codes.scan_scores(table, layout), ef=ef,
+                        admit=lambda node: bool(admitted[node]))
+
     def faiss_fast(threads: int) -> Callable[[], None]:
         def scan() -> None:
             faiss.omp_set_num_threads(threads)
@@ -97,6 +108,8 @@ def _scanners(count: int, rng: np.random.Generator, workers: int
     if workers > 1:
         rows |= {("meshdex byte-pair scan + top ef", workers): meshdex(workers),
                  ("faiss IndexPQFastScan", workers): faiss_fast(workers)}
+    rows[(f"meshdex byte-pair scan + top ef, a filter admitting 1 in {FILTER_ADMITS_ONE_IN}",
+          workers)] = meshdex_filtered
     return rows
 
 
@@ -144,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = measure(args.repeats)
     stolen = (_steal_jiffies() - steal_before) / os.sysconf("SC_CLK_TCK")
     elapsed = time.monotonic() - started
-    ours = [row for row in rows if row.nodes == NODE_COUNTS[-1] and row.method.startswith("meshdex")
+    ours = [row for row in rows if row.nodes == NODE_COUNTS[-1]
+            and row.method == "meshdex byte-pair scan + top ef"
             and row.threads == codes.scan_workers()]
     verdict = "met" if ours and ours[0].median_ms <= TARGET_MS_AT_1M else "MISSED"
     context = machine_context() | {

@@ -21,7 +21,7 @@ centroids. ``byte_table(query)`` returns, for every code byte position and every
 byte value, the similarity contribution of that byte; a code's approximate similarity is then
 the sum of ``code_bytes`` table lookups, whatever the bit width, and codes are never unpacked.
 A flat scan of every code (``scan_scores``) goes two bytes a lookup instead, over a copy of the
-codes laid out by byte pair (``scan_layout``): 41 ms for a million 32-byte codes and the top
+codes laid out by byte pair (``scan_layout``): 40 ms for a million 32-byte codes and the top
 80 of them on this machine's two cores, 49 ms on one (``bench/results/scan.md``), against
 230-300 ms for ``adc_scores``' one gather per byte over the row-major codes.
 
@@ -32,7 +32,7 @@ times slower and keeps its rotation in float32 (index 8.8% of the text against 5
 additive quantisers find more per byte (LSQ with 24-byte codes: 0.950 / 0.966) but keep
 full-dimension codebooks of 0.6-1.2 MB, more than all the codes of a collection this size.
 Its 4-bit fast scan is ten times faster over a million codes (5.1 ms against 49 ms on one
-core, the same run, ``bench_scan``); this scan's 41 ms on two threads is inside issue 12's 50
+core, the same run, ``bench_scan``); this scan's 40 ms on two threads is inside issue 12's 50
 ms bound. It scores with 8-bit rounded tables, so the re-rank bound, filters and tombstones
 would need re-doing over it: not done, and one scan is kept, this one.
 
