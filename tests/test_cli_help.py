@@ -1,20 +1,28 @@
-"""Every CLI command explains itself with an example, and the README names every command."""
+"""Every CLI command explains itself with an example, and the README names every command;
+a command loads only its own module."""
 
 from __future__ import annotations
 
+import importlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
-from meshdex.node.cli.main import cli
+from meshdex.node.cli.main import COMMAND_MODULES, cli
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
 
 
 def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     paths = []
-    for name, command in sorted(group.commands.items()):
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
         path = (*prefix, name)
         if isinstance(command, click.Group):
             paths.extend(_command_paths(command, path))
@@ -42,3 +50,34 @@ def test_every_command_has_help_with_an_example(path):
 @pytest.mark.parametrize("name", sorted({path[0] for path in COMMANDS}))
 def test_the_readme_shows_every_top_level_command(name):
     assert f"meshdex {name}" in README
+
+
+def test_the_lazy_command_table_names_every_command_of_every_module():
+    """A command module added to the package, or a command added to a module's COMMANDS,
+    without its line in COMMAND_MODULES would be a command `meshdex` never shows."""
+    modules = sorted(path.stem for path in (ROOT / "node" / "cli").glob("*_cmds.py"))
+    assert sorted(set(COMMAND_MODULES.values())) == modules
+    for module_name in modules:
+        module = importlib.import_module(f"meshdex.node.cli.{module_name}")
+        assert sorted(command.name for command in module.COMMANDS) == sorted(
+            name for name, owner in COMMAND_MODULES.items() if owner == module_name), module_name
+
+
+def test_a_command_imports_its_own_module_and_not_the_others(tmp_path):
+    """`meshdex list` starts without the gRPC server, bundle transfer, sync or MCP code."""
+    script = ("import json, sys\n"
+              "from meshdex.node.cli.main import cli\n"
+              f"cli.main(['--data-dir', {str(tmp_path)!r}, 'list'], standalone_mode=False)\n"
+              "print(json.dumps(sorted(sys.modules)))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    loaded = set(json.loads(run.stdout.splitlines()[-1]))
+    assert {name for name in loaded if name.endswith("_cmds")} == {"meshdex.node.cli.docs_cmds"}
+    assert not {"mcp", "meshdex.node.server", "meshdex.node.bundle_transfer",
+                "meshdex.sync.admin", "pypdf"} & loaded
+
+
+def test_the_cli_module_runs_as_a_script(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "meshdex.node.cli.main", "--version"],
+                         capture_output=True, text=True, check=True)
+    assert run.stdout.startswith("meshdex, version")

@@ -223,3 +223,6 @@ def import_command(ctx: click.Context, path: Path, max_clock_skew_min: float,
         return
     for line in describe_import(report):
         click.echo(line)
+
+
+COMMANDS = [bundle]

@@ -19,7 +19,8 @@ import click
 from meshdex.index.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP_CHARS, ChunkingParams
 from meshdex.index.embedders import EMBEDDER_KINDS, EmbedderSpec
 from meshdex.index.embedders_local import MODEL_ID, PRECISIONS
-from meshdex.index.errors import FailedPrecondition, InvalidArgument
+from meshdex.index.errors import FailedPrecondition, InvalidArgument, NotFound
+from meshdex.node.cli.main import EXIT_CODES, EXIT_PARTIAL_FAILURE
 from meshdex.node.cli.remote import open_node, remote_client
 from meshdex.node.ingest import (
     IngestItem,
@@ -222,8 +223,6 @@ def add_command(
     if dry_run:
         failed = _print_dry_run(items, as_json)
         if failed:
-            from meshdex.node.cli.main import EXIT_PARTIAL_FAILURE  # main imports this module
-
             ctx.exit(EXIT_PARTIAL_FAILURE)
         return
     total = None if jsonl_files else len(decided) + len(tasks)
@@ -239,8 +238,6 @@ def add_command(
     ):
         summary = ingest(node, collection, items, on_item=bar.update, sources=task_reads)
     _print_summary(summary, as_json)
-    from meshdex.node.cli.main import EXIT_CODES, EXIT_PARTIAL_FAILURE  # main imports us
-
     if summary.nothing_taken:
         click.echo("error: nothing was added: every input was skipped", err=True)
         ctx.exit(EXIT_CODES[InvalidArgument])
@@ -345,9 +342,6 @@ def rm_command(ctx: click.Context, ids: tuple[str, ...], collection: str, as_jso
     for doc_id in report.not_found:
         click.echo(f"error: no document {doc_id!r} in collection {collection!r}", err=True)
     if report.not_found:
-        from meshdex.index.errors import NotFound
-        from meshdex.node.cli.main import EXIT_CODES, EXIT_PARTIAL_FAILURE
-
         ctx.exit(EXIT_PARTIAL_FAILURE if report.deleted else EXIT_CODES[NotFound])
 
 

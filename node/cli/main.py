@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import click
 from meshdex import __version__
 from meshdex.index import errors
+from meshdex.node.cli.remote_options import REMOTE_OPTIONS
 from meshdex.sync.errors import SyncError
 
 # One table from error class to exit code; the most specific class wins (MRO order).
@@ -37,8 +39,35 @@ def exit_code_for(error: errors.MeshdexError) -> int:
     return 1
 
 
+# Every top-level command, by the module of this package whose ``COMMANDS`` defines it. A
+# module is imported when one of its commands runs (or ``--help`` lists them all), not at every
+# start: with every family imported (gRPC server, bundle transfer, MCP, sync), ``meshdex status``
+# took 1.27 s, now 1.04 s with pypdf imported when a PDF is read (``bench/results/startup.md``).
+# tests/test_cli_help.py fails when a module defines a command this table does not name.
+COMMAND_MODULES: dict[str, str] = {
+    **dict.fromkeys(("init", "add", "list", "rm", "status", "compact"), "docs_cmds"),
+    **dict.fromkeys(("build", "search", "stats", "demo"), "index_cmds"),
+    **dict.fromkeys(("serve", "token", "config"), "serve_cmds"),
+    "bundle": "bundle_cmds",
+    **dict.fromkeys(("mcp", "ask", "watch"), "assist_cmds"),
+    **dict.fromkeys(("id", "invite", "join", "peer", "peers", "sync", "conflicts"), "sync_cmds"),
+    "pin": "cache_cmds",
+}
+
+
 class MeshdexGroup(click.Group):
-    """Runs commands and turns ``MeshdexError`` into one line on stderr and an exit code."""
+    """Runs commands and turns ``MeshdexError`` into one line on stderr and an exit code;
+    loads a command's module the first time the command is asked for (``COMMAND_MODULES``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            module = importlib.import_module(f"meshdex.node.cli.{COMMAND_MODULES[cmd_name]}")
+            for command in module.COMMANDS:
+                self.add_command(command)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -77,37 +106,13 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: int) -> None:
     ctx.obj["data_dir"] = data_dir
 
 
-def _register_commands() -> None:
-    """Attach every command family to the group (one import per module that owns commands)."""
-    from meshdex.node.cli import bundle_cmds, docs_cmds
-
-    for command in docs_cmds.COMMANDS:
-        cli.add_command(command)
-    from meshdex.node.cli import serve_cmds  # serve, token, config; also the --node options
-
-    serve_cmds.register(cli)
-    cli.add_command(bundle_cmds.bundle)
-    from meshdex.node.cli import index_cmds
-
-    for command in index_cmds.COMMANDS:
-        cli.add_command(command)
-    from meshdex.node.cli import assist_cmds  # mcp, ask, watch
-
-    for command in assist_cmds.COMMANDS:
-        cli.add_command(command)
-    from meshdex.node.cli import sync_cmds
-
-    for command in sync_cmds.COMMANDS:
-        cli.add_command(command)
-    from meshdex.node.cli import cache_cmds
-
-    for command in cache_cmds.COMMANDS:
-        cli.add_command(command)
-
-
-_register_commands()
+cli.params.extend(REMOTE_OPTIONS)
 
 
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="meshdex")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 from meshdex.node.auth import SCOPES, TokenStore
-from meshdex.node.cli.remote import add_remote_options
 from meshdex.node.config import LoadedConfig, NodeConfig, load_config
 from meshdex.node.server import serve
 
@@ -201,8 +200,4 @@ def config_show_command(ctx: click.Context, config_path: Path | None, as_json: b
         click.echo(f"{name:<{width}} = {shown}  # {loaded.sources[name]}")
 
 
-def register(group: click.Group) -> None:
-    """Add the global remote-mode options and this module's commands to the ``meshdex`` group."""
-    add_remote_options(group)
-    for command in (serve_command, token_group, config_group):
-        group.add_command(command)
+COMMANDS = [serve_command, token_group, config_group]

@@ -11,19 +11,16 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
-import pypdf
 from meshdex.node.ingest import SKIPPED_TOO_LARGE, FileTask, IngestItem
 from meshdex.node.readers._common import SourceTooLarge, os_error_reason, read_bounded
 from meshdex.node.records import DocumentInput
-from pypdf import PasswordType
-from pypdf.errors import PyPdfError
 
 PDF_SUFFIX = ".pdf"
 PAGE_WITHOUT_TEXT = "pdf page without text (scanned?)"
-# pypdf signals a malformed file with its own errors and, deep in the parser, with plain
-# Python ones; every one of them means "this file cannot be read", never a crash.
-PDF_MALFORMED_ERRORS: tuple[type[Exception], ...] = (
-    PyPdfError,
+# pypdf signals a malformed file with its own errors (``PdfNotReadable``) and, deep in the
+# parser, with plain Python ones; every one of them means "this file cannot be read", never a
+# crash.
+PARSER_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
     KeyError,
     TypeError,
@@ -58,7 +55,7 @@ class PdfReader:
             yield IngestItem(origin=origin, error="encrypted PDF: needs a password; decrypt it "
                              "first (e.g. qpdf --decrypt) and add the copy")
             return
-        except PDF_MALFORMED_ERRORS as error:
+        except (PdfNotReadable, *PARSER_ERRORS) as error:
             yield IngestItem(origin=origin, error=f"not a readable PDF: {error}")
             return
         title, texts = pages
@@ -85,12 +82,24 @@ class _Encrypted(Exception):
     pass
 
 
+class PdfNotReadable(Exception):
+    """pypdf's own error for a malformed file (pypdf is imported only when a PDF is read:
+    it took ~0.1 s of every command's start)."""
+
+
 def _page_texts(data: bytes) -> tuple[str | None, list[str]]:
-    reader = pypdf.PdfReader(io.BytesIO(data))
-    # An owner-password-only PDF (print/copy restrictions) opens with the empty user password.
-    if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-        raise _Encrypted
-    texts = [page.extract_text() or "" for page in reader.pages]
-    info = reader.metadata
-    title = (info.title or "").strip() if info is not None else ""
+    import pypdf
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        # An owner-password-only PDF (print/copy restrictions) opens with the empty user
+        # password.
+        if reader.is_encrypted and reader.decrypt("") == pypdf.PasswordType.NOT_DECRYPTED:
+            raise _Encrypted
+        texts = [page.extract_text() or "" for page in reader.pages]
+        info = reader.metadata
+        title = (info.title or "").strip() if info is not None else ""
+    except PyPdfError as error:
+        raise PdfNotReadable(str(error)) from error
     return title or None, texts
