@@ -345,6 +345,10 @@ def _scan_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=SCAN_MAX_WORKERS, thread_name_prefix="meshdex-scan")
 
 
+# A forked child has the parent's pool without its threads: work queued there never ran.
+os.register_at_fork(after_in_child=_scan_pool.cache_clear)
+
+
 def _scan_share(table: np.ndarray, layout: np.ndarray, scores: np.ndarray, share: range) -> None:
     """Add the codes of ``share``'s scores into ``scores`` (each share writes only its own)."""
     pair_table = np.empty((BYTE_VALUES, BYTE_VALUES), dtype=np.float32)

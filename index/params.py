@@ -233,9 +233,8 @@ class SearchParams:
       glossary, before OPQ) than the 1.6 ms graph walk. The byte-pair scan
       (``codes.scan_scores``) of 32-byte codes and the top ``ef`` cost 2.3 ms at 10k nodes,
       6.1 ms at 100k, 18 ms at 300k and 40 ms at 1M on two cores (49 ms on one, 46 ms with a
-      filter;
-      ``bench/results/scan.md``; the row-major gather it replaced: 2.3 / 18 / 230 ms at
-      11,657 / 100k / 1M), under the 50 ms issue 12 allows at 1M and a quarter of a
+      filter; ``bench/results/scan.md``; the row-major gather it replaced: 2.3 / 18 / 230 ms
+      at 11,657 / 100k / 1M), under the 50 ms issue 12 allows at 1M and a quarter of a
       16-recompute search (~0.13 s in bf16); so the flat scan serves up to 1M nodes and the
       graph (``graph_min_nodes``) starts there.
     - ``entry_points``: how many stored hubs seed the graph walk.

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -275,3 +278,28 @@ def test_an_index_whose_codebook_predates_the_rotation_still_opens_and_searches(
                                    params=BuildParams.from_dict(stored),
                                    rerank_bound=built.rerank_bound)
     assert _hits(reopened, texts, labels) == _hits(built, texts, labels)
+
+
+def test_a_forked_child_scans_on_threads_of_its_own():
+    """The parent's scan threads do not exist in a fork: the child's large scan still ends."""
+    rng = np.random.default_rng(6)
+    codes = rng.integers(0, BYTE_VALUES, size=(SCAN_PARALLEL_MIN + 1, 3), dtype=np.uint8)
+    table = rng.normal(size=(3, BYTE_VALUES)).astype(np.float32)
+    layout = scan_layout(codes)
+    expected = scan_scores(table, layout, workers=2)  # the parent's pool starts its threads
+    child = os.fork()
+    if child == 0:
+        try:
+            same = np.allclose(scan_scores(table, layout, workers=2), expected)
+        finally:
+            os._exit(0 if same else 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    pytest.fail("the forked child's scan never finished")
