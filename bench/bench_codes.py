@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import os
 import time
@@ -55,7 +54,7 @@ from meshdex.index.train_model_rotation import (
 from bench.baselines import exact_search
 from bench.corpus import load_corpus
 from bench.embeddings_cache import TRUTH_PRECISION, load_or_embed, truth_embeddings
-from bench.metrics import RESULTS_DIR, machine_context
+from bench.metrics import machine_context, save_results
 
 log = logging.getLogger(__name__)
 
@@ -229,12 +228,8 @@ def main(argv: list[str] | None = None) -> None:
         "training sample": f"{sample_size} vectors",
         "faiss": faiss.__version__,
     }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "codes.json").write_text(json.dumps(
-        {"context": context, "rows": [asdict(row) for row in rows]}, indent=2) + "\n")
-    markdown = _markdown(rows, context)
-    (RESULTS_DIR / "codes.md").write_text(markdown)
-    print(markdown)
+    save_results("codes", {"context": context, "rows": [asdict(row) for row in rows]},
+                 _markdown(rows, context))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ alike; the CPU time stolen by the hypervisor during the run is recorded beside t
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -38,7 +37,7 @@ from meshdex.index import codes
 from meshdex.index.params import SearchParams
 from meshdex.index.search import flat_candidates
 
-from bench.metrics import RESULTS_DIR, machine_context
+from bench.metrics import machine_context, save_results
 
 log = logging.getLogger(__name__)
 
@@ -174,12 +173,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"ms (median, meshdex on {codes.scan_workers()} threads): "
                   + (f"{ours[0].median_ms} ms {verdict}" if ours else "not measured"),
     }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "scan.json").write_text(json.dumps(
-        {"context": context, "rows": [asdict(row) for row in rows]}, indent=2) + "\n")
-    markdown = _markdown(rows, context)
-    (RESULTS_DIR / "scan.md").write_text(markdown)
-    print(markdown)
+    save_results("scan", {"context": context, "rows": [asdict(row) for row in rows]},
+                 _markdown(rows, context))
 
 
 if __name__ == "__main__":

@@ -217,6 +217,16 @@ def machine_context() -> dict[str, Any]:
     }
 
 
+def save_results(name: str, data: dict[str, Any], markdown: str,
+                 results_dir: Path = RESULTS_DIR) -> None:
+    """Write ``NAME.json`` (``data``) and ``NAME.md`` (``markdown``) and print the markdown:
+    what a benchmark with a table of its own ends with."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (results_dir / f"{name}.md").write_text(markdown)
+    print(markdown)
+
+
 def write_results(
     name: str,
     rows: Sequence[Row],
