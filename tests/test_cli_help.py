@@ -81,3 +81,13 @@ def test_the_cli_module_runs_as_a_script(tmp_path):
     run = subprocess.run([sys.executable, "-m", "meshdex.node.cli.main", "--version"],
                          capture_output=True, text=True, check=True)
     assert run.stdout.startswith("meshdex, version")
+
+
+def test_a_mistyped_command_names_the_closest_one():
+    result = CliRunner().invoke(cli, ["serach", "how do I"])
+    assert result.exit_code == 2
+    assert "No such command 'serach'. Did you mean 'search'?" in result.output
+    unknown = CliRunner().invoke(cli, ["zzzzzz"])
+    assert unknown.exit_code == 2
+    assert "No such command 'zzzzzz'." in unknown.output
+    assert "Did you mean" not in unknown.output
