@@ -148,10 +148,14 @@ class ProductQuantizer:
         if count > sample:
             vectors = vectors[np.sort(rng.choice(count, size=sample, replace=False))]
         vectors = np.asarray(vectors, dtype=np.float32)
+        import sklearn.cluster  # noqa: F401  (loads its OpenMP runtime before the limit below)
         from threadpoolctl import threadpool_limits
 
         # One BLAS/OpenMP thread: these clusterings are tiny, and with a thread pool per call
-        # they ran 50x slower on a busy 2-core machine (23 s vs 0.4 s for 32 subspaces).
+        # they ran 50x slower on a busy 2-core machine (23 s vs 0.4 s for 32 subspaces). The
+        # limit reaches only the libraries loaded when it is set: scikit-learn imported inside
+        # it (``_cluster``) left the first build of a process on every OpenMP thread, and its
+        # k-means rounded differently from every later build (a test builds twice).
         with threadpool_limits(limits=1):
             rotation = shipped.rotation if shipped is not None else None
             for _ in range(rotation_iterations):

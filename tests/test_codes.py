@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -303,3 +306,26 @@ def test_a_forked_child_scans_on_threads_of_its_own():
     os.kill(child, signal.SIGKILL)
     os.waitpid(child, 0)
     pytest.fail("the forked child's scan never finished")
+
+
+def test_the_first_codebook_a_process_trains_equals_every_later_one():
+    """scikit-learn loads its OpenMP runtime when first imported; imported inside the
+    one-thread limit, the first training of a process ran on every thread and its k-means
+    gave other centroids than every later training of the same vectors."""
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import numpy as np\n"
+        "from fakes import HashingEmbedder\n"
+        "from meshdex.index.codes import ProductQuantizer\n"
+        "rng = np.random.default_rng(5)\n"
+        "words = [f'word{i}' for i in range(400)]\n"
+        "texts = [' '.join(rng.choice(words, 12)) + f' unique{i}' for i in range(600)]\n"
+        "vectors = HashingEmbedder().embed_documents(texts)\n"
+        "train = lambda: ProductQuantizer.train(vectors, subvectors=16, bits=4, sample=600,\n"
+        "                                       seed=0, rotation_iterations=0).to_bytes()\n"
+        "first = train()\n"
+        "print(all(train() == first for _ in range(2)))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    assert run.stdout.strip() == "True"
