@@ -69,12 +69,12 @@ def flat_candidates(
 ) -> CandidatePool:
     """The ``ef`` best admitted nodes given every node's approximate similarity.
 
-    With ``admit``, nodes are offered best first (ties by node id) until ``ef`` are admitted,
-    from a window of the best ``FLAT_WINDOW_GROWTH * ef`` nodes that grows by that factor
-    while the pool is short. Sorting every score first, as this did before, took 271 ms at
-    1M nodes (the window: 12 ms, one filter admitting one node in ten, the same run), six
-    times the scan, for any filter or a single tombstone; ``bench/results/scan.md`` has the
-    whole candidate step with a filter.
+    With ``admit``, nodes are offered best first (ties by node id) until ``ef`` are admitted
+    (``_offer_best_first``: from a window of the best that grows while the pool is short, as
+    the graph walk's scan of the nodes it did not reach does too). Sorting every score
+    first, as this did before, took 271 ms at 1M nodes (the window: 12 ms, one filter
+    admitting one node in ten, the same run), six times the scan, for any filter or a single
+    tombstone; ``bench/results/scan.md`` has the whole candidate step with a filter.
     """
     if admit is None:
         best = _best_first(scores, min(ef, len(scores)))
@@ -85,19 +85,30 @@ def flat_candidates(
             rejected=0,
         )
     pool = _Pool(ef)
+    rejected = _offer_best_first(pool, scores, admit)
+    return pool.result(len(scores), rejected)
+
+
+def _offer_best_first(pool: _Pool, scores: np.ndarray, admit: Callable[[int], bool],
+                      nodes: np.ndarray | None = None) -> int:
+    """Offer nodes to ``pool`` best score first (ties by position) until it is full, from a
+    window of the best ``FLAT_WINDOW_GROWTH`` times its capacity that grows by that factor
+    while it is short; how many ``admit`` turned away. ``scores[i]`` is the score of node
+    ``nodes[i]`` (of node ``i`` without ``nodes``)."""
     rejected = offered = 0
-    window = min(len(scores), FLAT_WINDOW_GROWTH * ef)
+    window = min(len(scores), FLAT_WINDOW_GROWTH * pool.capacity)
     while not pool.full() and offered < len(scores):
-        for node in _best_first(scores, window)[offered:].tolist():
+        for position in _best_first(scores, window)[offered:].tolist():
             if pool.full():
                 break
+            node = position if nodes is None else int(nodes[position])
             if admit(node):
-                pool.offer(float(scores[node]), node)
+                pool.offer(float(scores[position]), node)
             else:
                 rejected += 1
         offered = window
         window = min(len(scores), window * FLAT_WINDOW_GROWTH)
-    return pool.result(len(scores), rejected)
+    return rejected
 
 
 def _best_first(scores: np.ndarray, count: int) -> np.ndarray:
@@ -169,12 +180,5 @@ def graph_candidates(
         unvisited = np.flatnonzero(~visited)
         similarities = score(unvisited)
         scored += len(unvisited)
-        for position in np.argsort(-similarities, kind="stable").tolist():
-            if pool.full():
-                break
-            node = int(unvisited[position])
-            if admit(node):
-                pool.offer(float(similarities[position]), node)
-            else:
-                rejected += 1
+        rejected += _offer_best_first(pool, similarities, admit, unvisited)
     return pool.result(scored, rejected)
