@@ -301,14 +301,23 @@ def stale_format_3_index(node: Node, path: Path) -> None:
     write_format_3_index(path, ["stale"] * 2, labels)
 
 
+def replace_file(path: Path, data: bytes) -> None:
+    """Damage ``path`` on disk as a crash or another program would leave it: a new file in
+    its place. Overwriting it in place would truncate the pages this process's open index
+    still maps, and tantivy's threads reading them die of SIGBUS (a CI run did)."""
+    fresh = path.with_name(path.name + ".damaged")
+    fresh.write_bytes(data)
+    os.replace(fresh, path)
+
+
 @pytest.mark.parametrize("damage", ["meta.json", "segment", "format 3"])
 def test_a_damaged_keyword_index_is_rebuilt_on_the_next_search(node: Node, damage: str):
     (bundle_dir,) = (node.data_dir / "indexes" / KEYWORD_DIR_NAME / "c").iterdir()
     if damage == "meta.json":
-        (bundle_dir / "meta.json").write_text("{not json")
+        replace_file(bundle_dir / "meta.json", b"{not json")
     elif damage == "segment":
         for segment in bundle_dir.glob("*.idx"):
-            segment.write_bytes(b"\0" * 16)
+            replace_file(segment, b"\0" * 16)
     else:  # an index of the previous format where this one's belongs
         stale_format_3_index(node, bundle_dir.with_name("stale"))
         for path in bundle_dir.iterdir():
