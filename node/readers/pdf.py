@@ -17,9 +17,9 @@ from meshdex.node.records import DocumentInput
 
 PDF_SUFFIX = ".pdf"
 PAGE_WITHOUT_TEXT = "pdf page without text (scanned?)"
-# pypdf signals a malformed file with its own errors (``PdfNotReadable``) and, deep in the
-# parser, with plain Python ones; every one of them means "this file cannot be read", never a
-# crash.
+# pypdf signals a malformed file with its own errors and, deep in the parser, with plain
+# Python ones; every one of them means "this file cannot be read" (``PdfNotReadable``), never
+# a crash.
 PARSER_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
     KeyError,
@@ -55,7 +55,7 @@ class PdfReader:
             yield IngestItem(origin=origin, error="encrypted PDF: needs a password; decrypt it "
                              "first (e.g. qpdf --decrypt) and add the copy")
             return
-        except (PdfNotReadable, *PARSER_ERRORS) as error:
+        except PdfNotReadable as error:
             yield IngestItem(origin=origin, error=f"not a readable PDF: {error}")
             return
         title, texts = pages
@@ -83,8 +83,8 @@ class _Encrypted(Exception):
 
 
 class PdfNotReadable(Exception):
-    """pypdf's own error for a malformed file (pypdf is imported only when a PDF is read:
-    it took ~0.1 s of every command's start)."""
+    """A malformed file, whatever pypdf raised for it (pypdf is imported only when a PDF is
+    read: it took ~0.1 s of every command's start)."""
 
 
 def _page_texts(data: bytes) -> tuple[str | None, list[str]]:
@@ -100,6 +100,6 @@ def _page_texts(data: bytes) -> tuple[str | None, list[str]]:
         texts = [page.extract_text() or "" for page in reader.pages]
         info = reader.metadata
         title = (info.title or "").strip() if info is not None else ""
-    except PyPdfError as error:
+    except (PyPdfError, *PARSER_ERRORS) as error:
         raise PdfNotReadable(str(error)) from error
     return title or None, texts
