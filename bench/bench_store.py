@@ -182,11 +182,12 @@ def read_path_ms(store: Any, keys: list[bytes]) -> tuple[float, float]:
     for _ in range(READ_REPEATS):
         labels = [passage_label(key) for key in rng.sample(keys, READ_LABELS)]
         started, started_cpu = time.perf_counter(), time.process_time()
-        resolver = HitResolver(store, COLLECTION, None)
-        accepted = [label for label in labels if resolver.accept(label)]
-        resolver.texts(np.array(accepted, dtype=np.uint64))
-        for label in accepted[:READ_HIT_DOCUMENTS]:
-            resolver.hit(label, 1.0)
+        with store.passage_reads(COLLECTION) as reads:
+            resolver = HitResolver(reads, None)
+            accepted = [label for label in labels if resolver.accept(label)]
+            resolver.texts(np.array(accepted, dtype=np.uint64))
+            for label in accepted[:READ_HIT_DOCUMENTS]:
+                resolver.hit(label, 1.0)
         wall.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - started_cpu) * 1000)
     return statistics.median(wall), statistics.median(cpu)

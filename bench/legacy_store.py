@@ -12,9 +12,12 @@ import importlib.util
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 from meshdex.node.records import CollectionState, DocumentInfo
 
 V1_COMMIT = "e045a51"
@@ -44,8 +47,8 @@ def load_v1_store() -> ModuleType:
 
 class V1SearchAdapter:
     """A version-1 store under the methods format 2 changed or added for builds and search
-    (label lookups are per collection; ``passage_snapshot``, ``passage_holders``), so today's
-    index code can read it as version 1's did."""
+    (label lookups are per collection; ``passage_snapshot``, ``passage_holders``,
+    ``passage_reads``), so today's index code can read it as version 1's did."""
 
     def __init__(self, store: object) -> None:
         self._store = store
@@ -69,3 +72,28 @@ class V1SearchAdapter:
         documents = [self._store.get_document(collection, i) for i in ids]  # type: ignore[attr-defined]
         return [DocumentInfo(id=d.id, source=d.source, metadata=d.metadata, hlc=d.hlc)
                 for d in documents]
+
+    @contextmanager
+    def passage_reads(self, collection: str) -> Iterator[V1PassageReads]:
+        yield V1PassageReads(self, collection)
+
+
+class V1PassageReads:
+    """A search's reads as version 1 made them: each candidate check and each batch of texts
+    in a transaction of its own (the texts read kept for the hits, as its search did)."""
+
+    def __init__(self, store: V1SearchAdapter, collection: str) -> None:
+        self._store, self._collection = store, collection
+        self._texts: dict[int, str] = {}
+
+    def holders(self, label: int) -> list[DocumentInfo]:
+        return self._store.passage_holders(self._collection, label)
+
+    def texts(self, labels: Sequence[int]) -> list[str]:
+        texts = self._store.passage_texts(  # type: ignore[attr-defined]
+            self._collection, np.array(labels, dtype=np.uint64))
+        self._texts.update(zip(labels, texts, strict=True))
+        return texts
+
+    def text(self, label: int) -> str | None:
+        return self._texts[label] if label in self._texts else self.texts([label])[0]

@@ -65,6 +65,7 @@ from meshdex.node.records import (
 )
 from meshdex.node.search_caches import SearchCaches, cache_digest
 from meshdex.node.store import Store
+from meshdex.node.store.passage_reads import PassageReader
 from meshdex.sync.identity import load_identity
 from meshdex.sync.signing import DeviceSigner
 
@@ -521,30 +522,31 @@ class IndexManager:
         info = self.store.get_collection(collection)
         condition = parse_filter(filter) if filter else None
         opened = self._load(collection, required=True)
-        resolver = HitResolver(self.store, collection, condition)
-        caches = (self.caches.pinned(collection, opened.manifest),
-                  self.caches.learned(collection, opened.manifest, len(opened.index)))
-        memo = self.caches.memo(collection, opened.manifest)
-        if chosen is not SearchMode.SEMANTIC:
-            return self._keyword_search(collection, query, top_k, chosen, opened, resolver,
-                                        info=info, params=params, deadline=deadline,
-                                        caches=caches, memo=memo)
-        result = opened.index.search(
-            query,
-            top_k,
-            embedder=self.embedder_for(info),
-            texts=resolver.texts,
-            # Always filter: passages deleted since the last build must not come back.
-            accept=resolver.accept,
-            params=params,
-            deadline=deadline,
-            vector_caches=caches,
-            score_memo=memo,
-        )
-        self.caches.after_search(collection)
-        hits = [resolver.hit(hit.label, hit.score) for hit in result.hits]
-        return SearchResults(collection=collection,
-                             hits=[hit for hit in hits if hit is not None], stats=result.stats)
+        with self.store.passage_reads(collection) as reads:
+            resolver = HitResolver(reads, condition)
+            caches = (self.caches.pinned(collection, opened.manifest),
+                      self.caches.learned(collection, opened.manifest, len(opened.index)))
+            memo = self.caches.memo(collection, opened.manifest)
+            if chosen is not SearchMode.SEMANTIC:
+                return self._keyword_search(collection, query, top_k, chosen, opened, resolver,
+                                            info=info, params=params, deadline=deadline,
+                                            caches=caches, memo=memo)
+            result = opened.index.search(
+                query,
+                top_k,
+                embedder=self.embedder_for(info),
+                texts=resolver.texts,
+                # Always filter: passages deleted since the last build must not come back.
+                accept=resolver.accept,
+                params=params,
+                deadline=deadline,
+                vector_caches=caches,
+                score_memo=memo,
+            )
+            self.caches.after_search(collection)
+            hits = [resolver.hit(hit.label, hit.score) for hit in result.hits]
+            return SearchResults(collection=collection,
+                                 hits=[hit for hit in hits if hit is not None], stats=result.stats)
 
     def _keyword_search(
         self, collection: str, query: str, top_k: int, mode: SearchMode, opened: _OpenIndex,
@@ -757,33 +759,28 @@ def _open_private(path: Path) -> Index:
 
 
 class HitResolver:
-    """Resolves labels to live documents for filtering and results, caching per search.
+    """Resolves labels to live documents for filtering and results, from the search's one
+    snapshot of the store (``Store.passage_reads``).
 
     A label whose passage no longer has a live document in the collection (deleted since the
     last build) is rejected like a filtered one, so results never point at deleted text.
     """
 
-    def __init__(self, store: Store, collection: str, condition: Filter | None) -> None:
-        self.store, self.collection, self.condition = store, collection, condition
-        self._documents: dict[int, list[DocumentInfo]] = {}
-        self._texts: dict[int, str] = {}  # what this search read, so hits need no second read
+    def __init__(self, reads: PassageReader, condition: Filter | None) -> None:
+        self.reads, self.condition = reads, condition
+        self._matches: dict[int, list[DocumentInfo]] = {}
 
     def texts(self, labels: np.ndarray) -> list[str]:
-        """The passages' texts, in order (``Store.passage_texts``), remembered for ``hit``."""
-        texts = self.store.passage_texts(self.collection, labels)
-        self._texts.update(zip(np.asarray(labels).tolist(), texts, strict=True))
-        return texts
-
-    def _documents_of(self, label: int) -> list[DocumentInfo]:
-        if label not in self._documents:
-            self._documents[label] = self.store.passage_holders(self.collection, label)
-        return self._documents[label]
+        """The passages' texts, in order (``PassageReader.texts``)."""
+        return self.reads.texts(np.asarray(labels, dtype=np.uint64).tolist())
 
     def _matching(self, label: int) -> list[DocumentInfo]:
-        documents = self._documents_of(label)
-        if self.condition is None:
-            return documents
-        return [doc for doc in documents if self.condition.matches(doc.metadata)]
+        if label not in self._matches:
+            documents = self.reads.holders(label)
+            self._matches[label] = (documents if self.condition is None else
+                                    [doc for doc in documents
+                                     if self.condition.matches(doc.metadata)])
+        return self._matches[label]
 
     def accept(self, label: int) -> bool:
         return bool(self._matching(label))
@@ -793,8 +790,6 @@ class HitResolver:
         if not documents:
             return None
         document = documents[0]
-        text = self._texts.get(label)
-        if text is None:
-            text = self.texts(np.array([label], dtype=np.uint64))[0]
+        text = self.reads.text(label) or ""
         return PassageHit(document_id=document.id, source=document.source,
                           metadata=document.metadata, passage=text, score=score)

@@ -279,13 +279,13 @@ def test_documents_read_one_at_a_time_decode_each_block_once_and_see_every_write
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     add(store, documents(300))
     decoded: list[int] = []
-    real_decode = blocks.Block.decode.__func__
+    real_decode = blocks.Block.of_frame.__func__
 
-    def counting_decode(cls, key, data, dictionary):
+    def counting_decode(cls, key, frame, dictionary, *, format_2):
         decoded.append(1)
-        return real_decode(cls, key, data, dictionary)
+        return real_decode(cls, key, frame, dictionary, format_2=format_2)
 
-    monkeypatch.setattr(blocks.Block, "decode", classmethod(counting_decode))
+    monkeypatch.setattr(blocks.Block, "of_frame", classmethod(counting_decode))
     for doc in documents(300):
         assert store.get_document("c", doc.id).text == doc.text
     block_count = len(stored_blocks(store))

@@ -12,6 +12,7 @@ job and its own sub-databases (layouts in each module's docstring)::
                  neighbours with a dictionary trained on the collection
     documents    binary document records; passages as spans of the text
     passages     passage index and label map: label -> documents holding the passage
+    passage_reads  a search's reads of candidates and texts, from one snapshot
     session      one write transaction's seq, stamps, counters, watermarks
     changelog    the change log, LWW merge of remote writes, peer cursors, conflicts
     swap         crash-safe replacement of the store directory

@@ -333,40 +333,6 @@ class Documents:
         )
 
 
-class PassageReader:
-    """Passages of one collection in one read snapshot, each document decoded once.
-
-    A search reads several passages of one document (neighbouring candidates), and decoding a
-    document's record, its text and the text's newline normalisation costs more than slicing
-    a passage out of it, so each document's spans and normalised text are kept for the
-    reader's life: one read operation, never across writes.
-    """
-
-    def __init__(
-        self, documents: Documents, txn: lmdb.Transaction, prefix: bytes, cache: BlockCache
-    ) -> None:
-        self._documents, self._txn, self._prefix, self._cache = documents, txn, prefix, cache
-        self._read: dict[str, tuple[tuple[Span, ...], str] | None] = {}
-
-    def passage(self, doc_id: str, number: int) -> str | None:
-        """Passage ``number`` of a live document, or None if there is no such passage."""
-        if doc_id not in self._read:
-            self._read[doc_id] = self._decoded(doc_id)
-        found = self._read[doc_id]
-        if found is None or number >= len(found[0]):
-            return None
-        start, end = found[0][number]
-        return found[1][start:end]
-
-    def _decoded(self, doc_id: str) -> tuple[tuple[Span, ...], str] | None:
-        """A live document's spans and normalised text; None if it is deleted or absent."""
-        record = self._documents.record(self._txn, self._prefix, doc_id)
-        if record is None or record.deleted:
-            return None
-        text = self._documents.text(self._txn, self._prefix, record, self._cache)
-        return record.spans, normalize_newlines(text)
-
-
 @dataclass
 class _Staged:
     """A record written in this transaction; ``pending`` is its text until it has a block."""

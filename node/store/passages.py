@@ -84,11 +84,6 @@ class PassageIndex:
             out.append((self._document_at(txn, prefix, seq, key), number))
         return sorted(out, key=lambda holder: holder[0].encode())
 
-    def locate(self, txn: lmdb.Transaction, prefix: bytes, label: int) -> tuple[str, int] | None:
-        """(document id, passage number) of the first document holding the label, or None."""
-        holders = self.holders(txn, prefix, label)
-        return holders[0] if holders else None
-
     def documents(self, txn: lmdb.Transaction, prefix: bytes, label: int) -> list[str]:
         """Ids of the documents holding the label, sorted (bytewise UTF-8)."""
         return [doc_id for doc_id, _ in self.holders(txn, prefix, label)]

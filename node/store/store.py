@@ -46,7 +46,6 @@ from meshdex.node.store.devices import Devices, write_new_meta
 from meshdex.node.store.documents import (
     Documents,
     DocumentWriter,
-    PassageReader,
     passage_texts_of,
 )
 from meshdex.node.store.env import (
@@ -62,6 +61,7 @@ from meshdex.node.store.env import (
     open_lmdb,
 )
 from meshdex.node.store.migration import migrate_v1, upgrade_in_place
+from meshdex.node.store.passage_reads import PassageReader
 from meshdex.node.store.session import SessionParts, WriteSession
 
 logger = logging.getLogger(__name__)
@@ -493,59 +493,30 @@ class Store:
                 passages.setdefault(passage_key(passage), passage)
         return sorted(passages.items())
 
+    @contextmanager
+    def passage_reads(self, collection: str) -> Iterator[PassageReader]:
+        """The collection's passages in one read snapshot, for as long as the block runs: a
+        search's candidate checks and the texts it recomputes (``PassageReader``)."""
+        with self._snapshot() as (txn, p):
+            yield PassageReader(p.documents, txn, p.collections.get(txn, collection).prefix,
+                                collection=collection)
+
     def passage_texts(self, collection: str, labels: np.ndarray) -> list[str]:
         """Texts for index labels, in order; ``NotFound`` names labels with no live passage."""
-
-        def texts(txn: lmdb.Transaction, p: _Parts) -> list[str]:
-            prefix = p.collections.get(txn, collection).prefix
-            reader = PassageReader(p.documents, txn, prefix, BlockCache())
-            out, missing = [], []
-            for label in np.asarray(labels, dtype=np.uint64).tolist():
-                text = Store._passage_text(txn, p, prefix, label, reader)
-                if text is None:
-                    missing.append(label)
-                out.append(text or "")
-            if missing:
-                raise NotFound(
-                    f"{len(missing)} passage label(s) not in the store of collection "
-                    f"{collection!r} (first: {missing[0]})",
-                    hint="the index is older than the store; rebuild it",
-                )
-            return out
-
-        return self._read(texts)
-
-    @staticmethod
-    def _passage_text(
-        txn: lmdb.Transaction, p: _Parts, prefix: bytes, label: int, reader: PassageReader
-    ) -> str | None:
-        where = p.documents.passages.locate(txn, prefix, label)
-        if where is None:
-            return None
-        return reader.passage(*where)
+        with self.passage_reads(collection) as reads:
+            return reads.texts(np.asarray(labels, dtype=np.uint64).tolist())
 
     def passage_key_for_label(self, collection: str, label: int) -> bytes | None:
         """The key of the collection's passage with this index label, or None if none is live."""
-
-        def find(txn: lmdb.Transaction, p: _Parts) -> bytes | None:
-            prefix = p.collections.get(txn, collection).prefix
-            reader = PassageReader(p.documents, txn, prefix, BlockCache())
-            text = Store._passage_text(txn, p, prefix, label, reader)
-            return passage_key(text) if text is not None else None
-
-        return self._read(find)
+        with self.passage_reads(collection) as reads:
+            text = reads.text(label)
+        return passage_key(text) if text is not None else None
 
     def passage_holders(self, collection: str, label: int) -> list[DocumentInfo]:
         """The live documents holding the passage with this index label, sorted by id,
         without their texts (one snapshot; what a search needs per candidate)."""
-
-        def holders(txn: lmdb.Transaction, p: _Parts) -> list[DocumentInfo]:
-            prefix = p.collections.get(txn, collection).prefix
-            found = (p.documents.info(txn, prefix, doc_id)
-                     for doc_id in p.documents.passages.documents(txn, prefix, label))
-            return [info for info in found if info is not None]
-
-        return self._read(holders)
+        with self.passage_reads(collection) as reads:
+            return reads.holders(label)
 
     def passage_documents(self, collection: str, key: bytes) -> list[str]:
         """Ids of the live documents of ``collection`` that contain the passage, sorted."""
