@@ -333,6 +333,7 @@ class Index:
             min_admitted=k,
             admit=admit,
             check_deadline=check_deadline,
+            score_all=lambda: scan_scores(table, self._flat_layout()),
         )
 
     def _flat_layout(self) -> np.ndarray:

@@ -136,10 +136,14 @@ def graph_candidates(
     min_admitted: int,
     admit: Callable[[int], bool] | None,
     check_deadline: Callable[[], None],
+    score_all: Callable[[], np.ndarray] | None = None,
 ) -> CandidatePool:
     """Best-first search (HNSW's base-layer search) by approximate similarity.
 
-    ``score(nodes)`` returns the approximate similarities of an array of node ids.
+    ``score(nodes)`` returns the approximate similarities of an array of node ids;
+    ``score_all()``, if given, those of every node in node order, for the scan of the nodes
+    the walk did not reach: the flat scan's byte-pair gather scores all 1M codes faster than
+    ``score`` gathers the ones a walk left (46-53 ms against 340-390 ms, 32-byte codes).
     """
     admit = admit or (lambda node: True)
     visited = np.zeros(node_count, dtype=bool)
@@ -178,7 +182,7 @@ def graph_candidates(
             check_deadline()
     if len(pool.heap) < min_admitted and not visited.all():
         unvisited = np.flatnonzero(~visited)
-        similarities = score(unvisited)
+        similarities = score_all()[unvisited] if score_all is not None else score(unvisited)
         scored += len(unvisited)
         rejected += _offer_best_first(pool, similarities, admit, unvisited)
     return pool.result(scored, rejected)

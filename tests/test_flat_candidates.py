@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from meshdex.index.search import FLAT_WINDOW_GROWTH, flat_candidates
+from meshdex.index.search import FLAT_WINDOW_GROWTH, flat_candidates, graph_candidates
 
 NODES = 5_000
 
@@ -83,3 +83,33 @@ def test_fewer_nodes_than_ef_give_every_admitted_node(count):
     assert flat_candidates(scores, ef=8, admit=None).nodes.tolist() == list(range(count))[::-1]
     assert flat_candidates(scores, ef=8, admit=lambda node: node != 1).nodes.tolist() == [
         node for node in range(count)[::-1] if node != 1]
+
+
+def test_a_walk_that_finds_too_few_matches_scans_the_rest_with_one_full_scan(tied_scores):
+    """The walk's fallback takes the unvisited nodes' scores from ``score_all`` (the flat
+    scan) instead of gathering them through ``score``, and keeps the same pool."""
+    half = NODES // 2  # a ring over the first half: the walk never reaches the second
+    ring = [np.array([(node - 1) % half, (node + 1) % half]) for node in range(half)]
+    admit = FILTERS["only the last node"]
+    gathered: list[int] = []
+
+    def score(nodes: np.ndarray) -> np.ndarray:
+        gathered.append(len(nodes))
+        return tied_scores[nodes]
+
+    def walk(score_all):
+        return graph_candidates(
+            neighbors=ring.__getitem__, score=score, entry_points=np.array([0]),
+            node_count=NODES, ef=8, min_admitted=5, admit=admit,
+            check_deadline=lambda: None, score_all=score_all)
+
+    by_gather = walk(None)
+    assert max(gathered) == NODES - half  # the fallback gathered the unvisited nodes
+    gathered.clear()
+    by_scan = walk(lambda: tied_scores.copy())
+    assert max(gathered) <= 2, "the fallback still gathered the unvisited nodes"
+    assert np.array_equal(by_scan.nodes, by_gather.nodes)
+    assert np.array_equal(by_scan.approx_scores, by_gather.approx_scores)
+    assert (by_scan.nodes_scored, by_scan.rejected) == (by_gather.nodes_scored,
+                                                         by_gather.rejected)
+    assert by_scan.nodes.tolist() == [NODES - 1]
