@@ -106,3 +106,18 @@ def test_a_search_looks_up_each_label_and_decodes_each_document_once(node, monke
     assert texts == [text for _, text in passages]
     assert sorted(lookups) == sorted(labels), "a label's holders were looked up again"
     assert len(decodes) == len(set(decodes)) == len({d.id for d in node.store.iter_documents("c")})
+
+
+def test_reads_begun_before_a_compaction_finish_on_their_snapshot(node):
+    node.create_collection("c")
+    node.upsert_documents("c", topic_documents(per_topic=10, words=40))
+    passages = list(node.store.iter_passages("c"))
+    labels = [passage_label(key) for key, _ in passages]
+    with node.store.passage_reads("c") as reads:
+        resolver = HitResolver(reads, None)
+        assert all(resolver.accept(label) for label in labels)
+        node.delete_documents("c", [doc.id for doc in node.store.iter_documents("c")][::2])
+        node.store.compact()
+        assert resolver.texts(np.array(labels, dtype=np.uint64)) == [t for _, t in passages]
+    live = [label for label in labels if node.store.passage_holders("c", label)]
+    assert 0 < len(live) < len(labels)
