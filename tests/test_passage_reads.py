@@ -85,18 +85,18 @@ def test_a_search_looks_up_each_label_and_decodes_each_document_once(node, monke
     labels = [passage_label(key) for key, _ in passages]
     lookups: list[int] = []
     decodes: list[str] = []
-    real_holders, real_record = PassageIndex.holders, Documents.record
+    real_holders, real_live = PassageIndex.holders, Documents.live
 
     def counting_holders(self, txn, prefix, label):
         lookups.append(label)
         return real_holders(self, txn, prefix, label)
 
-    def counting_record(self, txn, prefix, doc_id):
+    def counting_live(self, txn, prefix, doc_id):
         decodes.append(doc_id)
-        return real_record(self, txn, prefix, doc_id)
+        return real_live(self, txn, prefix, doc_id)
 
     monkeypatch.setattr(PassageIndex, "holders", counting_holders)
-    monkeypatch.setattr(Documents, "record", counting_record)
+    monkeypatch.setattr(Documents, "live", counting_live)
     with node.store.passage_reads("c") as reads:
         resolver = HitResolver(reads, None)
         assert all(resolver.accept(label) for label in labels)

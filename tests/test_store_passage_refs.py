@@ -20,8 +20,9 @@ from meshdex.node.errors import StoreCorrupt
 from meshdex.node.paths import STORE_DIR_NAME
 from meshdex.node.records import DocumentInput
 from meshdex.node.store import STORE_FORMAT_VERSION, Store
+from meshdex.node.store import documents as documents_module
 from meshdex.node.store.codec import U64
-from meshdex.node.store.documents import DocumentRecord
+from meshdex.node.store.documents import Documents
 from meshdex.node.store.store import stored_format_version
 
 from tests.test_store_blocks import write_store_at
@@ -208,22 +209,28 @@ def test_a_search_reads_each_document_once_and_holders_skip_its_spans(
     passages = list(store.iter_passages("c"))
     assert len(passages) > 10
     labels = [passage_label(key) for key, _ in reversed(passages)]
-    decodes = []
-    original = DocumentRecord.decode.__func__
+    decodes, span_decodes = [], []
+    original_live, original_spans = Documents.live, documents_module._text_and_spans
 
-    def counting(cls, key, data, **kwargs):
-        decodes.append(kwargs["doc_id"])
-        return original(cls, key, data, **kwargs)
+    def counting_live(self, txn, prefix, doc_id):
+        decodes.append(doc_id)
+        return original_live(self, txn, prefix, doc_id)
 
-    monkeypatch.setattr(DocumentRecord, "decode", classmethod(counting))
+    def counting_spans(reader, flags):
+        span_decodes.append(1)
+        return original_spans(reader, flags)
+
+    monkeypatch.setattr(Documents, "live", counting_live)
+    monkeypatch.setattr(documents_module, "_text_and_spans", counting_spans)
     assert store.passage_texts("c", np.array(labels, dtype=np.uint64)) == [
         passage for _, passage in reversed(passages)]
     assert sorted(decodes) == [LONG_ID, "other"]
-    decodes.clear()
+    assert len(span_decodes) == 2
+    span_decodes.clear()
     infos = [store.passage_holders("c", label) for label in labels]
     held = [[(d.id, d.metadata) for d in found] for found in infos]
     assert held.count([(LONG_ID, {"k": 1})]) == len(labels) - 1
-    assert decodes == []
+    assert span_decodes == []
     store.delete_documents("c", [LONG_ID])
     after = {label: [d.id for d in store.passage_holders("c", label)] for label in labels}
     assert {label: ids for label, ids in after.items() if ids} == {

@@ -111,19 +111,12 @@ class DocumentRecord:
     ) -> DocumentRecord:
         reader = RecordReader(data, what="document", key=key)
         head = _Head.decode(reader, txn=txn, devices=devices)
-        text, spans = None, ()
-        if not head.deleted:
-            text = TextRef(reader.varint(), reader.varint())
-            count = reader.varint()
-            if head.flags & _SHORT_SPANS:
-                flat = struct.unpack(f">{2 * count}H", reader.fixed(4 * count))
-                starts = list(itertools.accumulate(flat[::2]))
-                ends = map(operator.add, starts, flat[1::2])
-                spans = tuple(zip(starts, ends, strict=True))
-            else:
-                flat = struct.unpack(f">{2 * count}I", reader.fixed(8 * count))
-                spans = tuple(zip(flat[::2], flat[1::2], strict=True))
-        reader.end()
+        text: TextRef | None = None
+        spans: tuple[Span, ...] = ()
+        if head.deleted:
+            reader.end()
+        else:
+            text, spans = _text_and_spans(reader, head.flags)
         return cls(
             doc_id=doc_id,
             seq=head.seq,
@@ -183,6 +176,38 @@ class _Head:
                    origin_seq=origin_seq, source=source, metadata=metadata)
 
 
+def _text_and_spans(reader: RecordReader, flags: int) -> tuple[TextRef, tuple[Span, ...]]:
+    """The rest of a live record after its head: where its text lies and its spans."""
+    text = TextRef(reader.varint(), reader.varint())
+    count = reader.varint()
+    if flags & _SHORT_SPANS:
+        flat = struct.unpack(f">{2 * count}H", reader.fixed(4 * count))
+        starts = list(itertools.accumulate(flat[::2]))
+        ends = map(operator.add, starts, flat[1::2])
+        spans = tuple(zip(starts, ends, strict=True))
+    else:
+        flat = struct.unpack(f">{2 * count}I", reader.fixed(8 * count))
+        spans = tuple(zip(flat[::2], flat[1::2], strict=True))
+    reader.end()
+    return text, spans
+
+
+class LiveDocument:
+    """A live document's record decoded up to its text: its ``info``, what a search checks
+    of every candidate. ``text_and_spans`` decodes the rest once, for the few whose passages
+    the search reads (a whole file's record holds hundreds of spans)."""
+
+    def __init__(self, info: DocumentInfo, rest: RecordReader, flags: int) -> None:
+        self.info = info
+        self._rest, self._flags = rest, flags
+        self._text_and_spans: tuple[TextRef, tuple[Span, ...]] | None = None
+
+    def text_and_spans(self) -> tuple[TextRef, tuple[Span, ...]]:
+        if self._text_and_spans is None:
+            self._text_and_spans = _text_and_spans(self._rest, self._flags)
+        return self._text_and_spans
+
+
 def _short_spans(spans: tuple[Span, ...]) -> list[int] | None:
     """The spans as flat (start minus the previous start, length) pairs if every one fits in
     u16, else None."""
@@ -233,18 +258,19 @@ class Documents:
             return None
         return DocumentRecord.decode(key, raw, doc_id=doc_id, txn=txn, devices=self.devices)
 
-    def info(self, txn: lmdb.Transaction, prefix: bytes, doc_id: str) -> DocumentInfo | None:
-        """The document without its text or spans, if it is live (what a search checks per
+    def live(self, txn: lmdb.Transaction, prefix: bytes, doc_id: str) -> LiveDocument | None:
+        """The document decoded up to its text, if it is live (what a search checks per
         candidate)."""
         key = prefix + doc_id.encode()
         raw = txn.get(key, db=self._db)
         if raw is None:
             return None
-        head = _Head.decode(RecordReader(raw, what="document", key=key), txn=txn,
-                            devices=self.devices)
+        reader = RecordReader(raw, what="document", key=key)
+        head = _Head.decode(reader, txn=txn, devices=self.devices)
         if head.deleted:
             return None
-        return DocumentInfo(id=doc_id, source=head.source, metadata=head.metadata, hlc=head.hlc)
+        return LiveDocument(DocumentInfo(id=doc_id, source=head.source, metadata=head.metadata,
+                                         hlc=head.hlc), reader, head.flags)
 
     def records(self, txn: lmdb.Transaction, prefix: bytes) -> Iterator[DocumentRecord]:
         """Every record (live and tombstones) of the collection, sorted by id."""

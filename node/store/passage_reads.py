@@ -18,7 +18,7 @@ from meshdex.index.chunking import normalize_newlines
 from meshdex.index.errors import NotFound
 from meshdex.node.records import DocumentInfo
 from meshdex.node.store.blocks import BlockCache
-from meshdex.node.store.documents import Documents, Span
+from meshdex.node.store.documents import Documents, LiveDocument, Span
 
 
 class PassageReader:
@@ -32,13 +32,13 @@ class PassageReader:
         self._collection = collection
         self._cache = BlockCache()
         self._holders: dict[int, list[tuple[str, int]]] = {}
-        self._infos: dict[str, DocumentInfo | None] = {}
+        self._documents_read: dict[str, LiveDocument | None] = {}
         self._passages: dict[str, tuple[tuple[Span, ...], str] | None] = {}
 
     def holders(self, label: int) -> list[DocumentInfo]:
         """The live documents holding the passage with this label, sorted by id."""
-        found = (self._info(doc_id) for doc_id, _ in self._holders_of(label))
-        return [info for info in found if info is not None]
+        found = (self._live(doc_id) for doc_id, _ in self._holders_of(label))
+        return [live.info for live in found if live is not None]
 
     def text(self, label: int) -> str | None:
         """The passage's text, from its first holder (by id); None if no live one holds it."""
@@ -77,17 +77,18 @@ class PassageReader:
                                                                     label)
         return self._holders[label]
 
-    def _info(self, doc_id: str) -> DocumentInfo | None:
-        """The live document without its spans (a whole file's has hundreds): what a check
-        needs of every candidate, most of which are never recomputed."""
-        if doc_id not in self._infos:
-            self._infos[doc_id] = self._documents.info(self._txn, self._prefix, doc_id)
-        return self._infos[doc_id]
+    def _live(self, doc_id: str) -> LiveDocument | None:
+        """The live document up to its text; its spans are decoded only if a passage of it
+        is read (a whole file's record holds hundreds)."""
+        if doc_id not in self._documents_read:
+            self._documents_read[doc_id] = self._documents.live(self._txn, self._prefix, doc_id)
+        return self._documents_read[doc_id]
 
     def _decoded(self, doc_id: str) -> tuple[tuple[Span, ...], str] | None:
         """A live document's spans and normalised text; None if it is deleted or absent."""
-        record = self._documents.record(self._txn, self._prefix, doc_id)
-        if record is None or record.deleted:
+        found = self._live(doc_id)
+        if found is None:
             return None
-        text = self._documents.text(self._txn, self._prefix, record, self._cache)
-        return record.spans, normalize_newlines(text)
+        ref, spans = found.text_and_spans()
+        text = self._documents.blocks.text(self._txn, self._prefix, ref, self._cache)
+        return spans, normalize_newlines(text)
