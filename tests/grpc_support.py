@@ -80,7 +80,8 @@ class ServeProcess:
 
     def __init__(self, data_dir, *extra: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "meshdex", "--data-dir", str(data_dir), "serve",
+            [sys.executable, "-X", "faulthandler", "-m", "meshdex", "--data-dir", str(data_dir),
+             "serve",
              "--listen", "127.0.0.1:0", *extra],
             stderr=subprocess.PIPE, text=True,
             env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
@@ -93,7 +94,8 @@ class ServeProcess:
             self.stderr_lines.append(line)
             match = ADDRESS_LINE.search(line)
             if match:
-                threading.Thread(target=self._drain, daemon=True).start()
+                self._drainer = threading.Thread(target=self._drain, daemon=True)
+                self._drainer.start()
                 return match.group(1)
         raise AssertionError("serve exited before listening:\n" + "".join(self.stderr_lines))
 
@@ -101,5 +103,20 @@ class ServeProcess:
         self.stderr_lines.extend(self.process.stderr)
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
+        """Send ``sig`` and wait for the exit code. A server still running after
+        ``timeout_s`` is made to print every thread's stack (faulthandler, on SIGABRT) and
+        killed, and the failure shows the stacks: left running, it kept the default sync
+        port and failed every later test that serves."""
         self.process.send_signal(sig)
-        return self.process.wait(timeout_s)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+            self._drainer.join(5)  # stderr closed: the stacks are read
+            raise AssertionError(f"serve did not exit within {timeout_s} s of signal {sig}:\n"
+                                 + "".join(self.stderr_lines[-200:])) from None
