@@ -153,14 +153,20 @@ def _format_2_members(key: bytes, payload: bytes) -> list[Member]:
 
 def frame_dictionary_id(key: bytes, data: bytes) -> tuple[int, bytes]:
     """(dictionary id, zstd frame) of a stored block value, either format."""
+    dictionary_id, frame, _ = _split_value(key, data)
+    return dictionary_id, frame
+
+
+def _split_value(key: bytes, data: bytes) -> tuple[int, bytes, bool]:
+    """(dictionary id, zstd frame, whether it is a bare format-2 frame) of a stored value."""
     data = bytes(data)
     if data.startswith(_FORMAT_2_MAGIC):
-        return 0, data
+        return 0, data, True
     reader = RecordReader(data, what="text block", key=key)
     if reader.byte() != _TAGGED:
         raise reader.corrupt("neither a tagged block nor a zstd frame")
     dictionary_id = reader.varint()
-    return dictionary_id, reader.rest()
+    return dictionary_id, reader.rest(), False
 
 
 class Block:
@@ -172,15 +178,16 @@ class Block:
 
     def __init__(self, *, members: list[Member]) -> None:
         self._members: list[Member] | None = members
-        self._key, self._payload, self._ends = b"", b"", [0]
         self._count = len(members)
+        self._key, self._payload, self._ends = b"", b"", [0]
 
     @classmethod
     def _of_payload(cls, key: bytes, payload: bytes) -> Block:
-        block = cls(members=[])
-        block._members, block._key, block._payload = None, key, payload
-        block._ends = _member_ends(key, payload)
-        block._count = (len(block._ends) - 1) // 2
+        """A decoded format-3 payload, its members cut out when asked."""
+        ends = _member_ends(key, payload)
+        block = cls.__new__(cls)
+        block._members, block._count = None, (len(ends) - 1) // 2
+        block._key, block._payload, block._ends = key, payload, ends
         return block
 
     def __len__(self) -> int:
@@ -227,15 +234,14 @@ class Block:
         cls, key: bytes, data: bytes, dictionary: Callable[[int], Dictionary | None]
     ) -> Block:
         """``dictionary(id)`` gives the block's dictionary (None for id 0)."""
-        dictionary_id, frame = frame_dictionary_id(key, data)
-        return cls.of_frame(key, frame, dictionary(dictionary_id),
-                            format_2=bytes(data[:4]) == _FORMAT_2_MAGIC)
+        dictionary_id, frame, format_2 = _split_value(key, data)
+        return cls.of_frame(key, frame, dictionary(dictionary_id), format_2=format_2)
 
     @classmethod
     def of_frame(
         cls, key: bytes, frame: bytes, dictionary: Dictionary | None, *, format_2: bool
     ) -> Block:
-        """The block in a stored value's zstd ``frame`` (``frame_dictionary_id``)."""
+        """The block in a stored value's zstd ``frame`` (``_split_value``)."""
         decompressor = dictionary.decompressor if dictionary is not None else _PLAIN
         try:
             payload = decompressor.decompress(frame)
@@ -419,12 +425,11 @@ class TextBlocks:
         raw = txn.get(key, db=self._db)
         if raw is None:
             raise corrupt("text block", key, "a document refers to a block that is not there")
-        dictionary_id, frame = frame_dictionary_id(key, raw)
+        dictionary_id, frame, format_2 = _split_value(key, raw)
         dictionary = self.dictionary(txn, prefix, dictionary_id, block_key=key)
         decoded = self._decoded.get(key, raw, dictionary)
         if decoded is None:
-            decoded = Block.of_frame(key, frame, dictionary,
-                                     format_2=bytes(raw[:4]) == _FORMAT_2_MAGIC)
+            decoded = Block.of_frame(key, frame, dictionary, format_2=format_2)
             self._decoded.put(key, raw, dictionary, decoded)
         if cache is not None:
             cache.put(key, decoded)
