@@ -26,6 +26,7 @@ from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.node.config import NodeConfig
 from meshdex.node.errors import CollectionExists
+from meshdex.node.hlc import wall_clock_ms
 from meshdex.node.indexing import IndexManager
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
@@ -114,6 +115,15 @@ def wait_for(condition: Callable[[], Any], *, timeout_s: float = 30.0,
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def tick_past(*nodes: SyncNode) -> None:
+    """Wait until the wall clock is past every stamp these nodes issued, so that the next
+    write anywhere is ordered after theirs. Two writes in one millisecond on two devices are
+    ordered by device id (random here), so a test that means "later" must make it so."""
+    newest = max((n.node.store.max_hlc for n in nodes if n.node.store.max_hlc), default=None)
+    while newest is not None and wall_clock_ms() <= newest.physical_ms:
+        time.sleep(0.001)
 
 
 PORT_RETRIES = 3

@@ -35,6 +35,7 @@ from sync_support import (
     pair,
     start_sync_node,
     stop_sync_node,
+    tick_past,
     wait_for,
 )
 
@@ -86,6 +87,7 @@ def test_a_losing_concurrent_edit_is_kept_as_a_conflict(manual) -> None:
     _session(a)
     assert b.texts("notes") == {"doc": "first"}
     a.add("notes", {"doc": "edited on a"})
+    tick_past(a)
     b.add("notes", {"doc": "edited on b, later"})  # newer stamp: wins everywhere
     report = _session(a)
     assert a.texts("notes") == b.texts("notes") == {"doc": "edited on b, later"}
@@ -121,6 +123,7 @@ def test_an_incoming_edit_that_loses_is_kept_where_it_arrives(manual) -> None:
     a.add("notes", {"doc": "first"})
     _session(a)
     b.add("notes", {"doc": "older edit on b"})
+    tick_past(b)
     a.add("notes", {"doc": "newer edit on a"})
     _session(b)  # b pulls a's newer version (keeps its own), then pushes nothing new
     _session(a)
@@ -140,6 +143,7 @@ def test_conflict_records_replicate_once_and_do_not_go_round(manual, tmp_path) -
         a.add("notes", {"doc": "first"})
         _session(a)
         a.add("notes", {"doc": "edited on a"})
+        tick_past(a)
         b.add("notes", {"doc": "edited on b, later"})
         _session(a)  # a keeps its overwritten edit, then pushes the record to b
         _session(c)

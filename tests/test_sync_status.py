@@ -8,7 +8,7 @@ from pathlib import Path
 
 from grpc_support import started_node
 from meshdex.sync.admin import LocalSyncAdmin
-from sync_support import pair, start_sync_node, stop_sync_node
+from sync_support import pair, start_sync_node, stop_sync_node, tick_past
 
 
 def test_status_shows_each_peers_lag_last_sync_last_error_and_conflicts(tmp_path: Path) -> None:
@@ -25,6 +25,7 @@ def test_status_shows_each_peers_lag_last_sync_last_error_and_conflicts(tmp_path
 
         a.service.sync_now()
         a.add("notes", {"doc": "edited on a"})
+        tick_past(a)
         b.add("notes", {"doc": "edited on b, later"})  # wins; a keeps its edit as a conflict
         a.service.sync_now()
         with started_node(tmp_path / "a", node=a.node) as server, server.client("read") as client:
