@@ -76,13 +76,16 @@ ADDRESS_LINE = re.compile(r"listening on (\S+)")
 
 
 class ServeProcess:
-    """``python -m meshdex --data-dir D serve --listen 127.0.0.1:0`` and the address it bound."""
+    """``python -m meshdex --data-dir D serve`` on OS-chosen loopback ports (query API, sync
+    and pairing: none on the defaults, which another test's node or the machine may hold) and
+    the query address it bound."""
 
     def __init__(self, data_dir, *extra: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-X", "faulthandler", "-m", "meshdex", "--data-dir", str(data_dir),
              "serve",
-             "--listen", "127.0.0.1:0", *extra],
+             "--listen", "127.0.0.1:0", "--sync-listen", "127.0.0.1:0",
+             "--pair-listen", "127.0.0.1:0", *extra],
             stderr=subprocess.PIPE, text=True,
             env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
         )
