@@ -5,7 +5,9 @@ the policy (``grpc`` imported before ``meshdex``) refuses to start sync."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -14,11 +16,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from grpc_support import ServeProcess
 from meshdex.node.config import split_host_port
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.identity import PEER_TLS_NAME, load_identity
-from meshdex.sync.tls_policy import GRPC_CIPHER_SUITES_ENV
+from meshdex.sync.tls_policy import GRPC_CIPHER_SUITES_ENV, GRPC_VERBOSITY_ENV
 from meshdex.sync.transport import pinned_channel
 from sync_support import pair, start_sync_node, stop_sync_node
 
@@ -105,3 +108,20 @@ def test_sync_does_not_start_where_grpc_missed_the_tls_policy(tmp_path) -> None:
                             env=env, timeout=120)
     assert result.returncode != 0
     assert "accepts TLS 1.2" in result.stderr and "import meshdex before grpc" in result.stderr
+
+
+@pytest.mark.parametrize("verbosity", ["", "INFO"])
+def test_refused_handshakes_are_not_logged_unless_asked_for(tmp_path, verbosity) -> None:
+    """``meshdex serve``'s own TLS 1.2 check at start and a stranger's handshake leave no
+    gRPC core line on stderr; ``GRPC_VERBOSITY=INFO`` brings them back."""
+    serve = ServeProcess(tmp_path, env={GRPC_VERBOSITY_ENV: verbosity})  # "": a user's default
+    [sync_address] = re.findall(r"meshdex sync on (\S+)", "".join(serve.stderr_lines))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(split_host_port(sync_address), timeout=10) as raw, \
+            contextlib.suppress(ssl.SSLError, OSError), \
+            context.wrap_socket(raw, server_hostname=PEER_TLS_NAME) as tls:
+        assert tls.recv(1) == b""  # refused: no client certificate
+    assert serve.stop() == 0
+    logged = any("Handshake failed" in line for line in serve.stderr_lines)
+    assert logged == (verbosity == "INFO"), "".join(serve.stderr_lines)
