@@ -3,13 +3,15 @@
 A session with one peer: ``Hello``, then for each collection both sides share, pull the
 peer's changes after our cursor (apply each batch durably, then ``AckChanges``), and push ours
 after the peer's cursor for us (unless the peer holds us read-only). A dead peer costs at
-most ``CALL_TIMEOUT_S`` per call and is reported in ``SessionReport.error``.
+most ``CALL_TIMEOUT_S`` per call and is reported in ``SessionReport.error``. Sessions that
+dial through ``OpenChannels`` end at once when it is closed (a stopping node).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -137,11 +139,53 @@ class SessionReport:
         return asdict(self)
 
 
+STOPPED_MESSAGE = "this node is stopping: the session was ended"
+
+
+class OpenChannels:
+    """The channels of the sessions in flight, so that a stopping node can end them at once.
+
+    A session with a peer that stopped answering (a laptop suspended mid-stream, a cable
+    pulled) waits out its deadline: ``CALL_TIMEOUT_S`` for a call, ``SESSION_TIMEOUT_S`` for a
+    stream. Closing a channel ends its calls (CANCELLED) at once; a stream is cut between
+    batches, each applied durably, so the next session resumes from the cursor.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[grpc.Channel] = set()
+        self.closed = False
+
+    @contextmanager
+    def dial(self, peer: Peer, identity: DeviceIdentity) -> Iterator[grpc.Channel]:
+        """A pinned channel to ``peer``'s first address, closed on exit or by ``close``."""
+        with pinned_channel(peer.addresses[0], peer.cert_pem, identity=identity) as channel:
+            with self._lock:
+                if self.closed:
+                    raise SyncError(STOPPED_MESSAGE, peer=peer.device_id)
+                self._open.add(channel)
+            try:
+                yield channel
+            finally:
+                with self._lock:
+                    self._open.discard(channel)
+
+    def close(self) -> None:
+        """End every session in flight, and refuse new ones."""
+        with self._lock:
+            self.closed = True
+            channels, self._open = list(self._open), set()
+        for channel in channels:
+            channel.close()
+
+
 class Session:
     """One sync session with one peer (both directions, every shared collection)."""
 
-    def __init__(self, engine: SyncEngine, identity: DeviceIdentity, peer: Peer) -> None:
+    def __init__(self, engine: SyncEngine, identity: DeviceIdentity, peer: Peer, *,
+                 channels: OpenChannels | None = None) -> None:
         self.engine, self.identity, self.peer = engine, identity, peer
+        self.channels = channels or OpenChannels()
         self.peer_store_id = ""  # learnt at hello
 
     def run(self) -> SessionReport:
@@ -150,11 +194,15 @@ class Session:
             report.error = "no address known for this peer; it dials this device"
             return report
         try:
-            with pinned_channel(self.peer.addresses[0], self.peer.cert_pem,
-                                identity=self.identity) as channel:
+            with self.channels.dial(self.peer, self.identity) as channel:
                 self._run(sync_pb2_grpc.MeshdexSyncStub(channel), report)
         except MeshdexError as error:
             report.error = str(error)
+        failed = [c for c in report.collections if c.error]
+        if self.channels.closed and (report.error or failed):  # not the peer's failure
+            report.error = STOPPED_MESSAGE
+            for collection in failed:
+                collection.error = STOPPED_MESSAGE
         return report
 
     def _run(self, stub: sync_pb2_grpc.MeshdexSyncStub, report: SessionReport) -> None:
@@ -297,10 +345,13 @@ class _CallRuns:
 
 
 def run_session(engine: SyncEngine, identity: DeviceIdentity, trust: TrustStore,
-                peer: Peer) -> SessionReport:
-    """Sync once with ``peer`` and note the outcome in the trust store."""
-    session = Session(engine, identity, peer)
+                peer: Peer, *, channels: OpenChannels | None = None) -> SessionReport:
+    """Sync once with ``peer`` and note the outcome in the trust store (``channels``: what a
+    stopping node closes to end the session)."""
+    session = Session(engine, identity, peer, channels=channels)
     report = session.run()
+    if report.error == STOPPED_MESSAGE:
+        return report  # says nothing about the peer: its last outcome stays as it was
     errors = [report.error] + [f"{c.collection}: {c.error}" for c in report.collections
                                if c.error]
     first_error = next((e for e in errors if e), None)

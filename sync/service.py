@@ -38,7 +38,7 @@ from meshdex.node.service import Node
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.bundle_receive import BundleReceiver
 from meshdex.sync.bundle_shelf import BundleShelf
-from meshdex.sync.client import SessionReport, run_session
+from meshdex.sync.client import OpenChannels, SessionReport, run_session
 from meshdex.sync.discovery import Announcement, Discovery, discovery_active, lan_addresses
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import SyncError
@@ -167,8 +167,10 @@ class _PeerState:
 class SyncScheduler:
     """Runs sessions with every peer that has an address, when due."""
 
-    def __init__(self, *, engine: SyncEngine, trust: TrustStore, interval_s: float) -> None:
+    def __init__(self, *, engine: SyncEngine, trust: TrustStore, interval_s: float,
+                 channels: OpenChannels) -> None:
         self.engine, self.trust, self.interval_s = engine, trust, interval_s
+        self.channels = channels
         self._states: dict[str, _PeerState] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -216,7 +218,8 @@ class SyncScheduler:
             peer = self.trust.find(device_id)
             if peer is None:
                 return None
-            report = run_session(self.engine, self.engine.identity, self.trust, peer)
+            report = run_session(self.engine, self.engine.identity, self.trust, peer,
+                                 channels=self.channels)
             failed = report.error is not None or any(c.error for c in report.collections)
             with self._lock:
                 state = self._states[device_id]
@@ -231,11 +234,20 @@ class SyncScheduler:
             with self._lock:
                 self._states[device_id].running = False
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Start no more sessions; those running go on (``join``)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def join(self) -> None:
+        """Wait for the sessions running (ending them is closing ``channels``)."""
+        self._pool.shutdown(wait=True)
+
+    def stop(self) -> None:
+        self.halt()
+        self.join()
 
 
 class SyncService:
@@ -258,8 +270,10 @@ class SyncService:
         self.engine = SyncEngine(
             node=node, identity=self.identity,
             on_applied=on_applied, shelf=BundleShelf(node), bundles=bundles)
+        self.channels = OpenChannels()
         self.scheduler = SyncScheduler(engine=self.engine, trust=self.trust,
-                                       interval_s=config.sync_interval_s)
+                                       interval_s=config.sync_interval_s,
+                                       channels=self.channels)
         self.desk = PairingDesk(identity=self.identity, trust=self.trust,
                                 invites=InviteBook(data_dir), name=socket.gethostname(),
                                 sync_addresses=advertised_addresses(config, config.sync_listen))
@@ -333,18 +347,27 @@ class SyncService:
     def sync_now(self, device_id: str | None = None) -> list[SessionReport]:
         """One session with one peer (or every peer with an address), now."""
         peers = [self.trust.get(device_id)] if device_id else self.trust.all()
-        return [run_session(self.engine, self.identity, self.trust, peer) for peer in peers
+        return [run_session(self.engine, self.identity, self.trust, peer,
+                            channels=self.channels) for peer in peers
                 if peer.addresses or device_id]
 
     def stop(self, grace_period_s: float) -> None:
         if self.discovery is not None:
             self.discovery.stop()
             self.discovery = None
-        self.scheduler.stop()
-        # Every server shares the one grace period: stopped one after another, each could
-        # take all of it, and a node with a pairing port would outlast its grace twice over.
+        self.scheduler.halt()
+        # One grace period for everything in flight: the servers' calls (stopped one after
+        # another, each could take all of it, and a node with a pairing port would outlast
+        # its grace twice over) and the sessions this node dialled (the scheduler's, a
+        # `meshdex sync`'s), whose channels are closed when it is over.
+        cut_sessions = threading.Timer(grace_period_s, self.channels.close)
+        cut_sessions.daemon = True
+        cut_sessions.start()
         stopped = [server.stop(grace_period_s) for server in self._servers]
         for event in stopped:
             event.wait()
         self._servers.clear()
+        self.scheduler.join()
+        cut_sessions.cancel()
+        self.channels.close()
         self.builder.stop()
