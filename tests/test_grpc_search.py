@@ -105,36 +105,52 @@ def test_a_search_whose_deadline_passes_is_deadline_exceeded(client):
 
 @pytest.mark.parametrize(("rebuild", "action"), [(True, "built"), (False, "delta")])
 def test_searches_keep_succeeding_during_a_rebuild_swap(server, rebuild, action):
+    """Searchers run from before the build starts until after it returned, so searches are in
+    flight while the new generation is swapped in; every one must answer, and answer right."""
     generation_before = server.node.index_stats("notes").generation
     failures: list[Exception] = []
-    answered = []
+    answered: list[tuple[float, float, str]] = []  # (started, ended, top document) per search
     stop = threading.Event()
 
     def search_until_stopped() -> None:
         with server.client("read") as searcher:
             while not stop.is_set():
+                started = time.monotonic()
                 try:
                     hits = searcher.search("notes", "rings of Saturn", top_k=1).hits
-                    answered.append(hits[0].document_id)
+                    answered.append((started, time.monotonic(), hits[0].document_id))
                 except Exception as error:  # any failure at all is the finding
                     failures.append(error)
+
+    def wait_for(condition, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline and not failures, (what, failures[:3])
+            time.sleep(0.005)
 
     threads = [threading.Thread(target=search_until_stopped) for _ in range(2)]
     for thread in threads:
         thread.start()
-    with server.client("write") as writer:
-        garden = DocumentInput(id=f"garden-{action}", text=(
-            f"Water the tomato seedlings every morning in dry weather ({action})."))
-        writer.upsert_documents("notes", [garden])
-        before = len(answered)
-        report = writer.build("notes", rebuild=rebuild)
-        during = len(answered) - before
-    stop.set()
-    for thread in threads:
-        thread.join(30)
+    try:
+        wait_for(lambda: len(answered) >= 2, "searches answered before the build")
+        with server.client("write") as writer:
+            garden = DocumentInput(id=f"garden-{action}", text=(
+                f"Water the tomato seedlings every morning in dry weather ({action})."))
+            writer.upsert_documents("notes", [garden])
+            build_started = time.monotonic()
+            report = writer.build("notes", rebuild=rebuild)
+            build_ended = time.monotonic()
+        wait_for(lambda: any(started > build_ended for started, _, _ in answered),
+                 "a search started after the build answered")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
     assert report.action == action and report.generation > generation_before
     assert not failures, failures[:3]
-    assert during > 0 and set(answered) == {"astronomy-0"}
+    assert any(started < build_ended and ended > build_started
+               for started, ended, _ in answered), "no search was in flight during the build"
+    assert {top for _, _, top in answered} == {"astronomy-0"}
 
 
 @pytest.mark.parametrize("recall_target", [0.5, 1.0])
