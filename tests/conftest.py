@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from fakes import HashingEmbedder
+from grpc_support import ServeProcess
 from meshdex.index.embedders import EmbedderSpec, default_embedder
 from meshdex.index.embedders_local import MiniLMEmbedder
 
@@ -30,3 +31,11 @@ def collection_embedder() -> MiniLMEmbedder:
     """The real model at the precision a collection created with defaults gets (bf16): the
     embedder a node loads for it, so its call counters see what the node embeds."""
     return default_embedder(EmbedderSpec().precision)
+
+
+@pytest.fixture(autouse=True)
+def _no_serve_process_outlives_its_test():
+    """A test that fails before stopping its ``meshdex serve`` would leave it running, holding
+    ports and CPU for the rest of the run."""
+    yield
+    ServeProcess.kill_leftovers()

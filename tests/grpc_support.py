@@ -78,7 +78,10 @@ ADDRESS_LINE = re.compile(r"listening on (\S+)")
 class ServeProcess:
     """``python -m meshdex --data-dir D serve`` on OS-chosen loopback ports (query API, sync
     and pairing: none on the defaults, which another test's node or the machine may hold) and
-    the query address it bound."""
+    the query address it bound. Every one started is kept in ``STARTED``, so that a test that
+    fails before stopping its server does not leave it running (see conftest)."""
+
+    STARTED: list[ServeProcess] = []
 
     def __init__(self, data_dir, *extra: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
@@ -89,6 +92,7 @@ class ServeProcess:
             stderr=subprocess.PIPE, text=True,
             env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
         )
+        ServeProcess.STARTED.append(self)
         self.stderr_lines: list[str] = []
         self.address = self._wait_for_address()
 
@@ -104,6 +108,15 @@ class ServeProcess:
 
     def _drain(self) -> None:
         self.stderr_lines.extend(self.process.stderr)
+
+    @classmethod
+    def kill_leftovers(cls) -> None:
+        """Kill every started server that is still running."""
+        while cls.STARTED:
+            serve = cls.STARTED.pop()
+            if serve.process.poll() is None:
+                serve.process.kill()
+                serve.process.wait(10)
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
         """Send ``sig`` and wait for the exit code. A server still running after
