@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +268,44 @@ with Node.open(Path(sys.argv[1])) as node:
         )
         print(" ".join(item.id for item in report.items), flush=True)
 """
+
+
+def test_closing_waits_for_a_write_on_another_thread_and_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node stopping while a sync batch or an upsert is being written: the write finishes
+    and is kept, and the store closes after it instead of invalidating it under the writer
+    (which left LMDB waiting for that thread's transaction without limit)."""
+    store = Store.open(tmp_path)
+    store.create_collection("notes", embedder=EmbedderSpec(), chunking=SMALL_CHUNKS)
+    in_write, go_on = threading.Event(), threading.Event()
+    session = store._session
+
+    def slow_session(*args):
+        in_write.set()
+        assert go_on.wait(10)
+        return session(*args)
+
+    monkeypatch.setattr(store, "_session", slow_session)
+    outcomes: list[object] = []
+    writer = threading.Thread(target=lambda: outcomes.append(
+        store.upsert_documents("notes", [doc("kept")])))
+    writer.start()
+    assert in_write.wait(10)
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive(), "the store closed under a write in progress"
+    go_on.set()
+    writer.join(10)
+    closer.join(10)
+    assert not closer.is_alive() and outcomes == [[Outcome.ADDED]]
+    with pytest.raises(FailedPrecondition, match="is closed"):
+        store.upsert_documents("notes", [doc("late")])
+    with pytest.raises(FailedPrecondition, match="is closed"):
+        store.get_document("notes", "kept")
+    with Store.open(tmp_path) as reopened:
+        assert reopened.get_document("notes", "kept").text == LONG_TEXT
 
 
 @pytest.mark.parametrize(("documents_per_write", "kill_after_writes"), [

@@ -149,7 +149,7 @@ class Store:
         self._readers: dict[int, int] = {}  # id(environment) -> reads under way on it
         self._retired: list[Environment] = []
         self.auto_compact_min_free_bytes = AUTO_COMPACT_MIN_FREE_BYTES
-        self._parts = _Parts.over(env)
+        self._parts: _Parts | None = _Parts.over(env)
         if lock is not None:
             self._write(self._initialise_meta)
         self.device_id: str = self._read(self._device_id)
@@ -265,15 +265,21 @@ class Store:
         return self._read(lambda txn, p: get_u64(txn, p.env.dbs.meta, FORMAT_VERSION_KEY))
 
     def close(self) -> None:
-        """Close the environment and release the writer lock (idempotent)."""
-        if self._parts is not None:
-            for env in [*self._retired, self._parts.env]:
-                env.close()
-            self._retired.clear()
-            self._parts = None  # type: ignore[assignment]
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        """Close the environment and release the writer lock (idempotent).
+
+        A write under way on another thread is let finish first (its caller was told nothing
+        yet, and it is kept); closing under it made LMDB invalidate its transaction and wait,
+        without limit, for that thread to release the write transaction. Later reads and
+        writes get ``FailedPrecondition``."""
+        with self._write_lock:
+            if self._parts is not None:
+                for env in [*self._retired, self._parts.env]:
+                    env.close()
+                self._retired.clear()
+                self._parts = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def __enter__(self) -> Store:
         return self
@@ -288,7 +294,7 @@ class Store:
         """A read transaction on the current parts; an environment retired by compaction is
         closed once the last read on it ends."""
         with self._parts_lock:
-            parts = self._parts
+            parts = self._open_parts()
             self._readers[id(parts.env)] = self._readers.get(id(parts.env), 0) + 1
         try:
             with parts.env.begin_read() as txn:
@@ -310,8 +316,14 @@ class Store:
 
     def _write(self, fn: Callable[[lmdb.Transaction, _Parts], T]) -> T:
         with self._write_lock:
-            parts = self._parts
+            parts = self._open_parts()
             return parts.env.write(lambda txn: fn(txn, parts))
+
+    def _open_parts(self) -> _Parts:
+        if self._parts is None:
+            raise FailedPrecondition(f"the store in {self.data_dir} is closed",
+                                     path=self.data_dir)
+        return self._parts
 
     def _session(self, txn: lmdb.Transaction, p: _Parts, collection: str) -> WriteSession:
         record = p.collections.get(txn, collection)
@@ -636,11 +648,11 @@ class Store:
 
     def store_bytes(self) -> int:
         """Bytes of the store's data file (what ``du`` counts for it, free pages included)."""
-        return (self._parts.env.store_dir / DATA_FILE_NAME).stat().st_size
+        return (self._open_parts().env.store_dir / DATA_FILE_NAME).stat().st_size
 
     def free_bytes(self) -> int:
         """Bytes of free pages in the data file (given back by ``compact``)."""
-        env = self._parts.env
+        env = self._open_parts().env
         used, total = env.used_and_file_pages()
         return max(0, total - used) * env.page_bytes
 
@@ -654,7 +666,7 @@ class Store:
         the old file, which stays open until the store is closed.
         """
         with self._write_lock:
-            old = self._parts.env
+            old = self._open_parts().env
             if old.readonly:
                 raise FailedPrecondition(
                     f"the store in {self.data_dir} is open read-only", path=self.data_dir
