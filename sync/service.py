@@ -64,6 +64,9 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 300.0
 BUILD_DEBOUNCE_S = 1.0
 BUNDLE_GRACE_S = 10.0  # how long received documents wait for a covering bundle (policy auto)
+# How long a stopping node waits for a background build to reach its next progress step;
+# past it the node closes anyway, and the build fails at its next read of the closed store.
+BUILD_STOP_TIMEOUT_S = 60.0
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
@@ -85,10 +88,18 @@ def backoff_s(failures: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+class _BuildStopped(Exception):
+    """Raised from a background build's progress callback once the builder is stopped."""
+
+
 class DebouncedBuilder:
     """Delta-build a collection once changes to it stopped arriving for ``BUILD_DEBOUNCE_S``
     (or the delay a request names); with ``bundles``, not while one of its bundles is being
-    fetched, and not at all when the installed index already holds every document."""
+    fetched, and not at all when the installed index already holds every document.
+
+    ``stop`` ends a build under way at its next progress step (one embedding window, seconds),
+    leaving the installed index as it was: a build of a large collection takes minutes, and
+    a stopping node waited for it."""
 
     def __init__(self, node: Node, *, allow_network_embedders: bool,
                  bundles: BundleReceiver | None = None) -> None:
@@ -146,15 +157,21 @@ class DebouncedBuilder:
             if refusal is not None:
                 logger.warning("not building %r: %s", collection, refusal)
                 return
-            self.node.build(collection)
+            self.node.build(collection, progress=self._unless_stopped)
+        except _BuildStopped:
+            logger.info("background build of %r stopped: the node is stopping", collection)
         except Exception:  # a failed background build must not stop later ones
             logger.exception("background build of %r after sync failed", collection)
+
+    def _unless_stopped(self, stage: str, done: int, total: int) -> None:
+        if self._stopped:
+            raise _BuildStopped
 
     def stop(self) -> None:
         with self._wake:
             self._stopped = True
             self._wake.notify()
-        self._thread.join(timeout=60)
+        self._thread.join(timeout=BUILD_STOP_TIMEOUT_S)
 
 
 @dataclass

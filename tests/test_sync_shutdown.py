@@ -5,6 +5,7 @@ suspended mid-session) holds no stopping node for its calls' deadlines."""
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import threading
@@ -12,8 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import HashingEmbedder
+from meshdex.index.length_batches import EMBED_WINDOW_PASSAGES
+from meshdex.node.indexing import IndexManager
+from meshdex.node.records import DocumentInput
+from meshdex.node.service import Node
 from meshdex.sync.client import CALL_TIMEOUT_S, STOPPED_MESSAGE
-from sync_support import pair, start_sync_node, stop_sync_node
+from meshdex.sync.service import DebouncedBuilder
+from sync_support import pair, start_sync_node, stop_sync_node, wait_for
 
 GRACE_S = 2.0
 
@@ -101,3 +108,38 @@ def test_a_stopping_node_ends_a_sync_now_session_and_says_why(silent_peer) -> No
     caller.join(GRACE_S)
     assert took < GRACE_S * 1.75, f"stopping took {took:.1f} s with a grace of {GRACE_S} s"
     assert [r.error for r in reports] == [STOPPED_MESSAGE]
+
+
+class SlowEmbedder(HashingEmbedder):
+    """A model that takes ``seconds_per_call`` for every window of passages."""
+
+    def __init__(self, seconds_per_call: float) -> None:
+        super().__init__()
+        self.seconds_per_call = seconds_per_call
+
+    def embed_documents(self, texts):
+        time.sleep(self.seconds_per_call)
+        return super().embed_documents(texts)
+
+
+def test_stopping_ends_a_background_build_at_its_next_step_and_keeps_the_index(
+        tmp_path, caplog) -> None:
+    """Ten embedding windows of a second each: the builder stops after the one under way
+    instead of finishing the build (a real collection's build takes minutes)."""
+    embedder = SlowEmbedder(seconds_per_call=1.0)
+    windows = 10
+    with Node.open(tmp_path / "n") as node:
+        node.indexes = IndexManager(node.store, embedder_factory=lambda info: embedder)
+        node.create_collection("c")
+        node.upsert_documents("c", [DocumentInput(id=f"d{i}", text=f"note number {i}")
+                                    for i in range(EMBED_WINDOW_PASSAGES * windows)])
+        builder = DebouncedBuilder(node, allow_network_embedders=False)
+        caplog.set_level(logging.INFO, logger="meshdex.sync.service")
+        builder.request("c", after_s=0)
+        wait_for(lambda: embedder.model_calls > 0, what="the build to start embedding")
+        started = time.monotonic()
+        builder.stop()
+        took = time.monotonic() - started
+        assert took < 0.4 * windows * embedder.seconds_per_call, f"stop took {took:.1f} s"
+        assert "background build of 'c' stopped: the node is stopping" in caplog.text
+        assert node.indexes.manifest("c") is None  # nothing half-built was installed
