@@ -94,6 +94,18 @@ class HashingEmbedder:
         return self.embed_documents([text])[0]
 
 
+
+class SlowHashingEmbedder(HashingEmbedder):
+    """Each call embedding passages takes ``seconds`` first, as a busy model does."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        time.sleep(self.seconds)
+        return super().embed_documents(texts)
+
 class FakeEmbeddingServer:
     """An OpenAI-compatible ``/v1/embeddings`` server on 127.0.0.1 answering with a fake embedder.
 

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from fakes import HashingEmbedder
+from fakes import HashingEmbedder, SlowHashingEmbedder
 from meshdex.index.engine import Index
 from meshdex.index.errors import DeadlineExceeded
 from meshdex.index.learned_cache import LearnedCache, entry_bytes
@@ -65,18 +65,6 @@ def test_a_repeated_query_recomputes_nothing_and_returns_the_same_hits(corpus, p
         assert again.stats.rerank_stop == first.stats.rerank_stop
         assert [(h.label, h.score) for h in again.hits] == [(h.label, h.score)
                                                             for h in first.hits]
-
-
-class SlowHashingEmbedder(HashingEmbedder):
-    """Each recompute call takes ``seconds``, as a busy model does."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__()
-        self.seconds = seconds
-
-    def embed_documents(self, texts):
-        time.sleep(self.seconds)
-        return super().embed_documents(texts)
 
 
 def test_a_search_cut_by_its_deadline_leaves_its_scores_for_the_retry(corpus):

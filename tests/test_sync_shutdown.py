@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes import HashingEmbedder
+from fakes import SlowHashingEmbedder
 from meshdex.index.length_batches import EMBED_WINDOW_PASSAGES
 from meshdex.node.indexing import IndexManager
 from meshdex.node.records import DocumentInput
@@ -110,23 +110,11 @@ def test_a_stopping_node_ends_a_sync_now_session_and_says_why(silent_peer) -> No
     assert [r.error for r in reports] == [STOPPED_MESSAGE]
 
 
-class SlowEmbedder(HashingEmbedder):
-    """A model that takes ``seconds_per_call`` for every window of passages."""
-
-    def __init__(self, seconds_per_call: float) -> None:
-        super().__init__()
-        self.seconds_per_call = seconds_per_call
-
-    def embed_documents(self, texts):
-        time.sleep(self.seconds_per_call)
-        return super().embed_documents(texts)
-
-
 def test_stopping_ends_a_background_build_at_its_next_step_and_keeps_the_index(
         tmp_path, caplog) -> None:
     """Ten embedding windows of a second each: the builder stops after the one under way
     instead of finishing the build (a real collection's build takes minutes)."""
-    embedder = SlowEmbedder(seconds_per_call=1.0)
+    embedder = SlowHashingEmbedder(seconds=1.0)
     windows = 10
     with Node.open(tmp_path / "n") as node:
         node.indexes = IndexManager(node.store, embedder_factory=lambda info: embedder)
@@ -140,6 +128,6 @@ def test_stopping_ends_a_background_build_at_its_next_step_and_keeps_the_index(
         started = time.monotonic()
         builder.stop()
         took = time.monotonic() - started
-        assert took < 0.4 * windows * embedder.seconds_per_call, f"stop took {took:.1f} s"
+        assert took < 0.4 * windows * embedder.seconds, f"stop took {took:.1f} s"
         assert "background build of 'c' stopped: the node is stopping" in caplog.text
         assert node.indexes.manifest("c") is None  # nothing half-built was installed
