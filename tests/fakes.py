@@ -94,7 +94,6 @@ class HashingEmbedder:
         return self.embed_documents([text])[0]
 
 
-
 class SlowHashingEmbedder(HashingEmbedder):
     """Each call embedding passages takes ``seconds`` first, as a busy model does."""
 
@@ -105,6 +104,7 @@ class SlowHashingEmbedder(HashingEmbedder):
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         time.sleep(self.seconds)
         return super().embed_documents(texts)
+
 
 class FakeEmbeddingServer:
     """An OpenAI-compatible ``/v1/embeddings`` server on 127.0.0.1 answering with a fake embedder.
