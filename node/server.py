@@ -40,6 +40,11 @@ logger = logging.getLogger(__name__)
 # Threads beyond max_concurrent_rpcs, so health checks and refusals are answered under load.
 HEADROOM_RPCS = 4
 
+# How often the main thread wakes while serving. The kernel delivers SIGTERM to any thread of
+# the process, and Python runs its handler on the main thread only when that thread next
+# wakes: a main thread asleep without a timeout slept through the signal.
+SIGNAL_POLL_S = 0.25
+
 
 class Companion(Protocol):
     """Something that runs beside the node's server (peer sync) for as long as it serves."""
@@ -174,7 +179,8 @@ def serve(
                 started.append(companion)
             if on_ready is not None:
                 on_ready(running.address)
-            stop_requested.wait()
+            while not stop_requested.wait(SIGNAL_POLL_S):
+                pass
         finally:
             for companion in reversed(started):
                 companion.stop(config.grace_period_s)

@@ -7,6 +7,7 @@ token. Used by every ``tests/test_grpc_*.py``.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -109,6 +110,14 @@ class ServeProcess:
     def _drain(self) -> None:
         self.stderr_lines.extend(self.process.stderr)
 
+    def _signal_a_thread(self, sig: int) -> None:
+        pid = self.process.pid
+        threads = sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
+        assert threads, "serve runs its servers on threads of their own"
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.tgkill(pid, threads[-1], sig) != 0:
+            raise OSError(ctypes.get_errno(), f"tgkill({pid}, {threads[-1]}, {sig})")
+
     @classmethod
     def kill_leftovers(cls) -> None:
         """Kill every started server that is still running."""
@@ -118,12 +127,18 @@ class ServeProcess:
                 serve.process.kill()
                 serve.process.wait(10)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20, *,
+             to_a_thread: bool = False) -> int:
         """Send ``sig`` and wait for the exit code. A server still running after
         ``timeout_s`` is made to print every thread's stack (faulthandler, on SIGABRT) and
         killed, and the failure shows the stacks: left running, it kept the default sync
-        port and failed every later test that serves."""
-        self.process.send_signal(sig)
+        port and failed every later test that serves. ``to_a_thread`` delivers ``sig`` to
+        one of the server's threads other than the main one (``tgkill``), as the kernel may
+        deliver a signal sent to the process."""
+        if to_a_thread:
+            self._signal_a_thread(sig)
+        else:
+            self.process.send_signal(sig)
         try:
             return self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:

@@ -67,6 +67,15 @@ def test_sigterm_loses_no_acknowledged_write(tmp_path):
     assert stored == set(acknowledged)
 
 
+def test_sigterm_delivered_to_a_server_thread_stops_serve(tmp_path):
+    """The kernel hands a process-directed SIGTERM to any thread; Python runs the handler on
+    the main thread only once that thread wakes. A main thread asleep without a timeout never
+    woke (CI: serve still running 20 s after SIGTERM, no 'received SIGTERM' line)."""
+    serve = ServeProcess(tmp_path)
+    assert serve.stop(signal.SIGTERM, to_a_thread=True) == 0
+    assert any("received SIGTERM" in line for line in serve.stderr_lines)
+
+
 def test_serve_reports_health_and_stops_on_sigint(tmp_path):
     serve = ServeProcess(tmp_path)
     with grpc.insecure_channel(serve.address) as channel:
