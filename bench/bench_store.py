@@ -70,6 +70,7 @@ from meshdex.node.store.blocks import (
     Dictionary,
     train_dictionary,
 )
+from meshdex.sync.trust import TrustStore
 
 from bench.corpus import ensure_sources, faq_questions
 from bench.fast_embedder import RandomVectorEmbedder
@@ -408,9 +409,9 @@ def measure_format(version: int, docs: list[DocumentInput], work: Path) -> dict[
     kept = docs[1::2]
     with open_store(data_dir) as store:
         store.delete_documents(COLLECTION, [doc.id for doc in docs[::2]])
-        if version > 1:  # what `meshdex compact` runs (Node.compact)
+        if version > 1:  # what `meshdex compact` runs (Node.compact), paired with no one
             compact_indexes(store)
-            store.compact()
+            store.compact(paired=TrustStore(data_dir).sharing())
     row["after_delete_half"] = {
         "raw_text_bytes": raw_bytes(kept),
         "du_bytes": du_bytes(data_dir),
@@ -466,7 +467,8 @@ def format_report(results: dict[str, Any]) -> str:
              v1["index_bytes"]), mb(v3["leann_jsonl_bytes"] + v3["index_bytes"]))
         a1, a3 = v1["after_delete_half"], v3["after_delete_half"]
         line(f"after deleting half (format {STORE_FORMAT_VERSION}: + `meshdex compact`, which "
-             "also drops the deleted passages from the indexes), du / remaining text",
+             "also drops the deleted passages from the indexes and, paired with no device, "
+             "the tombstones), du / remaining text",
              f"{a1['du_bytes'] / 1e6:.2f} MB ({a1['du_ratio']:.2f}x)",
              f"{a3['du_bytes'] / 1e6:.2f} MB ({a3['du_ratio']:.2f}x)")
         line("... and after `meshdex build` (the index drops the deleted passages)", "",

@@ -56,11 +56,12 @@ ProgressCallback = Callable[[int], None]  # called with how many more inputs wer
 
 @dataclass(frozen=True, kw_only=True)
 class DataCompaction:
-    """What ``Node.compact`` did: the store's data file before and after, and per collection
-    the passages its indexes dropped."""
+    """What ``Node.compact`` did: the store's data file before and after, the tombstones it
+    dropped, and per collection the passages its indexes dropped."""
 
     before_bytes: int
     after_bytes: int
+    tombstones_dropped: int
     indexes: list[IndexCompaction]
 
 
@@ -264,15 +265,16 @@ class Node:
 
     # --------------------------------------------------------------------------- status
 
-    def compact(self) -> DataCompaction:
+    def compact(self, *, paired: Mapping[str, Sequence[str]] | None = None) -> DataCompaction:
         """Give deleted documents' disk back: their passages leave every collection's indexes
-        (nothing is re-embedded, ``IndexManager.drop_deleted``), then the store is rewritten
-        without its free pages (``Store.compact``)."""
+        (nothing is re-embedded, ``IndexManager.drop_deleted``), then the store drops the
+        tombstones no device has still to learn of and is rewritten without its free pages
+        (``Store.compact``; ``paired``: the paired peers sharing each collection, as there)."""
         indexes = [self.indexes.drop_deleted(info.name)
                    for info in self.store.list_collections()]
-        store = self.store.compact()
+        store = self.store.compact(paired=paired)
         return DataCompaction(before_bytes=store.before_bytes, after_bytes=store.after_bytes,
-                              indexes=indexes)
+                              tombstones_dropped=store.tombstones_dropped, indexes=indexes)
 
     def status(self) -> NodeStatus:
         """Device id, change-log position, store size, every collection's counts and

@@ -127,6 +127,15 @@ class TrustStore:
         with self._lock:
             return [peer for _, peer in sorted(self._load().items())]
 
+    def sharing(self) -> dict[str, list[str]]:
+        """Each collection shared with a peer, and the store ids of the peers sharing it ("" for
+        one not met yet): the devices a tombstone waits for (``Store.compact``'s ``paired``)."""
+        shared: dict[str, list[str]] = {}
+        for peer in self.all():
+            for collection in peer.collections:
+                shared.setdefault(collection, []).append(peer.store_id)
+        return shared
+
     def find(self, device_id: DeviceId | str) -> Peer | None:
         """The peer with that id, or None. Cheap: a ``stat`` unless the file changed."""
         with self._lock:

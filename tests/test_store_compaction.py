@@ -21,7 +21,7 @@ from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import FailedPrecondition
 from meshdex.node.cli.main import cli
 from meshdex.node.paths import STORE_DIR_NAME
-from meshdex.node.records import DocumentInput
+from meshdex.node.records import ChangeOp, DocumentInput
 from meshdex.node.service import Node
 from meshdex.node.store import Store
 from meshdex.node.store.swap import (
@@ -30,6 +30,8 @@ from meshdex.node.store.swap import (
     RETIRED_DIR_NAME,
     recover,
 )
+from meshdex.sync.identity import load_identity
+from meshdex.sync.trust import TrustStore, make_peer
 
 CHUNKING = ChunkingParams(max_chars=300, overlap_chars=30)
 
@@ -312,8 +314,34 @@ def test_cli_compact_reports_what_it_did(filled: Store) -> None:
     result = runner.invoke(cli, ["--data-dir", str(data_dir), "compact"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("compacted the store: ") and " MiB -> " in result.output
+    # paired with no one: no other device holds these documents or has to learn of the deletes
+    assert "dropped 1500 tombstones of deleted documents" in result.output
     result = runner.invoke(cli, ["--data-dir", str(data_dir), "compact", "--json"])
     report = json.loads(result.output)
     assert report["after_bytes"] <= report["before_bytes"]
+    assert report["tombstones_dropped"] == 0
+    with Store.open(data_dir) as store:
+        info = store.get_collection("c")
+        assert (info.document_count, info.tombstone_count) == (1500, 0)
+        assert len(list(store.changes_since(0, collection="c"))) == 1500
     result = runner.invoke(cli, ["--node", "127.0.0.1:1", "compact"])
     assert result.exit_code == 5 and "without --node" in result.output
+
+
+def test_cli_compact_keeps_tombstones_a_paired_peer_sharing_the_collection_has_not_seen(
+    filled: Store, tmp_path: Path
+) -> None:
+    data_dir = filled.data_dir
+    filled.delete_documents("c", [f"doc-{i:05d}" for i in range(10)])
+    filled.close()
+    peer = load_identity(tmp_path / "peer")
+    TrustStore(data_dir).add(make_peer(cert_pem=peer.cert_pem.decode(), name="laptop",
+                                       addresses=[], collections=["c"], mode="read-write"))
+    result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "compact", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["tombstones_dropped"] == 0
+    with Store.open(data_dir) as store:
+        assert store.get_collection("c").tombstone_count == 10
+        deletes = [c.doc_id for c in store.changes_since(0, collection="c")
+                   if c.op is ChangeOp.DELETE]
+        assert len(deletes) == 10  # the laptop still learns of them at its first sync

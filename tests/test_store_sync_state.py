@@ -151,3 +151,33 @@ def test_compaction_drops_tombstones_once_every_peer_acknowledged_them(tmp_path:
         assert (info.tombstone_count, info.document_count) == (0, 2)
         assert [c.doc_id for c in store.changes_since(0, collection="c")] == ["2", "3"]
         assert store.delete_documents("c", ["0"]) == ([], ["0"])
+
+
+def test_compaction_told_of_no_pairing_drops_every_tombstone(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        store.upsert_documents("c", [DocumentInput(id=str(i), text=f"t{i}") for i in range(4)])
+        store.upsert_documents("other", [DocumentInput(id="x", text="kept")])
+        store.delete_documents("c", ["0", "1"])
+        store.delete_documents("other", ["x"])
+        store.set_peer_cursor("peer-1", "other", 1)  # "other" was synced, up to before the delete
+        report = store.compact(paired={})
+        assert report.tombstones_dropped == 2
+        info = store.get_collection("c")
+        assert (info.tombstone_count, info.document_count) == (0, 2)
+        assert [c.doc_id for c in store.changes_since(0, collection="c")] == ["2", "3"]
+        assert store.get_collection("other").tombstone_count == 1, "peer-1 has not seen it"
+        assert store.delete_documents("c", ["0"]) == ([], ["0"])
+    with Store.open(tmp_path) as reopened:
+        assert reopened.get_collection("c").tombstone_count == 0
+
+
+def test_compaction_waits_for_every_paired_peer_sharing_the_collection(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        store.upsert_documents("c", [DocumentInput(id=str(i), text=f"t{i}") for i in range(4)])
+        store.delete_documents("c", ["0", "1"])  # seq 5, 6
+        for paired in ({"c": [""]}, {"c": ["peer-new"]}):  # not met yet / never acknowledged
+            assert store.compact(paired=paired).tombstones_dropped == 0
+        store.set_peer_cursor("peer-1", "c", 6)
+        assert store.compact(paired={"c": ["peer-1", ""]}).tombstones_dropped == 0
+        assert store.compact(paired={"c": ["peer-1"], "other": [""]}).tombstones_dropped == 2
+        assert store.get_collection("c").tombstone_count == 0

@@ -33,6 +33,7 @@ from meshdex.node.ingest import (
 from meshdex.node.readers import READERS, reader_named
 from meshdex.node.records import CollectionInfo
 from meshdex.node.service import DEFAULT_COLLECTION, Node
+from meshdex.sync.trust import TrustStore
 from tqdm import tqdm
 
 collection_option = click.option(
@@ -406,10 +407,12 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
 
     Each collection's index drops the passages of deleted documents for good, with nothing
     re-embedded (an index with a graph only marks them, until its next rebuild), its keyword
-    index is rewritten without them, and the store is rewritten without its free pages. Works
-    on this device's data directory (not with --node). Searches and readers keep working
-    meanwhile; writes wait. meshdex also compacts the store by itself at the end of a write
-    once its free pages pass 1 MiB and a tenth of the file.
+    index is rewritten without them, and the store is rewritten without its free pages. The
+    store also drops the tombstones of deleted documents that no paired device sharing the
+    collection has still to learn of: all of them when none shares it. Works on this device's
+    data directory (not with --node). Searches and readers keep working meanwhile; writes
+    wait. meshdex also compacts the store by itself at the end of a write once its free pages
+    pass 1 MiB and a tenth of the file (keeping the tombstones).
 
     \b
     Example:
@@ -422,7 +425,7 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
             hint="run it on the device that holds the data, without --node",
         )
     with open_node(ctx) as node:
-        report = node.compact()
+        report = node.compact(paired=TrustStore(node.data_dir).sharing())
     if as_json:
         _print_json(asdict(report))
         return
@@ -431,8 +434,10 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"collection {index.collection}: dropped {index.dropped_passages} "
                        f"deleted passages from its indexes: {_mib(index.before_bytes)} -> "
                        f"{_mib(index.after_bytes)}")
+    dropped = (f", dropped {report.tombstones_dropped} tombstones of deleted documents"
+               if report.tombstones_dropped else "")
     click.echo(f"compacted the store: {_mib(report.before_bytes)} -> "
-               f"{_mib(report.after_bytes)}")
+               f"{_mib(report.after_bytes)}{dropped}")
 
 
 def _mib(size: int) -> str:

@@ -19,9 +19,13 @@ Contract (what ``meshdex.sync`` builds on):
   A peer resuming from its cursor therefore receives every document that changed since, in
   its latest version, and nothing it already has at that version.
 - Deletes are tombstones (records with the deleted flag); they stay in the log so peers learn
-  of them, until every peer that syncs the collection (every peer with a cursor, either
-  way) has acknowledged them: then ``purge_acknowledged_tombstones`` (run by
-  ``Store.compact``) drops record and entry. With no peer cursor nothing is purged.
+  of them, until every device that may hold the document has acknowledged them: then
+  ``purge_acknowledged_tombstones`` (run by ``Store.compact``) drops record and entry. Those
+  devices are every peer with a cursor (either way) and, when the caller names them, the
+  paired peers sharing the collection, one not yet acknowledging anything counting as 0.
+  Told that no paired peer shares the collection and finding no cursor, it drops every
+  tombstone: no other device got the documents from here. Not told, it keeps them all
+  while there is no cursor.
 - ``state(collection).watermarks`` maps each origin device to the highest origin seq applied
   here (local writes included); a peer uses it to tell what this device has seen.
 - ``apply_remote_changes`` merges by last-writer-wins on the HLC stamp, the device id in the
@@ -60,7 +64,7 @@ from meshdex.node.store.documents import (
     DocumentWriter,
     content_hash,
 )
-from meshdex.node.store.env import Databases, get_u64, scan_prefix
+from meshdex.node.store.env import LAST_SEQ_KEY, Databases, get_u64, scan_prefix
 from meshdex.node.store.session import WriteSession
 from meshdex.node.validation import check_document
 
@@ -173,7 +177,7 @@ class ChangeLog:
     ) -> int:
         """Raise the peer's acknowledged seq to ``seq`` (never lowers it); returns the stored
         value. ``InvalidArgument`` for a seq below 0 or beyond this log's end."""
-        last = get_u64(txn, self._dbs.meta, b"last_seq")
+        last = get_u64(txn, self._dbs.meta, LAST_SEQ_KEY)
         if not 0 <= seq <= last:
             raise InvalidArgument(f"acknowledged seq must be in [0, {last}], got {seq}")
         old = self._positions(txn, prefix, peer_device)
@@ -202,15 +206,29 @@ class ChangeLog:
         return stored
 
     def purge_acknowledged_tombstones(
-        self, txn: lmdb.Transaction, collection: CollectionRecord, stats: CollectionStats
+        self,
+        txn: lmdb.Transaction,
+        collection: CollectionRecord,
+        stats: CollectionStats,
+        *,
+        paired: Sequence[str] | None,
     ) -> int:
-        """Drop the tombstones (record and log entry) every peer with a cursor on the
-        collection has acknowledged; how many. None while no peer has a cursor."""
-        cursors = [_Positions.decode(value).acknowledged for _, value in
-                   scan_prefix(txn, self._dbs.peer_cursors, collection.prefix)]
-        if not cursors:
+        """Drop the tombstones (record and log entry) that every peer with a cursor on the
+        collection and every store id in ``paired`` (the paired peers sharing it, "" for one
+        whose store is not known yet) has acknowledged; how many. ``paired`` None: the
+        pairings are not known, and nothing goes while no peer has a cursor."""
+        acknowledgements = [_Positions.decode(value).acknowledged for _, value in
+                            scan_prefix(txn, self._dbs.peer_cursors, collection.prefix)]
+        acknowledgements += [self.peer_cursor(txn, collection.prefix, store_id)
+                             if store_id else 0 for store_id in paired or ()]
+        if acknowledgements:
+            acknowledged = min(acknowledgements)
+        elif paired is not None:
+            acknowledged = get_u64(txn, self._dbs.meta, LAST_SEQ_KEY)
+        else:
             return 0
-        acknowledged = min(cursors)
+        if acknowledged == 0:
+            return 0
         purged = []
         cursor = txn.cursor(db=self._dbs.changes)
         for key, value in cursor.iternext():

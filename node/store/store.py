@@ -10,7 +10,7 @@ import heapq
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,10 +92,12 @@ class PeerBatchResult:
 
 @dataclass(frozen=True, kw_only=True)
 class CompactionReport:
-    """Bytes of the store's data file before and after a compaction."""
+    """Bytes of the store's data file before and after a compaction, and the tombstones it
+    dropped (deleted documents no other device has still to learn of)."""
 
     before_bytes: int
     after_bytes: int
+    tombstones_dropped: int = 0
 
 
 def stored_format_version(store_dir: Path) -> int | None:
@@ -656,11 +658,17 @@ class Store:
         used, total = env.used_and_file_pages()
         return max(0, total - used) * env.page_bytes
 
-    def compact(self) -> CompactionReport:
+    def compact(self, *, paired: Mapping[str, Sequence[str]] | None = None) -> CompactionReport:
         """Drop tombstones every peer acknowledged, rewrite the text blocks that hold dead
         text, use an older dictionary or are part-filled (``TextBlocks.compact``, a few
         thousand blocks per transaction), then rewrite the store without free pages, every
         page full, and swap it in atomically (``Environment.copy_dense``, ``swap``).
+
+        ``paired`` maps each collection to the store ids of the paired peers that share it
+        ("" for one not met yet; a collection missing: none): a tombstone waits for them as
+        well as for the peers with a cursor, and goes at once where there are neither
+        (``ChangeLog.purge_acknowledged_tombstones``). None: the pairings are not known, and
+        a collection's tombstones stay while no peer has a cursor on it.
 
         Writes wait meanwhile; reads go on. Reads and iterators already running finish on
         the old file, which stays open until the store is closed.
@@ -672,7 +680,8 @@ class Store:
                     f"the store in {self.data_dir} is open read-only", path=self.data_dir
                 )
             before = self.store_bytes()
-            self._write(self._purge_acknowledged_tombstones)
+            dropped = self._write(
+                lambda txn, p: self._purge_acknowledged_tombstones(txn, p, paired))
             pass_ends = self._read(self._next_text_blocks)
             while not self._write(lambda txn, p: self._compact_texts(txn, p, pass_ends)):
                 pass
@@ -685,18 +694,26 @@ class Store:
                 self._parts = fresh
                 self._retired.append(old)
                 self._close_idle_retired()
-            report = CompactionReport(before_bytes=before, after_bytes=self.store_bytes())
-        logger.info("compacted the store in %s: %d -> %d bytes", self.data_dir,
-                    report.before_bytes, report.after_bytes)
+            report = CompactionReport(before_bytes=before, after_bytes=self.store_bytes(),
+                                      tombstones_dropped=dropped)
+        logger.info("compacted the store in %s: %d -> %d bytes, %d tombstones dropped",
+                    self.data_dir, report.before_bytes, report.after_bytes, dropped)
         return report
 
     @staticmethod
-    def _purge_acknowledged_tombstones(txn: lmdb.Transaction, p: _Parts) -> None:
+    def _purge_acknowledged_tombstones(
+        txn: lmdb.Transaction, p: _Parts, paired: Mapping[str, Sequence[str]] | None
+    ) -> int:
+        dropped = 0
         for name in p.collections.names(txn):
             record = p.collections.get(txn, name)
             stats = p.collections.stats(txn, record)
-            if p.log.purge_acknowledged_tombstones(txn, record, stats):
+            sharing = None if paired is None else paired.get(name, ())
+            purged = p.log.purge_acknowledged_tombstones(txn, record, stats, paired=sharing)
+            if purged:
                 p.collections.put_stats(txn, record, stats)
+                dropped += purged
+        return dropped
 
     @staticmethod
     def _next_text_blocks(txn: lmdb.Transaction, p: _Parts) -> dict[str, int]:
