@@ -434,8 +434,9 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"collection {index.collection}: dropped {index.dropped_passages} "
                        f"deleted passages from its indexes: {_mib(index.before_bytes)} -> "
                        f"{_mib(index.after_bytes)}")
-    dropped = (f", dropped {report.tombstones_dropped} tombstones of deleted documents"
-               if report.tombstones_dropped else "")
+    count = report.tombstones_dropped
+    dropped = (f", dropped {count} tombstone{'' if count == 1 else 's'} of deleted documents"
+               if count else "")
     click.echo(f"compacted the store: {_mib(report.before_bytes)} -> "
                f"{_mib(report.after_bytes)}{dropped}")
 
