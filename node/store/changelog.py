@@ -217,6 +217,8 @@ class ChangeLog:
         collection and every store id in ``paired`` (the paired peers sharing it, "" for one
         whose store is not known yet) has acknowledged; how many. ``paired`` None: the
         pairings are not known, and nothing goes while no peer has a cursor."""
+        if not stats.tombstones:  # the scan below reads the whole log up to the cursor
+            return 0
         acknowledgements = [_Positions.decode(value).acknowledged for _, value in
                             scan_prefix(txn, self._dbs.peer_cursors, collection.prefix)]
         acknowledgements += [self.peer_cursor(txn, collection.prefix, store_id)
@@ -226,8 +228,6 @@ class ChangeLog:
         elif paired is not None:
             acknowledged = get_u64(txn, self._dbs.meta, LAST_SEQ_KEY)
         else:
-            return 0
-        if acknowledged == 0:
             return 0
         purged = []
         cursor = txn.cursor(db=self._dbs.changes)

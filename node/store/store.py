@@ -97,7 +97,7 @@ class CompactionReport:
 
     before_bytes: int
     after_bytes: int
-    tombstones_dropped: int = 0
+    tombstones_dropped: int
 
 
 def stored_format_version(store_dir: Path) -> int | None:
