@@ -40,6 +40,8 @@ from meshdex.node.records import (
 )
 from meshdex.node.store import Store
 from meshdex.node.validation import check_collection_name, check_document, check_document_id
+from meshdex.sync.errors import TrustStoreCorrupt
+from meshdex.sync.trust import TrustStore
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +73,11 @@ class Node:
     def __init__(self, store: Store, *, indexes: IndexManager | None = None) -> None:
         self.store = store
         self.indexes = indexes or IndexManager(store)
+        # The paired devices' file of this data directory, read for which of them share a
+        # collection: a deleted document's tombstone waits for those (``compact``).
+        self.trust = TrustStore(store.data_dir)
         # Set by peer sync when it runs beside this node (``meshdex serve``): the paired
-        # devices ``status`` shows. The node itself knows nothing of peers.
+        # devices ``status`` shows, with their connection state.
         self.peers_source: Callable[[], list[PeerStatus]] | None = None
 
     @classmethod
@@ -189,7 +194,7 @@ class Node:
             if len(batch) >= BATCH_DOCUMENTS or batch_bytes >= BATCH_TEXT_BYTES:
                 flush()
         flush()
-        self.store.compact_if_worthwhile(bytes_before=store_bytes_before)
+        self._compact_if_worthwhile(bytes_before=store_bytes_before)
         items.sort(key=lambda item: item.position)
         return UpsertReport(collection=collection, items=items, created_collection=created)
 
@@ -208,7 +213,7 @@ class Node:
             if not scope.separator:
                 raise InvalidArgument(f"source scope {scope.owner_id!r} has no separator")
         deleted, not_found = self.store.delete_documents(collection, id_list, sources=sources)
-        self.store.compact_if_worthwhile()
+        self._compact_if_worthwhile()
         return DeleteReport(collection=collection, deleted=deleted, not_found=not_found)
 
     def get_document(self, collection: str, doc_id: str) -> Document:
@@ -265,16 +270,30 @@ class Node:
 
     # --------------------------------------------------------------------------- status
 
-    def compact(self, *, paired: Mapping[str, Sequence[str]] | None = None) -> DataCompaction:
+    def compact(self) -> DataCompaction:
         """Give deleted documents' disk back: their passages leave every collection's indexes
         (nothing is re-embedded, ``IndexManager.drop_deleted``), then the store drops the
-        tombstones no device has still to learn of and is rewritten without its free pages
-        (``Store.compact``; ``paired``: the paired peers sharing each collection, as there)."""
+        tombstones no device has still to learn of (the paired devices sharing a collection,
+        from the trust store) and is rewritten without its free pages (``Store.compact``).
+        ``TrustStoreCorrupt`` before anything changes if the paired devices cannot be read."""
+        paired = self.trust.sharing()
         indexes = [self.indexes.drop_deleted(info.name)
                    for info in self.store.list_collections()]
         store = self.store.compact(paired=paired)
         return DataCompaction(before_bytes=store.before_bytes, after_bytes=store.after_bytes,
                               tombstones_dropped=store.tombstones_dropped, indexes=indexes)
+
+    def _compact_if_worthwhile(self, *, bytes_before: int | None = None) -> None:
+        """The store's compaction at the end of a write request, when due, dropping the
+        tombstones no paired device sharing their collection has still to learn of. An
+        unreadable trust store keeps every tombstone (and is reported by ``meshdex peers``):
+        the request's writes are committed already and must not be reported as failed."""
+        try:
+            paired: Mapping[str, Sequence[str]] | None = self.trust.sharing()
+        except TrustStoreCorrupt as error:
+            logger.warning("compacting without dropping tombstones: %s", error)
+            paired = None
+        self.store.compact_if_worthwhile(bytes_before=bytes_before, paired=paired)
 
     def status(self) -> NodeStatus:
         """Device id, change-log position, store size, every collection's counts and

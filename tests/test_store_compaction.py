@@ -30,6 +30,7 @@ from meshdex.node.store.swap import (
     RETIRED_DIR_NAME,
     recover,
 )
+from meshdex.sync.errors import TrustStoreCorrupt
 from meshdex.sync.identity import load_identity
 from meshdex.sync.trust import TrustStore, make_peer
 
@@ -147,12 +148,51 @@ def test_a_node_compacts_after_a_request_that_left_enough_free_pages(tmp_path: P
         assert node.store.free_bytes() < 0.1 * node.store.store_bytes(), "compacted after add"
         size_before = data_file(tmp_path).stat().st_size
         node.delete_documents("c", [f"doc-{i:05d}" for i in range(2700)])
-        assert data_file(tmp_path).stat().st_size < 0.8 * size_before  # tombstones stay
+        assert data_file(tmp_path).stat().st_size < 0.8 * size_before
         assert node.store.free_bytes() < 0.1 * node.store.store_bytes(), "compacted after rm"
-        assert node.get_collection("c").document_count == 300
+        info = node.get_collection("c")
+        # paired with no one: no other device has to learn of the deletes
+        assert (info.document_count, info.tombstone_count) == (300, 0)
+        assert len(list(node.store.changes_since(0, collection="c"))) == 300
         node.store.auto_compact_min_free_bytes = 1 << 40
         node.delete_documents("c", [f"doc-{i:05d}" for i in range(2700, 2900)])
         assert node.store.free_bytes() > 0, "below the threshold nothing is compacted"
+
+
+def test_a_nodes_own_compaction_keeps_tombstones_a_paired_peer_sharing_them_has_not_seen(
+    tmp_path: Path
+) -> None:
+    peer = load_identity(tmp_path / "peer")
+    data_dir = tmp_path / "data"
+    TrustStore(data_dir).add(make_peer(cert_pem=peer.cert_pem.decode(), name="laptop",
+                                       addresses=[], collections=["c"], mode="read-write"))
+    with Node.open(data_dir) as node:
+        node.store.auto_compact_min_free_bytes = 64 * 1024
+        node.upsert_documents("c", texts(3000), create_missing=True)
+        node.upsert_documents("other", texts(3000, tag="other "), create_missing=True)
+        node.delete_documents("c", [f"doc-{i:05d}" for i in range(2700)])
+        assert node.store.free_bytes() < 0.1 * node.store.store_bytes(), "compacted after rm"
+        assert node.get_collection("c").tombstone_count == 2700
+        deletes = [c for c in node.store.changes_since(0, collection="c")
+                   if c.op is ChangeOp.DELETE]
+        assert len(deletes) == 2700  # still in the log for the laptop's first sync
+        node.delete_documents("other", [f"doc-{i:05d}" for i in range(2700)])
+        assert node.get_collection("other").tombstone_count == 0  # the laptop does not share it
+
+
+def test_an_unreadable_trust_store_keeps_tombstones_and_fails_no_write(tmp_path: Path) -> None:
+    with Node.open(tmp_path) as node:
+        node.store.auto_compact_min_free_bytes = 64 * 1024
+        node.upsert_documents("c", texts(3000), create_missing=True)
+        node.trust.path.parent.mkdir(parents=True, exist_ok=True)
+        node.trust.path.write_text("{not json", encoding="utf-8")
+        report = node.delete_documents("c", [f"doc-{i:05d}" for i in range(2700)])
+        assert len(report.deleted) == 2700
+        assert node.store.free_bytes() < 0.1 * node.store.store_bytes(), "compacted after rm"
+        assert node.get_collection("c").tombstone_count == 2700
+        with pytest.raises(TrustStoreCorrupt):
+            node.compact()  # asked for: says why instead of guessing the pairings
+        assert node.get_collection("c").tombstone_count == 2700
 
 
 def varied_texts(count: int, *, seed: int) -> list[DocumentInput]:

@@ -33,7 +33,6 @@ from meshdex.node.ingest import (
 from meshdex.node.readers import READERS, reader_named
 from meshdex.node.records import CollectionInfo
 from meshdex.node.service import DEFAULT_COLLECTION, Node
-from meshdex.sync.trust import TrustStore
 from tqdm import tqdm
 
 collection_option = click.option(
@@ -412,7 +411,8 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
     collection has still to learn of: all of them when none shares it. Works on this device's
     data directory (not with --node). Searches and readers keep working meanwhile; writes
     wait. meshdex also compacts the store by itself at the end of a write once its free pages
-    pass 1 MiB and a tenth of the file (keeping the tombstones).
+    pass 1 MiB and a tenth of the file (dropping tombstones the same way; the indexes keep
+    the deleted passages until the next build or compact).
 
     \b
     Example:
@@ -425,7 +425,7 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
             hint="run it on the device that holds the data, without --node",
         )
     with open_node(ctx) as node:
-        report = node.compact(paired=TrustStore(node.data_dir).sharing())
+        report = node.compact()
     if as_json:
         _print_json(asdict(report))
         return
