@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import string
 import subprocess
@@ -366,6 +367,18 @@ def test_cli_compact_reports_what_it_did(filled: Store) -> None:
         assert len(list(store.changes_since(0, collection="c"))) == 1500
     result = runner.invoke(cli, ["--node", "127.0.0.1:1", "compact"])
     assert result.exit_code == 5 and "without --node" in result.output
+
+
+def test_cli_sizes_of_a_small_store_are_given_in_a_unit_that_shows_them(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        store.create_collection("c", embedder=EmbedderSpec(), chunking=CHUNKING)
+        store.upsert_documents("c", texts(3))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--data-dir", str(tmp_path), "compact"])
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(r"compacted the store: \d+\.\d KiB -> \d+\.\d KiB\n", result.output)
+    result = runner.invoke(cli, ["--data-dir", str(tmp_path), "status"])
+    assert re.search(r"^store size:  \d+\.\d KiB$", result.output, re.MULTILINE)
 
 
 def test_cli_compact_keeps_tombstones_a_paired_peer_sharing_the_collection_has_not_seen(

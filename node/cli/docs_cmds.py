@@ -370,7 +370,7 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"data dir:    {status.data_dir}")
     click.echo(f"device id:   {status.device_id}")
     click.echo(f"changes:     {status.last_seq}")
-    click.echo(f"store size:  {_mib(status.store_bytes)}")
+    click.echo(f"store size:  {_size(status.store_bytes)}")
     click.echo(f"collections: {len(status.collections)}")
     for info in status.collections:
         click.echo(
@@ -385,7 +385,7 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
         freshness = "documents changed since: run meshdex build" if summary.stale else "current"
         click.echo(
             f"  {summary.collection}: generation {summary.generation}, {summary.passages} "
-            f"passages, {summary.bundle_bytes / 1024:.0f} KiB, {summary.model_id} "
+            f"passages, {_size(summary.bundle_bytes)}, {summary.model_id} "
             f"({summary.model_hash[:12]}), {freshness}"
         )
     for line in peer_lines(status):
@@ -432,17 +432,26 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
     for index in report.indexes:
         if index.dropped_passages:
             click.echo(f"collection {index.collection}: dropped {index.dropped_passages} "
-                       f"deleted passages from its indexes: {_mib(index.before_bytes)} -> "
-                       f"{_mib(index.after_bytes)}")
+                       f"deleted passages from its indexes: {_size(index.before_bytes)} -> "
+                       f"{_size(index.after_bytes)}")
     count = report.tombstones_dropped
     dropped = (f", dropped {count} tombstone{'' if count == 1 else 's'} of deleted documents"
                if count else "")
-    click.echo(f"compacted the store: {_mib(report.before_bytes)} -> "
-               f"{_mib(report.after_bytes)}{dropped}")
+    click.echo(f"compacted the store: {_size(report.before_bytes)} -> "
+               f"{_size(report.after_bytes)}{dropped}")
 
 
-def _mib(size: int) -> str:
-    return f"{size / 1024 / 1024:.1f} MiB"
+def _size(size: int) -> str:
+    """Bytes in the largest binary unit that keeps the figure at or above 1 (``0.0 MiB`` told
+    a user nothing about a store of a few notes)."""
+    if size < 1024:
+        return f"{size} B"
+    scaled = size / 1024
+    for unit in ("KiB", "MiB"):
+        if scaled < 1024:
+            return f"{scaled:.1f} {unit}"
+        scaled /= 1024
+    return f"{scaled:.1f} GiB"
 
 
 COMMANDS: list[Callable[..., Any]] = [
