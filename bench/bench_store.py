@@ -500,6 +500,7 @@ def format_report(results: dict[str, Any]) -> str:
                   f"({a3['keyword_index_du_bytes'] / kept:.2f}x); after the next build: index "
                   f"{a3['index_bytes'] / 1e6:.2f} MB, keyword index "
                   f"{a3['keyword_index_du_bytes_after_rebuild'] / 1e6:.2f} MB."]
+        lines += ["", per_item_bytes(v3)]
         lines += ["", f"Targets (format {STORE_FORMAT_VERSION}): "
                   + "; ".join(targets(v1, v3, rates, search)), "",
                   "Block layouts (the store's block codec on this corpus; read = CPU ms to read "
@@ -525,6 +526,22 @@ def format_report(results: dict[str, Any]) -> str:
                   "are the rest with the graph walk and scoring. A few queries on a shared "
                   "machine: differences of a few percent are noise."]
     return "\n".join(lines) + "\n"
+
+
+def per_item_bytes(row: dict[str, Any]) -> str:
+    """Where the current format's bytes go, per document and per passage: which parts a
+    smaller data directory would have to shrink (LMDB pages, so each record's share of page
+    and node overhead is included)."""
+    parts, docs, passages = row["store_parts_bytes"], row["documents"], row["passages"]
+    records = {name: parts.get(name, 0) for name in ("documents", "changes", "passages")}
+    text = parts.get("blocks", 0)
+    return (f"Per document ({docs:,}) and passage ({passages:,}), format "
+            f"{STORE_FORMAT_VERSION}: document record {records['documents'] / docs:.0f} B and "
+            f"change-log entry {records['changes'] / docs:.0f} B a document, passage reference "
+            f"{records['passages'] / passages:.0f} B a passage; text blocks {text / docs:.0f} B "
+            f"a document ({text / row['raw_text_bytes']:.3f} of its text); index bundle "
+            f"{row['index_bytes'] / passages:.0f} B and keyword index "
+            f"{row['keyword_index_du_bytes'] / passages:.0f} B a passage.")
 
 
 def targets(v1: dict[str, Any], v3: dict[str, Any], rates: dict[str, Any],
