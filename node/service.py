@@ -285,15 +285,18 @@ class Node:
 
     def _compact_if_worthwhile(self, *, bytes_before: int | None = None) -> None:
         """The store's compaction at the end of a write request, when due, dropping the
-        tombstones no paired device sharing their collection has still to learn of. An
-        unreadable trust store keeps every tombstone (and is reported by ``meshdex peers``):
-        the request's writes are committed already and must not be reported as failed."""
+        tombstones no paired device sharing their collection has still to learn of."""
+        self.store.compact_if_worthwhile(bytes_before=bytes_before, pairings=self._pairings)
+
+    def _pairings(self) -> Mapping[str, Sequence[str]] | None:
+        """The paired devices sharing each collection; None (every tombstone kept) when the
+        trust store cannot be read: the request's writes are committed already and must not
+        be reported as failed (``meshdex peers`` reports the damaged file)."""
         try:
-            paired: Mapping[str, Sequence[str]] | None = self.trust.sharing()
+            return self.trust.sharing()
         except TrustStoreCorrupt as error:
             logger.warning("compacting without dropping tombstones: %s", error)
-            paired = None
-        self.store.compact_if_worthwhile(bytes_before=bytes_before, paired=paired)
+            return None
 
     def status(self) -> NodeStatus:
         """Device id, change-log position, store size, every collection's counts and

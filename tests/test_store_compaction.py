@@ -160,6 +160,21 @@ def test_a_node_compacts_after_a_request_that_left_enough_free_pages(tmp_path: P
         assert node.store.free_bytes() > 0, "below the threshold nothing is compacted"
 
 
+def test_the_pairings_are_asked_for_only_when_a_compaction_is_due(filled: Store) -> None:
+    asked: list[int] = []
+
+    def pairings() -> dict[str, list[str]]:
+        asked.append(1)
+        return {}
+
+    assert filled.compact_if_worthwhile(pairings=pairings) is None
+    assert asked == []  # a write request that leaves nothing to compact reads no peers file
+    filled.delete_documents("c", [f"doc-{i:05d}" for i in range(2000)])
+    filled.auto_compact_min_free_bytes = 64 * 1024
+    report = filled.compact_if_worthwhile(pairings=pairings)
+    assert asked == [1] and report is not None and report.tombstones_dropped == 2000
+
+
 def test_a_nodes_own_compaction_keeps_tombstones_a_paired_peer_sharing_them_has_not_seen(
     tmp_path: Path
 ) -> None:

@@ -738,26 +738,25 @@ class Store:
         self,
         *,
         bytes_before: int | None = None,
-        paired: Mapping[str, Sequence[str]] | None = None,
+        pairings: Callable[[], Mapping[str, Sequence[str]] | None] | None = None,
     ) -> CompactionReport | None:
         """Compact when free pages pass ``auto_compact_min_free_bytes`` and a tenth of the
         file, or when the request that found the file at ``bytes_before`` grew it by half
         (``AUTO_COMPACT_GROWTH_FRACTION``) and at least a MiB. Meant for the end of a write
         request (a whole ``add``, a delete), not for each batch inside one: a batch leaves its
-        own pages free for the next to reuse. ``paired`` as for ``compact``."""
+        own pages free for the next to reuse. ``pairings`` gives ``compact``'s ``paired``,
+        asked only when a compaction is due."""
         if self.readonly:
             return None
         free, size = self.free_bytes(), self.store_bytes()
-        if free >= self.auto_compact_min_free_bytes and free >= (
-            size * AUTO_COMPACT_MIN_FREE_FRACTION
-        ):
-            return self.compact(paired=paired)
-        if bytes_before is not None:
-            grown = size - bytes_before
-            if grown >= AUTO_COMPACT_MIN_GROWTH_BYTES and grown >= (
-                bytes_before * AUTO_COMPACT_GROWTH_FRACTION
-            ):
-                return self.compact(paired=paired)
+        many_free = free >= self.auto_compact_min_free_bytes and free >= (
+            size * AUTO_COMPACT_MIN_FREE_FRACTION)
+        grown = size - bytes_before if bytes_before is not None else 0
+        grew_by_half = bytes_before is not None and grown >= AUTO_COMPACT_MIN_GROWTH_BYTES and (
+            grown >= bytes_before * AUTO_COMPACT_GROWTH_FRACTION)
+        if not (many_free or grew_by_half):
+            return None
+        return self.compact(paired=pairings() if pairings is not None else None)
         return None
 
 
