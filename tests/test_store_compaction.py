@@ -160,6 +160,13 @@ def test_a_node_compacts_after_a_request_that_left_enough_free_pages(tmp_path: P
         assert node.store.free_bytes() > 0, "below the threshold nothing is compacted"
 
 
+def pair_a_laptop_sharing_c(data_dir: Path, identity_dir: Path) -> None:
+    """Record a paired device sharing collection "c" that has not synced yet."""
+    peer = load_identity(identity_dir)
+    TrustStore(data_dir).add(make_peer(cert_pem=peer.cert_pem.decode(), name="laptop",
+                                       addresses=[], collections=["c"], mode="read-write"))
+
+
 def test_the_pairings_are_asked_for_only_when_a_compaction_is_due(filled: Store) -> None:
     asked: list[int] = []
 
@@ -178,10 +185,8 @@ def test_the_pairings_are_asked_for_only_when_a_compaction_is_due(filled: Store)
 def test_a_nodes_own_compaction_keeps_tombstones_a_paired_peer_sharing_them_has_not_seen(
     tmp_path: Path
 ) -> None:
-    peer = load_identity(tmp_path / "peer")
     data_dir = tmp_path / "data"
-    TrustStore(data_dir).add(make_peer(cert_pem=peer.cert_pem.decode(), name="laptop",
-                                       addresses=[], collections=["c"], mode="read-write"))
+    pair_a_laptop_sharing_c(data_dir, tmp_path / "peer")
     with Node.open(data_dir) as node:
         node.store.auto_compact_min_free_bytes = 64 * 1024
         node.upsert_documents("c", texts(3000), create_missing=True)
@@ -402,9 +407,7 @@ def test_cli_compact_keeps_tombstones_a_paired_peer_sharing_the_collection_has_n
     data_dir = filled.data_dir
     filled.delete_documents("c", [f"doc-{i:05d}" for i in range(10)])
     filled.close()
-    peer = load_identity(tmp_path / "peer")
-    TrustStore(data_dir).add(make_peer(cert_pem=peer.cert_pem.decode(), name="laptop",
-                                       addresses=[], collections=["c"], mode="read-write"))
+    pair_a_laptop_sharing_c(data_dir, tmp_path / "peer")
     result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "compact", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["tombstones_dropped"] == 0

@@ -752,12 +752,11 @@ class Store:
         many_free = free >= self.auto_compact_min_free_bytes and free >= (
             size * AUTO_COMPACT_MIN_FREE_FRACTION)
         grown = size - bytes_before if bytes_before is not None else 0
-        grew_by_half = bytes_before is not None and grown >= AUTO_COMPACT_MIN_GROWTH_BYTES and (
-            grown >= bytes_before * AUTO_COMPACT_GROWTH_FRACTION)
+        grew_by_half = grown >= AUTO_COMPACT_MIN_GROWTH_BYTES and (
+            grown >= (bytes_before or 0) * AUTO_COMPACT_GROWTH_FRACTION)
         if not (many_free or grew_by_half):
             return None
         return self.compact(paired=pairings() if pairings is not None else None)
-        return None
 
 
 
