@@ -27,9 +27,9 @@ codes laid out by byte pair (``scan_layout``): 40 ms for a million 32-byte codes
 
 Why this and not faiss (``bench/results/codes.md``: docs corpus, 32-byte codes, the share of
 each query's exact top 3 among the 16 best passages by code score, FAQ / glossary): faiss's
-OPQ + PQ finds less at the same bytes (0.928 / 0.968 against 0.968 / 0.968 here), trains 4.5
+OPQ + PQ finds less at the same bytes (0.928 / 0.952 against 0.962 / 0.958 here), trains 5
 times slower and keeps its rotation in float32 (index 8.8% of the text against 5.1%). Its
-additive quantisers find more per byte (LSQ with 24-byte codes: 0.950 / 0.966) but keep
+additive quantisers find more per byte (LSQ with 24-byte codes: 0.949 / 0.958) but keep
 full-dimension codebooks of 0.6-1.2 MB, more than all the codes of a collection this size.
 Its 4-bit fast scan is ten times faster over a million codes (5.1 ms against 49 ms on one
 core, the same run, ``bench_scan``); this scan's 40 ms on two threads is inside issue 12's 50
