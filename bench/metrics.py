@@ -200,8 +200,31 @@ def format_markdown(rows: Sequence[Row], *, title: str, context: dict[str, Any])
     return "\n".join(lines) + "\n"
 
 
+def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name and its bfloat16 matrix units, if any.
+
+    Two machines that both say "2 CPUs" can differ threefold in model time: bf16 runs on
+    Intel's AMX tiles where the CPU has them (``amx_bf16``), and on plain AVX-512 otherwise.
+    """
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    model, flags = "unknown CPU", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown CPU":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    units = "AMX bf16" if "amx_bf16" in flags else (
+        "AVX-512 bf16" if "avx512_bf16" in flags else "no bf16 units")
+    return f"{model}, {units}"
+
+
 def machine_context() -> dict[str, Any]:
-    """Where the numbers came from: CPU count, Python, torch threads, load, time of the run.
+    """Where the numbers came from: CPU count and kind, Python, torch threads, load, time of
+    the run.
 
     The 1-minute load average is recorded because the machine may be shared: timings taken
     under load are slower than the same code on an idle machine.
@@ -211,6 +234,7 @@ def machine_context() -> dict[str, Any]:
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads "
                    f"{torch.get_num_threads()}",
+        "cpu": cpu_description(),
         "python": platform.python_version(),
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "run_at_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
