@@ -210,13 +210,12 @@ def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
         text = cpuinfo.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return platform.processor() or "unknown CPU"
-    model, flags = "unknown CPU", set()
+    first_cpu: dict[str, str] = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "model name" and model == "unknown CPU":
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
+        first_cpu.setdefault(key.strip(), value.strip())
+    model = first_cpu.get("model name", "unknown CPU")
+    flags = set(first_cpu.get("flags", "").split())
     units = "AMX bf16" if "amx_bf16" in flags else (
         "AVX-512 bf16" if "avx512_bf16" in flags else "no bf16 units")
     return f"{model}, {units}"

@@ -751,12 +751,10 @@ class Store:
         free, size = self.free_bytes(), self.store_bytes()
         many_free = free >= self.auto_compact_min_free_bytes and free >= (
             size * AUTO_COMPACT_MIN_FREE_FRACTION)
-        grown = size - bytes_before if bytes_before is not None else 0
+        before = size if bytes_before is None else bytes_before
+        grown = size - before
         grew_by_half = grown >= AUTO_COMPACT_MIN_GROWTH_BYTES and (
-            grown >= (bytes_before or 0) * AUTO_COMPACT_GROWTH_FRACTION)
+            grown >= before * AUTO_COMPACT_GROWTH_FRACTION)
         if not (many_free or grew_by_half):
             return None
         return self.compact(paired=pairings() if pairings is not None else None)
-
-
-
