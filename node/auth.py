@@ -54,6 +54,7 @@ METHOD_SCOPES: dict[str, str] = {
     "DeleteDocuments": "write",
     "Build": "write",
     "DropCollection": "admin",
+    "Compact": "admin",
 }
 
 # Peer-sync management through the node (meshdex.sync.admin_service), same tokens.

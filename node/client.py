@@ -33,6 +33,7 @@ from meshdex.node.config import is_loopback_address
 from meshdex.node.grpc_errors import error_from_rpc
 from meshdex.node.records import (
     CollectionInfo,
+    DataCompaction,
     DeleteReport,
     Document,
     DocumentInput,
@@ -251,6 +252,10 @@ class MeshdexClient:
 
     def status(self) -> NodeStatus:
         return wire.status_from_wire(self._call("Status", pb.StatusRequest()))
+
+    def compact(self) -> DataCompaction:
+        """``Node.compact`` on the serving node. Needs an admin token."""
+        return wire.compaction_from_wire(self._call("Compact", pb.CompactRequest()))
 
     # --- index ---------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ from meshdex.node.records import (
     CollectionInfo,
     CollectionState,
     DocumentInfo,
+    IndexCompaction,
     IndexSummary,
     PassageHit,
     SearchResults,
@@ -124,17 +125,6 @@ class PinReport:
     pinned_total: int
     pinned_bytes: int
     budget_bytes: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class IndexCompaction:
-    """What ``drop_deleted`` did to a collection's indexes: passages dropped, and the bytes
-    of its bundle and keyword indexes before and after."""
-
-    collection: str
-    dropped_passages: int
-    before_bytes: int
-    after_bytes: int
 
 
 @dataclass(frozen=True, kw_only=True)

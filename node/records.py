@@ -384,3 +384,25 @@ class Conflict:
     # This device's log position when it kept the record: peers resuming after it are sent
     # it. Local to the device (0 in a record received or not stored yet).
     seq: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexCompaction:
+    """What ``IndexManager.drop_deleted`` did to a collection's indexes: passages dropped, and
+    the bytes of its bundle and keyword indexes before and after."""
+
+    collection: str
+    dropped_passages: int
+    before_bytes: int
+    after_bytes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataCompaction:
+    """What ``Node.compact`` did: the store's data file before and after, the tombstones it
+    dropped, and per collection the passages its indexes dropped."""
+
+    before_bytes: int
+    after_bytes: int
+    tombstones_dropped: int
+    indexes: list[IndexCompaction]

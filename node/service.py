@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from meshdex.index.params import BuildParams, SearchParams
 from meshdex.node.indexing import (
     BuildProgress,
     BuildReport,
-    IndexCompaction,
     IndexManager,
     IndexStats,
     PinReport,
@@ -27,6 +25,7 @@ from meshdex.node.indexing import (
 from meshdex.node.paths import resolve_data_dir
 from meshdex.node.records import (
     CollectionInfo,
+    DataCompaction,
     DeleteReport,
     Document,
     DocumentInput,
@@ -54,17 +53,6 @@ BATCH_TEXT_BYTES = 8 * 1024 * 1024
 STATUS_DECISIONS = 10  # newest index decisions shown by status
 
 ProgressCallback = Callable[[int], None]  # called with how many more inputs were handled
-
-
-@dataclass(frozen=True, kw_only=True)
-class DataCompaction:
-    """What ``Node.compact`` did: the store's data file before and after, the tombstones it
-    dropped, and per collection the passages its indexes dropped."""
-
-    before_bytes: int
-    after_bytes: int
-    tombstones_dropped: int
-    indexes: list[IndexCompaction]
 
 
 class Node:

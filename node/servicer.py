@@ -187,6 +187,10 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
                context: grpc.ServicerContext) -> pb.NodeStatus:
         return wire.status_to_wire(self.node.status())
 
+    def Compact(self, request: pb.CompactRequest,
+                context: grpc.ServicerContext) -> pb.CompactResponse:
+        return wire.compaction_to_wire(self.node.compact())
+
     def Search(self, request: pb.SearchRequest,
                context: grpc.ServicerContext) -> pb.SearchResponse:
         call = wire.search_request_from_wire(request)

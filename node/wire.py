@@ -23,9 +23,11 @@ from meshdex.node.decision_log import DecisionRecord
 from meshdex.node.hlc import HLCTimestamp
 from meshdex.node.records import (
     CollectionInfo,
+    DataCompaction,
     DeleteReport,
     Document,
     DocumentInput,
+    IndexCompaction,
     IndexSummary,
     ItemOutcome,
     NodeStatus,
@@ -310,6 +312,24 @@ def status_from_wire(message: pb.NodeStatus) -> NodeStatus:
         peers=[peer_status_from_wire(peer) for peer in message.peers],
         conflicts=dict(message.conflicts),
     )
+
+
+def compaction_to_wire(report: DataCompaction) -> pb.CompactResponse:
+    return pb.CompactResponse(
+        before_bytes=report.before_bytes, after_bytes=report.after_bytes,
+        tombstones_dropped=report.tombstones_dropped,
+        indexes=[pb.IndexCompactionInfo(**dataclasses.asdict(index))
+                 for index in report.indexes])
+
+
+def compaction_from_wire(message: pb.CompactResponse) -> DataCompaction:
+    return DataCompaction(
+        before_bytes=message.before_bytes, after_bytes=message.after_bytes,
+        tombstones_dropped=message.tombstones_dropped,
+        indexes=[IndexCompaction(collection=index.collection,
+                                 dropped_passages=index.dropped_passages,
+                                 before_bytes=index.before_bytes, after_bytes=index.after_bytes)
+                 for index in message.indexes])
 
 
 # --- search ------------------------------------------------------------------------------

@@ -9,13 +9,19 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_support import started_node
 from meshdex.index.errors import NotFound, PermissionDenied, Unauthenticated
-from meshdex.node.auth import METHOD_SCOPES, SCOPES, TokenStore, scope_allows
+from meshdex.node.auth import (
+    METHOD_SCOPES,
+    SCOPES,
+    SYNC_ADMIN_METHOD_SCOPES,
+    TokenStore,
+    scope_allows,
+)
 from meshdex.node.client import MeshdexClient
 from meshdex.node.config import NodeConfig
 from meshdex.node.server import start_server
 from meshdex.node.service import Node
 from meshdex.proto.meshdex.v1 import node_pb2 as pb
-from meshdex.proto.meshdex.v1 import node_pb2_grpc
+from meshdex.proto.meshdex.v1 import node_pb2_grpc, sync_pb2
 
 # A cheap request per RPC; what matters is whether auth lets it through.
 REQUESTS = {
@@ -29,6 +35,7 @@ REQUESTS = {
     "Search": pb.SearchRequest(),
     "Status": pb.StatusRequest(),
     "Build": pb.BuildRequest(),
+    "Compact": pb.CompactRequest(),
 }
 SERVICE = pb.DESCRIPTOR.services_by_name["MeshdexNode"]
 
@@ -54,9 +61,12 @@ def _code_of(server, method: str, metadata) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-def test_every_rpc_of_the_service_has_a_scope():
+def test_every_rpc_of_both_services_has_a_scope():
     assert set(METHOD_SCOPES) == {method.name for method in SERVICE.methods}
     assert set(METHOD_SCOPES.values()) <= set(SCOPES)
+    admin = sync_pb2.DESCRIPTOR.services_by_name["MeshdexSyncAdmin"]
+    assert set(SYNC_ADMIN_METHOD_SCOPES) == {method.name for method in admin.methods}
+    assert set(SYNC_ADMIN_METHOD_SCOPES.values()) <= set(SCOPES)
 
 
 @pytest.mark.parametrize("method", sorted(METHOD_SCOPES))

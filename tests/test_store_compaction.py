@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from grpc_support import started_node
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
-from meshdex.index.errors import FailedPrecondition
-from meshdex.node.cli.main import cli
+from meshdex.index.errors import FailedPrecondition, PermissionDenied
+from meshdex.node.cli.main import EXIT_CODES, cli
 from meshdex.node.paths import STORE_DIR_NAME
 from meshdex.node.records import ChangeOp, DocumentInput
 from meshdex.node.service import Node
@@ -385,8 +386,31 @@ def test_cli_compact_reports_what_it_did(filled: Store) -> None:
         info = store.get_collection("c")
         assert (info.document_count, info.tombstone_count) == (1500, 0)
         assert len(list(store.changes_since(0, collection="c"))) == 1500
-    result = runner.invoke(cli, ["--node", "127.0.0.1:1", "compact"])
-    assert result.exit_code == 5 and "without --node" in result.output
+
+
+def test_cli_compact_through_a_serving_node_needs_an_admin_token_and_reports_the_same(
+        filled: Store) -> None:
+    data_dir = filled.data_dir
+    filled.delete_documents("c", [f"doc-{i:05d}" for i in range(1500)])
+    filled.close()
+    runner = CliRunner()
+    with started_node(data_dir) as server:
+        def compact(scope: str):
+            return runner.invoke(cli, ["--node", server.address, "--token",
+                                       server.tokens[scope], "compact"])
+
+        refused = compact("write")
+        assert refused.exit_code == EXIT_CODES[PermissionDenied], refused.output
+        assert "admin" in refused.output
+        assert server.node.get_collection("c").tombstone_count == 1500, "refused: unchanged"
+        result = compact("admin")
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("compacted the store: ") and " MiB -> " in result.output
+        assert "dropped 1500 tombstones of deleted documents" in result.output
+        info = server.node.get_collection("c")
+        assert (info.document_count, info.tombstone_count) == (1500, 0)
+        kept = server.node.store.iter_documents("c")
+        assert sum(1 for _ in kept) == 1500, "the serving node reads the rewritten store"
 
 
 def test_cli_sizes_of_a_small_store_are_given_in_a_unit_that_shows_them(tmp_path: Path) -> None:

@@ -19,9 +19,9 @@ import click
 from meshdex.index.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP_CHARS, ChunkingParams
 from meshdex.index.embedders import EMBEDDER_KINDS, EmbedderSpec
 from meshdex.index.embedders_local import MODEL_ID, PRECISIONS
-from meshdex.index.errors import FailedPrecondition, InvalidArgument, NotFound
+from meshdex.index.errors import InvalidArgument, NotFound
 from meshdex.node.cli.main import EXIT_CODES, EXIT_PARTIAL_FAILURE
-from meshdex.node.cli.remote import open_node, remote_client
+from meshdex.node.cli.remote import open_node
 from meshdex.node.ingest import (
     IngestItem,
     IngestSummary,
@@ -407,23 +407,20 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
     Each collection's index drops the passages of deleted documents for good, with nothing
     re-embedded (an index with a graph only marks them, until its next rebuild), its keyword
     index is rewritten without them, and the store is rewritten without its free pages. The
-    store also drops the tombstones of deleted documents that no paired device sharing the
-    collection has still to learn of: all of them when none shares it. Works on this device's
-    data directory (not with --node). Searches and readers keep working meanwhile; writes
-    wait. meshdex also compacts the store by itself at the end of a write once its free pages
-    pass 1 MiB and a tenth of the file (dropping tombstones the same way; the indexes keep
-    the deleted passages until the next build or compact).
+    store also drops the tombstones of deleted documents that every device which synced the
+    collection with this one (shared with it now or not) and every paired device sharing it
+    have acknowledged: all of them when no device ever synced it. Runs embedded, or through
+    --node on a serving node (admin token). Searches and readers keep working meanwhile;
+    writes wait. meshdex also compacts the store by itself at the end of a write once its
+    free pages pass 1 MiB and a tenth of the file (dropping tombstones the same way; the
+    indexes keep the deleted passages until the next build or compact).
 
     \b
     Example:
       meshdex compact
       meshdex --data-dir /srv/meshdex compact --json
+      meshdex --node 127.0.0.1:7710 --token mdx_... compact
     """
-    if remote_client(ctx) is not None:
-        raise FailedPrecondition(
-            "`meshdex compact` works on a local data directory",
-            hint="run it on the device that holds the data, without --node",
-        )
     with open_node(ctx) as node:
         report = node.compact()
     if as_json:

@@ -79,6 +79,34 @@ class DropCollectionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class CompactRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class IndexCompactionInfo(_message.Message):
+    __slots__ = ("collection", "dropped_passages", "before_bytes", "after_bytes")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_PASSAGES_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    AFTER_BYTES_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    dropped_passages: int
+    before_bytes: int
+    after_bytes: int
+    def __init__(self, collection: _Optional[str] = ..., dropped_passages: _Optional[int] = ..., before_bytes: _Optional[int] = ..., after_bytes: _Optional[int] = ...) -> None: ...
+
+class CompactResponse(_message.Message):
+    __slots__ = ("before_bytes", "after_bytes", "tombstones_dropped", "indexes")
+    BEFORE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    AFTER_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONES_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    INDEXES_FIELD_NUMBER: _ClassVar[int]
+    before_bytes: int
+    after_bytes: int
+    tombstones_dropped: int
+    indexes: _containers.RepeatedCompositeFieldContainer[IndexCompactionInfo]
+    def __init__(self, before_bytes: _Optional[int] = ..., after_bytes: _Optional[int] = ..., tombstones_dropped: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexCompactionInfo, _Mapping]]] = ...) -> None: ...
+
 class DocumentInput(_message.Message):
     __slots__ = ("id", "text", "source", "metadata_json")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -84,6 +84,11 @@ class MeshdexNodeStub:
                 request_serializer=meshdex_dot_v1_dot_node__pb2.StatusRequest.SerializeToString,
                 response_deserializer=meshdex_dot_v1_dot_node__pb2.NodeStatus.FromString,
                 _registered_method=True)
+        self.Compact = channel.unary_unary(
+                '/meshdex.v1.MeshdexNode/Compact',
+                request_serializer=meshdex_dot_v1_dot_node__pb2.CompactRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_node__pb2.CompactResponse.FromString,
+                _registered_method=True)
 
 
 class MeshdexNodeServicer:
@@ -174,6 +179,16 @@ class MeshdexNodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Compact(self, request, context):
+        """`meshdex compact` on a serving node: deleted documents' passages leave every index
+        (nothing re-embedded), the store drops the tombstones every device that may hold them
+        has acknowledged and is rewritten without its free pages. Searches go on meanwhile;
+        writes wait. Needs the `admin` scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeshdexNodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -226,6 +241,11 @@ def add_MeshdexNodeServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=meshdex_dot_v1_dot_node__pb2.StatusRequest.FromString,
                     response_serializer=meshdex_dot_v1_dot_node__pb2.NodeStatus.SerializeToString,
+            ),
+            'Compact': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compact,
+                    request_deserializer=meshdex_dot_v1_dot_node__pb2.CompactRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_node__pb2.CompactResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -498,6 +518,33 @@ class MeshdexNode:
             '/meshdex.v1.MeshdexNode/Status',
             meshdex_dot_v1_dot_node__pb2.StatusRequest.SerializeToString,
             meshdex_dot_v1_dot_node__pb2.NodeStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Compact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexNode/Compact',
+            meshdex_dot_v1_dot_node__pb2.CompactRequest.SerializeToString,
+            meshdex_dot_v1_dot_node__pb2.CompactResponse.FromString,
             options,
             channel_credentials,
             insecure,
