@@ -69,6 +69,8 @@ SYNC_ADMIN_METHOD_SCOPES: dict[str, str] = {
     "Join": "admin",
     "AddPeer": "admin",
     "RemovePeer": "admin",
+    "ShareCollections": "admin",
+    "UnshareCollections": "admin",
 }
 SERVICE_SCOPES: dict[str, dict[str, str]] = {
     SERVICE_NAME: METHOD_SCOPES,

@@ -76,6 +76,12 @@ class SyncAdmin(Protocol):
     def remove_peer(self, device_id: str) -> PeerStatus:
         """Forget a peer (``PeerNotFound`` if unknown)."""
 
+    def share(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
+        """Share more collections with a paired peer (``TrustStore.change_sharing``)."""
+
+    def unshare(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
+        """Stop sharing collections with a paired peer; what it holds of them stays there."""
+
     def peers(self) -> list[PeerStatus]:
         """Every paired peer, with lag."""
 
@@ -149,6 +155,14 @@ class LocalSyncAdmin:
 
     def remove_peer(self, device_id: str) -> PeerStatus:
         return status_of(TrustStore(self.data_dir).remove(DeviceId.parse(device_id)))
+
+    def share(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
+        return status_of(TrustStore(self.data_dir).change_sharing(DeviceId.parse(device_id),
+                                                                  share=collections))
+
+    def unshare(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
+        return status_of(TrustStore(self.data_dir).change_sharing(DeviceId.parse(device_id),
+                                                                  unshare=collections))
 
     @contextmanager
     def _store(self) -> Iterator[Store | None]:

@@ -53,6 +53,14 @@ class SyncAdminServicer(sync_pb2_grpc.MeshdexSyncAdminServicer):
     def RemovePeer(self, request, context) -> pb.PeerInfo:
         return peer_status_to_wire(self.admin.remove_peer(request.device_id))
 
+    def ShareCollections(self, request, context) -> pb.PeerInfo:
+        return peer_status_to_wire(self.admin.share(request.device_id,
+                                                    tuple(request.collections)))
+
+    def UnshareCollections(self, request, context) -> pb.PeerInfo:
+        return peer_status_to_wire(self.admin.unshare(request.device_id,
+                                                      tuple(request.collections)))
+
     def ListPeers(self, request, context) -> pb.ListPeersResponse:
         return pb.ListPeersResponse(peers=[peer_status_to_wire(p) for p in self.admin.peers()])
 
@@ -113,6 +121,14 @@ class SyncAdminClient:
     def remove_peer(self, device_id: str) -> PeerStatus:
         return peer_status_from_wire(self._call("RemovePeer",
                                                 pb.RemovePeerRequest(device_id=device_id)))
+
+    def share(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
+        return peer_status_from_wire(self._call("ShareCollections", pb.PeerCollectionsRequest(
+            device_id=device_id, collections=collections)))
+
+    def unshare(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
+        return peer_status_from_wire(self._call("UnshareCollections", pb.PeerCollectionsRequest(
+            device_id=device_id, collections=collections)))
 
     def peers(self) -> list[PeerStatus]:
         return [peer_status_from_wire(p)

@@ -20,7 +20,8 @@ def session_report_to_wire(report: SessionReport) -> pb.SessionSyncReport:
                                     blocks_fetched=c.blocks_fetched,
                                     blocks_reused=c.blocks_reused, decision=c.decision or "",
                                     reason=c.reason or "")
-                                    for c in report.collections])
+                                    for c in report.collections],
+                                not_shared_back=report.not_shared_back)
 
 
 def session_report_from_wire(message: pb.SessionSyncReport) -> SessionReport:
@@ -32,4 +33,5 @@ def session_report_from_wire(message: pb.SessionSyncReport) -> SessionReport:
                              bundle_bytes_total=c.bundle_bytes_total,
                              blocks_fetched=c.blocks_fetched, blocks_reused=c.blocks_reused,
                              decision=c.decision or None, reason=c.reason or None)
-                             for c in message.collections])
+                             for c in message.collections],
+                         not_shared_back=list(message.not_shared_back))

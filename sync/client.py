@@ -134,6 +134,9 @@ class SessionReport:
     name: str
     collections: list[CollectionReport] = field(default_factory=list)
     error: str | None = None
+    # Shared with the peer here but not shared back by it: nothing moves for these until it
+    # shares them too (`meshdex peer share` there).
+    not_shared_back: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,6 +220,10 @@ class Session:
             raise SyncError("peer answered hello with another device id", peer=peer.device_id)
         self.peer_store_id = theirs.store_id
         offered = {c.config.name: c for c in theirs.collections}
+        report.not_shared_back = sorted(set(peer.collections) - set(theirs.shared_names))
+        if report.not_shared_back:
+            logger.info("%s does not share %s back: nothing moves for them until it does",
+                        peer.name, ", ".join(report.not_shared_back))
         for name in sorted(set(peer.collections) & set(theirs.shared_names)):
             result = CollectionReport(collection=name)
             report.collections.append(result)

@@ -105,9 +105,9 @@ class SyncEngine:
     @staticmethod
     def check_shared(peer: Peer, collection: str, *, writing: bool) -> None:
         if not peer.shares(collection):
-            raise CollectionNotShared(f"collection {collection!r} is not shared with this device",
-                                      peer=peer.device_id,
-                                      hint="the other device can share it with `meshdex peer add`")
+            raise CollectionNotShared(
+                f"collection {collection!r} is not shared with this device", peer=peer.device_id,
+                hint="the other device can share it with `meshdex peer share`")
         if writing and peer.read_only:
             raise ReadOnlyPeer(f"this device is paired read-only: its changes to "
                                f"{collection!r} are refused", peer=peer.device_id)

@@ -127,8 +127,16 @@ def _sync_documents(engine: SyncEngine, trust: TrustStore, peer: Peer,
     session = run_session(documents_only, engine.identity, trust, peer)
     synced = next((c for c in session.collections if c.collection == collection), None)
     if session.error is None and synced is None:
-        raise CollectionNotShared(f"{peer.name} does not share {collection!r} with this "
-                                  f"device", peer=peer.device_id, op="build on peer")
+        if collection in session.not_shared_back:
+            raise CollectionNotShared(
+                f"{peer.name} does not share {collection!r} with this device",
+                peer=peer.device_id, op="build on peer",
+                hint=f"on {peer.name}, run `meshdex peer share {engine.identity.device_id} "
+                     f"{collection}`")
+        raise CollectionNotShared(
+            f"{collection!r} is not shared with {peer.name} here", peer=peer.device_id,
+            op="build on peer", hint=f"`meshdex peer share {peer.device_id} {collection}`, "
+                                     "and the same on the peer for this device")
     failure = session.error or (synced.error if synced else None)
     if failure or synced is None:
         raise SyncError(f"syncing {collection!r} with {peer.name} before its build failed: "

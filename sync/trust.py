@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from meshdex.index.errors import InvalidArgument
 from meshdex.node.paths import write_private_file
 from meshdex.node.validation import check_collection_name
 from meshdex.sync.device_id import DeviceId
@@ -86,6 +87,11 @@ def make_peer(*, cert_pem: str, name: str, addresses: tuple[str, ...] | list[str
     )
 
 
+def _no_peer(device_id: DeviceId | str) -> PeerNotFound:
+    return PeerNotFound(f"no paired peer {device_id}", peer=str(device_id),
+                        hint="`meshdex peers` lists paired devices")
+
+
 class TrustStore:
     """The peers file of one data directory. Thread-safe and multi-process safe."""
 
@@ -145,8 +151,7 @@ class TrustStore:
         """The peer with that id; ``PeerNotFound`` if none."""
         peer = self.find(device_id)
         if peer is None:
-            raise PeerNotFound(f"no paired peer {device_id}", peer=str(device_id),
-                               hint="`meshdex peers` lists paired devices")
+            raise _no_peer(device_id)
         return peer
 
     def add(self, peer: Peer, *, replace_existing: bool = False) -> Peer:
@@ -169,7 +174,33 @@ class TrustStore:
             peers = dict(self._load())
             peer = peers.pop(str(device_id), None)
             if peer is None:
-                raise PeerNotFound(f"no paired peer {device_id}", peer=str(device_id))
+                raise _no_peer(device_id)
+            self._save(peers)
+        return peer
+
+    def change_sharing(self, device_id: DeviceId | str, *, share: tuple[str, ...] = (),
+                       unshare: tuple[str, ...] = ()) -> Peer:
+        """Share more collections with a paired peer, or stop sharing some, without pairing
+        again; the sync server reads this file on the peer's next call, so that call already
+        sees the change. ``PeerNotFound``; ``InvalidArgument`` for a bad name or for
+        unsharing one that is not shared (a typo would otherwise pass silently)."""
+        added = {check_collection_name(name) for name in share}
+        dropped = {check_collection_name(name) for name in unshare}
+        with self._lock, locked(self.path):
+            self._stamp = None
+            peers = dict(self._load())
+            peer = peers.get(str(device_id))
+            if peer is None:
+                raise _no_peer(device_id)
+            missing = sorted(dropped - set(peer.collections))
+            if missing:
+                shared = ", ".join(peer.collections) or "nothing"
+                raise InvalidArgument(
+                    f"{', '.join(map(repr, missing))} not shared with {peer.name or peer.device_id}"
+                    f" (it shares {shared})", hint="`meshdex peers` lists what each peer shares")
+            kept = (set(peer.collections) | added) - dropped
+            peer = replace(peer, collections=tuple(sorted(kept)))
+            peers[peer.device_id] = peer
             self._save(peers)
         return peer
 

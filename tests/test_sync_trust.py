@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from meshdex.index.errors import InvalidArgument
 from meshdex.sync.errors import PeerExists, PeerNotFound, TrustStoreCorrupt
 from meshdex.sync.identity import load_identity
 from meshdex.sync.trust import READ_ONLY, TrustStore, make_peer
@@ -41,6 +44,30 @@ def test_a_paired_device_cannot_be_added_twice(tmp_path: Path) -> None:
     peer = store.add(_peer(tmp_path, "x"))
     with pytest.raises(PeerExists):
         store.add(peer)
+
+
+def test_sharing_changes_only_the_collections_and_a_refused_change_writes_nothing(
+        tmp_path: Path) -> None:
+    store = TrustStore(tmp_path / "data")
+    peer = store.add(_peer(tmp_path, "x", mode=READ_ONLY, collections=["notes"]))
+    store.note(peer.device_id, store_id="s-1")
+    shared = store.change_sharing(peer.device_id, share=("papers", "notes"))
+    assert shared.collections == ("notes", "papers")
+    assert shared == replace(peer, collections=("notes", "papers"), store_id="s-1",
+                             last_contact=shared.last_contact), "only the collections change"
+    assert TrustStore(tmp_path / "data").get(peer.device_id).collections == ("notes", "papers")
+    assert store.change_sharing(peer.device_id, unshare=("notes",)).collections == ("papers",)
+    before = store.path.read_bytes()
+    for share, unshare, error, words in [
+        ((), ("notes",), InvalidArgument, "'notes' not shared with x (it shares papers)"),
+        (("bad name",), (), InvalidArgument, "invalid collection name"),
+    ]:
+        with pytest.raises(error, match=re.escape(words)):
+            store.change_sharing(peer.device_id, share=share, unshare=unshare)
+    assert store.path.read_bytes() == before
+    store.remove(peer.device_id)
+    with pytest.raises(PeerNotFound):
+        store.change_sharing(peer.device_id, share=("notes",))
 
 
 def test_note_records_contact_and_errors_without_resurrecting_removed_peers(tmp_path) -> None:

@@ -1,5 +1,5 @@
-"""Peer sync commands: ``id``, ``invite``, ``join``, ``peer add|rm``, ``peers``, ``sync``,
-``conflicts``; and the companion that runs sync inside ``meshdex serve``.
+"""Peer sync commands: ``id``, ``invite``, ``join``, ``peer add|share|unshare|rm``, ``peers``,
+``sync``, ``conflicts``; and the companion that runs sync inside ``meshdex serve``.
 
 Thin click layer over ``meshdex.sync.admin.SyncAdmin``: embedded on the data directory, or
 through ``--node`` on a serving node (``MeshdexSyncAdmin``), printing the same either way.
@@ -159,11 +159,12 @@ def join_command(ctx: click.Context, token: str, name: str | None,
 
 @click.group("peer")
 def peer_group() -> None:
-    """Pair with a device by hand, or forget one.
+    """Pair with a device by hand, change what it shares, or forget it.
 
     \b
     Example:
       meshdex peer add MFZWI3D-BONSGYC-... 192.168.1.20:7711 --collections default
+      meshdex peer share MFZWI3D-BONSGYC-... papers
       meshdex peer rm MFZWI3D-BONSGYC-...
     """
 
@@ -205,6 +206,49 @@ def peer_rm_command(ctx: click.Context, device_id: str) -> None:
     with open_admin(ctx) as admin:
         peer = admin.remove_peer(device_id)
     click.echo(f"removed peer {peer.name} ({peer.device_id})")
+
+
+@peer_group.command("share")
+@click.argument("device_id")
+@click.argument("collections", nargs=-1, required=True)
+@click.pass_context
+def peer_share_command(ctx: click.Context, device_id: str, collections: tuple[str, ...]) -> None:
+    """Share COLLECTIONS with the paired device DEVICE_ID too, without pairing again.
+
+    A collection moves both ways once the other device shares it with this one as well
+    (`meshdex sync` names the ones it does not share back). One that does not exist here
+    yet arrives from the peer with its settings.
+
+    \b
+    Example:
+      meshdex peer share MFZWI3D-BONSGYC-... papers recipes
+    """
+    with open_admin(ctx) as admin:
+        peer = admin.share(device_id, collections)
+        this_device = admin.device_id()
+    click.echo(f"sharing {', '.join(peer.collections)} with {peer.name} ({peer.device_id})")
+    click.echo(f"on {peer.name}, `meshdex peer share {this_device} {' '.join(collections)}` "
+               "shares them back")
+
+
+@peer_group.command("unshare")
+@click.argument("device_id")
+@click.argument("collections", nargs=-1, required=True)
+@click.pass_context
+def peer_unshare_command(ctx: click.Context, device_id: str,
+                         collections: tuple[str, ...]) -> None:
+    """Stop sharing COLLECTIONS with DEVICE_ID: from its next call on it may neither
+    receive nor send them. What it already holds stays on it; sharing a collection again
+    later sends what changed here meanwhile, deletes included.
+
+    \b
+    Example:
+      meshdex peer unshare MFZWI3D-BONSGYC-... recipes
+    """
+    with open_admin(ctx) as admin:
+        peer = admin.unshare(device_id, collections)
+    click.echo(f"stopped sharing {', '.join(sorted(set(collections)))} with {peer.name} "
+               f"({peer.device_id}); it shares {', '.join(peer.collections) or 'nothing'}")
 
 
 @click.command("peers")
@@ -259,6 +303,9 @@ def sync_command(ctx: click.Context, peer_id: str | None, as_json: bool) -> None
         for report in reports:
             click.echo(f"{report.name} ({report.peer[:7]}): "
                        + (f"error: {report.error}" if report.error else "ok"))
+            for name in report.not_shared_back:
+                click.echo(f"  {name}: not shared back by {report.name}, nothing moved "
+                           f"(`meshdex peer share` there)")
             for item in report.collections:
                 click.echo(f"  {item.collection}: received {item.received}, sent {item.sent}, "
                            f"conflicts {item.conflicts}"

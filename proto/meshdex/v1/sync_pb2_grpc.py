@@ -540,6 +540,16 @@ class MeshdexSyncAdminStub:
                 request_serializer=meshdex_dot_v1_dot_sync__pb2.RemovePeerRequest.SerializeToString,
                 response_deserializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
                 _registered_method=True)
+        self.ShareCollections = channel.unary_unary(
+                '/meshdex.v1.MeshdexSyncAdmin/ShareCollections',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.PeerCollectionsRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
+                _registered_method=True)
+        self.UnshareCollections = channel.unary_unary(
+                '/meshdex.v1.MeshdexSyncAdmin/UnshareCollections',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.PeerCollectionsRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
+                _registered_method=True)
         self.ListPeers = channel.unary_unary(
                 '/meshdex.v1.MeshdexSyncAdmin/ListPeers',
                 request_serializer=meshdex_dot_v1_dot_sync__pb2.ListPeersRequest.SerializeToString,
@@ -598,6 +608,20 @@ class MeshdexSyncAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ShareCollections(self, request, context):
+        """`meshdex peer share|unshare`: change which collections a paired peer shares, without
+        pairing again; the peer sees the change on its next call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnshareCollections(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPeers(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -651,6 +675,16 @@ def add_MeshdexSyncAdminServicer_to_server(servicer, server):
             'RemovePeer': grpc.unary_unary_rpc_method_handler(
                     servicer.RemovePeer,
                     request_deserializer=meshdex_dot_v1_dot_sync__pb2.RemovePeerRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.SerializeToString,
+            ),
+            'ShareCollections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShareCollections,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.PeerCollectionsRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.SerializeToString,
+            ),
+            'UnshareCollections': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnshareCollections,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.PeerCollectionsRequest.FromString,
                     response_serializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.SerializeToString,
             ),
             'ListPeers': grpc.unary_unary_rpc_method_handler(
@@ -811,6 +845,60 @@ class MeshdexSyncAdmin:
             target,
             '/meshdex.v1.MeshdexSyncAdmin/RemovePeer',
             meshdex_dot_v1_dot_sync__pb2.RemovePeerRequest.SerializeToString,
+            meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShareCollections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSyncAdmin/ShareCollections',
+            meshdex_dot_v1_dot_sync__pb2.PeerCollectionsRequest.SerializeToString,
+            meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnshareCollections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSyncAdmin/UnshareCollections',
+            meshdex_dot_v1_dot_sync__pb2.PeerCollectionsRequest.SerializeToString,
             meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
             options,
             channel_credentials,
