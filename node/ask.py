@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from meshdex.index.errors import InvalidArgument, NotFound
 from meshdex.node.config import is_loopback_host
 from meshdex.node.errors import LLMEmptyAnswer, LLMTimeout, LLMUnavailable
-from meshdex.node.records import PassageHit, SearchResults
+from meshdex.node.records import PassageHit, SearchResults, rounded_score
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ class Source:
     document_id: str
     source: str | None
     score: float
+    similarity: float | None
+    bm25: float | None
     cited: bool
 
 
@@ -265,7 +267,8 @@ def ask(node: Searcher, llm: ChatClient, collection: str, question: str, *, top_
     done = time.monotonic()
     cited = cited_numbers(answer)
     sources = [Source(number=number, document_id=hit.document_id, source=hit.source,
-                      score=round(hit.score, 6), cited=number in cited)
+                      score=rounded_score(hit.score), similarity=rounded_score(hit.similarity),
+                      bm25=rounded_score(hit.bm25), cited=number in cited)
                for number, hit in enumerate(results.hits, start=1)]
     timings = AskTimings(retrieve_s=round(retrieved - started, 4),
                          first_token_s=None if first_token_s is None else round(first_token_s, 4),

@@ -534,7 +534,8 @@ class IndexManager:
                 score_memo=memo,
             )
             self.caches.after_search(collection)
-            hits = [resolver.hit(hit.label, hit.score) for hit in result.hits]
+            hits = [resolver.hit(hit.label, hit.score, similarity=hit.score)
+                    for hit in result.hits]
             return SearchResults(collection=collection,
                                  hits=[hit for hit in hits if hit is not None], stats=result.stats)
 
@@ -548,6 +549,8 @@ class IndexManager:
             collection, opened.manifest.bundle_id,
             lambda: self._bundle_passages(collection, opened.index))
         keyword_hits = keywords.search(query, top_k, accept=resolver.accept)
+        bm25 = {hit.label: hit.score for hit in keyword_hits}
+        similarity: dict[int, float] = {}
         if mode is SearchMode.KEYWORD:
             ranked = [(hit.label, hit.score) for hit in keyword_hits]
             stats = SearchStats(strategy="keyword (bm25)")
@@ -558,12 +561,14 @@ class IndexManager:
                 accept=resolver.accept, params=params, deadline=deadline, vector_caches=caches,
                 score_memo=memo)
             self.caches.after_search(collection)
+            similarity = {hit.label: hit.score for hit in semantic.hits}
             ranked = hybrid_ranking(query, [hit.label for hit in semantic.hits],
                                     [(hit.label, hit.score) for hit in keyword_hits], top_k)
             stats = dataclasses.replace(semantic.stats,
                                         strategy=f"hybrid (rrf: {semantic.stats.strategy} + bm25)")
         stats.total_seconds = time.perf_counter() - started
-        hits = [resolver.hit(label, score) for label, score in ranked]
+        hits = [resolver.hit(label, score, similarity=similarity.get(label),
+                             bm25=bm25.get(label)) for label, score in ranked]
         return SearchResults(collection=collection,
                              hits=[hit for hit in hits if hit is not None], stats=stats)
 
@@ -775,11 +780,13 @@ class HitResolver:
     def accept(self, label: int) -> bool:
         return bool(self._matching(label))
 
-    def hit(self, label: int, score: float) -> PassageHit | None:
+    def hit(self, label: int, score: float, *, similarity: float | None = None,
+            bm25: float | None = None) -> PassageHit | None:
         documents = self._matching(label)
         if not documents:
             return None
         document = documents[0]
         text = self.reads.text(label) or ""
         return PassageHit(document_id=document.id, source=document.source,
-                          metadata=document.metadata, passage=text, score=score)
+                          metadata=document.metadata, passage=text, score=score,
+                          similarity=similarity, bm25=bm25)

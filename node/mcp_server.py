@@ -37,6 +37,7 @@ from meshdex.node.records import (
     Outcome,
     SearchResults,
     UpsertReport,
+    rounded_score,
 )
 from meshdex.node.service import DEFAULT_COLLECTION
 from pydantic import Field
@@ -121,7 +122,9 @@ class McpTools:
             cut_passages += cut
             budget -= len(passage)
             hits.append({"rank": rank, "document_id": hit.document_id, "source": hit.source,
-                         "score": round(hit.score, 6), "metadata": hit.metadata,
+                         "score": rounded_score(hit.score),
+                         "similarity": rounded_score(hit.similarity),
+                         "bm25": rounded_score(hit.bm25), "metadata": hit.metadata,
                          "passage": passage})
         if cut_passages:
             notes.append(f"{cut_passages} passage(s) cut to {MAX_PASSAGE_CHARS} characters; "
@@ -208,16 +211,16 @@ def _document_input(position: int, item: Any) -> DocumentInput:
 SEARCH_DESCRIPTION = f"""Search the user's private meshdex index (by meaning and by exact words).
 
 Returns the top_k passages that best match `query`, best first, each with its document_id,
-source (file path or URL), score (higher is closer; cosine similarity in semantic mode) and
-metadata,
-plus `cost` (passages recomputed, model calls, milliseconds). Phrase `query` as a question or
-a description of what you look for. `filter` restricts by metadata during the search, e.g.
-"type=markdown", "year>=2024 and lang=en", "tags~python", "kind in [a,b]". `mode`: "hybrid"
-(default: meaning and exact words fused), "semantic" (meaning only) or "keyword" (BM25 on the
-words: names, error codes, identifiers). top_k is at most {MAX_TOP_K};
-passages are cut to {MAX_PASSAGE_CHARS} characters and the result to {MAX_RESULT_CHARS}, with
-`truncated` and a `note` saying what was left out. Use get_document for a whole document and
-list_collections to find collection names."""
+source (file path or URL), score (ranks the hits; in hybrid mode a fused rank, under 0.07 and
+alike for every top hit), similarity (cosine to the query, at most 1, where meaning ranked it,
+else null), bm25 (where exact words ranked it, else null) and metadata, plus `cost` (passages
+recomputed, model calls, milliseconds). Phrase `query` as a question or a description of what
+you look for. `filter` restricts by metadata during the search, e.g. "type=markdown",
+"year>=2024 and lang=en", "tags~python", "kind in [a,b]". `mode`: "hybrid" (default: meaning
+and exact words fused), "semantic" (meaning only) or "keyword" (BM25 on the words: names, error
+codes, identifiers). top_k is at most {MAX_TOP_K}; passages are cut to {MAX_PASSAGE_CHARS}
+characters and the result to {MAX_RESULT_CHARS}, with `truncated` and a `note` saying what was
+left out. Use get_document for a whole document and list_collections to find collection names."""
 
 DESCRIPTIONS = {
     "search": SEARCH_DESCRIPTION,

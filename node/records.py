@@ -347,13 +347,35 @@ class IndexSummary:
 
 @dataclass(frozen=True, kw_only=True)
 class PassageHit:
-    """One search result: the matching passage, its document, and its cosine similarity."""
+    """One search result: the matching passage, its document, and its scores.
+
+    ``score`` ranks the hits in the search's mode: cosine similarity (semantic), BM25
+    (keyword), or the fused reciprocal rank (hybrid: a few sixtieths for every top hit, telling
+    nothing of how close a hit is). So each hit also carries what each ranking said of it:
+    ``similarity``, its cosine to the query where the semantic ranking scored it, and
+    ``bm25`` where the keyword ranking did; None where that ranking did not rank it.
+    """
 
     document_id: str
     source: str | None
     metadata: dict[str, Any]
     passage: str
     score: float
+    similarity: float | None = None
+    bm25: float | None = None
+
+
+def rounded_score(value: float | None) -> float | None:
+    """A score as JSON answers carry it (six decimals), None kept."""
+    return None if value is None else round(value, 6)
+
+
+def scores_text(*, score: float, similarity: float | None, bm25: float | None) -> str:
+    """How close a hit is, for a person: "cosine 0.712 · bm25 8.41", what each ranking said of
+    it (the hit's ``score`` where neither is known: a hit from an older node)."""
+    parts = ([f"cosine {similarity:.3f}"] if similarity is not None else []) + (
+        [f"bm25 {bm25:.2f}"] if bm25 is not None else [])
+    return " · ".join(parts) or f"score {score:.3f}"
 
 
 @dataclass(frozen=True, kw_only=True)

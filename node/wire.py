@@ -372,7 +372,7 @@ def search_result_to_wire(result: SearchResults) -> pb.SearchResponse:
         collection=result.collection,
         hits=[pb.SearchHit(document_id=hit.document_id, source=hit.source or "",
                            metadata_json=to_json(hit.metadata), passage=hit.passage,
-                           score=hit.score)
+                           score=hit.score, similarity=hit.similarity, bm25=hit.bm25)
               for hit in result.hits],
         stats=pb.SearchStats(**{name: getattr(result.stats, name) for name in known
                                 if hasattr(result.stats, name)}),
@@ -388,7 +388,9 @@ def search_result_from_wire(message: pb.SearchResponse) -> SearchResults:
         collection=message.collection,
         hits=[PassageHit(document_id=hit.document_id, source=hit.source or None,
                          metadata=json_object(hit.metadata_json, "metadata_json"),
-                         passage=hit.passage, score=hit.score)
+                         passage=hit.passage, score=hit.score,
+                         similarity=hit.similarity if hit.HasField("similarity") else None,
+                         bm25=hit.bm25 if hit.HasField("bm25") else None)
               for hit in message.hits],
         stats=SearchStats(**{name: getattr(message.stats, name)
                              for name in pb.SearchStats.DESCRIPTOR.fields_by_name

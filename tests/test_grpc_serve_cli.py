@@ -207,7 +207,7 @@ def test_cli_search_through_a_node_prints_what_embedded_search_prints(tmp_path, 
     finally:
         serve.stop()
     assert remote == embedded
-    assert remote.splitlines()[1].endswith("sail")
+    assert remote.splitlines()[1].startswith("  1. sail  (cosine 0.")
 
 
 def test_document_commands_work_through_a_node_like_embedded(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -79,6 +80,31 @@ def test_the_default_mode_is_the_measured_one(planted_node):
     default = planted_node.search("c", "QZ-7731", top_k=3)
     assert [hit.document_id for hit in default.hits] == ranks(planted_node, "QZ-7731",
                                                               DEFAULT_SEARCH_MODE, top_k=3)
+
+
+def test_every_hit_says_what_each_ranking_scored_it_the_same_over_grpc(planted_node, tmp_path):
+    """A hybrid score is a fused rank (a few sixtieths for every top hit): a person needs the
+    cosine and the BM25 behind it, which each mode's hits carry where that ranking scored them."""
+    semantic = planted_node.search("c", "QZ-7731 seed order", top_k=5, mode="semantic").hits
+    keyword = planted_node.search("c", "QZ-7731 seed order", top_k=5, mode="keyword").hits
+    hybrid = planted_node.search("c", "QZ-7731 seed order", top_k=5, mode="hybrid").hits
+    assert all(hit.similarity == hit.score and hit.bm25 is None for hit in semantic)
+    assert all(hit.bm25 == hit.score and hit.similarity is None for hit in keyword)
+    cosine = {hit.document_id: hit.similarity for hit in semantic}
+    bm25 = {hit.document_id: hit.bm25 for hit in keyword}
+    assert hybrid[0].document_id == "planted" and hybrid[0].score < 0.1
+    for hit in hybrid:
+        assert hit.similarity == cosine.get(hit.document_id)
+        assert hit.bm25 == bm25.get(hit.document_id)
+        assert hit.similarity is not None or hit.bm25 is not None
+    assert hybrid[0].similarity > 0.2 and hybrid[0].bm25 > 1.0
+    with started_node(tmp_path / "served", node=planted_node) as server, \
+            server.client("read") as client:
+        remote = client.search("c", "QZ-7731 seed order", top_k=5, mode="hybrid").hits
+    assert [(hit.document_id, hit.similarity is None, hit.bm25 is None) for hit in remote] == [
+        (hit.document_id, hit.similarity is None, hit.bm25 is None) for hit in hybrid]
+    assert remote[0].similarity == pytest.approx(hybrid[0].similarity, abs=1e-6)
+    assert remote[0].bm25 == pytest.approx(hybrid[0].bm25, rel=1e-6)
 
 
 # ------------------------------------------------------------------ mechanics (fake model)
@@ -156,7 +182,12 @@ def test_cli_search_takes_a_mode(tmp_path: Path):
     result = runner.invoke(cli, ["--data-dir", str(data), "search", "EADDRINUSE", "--mode",
                                  "keyword", "--json"])
     assert result.exit_code == 0, result.output
-    assert [hit["document_id"] for hit in json.loads(result.output)["hits"]] == ["docs/a.txt"]
+    [hit] = json.loads(result.output)["hits"]
+    assert (hit["document_id"], hit["similarity"]) == ("docs/a.txt", None) and hit["bm25"] > 0
+    shown = runner.invoke(cli, ["--data-dir", str(data), "search", "EADDRINUSE", "--mode",
+                                "keyword"])
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"1\. docs/a\.txt  \(bm25 \d+\.\d\d\)\n", shown.output)
     bad = runner.invoke(cli, ["--data-dir", str(data), "search", "x", "--mode", "fuzzy"])
     assert bad.exit_code == 2 and "fuzzy" in bad.output
 

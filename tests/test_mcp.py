@@ -108,11 +108,17 @@ def _cli_search(data_dir: Path) -> dict[str, Any]:
 
 
 def _same_hits(mcp_answer: dict[str, Any], cli_answer: dict[str, Any]) -> None:
-    got = [(hit["document_id"], hit["source"], hit["passage"], hit["score"])
+    got = [(hit["document_id"], hit["source"], hit["passage"], hit["score"], hit["bm25"])
            for hit in mcp_answer["hits"]]
-    expected = [(hit["document_id"], hit["source"], hit["passage"], round(hit["score"], 6))
+    expected = [(hit["document_id"], hit["source"], hit["passage"], round(hit["score"], 6),
+                 None if hit["bm25"] is None else round(hit["bm25"], 6))
                 for hit in cli_answer["hits"]]
     assert got == expected
+    # A recomputed cosine may differ in its fourth decimal (bf16, another batch); a held one not.
+    assert [hit["similarity"] for hit in mcp_answer["hits"]] == [
+        None if hit["similarity"] is None else pytest.approx(hit["similarity"], abs=1e-3)
+        for hit in cli_answer["hits"]]
+    assert any(hit["similarity"] is not None for hit in mcp_answer["hits"])
 
 
 async def _search_session(params: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ model end to end through the CLI.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -152,7 +153,11 @@ def test_cli_demo_indexes_the_sample_and_answers_with_the_real_model(tmp_path):
     first = subprocess.run([*command, "demo", "--query", "How do I create a virtual environment?",
                             "--top-k", "2"], capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr
-    assert "venv.rst" in first.stdout.split("1. ", 1)[1].splitlines()[0]
+    assert "sample: built generation 1 " in first.stdout
+    assert "— full build: no index yet" in first.stdout
+    top = first.stdout.split("1. ", 1)[1].splitlines()[0]
+    assert "venv.rst" in top
+    assert re.search(r"\(cosine 0\.\d{3}( · bm25 \d+\.\d\d)?\)$", top), top
     found = subprocess.run(
         [*command, "search", "--collection", "sample", "--json", "--top-k", "1",
          "raise an exception inside try"],

@@ -18,6 +18,7 @@ from meshdex.node.cli.docs_cmds import collection_option, json_option
 from meshdex.node.cli.remote import open_node
 from meshdex.node.cli.serve_cmds import _load, config_option
 from meshdex.node.config import split_host_port
+from meshdex.node.records import scores_text
 
 
 @click.command("mcp")
@@ -124,8 +125,8 @@ def ask_command(ctx: click.Context, question: str, collection: str, top_k: int,
     listed = result.cited or result.sources
     click.echo("\nsources:" if result.cited else "\nthe answer cited no passage; it was given:")
     for source in listed:
-        click.echo(f"  [{source.number}] {source.source or source.document_id}  "
-                   f"(score {source.score:.3f})")
+        scores = scores_text(score=source.score, similarity=source.similarity, bm25=source.bm25)
+        click.echo(f"  [{source.number}] {source.source or source.document_id}  ({scores})")
     timings = result.timings
     click.echo(f"({result.model}: {timings.retrieve_s:.2f} s retrieval, {timings.llm_s:.2f} s "
                f"answer, {timings.total_s:.2f} s in all)", err=True)

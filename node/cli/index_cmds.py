@@ -24,7 +24,7 @@ from meshdex.node.cli.docs_cmds import collection_option, json_option
 from meshdex.node.cli.remote import open_node
 from meshdex.node.cli.sync_cmds import open_admin
 from meshdex.node.ingest import collect_files, ingest, read_file
-from meshdex.node.records import SearchResults
+from meshdex.node.records import SearchResults, scores_text
 from meshdex.node.service import Node
 from tqdm import tqdm
 
@@ -77,10 +77,11 @@ def _print_build(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    why = f"full build: {report['reason']}" if report["action"] == "built" else report["reason"]
     click.echo(
         f"{report['collection']}: {report['action']} generation {report['generation']} "
         f"({report['passages']} passages, +{report['added']} -{report['removed']}) "
-        f"in {report['seconds']:.1f} s — {report['reason']}"
+        f"in {report['seconds']:.1f} s — {why}"
     )
 
 
@@ -165,7 +166,8 @@ def _print_results(query: str, results: SearchResults, out: TextIO | None = None
         snippet = " ".join(hit.passage.split())
         if len(snippet) > SNIPPET_CHARS:
             snippet = snippet[: SNIPPET_CHARS - 1] + "…"
-        click.echo(f"{rank:>3}. {hit.score:.3f}  {hit.document_id}", file=out)
+        scores = scores_text(score=hit.score, similarity=hit.similarity, bm25=hit.bm25)
+        click.echo(f"{rank:>3}. {hit.document_id}  ({scores})", file=out)
         click.echo(f"     {snippet}", file=out)
     stats = results.stats
     click.echo(

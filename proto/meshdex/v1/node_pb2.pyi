@@ -240,18 +240,22 @@ class SearchRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., top_k: _Optional[int] = ..., filter: _Optional[str] = ..., params_json: _Optional[str] = ..., mode: _Optional[str] = ..., recall_target: _Optional[float] = ...) -> None: ...
 
 class SearchHit(_message.Message):
-    __slots__ = ("document_id", "source", "metadata_json", "passage", "score")
+    __slots__ = ("document_id", "source", "metadata_json", "passage", "score", "similarity", "bm25")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     PASSAGE_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    BM25_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     source: str
     metadata_json: str
     passage: str
     score: float
-    def __init__(self, document_id: _Optional[str] = ..., source: _Optional[str] = ..., metadata_json: _Optional[str] = ..., passage: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+    similarity: float
+    bm25: float
+    def __init__(self, document_id: _Optional[str] = ..., source: _Optional[str] = ..., metadata_json: _Optional[str] = ..., passage: _Optional[str] = ..., score: _Optional[float] = ..., similarity: _Optional[float] = ..., bm25: _Optional[float] = ...) -> None: ...
 
 class SearchStats(_message.Message):
     __slots__ = ("passages_recomputed", "model_calls", "cache_hits", "nodes_visited", "filtered_out", "model_seconds", "graph_seconds", "total_seconds", "strategy", "reranked", "rerank_stop", "memo_hits")
