@@ -301,10 +301,15 @@ class PeerStatus:
 
 @dataclass(frozen=True, kw_only=True)
 class NodeStatus:
-    """What a device holds: its id, its store, each collection's counts, and its peers."""
+    """What a device holds: its ids, its store, each collection's counts, and its peers.
+
+    ``device_id`` is the id peers know the device by (``meshdex id``; "" until its key is
+    created on first use); ``store_id`` the one its store stamps its writes with.
+    """
 
     data_dir: Path
     device_id: str
+    store_id: str
     last_seq: int
     max_hlc: HLCTimestamp | None
     store_bytes: int
@@ -318,6 +323,7 @@ class NodeStatus:
         return {
             "data_dir": str(self.data_dir),
             "device_id": self.device_id,
+            "store_id": self.store_id,
             "last_seq": self.last_seq,
             "max_hlc": self.max_hlc.to_str() if self.max_hlc else None,
             "store_bytes": self.store_bytes,

@@ -40,6 +40,7 @@ from meshdex.node.records import (
 from meshdex.node.store import Store
 from meshdex.node.validation import check_collection_name, check_document, check_document_id
 from meshdex.sync.errors import TrustStoreCorrupt
+from meshdex.sync.identity import existing_device_id
 from meshdex.sync.trust import TrustStore
 
 logger = logging.getLogger(__name__)
@@ -287,12 +288,18 @@ class Node:
             return None
 
     def status(self) -> NodeStatus:
-        """Device id, change-log position, store size, every collection's counts and
-        conflict records, and the paired devices (when ``peers_source`` is set)."""
+        """Device and store ids, change-log position, store size, every collection's counts
+        and conflict records, and the paired devices (when ``peers_source`` is set)."""
         collections = self.store.list_collections()
+        try:
+            peer_id = existing_device_id(self.data_dir)
+        except TrustStoreCorrupt as error:
+            logger.warning("status without the device id: %s", error)
+            peer_id = None
         return NodeStatus(
             data_dir=self.data_dir,
-            device_id=self.device_id,
+            device_id=str(peer_id) if peer_id else "",
+            store_id=self.device_id,
             last_seq=self.store.last_seq,
             max_hlc=self.store.max_hlc,
             store_bytes=self.store.store_bytes(),

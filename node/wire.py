@@ -274,8 +274,8 @@ def peer_status_from_wire(message: pb.PeerInfo) -> PeerStatus:
 
 def status_to_wire(status: NodeStatus) -> pb.NodeStatus:
     return pb.NodeStatus(
-        data_dir=str(status.data_dir), device_id=status.device_id, last_seq=status.last_seq,
-        max_hlc=status.max_hlc.to_str() if status.max_hlc else "",
+        data_dir=str(status.data_dir), device_id=status.device_id, store_id=status.store_id,
+        last_seq=status.last_seq, max_hlc=status.max_hlc.to_str() if status.max_hlc else "",
         store_bytes=status.store_bytes,
         collections=[collection_to_wire(info) for info in status.collections],
         indexes=[pb.IndexSummary(**dataclasses.asdict(summary)) for summary in status.indexes],
@@ -292,7 +292,8 @@ def status_to_wire(status: NodeStatus) -> pb.NodeStatus:
 
 def status_from_wire(message: pb.NodeStatus) -> NodeStatus:
     return NodeStatus(
-        data_dir=Path(message.data_dir), device_id=message.device_id, last_seq=message.last_seq,
+        data_dir=Path(message.data_dir), device_id=message.device_id, store_id=message.store_id,
+        last_seq=message.last_seq,
         max_hlc=HLCTimestamp.from_str(message.max_hlc) if message.max_hlc else None,
         store_bytes=message.store_bytes,
         collections=[collection_from_wire(info) for info in message.collections],

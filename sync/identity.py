@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from meshdex.node.paths import write_private_file
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.errors import PeerIdentityMismatch, TrustStoreCorrupt
-from meshdex.sync.files import sync_dir
+from meshdex.sync.files import SYNC_DIR_NAME, sync_dir
 
 KEY_FILE_NAME = "device.key"
 CERT_FILE_NAME = "device.crt"
@@ -86,6 +86,16 @@ def _new_identity() -> tuple[bytes, bytes]:
     return key_pem, cert.public_bytes(serialization.Encoding.PEM)
 
 
+def _own_certificate(cert_path: Path, pem: bytes) -> x509.Certificate:
+    """This device's certificate; ``TrustStoreCorrupt`` (not a peer's mismatch) if damaged."""
+    try:
+        return certificate_from_pem(pem, what="device certificate")
+    except PeerIdentityMismatch as error:
+        raise TrustStoreCorrupt(error.message, path=cert_path,
+                                hint="restore it from a backup, or remove device.crt and "
+                                     "device.key for a new identity (peers pair again)") from None
+
+
 def _read(key_path: Path, cert_path: Path) -> DeviceIdentity:
     key_pem, cert_pem = key_path.read_bytes(), cert_path.read_bytes()
     try:
@@ -94,7 +104,7 @@ def _read(key_path: Path, cert_path: Path) -> DeviceIdentity:
         raise TrustStoreCorrupt(
             "the device key file cannot be read", path=key_path,
             hint="restore it from a backup; a new key is a new device") from None
-    cert = certificate_from_pem(cert_pem, what="device certificate")
+    cert = _own_certificate(cert_path, cert_pem)
     if cert.public_key().public_numbers() != key.public_key().public_numbers():
         raise TrustStoreCorrupt("the device certificate does not belong to the device key",
                                 path=cert_path)
@@ -102,6 +112,18 @@ def _read(key_path: Path, cert_path: Path) -> DeviceIdentity:
         device_id=DeviceId.from_certificate_der(cert.public_bytes(serialization.Encoding.DER)),
         cert_pem=cert_pem, key_pem=key_pem, cert_path=cert_path, key_path=key_path,
     )
+
+
+def existing_device_id(data_dir: Path) -> DeviceId | None:
+    """This data directory's device id without creating an identity: None before its first
+    use (``TrustStoreCorrupt`` for a certificate that cannot be read)."""
+    cert_path = Path(data_dir) / SYNC_DIR_NAME / CERT_FILE_NAME  # sync_dir() would create it
+    try:
+        pem = cert_path.read_bytes()
+    except FileNotFoundError:
+        return None
+    cert = _own_certificate(cert_path, pem)
+    return DeviceId.from_certificate_der(cert.public_bytes(serialization.Encoding.DER))
 
 
 def load_identity(data_dir: Path) -> DeviceIdentity:

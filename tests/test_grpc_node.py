@@ -119,7 +119,7 @@ def test_status_reports_counts(client):
     status = client.status()
     (docs,) = status.collections
     assert (docs.name, docs.document_count) == ("docs", 1)
-    assert status.last_seq >= 1 and status.device_id and status.max_hlc is not None
+    assert status.last_seq >= 1 and status.store_id and status.max_hlc is not None
 
 
 def test_status_carries_index_generations_and_decisions(client):

@@ -13,6 +13,7 @@ from meshdex.node.errors import CollectionNotFound, DocumentNotFound
 from meshdex.node.records import DocumentInput, Outcome
 from meshdex.node.service import Node
 from meshdex.node.validation import MAX_DOCUMENT_TEXT_BYTES, MAX_METADATA_BYTES
+from meshdex.sync.identity import existing_device_id, load_identity
 
 
 @pytest.fixture
@@ -101,7 +102,13 @@ def test_status_counts_everything(node: Node) -> None:
     node.upsert_documents("default", [DocumentInput(id="a", text="t")])
     node.delete_documents("default", ["a"])
     status = node.status()
-    assert status.device_id == node.device_id and status.last_seq == 3
+    assert status.store_id == node.device_id and status.last_seq == 3
+    assert status.device_id == ""  # no identity yet: status reads it, never creates it
+    assert existing_device_id(node.data_dir) is None
+    identity = load_identity(node.data_dir)  # what `meshdex id` does
+    assert node.status().to_dict()["device_id"] == str(identity.device_id)
+    identity.cert_path.write_text("not a certificate")  # status still answers, without it
+    assert node.status().device_id == "" and node.status().last_seq == 3
     counts = {
         c.name: (c.document_count, c.passage_count, c.tombstone_count) for c in status.collections
     }

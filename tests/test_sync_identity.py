@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from meshdex.sync.device_id import DeviceId, luhn32
-from meshdex.sync.errors import InvalidDeviceId
-from meshdex.sync.identity import device_id_of_pem, load_identity
+from meshdex.sync.errors import InvalidDeviceId, TrustStoreCorrupt
+from meshdex.sync.identity import device_id_of_pem, existing_device_id, load_identity
 
 # Ids produced by Syncthing itself (its docs and test data): same scheme, so they must parse.
 SYNCTHING_IDS = [
@@ -85,6 +85,19 @@ def test_identity_is_created_once_with_private_permissions(tmp_path: Path) -> No
     assert _mode(first.key_path) == 0o600 and _mode(first.cert_path) == 0o600
     assert b"PRIVATE KEY" in first.key_pem
     assert "PRIVATE" not in repr(first) and first.key_pem.decode() not in repr(first)
+
+
+def test_the_id_is_read_without_creating_one_and_a_damaged_certificate_says_so(
+    tmp_path: Path,
+) -> None:
+    assert existing_device_id(tmp_path) is None and not (tmp_path / "sync").exists()
+    identity = load_identity(tmp_path)
+    assert existing_device_id(tmp_path) == identity.device_id
+    identity.cert_path.write_text("-----BEGIN CERTIFICATE-----\ngarbage\n")
+    for read in (existing_device_id, load_identity):
+        with pytest.raises(TrustStoreCorrupt, match="device certificate") as caught:
+            read(tmp_path)
+        assert caught.value.path == str(identity.cert_path)
 
 
 def test_two_data_directories_are_two_devices(tmp_path: Path) -> None:

@@ -81,7 +81,13 @@ def test_add_on_one_device_is_searchable_on_the_other_and_deletes_follow(two, tm
              what="b's delete on a")
     assert store_digest(a.data_dir, "default") == store_digest(b.data_dir, "default")
     peers = json.loads(a.meshdex("peers", "--json").stdout)
-    assert [p["device_id"] for p in peers] == [b.meshdex("id").stdout.strip()]
+    b_id = b.meshdex("id").stdout.strip()
+    assert [p["device_id"] for p in peers] == [b_id]
+    # b's status names b by the id a knows it by, embedded and through its node alike
+    for status in (json.loads(b.meshdex("status", "--json").stdout),
+                   json.loads(b.meshdex("--node", b.node_address, "status", "--json").stdout)):
+        assert status["device_id"] == b_id and status["store_id"] not in ("", b_id)
+    assert f"device id:   {b_id}\n" in b.meshdex("status").stdout
     assert peers[0]["last_contact"] is not None and peers[0]["last_error"] is None
 
 

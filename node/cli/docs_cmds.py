@@ -368,7 +368,8 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
         _print_json(status.to_dict())
         return
     click.echo(f"data dir:    {status.data_dir}")
-    click.echo(f"device id:   {status.device_id}")
+    click.echo(f"device id:   {status.device_id or 'none yet (`meshdex id` creates it)'}")
+    click.echo(f"store id:    {status.store_id} (stamps this store's writes)")
     click.echo(f"changes:     {status.last_seq}")
     click.echo(f"store size:  {_size(status.store_bytes)}")
     click.echo(f"collections: {len(status.collections)}")

@@ -324,7 +324,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("data_dir", "device_id", "last_seq", "max_hlc", "store_bytes", "collections", "indexes", "decisions", "peers", "conflicts")
+    __slots__ = ("data_dir", "device_id", "last_seq", "max_hlc", "store_bytes", "collections", "indexes", "decisions", "peers", "conflicts", "store_id")
     class ConflictsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -342,6 +342,7 @@ class NodeStatus(_message.Message):
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
     CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
     data_dir: str
     device_id: str
     last_seq: int
@@ -352,7 +353,8 @@ class NodeStatus(_message.Message):
     decisions: _containers.RepeatedCompositeFieldContainer[IndexDecision]
     peers: _containers.RepeatedCompositeFieldContainer[PeerInfo]
     conflicts: _containers.ScalarMap[str, int]
-    def __init__(self, data_dir: _Optional[str] = ..., device_id: _Optional[str] = ..., last_seq: _Optional[int] = ..., max_hlc: _Optional[str] = ..., store_bytes: _Optional[int] = ..., collections: _Optional[_Iterable[_Union[Collection, _Mapping]]] = ..., indexes: _Optional[_Iterable[_Union[IndexSummary, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[IndexDecision, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[PeerInfo, _Mapping]]] = ..., conflicts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    store_id: str
+    def __init__(self, data_dir: _Optional[str] = ..., device_id: _Optional[str] = ..., last_seq: _Optional[int] = ..., max_hlc: _Optional[str] = ..., store_bytes: _Optional[int] = ..., collections: _Optional[_Iterable[_Union[Collection, _Mapping]]] = ..., indexes: _Optional[_Iterable[_Union[IndexSummary, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[IndexDecision, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[PeerInfo, _Mapping]]] = ..., conflicts: _Optional[_Mapping[str, int]] = ..., store_id: _Optional[str] = ...) -> None: ...
 
 class PeerInfo(_message.Message):
     __slots__ = ("device_id", "name", "addresses", "collections", "mode", "added_at", "last_contact", "last_sync", "last_error", "lag")
