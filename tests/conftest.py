@@ -7,11 +7,15 @@ process-wide cache the product uses); ``fake_embedder`` is a fresh deterministic
 
 from __future__ import annotations
 
+import signal
+from pathlib import Path
+
 import pytest
 from fakes import HashingEmbedder
 from grpc_support import ServeProcess
 from meshdex.index.embedders import EmbedderSpec, default_embedder
 from meshdex.index.embedders_local import MiniLMEmbedder
+from sync_support import ServeProcess as SyncServeProcess
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +43,13 @@ def _no_serve_process_outlives_its_test():
     ports and CPU for the rest of the run."""
     yield
     ServeProcess.kill_leftovers()
+
+
+@pytest.fixture
+def two(tmp_path: Path):
+    """Two ``meshdex serve`` processes with peer sync, ``a`` and ``b``, not started, killed
+    after the test."""
+    a, b = SyncServeProcess(tmp_path / "a"), SyncServeProcess(tmp_path / "b")
+    yield a, b
+    for process in (a, b):
+        process.stop(signal.SIGKILL)

@@ -26,14 +26,6 @@ def _jsonl(path: Path, docs: dict[str, str]) -> Path:
     return path
 
 
-@pytest.fixture
-def two(tmp_path: Path):
-    a, b = ServeProcess(tmp_path / "a"), ServeProcess(tmp_path / "b")
-    yield a, b
-    for process in (a, b):
-        process.stop(signal.SIGKILL)
-
-
 def _pair(a: ServeProcess, b: ServeProcess, *args: str) -> None:
     token = a.meshdex("invite", *args).stdout.strip()
     assert token.startswith("mdxi_")

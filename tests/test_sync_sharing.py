@@ -6,22 +6,12 @@ sharing it again sends what changed meanwhile, deletes included, even after a co
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
-import pytest
 from sync_support import ServeProcess, store_digest, wait_for, write_jsonl
 
 DEAD_EMBEDDER = ("--embedder", "http", "--embedder-url", "http://127.0.0.1:9/",
                  "--embedder-model", "none")  # collections that never build: sync alone
-
-
-@pytest.fixture
-def two(tmp_path: Path):
-    a, b = ServeProcess(tmp_path / "a"), ServeProcess(tmp_path / "b")
-    yield a, b
-    for process in (a, b):
-        process.stop(signal.SIGKILL)
 
 
 def _start_paired(a: ServeProcess, b: ServeProcess, tmp_path: Path, *, shared: str) -> None:
