@@ -55,10 +55,13 @@ def certificate_from_pem(pem: bytes | str, *, what: str = "certificate") -> x509
         raise PeerIdentityMismatch(f"the {what} is not a PEM X.509 certificate") from None
 
 
+def _device_id_of(cert: x509.Certificate) -> DeviceId:
+    return DeviceId.from_certificate_der(cert.public_bytes(serialization.Encoding.DER))
+
+
 def device_id_of_pem(pem: bytes | str) -> DeviceId:
     """The device id a PEM certificate stands for."""
-    cert = certificate_from_pem(pem)
-    return DeviceId.from_certificate_der(cert.public_bytes(serialization.Encoding.DER))
+    return _device_id_of(certificate_from_pem(pem))
 
 
 def _new_identity() -> tuple[bytes, bytes]:
@@ -109,7 +112,7 @@ def _read(key_path: Path, cert_path: Path) -> DeviceIdentity:
         raise TrustStoreCorrupt("the device certificate does not belong to the device key",
                                 path=cert_path)
     return DeviceIdentity(
-        device_id=DeviceId.from_certificate_der(cert.public_bytes(serialization.Encoding.DER)),
+        device_id=_device_id_of(cert),
         cert_pem=cert_pem, key_pem=key_pem, cert_path=cert_path, key_path=key_path,
     )
 
@@ -122,8 +125,7 @@ def existing_device_id(data_dir: Path) -> DeviceId | None:
         pem = cert_path.read_bytes()
     except FileNotFoundError:
         return None
-    cert = _own_certificate(cert_path, pem)
-    return DeviceId.from_certificate_der(cert.public_bytes(serialization.Encoding.DER))
+    return _device_id_of(_own_certificate(cert_path, pem))
 
 
 def load_identity(data_dir: Path) -> DeviceIdentity:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -128,6 +130,14 @@ class TrustStore:
         write_private_file(self.path, json.dumps(payload, indent=1).encode("utf-8"))
         self._stamp = None
 
+    @contextmanager
+    def _editing(self) -> Iterator[dict[str, Peer]]:
+        """The peers re-read from the file under both locks (this process's threads and other
+        processes), as a copy to change and, where it changed, ``_save`` within the block."""
+        with self._lock, locked(self.path):
+            self._stamp = None
+            yield dict(self._load())
+
     def all(self) -> list[Peer]:
         """Every paired peer, sorted by device id."""
         with self._lock:
@@ -156,9 +166,7 @@ class TrustStore:
 
     def add(self, peer: Peer, *, replace_existing: bool = False) -> Peer:
         """Record ``peer``; ``PeerExists`` if its id is paired already (unless replacing)."""
-        with self._lock, locked(self.path):
-            self._stamp = None
-            peers = dict(self._load())
+        with self._editing() as peers:
             if peer.device_id in peers and not replace_existing:
                 raise PeerExists(f"device {peer.device_id} is already paired",
                                  peer=peer.device_id,
@@ -169,9 +177,7 @@ class TrustStore:
 
     def remove(self, device_id: DeviceId | str) -> Peer:
         """Forget a peer; its next handshake and its next call on an open connection fail."""
-        with self._lock, locked(self.path):
-            self._stamp = None
-            peers = dict(self._load())
+        with self._editing() as peers:
             peer = peers.pop(str(device_id), None)
             if peer is None:
                 raise _no_peer(device_id)
@@ -186,9 +192,7 @@ class TrustStore:
         unsharing one that is not shared (a typo would otherwise pass silently)."""
         added = {check_collection_name(name) for name in share}
         dropped = {check_collection_name(name) for name in unshare}
-        with self._lock, locked(self.path):
-            self._stamp = None
-            peers = dict(self._load())
+        with self._editing() as peers:
             peer = peers.get(str(device_id))
             if peer is None:
                 raise _no_peer(device_id)
@@ -220,9 +224,7 @@ class TrustStore:
         with self._lock:  # most calls end here: a stat, no file lock, no re-read
             if nothing_to_write(self._load().get(device_id)):
                 return
-        with self._lock, locked(self.path):
-            self._stamp = None
-            peers = dict(self._load())
+        with self._editing() as peers:
             peer = peers.get(device_id)
             if peer is None or nothing_to_write(peer):
                 return
@@ -238,9 +240,7 @@ class TrustStore:
     def set_address(self, device_id: str, address: str) -> Peer | None:
         """Put ``address`` first among a peer's addresses (sessions dial the first), keeping
         up to ``MAX_ADDRESSES`` others; None if the peer is not paired (nothing is added)."""
-        with self._lock, locked(self.path):
-            self._stamp = None
-            peers = dict(self._load())
+        with self._editing() as peers:
             peer = peers.get(device_id)
             if peer is None:
                 return None
