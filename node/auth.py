@@ -40,6 +40,7 @@ TOKEN_SECRET_BYTES = 32
 TOKEN_FILE_MODE = 0o600
 SCOPES = ("read", "write", "admin")  # each includes the ones before it
 SERVICE_NAME = "meshdex.v1.MeshdexNode"
+OWNER_CALLER = "local"  # the caller name of this device's own commands (any scope)
 
 # The scope each RPC of the client service needs. A method missing here is refused, so a new
 # RPC cannot be served unauthenticated by accident (tests check the table covers the proto).
@@ -228,9 +229,13 @@ def _peer_is_loopback(peer: str) -> bool:
 class Authorizer:
     """Decides whether one call may proceed; raises Unauthenticated/PermissionDenied if not."""
 
-    def __init__(self, tokens: TokenStore, *, allow_unauthenticated_loopback: bool) -> None:
+    def __init__(self, tokens: TokenStore, *, allow_unauthenticated_loopback: bool,
+                 owner_token: str | None = None) -> None:
         self.tokens = tokens
         self.allow_unauthenticated_loopback = allow_unauthenticated_loopback
+        # The serving process's own admin token for this device's commands
+        # (``meshdex.node.local_endpoint``); not in the token file.
+        self._owner_token_hash = _hash(owner_token) if owner_token else None
 
     def authorize_metadata(self, method: str, metadata: Metadata | None) -> str | None:
         """The caller's name for a call of ``method`` (``/pkg.Service/Name``), decided from its
@@ -249,6 +254,9 @@ class Authorizer:
                 hint=f"create one on the node with `meshdex token create --scope {needed}` "
                 "and pass it with --token",
             )
+        if self._owner_token_hash is not None and hmac.compare_digest(
+                self._owner_token_hash, _hash(token)):
+            return OWNER_CALLER
         record = self.tokens.check(token)
         if not scope_allows(record.scope, needed):
             raise PermissionDenied(

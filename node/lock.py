@@ -45,3 +45,26 @@ class WriterLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def lock_holder(data_dir: Path) -> int | None:
+    """The pid of the process holding ``data_dir``'s writer lock, or None when it is free.
+
+    Probed with a shared, non-blocking lock released at once; the holder writes its pid into
+    the file when it takes the lock.
+    """
+    path = data_dir / LOCK_FILE_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -17,11 +17,13 @@ Shutdown (SIGTERM/SIGINT): health goes NOT_SERVING, new calls are refused, in-fl
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -32,6 +34,14 @@ from meshdex.node.admission import AdmissionInterceptor, CallSlots
 from meshdex.node.auth import SERVICE_NAME, AuthInterceptor, Authorizer, TokenStore
 from meshdex.node.config import NodeConfig
 from meshdex.node.grpc_errors import ErrorMappingInterceptor
+from meshdex.node.local_endpoint import (
+    LocalEndpoint,
+    new_owner_token,
+    publish,
+    socket_path,
+    withdraw,
+)
+from meshdex.node.paths import PRIVATE_FILE_MODE, resolve_data_dir
 from meshdex.node.servicer import MeshdexNodeServicer, NodeAPI
 from meshdex.proto.meshdex.v1 import node_pb2, node_pb2_grpc
 
@@ -66,6 +76,7 @@ class RunningServer:
     server: grpc.Server
     health: health.HealthServicer
     address: str  # what clients dial, e.g. "127.0.0.1:54321" or "unix:/run/meshdex.sock"
+    local_address: str | None = None  # the data directory's own socket, when one is bound
 
     def stop(self, grace_period_s: float) -> None:
         """NOT_SERVING, refuse new calls, let in-flight ones finish for ``grace_period_s``."""
@@ -90,11 +101,26 @@ def _bind(server: grpc.Server, config: NodeConfig) -> str:
     return f"{host}:{port}"
 
 
+def _bind_local_socket(server: grpc.Server, path: Path) -> str:
+    if path.is_socket():  # left by a node killed with -9
+        path.unlink()
+    address = f"unix:{path}"
+    if server.add_insecure_port(address) == 0:
+        raise FailedPrecondition(f"cannot listen on {address}")
+    os.chmod(path, PRIVATE_FILE_MODE)
+    return address
+
+
 def start_server(node: NodeAPI, config: NodeConfig, *,
-                 add_services: Sequence[Callable[[grpc.Server], None]] = ()) -> RunningServer:
+                 add_services: Sequence[Callable[[grpc.Server], None]] = (),
+                 owner_token: str | None = None,
+                 local_socket: Path | None = None) -> RunningServer:
     """Build, bind and start the server for ``node``; the caller owns ``node``'s lifetime.
 
     ``add_services`` register further servicers (e.g. sync admin) before the server starts.
+    ``owner_token`` is accepted with every scope besides the token file's tokens, and
+    ``local_socket`` is one more (plaintext) listener: both for this device's own commands
+    (``meshdex.node.local_endpoint``).
     """
     config.validate()
     options = [
@@ -103,7 +129,8 @@ def start_server(node: NodeAPI, config: NodeConfig, *,
         ("grpc.so_reuseport", 0),
     ]
     authorizer = Authorizer(TokenStore(config.data_dir),
-                            allow_unauthenticated_loopback=config.allow_unauthenticated_loopback)
+                            allow_unauthenticated_loopback=config.allow_unauthenticated_loopback,
+                            owner_token=owner_token)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
 
     def report_saturation(saturated: bool) -> None:
@@ -135,12 +162,27 @@ def start_server(node: NodeAPI, config: NodeConfig, *,
     )
     reflection.enable_server_reflection(service_names, server)
     address = _bind(server, config)
+    local_address = _bind_local_socket(server, local_socket) if local_socket else None
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     logger.info("meshdex node listening on %s (%s)", address,
                    "TLS" if config.tls_enabled else "plaintext, loopback only")
-    return RunningServer(server=server, health=health_servicer, address=address)
+    return RunningServer(server=server, health=health_servicer, address=address,
+                         local_address=local_address)
+
+
+def _publish_local_endpoint(data_dir: Path, config: NodeConfig, running: RunningServer,
+                            owner_token: str) -> None:
+    """Tell this device's commands where to reach the node (``meshdex.node.local_endpoint``)."""
+    address = running.local_address
+    if address is None and not config.tls_enabled:
+        address = running.address  # validate() allows plaintext on loopback only
+    if address is None:
+        logger.warning("the data directory's path is too long for a unix socket and the node "
+                       "listens with TLS: this device's writing commands need --node")
+        return
+    publish(data_dir, LocalEndpoint(pid=os.getpid(), address=address, token=owner_token))
 
 
 def serve(
@@ -157,6 +199,8 @@ def serve(
     ``on_ready(address)`` is called once the server accepts calls. Each of ``companions``
     (e.g. peer sync) is called as ``companion(node, config)``; what it returns registers its
     servicers on the node's server, is started once the server is, and is stopped before it.
+    While it serves, this device's own commands reach it through the endpoint it publishes in
+    the data directory (``meshdex.node.local_endpoint``), withdrawn first at shutdown.
     """
     stop_requested = threading.Event()
 
@@ -166,6 +210,7 @@ def serve(
         stop_requested.set()
 
     config.validate()
+    data_dir = resolve_data_dir(config.data_dir)
     with open_node(config) as node:
         previous = {sig: signal.signal(sig, request_stop)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -173,15 +218,19 @@ def serve(
         started: list[Companion] = []
         try:
             created = [companion(node, config) for companion in companions]
-            running = start_server(node, config, add_services=[c.register for c in created])
+            owner_token = new_owner_token()
+            running = start_server(node, config, add_services=[c.register for c in created],
+                                   owner_token=owner_token, local_socket=socket_path(data_dir))
             for companion in created:
                 companion.start()
                 started.append(companion)
+            _publish_local_endpoint(data_dir, config, running, owner_token)
             if on_ready is not None:
                 on_ready(running.address)
             while not stop_requested.wait(SIGNAL_POLL_S):
                 pass
         finally:
+            withdraw(data_dir, os.getpid())
             for companion in reversed(started):
                 companion.stop(config.grace_period_s)
             if running is not None:

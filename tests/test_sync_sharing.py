@@ -44,7 +44,7 @@ def test_a_collection_shared_after_pairing_moves_once_the_other_side_shares_it_b
     _start_paired(a, b, tmp_path, shared="notes")
     a_id, b_id = a.meshdex("id").stdout.strip(), b.meshdex("id").stdout.strip()
 
-    shared = a.meshdex("peer", "share", b_id, "papers")  # embedded, beside the serving node
+    shared = a.meshdex("peer", "share", b_id, "papers")  # no --node: through the one serving
     assert "sharing notes, papers with" in shared.stdout
     assert f"`meshdex peer share {a_id} papers`" in shared.stdout
     report = _sync_report(a)

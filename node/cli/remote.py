@@ -3,17 +3,26 @@
 Commands call ``open_node(ctx)`` where they would call ``Node.open``: it yields the embedded
 ``Node`` normally, or a ``MeshdexClient`` (same method names, same records, same errors) when
 ``--node`` (or ``$MESHDEX_NODE``) is given, so a command prints the same output either way.
+A writing command whose data directory is held by ``meshdex serve`` goes through that node
+(``meshdex.node.local_endpoint``) instead of failing with ``StoreLocked``.
 The options themselves live in ``remote_options``, which the group loads at every start.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 from meshdex.node.client import MeshdexClient
+from meshdex.node.errors import StoreLocked
+from meshdex.node.local_endpoint import running_endpoint
+from meshdex.node.paths import resolve_data_dir
 from meshdex.node.service import Node
+
+logger = logging.getLogger(__name__)
 
 
 def remote_client(ctx: click.Context) -> MeshdexClient | None:
@@ -25,13 +34,33 @@ def remote_client(ctx: click.Context) -> MeshdexClient | None:
     return MeshdexClient(address, token=options.get("token"), tls_ca=options.get("tls_ca"))
 
 
+def serving_node_client(data_dir: Path | str | None) -> MeshdexClient | None:
+    """A client for the ``meshdex serve`` that holds ``data_dir`` now, if one does."""
+    resolved = resolve_data_dir(data_dir)
+    endpoint = running_endpoint(resolved)
+    if endpoint is None:
+        return None
+    logger.info("%s is served by pid %d: going through it at %s", resolved, endpoint.pid,
+                endpoint.address)
+    return MeshdexClient(endpoint.address, token=endpoint.token)
+
+
 @contextmanager
 def open_node(ctx: click.Context, *, readonly: bool = False) -> Iterator[Node | MeshdexClient]:
-    """The node a command talks to: remote with ``--node``, else the local data directory."""
+    """The node a command talks to: remote with ``--node``; else the local data directory, or
+    the node serving it when that holds its writer lock."""
     client = remote_client(ctx)
-    if client is not None:
-        with client:
-            yield client
-        return
-    with Node.open((ctx.find_root().obj or {}).get("data_dir"), readonly=readonly) as node:
-        yield node
+    if client is None:
+        data_dir = (ctx.find_root().obj or {}).get("data_dir")
+        try:
+            node = Node.open(data_dir, readonly=readonly)
+        except StoreLocked:
+            client = serving_node_client(data_dir)
+            if client is None:
+                raise
+        else:
+            with node:
+                yield node
+            return
+    with client:
+        yield client

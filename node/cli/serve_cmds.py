@@ -63,7 +63,9 @@ def serve_command(ctx: click.Context, config_path: Path | None, **flags: Any) ->
     """Run this device's node: the gRPC query API, with health checks and reflection.
 
     Runs until SIGTERM or Ctrl-C, then stops taking calls, lets running ones finish within the
-    grace period and closes the store. Callers need a bearer token (`meshdex token create`).
+    grace period and closes the store. Callers need a bearer token (`meshdex token create`);
+    while it runs, this device's own commands on the same data directory (add, rm, build,
+    sync, compact, peer ...) go through it without one.
 
     \b
     Example:
@@ -79,8 +81,9 @@ def serve_command(ctx: click.Context, config_path: Path | None, **flags: Any) ->
         click.echo(f"meshdex node listening on {address} ({mode}); data in {config.data_dir}",
                    err=True)
         if TokenStore(config.data_dir).is_empty() and not config.allow_unauthenticated_loopback:
-            click.echo("note: no tokens exist yet, so every call will be refused; create one "
-                       "with `meshdex token create --scope read`", err=True)
+            click.echo("note: no tokens exist yet, so other clients are refused; create one "
+                       "with `meshdex token create --scope read` (this device's own meshdex "
+                       "commands go through the node without one)", err=True)
         sys.stderr.flush()
 
     from meshdex.node.cli.sync_cmds import SyncCompanion

@@ -20,7 +20,7 @@ from typing import Any
 import click
 import grpc
 from meshdex.index.errors import InvalidArgument
-from meshdex.node.cli.remote import remote_client
+from meshdex.node.cli.remote import remote_client, serving_node_client
 from meshdex.node.config import NodeConfig, load_config
 from meshdex.node.records import ChangeOp, NodeStatus, PeerStatus
 from meshdex.node.service import Node
@@ -78,13 +78,18 @@ def _when(stamp: float | None) -> str:
 
 @contextmanager
 def open_admin(ctx: click.Context, config_path: Path | None = None) -> Iterator[SyncAdmin]:
-    """The node's sync admin through ``--node``, else this data directory's."""
+    """The node's sync admin through ``--node``; else that of the ``meshdex serve`` holding
+    this data directory, so its sessions, listeners and trust see the change at once; else
+    this data directory's."""
     client = remote_client(ctx)
-    if client is not None:
-        with client:
-            yield SyncAdminClient(client)
-        return
-    yield LocalSyncAdmin(_config(ctx, config_path))
+    if client is None:
+        config = _config(ctx, config_path)
+        client = serving_node_client(config.data_dir)
+        if client is None:
+            yield LocalSyncAdmin(config)
+            return
+    with client:
+        yield SyncAdminClient(client)
 
 
 @click.command("id")
@@ -285,8 +290,8 @@ def peers_command(ctx: click.Context, as_json: bool) -> None:
 def sync_command(ctx: click.Context, peer_id: str | None, as_json: bool) -> None:
     """Sync now with every peer (or --peer ID): send and receive changes, print what moved.
 
-    Through --node the serving node runs the session; embedded it needs the store (a
-    serving node already syncs continuously).
+    Beside a running `meshdex serve` (or through --node) the serving node runs the session,
+    at once rather than at its next interval; otherwise this command opens the store.
 
     \b
     Example:

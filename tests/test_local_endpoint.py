@@ -1,0 +1,165 @@
+"""This device's own commands beside its running node (``meshdex.node.local_endpoint``): a real
+``meshdex serve`` process holds the data directory, and plain ``meshdex add``, ``build``,
+``rm``, ``compact`` and ``sync`` (no ``--node``, no token created) go through it instead of
+failing with "another process is writing". Clients elsewhere still need a token, and a file
+left by a node that is gone, or naming a process that is not the lock's holder, is ignored."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from grpc_support import ServeProcess
+from meshdex.index.errors import Unauthenticated
+from meshdex.node.client import MeshdexClient
+from meshdex.node.local_endpoint import (
+    ENDPOINT_FILE_NAME,
+    SOCKET_FILE_NAME,
+    LocalEndpoint,
+    publish,
+    running_endpoint,
+)
+from sync_support import store_digest, wait_for, write_jsonl
+
+HOLD_LOCK = textwrap.dedent(
+    """
+    import sys, time
+    from meshdex.node.service import Node
+    node = Node.open(sys.argv[1])
+    print("holding", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def meshdex(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "meshdex", "--data-dir", str(data_dir), *args],
+                          capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def notes(tmp_path: Path) -> Path:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "backups.md").write_text("The backup job runs nightly and keeps 30 days.\n")
+    (folder / "ports.md").write_text("EADDRINUSE means another process holds the port.\n")
+    return folder
+
+
+@pytest.mark.model
+def test_writing_commands_beside_a_serving_node_go_through_it(tmp_path, notes) -> None:
+    data_dir = tmp_path / "data"
+    ok(meshdex(data_dir, "init", "-c", "notes"))
+    serve = ServeProcess(data_dir)
+    try:
+        assert "added 2" in ok(meshdex(data_dir, "add", str(notes), "-c", "notes"))
+        assert "built generation 1" in ok(meshdex(data_dir, "build", "-c", "notes"))
+        found = ok(meshdex(data_dir, "search", "-c", "notes", "port already in use", "-k", "1"))
+        assert "ports.md" in found
+        assert "deleted 1" in ok(meshdex(data_dir, "rm", "-c", "notes", "notes/backups.md"))
+        compacted = json.loads(ok(meshdex(data_dir, "compact", "--json")))
+        assert compacted["tombstones_dropped"] == 1  # paired with no device
+        assert json.loads(ok(meshdex(data_dir, "sync", "--json"))) == []  # no peers yet
+        listed = json.loads(ok(meshdex(data_dir, "list", "--json")))
+        assert [(c["name"], c["document_count"]) for c in listed] == [("notes", 1)]
+        # the node's own token is no token of the file, and others still need one
+        assert json.loads(ok(meshdex(data_dir, "token", "list", "--json"))) == []
+        with MeshdexClient(serve.address) as stranger, pytest.raises(Unauthenticated):
+            stranger.list_collections()
+    finally:
+        assert serve.stop() == 0
+    assert not (data_dir / ENDPOINT_FILE_NAME).exists()
+    assert not (data_dir / SOCKET_FILE_NAME).exists()
+
+
+def test_an_error_through_the_serving_node_exits_as_the_embedded_command(tmp_path) -> None:
+    data_dir = tmp_path / "data"
+    ok(meshdex(data_dir, "init", "-c", "notes"))
+    serve = ServeProcess(data_dir)
+    try:
+        through_node = meshdex(data_dir, "rm", "-c", "nosuch", "doc")
+    finally:
+        assert serve.stop() == 0
+    embedded = meshdex(data_dir, "rm", "-c", "nosuch", "doc")
+    assert through_node.returncode == embedded.returncode == 3
+    assert through_node.stderr == embedded.stderr
+
+
+def test_the_endpoint_is_private_answers_only_its_token_and_a_killed_nodes_is_ignored(
+        tmp_path, notes) -> None:
+    data_dir = tmp_path / "data"
+    ok(meshdex(data_dir, "init", "-c", "notes"))
+    serve = ServeProcess(data_dir)
+    try:
+        endpoint_file, socket_file = data_dir / ENDPOINT_FILE_NAME, data_dir / SOCKET_FILE_NAME
+        assert stat.S_IMODE(endpoint_file.stat().st_mode) == 0o600
+        assert stat.S_ISSOCK(socket_file.stat().st_mode)
+        assert stat.S_IMODE(socket_file.stat().st_mode) == 0o600
+        endpoint = running_endpoint(data_dir)
+        assert endpoint is not None and endpoint.pid == serve.process.pid
+        assert endpoint.address == f"unix:{socket_file}"
+        with MeshdexClient(endpoint.address, token=endpoint.token) as own:
+            assert [c.name for c in own.list_collections()] == ["notes"]
+        with (MeshdexClient(endpoint.address, token=endpoint.token + "x") as guess,
+              pytest.raises(Unauthenticated)):
+            guess.list_collections()
+    finally:
+        serve.stop(signal.SIGKILL)
+    assert endpoint_file.exists(), "a node killed with -9 cannot withdraw it"
+    assert running_endpoint(data_dir) is None
+    assert "added 2" in ok(meshdex(data_dir, "add", str(notes), "-c", "notes"))  # embedded
+
+
+def test_a_lock_held_by_another_process_is_refused_whatever_the_endpoint_file_says(
+        tmp_path, notes) -> None:
+    data_dir = tmp_path / "data"
+    ok(meshdex(data_dir, "init", "-c", "notes"))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(data_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        # a live process, but not the one holding the lock (e.g. a node that stopped)
+        publish(data_dir, LocalEndpoint(pid=os.getpid(), address="127.0.0.1:9", token="t"))
+        refused = meshdex(data_dir, "add", str(notes), "-c", "notes")
+        assert refused.returncode == 5
+        assert f"another process (pid {holder.pid}) is writing" in refused.stderr
+        # the holder's pid, but it does not serve: the command says so instead of writing
+        publish(data_dir, LocalEndpoint(pid=holder.pid, address="127.0.0.1:9", token="t"))
+        unreachable = meshdex(data_dir, "add", str(notes), "-c", "notes")
+        assert unreachable.returncode == 1, unreachable.stderr  # a node unreachable
+        assert "127.0.0.1:9" in unreachable.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_pairing_adding_and_syncing_beside_two_serving_nodes_need_no_node_option(
+        two, tmp_path) -> None:
+    a, b = two
+    a.start()
+    b.start()
+    token = a.meshdex("invite", "--collections", "notes").stdout.strip()
+    assert "paired with" in b.meshdex("join", token).stdout
+    added = a.meshdex("add", "-c", "notes", "--jsonl",
+                      write_jsonl(tmp_path / "notes.jsonl", {"n1": "a note written on a"}))
+    assert "added 1" in added.stdout
+    [report] = json.loads(a.meshdex("sync", "--json").stdout)
+    assert report["error"] is None, report
+    wait_for(lambda: [text for text, _ in store_digest(b.data_dir, "notes")["live"].values()]
+             == ["a note written on a"], what="the note on b")
+    a.meshdex("rm", "-c", "notes", "n1")
+    b.meshdex("sync")
+    wait_for(lambda: store_digest(b.data_dir, "notes")["live"] == {}, what="the delete on b")
