@@ -163,3 +163,21 @@ def test_pairing_adding_and_syncing_beside_two_serving_nodes_need_no_node_option
     a.meshdex("rm", "-c", "notes", "n1")
     b.meshdex("sync")
     wait_for(lambda: store_digest(b.data_dir, "notes")["live"] == {}, what="the delete on b")
+
+
+def test_commands_that_need_the_data_directory_to_themselves_say_what_to_do_instead(
+        tmp_path, notes) -> None:
+    data_dir = tmp_path / "data"
+    ok(meshdex(data_dir, "init", "-c", "notes"))
+    serve = ServeProcess(data_dir)
+    try:
+        held = f"`meshdex serve` (pid {serve.process.pid}) holds the data directory {data_dir}"
+        watch = meshdex(data_dir, "watch", str(notes), "-c", "notes", "--once")
+        assert watch.returncode == 5 and held in watch.stderr, watch.stderr
+        assert f'add "notes={notes}" to `watch` under [node]' in watch.stderr
+        demo = meshdex(data_dir, "demo")
+        assert demo.returncode == 5 and "--data-dir /tmp/meshdex-demo demo" in demo.stderr
+        imported = meshdex(data_dir, "bundle", "import", str(notes / "ports.md"))
+        assert imported.returncode == 5 and "stop the node, import" in imported.stderr
+    finally:
+        assert serve.stop() == 0

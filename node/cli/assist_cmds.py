@@ -15,9 +15,10 @@ import click
 from meshdex.index.errors import InvalidArgument
 from meshdex.node.auth import TokenStore
 from meshdex.node.cli.docs_cmds import collection_option, json_option
-from meshdex.node.cli.remote import open_node
+from meshdex.node.cli.remote import beside_serving_node, open_node
 from meshdex.node.cli.serve_cmds import _load, config_option
 from meshdex.node.config import split_host_port
+from meshdex.node.errors import StoreLocked
 from meshdex.node.records import scores_text
 
 
@@ -175,7 +176,14 @@ def watch_command(ctx: click.Context, folders: tuple[Path, ...], collection: str
         click.echo(f"{collection}: {result.summary()}", err=True)
         sys.stderr.flush()
 
-    with Node.open((ctx.find_root().obj or {}).get("data_dir")) as node:
+    try:
+        node = Node.open((ctx.find_root().obj or {}).get("data_dir"))
+    except StoreLocked as error:
+        entries = ", ".join(f'"{collection}={folder.root}"' for folder in watched)
+        raise beside_serving_node(
+            error, f"let the node watch instead: add {entries} to `watch` under [node] in its "
+            "config (or MESHDEX_WATCH) and restart it") from None
+    with node:
         sync = FolderSync(node, collection, watched, build=not no_build)
         if once:
             report(sync.catch_up())

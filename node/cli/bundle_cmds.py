@@ -18,6 +18,8 @@ from meshdex.index.bundle_io import open_bundle
 from meshdex.index.bundle_manifest import BundleManifest, HlcStamp, manifest_to_json
 from meshdex.node.bundle_transfer import describe_import, export_bundle, import_bundle
 from meshdex.node.cli.index_cmds import progress_bar
+from meshdex.node.cli.remote import beside_serving_node
+from meshdex.node.errors import StoreLocked
 from meshdex.node.hlc import DEFAULT_MAX_CLOCK_SKEW_MS
 from meshdex.node.service import DEFAULT_COLLECTION, Node
 from tqdm import tqdm
@@ -215,7 +217,11 @@ def import_command(ctx: click.Context, path: Path, max_clock_skew_min: float,
     Example:
       meshdex bundle import /media/usb/notes.leann
     """
-    with Node.open(_data_dir(ctx)) as node, progress_bar() as progress:
+    try:
+        node = Node.open(_data_dir(ctx))
+    except StoreLocked as error:
+        raise beside_serving_node(error, "stop the node, import, then start it again") from None
+    with node, progress_bar() as progress:
         report = import_bundle(node, path, progress=progress,
                                max_clock_skew_ms=int(max_clock_skew_min * 60_000))
     if as_json:

@@ -21,8 +21,9 @@ from meshdex.index.errors import InvalidArgument
 from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
 from meshdex.index.params import RECALL_TARGETS, BuildParams
 from meshdex.node.cli.docs_cmds import collection_option, json_option
-from meshdex.node.cli.remote import open_node
+from meshdex.node.cli.remote import beside_serving_node, open_node
 from meshdex.node.cli.sync_cmds import open_admin
+from meshdex.node.errors import StoreLocked
 from meshdex.node.ingest import collect_files, ingest, read_file
 from meshdex.node.records import SearchResults, scores_text
 from meshdex.node.service import Node
@@ -316,7 +317,12 @@ def demo_command(ctx: click.Context, query: str | None, top_k: int) -> None:
         if line.strip() and not line.startswith("#")
     ][:2]
     started = time.monotonic()
-    with Node.open((ctx.find_root().obj or {}).get("data_dir")) as node:
+    try:
+        node = Node.open((ctx.find_root().obj or {}).get("data_dir"))
+    except StoreLocked as error:
+        raise beside_serving_node(error, "run it in a data directory of its own: `meshdex "
+                                  "--data-dir /tmp/meshdex-demo demo`") from None
+    with node:
         click.echo(f"meshdex demo: data directory {node.data_dir}", err=True)
         tasks, decided = collect_files([SAMPLE_DIR / "python-tutorial"])
         items = itertools.chain(decided, (read_file(task) for task in tasks))

@@ -45,6 +45,17 @@ def serving_node_client(data_dir: Path | str | None) -> MeshdexClient | None:
     return MeshdexClient(endpoint.address, token=endpoint.token)
 
 
+def beside_serving_node(error: StoreLocked, instead: str) -> StoreLocked:
+    """``error`` for a command that cannot go through a node: when the holder is a serving
+    node, saying so and what to do ``instead``."""
+    endpoint = running_endpoint(Path(error.path)) if error.path else None
+    if endpoint is None:
+        return error
+    return StoreLocked(f"`meshdex serve` (pid {endpoint.pid}) holds the data directory "
+                       f"{error.path}, and this command needs it to itself", op=error.op,
+                       path=error.path, hint=instead)
+
+
 @contextmanager
 def open_node(ctx: click.Context, *, readonly: bool = False) -> Iterator[Node | MeshdexClient]:
     """The node a command talks to: remote with ``--node``; else the local data directory, or
