@@ -70,6 +70,7 @@ SYNC_ADMIN_METHOD_SCOPES: dict[str, str] = {
     "Join": "admin",
     "AddPeer": "admin",
     "RemovePeer": "admin",
+    "ForgetUnpaired": "admin",
     "ShareCollections": "admin",
     "UnshareCollections": "admin",
 }

@@ -428,9 +428,14 @@ class IndexCompaction:
 @dataclass(frozen=True, kw_only=True)
 class DataCompaction:
     """What ``Node.compact`` did: the store's data file before and after, the tombstones it
-    dropped, and per collection the passages its indexes dropped."""
+    dropped and kept, whose acknowledgement those kept wait for (paired peers by device id,
+    and how many devices no longer paired), and per collection the passages its indexes
+    dropped."""
 
     before_bytes: int
     after_bytes: int
     tombstones_dropped: int
     indexes: list[IndexCompaction]
+    tombstones_kept: int = 0
+    waiting_for_peers: list[str] = field(default_factory=list)
+    waiting_for_unpaired: int = 0

@@ -265,12 +265,19 @@ class Node:
         tombstones no device has still to learn of (the paired devices sharing a collection,
         from the trust store) and is rewritten without its free pages (``Store.compact``).
         ``TrustStoreCorrupt`` before anything changes if the paired devices cannot be read."""
+        peers = self.trust.all()
         paired = self.trust.sharing()
         indexes = [self.indexes.drop_deleted(info.name)
                    for info in self.store.list_collections()]
         store = self.store.compact(paired=paired)
+        waiting_peers = sorted(peer.device_id for peer in peers
+                               if peer.store_id in store.waiting_for)
+        known_stores = {peer.store_id for peer in peers}
         return DataCompaction(before_bytes=store.before_bytes, after_bytes=store.after_bytes,
-                              tombstones_dropped=store.tombstones_dropped, indexes=indexes)
+                              tombstones_dropped=store.tombstones_dropped, indexes=indexes,
+                              tombstones_kept=store.tombstones_kept,
+                              waiting_for_peers=waiting_peers,
+                              waiting_for_unpaired=len(store.waiting_for - known_stores))
 
     def _compact_if_worthwhile(self, *, bytes_before: int | None = None) -> None:
         """The store's compaction at the end of a write request, when due, dropping the

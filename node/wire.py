@@ -320,7 +320,9 @@ def compaction_to_wire(report: DataCompaction) -> pb.CompactResponse:
         before_bytes=report.before_bytes, after_bytes=report.after_bytes,
         tombstones_dropped=report.tombstones_dropped,
         indexes=[pb.IndexCompactionInfo(**dataclasses.asdict(index))
-                 for index in report.indexes])
+                 for index in report.indexes],
+        tombstones_kept=report.tombstones_kept, waiting_for_peers=report.waiting_for_peers,
+        waiting_for_unpaired=report.waiting_for_unpaired)
 
 
 def compaction_from_wire(message: pb.CompactResponse) -> DataCompaction:
@@ -330,7 +332,10 @@ def compaction_from_wire(message: pb.CompactResponse) -> DataCompaction:
         indexes=[IndexCompaction(collection=index.collection,
                                  dropped_passages=index.dropped_passages,
                                  before_bytes=index.before_bytes, after_bytes=index.after_bytes)
-                 for index in message.indexes])
+                 for index in message.indexes],
+        tombstones_kept=message.tombstones_kept,
+        waiting_for_peers=list(message.waiting_for_peers),
+        waiting_for_unpaired=message.waiting_for_unpaired)
 
 
 # --- search ------------------------------------------------------------------------------

@@ -74,7 +74,12 @@ class SyncAdmin(Protocol):
         """Trust the device at ``address`` if its certificate is ``device_id``."""
 
     def remove_peer(self, device_id: str) -> PeerStatus:
-        """Forget a peer (``PeerNotFound`` if unknown)."""
+        """Revoke a peer (``PeerNotFound`` if unknown); its replication state stays."""
+
+    def forget_unpaired(self) -> list[str]:
+        """Let go of the replication state of the stores no paired device has: the
+        tombstones only they held back can be compacted, and they are refused from then on;
+        the store ids forgotten."""
 
     def share(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
         """Share more collections with a paired peer (``TrustStore.change_sharing``)."""
@@ -155,6 +160,26 @@ class LocalSyncAdmin:
 
     def remove_peer(self, device_id: str) -> PeerStatus:
         return status_of(TrustStore(self.data_dir).remove(DeviceId.parse(device_id)))
+
+    def forget_unpaired(self) -> list[str]:
+        with self._writable_store() as store:
+            paired = {peer.store_id for peer in TrustStore(self.data_dir).all()}
+            gone = sorted(store.cursor_holders() - paired - {store.device_id})
+            if gone:
+                store.forget_peers(set(gone))
+        return gone
+
+    @contextmanager
+    def _writable_store(self) -> Iterator[Store]:
+        """The serving node's store, else this data directory's (``StoreLocked`` while another
+        process writes it)."""
+        if self.service is not None:
+            yield self.service.engine.store
+            return
+        from meshdex.node.service import Node
+
+        with Node.open(self.data_dir) as node:
+            yield node.store
 
     def share(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
         return status_of(TrustStore(self.data_dir).change_sharing(DeviceId.parse(device_id),

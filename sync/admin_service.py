@@ -53,6 +53,9 @@ class SyncAdminServicer(sync_pb2_grpc.MeshdexSyncAdminServicer):
     def RemovePeer(self, request, context) -> pb.PeerInfo:
         return peer_status_to_wire(self.admin.remove_peer(request.device_id))
 
+    def ForgetUnpaired(self, request, context) -> pb.ForgetUnpairedResponse:
+        return pb.ForgetUnpairedResponse(store_ids=self.admin.forget_unpaired())
+
     def ShareCollections(self, request, context) -> pb.PeerInfo:
         return peer_status_to_wire(self.admin.share(request.device_id,
                                                     tuple(request.collections)))
@@ -121,6 +124,9 @@ class SyncAdminClient:
     def remove_peer(self, device_id: str) -> PeerStatus:
         return peer_status_from_wire(self._call("RemovePeer",
                                                 pb.RemovePeerRequest(device_id=device_id)))
+
+    def forget_unpaired(self) -> list[str]:
+        return list(self._call("ForgetUnpaired", pb.ForgetUnpairedRequest()).store_ids)
 
     def share(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
         return peer_status_from_wire(self._call("ShareCollections", pb.PeerCollectionsRequest(

@@ -219,6 +219,7 @@ class Session:
         if theirs.device_id != peer.device_id:
             raise SyncError("peer answered hello with another device id", peer=peer.device_id)
         self.peer_store_id = theirs.store_id
+        engine.refuse_forgotten(peer, theirs.store_id, caller=False)
         offered = {c.config.name: c for c in theirs.collections}
         report.not_shared_back = sorted(set(peer.collections) - set(theirs.shared_names))
         if report.not_shared_back:

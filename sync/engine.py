@@ -34,7 +34,7 @@ from meshdex.node.records import Change, ChangeOp, Conflict, Document, RemoteCha
 from meshdex.node.service import Node
 from meshdex.sync.bundle_receive import BundleReceiver
 from meshdex.sync.bundle_shelf import BundleShelf
-from meshdex.sync.errors import CollectionNotShared, ReadOnlyPeer
+from meshdex.sync.errors import CollectionNotShared, PeerForgotten, ReadOnlyPeer
 from meshdex.sync.identity import DeviceIdentity
 from meshdex.sync.progress import import_legacy_progress
 from meshdex.sync.trust import Peer
@@ -95,7 +95,22 @@ class SyncEngine:
             ))
         return views
 
+    def refuse_forgotten(self, peer: Peer, store_id: str, *, caller: bool) -> None:
+        """``PeerForgotten`` for a session with a store ``meshdex peer forget`` let go of."""
+        if not store_id or not self.store.is_forgotten(store_id):
+            return
+        if caller:  # the message reaches the forgotten device
+            message = (f"this device forgot your store {store_id[:8]} (`meshdex peer forget`): "
+                       "documents deleted here since may still be on your device")
+            hint = "to sync with it again, join it from an empty data directory on your device"
+        else:
+            message = (f"{peer.name}'s store {store_id[:8]} was forgotten here (`meshdex peer "
+                       "forget`): documents deleted here since may still be on it")
+            hint = "to pair it again, have it join from an empty data directory"
+        raise PeerForgotten(message, peer=peer.device_id, hint=hint)
+
     def hello(self, peer: Peer, caller_store_id: str) -> Hello:
+        self.refuse_forgotten(peer, caller_store_id, caller=True)
         return Hello(protocol_version=PROTOCOL_VERSION, store_id=self.store.device_id,
                      device_id=str(self.identity.device_id),
                      bundle_format_versions=(BUNDLE_FORMAT_VERSION,),

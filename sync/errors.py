@@ -19,6 +19,7 @@ reached or answers nonsense, has its own entries in both tables::
         ├── BundleNotTrusted         (PermissionDenied) unsigned, badly signed or unpaired signer
         ├── BundleRefused            (FailedPrecondition) a bundle this device will not install
         ├── PairingRateLimited       (ResourceExhausted) too many failed pairing attempts
+        ├── PeerForgotten            (FailedPrecondition) a store forgotten with `peer forget`
         └── TrustStoreCorrupt        (FailedPrecondition) peers/identity files cannot be read
 
 Every error carries ``op`` (what was being done), ``peer`` (the device id involved, if any),
@@ -48,6 +49,7 @@ __all__ = [
     "InviteRefused",
     "PairingRateLimited",
     "PeerExists",
+    "PeerForgotten",
     "PeerIdentityMismatch",
     "PeerNotFound",
     "PeerNotTrusted",
@@ -134,6 +136,13 @@ class ReadOnlyPeer(PermissionDenied, SyncError):
 
 class PairingRateLimited(ResourceExhausted, SyncError):
     """Too many failed pairing attempts from one address; wait before trying again."""
+
+
+class PeerForgotten(FailedPrecondition, SyncError):
+    """A session with a store this device forgot (``meshdex peer forget``): the tombstones it
+    had not acknowledged may be gone, so its documents could bring deleted ones back."""
+
+    recoverable = False
 
 
 class TrustStoreCorrupt(FailedPrecondition, SyncError):

@@ -142,6 +142,7 @@ class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
             if first is None:
                 first = batch
                 self.engine.check_shared(peer, batch.collection, writing=True)
+                self.engine.refuse_forgotten(peer, batch.sender_store_id, caller=True)
             elif (batch.collection, batch.sender_store_id) != (first.collection,
                                                                first.sender_store_id):
                 raise ProtocolViolation("one push carries one collection of one store",

@@ -153,6 +153,42 @@ def test_compaction_drops_tombstones_once_every_peer_acknowledged_them(tmp_path:
         assert store.delete_documents("c", ["0"]) == ([], ["0"])
 
 
+def test_compaction_names_the_stores_a_kept_tombstone_waits_for(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        store.upsert_documents("c", [DocumentInput(id=str(i), text=f"t{i}") for i in range(4)])
+        store.delete_documents("c", ["0"])  # seq 5
+        store.upsert_documents("c", [DocumentInput(id="4", text="t4")])  # seq 6
+        store.set_peer_cursor("peer-ahead", "c", 6)
+        store.set_peer_cursor("peer-behind", "c", 4)
+        store.set_peer_cursor("peer-past-it", "c", 5)  # behind the log, not the tombstone
+        report = store.compact(paired={"c": ["peer-ahead", ""]})
+        assert (report.tombstones_dropped, report.tombstones_kept) == (0, 1)
+        assert report.waiting_for == {"peer-behind", ""}
+        report = store.compact(paired={"c": ["peer-ahead"]})
+        assert (report.tombstones_kept, report.waiting_for) == (1, {"peer-behind"})
+
+
+def test_forgotten_stores_hold_no_tombstone_back_and_are_known_as_forgotten(
+        tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        store.upsert_documents("c", [DocumentInput(id="0", text="t0")])
+        store.upsert_documents("other", [DocumentInput(id="x", text="x")])
+        store.delete_documents("c", ["0"])
+        store.delete_documents("other", ["x"])
+        for collection in ("c", "other"):
+            store.set_peer_cursor("gone", collection, 1)
+            store.set_peer_cursor("here", collection, store.last_seq)
+        assert store.cursor_holders() == {"gone", "here"}
+        assert store.compact(paired={}).tombstones_kept == 2
+        store.forget_peers({"gone"})
+        assert (store.cursor_holders(), store.is_forgotten("gone"),
+                store.is_forgotten("here")) == ({"here"}, True, False)
+        report = store.compact(paired={})
+        assert (report.tombstones_dropped, report.tombstones_kept) == (2, 0)
+    with Store.open(tmp_path) as reopened:
+        assert reopened.is_forgotten("gone")
+
+
 def test_compaction_told_of_no_pairing_drops_every_tombstone(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
         store.upsert_documents("c", [DocumentInput(id=str(i), text=f"t{i}") for i in range(4)])

@@ -29,6 +29,7 @@ EXPECTED = {
     "CollectionNotShared": (grpc.StatusCode.PERMISSION_DENIED, 7),
     "ReadOnlyPeer": (grpc.StatusCode.PERMISSION_DENIED, 7),
     "PairingRateLimited": (grpc.StatusCode.RESOURCE_EXHAUSTED, 6),
+    "PeerForgotten": (grpc.StatusCode.FAILED_PRECONDITION, 5),
     "TrustStoreCorrupt": (grpc.StatusCode.FAILED_PRECONDITION, 5),
     "BundleNotTrusted": (grpc.StatusCode.PERMISSION_DENIED, 7),
     "BundleRefused": (grpc.StatusCode.FAILED_PRECONDITION, 5),

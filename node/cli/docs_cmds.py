@@ -31,7 +31,7 @@ from meshdex.node.ingest import (
     read_jsonl,
 )
 from meshdex.node.readers import READERS, reader_named
-from meshdex.node.records import CollectionInfo
+from meshdex.node.records import CollectionInfo, DataCompaction
 from meshdex.node.service import DEFAULT_COLLECTION, Node
 from tqdm import tqdm
 
@@ -410,7 +410,9 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
     index is rewritten without them, and the store is rewritten without its free pages. The
     store also drops the tombstones of deleted documents that every device which synced the
     collection with this one (shared with it now or not) and every paired device sharing it
-    have acknowledged: all of them when no device ever synced it. Runs embedded, or through
+    have acknowledged: all of them when no device ever synced it; it says how many it kept
+    and which devices they wait for (`meshdex peer forget` lets go of devices no longer
+    paired). Runs embedded, beside a serving node (through it), or through
     --node on a serving node (admin token). Searches and readers keep working meanwhile;
     writes wait. meshdex also compacts the store by itself at the end of a write once its
     free pages pass 1 MiB and a tenth of the file (dropping tombstones the same way; the
@@ -433,10 +435,28 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
                        f"deleted passages from its indexes: {_size(index.before_bytes)} -> "
                        f"{_size(index.after_bytes)}")
     count = report.tombstones_dropped
-    dropped = (f", dropped {count} tombstone{'' if count == 1 else 's'} of deleted documents"
-               if count else "")
+    dropped = f", dropped {_tombstones(count)} of deleted documents" if count else ""
     click.echo(f"compacted the store: {_size(report.before_bytes)} -> "
                f"{_size(report.after_bytes)}{dropped}")
+    if report.tombstones_kept:
+        who = _waiting_for(report)
+        click.echo(f"kept {_tombstones(report.tombstones_kept)}"
+                   + (": not yet acknowledged by " + ", ".join(who) if who else ""))
+
+
+def _tombstones(count: int) -> str:
+    return f"{count} tombstone{'' if count == 1 else 's'}"
+
+
+def _waiting_for(report: DataCompaction) -> list[str]:
+    """Who a kept tombstone waits for, for a person: paired peers by short id (`meshdex
+    peers` names them), devices no longer paired with the command that lets them go."""
+    who = [f"peer {device_id[:7]}" for device_id in report.waiting_for_peers]
+    if report.waiting_for_unpaired:
+        count = report.waiting_for_unpaired
+        who.append(f"{count} device{'' if count == 1 else 's'} no longer paired "
+                   f"(`meshdex peer forget` lets {'it' if count == 1 else 'them'} go)")
+    return who
 
 
 def _size(size: int) -> str:

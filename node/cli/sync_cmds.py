@@ -171,6 +171,7 @@ def peer_group() -> None:
       meshdex peer add MFZWI3D-BONSGYC-... 192.168.1.20:7711 --collections default
       meshdex peer share MFZWI3D-BONSGYC-... papers
       meshdex peer rm MFZWI3D-BONSGYC-...
+      meshdex peer forget
     """
 
 
@@ -202,7 +203,11 @@ def peer_add_command(ctx: click.Context, device_id: str, address: str, collectio
 @click.argument("device_id")
 @click.pass_context
 def peer_rm_command(ctx: click.Context, device_id: str) -> None:
-    """Forget a peer: it is refused from its next call on, even on an open connection.
+    """Revoke a peer: it is refused from its next call on, even on an open connection.
+
+    How far it had acknowledged this device's changes is kept, so the tombstones of
+    documents deleted since stay until `meshdex peer forget` (safe if it is paired again);
+    `meshdex compact` says how many it holds back.
 
     \b
     Example:
@@ -211,6 +216,36 @@ def peer_rm_command(ctx: click.Context, device_id: str) -> None:
     with open_admin(ctx) as admin:
         peer = admin.remove_peer(device_id)
     click.echo(f"removed peer {peer.name} ({peer.device_id})")
+
+
+@peer_group.command("forget")
+@json_option
+@click.pass_context
+def peer_forget_command(ctx: click.Context, as_json: bool) -> None:
+    """Let go of every device no longer paired (after `meshdex peer rm`, e.g. a lost laptop).
+
+    Tombstones of deleted documents wait until every device that synced them acknowledges
+    them; one that is gone never will. This forgets how far such devices got, so the next
+    `meshdex compact` can drop what only they held back. A forgotten device is refused from
+    then on (it may still hold documents deleted here meanwhile, which would come back): to
+    pair it again, join from an empty data directory on it.
+
+    \b
+    Example:
+      meshdex peer rm MFZWI3D-BONSGYC-... && meshdex peer forget && meshdex compact
+    """
+    with open_admin(ctx) as admin:
+        forgotten = admin.forget_unpaired()
+    if as_json:
+        _print_json({"forgotten_stores": forgotten})
+        return
+    if not forgotten:
+        click.echo("no device that is no longer paired holds anything back here")
+        return
+    stores = ", ".join(store_id[:8] for store_id in forgotten)
+    click.echo(f"forgot {len(forgotten)} device{'' if len(forgotten) == 1 else 's'} no "
+               f"longer paired (store {stores}); `meshdex compact` can now drop the "
+               "tombstones only they held back")
 
 
 @peer_group.command("share")

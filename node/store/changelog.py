@@ -25,7 +25,8 @@ Contract (what ``meshdex.sync`` builds on):
   paired peers sharing the collection, one not yet acknowledging anything counting as 0.
   Told that no paired peer shares the collection and finding no cursor, it drops every
   tombstone: no other device got the documents from here. Not told, it keeps them all
-  while there is no cursor.
+  while there is no cursor. It reports what it kept and the stores those wait for;
+  ``forget_peers`` drops a gone device's cursors so they wait for it no longer.
 - ``state(collection).watermarks`` maps each origin device to the highest origin seq applied
   here (local writes included); a peer uses it to tell what this device has seen.
 - ``apply_remote_changes`` merges by last-writer-wins on the HLC stamp, the device id in the
@@ -41,7 +42,7 @@ Contract (what ``meshdex.sync`` builds on):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass
 
 import lmdb
@@ -72,6 +73,16 @@ _CONFLICT_DELETE = 0x01
 _CONFLICT_HAS_TEXT = 0x02
 _CONFLICT_HAS_SOURCE = 0x04
 _CONFLICT_HAS_SEQ = 0x08  # records kept before conflicts replicated have none (seq 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TombstonePurge:
+    """What one collection's tombstone purge did: dropped, kept, and the stores whose
+    acknowledgement a kept tombstone waits for ("" for a paired peer not met yet)."""
+
+    dropped: int = 0
+    kept: int = 0
+    waiting_for: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,39 +223,61 @@ class ChangeLog:
         stats: CollectionStats,
         *,
         paired: Sequence[str] | None,
-    ) -> int:
+    ) -> TombstonePurge:
         """Drop the tombstones (record and log entry) that every peer with a cursor on the
         collection and every store id in ``paired`` (the paired peers sharing it, "" for one
-        whose store is not known yet) has acknowledged; how many. ``paired`` None: the
-        pairings are not known, and nothing goes while no peer has a cursor."""
-        if not stats.tombstones:  # the scan below reads the whole log up to the cursor
-            return 0
-        acknowledgements = [_Positions.decode(value).acknowledged for _, value in
-                            scan_prefix(txn, self._dbs.peer_cursors, collection.prefix)]
-        acknowledgements += [self.peer_cursor(txn, collection.prefix, store_id)
-                             if store_id else 0 for store_id in paired or ()]
+        whose store is not known yet) has acknowledged; what went, what stays and whose
+        acknowledgement it waits for. ``paired`` None: the pairings are not known, and nothing
+        goes while no peer has a cursor."""
+        if not stats.tombstones:  # the scan below reads the whole log
+            return TombstonePurge()
+        acknowledgements = {
+            self._devices.name(txn, U32.unpack(device)[0]): _Positions.decode(value).acknowledged
+            for device, value in scan_prefix(txn, self._dbs.peer_cursors, collection.prefix)}
+        for store_id in paired or ():
+            acknowledgements.setdefault(
+                store_id, self.peer_cursor(txn, collection.prefix, store_id) if store_id else 0)
         if acknowledgements:
-            acknowledged = min(acknowledgements)
+            acknowledged = min(acknowledgements.values())
         elif paired is not None:
             acknowledged = get_u64(txn, self._dbs.meta, LAST_SEQ_KEY)
         else:
-            return 0
-        purged = []
+            return TombstonePurge(kept=stats.tombstones)
+        purged, last_kept = [], 0
         cursor = txn.cursor(db=self._dbs.changes)
         for key, value in cursor.iternext():
             key, value = bytes(key), bytes(value)
-            if U64.unpack(key)[0] > acknowledged:
-                break
             if value[:4] != collection.prefix:
                 continue
             record = self._documents.record(txn, collection.prefix, value[4:].decode())
-            if record is not None and record.deleted:
+            if record is None or not record.deleted:
+                continue
+            seq = U64.unpack(key)[0]
+            if seq <= acknowledged:
                 purged.append((key, collection.prefix + value[4:]))
+            else:
+                last_kept = seq
         for change_key, document_key in purged:
             txn.delete(change_key, db=self._dbs.changes)
             txn.delete(document_key, db=self._dbs.documents)
         stats.tombstones -= len(purged)
-        return len(purged)
+        return TombstonePurge(
+            dropped=len(purged), kept=stats.tombstones,
+            waiting_for=frozenset(store_id for store_id, seq in acknowledgements.items()
+                                  if seq < last_kept))
+
+    def forget_peers(self, txn: lmdb.Transaction, store_ids: Set[str]) -> None:
+        """Drop every collection's cursors of the stores ``store_ids``: their acknowledgements
+        hold no tombstone back any more (``Store.forget_peers`` also refuses them after)."""
+        forgotten = [key for key, _ in scan_prefix(txn, self._dbs.peer_cursors, b"")
+                     if self._devices.name(txn, U32.unpack(key[4:8])[0]) in store_ids]
+        for key in forgotten:
+            txn.delete(key, db=self._dbs.peer_cursors)
+
+    def cursor_holders(self, txn: lmdb.Transaction) -> set[str]:
+        """The stores that hold a cursor on any collection of this log."""
+        return {self._devices.name(txn, U32.unpack(key[4:8])[0])
+                for key, _ in scan_prefix(txn, self._dbs.peer_cursors, b"")}
 
     # --------------------------------------------------------------------- conflicts
 

@@ -2,7 +2,8 @@
 
 ``devices`` holds ``b"#" + u32 index -> device id`` and ``b"=" + device id -> u32 index``.
 Indexes are local to this store (they never leave it: changes carry the full id) and never
-reused; this device is index 0.
+reused; this device is index 0. ``b"!" + device id -> b""`` marks a store whose replication
+state was forgotten (``meshdex peer forget``): sync refuses it from then on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from meshdex.node.store.env import (
 
 _BY_INDEX = b"#"
 _BY_ID = b"="
+_FORGOTTEN = b"!"
 _NEXT_INDEX_KEY = b"next_device_index"
 
 
@@ -43,6 +45,12 @@ class Devices:
         txn.put(_BY_INDEX + U32.pack(index), device_id.encode(), db=self._db)
         txn.put(_NEXT_INDEX_KEY, (index + 1).to_bytes(8, "big"), db=self._meta)
         return index
+
+    def forget(self, txn: lmdb.Transaction, device_id: str) -> None:
+        txn.put(_FORGOTTEN + device_id.encode(), b"", db=self._db)
+
+    def is_forgotten(self, txn: lmdb.Transaction, device_id: str) -> bool:
+        return txn.get(_FORGOTTEN + device_id.encode(), db=self._db) is not None
 
     def name(self, txn: lmdb.Transaction, index: int) -> str:
         key = _BY_INDEX + U32.pack(index)

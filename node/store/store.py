@@ -10,7 +10,7 @@ import heapq
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,7 @@ from meshdex.node.records import (
 )
 from meshdex.node.store import swap
 from meshdex.node.store.blocks import BlockCache
-from meshdex.node.store.changelog import ChangeLog
+from meshdex.node.store.changelog import ChangeLog, TombstonePurge
 from meshdex.node.store.codec import U64
 from meshdex.node.store.collections import Collections
 from meshdex.node.store.devices import Devices, write_new_meta
@@ -92,12 +92,15 @@ class PeerBatchResult:
 
 @dataclass(frozen=True, kw_only=True)
 class CompactionReport:
-    """Bytes of the store's data file before and after a compaction, and the tombstones it
-    dropped (deleted documents no other device has still to learn of)."""
+    """Bytes of the store's data file before and after a compaction, the tombstones it
+    dropped (deleted documents no other device has still to learn of), those it kept and the
+    stores whose acknowledgement they wait for ("" for a paired peer not met yet)."""
 
     before_bytes: int
     after_bytes: int
     tombstones_dropped: int
+    tombstones_kept: int = 0
+    waiting_for: frozenset[str] = frozenset()
 
 
 def stored_format_version(store_dir: Path) -> int | None:
@@ -584,6 +587,25 @@ class Store:
         return self._read(lambda txn, p: p.log.applied_cursor(
             txn, p.collections.get(txn, collection).prefix, peer_device))
 
+    def forget_peers(self, store_ids: Set[str]) -> None:
+        """Forget the stores ``store_ids``: their cursors go, so the tombstones only they had
+        not acknowledged can be dropped, and ``is_forgotten`` refuses them from then on (one
+        holding a document deleted here meanwhile would bring it back)."""
+        def forget(txn: lmdb.Transaction, p: _Parts) -> None:
+            p.log.forget_peers(txn, store_ids)
+            for store_id in store_ids:
+                p.devices.forget(txn, store_id)
+
+        self._write(forget)
+
+    def is_forgotten(self, store_id: str) -> bool:
+        """Whether ``forget_peers`` forgot the store ``store_id``."""
+        return self._read(lambda txn, p: p.devices.is_forgotten(txn, store_id))
+
+    def cursor_holders(self) -> set[str]:
+        """The stores holding a replication cursor on any collection here."""
+        return self._read(lambda txn, p: p.log.cursor_holders(txn))
+
     def changes_and_conflicts_since(
         self, seq: int, *, collection: str
     ) -> Iterator[Change | Conflict]:
@@ -680,7 +702,7 @@ class Store:
                     f"the store in {self.data_dir} is open read-only", path=self.data_dir
                 )
             before = self.store_bytes()
-            dropped = self._write(
+            purge = self._write(
                 lambda txn, p: self._purge_acknowledged_tombstones(txn, p, paired))
             pass_ends = self._read(self._next_text_blocks)
             while not self._write(lambda txn, p: self._compact_texts(txn, p, pass_ends)):
@@ -695,25 +717,28 @@ class Store:
                 self._retired.append(old)
                 self._close_idle_retired()
             report = CompactionReport(before_bytes=before, after_bytes=self.store_bytes(),
-                                      tombstones_dropped=dropped)
-        logger.info("compacted the store in %s: %d -> %d bytes, %d tombstones dropped",
-                    self.data_dir, report.before_bytes, report.after_bytes, dropped)
+                                      tombstones_dropped=purge.dropped,
+                                      tombstones_kept=purge.kept, waiting_for=purge.waiting_for)
+        logger.info("compacted the store in %s: %d -> %d bytes, %d tombstones dropped, %d kept",
+                    self.data_dir, report.before_bytes, report.after_bytes, purge.dropped,
+                    purge.kept)
         return report
 
     @staticmethod
     def _purge_acknowledged_tombstones(
         txn: lmdb.Transaction, p: _Parts, paired: Mapping[str, Sequence[str]] | None
-    ) -> int:
-        dropped = 0
+    ) -> TombstonePurge:
+        dropped, kept, waiting_for = 0, 0, set()
         for name in p.collections.names(txn):
             record = p.collections.get(txn, name)
             stats = p.collections.stats(txn, record)
             sharing = None if paired is None else paired.get(name, ())
-            purged = p.log.purge_acknowledged_tombstones(txn, record, stats, paired=sharing)
-            if purged:
+            purge = p.log.purge_acknowledged_tombstones(txn, record, stats, paired=sharing)
+            if purge.dropped:
                 p.collections.put_stats(txn, record, stats)
-                dropped += purged
-        return dropped
+            dropped, kept = dropped + purge.dropped, kept + purge.kept
+            waiting_for |= purge.waiting_for
+        return TombstonePurge(dropped=dropped, kept=kept, waiting_for=frozenset(waiting_for))
 
     @staticmethod
     def _next_text_blocks(txn: lmdb.Transaction, p: _Parts) -> dict[str, int]:

@@ -96,16 +96,22 @@ class IndexCompactionInfo(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., dropped_passages: _Optional[int] = ..., before_bytes: _Optional[int] = ..., after_bytes: _Optional[int] = ...) -> None: ...
 
 class CompactResponse(_message.Message):
-    __slots__ = ("before_bytes", "after_bytes", "tombstones_dropped", "indexes")
+    __slots__ = ("before_bytes", "after_bytes", "tombstones_dropped", "indexes", "tombstones_kept", "waiting_for_peers", "waiting_for_unpaired")
     BEFORE_BYTES_FIELD_NUMBER: _ClassVar[int]
     AFTER_BYTES_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONES_DROPPED_FIELD_NUMBER: _ClassVar[int]
     INDEXES_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONES_KEPT_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_PEERS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_UNPAIRED_FIELD_NUMBER: _ClassVar[int]
     before_bytes: int
     after_bytes: int
     tombstones_dropped: int
     indexes: _containers.RepeatedCompositeFieldContainer[IndexCompactionInfo]
-    def __init__(self, before_bytes: _Optional[int] = ..., after_bytes: _Optional[int] = ..., tombstones_dropped: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexCompactionInfo, _Mapping]]] = ...) -> None: ...
+    tombstones_kept: int
+    waiting_for_peers: _containers.RepeatedScalarFieldContainer[str]
+    waiting_for_unpaired: int
+    def __init__(self, before_bytes: _Optional[int] = ..., after_bytes: _Optional[int] = ..., tombstones_dropped: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexCompactionInfo, _Mapping]]] = ..., tombstones_kept: _Optional[int] = ..., waiting_for_peers: _Optional[_Iterable[str]] = ..., waiting_for_unpaired: _Optional[int] = ...) -> None: ...
 
 class DocumentInput(_message.Message):
     __slots__ = ("id", "text", "source", "metadata_json")

@@ -303,6 +303,16 @@ class RemovePeerRequest(_message.Message):
     device_id: str
     def __init__(self, device_id: _Optional[str] = ...) -> None: ...
 
+class ForgetUnpairedRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ForgetUnpairedResponse(_message.Message):
+    __slots__ = ("store_ids",)
+    STORE_IDS_FIELD_NUMBER: _ClassVar[int]
+    store_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, store_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class PeerCollectionsRequest(_message.Message):
     __slots__ = ("device_id", "collections")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]

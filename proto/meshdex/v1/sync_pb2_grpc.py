@@ -550,6 +550,11 @@ class MeshdexSyncAdminStub:
                 request_serializer=meshdex_dot_v1_dot_sync__pb2.PeerCollectionsRequest.SerializeToString,
                 response_deserializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
                 _registered_method=True)
+        self.ForgetUnpaired = channel.unary_unary(
+                '/meshdex.v1.MeshdexSyncAdmin/ForgetUnpaired',
+                request_serializer=meshdex_dot_v1_dot_sync__pb2.ForgetUnpairedRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_sync__pb2.ForgetUnpairedResponse.FromString,
+                _registered_method=True)
         self.ListPeers = channel.unary_unary(
                 '/meshdex.v1.MeshdexSyncAdmin/ListPeers',
                 request_serializer=meshdex_dot_v1_dot_sync__pb2.ListPeersRequest.SerializeToString,
@@ -622,6 +627,15 @@ class MeshdexSyncAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForgetUnpaired(self, request, context):
+        """`meshdex peer forget`: let go of the replication state of every store that holds a
+        cursor here but belongs to no paired device, so the tombstones only they had not
+        acknowledged can be compacted; sessions with those stores are refused from then on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPeers(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -686,6 +700,11 @@ def add_MeshdexSyncAdminServicer_to_server(servicer, server):
                     servicer.UnshareCollections,
                     request_deserializer=meshdex_dot_v1_dot_sync__pb2.PeerCollectionsRequest.FromString,
                     response_serializer=meshdex_dot_v1_dot_node__pb2.PeerInfo.SerializeToString,
+            ),
+            'ForgetUnpaired': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetUnpaired,
+                    request_deserializer=meshdex_dot_v1_dot_sync__pb2.ForgetUnpairedRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_sync__pb2.ForgetUnpairedResponse.SerializeToString,
             ),
             'ListPeers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPeers,
@@ -900,6 +919,33 @@ class MeshdexSyncAdmin:
             '/meshdex.v1.MeshdexSyncAdmin/UnshareCollections',
             meshdex_dot_v1_dot_sync__pb2.PeerCollectionsRequest.SerializeToString,
             meshdex_dot_v1_dot_node__pb2.PeerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetUnpaired(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexSyncAdmin/ForgetUnpaired',
+            meshdex_dot_v1_dot_sync__pb2.ForgetUnpairedRequest.SerializeToString,
+            meshdex_dot_v1_dot_sync__pb2.ForgetUnpairedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,72 @@
+"""Tombstones a gone device holds back (``meshdex compact`` says whose, ``meshdex peer forget``
+lets them go), against two real ``meshdex serve`` processes on loopback mTLS: a delete waits
+for the paired device that has not acknowledged it, still waits once that device is removed
+(it may be paired again), goes after ``peer forget``, and the forgotten store is refused both
+ways if it is paired again, so the document it still holds does not come back."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from sync_support import ServeProcess, store_digest, wait_for, write_jsonl
+
+DEAD_EMBEDDER = ("--embedder", "http", "--embedder-url", "http://127.0.0.1:9/",
+                 "--embedder-model", "none")  # a collection that never builds: sync alone
+
+
+def _live(process: ServeProcess) -> set[str]:
+    return set(store_digest(process.data_dir, "notes")["live"])
+
+
+def _compact(process: ServeProcess) -> dict:
+    return json.loads(process.meshdex("compact", "--json").stdout)
+
+
+def test_a_removed_devices_tombstones_wait_until_forgotten_and_it_is_refused_after(
+        two, tmp_path) -> None:
+    a, b = two
+    a.meshdex("init", "-c", "notes", *DEAD_EMBEDDER)
+    a.meshdex("add", "-c", "notes", "--jsonl",
+              write_jsonl(tmp_path / "notes.jsonl", {"n1": "first", "n2": "second"}))
+    a.start()
+    b.start()
+    token = a.meshdex("invite", "--collections", "notes").stdout.strip()
+    b.meshdex("join", token)
+    b_id = b.meshdex("id").stdout.strip()
+    wait_for(lambda: _live(b) == {"n1", "n2"}, what="the notes on b")
+    a.meshdex("sync")  # b acknowledges them
+    b.stop()
+
+    a.meshdex("rm", "-c", "notes", "n1")  # beside a's serving node: through it
+    waiting = _compact(a)
+    assert (waiting["tombstones_dropped"], waiting["tombstones_kept"]) == (0, 1)
+    assert (waiting["waiting_for_peers"], waiting["waiting_for_unpaired"]) == ([b_id], 0)
+    assert f"kept 1 tombstone: not yet acknowledged by peer {b_id[:7]}" in (
+        a.meshdex("compact").stdout)
+
+    a.meshdex("peer", "rm", b_id)  # b is gone for good, say: its cursor still holds n1 back
+    removed = _compact(a)
+    assert (removed["tombstones_kept"], removed["waiting_for_peers"],
+            removed["waiting_for_unpaired"]) == (1, [], 1)
+    assert "1 device no longer paired (`meshdex peer forget` lets it go)" in (
+        a.meshdex("compact").stdout)
+
+    forgot = a.meshdex("peer", "forget")
+    assert forgot.stdout.startswith("forgot 1 device no longer paired"), forgot.stdout
+    assert json.loads(a.meshdex("peer", "forget", "--json").stdout) == {"forgotten_stores": []}
+    cleared = _compact(a)
+    assert (cleared["tombstones_dropped"], cleared["tombstones_kept"]) == (1, 0)
+
+    # b comes back with n1, still paired with a; a pairs it again by hand
+    b.start()
+    a.meshdex("peer", "add", b_id, f"127.0.0.1:{b.sync_port}", "--collections", "notes")
+    refused = a.meshdex("sync", "--json", check=False)
+    [outgoing] = json.loads(refused.stdout)
+    assert refused.returncode == 12 and "was forgotten here" in outgoing["error"], outgoing
+    refused = b.meshdex("sync", "--json", check=False)
+    [incoming] = json.loads(refused.stdout)
+    assert "this device forgot your store" in incoming["error"], incoming
+    assert _live(a) == {"n2"}, "the forgotten device's copy of n1 must not come back"
+    assert _live(b) == {"n1", "n2"}
+    b.stop(signal.SIGKILL)
