@@ -5,12 +5,14 @@ keeps a device syncing. Without this, every writing command (``add``, ``rm``, ``
 ``sync``, ``compact``) beside a serving node failed with "another process is writing" unless
 the person created a token and passed ``--node``. Instead, ``serve`` publishes where it
 listens for this device and a token of its own, and a command that finds the lock held by that
-process goes through the node.
+process goes through the node (a reading one too: the node's model is loaded already).
 
-- The token is random per start, lives only in the serving process and in ``node.json`` (0600,
-  in the 0700 data directory), and has the admin scope: whoever can read it can read the store
-  and ``tokens.json`` beside it already. It is no token of ``tokens.json``, so it never appears
-  in ``token list`` and dies with the process. Clients elsewhere still need their own token.
+- The token is random, made at the first ``serve`` and kept in ``node.token`` (0600, in the
+  0700 data directory), so a long-running client (``meshdex mcp``) goes on working when the
+  node restarts; it has the admin scope: whoever can read it can read the store and
+  ``tokens.json`` beside it already. It is no token of ``tokens.json``, so it never appears in
+  ``token list``, and the node accepts it only on this device's behalf: clients elsewhere
+  still need their own token.
 - The address is a unix socket in the data directory (``node.sock``, 0600), so it works whatever
   the node's own ``listen`` is (TLS on the LAN included); where the path is too long for a
   unix socket, the node's ``listen`` when it is plaintext on loopback, else nothing is published
@@ -28,6 +30,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshdex.index.errors import FailedPrecondition
 from meshdex.node.lock import lock_holder
 from meshdex.node.paths import write_private_file
 
@@ -35,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 ENDPOINT_FILE_NAME = "node.json"
 SOCKET_FILE_NAME = "node.sock"
+TOKEN_FILE_NAME = "node.token"
 OWNER_TOKEN_PREFIX = "mdx_local_"
 # sockaddr_un holds 108 bytes with the terminating NUL; gRPC wants a little room as well.
 MAX_SOCKET_PATH_BYTES = 100
@@ -49,9 +53,17 @@ class LocalEndpoint:
     token: str
 
 
-def new_owner_token() -> str:
-    """A fresh token for one run of ``serve``."""
-    return OWNER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+def owner_token(data_dir: Path) -> str:
+    """The data directory's own token (``node.token``), made on first use."""
+    path = data_dir / TOKEN_FILE_NAME
+    if not path.exists():
+        write_private_file(path, (OWNER_TOKEN_PREFIX + secrets.token_urlsafe(32)).encode(),
+                           exclusive=True)  # another process's, if it made one meanwhile
+    token = path.read_text().strip()
+    if not token.startswith(OWNER_TOKEN_PREFIX):
+        raise FailedPrecondition(f"{path} does not hold a meshdex token", path=path,
+                                 hint="delete it: the next `meshdex serve` makes a new one")
+    return token
 
 
 def socket_path(data_dir: Path) -> Path | None:

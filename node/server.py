@@ -36,7 +36,7 @@ from meshdex.node.config import NodeConfig
 from meshdex.node.grpc_errors import ErrorMappingInterceptor
 from meshdex.node.local_endpoint import (
     LocalEndpoint,
-    new_owner_token,
+    owner_token,
     publish,
     socket_path,
     withdraw,
@@ -218,13 +218,13 @@ def serve(
         started: list[Companion] = []
         try:
             created = [companion(node, config) for companion in companions]
-            owner_token = new_owner_token()
+            token = owner_token(data_dir)
             running = start_server(node, config, add_services=[c.register for c in created],
-                                   owner_token=owner_token, local_socket=socket_path(data_dir))
+                                   owner_token=token, local_socket=socket_path(data_dir))
             for companion in created:
                 companion.start()
                 started.append(companion)
-            _publish_local_endpoint(data_dir, config, running, owner_token)
+            _publish_local_endpoint(data_dir, config, running, token)
             if on_ready is not None:
                 on_ready(running.address)
             while not stop_requested.wait(SIGNAL_POLL_S):

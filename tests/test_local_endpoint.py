@@ -1,8 +1,9 @@
 """This device's own commands beside its running node (``meshdex.node.local_endpoint``): a real
 ``meshdex serve`` process holds the data directory, and plain ``meshdex add``, ``build``,
 ``rm``, ``compact`` and ``sync`` (no ``--node``, no token created) go through it instead of
-failing with "another process is writing". Clients elsewhere still need a token, and a file
-left by a node that is gone, or naming a process that is not the lock's holder, is ignored."""
+failing with "another process is writing", and ``search`` to use its loaded model. Clients
+elsewhere still need a token, and a file left by a node that is gone, or naming a process that
+is not the lock's holder, is ignored."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from meshdex.node.client import MeshdexClient
 from meshdex.node.local_endpoint import (
     ENDPOINT_FILE_NAME,
     SOCKET_FILE_NAME,
+    TOKEN_FILE_NAME,
     LocalEndpoint,
     publish,
     running_endpoint,
@@ -67,8 +69,10 @@ def test_writing_commands_beside_a_serving_node_go_through_it(tmp_path, notes) -
     try:
         assert "added 2" in ok(meshdex(data_dir, "add", str(notes), "-c", "notes"))
         assert "built generation 1" in ok(meshdex(data_dir, "build", "-c", "notes"))
-        found = ok(meshdex(data_dir, "search", "-c", "notes", "port already in use", "-k", "1"))
-        assert "ports.md" in found
+        found = meshdex(data_dir, "-v", "search", "-c", "notes", "port already in use", "-k", "1")
+        assert "ports.md" in ok(found)
+        assert f"going through it at unix:{data_dir / SOCKET_FILE_NAME}" in found.stderr, (
+            "a search uses the serving node's loaded model")
         assert "deleted 1" in ok(meshdex(data_dir, "rm", "-c", "notes", "notes/backups.md"))
         compacted = json.loads(ok(meshdex(data_dir, "compact", "--json")))
         assert compacted["tombstones_dropped"] == 1  # paired with no device
@@ -98,7 +102,7 @@ def test_an_error_through_the_serving_node_exits_as_the_embedded_command(tmp_pat
     assert through_node.stderr == embedded.stderr
 
 
-def test_the_endpoint_is_private_answers_only_its_token_and_a_killed_nodes_is_ignored(
+def test_the_endpoint_is_private_answers_its_token_only_and_a_killed_nodes_is_ignored(
         tmp_path, notes) -> None:
     data_dir = tmp_path / "data"
     ok(meshdex(data_dir, "init", "-c", "notes"))
@@ -106,6 +110,7 @@ def test_the_endpoint_is_private_answers_only_its_token_and_a_killed_nodes_is_ig
     try:
         endpoint_file, socket_file = data_dir / ENDPOINT_FILE_NAME, data_dir / SOCKET_FILE_NAME
         assert stat.S_IMODE(endpoint_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE((data_dir / TOKEN_FILE_NAME).stat().st_mode) == 0o600
         assert stat.S_ISSOCK(socket_file.stat().st_mode)
         assert stat.S_IMODE(socket_file.stat().st_mode) == 0o600
         endpoint = running_endpoint(data_dir)
@@ -121,6 +126,12 @@ def test_the_endpoint_is_private_answers_only_its_token_and_a_killed_nodes_is_ig
     assert endpoint_file.exists(), "a node killed with -9 cannot withdraw it"
     assert running_endpoint(data_dir) is None
     assert "added 2" in ok(meshdex(data_dir, "add", str(notes), "-c", "notes"))  # embedded
+    restarted = ServeProcess(data_dir)
+    try:  # a long-running client (meshdex mcp) outlives a restart of the node
+        with MeshdexClient(endpoint.address, token=endpoint.token) as own:
+            assert [c.document_count for c in own.list_collections()] == [2]
+    finally:
+        assert restarted.stop() == 0
 
 
 def test_a_lock_held_by_another_process_is_refused_whatever_the_endpoint_file_says(
