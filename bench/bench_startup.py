@@ -11,7 +11,9 @@ rows taking turns so that a busy spell of the shared machine hits all of them al
 - the floor: ``import torch``, which any local embedding needs;
 - the outside baseline: plain ``SentenceTransformer(model).encode([query])`` on the same files;
 - meshdex's embedder: load the packaged model and embed one query;
-- ``meshdex status`` and an embedded ``meshdex search`` of a 300-note collection.
+- ``meshdex status`` and an embedded ``meshdex search`` of a 300-note collection;
+- the same two beside a ``meshdex serve`` of a copy of that data directory, which they go
+  through (``meshdex.node.local_endpoint``): its model is loaded (one search warms it first).
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -64,6 +70,27 @@ def _collection(root: Path) -> Path:
     return data_dir
 
 
+@contextmanager
+def _serving(data_dir: Path) -> Iterator[None]:
+    """``meshdex serve`` on ``data_dir`` (no sync), warmed with one search, until the block
+    ends."""
+    process = subprocess.Popen(
+        _meshdex(data_dir, "serve", "--listen", "127.0.0.1:0", "--sync-listen", "",
+                 "--pair-listen", ""), stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "listening on" in line:
+                break
+        else:
+            raise RuntimeError("meshdex serve exited before listening")
+        subprocess.run(_meshdex(data_dir, "search", "warm up"), check=True, capture_output=True)
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+
+
 def _timed(command: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
@@ -77,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     with tempfile.TemporaryDirectory() as scratch:
         data_dir = _collection(Path(scratch))
+        served = Path(scratch) / "served"
+        shutil.copytree(data_dir, served)
         commands = {
             "floor: python -c 'import torch'": [sys.executable, "-c", "import torch"],
             "baseline: plain SentenceTransformer load + encode one query":
@@ -86,11 +115,15 @@ def main(argv: list[str] | None = None) -> None:
             "meshdex status": _meshdex(data_dir, "status"),
             f"meshdex search, embedded ({NOTES} notes)":
                 _meshdex(data_dir, "search", "which harbour has the red lighthouse"),
+            "meshdex status, beside a serving node (through it)": _meshdex(served, "status"),
+            f"meshdex search, beside a serving node (through it, {NOTES} notes)":
+                _meshdex(served, "search", "which harbour has the red lighthouse"),
         }
         timings: dict[str, list[float]] = {what: [] for what in commands}
-        for _ in range(args.runs):
-            for what, command in commands.items():
-                timings[what].append(_timed(command))
+        with _serving(served):
+            for _ in range(args.runs):
+                for what, command in commands.items():
+                    timings[what].append(_timed(command))
     rows = [StartupRow(what=what, median_s=round(statistics.median(seconds), 2),
                        min_s=round(min(seconds), 2), max_s=round(max(seconds), 2))
             for what, seconds in timings.items()]

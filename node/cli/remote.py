@@ -5,7 +5,8 @@ Commands call ``open_node(ctx)`` where they would call ``Node.open``: it yields 
 ``--node`` (or ``$MESHDEX_NODE``) is given, so a command prints the same output either way.
 A command whose data directory is held by ``meshdex serve`` goes through that node
 (``meshdex.node.local_endpoint``): a writing one instead of failing with ``StoreLocked``, a
-reading one to use the node's loaded model (a search of the sample: 0.4 s instead of 1.4 s).
+reading one to use the node's loaded model (a search of 300 notes: 0.49 s instead of 1.6 s,
+``bench/results/startup.md``).
 The options themselves live in ``remote_options``, which the group loads at every start.
 """
 
