@@ -15,8 +15,8 @@ process goes through the node (a reading one too: the node's model is loaded alr
   still need their own token.
 - The address is a unix socket in the data directory (``node.sock``, 0600), so it works whatever
   the node's own ``listen`` is (TLS on the LAN included); where the path is too long for a
-  unix socket, the node's ``listen`` when it is plaintext on loopback, else nothing is published
-  and such commands keep refusing, with the hint to use ``--node``.
+  unix socket, the node's ``listen`` when it is plaintext on loopback; else nothing is
+  published, and writing commands get the lock error as before (``--node`` still works).
 - A command trusts the file only while its pid is alive and is the pid that holds the writer
   lock, so a file left by a node killed with -9 is ignored.
 """

@@ -192,3 +192,18 @@ def test_commands_that_need_the_data_directory_to_themselves_say_what_to_do_inst
         assert imported.returncode == 5 and "stop the node, import" in imported.stderr
     finally:
         assert serve.stop() == 0
+
+
+def test_a_data_directory_too_deep_for_a_unix_socket_is_reached_on_the_loopback_port(
+        tmp_path, notes) -> None:
+    data_dir = tmp_path / ("deep-" * 20) / "data"
+    assert len(os.fsencode(data_dir / SOCKET_FILE_NAME)) > 108
+    ok(meshdex(data_dir, "init", "-c", "notes"))
+    serve = ServeProcess(data_dir)
+    try:
+        endpoint = running_endpoint(data_dir)
+        assert endpoint is not None and endpoint.address == serve.address
+        assert not (data_dir / SOCKET_FILE_NAME).exists()
+        assert "added 2" in ok(meshdex(data_dir, "add", str(notes), "-c", "notes"))
+    finally:
+        assert serve.stop() == 0
