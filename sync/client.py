@@ -186,8 +186,8 @@ class Session:
     """One sync session with one peer (both directions, every shared collection)."""
 
     def __init__(self, engine: SyncEngine, identity: DeviceIdentity, peer: Peer, *,
-                 channels: OpenChannels | None = None) -> None:
-        self.engine, self.identity, self.peer = engine, identity, peer
+                 trust: TrustStore, channels: OpenChannels | None = None) -> None:
+        self.engine, self.identity, self.peer, self.trust = engine, identity, peer, trust
         self.channels = channels or OpenChannels()
         self.peer_store_id = ""  # learnt at hello
 
@@ -220,6 +220,9 @@ class Session:
             raise SyncError("peer answered hello with another device id", peer=peer.device_id)
         self.peer_store_id = theirs.store_id
         engine.refuse_forgotten(peer, theirs.store_id, caller=False)
+        # Before any cursor for that store is written: `peer forget` tells a paired device's
+        # store from a gone one's by the store id its trust record names.
+        self.trust.note(peer.device_id, store_id=theirs.store_id)
         offered = {c.config.name: c for c in theirs.collections}
         report.not_shared_back = sorted(set(peer.collections) - set(theirs.shared_names))
         if report.not_shared_back:
@@ -356,7 +359,7 @@ def run_session(engine: SyncEngine, identity: DeviceIdentity, trust: TrustStore,
                 peer: Peer, *, channels: OpenChannels | None = None) -> SessionReport:
     """Sync once with ``peer`` and note the outcome in the trust store (``channels``: what a
     stopping node closes to end the session)."""
-    session = Session(engine, identity, peer, channels=channels)
+    session = Session(engine, identity, peer, trust=trust, channels=channels)
     report = session.run()
     if report.error == STOPPED_MESSAGE:
         return report  # says nothing about the peer: its last outcome stays as it was

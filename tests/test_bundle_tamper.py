@@ -43,7 +43,8 @@ def _start(tmp_path, name, policy):
 
 def _session(receiver, sender):
     peer = receiver.service.trust.get(sender.device_id)
-    report = Session(receiver.service.engine, receiver.service.identity, peer).run()
+    report = Session(receiver.service.engine, receiver.service.identity, peer,
+                     trust=receiver.service.trust).run()
     [collection] = report.collections
     return collection
 

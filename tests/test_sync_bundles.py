@@ -63,7 +63,8 @@ def cluster(tmp_path):
 
 def _sync(receiver, sender):
     peer = receiver.service.trust.get(sender.device_id)
-    report = Session(receiver.service.engine, receiver.service.identity, peer).run()
+    report = Session(receiver.service.engine, receiver.service.identity, peer,
+                     trust=receiver.service.trust).run()
     assert report.error is None, report.error
     [collection] = report.collections
     assert collection.error is None, collection.error

@@ -9,7 +9,20 @@ from __future__ import annotations
 import json
 import signal
 
-from sync_support import ServeProcess, store_digest, wait_for, write_jsonl
+import pytest
+from meshdex.index.chunking import ChunkingParams
+from meshdex.sync.client import Session
+from meshdex.sync.trust import TrustStore
+from sync_support import (
+    UNBUILT,
+    ServeProcess,
+    pair,
+    start_sync_node,
+    stop_sync_node,
+    store_digest,
+    wait_for,
+    write_jsonl,
+)
 
 DEAD_EMBEDDER = ("--embedder", "http", "--embedder-url", "http://127.0.0.1:9/",
                  "--embedder-model", "none")  # a collection that never builds: sync alone
@@ -70,3 +83,30 @@ def test_a_removed_devices_tombstones_wait_until_forgotten_and_it_is_refused_aft
     assert _live(a) == {"n2"}, "the forgotten device's copy of n1 must not come back"
     assert _live(b) == {"n1", "n2"}
     b.stop(signal.SIGKILL)
+
+
+def test_a_session_cut_after_hello_has_already_recorded_the_peers_store(
+        tmp_path, monkeypatch) -> None:
+    """``peer forget`` takes a store no trust record names for a gone device's: a session that
+    dies (kill -9) after its first acknowledgement must not leave the paired peer's store
+    unnamed, or forgetting would cut a working pairing."""
+    a, b = start_sync_node(tmp_path, "a"), start_sync_node(tmp_path, "b")
+    try:
+        for node in (a, b):
+            node.service.scheduler.stop()
+        a.node.create_collection("notes", embedder=UNBUILT, chunking=ChunkingParams())
+        a.add("notes", {"x": "from a"})
+        pair(a, b)  # b dials a
+        assert TrustStore(b.node.data_dir).get(a.device_id).store_id == ""
+
+        def crash(*_args, **_kwargs):
+            raise RuntimeError("killed mid-session")
+
+        monkeypatch.setattr(Session, "_pull", crash)
+        with pytest.raises(RuntimeError, match="killed mid-session"):
+            b.service.sync_now()
+        recorded = TrustStore(b.node.data_dir).get(a.device_id).store_id
+        assert recorded == a.node.store.device_id
+    finally:
+        for node in (a, b):
+            stop_sync_node(node)
