@@ -15,7 +15,7 @@ from fakes import HashingEmbedder
 from grpc_support import ServeProcess
 from meshdex.index.embedders import EmbedderSpec, default_embedder
 from meshdex.index.embedders_local import MiniLMEmbedder
-from sync_support import ServeProcess as SyncServeProcess
+from sync_support import SyncServeProcess
 
 
 @pytest.fixture(scope="session")

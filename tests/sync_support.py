@@ -1,7 +1,7 @@
 """Building blocks for the sync tests: in-process sync nodes and ``meshdex serve`` processes.
 
 ``SyncNode`` is a real ``Node`` (real LMDB) with a real ``SyncService`` on OS-chosen loopback
-ports (real gRPC, real mutual TLS). ``ServeProcess`` runs ``python -m meshdex serve`` with
+ports (real gRPC, real mutual TLS). ``SyncServeProcess`` runs ``python -m meshdex serve`` with
 fixed free ports, for tests that need separate processes (kill -9, the CLI end to end).
 ``pair(inviter, joiner)`` pairs two nodes through a real invite.
 """
@@ -164,7 +164,7 @@ NODE_LINE = re.compile(r"listening on (\S+)")
 
 
 @dataclass
-class ServeProcess:
+class SyncServeProcess:
     """``python -m meshdex --data-dir D serve`` on free loopback ports, stderr collected."""
 
     data_dir: Path
@@ -184,7 +184,7 @@ class ServeProcess:
                 "MESHDEX_ALLOW_UNAUTHENTICATED_LOOPBACK": "true",
                 "PYTHONFAULTHANDLER": "1"}  # a node that will not stop dumps its threads
 
-    def start(self) -> ServeProcess:
+    def start(self) -> SyncServeProcess:
         """Start serving. A port can be taken meanwhile by any socket the kernel hands it to
         (the probe let it go, and an outgoing connection's ephemeral port may be it, e.g. a
         peer dialling this stopped node). A first start retries on new ports; a restart keeps
@@ -202,7 +202,7 @@ class ServeProcess:
                     time.sleep(RESTART_RETRY_S)
         return self._start()
 
-    def _start(self) -> ServeProcess:
+    def _start(self) -> SyncServeProcess:
         self.lines = []
         self.process = subprocess.Popen(
             [*self.launcher, "serve", "--listen", "127.0.0.1:0"],

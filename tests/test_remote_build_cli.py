@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.counting_meshdex import LOG_ENV, embedded_passages
-from tests.sync_support import ServeProcess, write_jsonl
+from tests.sync_support import SyncServeProcess, write_jsonl
 
 COUNTING = (sys.executable, str(Path(__file__).with_name("counting_meshdex.py")))
 LAPTOP_DOCS = {"boats.md": "A sailing boat needs wind; a rowing boat needs oars.",
@@ -30,8 +30,8 @@ BUILD_TIMEOUT_S = 600  # the desktop loads the model and builds; slow on a loade
 pytestmark = pytest.mark.model
 
 
-class CountingServe(ServeProcess):
-    """A ``ServeProcess`` whose model calls land in ``embed_log``; index_policy ``fetch``, as
+class CountingServe(SyncServeProcess):
+    """A ``SyncServeProcess`` whose model calls land in ``embed_log``; index_policy ``fetch``, as
     the README advises for a laptop that leaves building to a peer (with ``auto`` its own
     background build would index the documents it receives in the session)."""
 
@@ -46,7 +46,7 @@ class CountingServe(ServeProcess):
 
 @pytest.fixture
 def devices(tmp_path: Path):
-    desktop = ServeProcess(tmp_path / "desktop")
+    desktop = SyncServeProcess(tmp_path / "desktop")
     laptop = CountingServe(tmp_path / "laptop", launcher=COUNTING)
     desktop.meshdex("add", "--jsonl", write_jsonl(tmp_path / "d.jsonl", DESKTOP_DOCS))
     laptop.meshdex("add", "--jsonl", write_jsonl(tmp_path / "l.jsonl", LAPTOP_DOCS))
@@ -56,7 +56,7 @@ def devices(tmp_path: Path):
         process.stop(signal.SIGKILL)
 
 
-def _pair(desktop: ServeProcess, laptop: ServeProcess, *args: str) -> str:
+def _pair(desktop: SyncServeProcess, laptop: SyncServeProcess, *args: str) -> str:
     laptop.meshdex("join", desktop.meshdex("invite", *args).stdout.strip())
     return desktop.meshdex("id").stdout.strip()
 

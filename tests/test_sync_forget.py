@@ -15,7 +15,7 @@ from meshdex.sync.client import Session
 from meshdex.sync.trust import TrustStore
 from sync_support import (
     UNBUILT,
-    ServeProcess,
+    SyncServeProcess,
     pair,
     start_sync_node,
     stop_sync_node,
@@ -28,11 +28,11 @@ DEAD_EMBEDDER = ("--embedder", "http", "--embedder-url", "http://127.0.0.1:9/",
                  "--embedder-model", "none")  # a collection that never builds: sync alone
 
 
-def _live(process: ServeProcess) -> set[str]:
+def _live(process: SyncServeProcess) -> set[str]:
     return set(store_digest(process.data_dir, "notes")["live"])
 
 
-def _compact(process: ServeProcess) -> dict:
+def _compact(process: SyncServeProcess) -> dict:
     return json.loads(process.meshdex("compact", "--json").stdout)
 
 

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 from netns import Lan, netns_available
-from sync_support import ServeProcess, store_digest, wait_for, write_jsonl
+from sync_support import SyncServeProcess, store_digest, wait_for, write_jsonl
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(not netns_available(),
                                  reason="needs root and iproute2 (`.ci/run` installs it)")]
 
 
-class HostProcess(ServeProcess):
-    """``ServeProcess`` inside a namespace, listening for peers on its LAN address."""
+class HostProcess(SyncServeProcess):
+    """``SyncServeProcess`` inside a namespace, listening for peers on its LAN address."""
 
     def __init__(self, lan: Lan, host: str, data_dir: Path) -> None:
         super().__init__(data_dir=data_dir, sync_port=7711, pair_port=7712)

@@ -18,7 +18,7 @@ from meshdex.node.client import MeshdexClient
 from meshdex.node.records import DocumentInput
 from meshdex.node.store import Store
 from meshdex.sync.trust import TrustStore
-from sync_support import ServeProcess, store_digest, wait_for
+from sync_support import SyncServeProcess, store_digest, wait_for
 
 
 def _jsonl(path: Path, docs: dict[str, str]) -> Path:
@@ -26,7 +26,7 @@ def _jsonl(path: Path, docs: dict[str, str]) -> Path:
     return path
 
 
-def _pair(a: ServeProcess, b: ServeProcess, *args: str) -> None:
+def _pair(a: SyncServeProcess, b: SyncServeProcess, *args: str) -> None:
     token = a.meshdex("invite", *args).stdout.strip()
     assert token.startswith("mdxi_")
     joined = b.meshdex("join", token)
@@ -44,7 +44,7 @@ def _applied_cursor(data_dir: Path, peer_store_id: str, collection: str) -> int:
         return 0
 
 
-def _hits(process: ServeProcess, query: str) -> list[str]:
+def _hits(process: SyncServeProcess, query: str) -> list[str]:
     result = process.meshdex("--node", process.node_address, "search", query, "--json",
                              check=False)
     if result.returncode != 0:
@@ -192,7 +192,7 @@ def test_every_sync_command_works_through_the_node_with_the_same_output(two, tmp
 def test_a_restart_whose_port_another_socket_holds_for_a_moment_keeps_its_address(tmp_path):
     """The kernel may hand a stopped node's port to any socket (an outgoing connection's
     ephemeral port, say): the restart waits for it and serves where peers dial it."""
-    node = ServeProcess(tmp_path / "a")
+    node = SyncServeProcess(tmp_path / "a")
     node.meshdex("init")
     node.start()
     node.stop(signal.SIGKILL)

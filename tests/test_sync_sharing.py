@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sync_support import ServeProcess, store_digest, wait_for, write_jsonl
+from sync_support import SyncServeProcess, store_digest, wait_for, write_jsonl
 
 DEAD_EMBEDDER = ("--embedder", "http", "--embedder-url", "http://127.0.0.1:9/",
                  "--embedder-model", "none")  # collections that never build: sync alone
 
 
-def _start_paired(a: ServeProcess, b: ServeProcess, tmp_path: Path, *, shared: str) -> None:
+def _start_paired(a: SyncServeProcess, b: SyncServeProcess, tmp_path: Path, *, shared: str) -> None:
     """``a`` holds notes {n} and papers {p1, p2}; both serve, paired sharing ``shared``."""
     for name, docs in (("notes", {"n": "a note"}),
                        ("papers", {"p1": "first paper", "p2": "second paper"})):
@@ -27,11 +27,11 @@ def _start_paired(a: ServeProcess, b: ServeProcess, tmp_path: Path, *, shared: s
     wait_for(lambda: "n" in store_digest(b.data_dir, "notes")["live"], what="notes on b")
 
 
-def _live(process: ServeProcess, collection: str) -> set[str]:
+def _live(process: SyncServeProcess, collection: str) -> set[str]:
     return set(store_digest(process.data_dir, collection)["live"])
 
 
-def _sync_report(process: ServeProcess) -> dict:
+def _sync_report(process: SyncServeProcess) -> dict:
     [report] = json.loads(process.meshdex("--node", process.node_address, "sync",
                                           "--json").stdout)
     assert report["error"] is None, report
