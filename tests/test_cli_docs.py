@@ -7,11 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from lock_support import writer_lock_held
 from meshdex.node.cli.docs_cmds import COMMANDS
 from meshdex.node.cli.main import EXIT_PARTIAL_FAILURE, cli
 
@@ -167,17 +167,6 @@ def test_every_command_has_help_with_an_example(command) -> None:
     assert "Example:" in result.output
 
 
-HOLD_LOCK = textwrap.dedent(
-    """
-    import sys, time
-    from meshdex.node.service import Node
-    node = Node.open(sys.argv[1])
-    print("holding", flush=True)
-    time.sleep(60)
-    """
-)
-
-
 def meshdex(*args: str) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).with_name("meshdex")
     return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120)
@@ -192,11 +181,7 @@ def test_real_console_script_adds_and_reports_status(data_dir: Path, folder: Pat
 
 
 def test_real_console_script_refuses_a_second_writer(data_dir: Path, folder: Path) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(data_dir)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    with writer_lock_held(data_dir) as holder:
         refused = meshdex("--data-dir", str(data_dir), "add", str(folder))
         assert refused.returncode == 5
         assert refused.stderr.strip() == (
@@ -206,8 +191,5 @@ def test_real_console_script_refuses_a_second_writer(data_dir: Path, folder: Pat
         )
         reader = meshdex("--data-dir", str(data_dir), "status", "--json")
         assert reader.returncode == 0, reader.stderr
-    finally:
-        holder.kill()
-        holder.wait()
     assert os.path.exists(data_dir / "writer.lock")
     assert meshdex("--data-dir", str(data_dir), "add", str(folder)).returncode == 0

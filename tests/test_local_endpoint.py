@@ -13,11 +13,12 @@ import signal
 import stat
 import subprocess
 import sys
-import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from grpc_support import ServeProcess
+from lock_support import writer_lock_held
 from meshdex.index.errors import Unauthenticated
 from meshdex.node.client import MeshdexClient
 from meshdex.node.local_endpoint import (
@@ -29,16 +30,6 @@ from meshdex.node.local_endpoint import (
     running_endpoint,
 )
 from sync_support import store_digest, wait_for, write_jsonl
-
-HOLD_LOCK = textwrap.dedent(
-    """
-    import sys, time
-    from meshdex.node.service import Node
-    node = Node.open(sys.argv[1])
-    print("holding", flush=True)
-    time.sleep(60)
-    """
-)
 
 
 def meshdex(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -61,68 +52,71 @@ def notes(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.mark.model
-def test_writing_commands_beside_a_serving_node_go_through_it(tmp_path, notes) -> None:
-    data_dir = tmp_path / "data"
-    ok(meshdex(data_dir, "init", "-c", "notes"))
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data directory holding an empty "notes" collection."""
+    path = tmp_path / "data"
+    ok(meshdex(path, "init", "-c", "notes"))
+    return path
+
+
+@pytest.fixture
+def serving(data_dir: Path) -> Iterator[ServeProcess]:
+    """``meshdex serve`` on ``data_dir``; a test may stop it itself to look at what follows."""
     serve = ServeProcess(data_dir)
-    try:
-        assert "added 2" in ok(meshdex(data_dir, "add", str(notes), "-c", "notes"))
-        assert "built generation 1" in ok(meshdex(data_dir, "build", "-c", "notes"))
-        found = meshdex(data_dir, "-v", "search", "-c", "notes", "port already in use", "-k", "1")
-        assert "ports.md" in ok(found)
-        assert f"going through it at unix:{data_dir / SOCKET_FILE_NAME}" in found.stderr, (
-            "a search uses the serving node's loaded model")
-        assert "deleted 1" in ok(meshdex(data_dir, "rm", "-c", "notes", "notes/backups.md"))
-        compacted = json.loads(ok(meshdex(data_dir, "compact", "--json")))
-        assert compacted["tombstones_dropped"] == 1  # paired with no device
-        assert json.loads(ok(meshdex(data_dir, "sync", "--json"))) == []  # no peers yet
-        listed = json.loads(ok(meshdex(data_dir, "list", "--json")))
-        assert [(c["name"], c["document_count"]) for c in listed] == [("notes", 1)]
-        # the node's own token is no token of the file, and others still need one
-        assert json.loads(ok(meshdex(data_dir, "token", "list", "--json"))) == []
-        with MeshdexClient(serve.address) as stranger, pytest.raises(Unauthenticated):
-            stranger.list_collections()
-    finally:
+    yield serve
+    if serve.process.poll() is None:
         assert serve.stop() == 0
+
+
+@pytest.mark.model
+def test_writing_commands_beside_a_serving_node_go_through_it(data_dir, serving, notes) -> None:
+    assert "added 2" in ok(meshdex(data_dir, "add", str(notes), "-c", "notes"))
+    assert "built generation 1" in ok(meshdex(data_dir, "build", "-c", "notes"))
+    found = meshdex(data_dir, "-v", "search", "-c", "notes", "port already in use", "-k", "1")
+    assert "ports.md" in ok(found)
+    assert f"going through it at unix:{data_dir / SOCKET_FILE_NAME}" in found.stderr, (
+        "a search uses the serving node's loaded model")
+    assert "deleted 1" in ok(meshdex(data_dir, "rm", "-c", "notes", "notes/backups.md"))
+    compacted = json.loads(ok(meshdex(data_dir, "compact", "--json")))
+    assert compacted["tombstones_dropped"] == 1  # paired with no device
+    assert json.loads(ok(meshdex(data_dir, "sync", "--json"))) == []  # no peers yet
+    listed = json.loads(ok(meshdex(data_dir, "list", "--json")))
+    assert [(c["name"], c["document_count"]) for c in listed] == [("notes", 1)]
+    # the node's own token is no token of the file, and others still need one
+    assert json.loads(ok(meshdex(data_dir, "token", "list", "--json"))) == []
+    with MeshdexClient(serving.address) as stranger, pytest.raises(Unauthenticated):
+        stranger.list_collections()
+    assert serving.stop() == 0
     assert not (data_dir / ENDPOINT_FILE_NAME).exists()
     assert not (data_dir / SOCKET_FILE_NAME).exists()
 
 
-def test_an_error_through_the_serving_node_exits_as_the_embedded_command(tmp_path) -> None:
-    data_dir = tmp_path / "data"
-    ok(meshdex(data_dir, "init", "-c", "notes"))
-    serve = ServeProcess(data_dir)
-    try:
-        through_node = meshdex(data_dir, "rm", "-c", "nosuch", "doc")
-    finally:
-        assert serve.stop() == 0
+def test_an_error_through_the_serving_node_exits_as_the_embedded_command(
+        data_dir, serving) -> None:
+    through_node = meshdex(data_dir, "rm", "-c", "nosuch", "doc")
+    assert serving.stop() == 0
     embedded = meshdex(data_dir, "rm", "-c", "nosuch", "doc")
     assert through_node.returncode == embedded.returncode == 3
     assert through_node.stderr == embedded.stderr
 
 
 def test_the_endpoint_is_private_answers_its_token_only_and_a_killed_nodes_is_ignored(
-        tmp_path, notes) -> None:
-    data_dir = tmp_path / "data"
-    ok(meshdex(data_dir, "init", "-c", "notes"))
-    serve = ServeProcess(data_dir)
-    try:
-        endpoint_file, socket_file = data_dir / ENDPOINT_FILE_NAME, data_dir / SOCKET_FILE_NAME
-        assert stat.S_IMODE(endpoint_file.stat().st_mode) == 0o600
-        assert stat.S_IMODE((data_dir / TOKEN_FILE_NAME).stat().st_mode) == 0o600
-        assert stat.S_ISSOCK(socket_file.stat().st_mode)
-        assert stat.S_IMODE(socket_file.stat().st_mode) == 0o600
-        endpoint = running_endpoint(data_dir)
-        assert endpoint is not None and endpoint.pid == serve.process.pid
-        assert endpoint.address == f"unix:{socket_file}"
-        with MeshdexClient(endpoint.address, token=endpoint.token) as own:
-            assert [c.name for c in own.list_collections()] == ["notes"]
-        with (MeshdexClient(endpoint.address, token=endpoint.token + "x") as guess,
-              pytest.raises(Unauthenticated)):
-            guess.list_collections()
-    finally:
-        serve.stop(signal.SIGKILL)
+        data_dir, serving, notes) -> None:
+    endpoint_file, socket_file = data_dir / ENDPOINT_FILE_NAME, data_dir / SOCKET_FILE_NAME
+    assert stat.S_IMODE(endpoint_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((data_dir / TOKEN_FILE_NAME).stat().st_mode) == 0o600
+    assert stat.S_ISSOCK(socket_file.stat().st_mode)
+    assert stat.S_IMODE(socket_file.stat().st_mode) == 0o600
+    endpoint = running_endpoint(data_dir)
+    assert endpoint is not None and endpoint.pid == serving.process.pid
+    assert endpoint.address == f"unix:{socket_file}"
+    with MeshdexClient(endpoint.address, token=endpoint.token) as own:
+        assert [c.name for c in own.list_collections()] == ["notes"]
+    with (MeshdexClient(endpoint.address, token=endpoint.token + "x") as guess,
+          pytest.raises(Unauthenticated)):
+        guess.list_collections()
+    serving.stop(signal.SIGKILL)
     assert endpoint_file.exists(), "a node killed with -9 cannot withdraw it"
     assert running_endpoint(data_dir) is None
     assert "added 2" in ok(meshdex(data_dir, "add", str(notes), "-c", "notes"))  # embedded
@@ -135,13 +129,8 @@ def test_the_endpoint_is_private_answers_its_token_only_and_a_killed_nodes_is_ig
 
 
 def test_a_lock_held_by_another_process_is_refused_whatever_the_endpoint_file_says(
-        tmp_path, notes) -> None:
-    data_dir = tmp_path / "data"
-    ok(meshdex(data_dir, "init", "-c", "notes"))
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(data_dir)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        data_dir, notes) -> None:
+    with writer_lock_held(data_dir) as holder:
         # a live process, but not the one holding the lock (e.g. a node that stopped)
         publish(data_dir, LocalEndpoint(pid=os.getpid(), address="127.0.0.1:9", token="t"))
         refused = meshdex(data_dir, "add", str(notes), "-c", "notes")
@@ -152,9 +141,6 @@ def test_a_lock_held_by_another_process_is_refused_whatever_the_endpoint_file_sa
         unreachable = meshdex(data_dir, "add", str(notes), "-c", "notes")
         assert unreachable.returncode == 1, unreachable.stderr  # a node unreachable
         assert "127.0.0.1:9" in unreachable.stderr
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_pairing_adding_and_syncing_beside_two_serving_nodes_need_no_node_option(
@@ -177,21 +163,15 @@ def test_pairing_adding_and_syncing_beside_two_serving_nodes_need_no_node_option
 
 
 def test_commands_that_need_the_data_directory_to_themselves_say_what_to_do_instead(
-        tmp_path, notes) -> None:
-    data_dir = tmp_path / "data"
-    ok(meshdex(data_dir, "init", "-c", "notes"))
-    serve = ServeProcess(data_dir)
-    try:
-        held = f"`meshdex serve` (pid {serve.process.pid}) holds the data directory {data_dir}"
-        watch = meshdex(data_dir, "watch", str(notes), "-c", "notes", "--once")
-        assert watch.returncode == 5 and held in watch.stderr, watch.stderr
-        assert f'add "notes={notes}" to `watch` under [node]' in watch.stderr
-        demo = meshdex(data_dir, "demo")
-        assert demo.returncode == 5 and "--data-dir /tmp/meshdex-demo demo" in demo.stderr
-        imported = meshdex(data_dir, "bundle", "import", str(notes / "ports.md"))
-        assert imported.returncode == 5 and "stop the node, import" in imported.stderr
-    finally:
-        assert serve.stop() == 0
+        data_dir, serving, notes) -> None:
+    held = f"`meshdex serve` (pid {serving.process.pid}) holds the data directory {data_dir}"
+    watch = meshdex(data_dir, "watch", str(notes), "-c", "notes", "--once")
+    assert watch.returncode == 5 and held in watch.stderr, watch.stderr
+    assert f'add "notes={notes}" to `watch` under [node]' in watch.stderr
+    demo = meshdex(data_dir, "demo")
+    assert demo.returncode == 5 and "--data-dir /tmp/meshdex-demo demo" in demo.stderr
+    imported = meshdex(data_dir, "bundle", "import", str(notes / "ports.md"))
+    assert imported.returncode == 5 and "stop the node, import" in imported.stderr
 
 
 def test_a_data_directory_too_deep_for_a_unix_socket_is_reached_on_the_loopback_port(
