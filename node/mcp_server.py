@@ -6,7 +6,8 @@ same answers. ``McpTools`` holds the tool bodies as plain methods (testable with
 transport). Every result is bounded (``MAX_RESULT_CHARS``): a model's context is small and an
 unbounded document would crowd out the conversation, so whatever is cut is said in ``note``.
 
-Transports: stdio (``run_stdio``), which the client starts as a subprocess, and streamable HTTP
+Transports: stdio (``run_stdio``), which the client starts as a subprocess (or a script pipes
+requests into: every request read is answered before it exits), and streamable HTTP
 (``serve_http``), which needs a meshdex bearer token like the gRPC API (``BearerTokenGate``).
 """
 
@@ -23,6 +24,10 @@ import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.stdio import stdio_server
+from mcp.shared._context_streams import create_context_streams
+from mcp.shared.message import SessionMessage
+from mcp_types import JSONRPCError, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
 from meshdex import __version__
 from meshdex.index.errors import InvalidArgument, MeshdexError, PermissionDenied, Unauthenticated
 from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
@@ -52,6 +57,9 @@ MAX_PASSAGE_CHARS = 2_000  # one hit's passage text; longer ones are cut with a 
 MAX_RESULT_CHARS = 40_000  # passage/document text in one tool result
 MAX_WRITE_DOCUMENTS = 100  # documents per add_documents / ids per delete_documents call
 LISTEN_BACKLOG = 64
+# After stdin closes, how long requests already read may take to be answered; how often to look.
+STDIO_DRAIN_S = 120.0
+DRAIN_POLL_S = 0.05
 
 
 class NodeAPI(Protocol):
@@ -316,9 +324,70 @@ def _one_line_errors(function: Callable[..., dict[str, Any]]) -> Callable[..., d
     return wrapper
 
 
-def run_stdio(server: MCPServer) -> None:
-    """Serve on stdin/stdout until the client closes them."""
-    server.run("stdio")
+def run_stdio(server: MCPServer, *, drain_s: float = STDIO_DRAIN_S) -> None:
+    """Serve on stdin/stdout until the client closes stdin, then answer the requests already
+    read (for at most ``drain_s``) before exiting.
+
+    The SDK's own stdio loop cancels them at EOF (modelcontextprotocol/python-sdk#2678), so
+    ``meshdex mcp < requests.jsonl`` printed no answer to a search. The SDK has no public way
+    to run its server on other streams, hence its ``_lowlevel_server``.
+    """
+    anyio.run(_serve_stdio_draining, server._lowlevel_server, drain_s)
+
+
+async def _serve_stdio_draining(lowlevel: Any, drain_s: float) -> None:
+    unanswered: set[str | int] = set()
+
+    class AnswerCountingStream:
+        """The write stream, noting each request answered."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def send(self, item: SessionMessage) -> None:
+            if isinstance(item.message, JSONRPCResponse | JSONRPCError):
+                unanswered.discard(item.message.id)
+            await self.inner.send(item)
+
+        async def __aenter__(self) -> AnswerCountingStream:
+            await self.inner.__aenter__()
+            return self
+
+        async def __aexit__(self, *exc_info: Any) -> Any:
+            return await self.inner.__aexit__(*exc_info)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    async with stdio_server() as (read_stream, write_stream):
+        forward_send, forward_receive = create_context_streams[SessionMessage | Exception](0)
+
+        async def forward() -> None:
+            async with forward_send:
+                async for item in read_stream:
+                    if isinstance(item, SessionMessage):
+                        _note_request(item.message, unanswered)
+                    await forward_send.send(item)
+                with anyio.move_on_after(drain_s):
+                    while unanswered:
+                        await anyio.sleep(DRAIN_POLL_S)
+                if unanswered:
+                    logger.warning("stdin closed: %d requests left unanswered after %.0f s",
+                                   len(unanswered), drain_s)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(forward)
+            await lowlevel.run(forward_receive, AnswerCountingStream(write_stream),
+                               lowlevel.create_initialization_options())
+
+
+def _note_request(message: Any, unanswered: set[str | int]) -> None:
+    """Track requests that expect an answer; a cancelled one expects none."""
+    if isinstance(message, JSONRPCRequest):
+        unanswered.add(message.id)
+    elif (isinstance(message, JSONRPCNotification)
+          and message.method == "notifications/cancelled"):
+        unanswered.discard((message.params or {}).get("requestId"))
 
 
 class BearerTokenGate:

@@ -165,6 +165,32 @@ def test_stdio_tools_answer_like_meshdex_search(built_dir: Path, tmp_path: Path)
         assert node.get_collection("notes").document_count == len(CORPUS)
 
 
+def test_stdio_answers_every_request_read_before_stdin_closed(built_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """``meshdex mcp < requests.jsonl``: the SDK's loop cancelled the search still running at
+    EOF and printed no answer for it."""
+    requests = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                    "clientInfo": {"name": "a script", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "search", "arguments": {"collection": "notes", "query": QUERY,
+                                                    "top_k": 3}}},
+    ]
+    piped = tmp_path / "requests.jsonl"
+    piped.write_text("".join(json.dumps(request) + "\n" for request in requests))
+    with piped.open() as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "meshdex", "--data-dir", str(built_dir), "mcp"], stdin=stdin,
+            capture_output=True, text=True, timeout=120, env={**os.environ, **_env(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    answers = {answer["id"]: answer for answer in map(json.loads, done.stdout.splitlines())}
+    assert sorted(answers) == [1, 2]
+    found = json.loads(answers[2]["result"]["content"][0]["text"])
+    _same_hits(found, _cli_search(built_dir))
+
+
 def test_write_tools_only_when_config_enables_them(data_copy: Path, tmp_path: Path) -> None:
     new_text = "The sourdough starter is fed with rye flour every morning at eight."
 
