@@ -128,6 +128,16 @@ def test_the_endpoint_is_private_answers_its_token_only_and_a_killed_nodes_is_ig
         assert restarted.stop() == 0
 
 
+def test_a_stuck_node_leaves_reading_commands_reading_the_store(data_dir, serving) -> None:
+    os.kill(serving.process.pid, signal.SIGSTOP)
+    try:
+        listed = meshdex(data_dir, "list", "--json")
+        assert [c["name"] for c in json.loads(ok(listed))] == ["notes"]
+        assert "the serving node does not answer (DEADLINE_EXCEEDED)" in listed.stderr
+    finally:
+        os.kill(serving.process.pid, signal.SIGCONT)
+
+
 def test_a_lock_held_by_another_process_is_refused_whatever_the_endpoint_file_says(
         data_dir, notes) -> None:
     with writer_lock_held(data_dir) as holder:

@@ -18,6 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+import grpc
+from grpc_health.v1.health_pb2 import HealthCheckRequest
+from grpc_health.v1.health_pb2_grpc import HealthStub
 from meshdex.node.client import MeshdexClient
 from meshdex.node.errors import StoreLocked
 from meshdex.node.local_endpoint import running_endpoint
@@ -25,6 +28,8 @@ from meshdex.node.paths import resolve_data_dir
 from meshdex.node.service import Node
 
 logger = logging.getLogger(__name__)
+
+READ_PROBE_S = 2.0  # how long a reading command waits for a serving node's health check
 
 
 def remote_client(ctx: click.Context) -> MeshdexClient | None:
@@ -47,6 +52,21 @@ def serving_node_client(data_dir: Path | str | None) -> MeshdexClient | None:
     return MeshdexClient(endpoint.address, token=endpoint.token)
 
 
+def _answering(client: MeshdexClient | None) -> MeshdexClient | None:
+    """``client`` if its node answers a health check within ``READ_PROBE_S``, else None (and
+    closed): a reading command then reads the store itself rather than wait on a stuck node."""
+    if client is None:
+        return None
+    try:
+        HealthStub(client.channel).Check(HealthCheckRequest(), timeout=READ_PROBE_S)
+    except grpc.RpcError as error:
+        logger.warning("the serving node does not answer (%s): reading the store directly",
+                       error.code().name)
+        client.close()
+        return None
+    return client
+
+
 def beside_serving_node(error: StoreLocked, instead: str) -> StoreLocked:
     """``error`` for a command that cannot go through a node: when the holder is a serving
     node, saying so and what to do ``instead``."""
@@ -66,7 +86,7 @@ def open_node(ctx: click.Context, *, readonly: bool = False) -> Iterator[Node | 
     if client is None:
         data_dir = (ctx.find_root().obj or {}).get("data_dir")
         if readonly:  # its model is loaded already: a search skips the load
-            client = serving_node_client(data_dir)
+            client = _answering(serving_node_client(data_dir))
     if client is None:
         try:
             node = Node.open(data_dir, readonly=readonly)
