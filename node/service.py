@@ -41,7 +41,7 @@ from meshdex.node.store import Store
 from meshdex.node.validation import check_collection_name, check_document, check_document_id
 from meshdex.sync.errors import TrustStoreCorrupt
 from meshdex.sync.identity import existing_device_id
-from meshdex.sync.trust import TrustStore
+from meshdex.sync.trust import TrustStore, sharing_of
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ class Node:
         from the trust store) and is rewritten without its free pages (``Store.compact``).
         ``TrustStoreCorrupt`` before anything changes if the paired devices cannot be read."""
         peers = self.trust.all()
-        paired = self.trust.sharing()
+        paired = sharing_of(peers)
         indexes = [self.indexes.drop_deleted(info.name)
                    for info in self.store.list_collections()]
         store = self.store.compact(paired=paired)

@@ -189,7 +189,6 @@ class Session:
                  trust: TrustStore, channels: OpenChannels | None = None) -> None:
         self.engine, self.identity, self.peer, self.trust = engine, identity, peer, trust
         self.channels = channels or OpenChannels()
-        self.peer_store_id = ""  # learnt at hello
 
     def run(self) -> SessionReport:
         report = SessionReport(peer=self.peer.device_id, name=self.peer.name)
@@ -218,7 +217,6 @@ class Session:
                 stub.Hello(wire.hello_request_to_wire(own), timeout=CALL_TIMEOUT_S))
         if theirs.device_id != peer.device_id:
             raise SyncError("peer answered hello with another device id", peer=peer.device_id)
-        self.peer_store_id = theirs.store_id
         engine.refuse_forgotten(peer, theirs.store_id, caller=False)
         # Before any cursor for that store is written: `peer forget` tells a paired device's
         # store from a gone one's by the store id its trust record names.
@@ -366,6 +364,5 @@ def run_session(engine: SyncEngine, identity: DeviceIdentity, trust: TrustStore,
     errors = [report.error] + [f"{c.collection}: {c.error}" for c in report.collections
                                if c.error]
     first_error = next((e for e in errors if e), None)
-    trust.note(peer.device_id, error=first_error, synced=first_error is None,
-               store_id=session.peer_store_id)
+    trust.note(peer.device_id, error=first_error, synced=first_error is None)
     return report

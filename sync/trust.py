@@ -94,6 +94,17 @@ def _no_peer(device_id: DeviceId | str) -> PeerNotFound:
                         hint="`meshdex peers` lists paired devices")
 
 
+def sharing_of(peers: list[Peer]) -> dict[str, list[str]]:
+    """Each collection shared with one of ``peers``, and the store ids of the peers sharing it
+    ("" for one not met yet): the devices a tombstone waits for (``Store.compact``'s
+    ``paired``)."""
+    shared: dict[str, list[str]] = {}
+    for peer in peers:
+        for collection in peer.collections:
+            shared.setdefault(collection, []).append(peer.store_id)
+    return shared
+
+
 class TrustStore:
     """The peers file of one data directory. Thread-safe and multi-process safe."""
 
@@ -144,13 +155,8 @@ class TrustStore:
             return [peer for _, peer in sorted(self._load().items())]
 
     def sharing(self) -> dict[str, list[str]]:
-        """Each collection shared with a peer, and the store ids of the peers sharing it ("" for
-        one not met yet): the devices a tombstone waits for (``Store.compact``'s ``paired``)."""
-        shared: dict[str, list[str]] = {}
-        for peer in self.all():
-            for collection in peer.collections:
-                shared.setdefault(collection, []).append(peer.store_id)
-        return shared
+        """``sharing_of`` every paired peer."""
+        return sharing_of(self.all())
 
     def find(self, device_id: DeviceId | str) -> Peer | None:
         """The peer with that id, or None. Cheap: a ``stat`` unless the file changed."""

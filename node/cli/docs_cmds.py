@@ -435,17 +435,18 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
                        f"deleted passages from its indexes: {_size(index.before_bytes)} -> "
                        f"{_size(index.after_bytes)}")
     count = report.tombstones_dropped
-    dropped = f", dropped {_tombstones(count)} of deleted documents" if count else ""
+    dropped = f", dropped {counted(count, 'tombstone')} of deleted documents" if count else ""
     click.echo(f"compacted the store: {_size(report.before_bytes)} -> "
                f"{_size(report.after_bytes)}{dropped}")
     if report.tombstones_kept:
         who = _waiting_for(report)
-        click.echo(f"kept {_tombstones(report.tombstones_kept)}"
+        click.echo(f"kept {counted(report.tombstones_kept, 'tombstone')}"
                    + (": not yet acknowledged by " + ", ".join(who) if who else ""))
 
 
-def _tombstones(count: int) -> str:
-    return f"{count} tombstone{'' if count == 1 else 's'}"
+def counted(count: int, noun: str) -> str:
+    """``1 tombstone``, ``2 tombstones``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _waiting_for(report: DataCompaction) -> list[str]:
@@ -454,7 +455,7 @@ def _waiting_for(report: DataCompaction) -> list[str]:
     who = [f"peer {device_id[:7]}" for device_id in report.waiting_for_peers]
     if report.waiting_for_unpaired:
         count = report.waiting_for_unpaired
-        who.append(f"{count} device{'' if count == 1 else 's'} no longer paired "
+        who.append(f"{counted(count, 'device')} no longer paired "
                    f"(`meshdex peer forget` lets {'it' if count == 1 else 'them'} go)")
     return who
 

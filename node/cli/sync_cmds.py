@@ -20,6 +20,7 @@ from typing import Any
 import click
 import grpc
 from meshdex.index.errors import InvalidArgument
+from meshdex.node.cli.docs_cmds import counted
 from meshdex.node.cli.remote import remote_client, serving_node_client
 from meshdex.node.config import NodeConfig, load_config
 from meshdex.node.records import ChangeOp, NodeStatus, PeerStatus
@@ -243,9 +244,8 @@ def peer_forget_command(ctx: click.Context, as_json: bool) -> None:
         click.echo("no device that is no longer paired holds anything back here")
         return
     stores = ", ".join(store_id[:8] for store_id in forgotten)
-    click.echo(f"forgot {len(forgotten)} device{'' if len(forgotten) == 1 else 's'} no "
-               f"longer paired (store {stores}); `meshdex compact` can now drop the "
-               "tombstones only they held back")
+    click.echo(f"forgot {counted(len(forgotten), 'device')} no longer paired (store {stores}); "
+               "`meshdex compact` can now drop the tombstones only they held back")
 
 
 @peer_group.command("share")
