@@ -138,6 +138,28 @@ def test_a_stuck_node_leaves_reading_commands_reading_the_store(data_dir, servin
         os.kill(serving.process.pid, signal.SIGCONT)
 
 
+def test_a_stuck_node_fails_writing_commands_soon_and_says_how_to_go_on(
+        data_dir, serving, notes) -> None:
+    """A writing command cannot read around the node: it failed after gRPC's handshake
+    timeout as "node unavailable ... check that `meshdex serve` runs" (exit 1), which it
+    does; now it fails after the health check with the lock error's exit code, naming the
+    node and how to resume it, and what was written before and after is intact."""
+    ok(meshdex(data_dir, "add", str(notes / "backups.md"), "-c", "notes"))
+    pid = serving.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        refused = meshdex(data_dir, "add", str(notes / "ports.md"), "-c", "notes")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert refused.returncode == 5, refused.stderr  # as the lock error: failed precondition
+    assert f"`meshdex serve` (pid {pid}) holds the data directory and does not answer" \
+        in refused.stderr
+    assert f"kill -CONT {pid}" in refused.stderr
+    ok(meshdex(data_dir, "add", str(notes / "ports.md"), "-c", "notes"))
+    listed = json.loads(ok(meshdex(data_dir, "list", "--json")))
+    assert listed[0]["document_count"] == 2
+
+
 def test_a_lock_held_by_another_process_is_refused_whatever_the_endpoint_file_says(
         data_dir, notes) -> None:
     with writer_lock_held(data_dir) as holder:
@@ -148,9 +170,10 @@ def test_a_lock_held_by_another_process_is_refused_whatever_the_endpoint_file_sa
         assert f"another process (pid {holder.pid}) is writing" in refused.stderr
         # the holder's pid, but it does not serve: the command says so instead of writing
         publish(data_dir, LocalEndpoint(pid=holder.pid, address="127.0.0.1:9", token="t"))
-        unreachable = meshdex(data_dir, "add", str(notes), "-c", "notes")
-        assert unreachable.returncode == 1, unreachable.stderr  # a node unreachable
-        assert "127.0.0.1:9" in unreachable.stderr
+        for command in (("add", str(notes), "-c", "notes"), ("peers",)):
+            unreachable = meshdex(data_dir, *command)
+            assert unreachable.returncode == 5, unreachable.stderr
+            assert "does not answer at 127.0.0.1:9 (UNAVAILABLE" in unreachable.stderr
 
 
 def test_pairing_adding_and_syncing_beside_two_serving_nodes_need_no_node_option(

@@ -23,13 +23,16 @@ from grpc_health.v1.health_pb2 import HealthCheckRequest
 from grpc_health.v1.health_pb2_grpc import HealthStub
 from meshdex.node.client import MeshdexClient
 from meshdex.node.errors import StoreLocked
-from meshdex.node.local_endpoint import running_endpoint
+from meshdex.node.local_endpoint import LocalEndpoint, running_endpoint
 from meshdex.node.paths import resolve_data_dir
 from meshdex.node.service import Node
 
 logger = logging.getLogger(__name__)
 
-READ_PROBE_S = 2.0  # how long a reading command waits for a serving node's health check
+# How long a command waits for a serving node's health check: a reading one then reads the
+# store itself, so it gives up soon; a writing one cannot, so it waits longer before it fails.
+READ_PROBE_S = 2.0
+WRITE_PROBE_S = 10.0
 
 
 def remote_client(ctx: click.Context) -> MeshdexClient | None:
@@ -42,29 +45,61 @@ def remote_client(ctx: click.Context) -> MeshdexClient | None:
 
 
 def serving_node_client(data_dir: Path | str | None) -> MeshdexClient | None:
-    """A client for the ``meshdex serve`` that holds ``data_dir`` now, if one does."""
+    """A client for the ``meshdex serve`` that holds ``data_dir`` now, if one does.
+
+    Raises ``StoreLocked`` when that node does not answer a health check within
+    ``WRITE_PROBE_S`` (stopped with ^Z or SIGSTOP, or stuck), naming it and how to go on, and
+    with the lock error's exit code. Without the check a stopped node failed the command
+    after gRPC's 20 s handshake timeout as "node unavailable ... check that `meshdex serve`
+    runs", which it does, and one that accepts connections but answers nothing held it until
+    the call's deadline (an ``add``: 10 minutes; a ``build``: none).
+    """
+    serving = _serving_node(data_dir, WRITE_PROBE_S)
+    if serving is None:
+        return None
+    endpoint, client, unanswered = serving
+    if unanswered is None:
+        return client
+    client.close()
+    raise StoreLocked(
+        f"`meshdex serve` (pid {endpoint.pid}) holds the data directory and does not answer at "
+        f"{endpoint.address} ({unanswered.name} after {WRITE_PROBE_S:.0f} s)",
+        op="open", path=resolve_data_dir(data_dir),
+        hint=f"if it was stopped (^Z), resume it (`fg` in its terminal, or kill -CONT "
+             f"{endpoint.pid}); if it is stuck, stop it (kill {endpoint.pid}) and run this again")
+
+
+def _reading_client(data_dir: Path | str | None) -> MeshdexClient | None:
+    """A client for the serving node if it answers a health check within ``READ_PROBE_S``;
+    else None, and a reading command reads the store itself rather than wait on a stuck node."""
+    serving = _serving_node(data_dir, READ_PROBE_S)
+    if serving is None:
+        return None
+    _, client, unanswered = serving
+    if unanswered is None:
+        return client
+    logger.warning("the serving node does not answer (%s): reading the store directly",
+                   unanswered.name)
+    client.close()
+    return None
+
+
+def _serving_node(data_dir: Path | str | None, probe_s: float
+                  ) -> tuple[LocalEndpoint, MeshdexClient, grpc.StatusCode | None] | None:
+    """The node serving ``data_dir``, a client for it and how its health check failed (None:
+    it answered within ``probe_s``); None when no node serves the data directory."""
     resolved = resolve_data_dir(data_dir)
     endpoint = running_endpoint(resolved)
     if endpoint is None:
         return None
     logger.info("%s is served by pid %d: going through it at %s", resolved, endpoint.pid,
                 endpoint.address)
-    return MeshdexClient(endpoint.address, token=endpoint.token)
-
-
-def _answering(client: MeshdexClient | None) -> MeshdexClient | None:
-    """``client`` if its node answers a health check within ``READ_PROBE_S``, else None (and
-    closed): a reading command then reads the store itself rather than wait on a stuck node."""
-    if client is None:
-        return None
+    client = MeshdexClient(endpoint.address, token=endpoint.token)
     try:
-        HealthStub(client.channel).Check(HealthCheckRequest(), timeout=READ_PROBE_S)
+        HealthStub(client.channel).Check(HealthCheckRequest(), timeout=probe_s)
     except grpc.RpcError as error:
-        logger.warning("the serving node does not answer (%s): reading the store directly",
-                       error.code().name)
-        client.close()
-        return None
-    return client
+        return endpoint, client, error.code()
+    return endpoint, client, None
 
 
 def beside_serving_node(error: StoreLocked, instead: str) -> StoreLocked:
@@ -86,7 +121,7 @@ def open_node(ctx: click.Context, *, readonly: bool = False) -> Iterator[Node | 
     if client is None:
         data_dir = (ctx.find_root().obj or {}).get("data_dir")
         if readonly:  # its model is loaded already: a search skips the load
-            client = _answering(serving_node_client(data_dir))
+            client = _reading_client(data_dir)
     if client is None:
         try:
             node = Node.open(data_dir, readonly=readonly)
