@@ -76,10 +76,10 @@ class SyncAdmin(Protocol):
     def remove_peer(self, device_id: str) -> PeerStatus:
         """Revoke a peer (``PeerNotFound`` if unknown); its replication state stays."""
 
-    def forget_unpaired(self) -> list[str]:
+    def forget_unpaired(self, *, dry_run: bool = False) -> list[str]:
         """Let go of the replication state of the stores no paired device has: the
         tombstones only they held back can be compacted, and they are refused from then on;
-        the store ids forgotten."""
+        the store ids forgotten (``dry_run``: that would be, and nothing changes)."""
 
     def share(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
         """Share more collections with a paired peer (``TrustStore.change_sharing``)."""
@@ -161,11 +161,11 @@ class LocalSyncAdmin:
     def remove_peer(self, device_id: str) -> PeerStatus:
         return status_of(TrustStore(self.data_dir).remove(DeviceId.parse(device_id)))
 
-    def forget_unpaired(self) -> list[str]:
+    def forget_unpaired(self, *, dry_run: bool = False) -> list[str]:
         with self._writable_store() as store:
             paired = {peer.store_id for peer in TrustStore(self.data_dir).all()}
             gone = sorted(store.cursor_holders() - paired - {store.device_id})
-            if gone:
+            if gone and not dry_run:
                 store.forget_peers(set(gone))
         return gone
 

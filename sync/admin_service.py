@@ -54,7 +54,8 @@ class SyncAdminServicer(sync_pb2_grpc.MeshdexSyncAdminServicer):
         return peer_status_to_wire(self.admin.remove_peer(request.device_id))
 
     def ForgetUnpaired(self, request, context) -> pb.ForgetUnpairedResponse:
-        return pb.ForgetUnpairedResponse(store_ids=self.admin.forget_unpaired())
+        return pb.ForgetUnpairedResponse(
+            store_ids=self.admin.forget_unpaired(dry_run=request.dry_run))
 
     def ShareCollections(self, request, context) -> pb.PeerInfo:
         return peer_status_to_wire(self.admin.share(request.device_id,
@@ -125,8 +126,9 @@ class SyncAdminClient:
         return peer_status_from_wire(self._call("RemovePeer",
                                                 pb.RemovePeerRequest(device_id=device_id)))
 
-    def forget_unpaired(self) -> list[str]:
-        return list(self._call("ForgetUnpaired", pb.ForgetUnpairedRequest()).store_ids)
+    def forget_unpaired(self, *, dry_run: bool = False) -> list[str]:
+        return list(self._call("ForgetUnpaired",
+                               pb.ForgetUnpairedRequest(dry_run=dry_run)).store_ids)
 
     def share(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
         return peer_status_from_wire(self._call("ShareCollections", pb.PeerCollectionsRequest(

@@ -65,9 +65,13 @@ def test_a_removed_devices_tombstones_wait_until_forgotten_and_it_is_refused_aft
     assert "1 device no longer paired (`meshdex peer forget` lets it go)" in (
         a.meshdex("compact").stdout)
 
+    would = a.meshdex("peer", "forget", "--dry-run")
+    assert would.stdout.startswith("would forget 1 device no longer paired"), would.stdout
+    assert _compact(a)["waiting_for_unpaired"] == 1  # a dry run changes nothing
     forgot = a.meshdex("peer", "forget")
     assert forgot.stdout.startswith("forgot 1 device no longer paired"), forgot.stdout
-    assert json.loads(a.meshdex("peer", "forget", "--json").stdout) == {"forgotten_stores": []}
+    assert json.loads(a.meshdex("peer", "forget", "--json").stdout) == {
+        "forgotten_stores": [], "dry_run": False}
     cleared = _compact(a)
     assert (cleared["tombstones_dropped"], cleared["tombstones_kept"]) == (1, 0)
 

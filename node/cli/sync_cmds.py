@@ -220,9 +220,11 @@ def peer_rm_command(ctx: click.Context, device_id: str) -> None:
 
 
 @peer_group.command("forget")
+@click.option("--dry-run", is_flag=True,
+              help="Name the devices that would be forgotten; change nothing.")
 @json_option
 @click.pass_context
-def peer_forget_command(ctx: click.Context, as_json: bool) -> None:
+def peer_forget_command(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     """Let go of every device no longer paired (after `meshdex peer rm`, e.g. a lost laptop).
 
     Tombstones of deleted documents wait until every device that synced them acknowledges
@@ -233,19 +235,24 @@ def peer_forget_command(ctx: click.Context, as_json: bool) -> None:
 
     \b
     Example:
+      meshdex peer forget --dry-run
       meshdex peer rm MFZWI3D-BONSGYC-... && meshdex peer forget && meshdex compact
     """
     with open_admin(ctx) as admin:
-        forgotten = admin.forget_unpaired()
+        forgotten = admin.forget_unpaired(dry_run=dry_run)
     if as_json:
-        _print_json({"forgotten_stores": forgotten})
+        _print_json({"forgotten_stores": forgotten, "dry_run": dry_run})
         return
     if not forgotten:
         click.echo("no device that is no longer paired holds anything back here")
         return
-    stores = ", ".join(store_id[:8] for store_id in forgotten)
-    click.echo(f"forgot {counted(len(forgotten), 'device')} no longer paired (store {stores}); "
-               "`meshdex compact` can now drop the tombstones only they held back")
+    devices = f"{counted(len(forgotten), 'device')} no longer paired (store " \
+              f"{', '.join(store_id[:8] for store_id in forgotten)})"
+    if dry_run:
+        click.echo(f"would forget {devices}; nothing changed (run it without --dry-run to)")
+        return
+    click.echo(f"forgot {devices}; `meshdex compact` can now drop the tombstones only they "
+               "held back")
 
 
 @peer_group.command("share")
