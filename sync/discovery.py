@@ -15,7 +15,13 @@ non-loopback address: a loopback node is reachable by nobody on the LAN, and ann
 id there would only tell the network it exists. Everything runs on zeroconf's threads and one
 worker thread of ours, started in the background: a slow or missing network never delays
 serving, and a failure to start (no multicast) is logged and leaves sync working by address.
-Not covered: an address change while the node keeps running (re-announced on restart).
+
+A node listening on a wildcard address keeps listening when the machine's address changes (a
+laptop on another network, a new DHCP lease), but its announcement named the old address and
+zeroconf's sockets were bound to it, so peers went on dialling where it no longer was until
+``serve`` restarted. Every ``ADDRESS_CHECK_S`` the worker looks at the machine's addresses
+again; when they differ it withdraws the announcement and announces (and browses) again on the
+new ones, or stays silent while there are none (offline).
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ import logging
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ifaddr
 from meshdex.node.config import is_loopback_host, split_host_port
@@ -44,6 +51,7 @@ TXT_DEVICE_ID, TXT_VERSION = "id", "v"
 DISCOVERY_VERSION = "1"
 RESOLVE_TIMEOUT_MS = 3000
 PROBE_TIMEOUT_S = 5.0
+ADDRESS_CHECK_S = 5.0
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
@@ -80,8 +88,12 @@ def lan_addresses(listen: str) -> tuple[str, ...]:
 
 
 def discovery_active(enabled: bool, listen: str) -> bool:
-    """Whether a node configured so announces and browses (see the module docstring)."""
-    return bool(enabled and listen and lan_addresses(listen))
+    """Whether a node configured so announces and browses (see the module docstring): a
+    wildcard listener even while the machine has no LAN address yet (a node started before
+    the network is up announces once it is)."""
+    if not (enabled and listen):
+        return False
+    return split_host_port(listen)[0] in WILDCARD_HOSTS or bool(lan_addresses(listen))
 
 
 def _dial_address(ip: str, port: int) -> str:
@@ -89,12 +101,16 @@ def _dial_address(ip: str, port: int) -> str:
 
 
 class Discovery:
-    """Announce ``announcement`` and keep paired peers' addresses current in ``trust``."""
+    """Announce ``announcement`` and keep paired peers' addresses current in ``trust``;
+    with ``current_addresses`` (the machine's LAN addresses now), follow this machine's own
+    address when it changes."""
 
     def __init__(self, *, identity: DeviceIdentity, trust: TrustStore,
                  announcement: Announcement,
-                 probe: Callable[[str, DeviceId], object] | None = None) -> None:
+                 probe: Callable[[str, DeviceId], object] | None = None,
+                 current_addresses: Callable[[], tuple[str, ...]] | None = None) -> None:
         self.identity, self.trust, self.announcement = identity, trust, announcement
+        self._current_addresses = current_addresses
         self._probe = probe or (lambda address, expected: fetch_certificate(
             address, expected, identity=identity, timeout_s=PROBE_TIMEOUT_S))
         self._found: queue.Queue[str | None] = queue.Queue()
@@ -109,6 +125,28 @@ class Discovery:
         self._worker.start()
 
     def _run(self) -> None:
+        if not self.announcement.addresses:
+            logger.info("no LAN address yet: announcing once this machine has one")
+        elif not self._open():
+            return
+        next_check = time.monotonic() + ADDRESS_CHECK_S
+        while not self._stopped.is_set():
+            if time.monotonic() >= next_check:
+                self._follow_own_addresses()
+                next_check = time.monotonic() + ADDRESS_CHECK_S
+            try:
+                name = self._found.get(timeout=max(0.0, next_check - time.monotonic()))
+            except queue.Empty:
+                continue
+            if name is None:
+                break
+            try:
+                self._resolve(name)
+            except Exception:  # one odd announcement must not end discovery
+                logger.exception("handling the announcement %s failed", name)
+
+    def _open(self) -> bool:
+        """Announce and browse on the announcement's addresses; False if that failed."""
         try:
             interfaces = list(self.announcement.addresses)
             self._zeroconf = Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only
@@ -121,17 +159,42 @@ class Discovery:
         except Exception:  # no multicast here: sync still works by address
             logger.warning("LAN discovery could not start; peers are dialled at their "
                            "recorded addresses", exc_info=True)
-            return
+            self._close()
+            return False
         logger.info("announcing %s on %s port %d", SERVICE_TYPE,
                     ", ".join(self.announcement.addresses), self.announcement.port)
-        while not self._stopped.is_set():
-            name = self._found.get()
-            if name is None:
-                break
-            try:
-                self._resolve(name)
-            except Exception:  # one odd announcement must not end discovery
-                logger.exception("handling the announcement %s failed", name)
+        return True
+
+    def _follow_own_addresses(self) -> None:
+        """Announce again when this machine's addresses are no longer the announced ones."""
+        if self._current_addresses is None:
+            return
+        addresses = self._current_addresses()
+        if addresses == self.announcement.addresses:
+            return
+        logger.info("this machine's LAN address changed from %s to %s",
+                    ", ".join(self.announcement.addresses) or "none",
+                    ", ".join(addresses) or "none (offline)")
+        self._close()
+        self.announcement = replace(self.announcement, addresses=addresses)
+        if addresses:
+            self._open()
+
+    def _close(self) -> None:
+        """Withdraw the announcement and stop browsing; sockets on a vanished address may
+        fail to say goodbye, which changes nothing."""
+        browser, zeroconf, self._browser, self._zeroconf = (self._browser, self._zeroconf,
+                                                             None, None)
+        try:
+            if browser is not None:
+                browser.cancel()
+            if zeroconf is not None:
+                zeroconf.unregister_all_services()
+        except Exception:
+            logger.debug("withdrawing the announcement failed", exc_info=True)
+        finally:
+            if zeroconf is not None:
+                zeroconf.close()
 
     def _on_change(self, zeroconf: Zeroconf, service_type: str, name: str,
                    state_change: ServiceStateChange) -> None:
@@ -140,7 +203,8 @@ class Discovery:
             self._found.put(name)
 
     def _resolve(self, name: str) -> None:
-        assert self._zeroconf is not None
+        if self._zeroconf is None:  # offline since it was queued
+            return
         info = self._zeroconf.get_service_info(SERVICE_TYPE, name, timeout=RESOLVE_TIMEOUT_MS)
         if info is None or not info.port:
             return
@@ -177,8 +241,4 @@ class Discovery:
         self._found.put(None)
         if self._worker.is_alive():
             self._worker.join(timeout=10)
-        if self._browser is not None:
-            self._browser.cancel()
-        if self._zeroconf is not None:
-            self._zeroconf.unregister_all_services()
-            self._zeroconf.close()
+        self._close()

@@ -358,7 +358,8 @@ class SyncService:
             identity=self.identity, trust=self.trust,
             announcement=Announcement(device_id=str(self.identity.device_id),
                                       addresses=lan_addresses(listen),
-                                      port=split_host_port(listen)[1]))
+                                      port=split_host_port(listen)[1]),
+            current_addresses=lambda: lan_addresses(listen))
         self.discovery.start()
 
     def sync_now(self, device_id: str | None = None) -> list[SessionReport]:

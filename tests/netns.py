@@ -33,7 +33,7 @@ class Lan:
     hosts: tuple[str, ...]
     tag: str = field(default_factory=lambda: f"mdx{os.getpid() % 100000}")
     created: list[str] = field(default_factory=list)
-    moved: dict[str, str] = field(default_factory=dict)  # host -> address after move()
+    moved: dict[str, str | None] = field(default_factory=dict)  # host -> address after move()
 
     def ns(self, host: str) -> str:
         return f"{self.tag}{host}"
@@ -42,14 +42,17 @@ class Lan:
     def switch(self) -> str:
         return f"{self.tag}sw"
 
-    def address(self, host: str) -> str:
+    def address(self, host: str) -> str | None:
         return self.moved.get(host, f"{SUBNET_PREFIX}{self.hosts.index(host) + 1}")
 
-    def move(self, host: str, address: str) -> None:
-        """Give ``host`` another address on the LAN (as a new DHCP lease would)."""
-        ns = self.ns(host)
-        _ip("-n", ns, "addr", "del", f"{self.address(host)}/{SUBNET_BITS}", "dev", "eth0")
-        _ip("-n", ns, "addr", "add", f"{address}/{SUBNET_BITS}", "dev", "eth0")
+    def move(self, host: str, address: str | None) -> None:
+        """Give ``host`` another address on the LAN (as a new DHCP lease would), or none
+        (``None``: its network is not up)."""
+        ns, current = self.ns(host), self.address(host)
+        if current is not None:
+            _ip("-n", ns, "addr", "del", f"{current}/{SUBNET_BITS}", "dev", "eth0")
+        if address is not None:
+            _ip("-n", ns, "addr", "add", f"{address}/{SUBNET_BITS}", "dev", "eth0")
         self.moved[host] = address
 
     def up(self) -> Lan:

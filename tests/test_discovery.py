@@ -9,7 +9,8 @@ import logging
 from dataclasses import replace
 
 import pytest
-from meshdex.sync.discovery import Announcement, Discovery, discovery_active
+from meshdex.sync import discovery as discovery_module
+from meshdex.sync.discovery import Announcement, Discovery, discovery_active, lan_addresses
 
 from tests.sync_support import pair, start_sync_node, stop_sync_node, wait_for
 
@@ -28,6 +29,15 @@ ACTIVE = [
 @pytest.mark.parametrize(("enabled", "listen", "active"), ACTIVE)
 def test_discovery_runs_only_when_on_and_listening_beyond_loopback(enabled, listen, active):
     assert discovery_active(enabled, listen) is active
+
+
+def test_a_wildcard_listener_is_active_before_the_machine_has_a_lan_address(monkeypatch):
+    """A node started before the network is up (a laptop's login) announces once it is up;
+    before, it never did until it restarted."""
+    monkeypatch.setattr(discovery_module.ifaddr, "get_adapters", lambda: [])
+    assert lan_addresses("0.0.0.0:7711") == ()
+    assert discovery_active(True, "0.0.0.0:7711") is True
+    assert discovery_active(False, "0.0.0.0:7711") is False
 
 
 def test_a_loopback_node_starts_no_discovery(tmp_path):

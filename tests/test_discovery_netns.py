@@ -1,7 +1,9 @@
 """LAN discovery between hosts in network namespaces joined by a bridge, each running
 ``meshdex serve`` on its LAN address: when A comes back on another address, B finds it by
-mDNS and syncs with it there; a host D that announces A's device id (without A's key) gets
-neither trusted nor any data, and B keeps dialling A where A really is."""
+mDNS and syncs with it there; when A listens on every address and its address changes while
+it runs (a new DHCP lease), or it starts before it has one, B finds it there too; a host D
+that announces A's device id (without A's key) gets neither trusted nor any data, and B keeps
+dialling A where A really is."""
 
 from __future__ import annotations
 
@@ -39,9 +41,20 @@ time.sleep(600)
 """
 
 
-def _lan(tmp_path: Path, names: tuple[str, ...]):
+class WildcardHost(HostProcess):
+    """A host listening for peers on every address, as the README's LAN set-up has it."""
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**super().env, "MESHDEX_SYNC_LISTEN": f"0.0.0.0:{SYNC_PORT}",
+                "MESHDEX_PAIR_LISTEN": "0.0.0.0:7712"}
+
+
+def _lan(tmp_path: Path, names: tuple[str, ...], wildcard: tuple[str, ...] = ()):
     network = Lan(names).up()
-    hosts = {name: HostProcess(network, name, tmp_path / name) for name in names}
+    hosts = {name: (WildcardHost if name in wildcard else HostProcess)(network, name,
+                                                                      tmp_path / name)
+             for name in names}
     for host in hosts.values():
         host.meshdex("init", "-c", "notes", *NO_MODEL)
     return network, hosts
@@ -65,6 +78,14 @@ def _first_address(host: HostProcess, peer_id: str) -> str:
 @pytest.fixture
 def ab(tmp_path: Path):
     network, hosts = _lan(tmp_path, ("a", "b"))
+    yield network, hosts
+    _close(network, hosts)
+
+
+@pytest.fixture
+def ab_wildcard(tmp_path: Path):
+    """a listens on every address; b, which invites it, on its LAN address."""
+    network, hosts = _lan(tmp_path, ("a", "b"), wildcard=("a",))
     yield network, hosts
     _close(network, hosts)
 
@@ -94,6 +115,44 @@ def test_b_finds_a_after_a_moves_to_a_new_address(ab, tmp_path):
     [report] = json.loads(synced.stdout)
     assert report["error"] is None
     assert "after-move" in store_digest(b.data_dir, "notes")["live"]
+
+
+def _synced_from_a(a: HostProcess, b: HostProcess, a_id: str, tmp_path: Path, key: str) -> None:
+    a.meshdex("--node", a.node_address, "add", "-c", "notes", "--jsonl",
+              write_jsonl(tmp_path / f"{key}.jsonl", {key: f"written on a: {key}"}))
+    synced = b.meshdex("--node", b.node_address, "sync", "--peer", a_id, "--json")
+    [report] = json.loads(synced.stdout)
+    assert report["error"] is None, report
+    assert key in store_digest(b.data_dir, "notes")["live"]
+
+
+def test_b_follows_a_whose_address_changes_while_it_runs(ab_wildcard, tmp_path):
+    """Before, a announced the address it had at start until it restarted, and b dialled
+    that one (sync from b failed) although a still listened on every address."""
+    network, hosts = ab_wildcard
+    a, b = hosts["a"], hosts["b"]
+    a.start()
+    b.start()
+    a_id = _pair(b, a)  # a advertises its host name, which b cannot resolve: mDNS tells b
+    wait_for(lambda: _first_address(b, a_id) == f"{network.address('a')}:{SYNC_PORT}",
+             timeout_s=60, what="b finding a on the LAN")
+    network.move("a", "10.231.0.78")
+    wait_for(lambda: _first_address(b, a_id) == f"10.231.0.78:{SYNC_PORT}", timeout_s=60,
+             what="b recording a's new address, announced without a restart")
+    _synced_from_a(a, b, a_id, tmp_path, "after-lease")
+
+
+def test_a_started_before_it_has_an_address_is_found_once_it_has_one(ab_wildcard, tmp_path):
+    network, hosts = ab_wildcard
+    a, b = hosts["a"], hosts["b"]
+    b.start()
+    a_id = _pair(b, a)  # a pairs while stopped: the join is a command of its own
+    network.move("a", None)  # a's network is not up yet when its node starts
+    a.start()
+    network.move("a", "10.231.0.79")
+    wait_for(lambda: _first_address(b, a_id) == f"10.231.0.79:{SYNC_PORT}", timeout_s=60,
+             what="b recording the address a announced once it had one")
+    _synced_from_a(a, b, a_id, tmp_path, "after-boot")
 
 
 def test_a_forged_announcement_of_a_gets_d_neither_trust_nor_data(abd, tmp_path):
