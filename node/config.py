@@ -79,7 +79,8 @@ class NodeConfig:
     watch: tuple[str, ...] = ()
     # Peer sync (meshdex.sync): mutual-TLS listener for paired devices, and the pairing
     # listener invites point at (server TLS only). "" turns either off. A LAN node sets
-    # 0.0.0.0:7711 / 0.0.0.0:7712 and sync_advertise to the address peers should dial.
+    # 0.0.0.0:7711 / 0.0.0.0:7712, and sync_advertise to the address peers should dial if
+    # it has a fixed one (else invites name its host name and then its LAN addresses).
     sync_listen: str = f"127.0.0.1:{DEFAULT_SYNC_PORT}"
     pair_listen: str = f"127.0.0.1:{DEFAULT_PAIR_PORT}"
     sync_advertise: str = ""  # host (or host,host) put into invites; default: the listen host

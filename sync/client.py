@@ -5,6 +5,12 @@ peer's changes after our cursor (apply each batch durably, then ``AckChanges``),
 after the peer's cursor for us (unless the peer holds us read-only). A dead peer costs at
 most ``CALL_TIMEOUT_S`` per call and is reported in ``SessionReport.error``. Sessions that
 dial through ``OpenChannels`` end at once when it is closed (a stopping node).
+
+A peer may have several recorded addresses (its host name and LAN addresses from pairing, the
+addresses discovery found): a session says hello at each in turn until one answers as the
+pinned device, and puts that one first, so the next session dials it at once. Before, only
+the first was ever dialled, and a host name the LAN does not resolve left a peer unreachable
+although one of its addresses worked.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from meshdex.sync.bundle_receive import BundleOutcome, BundleReceiver
 from meshdex.sync.bundle_shelf import BundleOffer
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.engine import SyncEngine
-from meshdex.sync.errors import PeerExists, ProtocolViolation, SyncError
+from meshdex.sync.errors import PeerExists, PeerUnreachable, ProtocolViolation, SyncError
 from meshdex.sync.identity import DeviceIdentity, certificate_from_pem, load_identity
 from meshdex.sync.pairing import InviteToken, pairing_proof
 from meshdex.sync.transport import fetch_certificate, pinned_channel
@@ -51,8 +57,12 @@ def rpc_error(error: grpc.RpcError, *, peer: str, op: str) -> MeshdexError:
     code, details = error.code(), error.details() or ""
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                 grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN):
-        return SyncError(f"{op}: peer unreachable or failed ({code.name}): {details}",
-                         peer=peer, op=op, hint="is `meshdex serve` running there?")
+        # No connection, a failed TLS handshake or no answer in time: a session tries the
+        # peer's next address.
+        kind = (PeerUnreachable if code in (grpc.StatusCode.UNAVAILABLE,
+                                            grpc.StatusCode.DEADLINE_EXCEEDED) else SyncError)
+        return kind(f"{op}: peer unreachable or failed ({code.name}): {details}",
+                    peer=peer, op=op, hint="is `meshdex serve` running there?")
     mapped = error_for(code, details)
     mapped.op = op
     return mapped
@@ -160,9 +170,12 @@ class OpenChannels:
         self.closed = False
 
     @contextmanager
-    def dial(self, peer: Peer, identity: DeviceIdentity) -> Iterator[grpc.Channel]:
-        """A pinned channel to ``peer``'s first address, closed on exit or by ``close``."""
-        with pinned_channel(peer.addresses[0], peer.cert_pem, identity=identity) as channel:
+    def dial(self, peer: Peer, identity: DeviceIdentity,
+             address: str | None = None) -> Iterator[grpc.Channel]:
+        """A pinned channel to ``address`` (default: ``peer``'s first), closed on exit or by
+        ``close``."""
+        with pinned_channel(address or peer.addresses[0], peer.cert_pem,
+                            identity=identity) as channel:
             with self._lock:
                 if self.closed:
                     raise SyncError(STOPPED_MESSAGE, peer=peer.device_id)
@@ -196,8 +209,7 @@ class Session:
             report.error = "no address known for this peer; it dials this device"
             return report
         try:
-            with self.channels.dial(self.peer, self.identity) as channel:
-                self._run(sync_pb2_grpc.MeshdexSyncStub(channel), report)
+            self._at_an_address(report)
         except MeshdexError as error:
             report.error = str(error)
         failed = [c for c in report.collections if c.error]
@@ -207,14 +219,45 @@ class Session:
                 collection.error = STOPPED_MESSAGE
         return report
 
-    def _run(self, stub: sync_pb2_grpc.MeshdexSyncStub, report: SessionReport) -> None:
-        engine, peer = self.engine, self.peer
+    def _at_an_address(self, report: SessionReport) -> None:
+        """The session at the first of the peer's addresses where hello is answered;
+        ``PeerUnreachable`` naming each address when none answers."""
+        unreachable: list[tuple[str, PeerUnreachable]] = []
+        for address in self.peer.addresses:
+            with self.channels.dial(self.peer, self.identity, address) as channel:
+                stub = sync_pb2_grpc.MeshdexSyncStub(channel)
+                try:
+                    theirs = self._hello(stub)
+                except PeerUnreachable as error:
+                    if self.channels.closed:
+                        raise
+                    unreachable.append((address, error))
+                    continue
+                if unreachable:
+                    logger.info("reached %s at %s (no answer at %s): dialling it there first",
+                                self.peer.name, address,
+                                ", ".join(tried for tried, _ in unreachable))
+                    self.trust.set_address(self.peer.device_id, address)
+                self._run(stub, theirs, report)
+                return
+        if len(unreachable) == 1:
+            raise unreachable[0][1]
+        raise PeerUnreachable(
+            "hello: no answer at any of the peer's addresses: " + "; ".join(
+                f"{address}: {error.message}" for address, error in unreachable),
+            peer=self.peer.device_id, op="hello", hint=unreachable[-1][1].hint)
+
+    def _hello(self, stub: sync_pb2_grpc.MeshdexSyncStub) -> wire.Hello:
         # What this device holds of the peer's log is read after hello names its store.
         own = wire.Hello(protocol_version=wire.PROTOCOL_VERSION,
-                         store_id=engine.store.device_id, collections=[])
-        with calls(peer.device_id, "hello"):
-            theirs = wire.hello_response_from_wire(
+                         store_id=self.engine.store.device_id, collections=[])
+        with calls(self.peer.device_id, "hello"):
+            return wire.hello_response_from_wire(
                 stub.Hello(wire.hello_request_to_wire(own), timeout=CALL_TIMEOUT_S))
+
+    def _run(self, stub: sync_pb2_grpc.MeshdexSyncStub, theirs: wire.Hello,
+             report: SessionReport) -> None:
+        engine, peer = self.engine, self.peer
         if theirs.device_id != peer.device_id:
             raise SyncError("peer answered hello with another device id", peer=peer.device_id)
         engine.refuse_forgotten(peer, theirs.store_id, caller=False)

@@ -6,6 +6,7 @@ reached or answers nonsense, has its own entries in both tables::
 
     MeshdexError
     └── SyncError                    a peer unreachable or misbehaving (UNAVAILABLE, exit 12)
+        ├── PeerUnreachable          nothing answered at the address, or not the pinned device
         ├── InvalidDeviceId          (InvalidArgument) not a device id, or a check char is wrong
         ├── InvalidInvite            (InvalidArgument) not an ``mdxi_`` token
         ├── ProtocolViolation        (InvalidArgument) a peer's message breaks the protocol
@@ -53,6 +54,7 @@ __all__ = [
     "PeerIdentityMismatch",
     "PeerNotFound",
     "PeerNotTrusted",
+    "PeerUnreachable",
     "ProtocolViolation",
     "ReadOnlyPeer",
     "SyncError",
@@ -72,6 +74,11 @@ class SyncError(MeshdexError):
     def __str__(self) -> str:
         text = super().__str__()
         return f"{text} (peer: {self.peer})" if self.peer else text
+
+
+class PeerUnreachable(SyncError):
+    """Nothing answered at the peer's address in time, or what answered is not the pinned
+    device (its TLS handshake fails): a session tries the peer's next address."""
 
 
 class InvalidDeviceId(InvalidArgument, SyncError):

@@ -39,7 +39,13 @@ from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.bundle_receive import BundleReceiver
 from meshdex.sync.bundle_shelf import BundleShelf
 from meshdex.sync.client import OpenChannels, SessionReport, run_session
-from meshdex.sync.discovery import Announcement, Discovery, discovery_active, lan_addresses
+from meshdex.sync.discovery import (
+    WILDCARD_HOSTS,
+    Announcement,
+    Discovery,
+    discovery_active,
+    lan_addresses,
+)
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import SyncError
 from meshdex.sync.identity import load_identity
@@ -53,7 +59,7 @@ from meshdex.sync.transport import (
     pairing_server_credentials,
     sync_server_credentials,
 )
-from meshdex.sync.trust import TrustStore
+from meshdex.sync.trust import MAX_ADDRESSES, TrustStore
 
 logger = logging.getLogger(__name__)
 
@@ -67,18 +73,19 @@ BUNDLE_GRACE_S = 10.0  # how long received documents wait for a covering bundle 
 # How long a stopping node waits for a background build to reach its next progress step;
 # past it the node closes anyway, and the build fails at its next read of the closed store.
 BUILD_STOP_TIMEOUT_S = 60.0
-WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 def advertised_addresses(config: NodeConfig, listen: str) -> tuple[str, ...]:
     """Addresses peers should dial for ``listen``: ``sync_advertise`` hosts, else the listen
-    host, else (a wildcard listener) this machine's name."""
+    host, else (a wildcard listener) this machine's name and then its LAN addresses (at most
+    ``MAX_ADDRESSES``): a home LAN often resolves no host names, and a peer tries each."""
     if not listen:
         return ()
     host, port = split_host_port(listen)
     hosts = [h.strip() for h in config.sync_advertise.split(",") if h.strip()]
     if not hosts:
-        hosts = [socket.gethostname() if host in WILDCARD_HOSTS else host]
+        hosts = ([socket.gethostname(), *lan_addresses(listen)][:MAX_ADDRESSES]
+                 if host in WILDCARD_HOSTS else [host])
     return tuple(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
 
 

@@ -84,8 +84,9 @@ def ab(tmp_path: Path):
 
 @pytest.fixture
 def ab_wildcard(tmp_path: Path):
-    """a listens on every address; b, which invites it, on its LAN address."""
-    network, hosts = _lan(tmp_path, ("a", "b"), wildcard=("a",))
+    """Both listen on every address, as the README's LAN set-up has it: their invites and
+    joins name the host name (which the other cannot resolve) and then their LAN address."""
+    network, hosts = _lan(tmp_path, ("a", "b"), wildcard=("a", "b"))
     yield network, hosts
     _close(network, hosts)
 
@@ -133,7 +134,7 @@ def test_b_follows_a_whose_address_changes_while_it_runs(ab_wildcard, tmp_path):
     a, b = hosts["a"], hosts["b"]
     a.start()
     b.start()
-    a_id = _pair(b, a)  # a advertises its host name, which b cannot resolve: mDNS tells b
+    a_id = _pair(b, a)
     wait_for(lambda: _first_address(b, a_id) == f"{network.address('a')}:{SYNC_PORT}",
              timeout_s=60, what="b finding a on the LAN")
     network.move("a", "10.231.0.78")

@@ -18,6 +18,7 @@ SYNC_ERRORS = sorted(
 
 EXPECTED = {
     "SyncError": (grpc.StatusCode.UNAVAILABLE, 12),
+    "PeerUnreachable": (grpc.StatusCode.UNAVAILABLE, 12),
     "InvalidDeviceId": (grpc.StatusCode.INVALID_ARGUMENT, 2),
     "InvalidInvite": (grpc.StatusCode.INVALID_ARGUMENT, 2),
     "ProtocolViolation": (grpc.StatusCode.INVALID_ARGUMENT, 2),

@@ -1,0 +1,69 @@
+"""A peer with several recorded addresses (its host name and LAN addresses from pairing, what
+discovery found): a session says hello at each in turn until the pinned device answers, and
+puts that address first. Real sync listeners and real mutual TLS on loopback: one address
+where nothing listens, one where another device (not the pinned one) answers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from meshdex.sync.service import advertised_addresses
+from sync_support import pair, start_sync_node, stop_sync_node
+
+NOTHING_LISTENS = "127.0.0.1:9"
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    started = {name: start_sync_node(tmp_path, name, sync_interval_s=3600)
+               for name in ("a", "b", "d")}
+    for node in started.values():
+        node.service.scheduler.stop()
+    pair(started["a"], started["b"])
+    yield started
+    for node in started.values():
+        stop_sync_node(node)
+
+
+def _record(node, peer_id: str, addresses: tuple[str, ...]) -> None:
+    trust = node.service.trust
+    trust.add(replace(trust.get(peer_id), addresses=addresses), replace_existing=True)
+
+
+def test_a_session_reaches_the_peer_at_its_first_address_that_answers(nodes):
+    """Before, only the first address was dialled: b could not reach a at all."""
+    a, b, d = nodes["a"], nodes["b"], nodes["d"]
+    a.add("notes", {"n1": "a note written on a"})
+    # nothing at the first; at the second another device, whose certificate is not a's
+    _record(b, a.device_id, (NOTHING_LISTENS, d.sync_address, a.sync_address))
+    [report] = b.service.sync_now(a.device_id)
+    assert report.error is None, report
+    assert b.texts("notes") == {"n1": "a note written on a"}
+    assert b.service.trust.get(a.device_id).addresses == (
+        a.sync_address, NOTHING_LISTENS, d.sync_address)  # dialled first from now on
+
+
+def test_when_no_address_answers_the_report_names_each(nodes):
+    a, b, d = nodes["a"], nodes["b"], nodes["d"]
+    _record(b, a.device_id, (NOTHING_LISTENS, d.sync_address))
+    [report] = b.service.sync_now(a.device_id)
+    assert report.error.startswith("hello: no answer at any of the peer's addresses: "
+                                   f"{NOTHING_LISTENS}: "), report.error
+    assert f"; {d.sync_address}: hello: peer unreachable or failed" in report.error
+    assert b.service.trust.get(a.device_id).addresses == (NOTHING_LISTENS, d.sync_address)
+
+
+def test_a_wildcard_listener_advertises_its_host_name_then_its_lan_addresses(nodes,
+                                                                             monkeypatch):
+    """A host name the LAN does not resolve is common at home: the addresses behind it go in
+    the invite and the join too, and a session finds the one that answers."""
+    config = nodes["a"].service.config
+    monkeypatch.setattr("meshdex.sync.service.socket.gethostname", lambda: "laptop")
+    monkeypatch.setattr("meshdex.sync.service.lan_addresses",
+                        lambda listen: ("10.0.0.5", "192.168.1.7"))
+    assert advertised_addresses(config, "0.0.0.0:7711") == (
+        "laptop:7711", "10.0.0.5:7711", "192.168.1.7:7711")
+    assert advertised_addresses(config, "192.168.1.7:7711") == ("192.168.1.7:7711",)
+    advertising = replace(config, sync_advertise="desk.example")
+    assert advertised_addresses(advertising, "0.0.0.0:7711") == ("desk.example:7711",)
