@@ -177,6 +177,7 @@ def build_on_peer(*, engine: SyncEngine, trust: TrustStore, peer_ref: str, colle
         raise SyncError("no address known for this peer", peer=peer.device_id,
                         hint="pair again, or let discovery find it on the LAN")
     synced = _sync_documents(engine, trust, peer, collection)
+    peer = trust.get(peer.device_id)  # the session put the address that answered first
     with pinned_channel(peer.addresses[0], peer.cert_pem, identity=engine.identity) as channel:
         stub = sync_pb2_grpc.MeshdexSyncStub(channel)
         built = _build_there(stub, peer, collection, params, rebuild, progress)

@@ -84,6 +84,20 @@ def test_laptop_ends_with_the_desktops_index_and_embeds_nothing(devices):
                 == [h.document_id for h in desktop.node.search("notes", query, top_k=3).hits])
 
 
+def test_build_on_a_peer_whose_first_address_is_dead_builds_at_the_one_that_answers(devices):
+    """The sync before the build finds the address that answers; the build then dialled the
+    dead first one again and failed."""
+    nodes, _ = devices
+    laptop, desktop = nodes["laptop"], nodes["desktop"]
+    trust = laptop.service.trust
+    peer = trust.get(desktop.device_id)
+    trust.add(replace(peer, addresses=("127.0.0.1:9", *peer.addresses)), replace_existing=True)
+    report = _admin(laptop).build_on(desktop.device_id, "notes", params=None, rebuild=False,
+                                     progress=None)
+    assert report.action == "built" and report.decision == "use"
+    assert trust.get(desktop.device_id).addresses[0] == desktop.sync_address
+
+
 def test_a_second_build_on_fetches_only_changed_blocks(devices):
     nodes, embedders = devices
     laptop, desktop = nodes["laptop"], nodes["desktop"]
