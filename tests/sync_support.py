@@ -100,6 +100,15 @@ def stop_sync_node(node: SyncNode) -> None:
     node.node.close()
 
 
+def quiet_nodes_a_b_paired(root: Path) -> dict[str, SyncNode]:
+    """Nodes a, b and d whose sessions run only when a test says so; a and b paired."""
+    started = {name: start_sync_node(root, name, sync_interval_s=3600) for name in ("a", "b", "d")}
+    for node in started.values():
+        node.service.scheduler.stop()
+    pair(started["a"], started["b"])
+    return started
+
+
 def pair(inviter: SyncNode, joiner: SyncNode, collections: tuple[str, ...] = ("notes",),
          *, read_only: bool = False):
     return join(joiner.node.data_dir, inviter.invite(collections, read_only=read_only),

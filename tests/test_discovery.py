@@ -12,7 +12,7 @@ import pytest
 from meshdex.sync import discovery as discovery_module
 from meshdex.sync.discovery import Announcement, Discovery, discovery_active, lan_addresses
 
-from tests.sync_support import pair, start_sync_node, stop_sync_node, wait_for
+from tests.sync_support import quiet_nodes_a_b_paired, start_sync_node, stop_sync_node, wait_for
 
 STALE_ADDRESS = "127.0.0.1:9"  # where the peer used to be: nothing listens there
 
@@ -61,11 +61,7 @@ def _announcer(node, *, device_id: str | None = None, port: int | None = None) -
 
 @pytest.fixture
 def nodes(tmp_path):
-    started = {name: start_sync_node(tmp_path, name, sync_interval_s=3600)
-               for name in ("a", "b", "d")}
-    for node in started.values():
-        node.service.scheduler.stop()
-    pair(started["a"], started["b"])
+    started = quiet_nodes_a_b_paired(tmp_path)
     trust = started["b"].service.trust
     peer = trust.get(started["a"].device_id)
     trust.add(replace(peer, addresses=(STALE_ADDRESS,)), replace_existing=True)

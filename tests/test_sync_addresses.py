@@ -9,18 +9,14 @@ from dataclasses import replace
 
 import pytest
 from meshdex.sync.service import advertised_addresses
-from sync_support import pair, start_sync_node, stop_sync_node
+from sync_support import quiet_nodes_a_b_paired, stop_sync_node
 
 NOTHING_LISTENS = "127.0.0.1:9"
 
 
 @pytest.fixture
 def nodes(tmp_path):
-    started = {name: start_sync_node(tmp_path, name, sync_interval_s=3600)
-               for name in ("a", "b", "d")}
-    for node in started.values():
-        node.service.scheduler.stop()
-    pair(started["a"], started["b"])
+    started = quiet_nodes_a_b_paired(tmp_path)
     yield started
     for node in started.values():
         stop_sync_node(node)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -55,15 +56,12 @@ def serving_node_client(data_dir: Path | str | None) -> MeshdexClient | None:
     the call's deadline (an ``add``: 10 minutes; a ``build``: none).
     """
     serving = _serving_node(data_dir, WRITE_PROBE_S)
-    if serving is None:
-        return None
-    endpoint, client, unanswered = serving
-    if unanswered is None:
-        return client
-    client.close()
+    if serving is None or serving.client is not None:
+        return serving.client if serving else None
+    endpoint = serving.endpoint
     raise StoreLocked(
         f"`meshdex serve` (pid {endpoint.pid}) holds the data directory and does not answer at "
-        f"{endpoint.address} ({unanswered.name} after {WRITE_PROBE_S:.0f} s)",
+        f"{endpoint.address} ({serving.unanswered} after {WRITE_PROBE_S:.0f} s)",
         op="open", path=resolve_data_dir(data_dir),
         hint=f"if it was stopped (^Z), resume it (`fg` in its terminal, or kill -CONT "
              f"{endpoint.pid}); if it is stuck, stop it (kill {endpoint.pid}) and run this again")
@@ -75,19 +73,24 @@ def _reading_client(data_dir: Path | str | None) -> MeshdexClient | None:
     serving = _serving_node(data_dir, READ_PROBE_S)
     if serving is None:
         return None
-    _, client, unanswered = serving
-    if unanswered is None:
-        return client
-    logger.warning("the serving node does not answer (%s): reading the store directly",
-                   unanswered.name)
-    client.close()
-    return None
+    if serving.client is None:
+        logger.warning("the serving node does not answer (%s): reading the store directly",
+                       serving.unanswered)
+    return serving.client
 
 
-def _serving_node(data_dir: Path | str | None, probe_s: float
-                  ) -> tuple[LocalEndpoint, MeshdexClient, grpc.StatusCode | None] | None:
-    """The node serving ``data_dir``, a client for it and how its health check failed (None:
-    it answered within ``probe_s``); None when no node serves the data directory."""
+@dataclass(frozen=True)
+class ServingNode:
+    """The node serving a data directory: a client for it when it answered its health check,
+    else None and how the check failed."""
+
+    endpoint: LocalEndpoint
+    client: MeshdexClient | None
+    unanswered: str | None
+
+
+def _serving_node(data_dir: Path | str | None, probe_s: float) -> ServingNode | None:
+    """The node serving ``data_dir`` as probed within ``probe_s``; None when none serves it."""
     resolved = resolve_data_dir(data_dir)
     endpoint = running_endpoint(resolved)
     if endpoint is None:
@@ -98,8 +101,9 @@ def _serving_node(data_dir: Path | str | None, probe_s: float
     try:
         HealthStub(client.channel).Check(HealthCheckRequest(), timeout=probe_s)
     except grpc.RpcError as error:
-        return endpoint, client, error.code()
-    return endpoint, client, None
+        client.close()
+        return ServingNode(endpoint, None, error.code().name)
+    return ServingNode(endpoint, client, None)
 
 
 def beside_serving_node(error: StoreLocked, instead: str) -> StoreLocked:
