@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from meshdex.index.errors import MeshdexError
@@ -24,10 +25,15 @@ logger = logging.getLogger(__name__)
 
 
 class PairingDesk:
-    """Answers ``PairChallenge`` and ``Pair`` for one device."""
+    """Answers ``PairChallenge`` and ``Pair`` for one device.
+
+    ``sync_addresses`` is asked at each pairing, not once: a node listening on every address
+    follows this machine's LAN address while it runs, and a grant naming the address it had
+    at start sent the new device to where it no longer is.
+    """
 
     def __init__(self, *, identity: DeviceIdentity, trust: TrustStore, invites: InviteBook,
-                 name: str, sync_addresses: tuple[str, ...],
+                 name: str, sync_addresses: Callable[[], tuple[str, ...]],
                  limiter: FailureLimiter | None = None) -> None:
         self.identity, self.trust, self.invites = identity, trust, invites
         self.name, self.sync_addresses = name, sync_addresses
@@ -70,6 +76,6 @@ class PairingDesk:
             logger.warning("refused a pairing attempt from %s", host)
             raise
         logger.info("paired with a new device (invite %s)", invite.invite_id)
-        return PairGrant(inviter_name=self.name, inviter_addresses=self.sync_addresses,
+        return PairGrant(inviter_name=self.name, inviter_addresses=self.sync_addresses(),
                          collections=invite.collections,
                          joiner_read_only=invite.joiner_mode == "read-only")

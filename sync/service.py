@@ -300,7 +300,7 @@ class SyncService:
                                        channels=self.channels)
         self.desk = PairingDesk(identity=self.identity, trust=self.trust,
                                 invites=InviteBook(data_dir), name=socket.gethostname(),
-                                sync_addresses=advertised_addresses(config, config.sync_listen))
+                                sync_addresses=self._advertised_sync_addresses)
         self._servers: list[grpc.Server] = []
         self.addresses: dict[str, str] = {}
         self.discovery: Discovery | None = None
@@ -331,6 +331,12 @@ class SyncService:
         self._servers.append(server)
         self.addresses[role] = f"{listen.rpartition(':')[0]}:{port}"
 
+    def _advertised_sync_addresses(self) -> tuple[str, ...]:
+        """Where peers should dial this node's sync listener now (its port is known only once
+        it listens, when ``sync_listen`` names port 0)."""
+        return advertised_addresses(self.config,
+                                    self.addresses.get(SYNC_ROLE, self.config.sync_listen))
+
     def start(self) -> None:
         """Open the listeners (``SyncError`` if a port is taken) and start syncing."""
         try:
@@ -343,9 +349,7 @@ class SyncService:
         except BaseException:
             self.stop(0)
             raise
-        if SYNC_ROLE in self.addresses:  # a port 0 in sync_listen is known only now
-            self.desk.sync_addresses = advertised_addresses(self.config,
-                                                            self.addresses[SYNC_ROLE])
+        if SYNC_ROLE in self.addresses:
             try:
                 check_tls_1_3_only(self.addresses[SYNC_ROLE], self.identity)
             except SyncError:

@@ -85,8 +85,9 @@ def start_sync_node(root: Path, name: str, *, embedder: Embedder | None = None,
                     **overrides: Any) -> SyncNode:
     """A serving sync node; with ``embedder`` every collection builds with it (a counting
     fake), whatever embedder the collection names."""
-    config = NodeConfig(data_dir=root / name, sync_listen="127.0.0.1:0",
-                        pair_listen="127.0.0.1:0", **{"sync_interval_s": 0.5, **overrides})
+    config = NodeConfig(data_dir=root / name, **{
+        "sync_listen": "127.0.0.1:0", "pair_listen": "127.0.0.1:0", "sync_interval_s": 0.5,
+        **overrides})
     node = Node.open(root / name)
     if embedder is not None:
         node.indexes = IndexManager(node.store, embedder_factory=lambda _info: embedder)

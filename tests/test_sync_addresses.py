@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 from meshdex.sync.service import advertised_addresses
-from sync_support import quiet_nodes_a_b_paired, stop_sync_node
+from sync_support import pair, quiet_nodes_a_b_paired, start_sync_node, stop_sync_node
 
 NOTHING_LISTENS = "127.0.0.1:9"
 
@@ -63,3 +63,23 @@ def test_a_wildcard_listener_advertises_its_host_name_then_its_lan_addresses(nod
     assert advertised_addresses(config, "192.168.1.7:7711") == ("192.168.1.7:7711",)
     advertising = replace(config, sync_advertise="desk.example")
     assert advertised_addresses(advertising, "0.0.0.0:7711") == ("desk.example:7711",)
+
+
+def test_a_device_pairing_after_the_lan_address_changed_is_given_the_new_one(tmp_path,
+                                                                             monkeypatch):
+    """The pairing grant named the addresses the inviter had when serve started: after a new
+    DHCP lease a device that paired was sent where the inviter no longer was."""
+    lan = ["10.9.9.1"]
+    monkeypatch.setattr("meshdex.sync.service.lan_addresses", lambda listen: tuple(lan))
+    inviter = start_sync_node(tmp_path, "desk", sync_listen="0.0.0.0:0",
+                              sync_interval_s=3600, discovery=False)
+    joiner = start_sync_node(tmp_path, "laptop", sync_interval_s=3600)
+    try:
+        port = inviter.sync_address.rpartition(":")[2]
+        lan[:] = ["10.9.9.2"]  # the lease changed under the running node
+        pair(inviter, joiner)
+        recorded = joiner.service.trust.get(inviter.device_id).addresses
+        assert f"10.9.9.2:{port}" in recorded and f"10.9.9.1:{port}" not in recorded, recorded
+    finally:
+        stop_sync_node(joiner)
+        stop_sync_node(inviter)
