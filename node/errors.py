@@ -35,6 +35,7 @@ __all__ = [
     "CollectionExists",
     "CollectionNotFound",
     "DocumentNotFound",
+    "ListenFailed",
     "LLMEmptyAnswer",
     "LLMTimeout",
     "LLMUnavailable",
@@ -48,6 +49,10 @@ class StoreLocked(FailedPrecondition):
     """Another process is writing to this data directory; only one writer at a time."""
 
     recoverable = True
+
+
+class ListenFailed(FailedPrecondition):
+    """A server cannot listen on its configured address (in use, or not this machine's)."""
 
 
 class CollectionNotFound(NotFound):

@@ -32,6 +32,7 @@ from meshdex import __version__
 from meshdex.index.errors import InvalidArgument, MeshdexError, PermissionDenied, Unauthenticated
 from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
 from meshdex.node.auth import TokenStore, bearer_token, scope_allows
+from meshdex.node.errors import ListenFailed
 from meshdex.node.indexing import BuildReport
 from meshdex.node.records import (
     CollectionInfo,
@@ -440,7 +441,9 @@ def serve_http(server: MCPServer, *, host: str, port: int, tokens: TokenStore, s
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise InvalidArgument(f"cannot listen on {host}:{port}: {error.strerror}") from None
+        raise ListenFailed(f"cannot listen on {host}:{port} (--http): {error.strerror}",
+                           hint="is another program using it? give --http another address"
+                           ) from None
     sock.listen(LISTEN_BACKLOG)
     app = BearerTokenGate(server.streamable_http_app(streamable_http_path=HTTP_PATH, host=host),
                           tokens=tokens, scope=scope)

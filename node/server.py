@@ -29,11 +29,11 @@ from typing import Any, Protocol
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from meshdex.index.errors import FailedPrecondition
 from meshdex.node.admission import AdmissionInterceptor, CallSlots
 from meshdex.node.auth import SERVICE_NAME, AuthInterceptor, Authorizer, TokenStore
 from meshdex.node.config import NodeConfig
 from meshdex.node.grpc_errors import ErrorMappingInterceptor
+from meshdex.node.listen import bind_port
 from meshdex.node.local_endpoint import (
     LocalEndpoint,
     owner_token,
@@ -85,18 +85,12 @@ class RunningServer:
 
 
 def _bind(server: grpc.Server, config: NodeConfig) -> str:
-    if config.tls_enabled:
-        credentials = grpc.ssl_server_credentials(
-            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
-        )
-        port = server.add_secure_port(config.listen, credentials)
-    else:
-        port = server.add_insecure_port(config.listen)
+    credentials = (grpc.ssl_server_credentials(
+        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())])
+        if config.tls_enabled else None)
+    port = bind_port(server, config.listen, credentials, setting="listen (--listen)")
     if config.listen.startswith("unix:"):
         return config.listen
-    if port == 0:
-        raise FailedPrecondition(f"cannot listen on {config.listen}",
-                                 hint="is another process using that port?")
     host = config.listen.rpartition(":")[0]
     return f"{host}:{port}"
 
@@ -105,8 +99,7 @@ def _bind_local_socket(server: grpc.Server, path: Path) -> str:
     if path.is_socket():  # left by a node killed with -9
         path.unlink()
     address = f"unix:{path}"
-    if server.add_insecure_port(address) == 0:
-        raise FailedPrecondition(f"cannot listen on {address}")
+    bind_port(server, address, None, setting="--data-dir (the node's socket lies in it)")
     os.chmod(path, PRIVATE_FILE_MODE)
     return address
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import grpc
 from meshdex.node.config import NodeConfig, split_host_port
 from meshdex.node.grpc_errors import ErrorMappingInterceptor
+from meshdex.node.listen import bind_port
 from meshdex.node.service import Node
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.bundle_receive import BundleReceiver
@@ -322,11 +323,9 @@ class SyncService:
 
     def _listen(self, role: str, listen: str, credentials: grpc.ServerCredentials) -> None:
         server = self._server(role)
-        port = server.add_secure_port(listen, credentials)
-        if port == 0:
-            raise SyncError(f"cannot listen for {role} on {listen}",
-                            hint="is another process using that port? set sync_listen / "
-                            "pair_listen, or \"\" to turn it off")
+        setting = ("sync_listen (--sync-listen)" if role == SYNC_ROLE
+                   else "pair_listen (--pair-listen)")
+        port = bind_port(server, listen, credentials, setting=f'{setting}, or "" to turn it off')
         server.start()
         self._servers.append(server)
         self.addresses[role] = f"{listen.rpartition(':')[0]}:{port}"
@@ -338,7 +337,7 @@ class SyncService:
                                     self.addresses.get(SYNC_ROLE, self.config.sync_listen))
 
     def start(self) -> None:
-        """Open the listeners (``SyncError`` if a port is taken) and start syncing."""
+        """Open the listeners (``ListenFailed`` if a port is taken) and start syncing."""
         try:
             if self.config.sync_listen:
                 self._listen(SYNC_ROLE, self.config.sync_listen,

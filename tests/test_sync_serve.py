@@ -215,3 +215,27 @@ def test_a_restart_whose_port_another_socket_holds_for_a_moment_keeps_its_addres
     finally:
         node.stop(signal.SIGKILL)
         squatter.close()
+
+
+@pytest.mark.parametrize("taken", ["listen", "sync", "pairing"])
+def test_serve_on_a_port_in_use_fails_in_one_line_naming_the_setting(tmp_path, taken):
+    """Before, grpcio's RuntimeError from binding came out as a traceback (exit 1)."""
+    node = SyncServeProcess(tmp_path / "a")
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    listen = {"listen": port}.get(taken, 0)
+    if taken == "sync":
+        node.sync_port = port
+    if taken == "pairing":
+        node.pair_port = port
+    try:
+        result = node.meshdex("serve", "--listen", f"127.0.0.1:{listen}", check=False)
+    finally:
+        squatter.close()
+    setting = {"listen": "listen (--listen)", "sync": "sync_listen (--sync-listen",
+               "pairing": "pair_listen (--pair-listen"}[taken]
+    assert result.returncode == 5, result.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port} ({setting}" in result.stderr
+    assert "Address already in use" in result.stderr and "Traceback" not in result.stderr
