@@ -42,6 +42,7 @@ from meshdex.node.records import (
     SourceScope,
     UpsertReport,
 )
+from meshdex.node.validation import check_search
 from meshdex.proto.meshdex.v1 import node_pb2 as pb
 from meshdex.proto.meshdex.v1 import node_pb2_grpc
 
@@ -264,6 +265,7 @@ class MeshdexClient:
                params: dict[str, Any] | None = None,
                deadline: float | None = None, mode: str | None = None) -> SearchResults:
         """The ``top_k`` closest passages; ``deadline`` is a ``time.monotonic()`` instant."""
+        check_search(query, top_k)
         request = pb.SearchRequest(
             collection=collection, query=query, top_k=top_k,
             filter=wire.to_json(filter) if isinstance(filter, dict) else (filter or ""),

@@ -67,6 +67,7 @@ from meshdex.node.records import (
 from meshdex.node.search_caches import SearchCaches, cache_digest
 from meshdex.node.store import Store
 from meshdex.node.store.passage_reads import PassageReader
+from meshdex.node.validation import check_search
 from meshdex.sync.identity import load_identity
 from meshdex.sync.signing import DeviceSigner
 
@@ -78,8 +79,6 @@ BUNDLE_SUFFIX = ".leann"
 # (bench/bench_updates.py measures recall after 10% and 30% incremental adds).
 REBUILD_TOMBSTONE_FRACTION = 0.25
 REBUILD_ADDED_FRACTION = 0.5
-MAX_TOP_K = 1000
-MAX_QUERY_CHARS = 8192
 
 BuildProgress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -501,13 +500,7 @@ class IndexManager:
         before the first build, ``FingerprintMismatch`` if the collection's embedder no longer
         matches the bundle.
         """
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidArgument("query must be non-empty text")
-        if len(query) > MAX_QUERY_CHARS:
-            raise InvalidArgument(f"query is {len(query)} characters; the limit is "
-                                  f"{MAX_QUERY_CHARS}")
-        if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-            raise InvalidArgument(f"top_k must be an integer in [1, {MAX_TOP_K}], got {top_k!r}")
+        check_search(query, top_k)
         chosen = search_mode(mode)
         info = self.store.get_collection(collection)
         condition = parse_filter(filter) if filter else None

@@ -21,6 +21,8 @@ MAX_DOCUMENT_ID_BYTES = 512
 MAX_METADATA_BYTES = 64 * 1024
 MAX_DOCUMENT_TEXT_BYTES = 16 * 1024 * 1024
 MAX_SOURCE_BYTES = 4096
+MAX_TOP_K = 1000
+MAX_QUERY_CHARS = 8192
 
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -105,6 +107,25 @@ def check_text(text: Any, *, doc_id: str) -> str:
             f"document {doc_id!r}: text is {size} bytes; the limit is {MAX_DOCUMENT_TEXT_BYTES}"
         )
     return text
+
+
+def check_search(query: Any, top_k: Any) -> None:
+    """A search's query (non-blank Unicode text, at most ``MAX_QUERY_CHARS``) and ``top_k``
+    (in [1, ``MAX_TOP_K``]). Checked by the client too, before a request is built: the wire's
+    ``top_k`` is unsigned with 0 meaning the default, so -3 failed inside protobuf with a
+    traceback and 0 answered five hits where the embedded search refuses it."""
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidArgument("query must be non-empty text")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidArgument(f"query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidArgument(f"query is not valid Unicode text ({error.reason} at character "
+                              f"{error.start}): a byte of another encoding, e.g. Latin-1?",
+                              hint="pass the query as UTF-8") from None
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
+        raise InvalidArgument(f"top_k must be an integer in [1, {MAX_TOP_K}], got {top_k!r}")
 
 
 def check_document(doc: DocumentInput) -> DocumentInput:

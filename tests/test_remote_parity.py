@@ -30,6 +30,10 @@ DEAD_EMBEDDER_URL = "http://127.0.0.1:9"  # the discard port: nothing answers
 # (error class the command must fail with, the command)
 ERROR_CASES = [
     (InvalidArgument, ["search", "-c", "docs", "   "]),
+    # the wire's top_k is unsigned, 0 meaning the default: checked before the request is built
+    (InvalidArgument, ["search", "-c", "docs", "rivers", "-k", "0"]),
+    (InvalidArgument, ["search", "-c", "docs", "rivers", "-k", "-3"]),
+    (InvalidArgument, ["search", "-c", "docs", "caf\udce9"]),  # a Latin-1 byte in argv
     (NotFound, ["search", "-c", "nosuch", "a missing collection"]),
     (AlreadyExists, ["init", "-c", "docs"]),
     (FailedPrecondition, ["search", "-c", "docs", "no index yet"]),
@@ -73,7 +77,7 @@ def both_ways(tmp_path_factory):
 
 
 @pytest.mark.parametrize(("error_class", "command"), ERROR_CASES,
-                         ids=[cls.__name__ for cls, _ in ERROR_CASES])
+                         ids=[f"{cls.__name__}-{i}" for i, (cls, _) in enumerate(ERROR_CASES)])
 def test_each_error_class_exits_the_same_both_ways(both_ways, error_class, command):
     results = {mode: run(*command) for mode, run in both_ways.items()}
     for mode, result in results.items():

@@ -182,16 +182,31 @@ def _print_results(query: str, results: SearchResults, out: TextIO | None = None
 
 
 def _read_queries(path: Path) -> list[tuple[int, str]]:
-    """(line number, query) for each line of a JSONL file: ``{"query": ...}`` or a string."""
+    """(line number, query) for each line of a JSONL file: ``{"query": ...}`` or a string.
+
+    Any other key is refused rather than passed over: ``top_k``, ``filter`` or ``mode`` on a
+    line looked as if it applied and did not (they are the command's options, for every line).
+    """
     queries = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InvalidArgument(f"{path}:{number}: not UTF-8 (byte {raw[error.start]:#04x} "
+                                      f"at column {error.start + 1})",
+                                      hint="save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as error:
                 raise InvalidArgument(f"{path}:{number}: invalid JSON ({error.msg})") from None
+            if isinstance(item, dict) and set(item) - {"query"}:
+                unknown = ", ".join(sorted(set(item) - {"query"}))
+                raise InvalidArgument(
+                    f'{path}:{number}: unknown key(s) {unknown}: a line holds only "query"',
+                    hint="--top-k, --filter, --mode and --param apply to every query of the file")
             query = item.get("query") if isinstance(item, dict) else item
             if not isinstance(query, str) or not query.strip():
                 raise InvalidArgument(f'{path}:{number}: expected {{"query": "..."}} or a string')
