@@ -14,10 +14,10 @@ from meshdex.node.errors import ListenFailed
 
 
 def bind_port(server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None,
-              *, setting: str) -> int:
+              *, setting: str, can_turn_off: bool = False) -> int:
     """Bind ``address`` (TLS with ``credentials``, else plaintext) and return the port (1 for a
     unix socket); ``ListenFailed`` naming the address, why and ``setting`` (the option to
-    change) when it cannot be bound."""
+    change, or with ``can_turn_off`` to empty) when it cannot be bound."""
     try:
         port = (server.add_secure_port(address, credentials) if credentials is not None
                 else server.add_insecure_port(address))
@@ -26,7 +26,8 @@ def bind_port(server: grpc.Server, address: str, credentials: grpc.ServerCredent
     if port == 0:
         raise ListenFailed(f"cannot listen on {address} ({setting}): {_why(address)}",
                            hint=f"is another `meshdex serve` or program using it? set {setting} "
-                                "to another address")
+                                "to another address" + (', or "" to turn it off' if can_turn_off
+                                                        else ""))
     return port
 
 

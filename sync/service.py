@@ -325,7 +325,7 @@ class SyncService:
         server = self._server(role)
         setting = ("sync_listen (--sync-listen)" if role == SYNC_ROLE
                    else "pair_listen (--pair-listen)")
-        port = bind_port(server, listen, credentials, setting=f'{setting}, or "" to turn it off')
+        port = bind_port(server, listen, credentials, setting=setting, can_turn_off=True)
         server.start()
         self._servers.append(server)
         self.addresses[role] = f"{listen.rpartition(':')[0]}:{port}"

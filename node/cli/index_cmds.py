@@ -202,10 +202,11 @@ def _read_queries(path: Path) -> list[tuple[int, str]]:
                 item = json.loads(line)
             except json.JSONDecodeError as error:
                 raise InvalidArgument(f"{path}:{number}: invalid JSON ({error.msg})") from None
-            if isinstance(item, dict) and set(item) - {"query"}:
-                unknown = ", ".join(sorted(set(item) - {"query"}))
+            unknown = sorted(set(item) - {"query"}) if isinstance(item, dict) else []
+            if unknown:
                 raise InvalidArgument(
-                    f'{path}:{number}: unknown key(s) {unknown}: a line holds only "query"',
+                    f'{path}:{number}: unknown key(s) {", ".join(unknown)}: a line holds only '
+                    '"query"',
                     hint="--top-k, --filter, --mode and --param apply to every query of the file")
             query = item.get("query") if isinstance(item, dict) else item
             if not isinstance(query, str) or not query.strip():

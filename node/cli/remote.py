@@ -56,8 +56,10 @@ def serving_node_client(data_dir: Path | str | None) -> MeshdexClient | None:
     the call's deadline (an ``add``: 10 minutes; a ``build``: none).
     """
     serving = _serving_node(data_dir, WRITE_PROBE_S)
-    if serving is None or serving.client is not None:
-        return serving.client if serving else None
+    if serving is None:
+        return None
+    if serving.client is not None:
+        return serving.client
     endpoint = serving.endpoint
     raise StoreLocked(
         f"`meshdex serve` (pid {endpoint.pid}) holds the data directory and does not answer at "
