@@ -54,7 +54,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -207,6 +209,22 @@ class KeywordIndex:
             raise FileNotFoundError(f"no keyword index at {path}")
         with tantivy_errors("open", path):
             return cls(_open_tantivy(path), path)
+
+    @classmethod
+    def open_copy(cls, path: Path) -> KeywordIndex:
+        """The index at ``path`` opened from a private temporary copy, removed when the index
+        is collected: tantivy takes a lock file to read, which a read-only data directory
+        cannot hold, and copying is much cheaper than indexing every passage again."""
+        scratch = Path(tempfile.mkdtemp(prefix="meshdex-keyword-"))
+        copy = scratch / path.name
+        try:
+            shutil.copytree(path, copy)
+            index = cls.open(copy)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        weakref.finalize(index, shutil.rmtree, scratch, True)
+        return index
 
     def updated(
         self,

@@ -151,10 +151,13 @@ class LearnedCache:
             self.changed = False
         # One temporary name per process: readers of one store may save side by side.
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        with partial.open("wb") as handle:
+        # 0600 like everything else in a data directory: the vectors say what was searched.
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, 0o600)
             handle.write(body + hashlib.sha256(body).digest())
             handle.flush()
-            os.fsync(handle.fileno())
+            os.fsync(fd)
         partial.replace(path)
 
     @classmethod

@@ -7,6 +7,7 @@ gRPC status mapping cover it without new entries::
     ├── StoreLocked             another process holds the data directory's writer lock
     ├── StoreCorrupt            the store holds bytes this build cannot decode
     ├── StoreTooNew             the store was written by a newer meshdex (newer format)
+    ├── DataDirNotWritable      a writing command on a data directory this user cannot write
     ├── LLMUnavailable          `ask`: the chat server is down, refused, or answered garbage
     └── LLMEmptyAnswer          `ask`: the model answered nothing
     DeadlineExceeded
@@ -22,6 +23,10 @@ gRPC status mapping cover it without new entries::
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+from typing import NoReturn
+
 from meshdex.index.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -33,6 +38,7 @@ from meshdex.index.errors import (
 __all__ = [
     "ClockSkew",
     "CollectionExists",
+    "DataDirNotWritable",
     "CollectionNotFound",
     "DocumentNotFound",
     "ListenFailed",
@@ -49,6 +55,34 @@ class StoreLocked(FailedPrecondition):
     """Another process is writing to this data directory; only one writer at a time."""
 
     recoverable = True
+
+
+class DataDirNotWritable(FailedPrecondition):
+    """A command that writes met a data directory it cannot write (a read-only mount, another
+    user's folder); the commands that only read still work there. ``reason`` is the system's
+    word for it ("Read-only file system")."""
+
+    reason: str = ""
+
+    @staticmethod
+    def is_cause(error: OSError) -> bool:
+        """Whether ``error`` says a path cannot be written (read-only file system, no
+        permission) rather than something else going wrong."""
+        return error.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+
+    @classmethod
+    def raise_for(cls, data_dir: Path, error: OSError) -> NoReturn:
+        """Raise this error for ``error`` when it is the cause, ``error`` itself otherwise."""
+        if not cls.is_cause(error):
+            raise error
+        refusal = cls(
+            f"cannot write to the data directory {data_dir} ({error.strerror})",
+            path=data_dir,
+            hint="this command changes the data directory; search, list, status and stats "
+                 "only read it and work without write access",
+        )
+        refusal.reason = error.strerror
+        raise refusal from error
 
 
 class ListenFailed(FailedPrecondition):

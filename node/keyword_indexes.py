@@ -16,6 +16,7 @@ formats are removed once the new one is in place.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import threading
@@ -91,11 +92,23 @@ class KeywordIndexes:
             except FileNotFoundError:
                 index = self._build_missing(path, everything)
             except KeywordIndexFailed as error:
-                logger.warning("rebuilding a keyword index tantivy cannot read: %s", error)
-                shutil.rmtree(path, ignore_errors=True)
-                index = self._build_missing(path, everything)
+                index = self._open_read_only(path) if not os.access(path, os.W_OK) else None
+                if index is None:
+                    logger.warning("rebuilding a keyword index tantivy cannot read: %s", error)
+                    shutil.rmtree(path, ignore_errors=True)
+                    index = self._build_missing(path, everything)
             self._install(collection, bundle_id, index)
             return index
+
+    @staticmethod
+    def _open_read_only(path: Path) -> KeywordIndex | None:
+        """The index in a folder this process cannot write (a read-only data directory), from
+        a temporary copy; None if that cannot be read either."""
+        try:
+            return KeywordIndex.open_copy(path)
+        except (OSError, KeywordIndexFailed) as error:
+            logger.debug("cannot read a copy of the keyword index %s: %s", path, error)
+            return None
 
     def _build_missing(self, path: Path, everything: TextsOf) -> KeywordIndex:
         texts, labels = everything()

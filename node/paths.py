@@ -60,6 +60,14 @@ def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> b
     return created
 
 
+def restrict_mode(path: Path | str, mode: int) -> None:
+    """Give ``path`` permission bits ``mode``, touching it only if they differ, so a data
+    directory that is already private opens on a read-only mount (``chmod`` fails there even
+    when it would change nothing)."""
+    if os.stat(path).st_mode & 0o7777 != mode:
+        os.chmod(path, mode)
+
+
 def make_private(data_dir: Path) -> None:
     """Create ``data_dir`` if needed and make it readable by this user only, whatever the umask:
     the directory and meshdex's folders in it 0700, their files and its top-level files 0600.
@@ -70,12 +78,12 @@ def make_private(data_dir: Path) -> None:
     a folder holding other things does not have those rewritten.
     """
     data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-    os.chmod(data_dir, PRIVATE_DIR_MODE)
+    restrict_mode(data_dir, PRIVATE_DIR_MODE)
     for entry in data_dir.iterdir():
         if entry.is_symlink():
             continue
         if entry.is_file():
-            os.chmod(entry, PRIVATE_FILE_MODE)
+            restrict_mode(entry, PRIVATE_FILE_MODE)
         elif entry.name in OWN_DIR_NAMES and entry.is_dir():
             make_tree_private(entry)
 
@@ -84,8 +92,8 @@ def make_tree_private(root: Path) -> None:
     """Make ``root``, every folder under it 0700 and every file 0600 (symlinks left alone): for
     trees a library writes with the process umask (LMDB, tantivy)."""
     for folder, _dirs, files in os.walk(root):
-        os.chmod(folder, PRIVATE_DIR_MODE)
+        restrict_mode(folder, PRIVATE_DIR_MODE)
         for name in files:
             path = Path(folder) / name
             if not path.is_symlink():
-                os.chmod(path, PRIVATE_FILE_MODE)
+                restrict_mode(path, PRIVATE_FILE_MODE)

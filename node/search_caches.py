@@ -16,6 +16,7 @@ with the collection.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -24,6 +25,9 @@ from pathlib import Path
 from meshdex.index.bundle_manifest import BundleManifest
 from meshdex.index.learned_cache import LearnedCache, PinnedVectors, entry_bytes
 from meshdex.index.score_memo import DEFAULT_BUDGET_BYTES, QueryScoreMemo
+from meshdex.node.errors import DataDirNotWritable
+
+logger = logging.getLogger(__name__)
 
 # The learned cache may hold this share of a collection's passages: on the docs corpus
 # (11,657 passages of ~1 KB) 350 passages, 2.2% of the text.
@@ -52,6 +56,7 @@ class SearchCaches:
         self._pinned: dict[str, tuple[str, PinnedVectors]] = {}
         self._memos: dict[str, tuple[str, QueryScoreMemo]] = {}
         self._saved_at: dict[str, float] = {}
+        self._unsaveable: set[str] = set()  # collections whose learned cache failed to save
         self._lock = threading.Lock()
 
     def learned_path(self, collection: str) -> Path:
@@ -109,9 +114,20 @@ class SearchCaches:
             held[1].save(self.pinned_path(collection))
 
     def _save_learned(self, collection: str) -> None:
+        """Save a changed learned cache; one that cannot be written (a read-only data
+        directory) is kept in memory with one warning, and searches go on."""
         held = self._learned.get(collection)
-        if held is not None and held[1].changed:
-            held[1].save(self.learned_path(collection))
+        if held is None or not held[1].changed:
+            return
+        path = self.learned_path(collection)
+        try:
+            held[1].save(path)
+        except OSError as error:
+            if collection not in self._unsaveable:
+                self._unsaveable.add(collection)
+                level = logging.INFO if DataDirNotWritable.is_cause(error) else logging.WARNING
+                logger.log(level, "cannot save the learned cache of %s to %s (%s): it is kept "
+                           "for this process only", collection, path, error.strerror)
 
     def forget(self, collection: str) -> None:
         """Drop the collection's caches from memory and disk (the collection is being dropped)."""

@@ -31,10 +31,13 @@ def _modes(data_dir) -> dict[str, int]:
     return modes
 
 
-def _build_with_hashing_embedder(data_dir) -> None:
-    with Store.open(data_dir) as store:
-        indexes = IndexManager(store, embedder_factory=lambda _: HashingEmbedder())
-        Node(store, indexes=indexes).build("default")
+def _build_and_search_with_hashing_embedder(data_dir) -> None:
+    """A build, then a search whose recomputed vectors the learned cache saves on close."""
+    store = Store.open(data_dir)
+    indexes = IndexManager(store, embedder_factory=lambda _: HashingEmbedder())
+    with Node(store, indexes=indexes) as node:
+        node.build("default")
+        node.search("default", "bank pin")
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o000])
@@ -49,12 +52,12 @@ def test_every_file_in_the_data_dir_is_private_whatever_the_umask(tmp_path, umas
                    umask=umask).returncode == 0
     previous = os.umask(umask)
     try:
-        _build_with_hashing_embedder(data_dir)
+        _build_and_search_with_hashing_embedder(data_dir)
     finally:
         os.umask(previous)
     modes = _modes(data_dir)
     assert {"store/data.mdb", "store/lock.mdb", "tokens.json", "indexes/default.leann",
-            "indexes/decisions.jsonl"} <= set(modes)
+            "indexes/decisions.jsonl", "indexes/default.learned-cache"} <= set(modes)
     loose = {name: oct(mode) for name, mode in modes.items() if mode & 0o077}
     assert not loose, loose
     assert modes["."] == modes["store"] == modes["indexes"] == 0o700

@@ -21,7 +21,13 @@ import numpy as np
 from meshdex.index.chunking import ChunkingParams, passage_key, passage_label
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import FailedPrecondition, NotFound
-from meshdex.node.errors import DocumentNotFound, StoreCorrupt, StoreLocked, StoreTooNew
+from meshdex.node.errors import (
+    DataDirNotWritable,
+    DocumentNotFound,
+    StoreCorrupt,
+    StoreLocked,
+    StoreTooNew,
+)
 from meshdex.node.hlc import HLCTimestamp, HybridLogicalClock
 from meshdex.node.lock import WriterLock
 from meshdex.node.paths import PRIVATE_DIR_MODE, STORE_DIR_NAME, make_private
@@ -187,8 +193,11 @@ class Store:
                 cls._migrate_for_reading(data_dir, version)
             env = Environment(store_dir=store_dir, readonly=True, create=False)
             return cls(data_dir=data_dir, env=env, lock=None)
-        make_private(data_dir)
-        lock = WriterLock(data_dir)
+        try:
+            make_private(data_dir)
+            lock = WriterLock(data_dir)
+        except OSError as error:
+            DataDirNotWritable.raise_for(data_dir, error)
         try:
             swap.recover(data_dir)
             if cls._check_version(store_dir) == 1:
@@ -233,10 +242,10 @@ class Store:
                     path=store_dir,
                     hint="wait for it to finish and run the command again",
                 ) from None
-        except PermissionError as error:
+        except DataDirNotWritable as error:
             raise FailedPrecondition(
                 f"the store in {store_dir} has format version {version} and must be migrated "
-                f"to {STORE_FORMAT_VERSION}, which needs write access ({error.strerror})",
+                f"to {STORE_FORMAT_VERSION}, which needs write access ({error.reason})",
                 path=store_dir,
                 hint="run a writing command once (e.g. `meshdex compact`) as a user who can "
                      "write the data directory",
