@@ -117,6 +117,35 @@ def test_an_edit_made_after_seeing_the_other_is_not_a_conflict(manual) -> None:
     assert a.node.store.conflicts("notes") == b.node.store.conflicts("notes") == []
 
 
+@pytest.mark.parametrize("newer_side", ["a", "b"])
+@pytest.mark.parametrize("edit", ["delete", "same text"])
+def test_the_same_change_made_on_both_sides_is_not_a_conflict(manual, edit, newer_side) -> None:
+    """Both devices deleting a document, or writing the same version of it, agree: nothing
+    lost, so nothing to show in `meshdex conflicts`, whichever stamp wins."""
+    a, b = manual
+    pair(a, b)
+    a.add("notes", {"doc": "first", "other": "kept"})
+    _session(a)
+
+    def change(node) -> None:
+        if edit == "delete":
+            node.node.delete_documents("notes", ["doc"])
+        else:
+            node.add("notes", {"doc": "the same fix, made twice"})
+
+    older, newer = (b, a) if newer_side == "a" else (a, b)
+    change(older)
+    tick_past(older)
+    change(newer)  # the version that wins; the other arrives where it is older than the own
+    report = _session(a)
+    _session(b)
+    expected = {"other": "kept"} if edit == "delete" else {
+        "doc": "the same fix, made twice", "other": "kept"}
+    assert a.texts("notes") == b.texts("notes") == expected
+    assert report.collections[0].conflicts == 0
+    assert a.node.store.conflicts("notes") == b.node.store.conflicts("notes") == []
+
+
 def test_an_incoming_edit_that_loses_is_kept_where_it_arrives(manual) -> None:
     a, b = manual
     pair(a, b)

@@ -36,7 +36,8 @@ Contract (what ``meshdex.sync`` builds on):
 - A version that loses to a concurrent one is kept as a ``Conflict``: an incoming change this
   device had not seen (origin seq above its watermark) that is older than the local version,
   or a local version the incoming change's device had not acknowledged (its seq above that
-  device's peer cursor) that the incoming change replaces. Replays create none.
+  device's peer cursor) that the incoming change replaces. Replays create none, nor do two
+  devices making the same change (both deleting a document, or writing the same version).
 """
 
 from __future__ import annotations
@@ -372,6 +373,15 @@ class ChangeLog:
             seq=seq,
         )
 
+    @staticmethod
+    def _same_version(writer: DocumentWriter, old: DocumentRecord, change: RemoteChange) -> bool:
+        """Whether ``change`` says what the local version says (both deletes, or the same
+        text, metadata and source): devices that made the same change lost nothing."""
+        if old.deleted or change.op is ChangeOp.DELETE:
+            return old.deleted and change.op is ChangeOp.DELETE
+        return (change.text, change.metadata or {}, change.source) == (
+            writer.current_text(old), old.metadata or {}, old.source)
+
     def conflicts_since(
         self, txn: lmdb.Transaction, collection: CollectionRecord, seq: int
     ) -> list[Conflict]:
@@ -398,7 +408,7 @@ class ChangeLog:
             if old is not None and old.hlc >= change.hlc:
                 if not already_seen and old.hlc != change.hlc and (
                     old.origin_device != change.origin_device
-                ):
+                ) and not self._same_version(writer, old, change):
                     text = change.text if change.op is ChangeOp.UPSERT else None
                     self._keep_conflict(session, change, text, old.hlc)
                 applied.append(False)
@@ -410,12 +420,9 @@ class ChangeLog:
                 and not old.deleted
                 and old.origin_device != change.origin_device
                 and old.seq > self.peer_cursor(txn, prefix, change.origin_device)
+                and not self._same_version(writer, old, change)
             ):
-                old_text = writer.current_text(old)
-                if doc is None or (doc.text, doc.metadata, doc.source) != (
-                    old_text, old.metadata, old.source
-                ):
-                    self._keep_conflict(session, old, old_text, change.hlc)
+                self._keep_conflict(session, old, writer.current_text(old), change.hlc)
             if doc is None:
                 writer.put_tombstone(change.doc_id, hlc=change.hlc, origin=origin)
             else:
