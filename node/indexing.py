@@ -675,6 +675,7 @@ class IndexManager:
             stat = path.stat()
         except FileNotFoundError:
             if required:
+                self.store.get_collection(collection)  # CollectionNotFound names the fix
                 raise IndexNotBuilt(f"collection {collection!r} has no index yet",
                                     hint=f"run: meshdex build --collection {collection}") from None
             return None

@@ -550,9 +550,12 @@ def ingest(
             else:
                 summary.errors.append((item.origin, item.error or "unreadable"))
 
+    # Only documents that were there before can be gone from their re-read sources (and a
+    # collection is created only when a document goes in).
+    existed = any(info.name == collection for info in node.list_collections())
     report = node.upsert_documents(collection, documents(), create_missing=True)
     _tally(summary, report, origins)
-    scopes = sources.scopes if sources is not None and not report.created_collection else []
+    scopes = sources.scopes if sources is not None and existed else []
     for start in range(0, len(scopes), SCOPES_PER_DELETE):
         summary.removed += node.delete_documents(
             collection, (), sources=scopes[start:start + SCOPES_PER_DELETE]).deleted

@@ -142,17 +142,16 @@ class Node:
         Writes are committed in batches; when this returns, every item reported as added,
         updated or unchanged is durable, and the store has compacted itself if the batches
         left enough free pages or grew it by half (``Store.compact_if_worthwhile``). With
-        ``create_missing`` a missing collection is created with default settings
-        (``report.created_collection``); otherwise ``CollectionNotFound``. Re-adding an
-        unchanged document is a no-op.
+        ``create_missing`` a missing collection is created with default settings when the
+        first valid document goes in (``report.created_collection``), so an ``add`` of which
+        nothing could be read leaves no empty collection behind; otherwise
+        ``CollectionNotFound``. Re-adding an unchanged document is a no-op.
         """
         check_collection_name(collection)
+        to_create = not self.store.has_collection(collection)
+        if to_create and not create_missing:
+            self.store.get_collection(collection)  # raises CollectionNotFound
         created = False
-        if not self.store.has_collection(collection):
-            if not create_missing:
-                self.store.get_collection(collection)  # raises CollectionNotFound
-            self.create_collection(collection)
-            created = True
         items: list[ItemOutcome] = []
         batch: list[tuple[int, DocumentInput]] = []
         batch_bytes = 0
@@ -160,7 +159,10 @@ class Node:
         store_bytes_before = self.store.store_bytes()
 
         def flush() -> None:
-            nonlocal batch, batch_bytes, handled
+            nonlocal batch, batch_bytes, handled, to_create, created
+            if batch and to_create:
+                self.create_collection(collection)
+                to_create, created = False, True
             if batch:
                 outcomes = self.store.upsert_documents(collection, [doc for _, doc in batch])
                 items.extend(

@@ -40,6 +40,44 @@ def test_add_with_everything_skipped_exits_non_zero(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def _collections(data_dir) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "meshdex", "--data-dir", str(data_dir), "list"],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+def test_an_add_of_which_nothing_goes_in_leaves_no_empty_collection(tmp_path):
+    """A mistyped path (or a file of nothing but bad documents) used to create the collection
+    anyway, which `list` then showed with 0 documents and `search` called unbuilt."""
+    data_dir = tmp_path / "data"
+    result = _add(data_dir, tmp_path / "no-such-folder", "-c", "typo")
+    assert result.returncode == 11
+    assert "no-such-folder: no such file or directory" in result.stderr
+    assert "typo" not in _collections(data_dir)
+    assert "created collection" not in result.stdout
+
+    note = tmp_path / "note.md"
+    note.write_text("a note that can be added")
+    result = _add(data_dir, tmp_path / "no-such-folder", note, "-c", "typo")
+    assert result.returncode == 11  # one path missing, the other went in
+    assert "created collection 'typo'" in result.stdout
+    assert "typo: 1 documents" in _collections(data_dir)
+
+
+def test_stats_and_pin_of_a_missing_collection_say_it_does_not_exist(tmp_path):
+    """Not 'has no index yet: run meshdex build --collection nope', which fails too."""
+    note = tmp_path / "note.md"
+    note.write_text("a note in a collection of another name")
+    assert _add(tmp_path / "data", note, "-c", "notes").returncode == 0
+    for args in (("stats", "-c", "nope"), ("pin", "-c", "nope", "--filter", "lang=en")):
+        result = subprocess.run(
+            [sys.executable, "-m", "meshdex", "--data-dir", str(tmp_path / "data"), *args],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert result.returncode == 3, result.stderr
+        assert "no collection named 'nope'" in result.stderr
+        assert "meshdex build" not in result.stderr
+
+
 @pytest.fixture
 def server(tmp_path):
     with started_node(tmp_path) as server:
