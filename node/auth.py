@@ -54,6 +54,7 @@ METHOD_SCOPES: dict[str, str] = {
     "UpsertDocuments": "write",
     "DeleteDocuments": "write",
     "Build": "write",
+    "Pin": "write",
     "DropCollection": "admin",
     "Compact": "admin",
 }

@@ -48,7 +48,7 @@ from meshdex.proto.meshdex.v1 import node_pb2_grpc
 
 if TYPE_CHECKING:
     from meshdex.index.params import BuildParams
-    from meshdex.node.indexing import BuildReport
+    from meshdex.node.indexing import BuildReport, PinReport
 
 DEFAULT_DEADLINES_S: dict[str, float | None] = {
     "default": 10.0,
@@ -56,6 +56,7 @@ DEFAULT_DEADLINES_S: dict[str, float | None] = {
     "Upsert": 120.0,
     "UpsertDocuments": 600.0,
     "Build": None,  # a build of a large collection takes as long as it takes; cancel to stop
+    "Pin": None,  # embeds every matching passage: as long as a build of them
 }
 UPLOAD_BATCH_DOCUMENTS = 256
 UPLOAD_BATCH_TEXT_BYTES = 4 * 1024 * 1024  # a quarter of the node's default message limit
@@ -287,14 +288,30 @@ class MeshdexClient:
             params = params.to_dict()
         request = pb.BuildRequest(collection=collection, rebuild=rebuild,
                                   params_json=wire.to_json(params) if params else "")
+        summary = self._streamed("Build", request, progress)
+        return wire.build_report_from_wire(summary)
+
+    def pin(self, collection: str, filter: str | dict[str, Any],
+            progress: Callable[[int, int], None] | None = None) -> PinReport:
+        """``Node.pin`` on the serving node, calling ``progress(done, total)`` as it embeds."""
+        request = pb.PinRequest(collection=collection,
+                                filter=wire.to_json(filter) if isinstance(filter, dict) else filter)
+        summary = self._streamed(
+            "Pin", request,
+            None if progress is None else lambda _stage, done, total: progress(done, total))
+        return wire.pin_report_from_wire(summary)
+
+    def _streamed(self, method: str, request: Any,
+                  progress: Callable[[str, int, int], None] | None) -> str:
+        """Relay a streamed build's progress; the summary JSON of its last message."""
         try:
-            for update in self._stub.Build(request, timeout=self._timeout("Build"),
-                                           metadata=self._metadata):
+            for update in getattr(self._stub, method)(request, timeout=self._timeout(method),
+                                                      metadata=self._metadata):
                 if update.done:
-                    return wire.build_report_from_wire(update.summary_json)
+                    return update.summary_json
                 if progress is not None:
                     progress(update.stage, update.done_items, update.total_items)
         except grpc.RpcError as error:
             raise error_from_rpc(error) from None
-        raise DeadlineExceeded("the build stream ended without a result",
-                               hint="the node may have shut down; run the build again")
+        raise DeadlineExceeded(f"the {method.lower()} stream ended without a result",
+                               hint=f"the node may have shut down; run {method.lower()} again")

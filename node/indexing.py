@@ -125,6 +125,9 @@ class PinReport:
     pinned_bytes: int
     budget_bytes: int
 
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
 
 @dataclass(frozen=True, kw_only=True)
 class IndexStats:

@@ -18,7 +18,7 @@ from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import DeadlineExceeded, InvalidArgument
 from meshdex.index.params import BuildParams
 from meshdex.node import wire
-from meshdex.node.indexing import BuildReport
+from meshdex.node.indexing import BuildReport, PinReport
 from meshdex.node.records import (
     CollectionInfo,
     DeleteReport,
@@ -99,6 +99,9 @@ class NodeAPI(Protocol):
 
     def build(self, collection: str, *, params: BuildParams | None = None, rebuild: bool = False,
               progress: ProgressCallback | None = None) -> BuildReport: ...
+
+    def pin(self, collection: str, filter: str,
+            progress: Callable[[int, int], None] | None = None) -> PinReport: ...
 
 
 def call_deadline(context: grpc.ServicerContext) -> float | None:
@@ -206,3 +209,13 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
             lambda progress: self.node.build(call.collection, params=call.params,
                                              rebuild=call.rebuild, progress=progress),
             context, name=f"build-{call.collection}")
+
+    def Pin(self, request: pb.PinRequest,
+            context: grpc.ServicerContext) -> Iterator[pb.BuildProgress]:
+        collection = wire.require(request.collection, "collection")
+        filter_spec = wire.require(request.filter, "filter")
+        return stream_build(
+            lambda progress: self.node.pin(
+                collection, filter_spec,
+                progress=lambda done, total: progress("embedding", done, total)),
+            context, name=f"pin-{collection}")

@@ -42,7 +42,7 @@ from meshdex.proto.meshdex.v1 import node_pb2 as pb
 
 if TYPE_CHECKING:
     from meshdex.index.params import BuildParams
-    from meshdex.node.indexing import BuildReport
+    from meshdex.node.indexing import BuildReport, PinReport
 
 DEFAULT_TOP_K = 5  # Node.search's default, so remote and embedded answer alike
 
@@ -423,6 +423,18 @@ def build_request_from_wire(message: pb.BuildRequest) -> BuildCall:
     return BuildCall(collection=require(message.collection, "collection"),
                      params=BuildParams.from_dict(given) if given else None,
                      rebuild=message.rebuild)
+
+
+def pin_report_from_wire(summary_json: str) -> PinReport:
+    """The ``PinReport`` the node sent as the last message's summary."""
+    from meshdex.node.indexing import PinReport
+
+    summary = json_object(summary_json, "summary_json")
+    try:
+        return PinReport(**summary)
+    except TypeError as error:
+        raise InvalidArgument(f"the node sent a pin summary this client cannot read: {error}",
+                              hint="client and node versions may differ") from None
 
 
 def build_report_from_wire(summary_json: str) -> BuildReport:

@@ -35,6 +35,7 @@ REQUESTS = {
     "Search": pb.SearchRequest(),
     "Status": pb.StatusRequest(),
     "Build": pb.BuildRequest(),
+    "Pin": pb.PinRequest(),
     "Compact": pb.CompactRequest(),
 }
 SERVICE = pb.DESCRIPTOR.services_by_name["MeshdexNode"]
@@ -54,7 +55,7 @@ def _code_of(server, method: str, metadata) -> grpc.StatusCode:
             request = iter([request])
         try:
             result = getattr(stub, method)(request, metadata=metadata, timeout=10)
-            if method == "Build":
+            if method in ("Build", "Pin"):  # streams: their status comes with the first read
                 list(result)
         except grpc.RpcError as error:
             return error.code()

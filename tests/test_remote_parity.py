@@ -37,6 +37,9 @@ ERROR_CASES = [
     (NotFound, ["search", "-c", "nosuch", "a missing collection"]),
     (AlreadyExists, ["init", "-c", "docs"]),
     (FailedPrecondition, ["search", "-c", "docs", "no index yet"]),
+    (FailedPrecondition, ["pin", "-c", "docs", "--filter", "lang=en"]),  # no index yet
+    (NotFound, ["pin", "-c", "nosuch", "--filter", "lang=en"]),
+    (InvalidArgument, ["pin", "-c", "docs", "--filter", "lang=="]),
     (EmbedderError, ["build", "-c", "web"]),
     (BundleError, ["search", "-c", "broken", "a damaged index"]),
 ]
@@ -47,7 +50,8 @@ def _prepare(data_dir) -> None:
         for name in ("docs", "broken"):
             node.create_collection(name)
             node.upsert_documents(name, [DocumentInput(id=f"{name}-{i}",
-                                                       text=f"{name} passage {i} about rivers")
+                                                       text=f"{name} passage {i} about rivers",
+                                                       metadata={"lang": "en" if i else "de"})
                                          for i in range(3)])
         node.create_collection("web", embedder=EmbedderSpec(kind="http", model_id="m",
                                                             url=DEAD_EMBEDDER_URL))
@@ -94,6 +98,19 @@ def test_build_rebuild_with_params_works_through_a_node(both_ways, real_embedder
         report = json.loads(result.output)
         assert (report["action"], report["reason"], report["passages"]) == (
             "built", "rebuild requested", 3), mode
+
+
+def test_pin_works_through_a_node(both_ways, real_embedder):
+    """`meshdex pin` beside `meshdex serve` goes through the node (it holds the caches) and
+    reports what the embedded pin does; it used to refuse with 'only available embedded'."""
+    reports = {}
+    for mode, run in both_ways.items():
+        assert run("build", "-c", "docs").exit_code == 0, mode
+        result = run("pin", "-c", "docs", "--filter", "lang=en", "--json")
+        assert result.exit_code == 0, (mode, result.output)
+        reports[mode] = json.loads(result.output)
+    assert reports["remote"] == reports["embedded"]
+    assert (reports["remote"]["documents"], reports["remote"]["pinned_total"]) == (2, 2)
 
 
 class _FailingNode:

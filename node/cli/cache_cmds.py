@@ -6,12 +6,10 @@ import json
 from dataclasses import asdict
 
 import click
-from meshdex.index.errors import InvalidArgument
 from meshdex.node.cli.docs_cmds import collection_option, json_option
 from meshdex.node.cli.index_cmds import progress_bar
 from meshdex.node.cli.remote import open_node
 from meshdex.node.search_caches import PIN_BUDGET_BYTES
-from meshdex.node.service import Node
 
 
 @click.command("pin")
@@ -33,9 +31,6 @@ def pin_command(ctx: click.Context, collection: str, filter_spec: str, as_json: 
       meshdex pin --collection notes --filter "source~handbook"
     """
     with open_node(ctx) as node, progress_bar() as progress:
-        if not isinstance(node, Node):
-            raise InvalidArgument("pin is only available embedded",
-                                  hint="run it on the node's own machine")
         report = node.pin(collection, filter_spec,
                           progress=lambda done, total: progress("embedding", done, total))
     if as_json:

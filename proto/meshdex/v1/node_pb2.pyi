@@ -325,6 +325,14 @@ class BuildProgress(_message.Message):
     summary_json: str
     def __init__(self, stage: _Optional[str] = ..., done_items: _Optional[int] = ..., total_items: _Optional[int] = ..., done: _Optional[bool] = ..., summary_json: _Optional[str] = ...) -> None: ...
 
+class PinRequest(_message.Message):
+    __slots__ = ("collection", "filter")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    filter: str
+    def __init__(self, collection: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
+
 class StatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -79,6 +79,11 @@ class MeshdexNodeStub:
                 request_serializer=meshdex_dot_v1_dot_node__pb2.BuildRequest.SerializeToString,
                 response_deserializer=meshdex_dot_v1_dot_node__pb2.BuildProgress.FromString,
                 _registered_method=True)
+        self.Pin = channel.unary_stream(
+                '/meshdex.v1.MeshdexNode/Pin',
+                request_serializer=meshdex_dot_v1_dot_node__pb2.PinRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_node__pb2.BuildProgress.FromString,
+                _registered_method=True)
         self.Status = channel.unary_unary(
                 '/meshdex.v1.MeshdexNode/Status',
                 request_serializer=meshdex_dot_v1_dot_node__pb2.StatusRequest.SerializeToString,
@@ -171,6 +176,17 @@ class MeshdexNodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pin(self, request, context):
+        """`meshdex pin` on a serving node: keep the exact embeddings of the passages of documents
+        matching `filter`, so searches never recompute them. Streams embedding progress like
+        Build; the last message's summary is a JSON object: collection, documents, passages,
+        newly_pinned, pinned_total, pinned_bytes, budget_bytes. RESOURCE_EXHAUSTED (nothing
+        pinned) when the pin budget would be exceeded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Status(self, request, context):
         """What this node holds: collections, counts, index generations, recent compatibility
         decisions, and (once sync exists) peers.
@@ -235,6 +251,11 @@ def add_MeshdexNodeServicer_to_server(servicer, server):
             'Build': grpc.unary_stream_rpc_method_handler(
                     servicer.Build,
                     request_deserializer=meshdex_dot_v1_dot_node__pb2.BuildRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_node__pb2.BuildProgress.SerializeToString,
+            ),
+            'Pin': grpc.unary_stream_rpc_method_handler(
+                    servicer.Pin,
+                    request_deserializer=meshdex_dot_v1_dot_node__pb2.PinRequest.FromString,
                     response_serializer=meshdex_dot_v1_dot_node__pb2.BuildProgress.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
@@ -490,6 +511,33 @@ class MeshdexNode:
             target,
             '/meshdex.v1.MeshdexNode/Build',
             meshdex_dot_v1_dot_node__pb2.BuildRequest.SerializeToString,
+            meshdex_dot_v1_dot_node__pb2.BuildProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meshdex.v1.MeshdexNode/Pin',
+            meshdex_dot_v1_dot_node__pb2.PinRequest.SerializeToString,
             meshdex_dot_v1_dot_node__pb2.BuildProgress.FromString,
             options,
             channel_credentials,
