@@ -148,7 +148,7 @@ class IndexStats:
         return sum(n for name, n in self.section_bytes.items() if name != "full_embeddings")
 
     def to_dict(self) -> dict[str, Any]:
-        raw = max(self.raw_passage_bytes, 1)
+        raw = self.raw_passage_bytes
         return {
             "collection": self.collection,
             "generation": self.generation,
@@ -156,7 +156,7 @@ class IndexStats:
             "raw_passage_bytes": self.raw_passage_bytes,
             "bundle_bytes": self.bundle_bytes,
             "index_bytes": self.index_bytes,
-            "index_to_raw_ratio": round(self.index_bytes / raw, 5),
+            "index_to_raw_ratio": round(self.index_bytes / raw, 5) if raw else None,
             "section_bytes": self.section_bytes,
             "build_params": self.build_params,
             "fingerprint": self.fingerprint,

@@ -188,6 +188,8 @@ def test_cli_search_takes_a_mode(tmp_path: Path):
                                 "keyword"])
     assert shown.exit_code == 0, shown.output
     assert re.search(r"1\. docs/a\.txt  \(bm25 \d+\.\d\d\)\n", shown.output)
+    # no model, no re-ranking: the cost line says what ran, not "stopped after 0 ()"
+    assert re.search(r"\n  \(keyword \(bm25\), \d+ ms\)\n", shown.output), shown.output
     bad = runner.invoke(cli, ["--data-dir", str(data), "search", "x", "--mode", "fuzzy"])
     assert bad.exit_code == 2 and "fuzzy" in bad.output
 

@@ -145,6 +145,22 @@ def test_stats_report_sections_against_raw_text(node):
     assert stats["index_bytes"] == sum(stats["section_bytes"].values())
 
 
+def test_stats_of_an_index_of_no_text_give_no_share_of_it(node):
+    """Every document deleted and the index rebuilt: 0 bytes of text, so no percentage (it
+    read '1236000.00% of the text', the index size over one byte)."""
+    node.upsert_documents("c", topic_documents(per_topic=1, words=12))
+    node.build("c")
+    node.delete_documents("c", [doc.id for doc in topic_documents(per_topic=1, words=12)])
+    node.build("c")
+    stats = node.index_stats("c").to_dict()
+    assert (stats["passages"], stats["raw_passage_bytes"]) == (0, 0)
+    assert stats["index_bytes"] > 0 and stats["index_to_raw_ratio"] is None
+    shown = subprocess.run([sys.executable, "-m", "meshdex", "--data-dir", str(node.data_dir),
+                            "stats", "-c", "c"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "bytes (no text indexed)" in shown.stdout
+
+
 @pytest.mark.model
 def test_cli_demo_indexes_the_sample_and_answers_with_the_real_model(tmp_path):
     """The README's first command, minus the venv: real model, real store, real bundle."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 from meshdex.index.errors import InvalidArgument
@@ -28,6 +28,9 @@ from meshdex.node.ingest import collect_files, ingest, read_file
 from meshdex.node.records import SearchResults, scores_text
 from meshdex.node.service import Node
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from meshdex.index.engine import SearchStats
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample"
 SAMPLE_COLLECTION = "sample"
@@ -170,15 +173,18 @@ def _print_results(query: str, results: SearchResults, out: TextIO | None = None
         scores = scores_text(score=hit.score, similarity=hit.similarity, bm25=hit.bm25)
         click.echo(f"{rank:>3}. {hit.document_id}  ({scores})", file=out)
         click.echo(f"     {snippet}", file=out)
-    stats = results.stats
-    click.echo(
-        f"  ({stats.passages_recomputed} passages recomputed in {stats.model_calls} model calls, "
-        f"{stats.cache_hits} cache hits, {stats.memo_hits} memo hits, "
-        f"{stats.nodes_visited} nodes visited, "
-        f"re-ranking stopped after {stats.reranked} ({stats.rerank_stop}), "
-        f"{stats.total_seconds * 1000:.0f} ms)",
-        file=out,
-    )
+    click.echo(f"  ({search_stats_text(results.stats)})", file=out)
+
+
+def search_stats_text(stats: SearchStats) -> str:
+    """What a search cost, in one line; a keyword search (no re-ranking, no model) says so."""
+    elapsed = f"{stats.total_seconds * 1000:.0f} ms"
+    if not stats.rerank_stop:
+        return f"{stats.strategy}, {elapsed}"
+    return (f"{stats.passages_recomputed} passages recomputed in {stats.model_calls} model "
+            f"calls, {stats.cache_hits} cache hits, {stats.memo_hits} memo hits, "
+            f"{stats.nodes_visited} nodes visited, re-ranking stopped after {stats.reranked} "
+            f"({stats.rerank_stop}), {elapsed}")
 
 
 def _read_queries(path: Path) -> list[tuple[int, str]]:
@@ -305,8 +311,9 @@ def stats_command(ctx: click.Context, collection: str, as_json: bool) -> None:
     click.echo(f"{stats['collection']}: generation {stats['generation']}, "
                f"{stats['passages']} passages")
     click.echo(f"  raw passage text  {stats['raw_passage_bytes']:>12,} bytes")
-    click.echo(f"  index             {stats['index_bytes']:>12,} bytes "
-               f"({stats['index_to_raw_ratio']:.2%} of the text)")
+    ratio = stats["index_to_raw_ratio"]
+    share = "no text indexed" if ratio is None else f"{ratio:.2%} of the text"
+    click.echo(f"  index             {stats['index_bytes']:>12,} bytes ({share})")
     for name, size in sorted(stats["section_bytes"].items()):
         click.echo(f"    {name:<16}{size:>12,} bytes")
     fingerprint = stats["fingerprint"]
