@@ -26,6 +26,7 @@ from meshdex.node.store import Store
 from meshdex.sync.client import SessionReport, add_peer, join, run_session
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.engine import SyncEngine
+from meshdex.sync.errors import PeerForgotten
 from meshdex.sync.identity import load_identity
 from meshdex.sync.pairing import InviteBook, InviteToken
 from meshdex.sync.remote_build import RemoteBuildReport, build_on_peer
@@ -73,25 +74,26 @@ class SyncAdmin(Protocol):
                  read_only: bool, name: str) -> PeerStatus:
         """Trust the device at ``address`` if its certificate is ``device_id``."""
 
-    def remove_peer(self, device_id: str) -> PeerStatus:
-        """Revoke a peer (``PeerNotFound`` if unknown); its replication state stays."""
+    def remove_peer(self, peer: str) -> PeerStatus:
+        """Revoke ``peer`` (device id or name, ``TrustStore.resolve``); its replication state
+        stays."""
 
     def forget_unpaired(self, *, dry_run: bool = False) -> list[str]:
         """Let go of the replication state of the stores no paired device has: the
         tombstones only they held back can be compacted, and they are refused from then on;
         the store ids forgotten (``dry_run``: that would be, and nothing changes)."""
 
-    def share(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
+    def share(self, peer: str, collections: tuple[str, ...]) -> PeerStatus:
         """Share more collections with a paired peer (``TrustStore.change_sharing``)."""
 
-    def unshare(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
+    def unshare(self, peer: str, collections: tuple[str, ...]) -> PeerStatus:
         """Stop sharing collections with a paired peer; what it holds of them stays there."""
 
     def peers(self) -> list[PeerStatus]:
         """Every paired peer, with lag."""
 
-    def sync_now(self, device_id: str | None) -> list[SessionReport]:
-        """One session with one peer, or every peer."""
+    def sync_now(self, peer: str | None) -> list[SessionReport]:
+        """One session with ``peer`` (device id or name), or with every peer."""
 
     def conflicts(self, collection: str | None) -> list[Conflict]:
         """Kept conflict records, by collection then document id."""
@@ -150,16 +152,35 @@ class LocalSyncAdmin:
         return advertised_addresses(self.config, self._bound("sync"))
 
     def join(self, token: str, *, name: str | None) -> PeerStatus:
+        self._refuse_forgotten(InviteToken.decode(token).device_id)
         return status_of(join(self.data_dir, token, name=name,
                               addresses=self._sync_addresses()))
 
     def add_peer(self, device_id: str, address: str, *, collections: tuple[str, ...],
                  read_only: bool, name: str) -> PeerStatus:
+        self._refuse_forgotten(DeviceId.parse(device_id))
         return status_of(add_peer(self.data_dir, device_id, address, collections=collections,
                                   read_only=read_only, name=name))
 
-    def remove_peer(self, device_id: str) -> PeerStatus:
-        return status_of(TrustStore(self.data_dir).remove(DeviceId.parse(device_id)))
+    def _refuse_forgotten(self, device_id: DeviceId) -> None:
+        """``PeerForgotten`` before pairing a device again whose store `peer forget` let go
+        of: every session would refuse it (it may hold documents deleted here since)."""
+        store_id = TrustStore(self.data_dir).removed_store_id(device_id)
+        if not store_id:
+            return
+        with self._store() as store:
+            if store is None or not store.is_forgotten(store_id):
+                return
+        raise PeerForgotten(
+            f"device {device_id} was removed and then forgotten here (`meshdex peer forget`, "
+            f"store {store_id[:8]}): it may still hold documents deleted here since, so this "
+            "device refuses it for good", peer=str(device_id), op="pair",
+            hint="forgetting cannot be undone; to pair that device again, run `meshdex join` "
+                 "on it from an empty data directory (it gets a new device id)")
+
+    def remove_peer(self, peer: str) -> PeerStatus:
+        trust = TrustStore(self.data_dir)
+        return status_of(trust.remove(trust.resolve(peer).device_id))
 
     def forget_unpaired(self, *, dry_run: bool = False) -> list[str]:
         with self._writable_store() as store:
@@ -181,13 +202,14 @@ class LocalSyncAdmin:
         with Node.open(self.data_dir) as node:
             yield node.store
 
-    def share(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
-        return status_of(TrustStore(self.data_dir).change_sharing(DeviceId.parse(device_id),
-                                                                  share=collections))
+    def share(self, peer: str, collections: tuple[str, ...]) -> PeerStatus:
+        trust = TrustStore(self.data_dir)
+        return status_of(trust.change_sharing(trust.resolve(peer).device_id, share=collections))
 
-    def unshare(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
-        return status_of(TrustStore(self.data_dir).change_sharing(DeviceId.parse(device_id),
-                                                                  unshare=collections))
+    def unshare(self, peer: str, collections: tuple[str, ...]) -> PeerStatus:
+        trust = TrustStore(self.data_dir)
+        return status_of(trust.change_sharing(trust.resolve(peer).device_id,
+                                              unshare=collections))
 
     @contextmanager
     def _store(self) -> Iterator[Store | None]:
@@ -206,13 +228,14 @@ class LocalSyncAdmin:
             return [status_of(peer, _lag(store, peer))
                     for peer in TrustStore(self.data_dir).all()]
 
-    def sync_now(self, device_id: str | None) -> list[SessionReport]:
+    def sync_now(self, peer: str | None) -> list[SessionReport]:
+        trust = TrustStore(self.data_dir)
+        chosen = trust.resolve(peer) if peer else None
         if self.service is not None:
-            return self.service.sync_now(str(DeviceId.parse(device_id)) if device_id else None)
+            return self.service.sync_now(chosen.device_id if chosen else None)
         from meshdex.node.service import Node
 
-        trust = TrustStore(self.data_dir)
-        peers = [trust.get(DeviceId.parse(device_id))] if device_id else trust.all()
+        peers = [chosen] if chosen else trust.all()
         identity = load_identity(self.data_dir)
         with Node.open(self.data_dir) as node:
             engine = SyncEngine(node=node, identity=identity)

@@ -122,28 +122,28 @@ class SyncAdminClient:
             device_id=device_id, address=address, collections=collections,
             read_only=read_only, name=name)))
 
-    def remove_peer(self, device_id: str) -> PeerStatus:
+    def remove_peer(self, peer: str) -> PeerStatus:
         return peer_status_from_wire(self._call("RemovePeer",
-                                                pb.RemovePeerRequest(device_id=device_id)))
+                                                pb.RemovePeerRequest(device_id=peer)))
 
     def forget_unpaired(self, *, dry_run: bool = False) -> list[str]:
         return list(self._call("ForgetUnpaired",
                                pb.ForgetUnpairedRequest(dry_run=dry_run)).store_ids)
 
-    def share(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
+    def share(self, peer: str, collections: tuple[str, ...]) -> PeerStatus:
         return peer_status_from_wire(self._call("ShareCollections", pb.PeerCollectionsRequest(
-            device_id=device_id, collections=collections)))
+            device_id=peer, collections=collections)))
 
-    def unshare(self, device_id: str, collections: tuple[str, ...]) -> PeerStatus:
+    def unshare(self, peer: str, collections: tuple[str, ...]) -> PeerStatus:
         return peer_status_from_wire(self._call("UnshareCollections", pb.PeerCollectionsRequest(
-            device_id=device_id, collections=collections)))
+            device_id=peer, collections=collections)))
 
     def peers(self) -> list[PeerStatus]:
         return [peer_status_from_wire(p)
                 for p in self._call("ListPeers", pb.ListPeersRequest()).peers]
 
-    def sync_now(self, device_id: str | None) -> list[SessionReport]:
-        response = self._call("SyncNow", pb.SyncNowRequest(device_id=device_id or ""))
+    def sync_now(self, peer: str | None) -> list[SessionReport]:
+        response = self._call("SyncNow", pb.SyncNowRequest(device_id=peer or ""))
         return [session_report_from_wire(r) for r in response.reports]
 
     def conflicts(self, collection: str | None) -> list[Conflict]:

@@ -32,13 +32,10 @@ from meshdex.node.records import CollectionInfo
 from meshdex.proto.meshdex.v1 import node_pb2, sync_pb2_grpc
 from meshdex.sync.bundle_receive import BundleReceiver
 from meshdex.sync.client import CollectionReport, calls, receive_bundle, run_session
-from meshdex.sync.device_id import DeviceId
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import (
     BundleRefused,
     CollectionNotShared,
-    InvalidDeviceId,
-    PeerNotFound,
     ReadOnlyPeer,
     SyncError,
 )
@@ -106,20 +103,6 @@ def serve_build(engine: SyncEngine, peer: Peer, call: node_wire.BuildCall, *,
                              progress=progress)
 
 
-def find_peer(trust: TrustStore, ref: str) -> Peer:
-    """The paired peer whose device id, or failing that whose name, is ``ref``."""
-    try:
-        return trust.get(DeviceId.parse(ref))
-    except InvalidDeviceId:
-        pass
-    named = [peer for peer in trust.all() if peer.name == ref]
-    if len(named) == 1:
-        return named[0]
-    what = "several paired peers are" if named else "no paired peer is"
-    raise PeerNotFound(f"{what} called {ref!r}", peer=ref,
-                       hint="give the device id; `meshdex peers` lists them")
-
-
 def _sync_documents(engine: SyncEngine, trust: TrustStore, peer: Peer,
                     collection: str) -> CollectionReport:
     """One session with ``peer`` that moves documents only: no bundle, no build hook."""
@@ -164,9 +147,10 @@ def _build_there(stub: sync_pb2_grpc.MeshdexSyncStub, peer: Peer, collection: st
 def build_on_peer(*, engine: SyncEngine, trust: TrustStore, peer_ref: str, collection: str,
                   params: BuildParams | None = None, rebuild: bool = False,
                   progress: Callable[[str, int, int], None] | None = None) -> RemoteBuildReport:
-    """Have the peer ``peer_ref`` build ``collection`` and install its bundle here."""
+    """Have the peer ``peer_ref`` (device id or name, ``TrustStore.resolve``) build
+    ``collection`` and install its bundle here."""
     started = time.monotonic()
-    peer = find_peer(trust, peer_ref)
+    peer = trust.resolve(peer_ref)
     engine.node.get_collection(collection)  # CollectionNotFound before any network call
     engine.check_shared(peer, collection, writing=False)
     if peer.read_only:

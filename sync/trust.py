@@ -8,11 +8,16 @@ each other's change) and re-read whenever its mtime or size changes.
 
 Mode is what the *peer* may do here: ``read-write`` peers send changes we apply;
 ``read-only`` peers only receive. ``collections`` are the names shared with the peer.
+
+``removed_stores`` maps each device removed with ``peer rm`` (and not paired since) to the id
+of its store: ``peer forget`` forgets stores, and pairing such a device again is refused by
+looking its store up there (``removed_store_id``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -24,8 +29,8 @@ from typing import Any
 from meshdex.index.errors import InvalidArgument
 from meshdex.node.paths import write_private_file
 from meshdex.node.validation import check_collection_name
-from meshdex.sync.device_id import DeviceId
-from meshdex.sync.errors import PeerExists, PeerNotFound, TrustStoreCorrupt
+from meshdex.sync.device_id import TEXT_CHARS, DeviceId
+from meshdex.sync.errors import InvalidDeviceId, PeerExists, PeerNotFound, TrustStoreCorrupt
 from meshdex.sync.files import locked, sync_dir
 from meshdex.sync.identity import device_id_of_pem
 
@@ -94,6 +99,24 @@ def _no_peer(device_id: DeviceId | str) -> PeerNotFound:
                         hint="`meshdex peers` lists paired devices")
 
 
+def _id_shaped(ref: str) -> bool:
+    """Text as long as a device id: a mistyped id, whose parse error names the typo."""
+    return len(re.sub(r"[\s-]", "", ref)) == TEXT_CHARS
+
+
+def _ambiguous(name: str, named: list[Peer]) -> InvalidArgument:
+    candidates = "; ".join(f"{peer.device_id} at {', '.join(peer.addresses) or '(dials us)'}"
+                           for peer in named)
+    return InvalidArgument(f"{len(named)} paired peers are called {name!r}",
+                           hint=f"give the device id of the one you mean: {candidates}")
+
+
+def _unknown(ref: str, peers: list[Peer]) -> PeerNotFound:
+    names = ", ".join(sorted({repr(peer.name) for peer in peers})) or "none"
+    return PeerNotFound(f"no paired peer has the id or name {ref!r} (paired: {names})",
+                        peer=ref, hint="`meshdex peers` lists paired devices with their ids")
+
+
 def sharing_of(peers: list[Peer]) -> dict[str, list[str]]:
     """Each collection shared with one of ``peers``, and the store ids of the peers sharing it
     ("" for one not met yet): the devices a tombstone waits for (``Store.compact``'s
@@ -112,6 +135,7 @@ class TrustStore:
         self.path = sync_dir(data_dir) / PEERS_FILE_NAME
         self._lock = threading.Lock()
         self._peers: dict[str, Peer] = {}
+        self._removed: dict[str, str] = {}  # device id -> its store's id, when it was removed
         self._stamp: tuple[int, int, int] | None = None
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
@@ -125,19 +149,24 @@ class TrustStore:
         stamp = self._file_stamp()
         if stamp != self._stamp:
             peers: dict[str, Peer] = {}
+            removed: dict[str, str] = {}
             if stamp is not None:
                 try:
                     data = json.loads(self.path.read_text(encoding="utf-8"))
                     peers = {p["device_id"]: Peer.from_dict(p) for p in data["peers"]}
-                except (ValueError, KeyError, TypeError) as error:
+                    removed = {str(k): str(v) for k, v in data.get("removed_stores", {}).items()}
+                except (ValueError, KeyError, TypeError, AttributeError) as error:
                     raise TrustStoreCorrupt(f"cannot read the peers file: {error}",
                                             path=self.path) from None
-            self._peers, self._stamp = peers, stamp
+            self._peers, self._removed, self._stamp = peers, removed, stamp
         return self._peers
 
-    def _save(self, peers: dict[str, Peer]) -> None:
+    def _save(self, peers: dict[str, Peer], removed: dict[str, str] | None = None) -> None:
+        """Write ``peers`` and ``removed`` (default: the removed devices as loaded)."""
         payload = {"version": PEERS_FORMAT_VERSION,
-                   "peers": [p.to_dict() for _, p in sorted(peers.items())]}
+                   "peers": [p.to_dict() for _, p in sorted(peers.items())],
+                   "removed_stores": dict(sorted((self._removed if removed is None
+                                                  else removed).items()))}
         write_private_file(self.path, json.dumps(payload, indent=1).encode("utf-8"))
         self._stamp = None
 
@@ -170,6 +199,27 @@ class TrustStore:
             raise _no_peer(device_id)
         return peer
 
+    def resolve(self, ref: str) -> Peer:
+        """The paired peer ``ref`` names: its device id, or failing that its name. What every
+        command that takes a peer accepts. ``PeerNotFound`` when no paired peer has that id or
+        name (naming those paired), ``InvalidArgument`` listing the candidates when several
+        share the name, ``InvalidDeviceId`` for an id with a typo."""
+        try:
+            device_id = DeviceId.parse(ref)
+        except InvalidDeviceId as error:
+            not_an_id = error
+        else:
+            return self.get(device_id)
+        peers = self.all()
+        named = [peer for peer in peers if peer.name == ref.strip()]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise _ambiguous(ref.strip(), named)
+        if _id_shaped(ref):
+            raise not_an_id
+        raise _unknown(ref, peers)
+
     def add(self, peer: Peer, *, replace_existing: bool = False) -> Peer:
         """Record ``peer``; ``PeerExists`` if its id is paired already (unless replacing)."""
         with self._editing() as peers:
@@ -178,17 +228,27 @@ class TrustStore:
                                  peer=peer.device_id,
                                  hint="`meshdex peer rm` it first to pair it again")
             peers[peer.device_id] = peer
-            self._save(peers)
+            self._save(peers, {k: v for k, v in self._removed.items() if k != peer.device_id})
         return peer
 
     def remove(self, device_id: DeviceId | str) -> Peer:
-        """Forget a peer; its next handshake and its next call on an open connection fail."""
+        """Forget a peer; its next handshake and its next call on an open connection fail.
+        The id of its store, once known, is kept (``removed_store_id``)."""
         with self._editing() as peers:
             peer = peers.pop(str(device_id), None)
             if peer is None:
                 raise _no_peer(device_id)
-            self._save(peers)
+            removed = {**self._removed, peer.device_id: peer.store_id} if peer.store_id \
+                else None
+            self._save(peers, removed)
         return peer
+
+    def removed_store_id(self, device_id: DeviceId | str) -> str:
+        """The store of ``device_id`` when it was removed and not paired since; "" if none
+        (never removed, paired again, or removed before its first session)."""
+        with self._lock:
+            self._load()
+            return self._removed.get(str(device_id), "")
 
     def change_sharing(self, device_id: DeviceId | str, *, share: tuple[str, ...] = (),
                        unshare: tuple[str, ...] = ()) -> Peer:

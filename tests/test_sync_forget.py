@@ -1,8 +1,8 @@
 """Tombstones a gone device holds back (``meshdex compact`` says whose, ``meshdex peer forget``
 lets them go), against two real ``meshdex serve`` processes on loopback mTLS: a delete waits
 for the paired device that has not acknowledged it, still waits once that device is removed
-(it may be paired again), goes after ``peer forget``, and the forgotten store is refused both
-ways if it is paired again, so the document it still holds does not come back."""
+(it may be paired again), goes after ``peer forget``; pairing the forgotten device again is
+refused, as are its sessions, so the document it still holds does not come back."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import signal
 import pytest
 from meshdex.index.chunking import ChunkingParams
 from meshdex.sync.client import Session
-from meshdex.sync.trust import TrustStore
+from meshdex.sync.identity import load_identity
+from meshdex.sync.trust import READ_WRITE, TrustStore, make_peer
 from sync_support import (
     UNBUILT,
     SyncServeProcess,
@@ -75,9 +76,23 @@ def test_a_removed_devices_tombstones_wait_until_forgotten_and_it_is_refused_aft
     cleared = _compact(a)
     assert (cleared["tombstones_dropped"], cleared["tombstones_kept"]) == (1, 0)
 
-    # b comes back with n1, still paired with a; a pairs it again by hand
+    # b comes back with n1, still paired with a; pairing it again by hand is refused at once
+    # (it was accepted, and every session refused it after)
     b.start()
-    a.meshdex("peer", "add", b_id, f"127.0.0.1:{b.sync_port}", "--collections", "notes")
+    again = a.meshdex("peer", "add", b_id, f"127.0.0.1:{b.sync_port}", "--collections",
+                      "notes", check=False)
+    assert again.returncode == 5, again.stderr
+    assert f"device {b_id} was removed and then forgotten here" in again.stderr
+    assert "forgetting cannot be undone" in again.stderr
+    assert "`meshdex join` on it from an empty data directory" in again.stderr
+    joined = a.meshdex("join", b.meshdex("invite", "--collections", "notes").stdout.strip(),
+                       check=False)
+    assert joined.returncode == 5 and "forgetting cannot be undone" in joined.stderr, joined
+    assert json.loads(a.meshdex("peers", "--json").stdout) == [], "nothing is recorded"
+    # however it gets back into the peers file (a restored backup, say), sessions refuse it
+    TrustStore(a.data_dir).add(make_peer(
+        cert_pem=load_identity(b.data_dir).cert_pem.decode(), name="b",
+        addresses=[f"127.0.0.1:{b.sync_port}"], collections=["notes"], mode=READ_WRITE))
     refused = a.meshdex("sync", "--json", check=False)
     [outgoing] = json.loads(refused.stdout)
     assert refused.returncode == 12 and "was forgotten here" in outgoing["error"], outgoing

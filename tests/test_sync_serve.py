@@ -185,7 +185,10 @@ def test_every_sync_command_works_through_the_node_with_the_same_output(two, tmp
     typo = a.meshdex(*remote, "peer", "rm", unknown[:-1] + "A", check=False)
     assert typo.returncode == 2 and "typo" in typo.stderr
     b_id = b.meshdex("id").stdout.strip()
-    assert "removed peer" in a.meshdex(*remote, "peer", "rm", b_id).stdout
+    b_name = json.loads(a.meshdex("peers", "--json").stdout)[0]["name"]
+    named = json.loads(a.meshdex(*remote, "sync", "--peer", b_name, "--json").stdout)
+    assert [r["peer"] for r in named] == [b_id]  # the serving node resolves the name
+    assert f"removed peer {b_name} ({b_id})" in a.meshdex(*remote, "peer", "rm", b_name).stdout
     assert a.meshdex("peers", "--json").stdout.strip() == "[]"
 
 

@@ -39,6 +39,17 @@ def test_add_find_remove_and_reload(tmp_path: Path) -> None:
         fresh.remove(laptop.device_id)
 
 
+def test_a_removed_devices_store_is_kept_until_it_is_paired_again(tmp_path: Path) -> None:
+    """What refuses pairing again a device whose store `peer forget` forgot."""
+    store = TrustStore(tmp_path / "data")
+    peer = store.add(_peer(tmp_path, "x"))
+    store.note(peer.device_id, store_id="s-1")
+    store.remove(peer.device_id)
+    assert TrustStore(tmp_path / "data").removed_store_id(peer.device_id) == "s-1"
+    store.add(peer)
+    assert TrustStore(tmp_path / "data").removed_store_id(peer.device_id) == ""
+
+
 def test_a_paired_device_cannot_be_added_twice(tmp_path: Path) -> None:
     store = TrustStore(tmp_path / "data")
     peer = store.add(_peer(tmp_path, "x"))

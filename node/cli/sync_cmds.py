@@ -167,10 +167,12 @@ def join_command(ctx: click.Context, token: str, name: str | None,
 def peer_group() -> None:
     """Pair with a device by hand, change what it shares, or forget it.
 
+    A PEER is a paired device's id or its name (as `meshdex peers` lists them).
+
     \b
     Example:
       meshdex peer add MFZWI3D-BONSGYC-... 192.168.1.20:7711 --collections default
-      meshdex peer share MFZWI3D-BONSGYC-... papers
+      meshdex peer share desktop papers
       meshdex peer rm MFZWI3D-BONSGYC-...
       meshdex peer forget
     """
@@ -201,10 +203,11 @@ def peer_add_command(ctx: click.Context, device_id: str, address: str, collectio
 
 
 @peer_group.command("rm")
-@click.argument("device_id")
+@click.argument("peer")
 @click.pass_context
-def peer_rm_command(ctx: click.Context, device_id: str) -> None:
-    """Revoke a peer: it is refused from its next call on, even on an open connection.
+def peer_rm_command(ctx: click.Context, peer: str) -> None:
+    """Revoke PEER (device id or name): it is refused from its next call on, even on an open
+    connection.
 
     How far it had acknowledged this device's changes is kept, so the tombstones of
     documents deleted since stay until `meshdex peer forget` (safe if it is paired again);
@@ -213,10 +216,11 @@ def peer_rm_command(ctx: click.Context, device_id: str) -> None:
     \b
     Example:
       meshdex peer rm MFZWI3D-BONSGYC-...
+      meshdex peer rm old-laptop
     """
     with open_admin(ctx) as admin:
-        peer = admin.remove_peer(device_id)
-    click.echo(f"removed peer {peer.name} ({peer.device_id})")
+        removed = admin.remove_peer(peer)
+    click.echo(f"removed peer {removed.name} ({removed.device_id})")
 
 
 @peer_group.command("forget")
@@ -256,11 +260,11 @@ def peer_forget_command(ctx: click.Context, dry_run: bool, as_json: bool) -> Non
 
 
 @peer_group.command("share")
-@click.argument("device_id")
+@click.argument("peer")
 @click.argument("collections", nargs=-1, required=True)
 @click.pass_context
-def peer_share_command(ctx: click.Context, device_id: str, collections: tuple[str, ...]) -> None:
-    """Share COLLECTIONS with the paired device DEVICE_ID too, without pairing again.
+def peer_share_command(ctx: click.Context, peer: str, collections: tuple[str, ...]) -> None:
+    """Share COLLECTIONS with the paired device PEER (id or name) too, without pairing again.
 
     A collection moves both ways once the other device shares it with this one as well
     (`meshdex sync` names the ones it does not share back). One that does not exist here
@@ -271,20 +275,20 @@ def peer_share_command(ctx: click.Context, device_id: str, collections: tuple[st
       meshdex peer share MFZWI3D-BONSGYC-... papers recipes
     """
     with open_admin(ctx) as admin:
-        peer = admin.share(device_id, collections)
+        shared = admin.share(peer, collections)
         this_device = admin.device_id()
-    click.echo(f"sharing {', '.join(peer.collections)} with {peer.name} ({peer.device_id})")
-    click.echo(f"on {peer.name}, `meshdex peer share {this_device} {' '.join(collections)}` "
+    click.echo(f"sharing {', '.join(shared.collections)} with {shared.name} "
+               f"({shared.device_id})")
+    click.echo(f"on {shared.name}, `meshdex peer share {this_device} {' '.join(collections)}` "
                "shares them back")
 
 
 @peer_group.command("unshare")
-@click.argument("device_id")
+@click.argument("peer")
 @click.argument("collections", nargs=-1, required=True)
 @click.pass_context
-def peer_unshare_command(ctx: click.Context, device_id: str,
-                         collections: tuple[str, ...]) -> None:
-    """Stop sharing COLLECTIONS with DEVICE_ID: from its next call on it may neither
+def peer_unshare_command(ctx: click.Context, peer: str, collections: tuple[str, ...]) -> None:
+    """Stop sharing COLLECTIONS with PEER (id or name): from its next call on it may neither
     receive nor send them. What it already holds stays on it; sharing a collection again
     later sends what changed here meanwhile, deletes included.
 
@@ -293,9 +297,9 @@ def peer_unshare_command(ctx: click.Context, device_id: str,
       meshdex peer unshare MFZWI3D-BONSGYC-... recipes
     """
     with open_admin(ctx) as admin:
-        peer = admin.unshare(device_id, collections)
-    click.echo(f"stopped sharing {', '.join(sorted(set(collections)))} with {peer.name} "
-               f"({peer.device_id}); it shares {', '.join(peer.collections) or 'nothing'}")
+        left = admin.unshare(peer, collections)
+    click.echo(f"stopped sharing {', '.join(sorted(set(collections)))} with {left.name} "
+               f"({left.device_id}); it shares {', '.join(left.collections) or 'nothing'}")
 
 
 @click.command("peers")
@@ -326,11 +330,11 @@ def peers_command(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.command("sync")
-@click.option("--peer", "peer_id", default=None, help="Only this device id.")
+@click.option("--peer", default=None, help="Only this peer (device id or name).")
 @json_option
 @click.pass_context
-def sync_command(ctx: click.Context, peer_id: str | None, as_json: bool) -> None:
-    """Sync now with every peer (or --peer ID): send and receive changes, print what moved.
+def sync_command(ctx: click.Context, peer: str | None, as_json: bool) -> None:
+    """Sync now with every peer (or --peer PEER): send and receive changes, print what moved.
 
     Beside a running `meshdex serve` (or through --node) the serving node runs the session,
     at once rather than at its next interval; otherwise this command opens the store.
@@ -338,10 +342,11 @@ def sync_command(ctx: click.Context, peer_id: str | None, as_json: bool) -> None
     \b
     Example:
       meshdex sync
+      meshdex sync --peer desktop
       meshdex --node 127.0.0.1:7710 --token mdx_... sync --peer MFZWI3D-BONSGYC-... --json
     """
     with open_admin(ctx) as admin:
-        reports = admin.sync_now(peer_id)
+        reports = admin.sync_now(peer)
     if as_json:
         _print_json([report.to_dict() for report in reports])
     else:
