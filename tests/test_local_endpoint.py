@@ -13,6 +13,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 from grpc_support import ServeProcess
 from lock_support import writer_lock_held
 from meshdex.index.errors import Unauthenticated
+from meshdex.node.cli.remote import WRITE_PROBE_S
 from meshdex.node.client import MeshdexClient
 from meshdex.node.local_endpoint import (
     ENDPOINT_FILE_NAME,
@@ -29,7 +31,9 @@ from meshdex.node.local_endpoint import (
     publish,
     running_endpoint,
 )
-from sync_support import store_digest, wait_for, write_jsonl
+from meshdex.sync.identity import load_identity
+from meshdex.sync.trust import READ_WRITE, TrustStore, make_peer
+from sync_support import SyncServeProcess, store_digest, wait_for, write_jsonl
 
 
 def meshdex(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -138,6 +142,32 @@ def test_a_stuck_node_leaves_reading_commands_reading_the_store(data_dir, servin
         os.kill(serving.process.pid, signal.SIGCONT)
 
 
+def test_a_stuck_node_leaves_the_sync_commands_that_read_reading_the_files(tmp_path) -> None:
+    """``id``, ``peers`` and ``conflicts`` beside a serve stopped with SIGSTOP waited 10 s for
+    its health check and failed (exit 5): they need nothing from it."""
+    node = SyncServeProcess(tmp_path / "a")
+    node.meshdex("init", "-c", "notes")
+    node.start()
+    device_id = node.meshdex("id").stdout.strip()
+    peer = TrustStore(node.data_dir).add(make_peer(
+        cert_pem=load_identity(tmp_path / "other").cert_pem.decode(), name="desktop",
+        addresses=["127.0.0.1:9"], collections=["notes"], mode=READ_WRITE))
+    os.kill(node.process.pid, signal.SIGSTOP)
+    try:
+        answers = {}
+        for command in (("id",), ("peers", "--json"), ("conflicts", "--json")):
+            started = time.monotonic()
+            answers[command[0]] = ok(node.meshdex(*command, check=False, timeout_s=60))
+            assert time.monotonic() - started < WRITE_PROBE_S, command  # no probe
+    finally:
+        os.kill(node.process.pid, signal.SIGCONT)
+        node.stop()
+    assert answers["id"] == f"{device_id}\n"
+    [listed] = json.loads(answers["peers"])
+    assert (listed["device_id"], listed["name"], listed["lag"]) == (peer.device_id, "desktop", 0)
+    assert json.loads(answers["conflicts"]) == []
+
+
 def test_a_stuck_node_fails_writing_commands_soon_and_says_how_to_go_on(
         data_dir, serving, notes) -> None:
     """A writing command cannot read around the node: it failed after gRPC's handshake
@@ -170,7 +200,7 @@ def test_a_lock_held_by_another_process_is_refused_whatever_the_endpoint_file_sa
         assert f"another process (pid {holder.pid}) is writing" in refused.stderr
         # the holder's pid, but it does not serve: the command says so instead of writing
         publish(data_dir, LocalEndpoint(pid=holder.pid, address="127.0.0.1:9", token="t"))
-        for command in (("add", str(notes), "-c", "notes"), ("peers",)):
+        for command in (("add", str(notes), "-c", "notes"), ("sync",)):
             unreachable = meshdex(data_dir, *command)
             assert unreachable.returncode == 5, unreachable.stderr
             assert "does not answer at 127.0.0.1:9 (UNAVAILABLE" in unreachable.stderr

@@ -5,6 +5,9 @@ Thin click layer over ``meshdex.sync.admin.SyncAdmin``: embedded on the data dir
 through ``--node`` on a serving node (``MeshdexSyncAdmin``), printing the same either way.
 Identity, trust and invites are files beside the store, so embedded commands other than
 ``sync`` work even while ``meshdex serve`` runs (it picks changes up on the next handshake).
+``id``, ``peers`` and ``conflicts`` only read those files and the store (LMDB has concurrent
+readers), so beside a serving node they read them themselves: one stopped with ^Z cannot hold
+them (they waited 10 s for its health check and failed, exit 5).
 """
 
 from __future__ import annotations
@@ -78,14 +81,15 @@ def _when(stamp: float | None) -> str:
 
 
 @contextmanager
-def open_admin(ctx: click.Context, config_path: Path | None = None) -> Iterator[SyncAdmin]:
-    """The node's sync admin through ``--node``; else that of the ``meshdex serve`` holding
-    this data directory, so its sessions, listeners and trust see the change at once; else
-    this data directory's."""
+def open_admin(ctx: click.Context, config_path: Path | None = None, *,
+               reading: bool = False) -> Iterator[SyncAdmin]:
+    """The node's sync admin through ``--node``; else, for a command that changes something,
+    that of the ``meshdex serve`` holding this data directory, so its sessions, listeners and
+    trust see the change at once; else (and for a ``reading`` one) this data directory's."""
     client = remote_client(ctx)
     if client is None:
         config = _config(ctx, config_path)
-        client = serving_node_client(config.data_dir)
+        client = None if reading else serving_node_client(config.data_dir)
         if client is None:
             yield LocalSyncAdmin(config)
             return
@@ -103,7 +107,7 @@ def id_command(ctx: click.Context, as_json: bool) -> None:
     Example:
       meshdex id
     """
-    with open_admin(ctx) as admin:
+    with open_admin(ctx, reading=True) as admin:
         device_id = admin.device_id()
     if as_json:
         _print_json({"device_id": device_id})
@@ -314,7 +318,7 @@ def peers_command(ctx: click.Context, as_json: bool) -> None:
       meshdex peers
       meshdex peers --json
     """
-    with open_admin(ctx) as admin:
+    with open_admin(ctx, reading=True) as admin:
         peers = admin.peers()
     if as_json:
         _print_json([peer.to_dict() for peer in peers])
@@ -382,7 +386,7 @@ def conflicts_command(ctx: click.Context, collection: str | None, as_json: bool)
       meshdex conflicts
       meshdex conflicts -c papers --json
     """
-    with open_admin(ctx) as admin:
+    with open_admin(ctx, reading=True) as admin:
         records = admin.conflicts(collection)
     if as_json:
         _print_json([conflict_to_dict(r) for r in records])
