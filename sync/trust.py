@@ -40,6 +40,8 @@ READ_WRITE = "read-write"
 READ_ONLY = "read-only"
 MODES = (READ_WRITE, READ_ONLY)
 MAX_ERROR_CHARS = 300
+HINT_MARK = " hint: "  # where MeshdexError's text puts the hint
+ELLIPSIS = "\u2026"
 MAX_ADDRESSES = 4  # a peer's recorded sync addresses, newest first
 # A contact that changes nothing else is written at most this often (every call notes one).
 CONTACT_WRITE_INTERVAL_S = 5.0
@@ -115,6 +117,21 @@ def _unknown(ref: str, peers: list[Peer]) -> PeerNotFound:
     names = ", ".join(sorted({repr(peer.name) for peer in peers})) or "none"
     return PeerNotFound(f"no paired peer has the id or name {ref!r} (paired: {names})",
                         peer=ref, hint="`meshdex peers` lists paired devices with their ids")
+
+
+def clip_error(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` in at most ``limit`` characters, as a peer's last error is kept: the message is
+    cut at a word boundary and marked with an ellipsis, and its hint (what follows
+    ``hint:``) is kept whole, so `meshdex peers` and `status` still say what to do."""
+    if len(text) <= limit:
+        return text
+    mark = text.rfind(HINT_MARK)
+    body, tail = (text[:mark], text[mark:]) if mark > 0 else (text, "")
+    if len(tail) > limit // 2:  # a hint that would crowd the message out: cut it too
+        body, tail = text, ""
+    room = limit - len(tail) - len(ELLIPSIS)
+    kept = body[:room + 1].rsplit(" ", 1)[0] if " " in body[:room + 1] else body[:room]
+    return kept[:room].rstrip(" ,;:") + ELLIPSIS + tail
 
 
 def sharing_of(peers: list[Peer]) -> dict[str, list[str]]:
@@ -279,7 +296,7 @@ class TrustStore:
         """Record a contact with a peer (and its error, a completed sync, the id of its store
         when known); a peer removed meanwhile stays removed."""
         now = time.time()
-        error = error[:MAX_ERROR_CHARS] if error else None
+        error = clip_error(error) if error else None
 
         def nothing_to_write(peer: Peer | None) -> bool:
             return peer is None or (

@@ -4,11 +4,17 @@ conflict records kept per collection — the same through the node as embedded."
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from grpc_support import started_node
 from meshdex.sync.admin import LocalSyncAdmin
-from sync_support import pair, start_sync_node, stop_sync_node, tick_past
+from meshdex.sync.identity import load_identity
+from meshdex.sync.trust import MAX_ERROR_CHARS, READ_WRITE, TrustStore, make_peer
+from sync_support import free_port, pair, start_sync_node, stop_sync_node, tick_past
 
 
 def test_status_shows_each_peers_lag_last_sync_last_error_and_conflicts(tmp_path: Path) -> None:
@@ -47,3 +53,35 @@ def test_status_shows_each_peers_lag_last_sync_last_error_and_conflicts(tmp_path
         for node in (a, b):
             if node not in stopped:
                 stop_sync_node(node)
+
+
+def _meshdex(data_dir: Path, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "meshdex", "--data-dir", str(data_dir), *args],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode in (0, 12), result.stderr  # 12: the sync failed, as it must
+    return result.stdout
+
+
+def test_a_long_last_error_is_cut_at_a_word_and_keeps_its_hint(tmp_path: Path) -> None:
+    """A peer none of whose four addresses answers fails with one long error naming each; it
+    was kept cut at 300 characters, mid-word and without its hint, in `peers` and `status`."""
+    data_dir = tmp_path / "here"
+    _meshdex(data_dir, "init", "-c", "notes")
+    peer = TrustStore(data_dir).add(make_peer(
+        cert_pem=load_identity(tmp_path / "gone").cert_pem.decode(), name="gone",
+        addresses=[f"127.0.0.1:{free_port()}" for _ in range(4)], collections=["notes"],
+        mode=READ_WRITE))
+    [report] = json.loads(_meshdex(data_dir, "sync", "--json"))
+    full = report["error"]
+    hint = full[full.rindex(" hint: "):]
+    assert len(full) > MAX_ERROR_CHARS and hint.startswith(" hint: is `meshdex serve` running")
+    [listed] = json.loads(_meshdex(data_dir, "peers", "--json"))
+    kept = listed["last_error"]
+    assert len(kept) <= MAX_ERROR_CHARS and kept.endswith("\u2026" + hint), kept
+    cut = kept[:kept.index("\u2026")]
+    assert full.startswith(cut) and full[len(cut)] in " ,;:", "cut at a word boundary"
+    [line] = [ln for ln in _meshdex(data_dir, "peers").splitlines() if peer.device_id in ln]
+    assert line.endswith(f"last error: {kept}")
+    assert f"gone ({peer.device_id[:7]}): lag 0, last sync never, last error: {kept}" in (
+        _meshdex(data_dir, "status"))
