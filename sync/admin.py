@@ -92,6 +92,9 @@ class SyncAdmin(Protocol):
     def peers(self) -> list[PeerStatus]:
         """Every paired peer, with lag."""
 
+    def collection_names(self) -> list[str]:
+        """The collections this device holds, sorted."""
+
     def sync_now(self, peer: str | None) -> list[SessionReport]:
         """One session with ``peer`` (device id or name), or with every peer."""
 
@@ -227,6 +230,10 @@ class LocalSyncAdmin:
         with self._store() as store:
             return [status_of(peer, _lag(store, peer))
                     for peer in TrustStore(self.data_dir).all()]
+
+    def collection_names(self) -> list[str]:
+        with self._store() as store:
+            return sorted(c.name for c in store.list_collections()) if store else []
 
     def sync_now(self, peer: str | None) -> list[SessionReport]:
         trust = TrustStore(self.data_dir)

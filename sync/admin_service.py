@@ -142,6 +142,9 @@ class SyncAdminClient:
         return [peer_status_from_wire(p)
                 for p in self._call("ListPeers", pb.ListPeersRequest()).peers]
 
+    def collection_names(self) -> list[str]:
+        return sorted(c.name for c in self.client.list_collections())
+
     def sync_now(self, peer: str | None) -> list[SessionReport]:
         response = self._call("SyncNow", pb.SyncNowRequest(device_id=peer or ""))
         return [session_report_from_wire(r) for r in response.reports]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from meshdex.sync.identity import load_identity
+from meshdex.sync.trust import READ_WRITE, TrustStore, make_peer
 from sync_support import SyncServeProcess, store_digest, wait_for, write_jsonl
 
 DEAD_EMBEDDER = ("--embedder", "http", "--embedder-url", "http://127.0.0.1:9/",
@@ -104,3 +106,22 @@ def test_bad_share_requests_fail_with_the_same_exit_code_embedded_and_through_th
                 where, args, result.stderr)
     peers = json.loads(a.meshdex("peers", "--json").stdout)
     assert peers[0]["collections"] == ["notes"], "a refused change changes nothing"
+
+
+def test_sharing_a_collection_this_device_does_not_hold_says_so(tmp_path) -> None:
+    """``invite --collections nosuch`` (and ``peer share``) took a mistyped name without a
+    word, and nothing ever moved. Sharing a collection only the peer holds is allowed (it
+    arrives from it), so the command goes on and says which are not here and which are."""
+    a = SyncServeProcess(tmp_path / "a")
+    a.meshdex("init", "-c", "notes", *DEAD_EMBEDDER)
+    invited = a.meshdex("invite", "--collections", "nosuch,notes")
+    assert invited.stdout.startswith("mdxi_")
+    assert ("note: 'nosuch' not on this device (it holds notes); shared anyway: it arrives "
+            "from the peer if the peer holds it, else nothing moves") in invited.stderr
+    assert "note:" not in a.meshdex("invite", "--collections", "notes").stderr
+    peer = TrustStore(a.data_dir).add(make_peer(
+        cert_pem=load_identity(tmp_path / "b").cert_pem.decode(), name="b",
+        addresses=["127.0.0.1:9"], collections=["notes"], mode=READ_WRITE))
+    shared = a.meshdex("peer", "share", peer.device_id, "papres")
+    assert "sharing notes, papres with b" in shared.stdout
+    assert "note: 'papres' not on this device (it holds notes)" in shared.stderr

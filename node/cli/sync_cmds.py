@@ -80,6 +80,18 @@ def _when(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "never"
 
 
+def note_not_held(admin: SyncAdmin, collections: tuple[str, ...]) -> None:
+    """Say which of ``collections`` this device does not hold. Sharing one is allowed (it
+    arrives from the peer if the peer holds it, as `peer share` documents), but a mistyped
+    name was taken without a word and nothing ever moved."""
+    held = admin.collection_names()
+    missing = [name for name in collections if name not in held]
+    if missing:
+        click.echo(f"note: {', '.join(map(repr, missing))} not on this device (it holds "
+                   f"{', '.join(held) or 'no collection'}); shared anyway: it arrives from the "
+                   f"peer if the peer holds it, else nothing moves", err=True)
+
+
 @contextmanager
 def open_admin(ctx: click.Context, config_path: Path | None = None, *,
                reading: bool = False) -> Iterator[SyncAdmin]:
@@ -137,6 +149,7 @@ def invite_command(ctx: click.Context, collections: str, read_only: bool, ttl: s
     with open_admin(ctx, config_path) as admin:
         invite = admin.create_invite(collections=_collections(collections),
                                      read_only=read_only, ttl_s=parse_duration_s(ttl))
+        note_not_held(admin, invite.collections)
     click.echo(invite.token)
     mode = "read-only" if invite.read_only else "read-write"
     click.echo(f"one-time invite for {', '.join(invite.collections)} ({mode}), valid until "
@@ -202,6 +215,7 @@ def peer_add_command(ctx: click.Context, device_id: str, address: str, collectio
     with open_admin(ctx) as admin:
         peer = admin.add_peer(device_id, address, collections=_collections(collections),
                               read_only=read_only, name=name)
+        note_not_held(admin, peer.collections)
     click.echo(f"added peer {peer.name} ({peer.device_id}) at {address}, sharing "
                f"{', '.join(peer.collections)} ({peer.mode})")
 
@@ -281,6 +295,7 @@ def peer_share_command(ctx: click.Context, peer: str, collections: tuple[str, ..
     with open_admin(ctx) as admin:
         shared = admin.share(peer, collections)
         this_device = admin.device_id()
+        note_not_held(admin, collections)
     click.echo(f"sharing {', '.join(shared.collections)} with {shared.name} "
                f"({shared.device_id})")
     click.echo(f"on {shared.name}, `meshdex peer share {this_device} {' '.join(collections)}` "
