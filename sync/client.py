@@ -36,10 +36,16 @@ from meshdex.sync.bundle_receive import BundleOutcome, BundleReceiver
 from meshdex.sync.bundle_shelf import BundleOffer
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.engine import SyncEngine
-from meshdex.sync.errors import PeerExists, PeerUnreachable, ProtocolViolation, SyncError
+from meshdex.sync.errors import (
+    PeerExists,
+    PeerNotTrusted,
+    PeerUnreachable,
+    ProtocolViolation,
+    SyncError,
+)
 from meshdex.sync.identity import DeviceIdentity, certificate_from_pem, load_identity
 from meshdex.sync.pairing import InviteToken, pairing_proof
-from meshdex.sync.transport import fetch_certificate, pinned_channel
+from meshdex.sync.transport import fetch_certificate, pinned_channel, refuses_our_certificate
 from meshdex.sync.trust import READ_ONLY, READ_WRITE, Peer, TrustStore, make_peer
 
 logger = logging.getLogger(__name__)
@@ -231,6 +237,9 @@ class Session:
                 except PeerUnreachable as error:
                     if self.channels.closed:
                         raise
+                    if refuses_our_certificate(address, DeviceId.parse(self.peer.device_id),
+                                               self.identity):
+                        raise self._not_trusted_by_peer(address) from None
                     unreachable.append((address, error))
                     continue
                 if unreachable:
@@ -246,6 +255,15 @@ class Session:
             "hello: no answer at any of the peer's addresses: " + "; ".join(
                 f"{address}: {error.message}" for address, error in unreachable),
             peer=self.peer.device_id, op="hello", hint=unreachable[-1][1].hint)
+
+    def _not_trusted_by_peer(self, address: str) -> PeerNotTrusted:
+        name = self.peer.name
+        return PeerNotTrusted(
+            f"hello: {name} answers at {address} but refuses this device's certificate: it "
+            "has not paired with this device, or has removed it (`meshdex peer rm` there)",
+            peer=self.peer.device_id, op="hello",
+            hint=f"to pair again, `meshdex peer rm {name}` here, then `meshdex invite` on "
+                 f"{name} and `meshdex join TOKEN` here")
 
     def _hello(self, stub: sync_pb2_grpc.MeshdexSyncStub) -> wire.Hello:
         # What this device holds of the peer's log is read after hello names its store.

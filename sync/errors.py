@@ -112,7 +112,9 @@ class PeerExists(AlreadyExists, SyncError):
 
 
 class PeerNotTrusted(PermissionDenied, SyncError):
-    """The caller's certificate is not one of the paired peers' (never paired, or removed)."""
+    """The caller's certificate is not one of the paired peers' (never paired, or removed);
+    on the calling side, the peer refuses this device's certificate for that reason
+    (``meshdex.sync.transport.refuses_our_certificate``)."""
 
     recoverable = False
 

@@ -34,6 +34,9 @@ from meshdex.sync.identity import PEER_TLS_NAME, DeviceIdentity, certificate_fro
 from meshdex.sync.trust import TrustStore
 
 CONNECT_TIMEOUT_S = 10.0
+REFUSAL_PROBE_TIMEOUT_S = 3.0  # after a failed call: a dead address must not cost much more
+# The client connection preface and an empty SETTINGS frame (RFC 9113, section 3.4).
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")
 MAX_SYNC_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -95,6 +98,46 @@ def caller_device_id(context: grpc.ServicerContext) -> DeviceId | None:
         return None
     cert = certificate_from_pem(pems[0])
     return DeviceId.from_certificate_der(cert.public_bytes(Encoding.DER))
+
+
+def refuses_our_certificate(address: str, expected: DeviceId, identity: DeviceIdentity, *,
+                            timeout_s: float = REFUSAL_PROBE_TIMEOUT_S) -> bool:
+    """Whether the device ``expected`` answers at ``address`` but will not take ``identity``'s
+    certificate: it has not paired with this device, or has removed it.
+
+    gRPC reports that handshake failure as UNAVAILABLE, exactly like a dead address. In TLS
+    1.3 the client's handshake completes before the server judges the client certificate, so
+    this one is made with ``ssl``: the server's certificate is checked against ``expected``,
+    the HTTP/2 preface is sent, and a server that accepted the certificate answers with its
+    SETTINGS frame, while one that refused it closes the connection (grpc sends no alert).
+    """
+    host, port = split_host_port(address)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.set_alpn_protocols(["h2"])
+    context.load_cert_chain(identity.cert_path, identity.key_path)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw, \
+                context.wrap_socket(raw, server_hostname=PEER_TLS_NAME) as tls:
+            der = tls.getpeercert(binary_form=True)
+            if der is None or DeviceId.from_certificate_der(der) != expected:
+                return False
+            return _dropped_after_our_certificate(tls)
+    except OSError:  # ssl.SSLError included: nothing there, not TLS, or too slow
+        return False
+
+
+def _dropped_after_our_certificate(tls: ssl.SSLSocket) -> bool:
+    try:
+        tls.sendall(HTTP2_PREFACE)
+        return tls.recv(1) == b""  # closed rather than answered
+    except ssl.SSLError as error:
+        return "ALERT" in (error.reason or "")  # a server that says why it refuses
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except OSError:
+        return False
 
 
 def fetch_certificate(address: str, expected: DeviceId, *,

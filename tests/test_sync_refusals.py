@@ -3,8 +3,10 @@ writes, unshared collections. Real sync servers, real mutual TLS on loopback."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import socket
 from pathlib import Path
 
 import grpc
@@ -53,7 +55,9 @@ def test_an_unpaired_device_is_refused_before_any_data_moves(nodes) -> None:
         cert_pem=pem.decode(), name="a", addresses=[a.sync_address], collections=["notes"],
         mode="read-write"))
     report = run_session(d.service.engine, d.service.identity, d.service.trust, d_view_of_a)
-    assert report.error is not None and "unreachable or failed" in report.error
+    # told what happened, not "peer unreachable": a answers, and refuses d's certificate
+    assert report.error is not None and "refuses this device's certificate" in report.error
+    assert "unreachable" not in report.error and "meshdex invite" in report.error
     assert not d.node.store.has_collection("notes") and d.node.store.last_seq == 0
     with _channel_from(d, a) as channel, pytest.raises(grpc.RpcError) as refused:
         _hello(channel, d)
@@ -70,6 +74,32 @@ def test_a_removed_peer_is_refused_on_its_next_call_on_an_open_connection(nodes)
             _hello(channel, b)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "not paired" in refused.value.details()
+
+
+def test_a_device_removed_by_its_peer_is_told_so(nodes) -> None:
+    a, b, _ = nodes
+    pair(a, b)
+    TrustStore(a.node.data_dir).remove(b.device_id)  # `meshdex peer rm` on a
+    a_seen_from_b = b.service.trust.get(DeviceId.parse(a.device_id))
+    report = run_session(b.service.engine, b.service.identity, b.service.trust, a_seen_from_b)
+    assert report.error is not None
+    assert f"answers at {a.sync_address} but refuses this device's certificate" in report.error
+    name = a_seen_from_b.name
+    assert f"`meshdex peer rm {name}` here, then `meshdex invite` on {name}" in report.error
+
+
+def test_a_dead_address_is_still_unreachable(nodes) -> None:
+    a, b, _ = nodes
+    pair(a, b)
+    with socket.socket() as spare:  # a port nothing listens on
+        spare.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{spare.getsockname()[1]}"
+    a_at_a_dead_address = dataclasses.replace(
+        b.service.trust.get(DeviceId.parse(a.device_id)), addresses=(dead,))
+    report = run_session(b.service.engine, b.service.identity, b.service.trust,
+                         a_at_a_dead_address)
+    assert report.error is not None and "unreachable" in report.error
+    assert "refuses" not in report.error
 
 
 def test_a_read_only_peers_writes_are_refused(nodes) -> None:
