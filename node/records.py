@@ -292,6 +292,7 @@ class PeerStatus:
     last_sync: float | None
     last_error: str | None
     lag: int | None  # changes in shared collections it has not acknowledged; None: unknown
+    held_read_only: bool = False  # it takes none of this device's changes (lag is None)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

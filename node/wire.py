@@ -260,7 +260,8 @@ def peer_status_to_wire(peer: PeerStatus) -> pb.PeerInfo:
                        collections=peer.collections, mode=peer.mode, added_at=peer.added_at,
                        last_contact=peer.last_contact or 0, last_sync=peer.last_sync or 0,
                        last_error=peer.last_error or "",
-                       lag=-1 if peer.lag is None else peer.lag)
+                       lag=-1 if peer.lag is None else peer.lag,
+                       held_read_only=peer.held_read_only)
 
 
 def peer_status_from_wire(message: pb.PeerInfo) -> PeerStatus:
@@ -269,7 +270,8 @@ def peer_status_from_wire(message: pb.PeerInfo) -> PeerStatus:
                       mode=message.mode, added_at=message.added_at,
                       last_contact=message.last_contact or None,
                       last_sync=message.last_sync or None, last_error=message.last_error or None,
-                      lag=None if message.lag < 0 else message.lag)
+                      lag=None if message.lag < 0 else message.lag,
+                      held_read_only=message.held_read_only)
 
 
 def status_to_wire(status: NodeStatus) -> pb.NodeStatus:

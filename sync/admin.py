@@ -108,7 +108,9 @@ class SyncAdmin(Protocol):
 
 
 def _lag(store: Store | None, peer: Peer) -> int | None:
-    if store is None:
+    """Changes in the shared collections ``peer`` has not acknowledged; None when unknown, or
+    when the peer holds this device read-only (it never will)."""
+    if store is None or peer.held_read_only:
         return None
     return sum(sum(1 for _ in store.changes_since(store.peer_cursor(peer.store_id, name)
                                                   if peer.store_id else 0, collection=name))

@@ -21,7 +21,8 @@ def session_report_to_wire(report: SessionReport) -> pb.SessionSyncReport:
                                     blocks_reused=c.blocks_reused, decision=c.decision or "",
                                     reason=c.reason or "")
                                     for c in report.collections],
-                                not_shared_back=report.not_shared_back)
+                                not_shared_back=report.not_shared_back,
+                                held_read_only=report.held_read_only)
 
 
 def session_report_from_wire(message: pb.SessionSyncReport) -> SessionReport:
@@ -34,4 +35,5 @@ def session_report_from_wire(message: pb.SessionSyncReport) -> SessionReport:
                              blocks_fetched=c.blocks_fetched, blocks_reused=c.blocks_reused,
                              decision=c.decision or None, reason=c.reason or None)
                              for c in message.collections],
-                         not_shared_back=list(message.not_shared_back))
+                         not_shared_back=list(message.not_shared_back),
+                         held_read_only=message.held_read_only)

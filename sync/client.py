@@ -112,7 +112,8 @@ def join(data_dir: Path, token_text: str, *, name: str | None = None,
                 grant = wire.pair_grant_from_wire(stub.Pair(request, timeout=CALL_TIMEOUT_S))
         peer = make_peer(cert_pem=server_pem.decode(), name=grant.inviter_name,
                          addresses=grant.inviter_addresses or token.sync_addresses,
-                         collections=grant.collections, mode=READ_WRITE)
+                         collections=grant.collections, mode=READ_WRITE,
+                         held_read_only=grant.joiner_read_only)
         return trust.add(peer)
     assert last_error is not None
     raise last_error
@@ -153,6 +154,8 @@ class SessionReport:
     # Shared with the peer here but not shared back by it: nothing moves for these until it
     # shares them too (`meshdex peer share` there).
     not_shared_back: list[str] = field(default_factory=list)
+    # The peer holds this device read-only: nothing made here is sent to it.
+    held_read_only: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -281,7 +284,9 @@ class Session:
         engine.refuse_forgotten(peer, theirs.store_id, caller=False)
         # Before any cursor for that store is written: `peer forget` tells a paired device's
         # store from a gone one's by the store id its trust record names.
-        self.trust.note(peer.device_id, store_id=theirs.store_id)
+        self.trust.note(peer.device_id, store_id=theirs.store_id,
+                        held_read_only=theirs.caller_read_only)
+        report.held_read_only = theirs.caller_read_only
         offered = {c.config.name: c for c in theirs.collections}
         report.not_shared_back = sorted(set(peer.collections) - set(theirs.shared_names))
         if report.not_shared_back:

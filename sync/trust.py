@@ -64,6 +64,9 @@ class Peer:
     # Its store's id, learnt at hello: what its changes' origins and this device's cursors
     # for it are keyed by. Empty until the first session.
     store_id: str = ""
+    # The peer holds this device read-only (a read-only invite, `peer add --read-only` there):
+    # it takes none of this device's changes. Learnt at join and at every hello.
+    held_read_only: bool = False
 
     @property
     def read_only(self) -> bool:
@@ -85,7 +88,8 @@ class Peer:
 
 
 def make_peer(*, cert_pem: str, name: str, addresses: tuple[str, ...] | list[str],
-              collections: tuple[str, ...] | list[str], mode: str) -> Peer:
+              collections: tuple[str, ...] | list[str], mode: str,
+              held_read_only: bool = False) -> Peer:
     """A validated ``Peer`` whose device id is computed from its certificate."""
     if mode not in MODES:
         raise TrustStoreCorrupt(f"unknown peer mode {mode!r}")
@@ -93,6 +97,7 @@ def make_peer(*, cert_pem: str, name: str, addresses: tuple[str, ...] | list[str
         device_id=str(device_id_of_pem(cert_pem)), name=name[:100], cert_pem=cert_pem,
         addresses=tuple(addresses),
         collections=tuple(sorted({check_collection_name(c) for c in collections})), mode=mode,
+        held_read_only=held_read_only,
     )
 
 
@@ -292,15 +297,17 @@ class TrustStore:
         return peer
 
     def note(self, device_id: str, *, error: str | None = None, synced: bool = False,
-             store_id: str = "") -> None:
+             store_id: str = "", held_read_only: bool | None = None) -> None:
         """Record a contact with a peer (and its error, a completed sync, the id of its store
-        when known); a peer removed meanwhile stays removed."""
+        and whether it holds this device read-only, when known); a peer removed meanwhile
+        stays removed."""
         now = time.time()
         error = clip_error(error) if error else None
 
         def nothing_to_write(peer: Peer | None) -> bool:
             return peer is None or (
                 not synced and not (store_id and store_id != peer.store_id)
+                and held_read_only in (None, peer.held_read_only)
                 and error == peer.last_error and peer.last_contact is not None
                 and now - peer.last_contact < CONTACT_WRITE_INTERVAL_S)
 
@@ -315,6 +322,8 @@ class TrustStore:
             changes: dict[str, Any] = {"last_contact": now, "last_error": error}
             if new_store:
                 changes["store_id"] = store_id
+            if held_read_only is not None:
+                changes["held_read_only"] = held_read_only
             if synced:
                 changes["last_sync"] = now
             peers[device_id] = replace(peer, **changes)

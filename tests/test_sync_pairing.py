@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import grpc
 import pytest
+from click.testing import CliRunner
 from meshdex.index.errors import PermissionDenied, ResourceExhausted
+from meshdex.node.cli.main import cli
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
-from meshdex.sync.client import join
+from meshdex.sync.client import join, run_session
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.errors import InvalidInvite, PeerExists, PeerIdentityMismatch
 from meshdex.sync.identity import load_identity
@@ -47,6 +51,37 @@ def test_join_records_both_sides_with_collections_and_mode(nodes) -> None:
     assert joined.collections == ("notes", "papers") and joined.mode == "read-only"
     assert joined.addresses == (b.sync_address,)
     assert inviter.addresses == (a.sync_address,)
+
+
+def test_a_read_only_pairing_is_shown_on_the_side_held_read_only(nodes) -> None:
+    """b joined a read-only invite: a takes none of b's changes. b's join, peers, status and
+    sync say so, where peers said 'lag 1', 'lag 2', ... growing forever."""
+    a, b = nodes
+    a.add("notes", {"n1": "from a"})
+    joined = CliRunner().invoke(cli, ["--data-dir", str(b.node.data_dir), "join",
+                                      a.invite(read_only=True)])
+    assert joined.exit_code == 0, joined.output
+    assert "takes none of this device's" in joined.output
+    b.add("notes", {"n2": "written on the read-only side"})
+    report = run_session(b.service.engine, b.service.identity, b.service.trust,
+                         b.service.trust.get(a.device_id))
+    assert report.error is None and report.held_read_only
+    assert b.texts("notes") == {"n1": "from a", "n2": "written on the read-only side"}
+    for command in ("peers", "status"):
+        shown = subprocess.run([sys.executable, "-m", "meshdex", "--data-dir",
+                                str(b.node.data_dir), command], capture_output=True, text=True,
+                               timeout=120)
+        assert shown.returncode == 0, shown.stderr
+        assert "receives nothing from here (it holds this device read-only)" in shown.stdout
+        assert "lag" not in shown.stdout
+    listed = subprocess.run([sys.executable, "-m", "meshdex", "--data-dir",
+                             str(b.node.data_dir), "peers", "--json"], capture_output=True,
+                            text=True, timeout=120, check=True)
+    [peer] = json.loads(listed.stdout)
+    assert (peer["held_read_only"], peer["lag"]) == (True, None)
+    # and the side that holds it: a's record of b is read-only, b's changes never arrived
+    assert not TrustStore(a.node.data_dir).get(b.device_id).held_read_only
+    assert a.texts("notes") == {"n1": "from a"}
 
 
 def _refused_and_nothing_recorded(a, joiner, token: str, error: type, match: str) -> None:

@@ -178,6 +178,9 @@ def join_command(ctx: click.Context, token: str, name: str | None,
         peer = admin.join(token, name=name)
     click.echo(f"paired with {peer.name} ({peer.device_id}); sharing "
                f"{', '.join(peer.collections)}")
+    if peer.held_read_only:
+        click.echo(f"read-only: this device receives {peer.name}'s changes, and {peer.name} "
+                   "takes none of this device's")
 
 
 @click.group("peer")
@@ -342,9 +345,8 @@ def peers_command(ctx: click.Context, as_json: bool) -> None:
         click.echo("no peers; pair with `meshdex invite` / `meshdex join`")
     for peer in peers:
         address = ", ".join(peer.addresses) or "(dials us)"
-        lag = "?" if peer.lag is None else peer.lag
         click.echo(f"{peer.device_id}  {peer.name}  {address}  [{', '.join(peer.collections)}] "
-                   f"{peer.mode}  last contact {_when(peer.last_contact)}, lag {lag}"
+                   f"{peer.mode}  last contact {_when(peer.last_contact)}, {lag_text(peer)}"
                    + (f", last error: {peer.last_error}" if peer.last_error else ""))
 
 
@@ -374,6 +376,9 @@ def sync_command(ctx: click.Context, peer: str | None, as_json: bool) -> None:
         for report in reports:
             click.echo(f"{report.name} ({report.peer[:7]}): "
                        + (f"error: {report.error}" if report.error else "ok"))
+            if report.held_read_only:
+                click.echo(f"  {report.name} holds this device read-only: nothing made here "
+                           "was sent")
             for name in report.not_shared_back:
                 click.echo(f"  {name}: not shared back by {report.name}, nothing moved "
                            f"(`meshdex peer share` there)")
@@ -415,12 +420,18 @@ def conflicts_command(ctx: click.Context, collection: str | None, as_json: bool)
                    f"written {_when(record.hlc.physical_ms / 1000)}")
 
 
+def lag_text(peer: PeerStatus) -> str:
+    """How far behind this device the peer is, or that it takes nothing from here."""
+    if peer.held_read_only:
+        return "receives nothing from here (it holds this device read-only)"
+    return f"lag {'?' if peer.lag is None else peer.lag}"
+
+
 def peer_lines(status: NodeStatus) -> list[str]:
     """The peers part of ``meshdex status``: lag, last sync and last error of each."""
     lines = [f"peers:       {len(status.peers)} ({sum(status.conflicts.values())} "
              f"conflicts kept)"]
-    lines += [f"  {p.name} ({p.device_id[:7]}): lag {'?' if p.lag is None else p.lag}, "
-              f"last sync {_when(p.last_sync)}"
+    lines += [f"  {p.name} ({p.device_id[:7]}): {lag_text(p)}, last sync {_when(p.last_sync)}"
               + (f", last error: {p.last_error}" if p.last_error else "")
               for p in status.peers]
     return lines

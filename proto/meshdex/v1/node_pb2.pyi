@@ -371,7 +371,7 @@ class NodeStatus(_message.Message):
     def __init__(self, data_dir: _Optional[str] = ..., device_id: _Optional[str] = ..., last_seq: _Optional[int] = ..., max_hlc: _Optional[str] = ..., store_bytes: _Optional[int] = ..., collections: _Optional[_Iterable[_Union[Collection, _Mapping]]] = ..., indexes: _Optional[_Iterable[_Union[IndexSummary, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[IndexDecision, _Mapping]]] = ..., peers: _Optional[_Iterable[_Union[PeerInfo, _Mapping]]] = ..., conflicts: _Optional[_Mapping[str, int]] = ..., store_id: _Optional[str] = ...) -> None: ...
 
 class PeerInfo(_message.Message):
-    __slots__ = ("device_id", "name", "addresses", "collections", "mode", "added_at", "last_contact", "last_sync", "last_error", "lag")
+    __slots__ = ("device_id", "name", "addresses", "collections", "mode", "added_at", "last_contact", "last_sync", "last_error", "lag", "held_read_only")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
@@ -382,6 +382,7 @@ class PeerInfo(_message.Message):
     LAST_SYNC_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     LAG_FIELD_NUMBER: _ClassVar[int]
+    HELD_READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     name: str
     addresses: _containers.RepeatedScalarFieldContainer[str]
@@ -392,7 +393,8 @@ class PeerInfo(_message.Message):
     last_sync: float
     last_error: str
     lag: int
-    def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., collections: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., added_at: _Optional[float] = ..., last_contact: _Optional[float] = ..., last_sync: _Optional[float] = ..., last_error: _Optional[str] = ..., lag: _Optional[int] = ...) -> None: ...
+    held_read_only: bool
+    def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., collections: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., added_at: _Optional[float] = ..., last_contact: _Optional[float] = ..., last_sync: _Optional[float] = ..., last_error: _Optional[str] = ..., lag: _Optional[int] = ..., held_read_only: _Optional[bool] = ...) -> None: ...
 
 class IndexSummary(_message.Message):
     __slots__ = ("collection", "generation", "passages", "bundle_bytes", "model_id", "model_hash", "stale", "damaged")

@@ -366,18 +366,20 @@ class CollectionSyncReport(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., received: _Optional[int] = ..., sent: _Optional[int] = ..., conflicts: _Optional[int] = ..., error: _Optional[str] = ..., bundle_bytes_fetched: _Optional[int] = ..., bundle_bytes_total: _Optional[int] = ..., blocks_fetched: _Optional[int] = ..., blocks_reused: _Optional[int] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SessionSyncReport(_message.Message):
-    __slots__ = ("peer", "name", "collections", "error", "not_shared_back")
+    __slots__ = ("peer", "name", "collections", "error", "not_shared_back", "held_read_only")
     PEER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     NOT_SHARED_BACK_FIELD_NUMBER: _ClassVar[int]
+    HELD_READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     peer: str
     name: str
     collections: _containers.RepeatedCompositeFieldContainer[CollectionSyncReport]
     error: str
     not_shared_back: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, peer: _Optional[str] = ..., name: _Optional[str] = ..., collections: _Optional[_Iterable[_Union[CollectionSyncReport, _Mapping]]] = ..., error: _Optional[str] = ..., not_shared_back: _Optional[_Iterable[str]] = ...) -> None: ...
+    held_read_only: bool
+    def __init__(self, peer: _Optional[str] = ..., name: _Optional[str] = ..., collections: _Optional[_Iterable[_Union[CollectionSyncReport, _Mapping]]] = ..., error: _Optional[str] = ..., not_shared_back: _Optional[_Iterable[str]] = ..., held_read_only: _Optional[bool] = ...) -> None: ...
 
 class SyncNowResponse(_message.Message):
     __slots__ = ("reports",)
