@@ -148,6 +148,8 @@ class IngestSummary:
     removed: list[str] = field(default_factory=list)  # stale documents of re-read sources
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
     errors: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason)
+    # (origin, document id, origin of its first occurrence): the later one was kept
+    repeated: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def partial_failure(self) -> bool:
@@ -169,6 +171,8 @@ class IngestSummary:
             "removed": len(self.removed),
             "skipped": dict(sorted(self.skipped.items())),
             "errors": [{"origin": origin, "reason": reason} for origin, reason in self.errors],
+            "repeated": [{"origin": origin, "id": doc_id, "first": first}
+                         for origin, doc_id, first in self.repeated],
         }
 
 
@@ -536,12 +540,16 @@ def ingest(
     """
     summary = IngestSummary(collection=collection)
     origins: list[str] = []
+    first_seen: dict[str, int] = {}  # document id -> its position in origins
 
     def documents() -> Iterator[DocumentInput]:
         for item in items:
             if on_item is not None:
                 on_item()
             if item.doc is not None:
+                first = first_seen.setdefault(item.doc.id, len(origins))
+                if first != len(origins):  # e.g. a JSONL export listing a document twice
+                    summary.repeated.append((item.origin, item.doc.id, origins[first]))
                 origins.append(item.origin)
                 yield item.doc
             elif item.skipped is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,6 +175,23 @@ def test_jsonl_source_defaults_to_file_and_line(node: Node, tmp_path: Path) -> N
     ingest(node, "default", read_jsonl(path))
     assert node.get_document("default", "g1").source == f"{path}:1"
     assert node.get_document("default", "s").source == "web"
+
+
+def test_a_repeated_document_id_is_reported_and_the_later_one_kept(tmp_path: Path) -> None:
+    """An export listing a document twice replaced the first without a word."""
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in (
+        {"id": "a", "text": "first text"}, {"id": "b", "text": "other"},
+        {"id": "a", "text": "second text"})) + "\n")
+    data_dir = tmp_path / "data"
+    result = subprocess.run([sys.executable, "-m", "meshdex", "--data-dir", str(data_dir),
+                             "add", "--jsonl", str(path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (f"warning: {path}:3: document id 'a' was given before, at {path}:1; the later one "
+            "is kept") in result.stderr
+    with Node.open(data_dir, readonly=True) as node:
+        assert node.get_document("default", "a").text == "second text"
 
 
 def test_unreadable_jsonl_file_is_one_error(node: Node, tmp_path: Path) -> None:

@@ -272,6 +272,9 @@ def _print_dry_run(items: Iterable[IngestItem], as_json: bool) -> bool:
 def _print_summary(summary: IngestSummary, as_json: bool) -> None:
     for origin, reason in summary.errors:
         click.echo(f"error: {origin}: {reason}", err=True)
+    for origin, doc_id, first in summary.repeated:
+        click.echo(f"warning: {origin}: document id {doc_id!r} was given before, at {first}; "
+                   "the later one is kept", err=True)
     if as_json:
         _print_json(summary.to_dict())
         return
