@@ -36,6 +36,7 @@ from meshdex.index.bundle_io import (
 )
 from meshdex.index.bundle_manifest import BundleManifest, CacheManifest, HlcStamp, StoreState
 from meshdex.index.chunking import passage_label
+from meshdex.index.compat import compare_store_states
 from meshdex.index.embedder import Embedder
 from meshdex.index.embedders import embedder_from_spec
 from meshdex.index.engine import Index, ScoreMemo, SearchStats, VectorCache
@@ -501,13 +502,36 @@ class IndexManager:
         cosine similarity (the score), "keyword" by BM25 (the score), "hybrid" (the default)
         fuses both rankings (the score is the fused rank score). Raises ``IndexNotBuilt``
         before the first build, ``FingerprintMismatch`` if the collection's embedder no longer
-        matches the bundle.
+        matches the bundle. ``index_behind`` says the store holds changes the index does not
+        have yet.
         """
         check_search(query, top_k)
         chosen = search_mode(mode)
         info = self.store.get_collection(collection)
         condition = parse_filter(filter) if filter else None
         opened = self._load(collection, required=True)
+        results = self._search_opened(collection, query, top_k, chosen, opened, info=info,
+                                      condition=condition, params=params, deadline=deadline)
+        return dataclasses.replace(
+            results, index_behind=self._changed_since_built(collection, opened.manifest))
+
+    def _changed_since_built(self, collection: str, manifest: BundleManifest) -> bool:
+        """Whether the store holds changes the bundle does not index (a build adds them)."""
+        return self._freshness(collection, manifest)[0]
+
+    def _freshness(self, collection: str, manifest: BundleManifest) -> tuple[bool, bool]:
+        """(the store holds changes the bundle does not index, the bundle indexes changes the
+        store has not received). Only the first is stale: for the second (a bundle imported,
+        its documents still on their way by sync) no build can catch the store up."""
+        store_ahead, bundle_ahead = compare_store_states(
+            manifest.store_state, store_state_of(self.store, collection))
+        return bool(store_ahead), bool(bundle_ahead)
+
+    def _search_opened(
+        self, collection: str, query: str, top_k: int, chosen: SearchMode, opened: _OpenIndex,
+        *, info: CollectionInfo, condition: Filter | None, params: SearchParams | None,
+        deadline: float | None,
+    ) -> SearchResults:
         with self.store.passage_reads(collection) as reads:
             resolver = HitResolver(reads, condition)
             caches = (self.caches.pinned(collection, opened.manifest),
@@ -637,8 +661,7 @@ class IndexManager:
             if opened is None:
                 continue
             manifest = opened.manifest
-            built_from = manifest.store_state
-            now = store_state_of(self.store, info.name)
+            stale, waiting = self._freshness(info.name, manifest)
             summaries.append(IndexSummary(
                 collection=info.name,
                 generation=manifest.generation,
@@ -646,7 +669,8 @@ class IndexManager:
                 bundle_bytes=self.bundle_path(info.name).stat().st_size,
                 model_id=manifest.fingerprint.model_id,
                 model_hash=manifest.fingerprint.model_hash,
-                stale=dict(built_from.seq_watermarks) != dict(now.seq_watermarks),
+                stale=stale,
+                waiting_for_documents=waiting,
             ))
         return summaries
 

@@ -350,6 +350,7 @@ class IndexSummary:
     model_hash: str
     stale: bool
     damaged: str = ""  # why the installed bundle cannot be served, and how to rebuild it
+    waiting_for_documents: bool = False  # the index is ahead of the store (not stale for it)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -392,6 +393,7 @@ class SearchResults:
     collection: str
     hits: list[PassageHit]
     stats: SearchStats
+    index_behind: bool = False  # the store holds changes the index does not: run a build
 
 
 @dataclass(frozen=True, kw_only=True)

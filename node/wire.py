@@ -303,7 +303,8 @@ def status_from_wire(message: pb.NodeStatus) -> NodeStatus:
             IndexSummary(collection=index.collection, generation=index.generation,
                          passages=index.passages, bundle_bytes=index.bundle_bytes,
                          model_id=index.model_id, model_hash=index.model_hash,
-                         stale=index.stale, damaged=index.damaged)
+                         stale=index.stale, damaged=index.damaged,
+                         waiting_for_documents=index.waiting_for_documents)
             for index in message.indexes
         ],
         decisions=[
@@ -384,6 +385,7 @@ def search_result_to_wire(result: SearchResults) -> pb.SearchResponse:
               for hit in result.hits],
         stats=pb.SearchStats(**{name: getattr(result.stats, name) for name in known
                                 if hasattr(result.stats, name)}),
+        index_behind=result.index_behind,
     )
 
 
@@ -403,6 +405,7 @@ def search_result_from_wire(message: pb.SearchResponse) -> SearchResults:
         stats=SearchStats(**{name: getattr(message.stats, name)
                              for name in pb.SearchStats.DESCRIPTOR.fields_by_name
                              if name in stats_fields}),
+        index_behind=message.index_behind,
     )
 
 

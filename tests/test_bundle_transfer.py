@@ -112,6 +112,10 @@ def test_bundle_without_documents_says_they_are_missing_instead_of_serving_holes
     assert "documents missing here" in result.stdout
     assert "5 indexed passages are not in this store yet" in result.stdout
     assert _top_documents(data) == [None, None, None]
+    # no build can bring the documents: status does not ask for one (it did, forever)
+    status = _run("--data-dir", str(data), "status")
+    assert "indexes documents not in this store yet" in status.stdout, status.stdout
+    assert "run meshdex build" not in status.stdout
 
 
 def test_other_chunking_rebuilds_from_local_documents(device_a, tmp_path: Path):

@@ -169,3 +169,15 @@ def test_recall_target_travels_as_a_field_and_the_stopping_point_comes_back(
     assert remote.stats.reranked == local.stats.reranked >= 3
     with pytest.raises(InvalidArgument, match="recall_target"):
         client.search("notes", query, params={"recall_target": 1.5})
+
+
+def test_a_search_through_the_node_says_when_the_index_is_behind(server):
+    server.node.create_collection("later")
+    server.node.upsert_documents("later", [DocumentInput(id="a", text="sailing upwind")])
+    server.node.build("later")
+    with server.client("write") as client:
+        assert not client.search("later", "sailing").index_behind
+        client.upsert_documents("later", [DocumentInput(id="b", text="tacking a boat")])
+        assert client.search("later", "sailing").index_behind
+        server.node.build("later")
+        assert not client.search("later", "sailing").index_behind

@@ -145,6 +145,24 @@ def test_stats_report_sections_against_raw_text(node):
     assert stats["index_bytes"] == sum(stats["section_bytes"].values())
 
 
+def test_a_search_says_when_the_collection_changed_since_its_build(node):
+    node.upsert_documents("c", topic_documents(per_topic=2, words=12))
+    node.build("c")
+    assert not node.search("c", "topic words").index_behind
+    node.upsert_documents("c", [DocumentInput(id="late", text="a document added after it")])
+    assert node.search("c", "topic words").index_behind
+    command = [sys.executable, "-m", "meshdex", "--data-dir", str(node.data_dir), "search",
+               "-c", "c", "topic words", "--mode", "keyword"]  # built with the fake model
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert ("note: 'c' changed since its index was built, and what changed is not searched "
+            "yet: run `meshdex build -c c`") in shown.stderr
+    as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120)
+    assert json.loads(as_json.stdout)["index_behind"] is True
+    node.build("c")
+    assert not node.search("c", "topic words").index_behind
+
+
 def test_stats_of_an_index_of_no_text_give_no_share_of_it(node):
     """Every document deleted and the index rebuilt: 0 bytes of text, so no percentage (it
     read '1236000.00% of the text', the index size over one byte)."""

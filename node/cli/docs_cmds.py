@@ -386,7 +386,10 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
         if summary.damaged:
             click.echo(f"  {summary.collection}: {summary.damaged}")
             continue
-        freshness = "documents changed since: run meshdex build" if summary.stale else "current"
+        freshness = ("documents changed since: run meshdex build" if summary.stale
+                     else "indexes documents not in this store yet (sync them, or import "
+                          "the bundle exported --with-documents)"
+                     if summary.waiting_for_documents else "current")
         click.echo(
             f"  {summary.collection}: generation {summary.generation}, {summary.passages} "
             f"passages, {_size(summary.bundle_bytes)}, {summary.model_id} "

@@ -159,6 +159,7 @@ def _results_dict(query: str, results: SearchResults) -> dict[str, Any]:
         "hits": [asdict(hit) for hit in results.hits],
         "stats": {name: round(value, 6) if isinstance(value, float) else value
                   for name, value in asdict(results.stats).items()},
+        "index_behind": results.index_behind,
     }
 
 
@@ -280,16 +281,21 @@ def search_command(
             raise InvalidArgument("give recall_target once: --recall-target or --param")
         knobs["recall_target"] = recall_target
     batch = _read_queries(queries) if queries else [(0, query or "")]
+    behind = False
     with open_node(ctx, readonly=True) as node:
         for _, text in batch:
             results = node.search(collection, text, top_k=top_k, filter=filter_spec,
                                   params=knobs or None, mode=mode)
+            behind = behind or results.index_behind
             if queries is not None:
                 click.echo(json.dumps(_results_dict(text, results), ensure_ascii=False))
             elif as_json:
                 click.echo(json.dumps(_results_dict(text, results), indent=2, ensure_ascii=False))
             else:
                 _print_results(text, results)
+    if behind:
+        click.echo(f"note: {collection!r} changed since its index was built, and what changed "
+                   f"is not searched yet: run `meshdex build -c {collection}`", err=True)
 
 
 @click.command("stats")

@@ -292,14 +292,16 @@ class SearchStats(_message.Message):
     def __init__(self, passages_recomputed: _Optional[int] = ..., model_calls: _Optional[int] = ..., cache_hits: _Optional[int] = ..., nodes_visited: _Optional[int] = ..., filtered_out: _Optional[int] = ..., model_seconds: _Optional[float] = ..., graph_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ..., strategy: _Optional[str] = ..., reranked: _Optional[int] = ..., rerank_stop: _Optional[str] = ..., memo_hits: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("collection", "hits", "stats")
+    __slots__ = ("collection", "hits", "stats", "index_behind")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_BEHIND_FIELD_NUMBER: _ClassVar[int]
     collection: str
     hits: _containers.RepeatedCompositeFieldContainer[SearchHit]
     stats: SearchStats
-    def __init__(self, collection: _Optional[str] = ..., hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., stats: _Optional[_Union[SearchStats, _Mapping]] = ...) -> None: ...
+    index_behind: bool
+    def __init__(self, collection: _Optional[str] = ..., hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., stats: _Optional[_Union[SearchStats, _Mapping]] = ..., index_behind: _Optional[bool] = ...) -> None: ...
 
 class BuildRequest(_message.Message):
     __slots__ = ("collection", "params_json", "rebuild")
@@ -397,7 +399,7 @@ class PeerInfo(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., collections: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., added_at: _Optional[float] = ..., last_contact: _Optional[float] = ..., last_sync: _Optional[float] = ..., last_error: _Optional[str] = ..., lag: _Optional[int] = ..., held_read_only: _Optional[bool] = ...) -> None: ...
 
 class IndexSummary(_message.Message):
-    __slots__ = ("collection", "generation", "passages", "bundle_bytes", "model_id", "model_hash", "stale", "damaged")
+    __slots__ = ("collection", "generation", "passages", "bundle_bytes", "model_id", "model_hash", "stale", "damaged", "waiting_for_documents")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     PASSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -406,6 +408,7 @@ class IndexSummary(_message.Message):
     MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
     DAMAGED_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     generation: int
     passages: int
@@ -414,7 +417,8 @@ class IndexSummary(_message.Message):
     model_hash: str
     stale: bool
     damaged: str
-    def __init__(self, collection: _Optional[str] = ..., generation: _Optional[int] = ..., passages: _Optional[int] = ..., bundle_bytes: _Optional[int] = ..., model_id: _Optional[str] = ..., model_hash: _Optional[str] = ..., stale: _Optional[bool] = ..., damaged: _Optional[str] = ...) -> None: ...
+    waiting_for_documents: bool
+    def __init__(self, collection: _Optional[str] = ..., generation: _Optional[int] = ..., passages: _Optional[int] = ..., bundle_bytes: _Optional[int] = ..., model_id: _Optional[str] = ..., model_hash: _Optional[str] = ..., stale: _Optional[bool] = ..., damaged: _Optional[str] = ..., waiting_for_documents: _Optional[bool] = ...) -> None: ...
 
 class IndexDecision(_message.Message):
     __slots__ = ("at_ms", "collection", "trigger", "decision", "reasons", "generation")
