@@ -81,7 +81,7 @@ class ImportReport:
 
     collection: str
     decision: Decision
-    action: str  # "installed" | "installed+delta" | "rebuilt"
+    action: str  # "installed" | "installed+delta" | "rebuilt" | "kept" | "kept+delta"
     created_collection: bool
     documents_merged: int
     passages_missing: int
@@ -302,17 +302,32 @@ def _import(node: Node, bundle: Bundle, path: Path, progress: Progress | None,
             created_collection=created, documents_merged=merged, passages_missing=0,
             generation=report.generation,
         )
-    installed = node.indexes.install(info.name, bundle, drop_cache=decision.drop_cache)
+    current = node.indexes.manifest(info.name)
+    if _covers(current, manifest):  # e.g. the same file imported again
+        generation, action = current.generation, "kept"
+    else:
+        installed = node.indexes.install(info.name, bundle, drop_cache=decision.drop_cache)
+        generation, action = installed.generation, "installed"
     missing = _missing_passages(node, info.name, bundle) if decision.documents_missing else 0
-    generation = installed.generation
-    action = "installed"
     if decision.kind is DecisionKind.APPLY_LOCAL_DELTA:
         generation = node.build(info.name, progress=progress).generation
-        action = "installed+delta"
+        action += "+delta"
     return ImportReport(
         collection=info.name, decision=decision, action=action, created_collection=created,
         documents_merged=merged, passages_missing=missing, generation=generation,
     )
+
+
+def _covers(installed: BundleManifest | None, incoming: BundleManifest) -> bool:
+    """Whether the installed index already indexes every change ``incoming`` does, with the
+    same model and build parameters: installing it would change nothing but the generation
+    number (which it used to, on every import of the same file)."""
+    if installed is None or installed.fingerprint != incoming.fingerprint:
+        return False
+    if dict(installed.build_params) != dict(incoming.build_params):
+        return False
+    _, incoming_ahead = compare_store_states(incoming.store_state, installed.store_state)
+    return not incoming_ahead
 
 
 def describe_import(report: ImportReport) -> list[str]:
@@ -329,5 +344,8 @@ def describe_import(report: ImportReport) -> list[str]:
             "documents are missing here (sync them, or import a bundle exported "
             "--with-documents); searches skip them until they arrive"
         )
+    if report.action.startswith("kept"):
+        lines.append(f"the installed index (generation {report.generation}) already holds "
+                     "everything this bundle indexes: kept it")
     lines.append(f"{report.action}: collection {report.collection} generation {report.generation}")
     return lines

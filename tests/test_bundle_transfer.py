@@ -89,6 +89,21 @@ def test_device_with_nothing_gets_the_whole_collection(device_a, tmp_path: Path)
     assert _top_documents(data) == _top_documents(device_a["data"]) == ["pasta", "tea", "bikes"]
 
 
+def test_importing_the_same_bundle_again_keeps_the_installed_index(device_a, tmp_path: Path):
+    """It installed a new generation on every import of the same file."""
+    data = tmp_path / "again"
+    first = _run("--data-dir", str(data), "bundle", "import", str(device_a["full"]))
+    assert first.exit_code == 0, first.output
+    again = _run("--data-dir", str(data), "bundle", "import", "--json", str(device_a["full"]))
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    assert (report["action"], report["generation"], report["documents_merged"]) == (
+        "kept", 1, 0)
+    assert _top_documents(data) == ["pasta", "tea", "bikes"]
+    shown = _run("--data-dir", str(data), "bundle", "import", str(device_a["full"]))
+    assert "already holds everything this bundle indexes: kept it" in shown.stdout
+
+
 def test_local_documents_newer_applies_the_delta(device_a, tmp_path: Path):
     data = tmp_path / "c"
     _add(data, {**DOCUMENTS, "chess": "Castle early in a chess game to keep your king safe."})
