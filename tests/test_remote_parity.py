@@ -53,6 +53,13 @@ def _prepare(data_dir) -> None:
                                                        text=f"{name} passage {i} about rivers",
                                                        metadata={"lang": "en" if i else "de"})
                                          for i in range(3)])
+        node.create_collection("tagged")
+        node.upsert_documents("tagged", [
+            DocumentInput(id=f"{lang}-{kind}", text=f"a {kind} of clear water",
+                          metadata={"lang": lang, "kind": kind})
+            for lang in ("en", "de") for kind in ("river", "lake", "sea")
+            if (lang, kind) != ("de", "lake")
+        ])
         node.create_collection("web", embedder=EmbedderSpec(kind="http", model_id="m",
                                                             url=DEAD_EMBEDDER_URL))
         node.upsert_documents("web", [DocumentInput(id="w", text="sent to a dead embedder")])
@@ -88,6 +95,35 @@ def test_each_error_class_exits_the_same_both_ways(both_ways, error_class, comma
         assert result.exit_code == EXIT_CODES[error_class], (mode, result.output)
         assert "Traceback" not in result.output
         assert result.output.startswith("error: ") or "\nerror: " in result.output, mode
+
+
+# A malformed --filter was a search with no results and no error; the node parses it too.
+BAD_FILTERS = [
+    ("lang=en and", "cannot parse filter 'lang=en and': it ends with 'and'"),
+    ("year>abc", "filter clause 'year>abc': an ordering comparison takes a number"),
+    ("lang=", "cannot parse filter clause 'lang=': no value after '='"),
+    ("year=>2020", "cannot parse filter clause 'year=>2020': unknown operator '=>'"),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), BAD_FILTERS, ids=[spec for spec, _ in BAD_FILTERS])
+def test_a_malformed_filter_exits_2_in_one_line_both_ways(both_ways, spec, message):
+    for mode, run in both_ways.items():
+        result = run("search", "-c", "docs", "rivers", "--filter", spec)
+        assert result.exit_code == EXIT_CODES[InvalidArgument], (mode, result.output)
+        assert result.output.startswith(f"error: {message}"), (mode, result.output)
+        assert result.output.count("\n") == 1, (mode, result.output)
+
+
+def test_uppercase_connectives_filter_both_ways(both_ways):
+    """``AND`` was folded into the value (lang = "en AND kind=river"): no results, no error."""
+    for mode, run in both_ways.items():
+        assert run("build", "-c", "tagged").exit_code == 0, mode
+        result = run("search", "-c", "tagged", "water", "--json",
+                     "--filter", "lang=en AND kind=river OR kind=lake")
+        assert result.exit_code == 0, (mode, result.output)
+        hits = json.loads(result.output)["hits"]
+        assert sorted(hit["document_id"] for hit in hits) == ["en-lake", "en-river"], mode
 
 
 def test_build_rebuild_with_params_works_through_a_node(both_ways, real_embedder):
