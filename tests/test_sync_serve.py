@@ -8,6 +8,7 @@ import json
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -242,3 +243,23 @@ def test_serve_on_a_port_in_use_fails_in_one_line_naming_the_setting(tmp_path, t
     assert result.returncode == 5, result.stderr
     assert f"error: cannot listen on 127.0.0.1:{port} ({setting}" in result.stderr
     assert "Address already in use" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_with_the_sync_listener_off_says_it_only_dials_out(tmp_path: Path) -> None:
+    """The banner read 'meshdex sync on off (pairing ...)'."""
+    serve = SyncServeProcess(tmp_path / "data")
+    process = subprocess.Popen([*serve.launcher, "serve", "--listen", "127.0.0.1:0",
+                                "--sync-listen", ""],
+                               stderr=subprocess.PIPE, text=True, env=serve.env)
+    try:
+        lines = []
+        for line in process.stderr:
+            lines.append(line)
+            if "listening on" in line:
+                break
+        banner = next(line for line in lines if line.startswith("meshdex sync"))
+        assert banner.startswith("meshdex sync not listening (sessions to peers dial out) "
+                                 f"(pairing 127.0.0.1:{serve.pair_port}); device "), banner
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)

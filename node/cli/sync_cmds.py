@@ -463,13 +463,20 @@ class SyncCompanion:
             click.echo(f"warning: peer sync is off: {error}", err=True)
             return
         self.running = True
-        addresses = self.service.addresses
-        click.echo(f"meshdex sync on {addresses.get('sync', 'off')} (pairing "
-                   f"{addresses.get('pairing', 'off')}); device {self.service.identity.device_id}",
+        click.echo(sync_banner(self.service.addresses, str(self.service.identity.device_id)),
                    err=True)
 
     def stop(self, grace_period_s: float) -> None:
         self.service.stop(grace_period_s)
+
+
+def sync_banner(addresses: dict[str, str], device_id: str) -> str:
+    """serve's line about sync: where it listens, or that it only dials out (it read 'meshdex
+    sync on off' with the listener turned off)."""
+    pairing = f"pairing {addresses['pairing']}" if "pairing" in addresses else "pairing off"
+    listening = (f"meshdex sync on {addresses['sync']}" if "sync" in addresses else
+                 "meshdex sync not listening (sessions to peers dial out)")
+    return f"{listening} ({pairing}); device {device_id}"
 
 
 COMMANDS = [id_command, invite_command, join_command, peer_group, peers_command, sync_command,
