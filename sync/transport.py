@@ -64,16 +64,30 @@ def sync_server_credentials(identity: DeviceIdentity, trust: TrustStore) -> grpc
                                                require_client_authentication=True)
 
 
+def _unverified_context(identity: DeviceIdentity | None, *,
+                        version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3,
+                        at_most: bool = False) -> ssl.SSLContext:
+    """A client context for the handshakes made with ``ssl`` rather than gRPC: TLS
+    ``version`` at least (or ``at_most``), HTTP/2 offered, the server's certificate not
+    verified (the caller checks its hash), ``identity`` presented when given."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    if at_most:
+        context.maximum_version = version
+    else:
+        context.minimum_version = version
+    context.set_alpn_protocols(["h2"])
+    if identity is not None:
+        context.load_cert_chain(identity.cert_path, identity.key_path)
+    return context
+
+
 def check_tls_1_3_only(address: str, identity: DeviceIdentity) -> None:
     """Try a TLS 1.2 handshake with the listener at ``address`` (presenting this device's
     own, trusted certificate); ``SyncError`` if it succeeds: this process imported ``grpc``
     before ``meshdex``, so gRPC core never saw the TLS policy."""
     host, port = split_host_port(address)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    context.maximum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols(["h2"])
-    context.load_cert_chain(identity.cert_path, identity.key_path)
+    context = _unverified_context(identity, version=ssl.TLSVersion.TLSv1_2, at_most=True)
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as raw, \
                 context.wrap_socket(raw, server_hostname=PEER_TLS_NAME):
@@ -112,11 +126,7 @@ def refuses_our_certificate(address: str, expected: DeviceId, identity: DeviceId
     SETTINGS frame, while one that refused it closes the connection (grpc sends no alert).
     """
     host, port = split_host_port(address)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    context.set_alpn_protocols(["h2"])
-    context.load_cert_chain(identity.cert_path, identity.key_path)
+    context = _unverified_context(identity)
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as raw, \
                 context.wrap_socket(raw, server_hostname=PEER_TLS_NAME) as tls:
@@ -150,13 +160,7 @@ def fetch_certificate(address: str, expected: DeviceId, *,
     asks for one; in TLS 1.3 the server's certificate arrives before ours is judged).
     """
     host, port = split_host_port(address)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    context.set_alpn_protocols(["h2"])
-    if identity is not None:
-        context.load_cert_chain(identity.cert_path, identity.key_path)
+    context = _unverified_context(identity)
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as raw, \
                 context.wrap_socket(raw, server_hostname=PEER_TLS_NAME) as tls:
