@@ -512,12 +512,8 @@ class IndexManager:
         opened = self._load(collection, required=True)
         results = self._search_opened(collection, query, top_k, chosen, opened, info=info,
                                       condition=condition, params=params, deadline=deadline)
-        return dataclasses.replace(
-            results, index_behind=self._changed_since_built(collection, opened.manifest))
-
-    def _changed_since_built(self, collection: str, manifest: BundleManifest) -> bool:
-        """Whether the store holds changes the bundle does not index (a build adds them)."""
-        return self._freshness(collection, manifest)[0]
+        behind, _ = self._freshness(collection, opened.manifest)
+        return dataclasses.replace(results, index_behind=behind)
 
     def _freshness(self, collection: str, manifest: BundleManifest) -> tuple[bool, bool]:
         """(the store holds changes the bundle does not index, the bundle indexes changes the

@@ -92,7 +92,7 @@ class KeywordIndexes:
             except FileNotFoundError:
                 index = self._build_missing(path, everything)
             except KeywordIndexFailed as error:
-                index = self._open_read_only(path) if not os.access(path, os.W_OK) else None
+                index = None if os.access(path, os.W_OK) else self._open_read_only(path)
                 if index is None:
                     logger.warning("rebuilding a keyword index tantivy cannot read: %s", error)
                     shutil.rmtree(path, ignore_errors=True)

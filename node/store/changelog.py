@@ -373,15 +373,6 @@ class ChangeLog:
             seq=seq,
         )
 
-    @staticmethod
-    def _same_version(writer: DocumentWriter, old: DocumentRecord, change: RemoteChange) -> bool:
-        """Whether ``change`` says what the local version says (both deletes, or the same
-        text, metadata and source): devices that made the same change lost nothing."""
-        if old.deleted or change.op is ChangeOp.DELETE:
-            return old.deleted and change.op is ChangeOp.DELETE
-        return (change.text, change.metadata or {}, change.source) == (
-            writer.current_text(old), old.metadata or {}, old.source)
-
     def conflicts_since(
         self, txn: lmdb.Transaction, collection: CollectionRecord, seq: int
     ) -> list[Conflict]:
@@ -408,7 +399,7 @@ class ChangeLog:
             if old is not None and old.hlc >= change.hlc:
                 if not already_seen and old.hlc != change.hlc and (
                     old.origin_device != change.origin_device
-                ) and not self._same_version(writer, old, change):
+                ) and not _same_version(old, _text_of(writer, old), change):
                     text = change.text if change.op is ChangeOp.UPSERT else None
                     self._keep_conflict(session, change, text, old.hlc)
                 applied.append(False)
@@ -420,12 +411,28 @@ class ChangeLog:
                 and not old.deleted
                 and old.origin_device != change.origin_device
                 and old.seq > self.peer_cursor(txn, prefix, change.origin_device)
-                and not self._same_version(writer, old, change)
             ):
-                self._keep_conflict(session, old, writer.current_text(old), change.hlc)
+                old_text = writer.current_text(old)
+                if not _same_version(old, old_text, change):
+                    self._keep_conflict(session, old, old_text, change.hlc)
             if doc is None:
                 writer.put_tombstone(change.doc_id, hlc=change.hlc, origin=origin)
             else:
                 writer.put_live(doc, hlc=change.hlc, origin=origin)
             applied.append(True)
         return applied
+
+
+def _text_of(writer: DocumentWriter, record: DocumentRecord) -> str | None:
+    """A record's text; None for a tombstone."""
+    return None if record.deleted else writer.current_text(record)
+
+
+def _same_version(old: DocumentRecord, old_text: str | None, change: RemoteChange) -> bool:
+    """Whether ``change`` says what the local version ``old`` (text ``old_text``) says: both
+    deletes, or the same text, metadata and source. Devices that made the same change lost
+    nothing."""
+    if old.deleted or change.op is ChangeOp.DELETE:
+        return old.deleted and change.op is ChangeOp.DELETE
+    return (change.text, change.metadata or {}, change.source) == (
+        old_text, old.metadata or {}, old.source)
