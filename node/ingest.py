@@ -110,6 +110,23 @@ class FileTask:
     relative: str
     reader: SourceReader | None = None  # None: read as one text file (``read_file``)
 
+    def owns(self, doc_id: str) -> bool:
+        """Whether ``doc_id`` has the shape of a document read from this input: its own id,
+        or that id, its reader's separator and a part (``a.py#parse``, ``r.pdf#page=2``)."""
+        separator = self.reader.sub_document_separator if self.reader is not None else None
+        return doc_id == self.doc_id or (separator is not None
+                                         and doc_id.startswith(self.doc_id + separator))
+
+    def stale_scope(self, produced: Iterable[str]) -> SourceScope | None:
+        """After a complete read that yielded ``produced``, what the input's other documents
+        are: stale (the scope to delete them by), or None where they stay or the ids are not
+        per input."""
+        reader = self.reader
+        if reader is None or reader.sub_document_separator is None or reader.keeps_dropped:
+            return None
+        return SourceScope(owner_id=self.doc_id, separator=reader.sub_document_separator,
+                           keep=frozenset(produced))
+
 
 class SourceReader(Protocol):
     """Reads one kind of source (a PDF, a mailbox, a history database...) into documents.
@@ -119,9 +136,12 @@ class SourceReader(Protocol):
     """
 
     kind: str  # the name ``meshdex add --source KIND`` uses, e.g. "pdf"
-    # Documents of one input are ``task.doc_id`` + this + part (and maybe ``task.doc_id``):
-    # what a complete re-read no longer yields is deleted. None: ids are not per input.
+    # Documents of one input are ``task.doc_id`` + this + part (and maybe ``task.doc_id``).
+    # None: ids are not per input (a message id names a mail in every mailbox).
     sub_document_separator: str | None
+    # False: what a complete re-read no longer yields is deleted (a function removed from a
+    # file). True: it stays (browsers expire old history, a mailbox loses moved messages).
+    keeps_dropped: bool
 
     def claims(self, path: Path) -> bool:
         """Whether a file met while walking is this reader's (by name or suffix; no I/O)."""
@@ -246,17 +266,22 @@ class TaskReads:
 
     def __iter__(self) -> Iterator[IngestItem]:
         for task in self._tasks:
-            separator = task.reader.sub_document_separator if task.reader is not None else None
             produced: set[str] = set()
             clean = True
             for item in read_task(task):
                 if item.doc is not None:
                     produced.add(item.doc.id)
-                clean = clean and item.error is None and item.skipped != SKIPPED_TOO_LARGE
+                clean = clean and read_completely(item)
                 yield item
-            if separator is not None and clean:
-                self.scopes.append(SourceScope(owner_id=task.doc_id, separator=separator,
-                                               keep=frozenset(produced)))
+            scope = task.stale_scope(produced) if clean else None
+            if scope is not None:
+                self.scopes.append(scope)
+
+
+def read_completely(item: IngestItem) -> bool:
+    """Whether an item leaves its input's read complete: not an error, not a part skipped
+    for being too large (what it held is unknown)."""
+    return item.error is None and item.skipped != SKIPPED_TOO_LARGE
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -95,6 +95,14 @@ def make_mbox(root: Path) -> Path:
     return path
 
 
+def make_maildir(root: Path) -> Path:
+    path = root / "Maildir"
+    box = mailbox.Maildir(path, create=True)
+    box.add(email_message(subject="Invoice", body="Please pay by Friday.", message_id="inv@x"))
+    box.close()
+    return path
+
+
 def break_mbox(root: Path) -> Path:
     path = root / "broken.mbox"
     path.write_text("this file never was a mailbox\n")
@@ -203,6 +211,10 @@ class Config:
     def save(self):
         pass
 '''
+
+
+EDITED_PYTHON = PYTHON_SAMPLE.replace("def parse_args(argv=None):", "def parse_argv(argv=None):")
+EDITED_PYTHON = EDITED_PYTHON[:EDITED_PYTHON.index("@dataclass")]  # class Config is gone
 
 
 def make_python(root: Path) -> Path:

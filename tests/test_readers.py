@@ -22,7 +22,7 @@ from meshdex.node.records import DocumentInput, SourceScope
 from meshdex.node.service import Node
 from meshdex.node.validation import check_document
 from reader_samples import (
-    PYTHON_SAMPLE,
+    EDITED_PYTHON,
     SAMPLES,
     email_message,
     make_chatgpt,
@@ -337,10 +337,6 @@ def add(data_args: list[str], *paths: Path) -> str:
     result = CliRunner().invoke(cli, [*data_args, "add", *map(str, paths), "-c", "code"])
     assert result.exit_code == 0, result.output
     return result.output
-
-
-EDITED_PYTHON = PYTHON_SAMPLE.replace("def parse_args(argv=None):", "def parse_argv(argv=None):")
-EDITED_PYTHON = EDITED_PYTHON[:EDITED_PYTHON.index("@dataclass")]  # class Config is gone
 
 
 def test_re_adding_an_edited_python_file_removes_the_symbols_it_no_longer_has(

@@ -26,11 +26,10 @@ from meshdex.node.ingest import (
     IngestItem,
     IngestSummary,
     TaskReads,
-    collect_files,
     ingest,
     read_jsonl,
 )
-from meshdex.node.readers import READERS, reader_named
+from meshdex.node.readers import READERS, collect_sources
 from meshdex.node.records import CollectionInfo, DataCompaction
 from meshdex.node.service import DEFAULT_COLLECTION, Node
 from tqdm import tqdm
@@ -209,11 +208,8 @@ def add_command(
     """
     if not paths and not jsonl_files:
         raise click.UsageError("give at least one PATH or --jsonl FILE")
-    source = reader_named(source_kind) if source_kind else None
-    tasks, decided = collect_files(
-        list(paths), id_prefix=id_prefix, follow_symlinks=follow_symlinks,
-        readers=list(READERS.values()), source=source,
-    )
+    tasks, decided = collect_sources(list(paths), id_prefix=id_prefix,
+                                     follow_symlinks=follow_symlinks, source_kind=source_kind)
     task_reads = TaskReads(tasks)
     items = itertools.chain(
         decided,

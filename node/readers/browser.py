@@ -50,7 +50,8 @@ class BrowserHistoryReader:
     """Visited URLs of a Chrome or Firefox history database."""
 
     kind = "browser"
-    sub_document_separator = None  # browsers expire old history: what was indexed stays
+    sub_document_separator = "#"
+    keeps_dropped = True  # browsers expire old history: what was indexed stays
 
     def claims(self, path: Path) -> bool:
         return path.name in (CHROME_HISTORY_NAME, FIREFOX_PLACES_NAME)

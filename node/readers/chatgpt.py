@@ -26,6 +26,7 @@ class ChatGPTReader:
 
     kind = "chatgpt"
     sub_document_separator = "#"
+    keeps_dropped = False
 
     def claims(self, path: Path) -> bool:
         return path.name == CONVERSATIONS_FILE_NAME

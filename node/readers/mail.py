@@ -55,6 +55,7 @@ class MailReader:
 
     kind = "email"
     sub_document_separator = None  # a message id names it in every mailbox
+    keeps_dropped = True  # a message moved to another folder is still the same message
 
     def claims(self, path: Path) -> bool:
         return path.suffix.lower() in (EML_SUFFIX, MBOX_SUFFIX)

@@ -35,6 +35,7 @@ class PdfReader:
 
     kind = "pdf"
     sub_document_separator = "#"
+    keeps_dropped = False
 
     def claims(self, path: Path) -> bool:
         return path.suffix.lower() == PDF_SUFFIX

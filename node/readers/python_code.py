@@ -38,6 +38,7 @@ class PythonCodeReader:
 
     kind = "code"
     sub_document_separator = "#"
+    keeps_dropped = False
 
     def claims(self, path: Path) -> bool:
         return path.suffix.lower() in PYTHON_SUFFIXES

@@ -27,6 +27,7 @@ class SlackReader:
 
     kind = "slack"
     sub_document_separator = "/"
+    keeps_dropped = False
 
     def claims(self, path: Path) -> bool:
         return False  # a folder source: nothing to recognise a single file by
