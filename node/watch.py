@@ -1,11 +1,16 @@
 """``meshdex watch``: keep a collection in step with folders as their files change.
 
-``FolderSync`` is the logic, without threads: each pass walks the folders (``collect_files``,
-stat only), reads only the files it was told changed (or every file on a catch-up), upserts the
-ones whose content hash differs from what the collection holds, tombstones documents whose file
-is gone, and runs a delta build when anything changed. Document ids are the ones ``meshdex add``
-gives (folder name, ``/``, path inside it), so a folder added once can be watched later. A
-rename is a delete of the old id and an add of the new one.
+``FolderSync`` is the logic, without threads: each pass walks the folders as ``meshdex add``
+does (``collect_sources``, stat only), reads only the files it was told changed (or every file on
+a catch-up) with add's readers, upserts the documents that differ from what the collection
+holds, tombstones documents whose file is gone, and runs a delta build when anything changed.
+A file therefore gives the documents, and ids, that ``add`` gives it (folder name, ``/``, path
+inside it; a Python file one per function and class, a PDF one per page, an mbox one per
+message), so a folder added once can be watched later. A re-read drops what the file no
+longer yields where ``add`` would (a function deleted from the file), and a read that fails
+half way (a Python file saved with a syntax error) keeps what the file had. With a source kind
+(``--source``) the folder is one source of that kind, read whole (a Maildir, a Slack export).
+A rename is a delete of the old id and an add of the new one.
 
 ``Watcher`` adds the threads: watchdog's observer collects changed paths, and one worker waits
 until the folders have been quiet for ``debounce_s`` (at most ``max_delay_s`` under a steady
@@ -20,7 +25,9 @@ by the caller, in gitignore syntax (``pathspec``); hidden files and folders are 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -34,8 +41,9 @@ import pathspec
 from meshdex.index.errors import InvalidArgument
 from meshdex.node.config import NodeConfig
 from meshdex.node.indexing import BuildReport
-from meshdex.node.ingest import FileTask, collect_files, read_file
-from meshdex.node.records import DocumentInput, Outcome
+from meshdex.node.ingest import FileTask, read_completely, read_task
+from meshdex.node.readers import collect_sources, reader_named
+from meshdex.node.records import Document, DocumentInput, Outcome
 from meshdex.node.service import Node
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -50,18 +58,24 @@ DELETE_BATCH_IDS = 1000
 
 @dataclass(frozen=True, kw_only=True)
 class WatchedFolder:
-    """One folder: its resolved root, the id prefix of its documents, and its ignore rules."""
+    """One folder: its resolved root, the id prefix of its documents, its ignore rules, and
+    the source kind it is read as whole (None: walked file by file)."""
 
     root: Path
     prefix: str
     extra_patterns: tuple[str, ...] = ()
+    source_kind: str | None = None
 
     @classmethod
-    def of(cls, path: Path, *, ignore: Sequence[str] = ()) -> WatchedFolder:
+    def of(cls, path: Path, *, ignore: Sequence[str] = (),
+           source_kind: str | None = None) -> WatchedFolder:
         root = Path(path).expanduser().resolve()
         if not root.is_dir():
             raise InvalidArgument(f"not a folder: {path}", hint="watch takes folders")
-        return cls(root=root, prefix=f"{root.name}/", extra_patterns=tuple(ignore))
+        if source_kind is not None:
+            reader_named(source_kind)  # an unknown kind is refused before anything is read
+        return cls(root=root, prefix=f"{root.name}/", extra_patterns=tuple(ignore),
+                   source_kind=source_kind)
 
     def ignore_spec(self) -> pathspec.GitIgnoreSpec:
         """The rules now: read afresh so an edited ``.gitignore`` takes effect."""
@@ -113,8 +127,37 @@ def _named(path: Path, wanted: set[Path]) -> bool:
     return path in wanted or any(parent in wanted for parent in path.parents)
 
 
-def _text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def _fingerprint(doc: Document | DocumentInput) -> str:
+    """What the store compares to call an upsert unchanged: text, metadata and source."""
+    content = json.dumps([doc.text, doc.metadata, doc.source], sort_keys=True,
+                         ensure_ascii=False)
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+def _owned(known: Iterable[str], tasks: Sequence[FileTask]) -> dict[str, set[str]]:
+    """Task doc id -> the known ids shaped like its documents (``FileTask.owns``)."""
+    by_id = {task.doc_id: task for task in tasks}
+    separators = {task.reader.sub_document_separator for task in tasks
+                  if task.reader is not None and task.reader.sub_document_separator}
+    owned: dict[str, set[str]] = {}
+    for doc_id in known:
+        # the owner's id is the whole id or the part before a separator
+        ends = [match.start() for separator in separators
+                for match in re.finditer(re.escape(separator), doc_id)]
+        for end in [len(doc_id), *ends]:
+            task = by_id.get(doc_id[:end])
+            if task is not None and task.owns(doc_id):
+                owned.setdefault(task.doc_id, set()).add(doc_id)
+                break
+    return owned
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Read:
+    """The documents one read of a task gave, and whether it read the whole input."""
+
+    docs: list[DocumentInput]
+    complete: bool
 
 
 class FolderSync:
@@ -132,20 +175,23 @@ class FolderSync:
         self.collection = collection
         self.folders = list(folders)
         self.build = build
-        self._known: dict[str, str] | None = None  # doc id -> content hash, for our prefixes
-        # Files read and skipped (binary, empty, unreadable) -> (mtime_ns, size) when read, so
-        # a pass that was not told about them does not read and log them again.
-        self._skipped_stat: dict[Path, tuple[int, int]] = {}
+        self._known: dict[str, str] | None = None  # doc id -> fingerprint, for our prefixes
+        # Inputs read -> (mtime_ns, size) then, so a pass that was not told about an input that
+        # gave nothing to the collection (binary, empty, a mailbox) does not read it again.
+        self._read_stat: dict[Path, tuple[int, int]] = {}
 
-    def _known_hashes(self) -> dict[str, str]:
+    def _known_fingerprints(self) -> dict[str, str]:
         if self._known is None:
             self._known = {}
             if self.node.store.has_collection(self.collection):
-                prefixes = tuple(folder.prefix for folder in self.folders)
-                self._known = {doc.id: doc.content_hash
+                prefixes = self._prefixes()
+                self._known = {doc.id: _fingerprint(doc)
                                for doc in self.node.store.iter_documents(self.collection)
                                if doc.id.startswith(prefixes)}
         return self._known
+
+    def _prefixes(self) -> tuple[str, ...]:
+        return tuple(folder.prefix for folder in self.folders)
 
     def catch_up(self) -> SyncReport:
         """Read every file and apply what differs: the first pass, and after a restart."""
@@ -155,41 +201,39 @@ class FolderSync:
         """One pass. ``changed``: the paths events named (files or folders); None reads all.
 
         Files not named are not read; any document whose file is gone (deleted, renamed,
-        newly ignored, hidden) is tombstoned either way.
+        newly ignored, hidden) is tombstoned either way. Documents whose ids are not under a
+        folder's prefix (a mail's message id) are never tombstoned, as ``add`` keeps them.
         """
         report = SyncReport()
-        known = self._known_hashes()
+        known = self._known_fingerprints()
         wanted = None if changed is None else {Path(p).resolve() for p in changed}
-        present: set[str] = set()
+        above = set() if wanted is None else {parent for p in wanted for parent in p.parents}
+        tasks = [task for folder in self.folders for task in self._tasks(folder)]
+        owned = _owned(known, tasks)
+        keep: set[str] = set()
         upserts: list[DocumentInput] = []
-        for folder in self.folders:
-            for task in self._tasks(folder):
-                present.add(task.doc_id)
-                if wanted is None or _named(task.path, wanted):
-                    doc = self._read(task, report)
-                    if doc is None:
-                        present.discard(task.doc_id)  # now binary, empty, too large or unreadable
-                    elif known.get(doc.id) == _text_hash(doc.text):
-                        report.counts["unchanged"] += 1
-                    else:
-                        upserts.append(doc)
-                elif task.doc_id not in known and not self._still_skipped(task.path):
-                    # Not named by an event yet not in the collection: an event was lost.
-                    doc = self._read(task, report)
-                    if doc is not None:
-                        upserts.append(doc)
-        if upserts:
-            upsert = self.node.upsert_documents(self.collection, upserts, create_missing=True)
-            for item in upsert.items:
-                if item.outcome is Outcome.REJECTED:
-                    report.errors.append((item.id, item.reason or "rejected"))
-                    logger.warning("skipped %s: %s", item.id, item.reason)
+        for task in tasks:
+            had = owned.get(task.doc_id, set())
+            # named by an event, or under a folder an event named, or, for a folder source,
+            # holding what an event named; or not named yet giving nothing to the collection
+            # and changed since last read: an event was lost
+            if not (wanted is None or _named(task.path, wanted) or task.path in above
+                    or (not had and self._changed_since_read(task.path))):
+                keep |= had
+                continue
+            read = self._read(task, report)
+            produced = {doc.id for doc in read.docs}
+            replaced = task.reader is None or (read.complete
+                                               and task.stale_scope(produced) is not None)
+            keep |= produced if replaced else had | produced
+            for doc in read.docs:
+                if known.get(doc.id) == _fingerprint(doc):
+                    report.counts["unchanged"] += 1
                 else:
-                    report.counts[item.outcome.value] += 1
-            for doc, item in zip(upserts, upsert.items, strict=True):
-                if item.outcome is not Outcome.REJECTED:
-                    known[doc.id] = _text_hash(doc.text)
-        gone = sorted(set(known) - present)
+                    upserts.append(doc)
+        if upserts:
+            self._upsert(upserts, known, report)
+        gone = sorted(set(known) - keep)
         for start in range(0, len(gone), DELETE_BATCH_IDS):
             deleted = self.node.delete_documents(self.collection,
                                                  gone[start:start + DELETE_BATCH_IDS])
@@ -200,37 +244,53 @@ class FolderSync:
             report.build = self.node.build(self.collection)
         return report
 
+    def _upsert(self, docs: list[DocumentInput], known: dict[str, str],
+                report: SyncReport) -> None:
+        upsert = self.node.upsert_documents(self.collection, docs, create_missing=True)
+        prefixes = self._prefixes()
+        for doc, item in zip(docs, upsert.items, strict=True):
+            if item.outcome is Outcome.REJECTED:
+                report.errors.append((item.id, item.reason or "rejected"))
+                logger.warning("skipped %s: %s", item.id, item.reason)
+                continue
+            report.counts[item.outcome.value] += 1
+            if doc.id.startswith(prefixes):
+                known[doc.id] = _fingerprint(doc)
+
     def _tasks(self, folder: WatchedFolder) -> list[FileTask]:
-        """The folder's files ``meshdex add`` would read, minus the ignored ones."""
-        tasks, _ = collect_files([folder.root])
+        """The folder's inputs ``meshdex add`` would read, minus the ignored files."""
+        tasks, _ = collect_sources([folder.root], source_kind=folder.source_kind)
+        if folder.source_kind is not None:
+            return tasks  # one source, read whole
         spec = folder.ignore_spec()
         return [task for task in tasks if not spec.match_file(task.relative)]
 
-    def _still_skipped(self, path: Path) -> bool:
+    def _changed_since_read(self, path: Path) -> bool:
         try:
             stat = path.stat()
         except OSError:
-            return False
-        return self._skipped_stat.get(path) == (stat.st_mtime_ns, stat.st_size)
+            return True
+        return self._read_stat.get(path) != (stat.st_mtime_ns, stat.st_size)
 
-    def _read(self, task: FileTask, report: SyncReport) -> DocumentInput | None:
+    def _read(self, task: FileTask, report: SyncReport) -> _Read:
         try:
             stat = task.path.stat()
+            self._read_stat[task.path] = (stat.st_mtime_ns, stat.st_size)
         except OSError:
-            stat = None
-        item = read_file(task)
-        if item.doc is not None:
-            self._skipped_stat.pop(task.path, None)
-            return item.doc
-        if stat is not None:
-            self._skipped_stat[task.path] = (stat.st_mtime_ns, stat.st_size)
-        if item.skipped is not None:
-            report.skipped[item.skipped] += 1
-            logger.warning("skipped %s: %s", task.path, item.skipped)
-        else:
-            report.errors.append((str(task.path), item.error or "unreadable"))
-            logger.warning("skipped %s: %s", task.path, item.error)
-        return None
+            self._read_stat.pop(task.path, None)
+        docs: list[DocumentInput] = []
+        complete = True
+        for item in read_task(task):
+            complete = complete and read_completely(item)
+            if item.doc is not None:
+                docs.append(item.doc)
+            elif item.skipped is not None:
+                report.skipped[item.skipped] += 1
+                logger.warning("skipped %s: %s", item.origin, item.skipped)
+            else:
+                report.errors.append((item.origin, item.error or "unreadable"))
+                logger.warning("skipped %s: %s", item.origin, item.error)
+        return _Read(docs=docs, complete=complete)
 
 
 class _Collector(FileSystemEventHandler):

@@ -3,12 +3,14 @@
 The collection must converge to the folder's state (asserted document for document) after
 creates, edits, renames, deletes and a burst of 200 writes, re-embedding only what changed
 (counted on the real model's ``texts_embedded``), and after ``kill -9`` mid-burst a restart
-must converge too.
+must converge too. Every kind of source ``meshdex add`` reads, watch must read into the same
+documents.
 """
 
 from __future__ import annotations
 
 import logging
+import mailbox
 import os
 import re
 import signal
@@ -22,11 +24,22 @@ import pytest
 from click.testing import CliRunner
 from meshdex.index.errors import InvalidArgument
 from meshdex.node.auth import TokenStore
-from meshdex.node.cli.main import cli
+from meshdex.node.cli.main import EXIT_PARTIAL_FAILURE, cli
 from meshdex.node.client import MeshdexClient
 from meshdex.node.config import load_config
 from meshdex.node.service import Node
 from meshdex.node.watch import FolderSync, SyncReport, WatchedFolder, Watcher, watch_entries
+from reader_samples import (
+    EDITED_PYTHON,
+    email_message,
+    make_chatgpt,
+    make_history,
+    make_maildir,
+    make_mbox,
+    make_pdf,
+    make_python,
+    make_slack,
+)
 
 pytestmark = pytest.mark.model
 
@@ -297,3 +310,133 @@ def test_bad_watch_settings_are_named(tmp_path, toml, message) -> None:
     path.write_text(f"[node]\n{toml}\n")
     with pytest.raises(InvalidArgument, match=message):
         load_config(config_path=path, environ={}).config.validate()
+
+
+# ------------------------------------------------------------ read as `meshdex add` reads
+
+
+def run_cli(data: Path, *args: str, ok: tuple[int, ...] = (0,)) -> str:
+    result = CliRunner().invoke(cli, ["--data-dir", str(data), *args])
+    assert result.exit_code in ok, result.output
+    return result.output
+
+
+def stored(data: Path, collection: str = "notes") -> dict[str, tuple]:
+    """id -> (text, metadata, source) of every live document."""
+    with Node.open(data, readonly=True) as node:
+        return {doc.id: (doc.text, doc.metadata, doc.source)
+                for doc in node.store.iter_documents(collection)}
+
+
+def write_eml(root: Path) -> Path:
+    path = root / "invoice.eml"
+    path.write_bytes(bytes(email_message(subject="Invoice", body="Please pay.",
+                                         message_id="inv@x")))
+    return path
+
+
+# sample writer, the options both commands get; without --source the folder holding the
+# sample is given, with it the sample itself (a folder source)
+ADD_AND_WATCH = [
+    pytest.param(make_python, (), id="python"),
+    pytest.param(make_pdf, (), id="pdf"),
+    pytest.param(make_mbox, (), id="mbox"),
+    pytest.param(write_eml, (), id="eml"),
+    pytest.param(make_history, (), id="history"),
+    pytest.param(make_chatgpt, (), id="chatgpt"),
+    pytest.param(make_slack, ("--source", "slack"), id="slack"),
+    pytest.param(make_maildir, ("--source", "email"), id="maildir"),
+]
+
+
+@pytest.mark.parametrize(("make", "options"), ADD_AND_WATCH)
+def test_watch_reads_each_source_into_the_documents_add_makes(tmp_path: Path, make,
+                                                               options) -> None:
+    folder = tmp_path / "box"
+    folder.mkdir()
+    sample = make(folder)
+    given = str(sample if options else folder)
+    added, watched = tmp_path / "added", tmp_path / "watched"
+    run_cli(added, "add", given, "-c", "notes", *options, ok=(0, EXIT_PARTIAL_FAILURE))
+    run_cli(watched, "watch", given, "-c", "notes", "--once", "--no-build", *options)
+    assert stored(watched) == stored(added) != {}
+    # watching what was added changes nothing, nor does a pass no event named anything for
+    output = run_cli(added, "watch", given, "-c", "notes", "--once", "--no-build", *options)
+    assert "notes: +0 ~0 -0 (" in output
+    with Node.open(watched) as node:
+        root = WatchedFolder.of(Path(given), source_kind=options[1] if options else None)
+        FolderSync(node, "notes", [root], build=False).sync([])
+    assert stored(watched) == stored(added)
+
+
+def test_an_added_python_file_stays_split_by_function_while_watched(tmp_path: Path) -> None:
+    data, project = tmp_path / "data", tmp_path / "project"
+    project.mkdir()
+    path = make_python(project)
+    run_cli(data, "add", str(project), "-c", "notes")
+    added = stored(data)
+    assert sorted(added) == ["project/tool.py", "project/tool.py#Config",
+                             "project/tool.py#parse_args"]
+    os.utime(path)  # touched: an event, the same content
+    output = run_cli(data, "watch", str(project), "-c", "notes", "--once", "--no-build")
+    assert "notes: +0 ~0 -0 (3 unchanged)" in output
+    assert stored(data) == added
+    with Node.open(data) as node:
+        sync = FolderSync(node, "notes", [WatchedFolder.of(project)], build=False)
+        path.write_text(EDITED_PYTHON)  # parse_args renamed, class Config deleted
+        report = sync.sync([path])
+        assert (report.counts["added"], report.counts["deleted"]) == (1, 2)
+        expected = ["project/tool.py", "project/tool.py#parse_argv"]
+        assert sorted(collection_state(node)) == expected
+        path.write_text(EDITED_PYTHON + "\ndef half_typed(:\n")  # saved mid-edit
+        report = sync.sync([path])
+        assert [reason for _, reason in report.errors] == ["not valid Python: invalid syntax"]
+        assert sorted(collection_state(node)) == expected  # kept until the file parses
+        path.write_text("# a line above every function\n" + EDITED_PYTHON)
+        sync.sync([path])
+        [function] = [doc for doc in node.store.iter_documents("notes")
+                      if doc.id.endswith("#parse_argv")]
+        assert function.metadata["line_start"] == 9  # the same text, one line further down
+
+
+def test_a_message_appended_to_a_watched_mbox_becomes_a_document(
+        tmp_path: Path, collection_embedder) -> None:
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    path = make_mbox(folder)
+    with Node.open(tmp_path / "data") as node:
+        running = Running(node, folder, debounce_s=0.2)
+
+        def holds(*ids: str) -> bool:
+            if running.watcher.failure is not None:
+                raise running.watcher.failure
+            return set(ids) <= set(collection_state(node)) and running.watcher.idle
+
+        try:
+            wait_until(lambda: holds("mail:m1@example.org", "mail:m2@example.org"),
+                       what="the mailbox's messages")
+            passes_before = len(running.passes)
+            box = mailbox.mbox(path)
+            box.add(email_message(subject="Dinner plans", body="Pizza at eight on Saturday?",
+                                  message_id="m3@example.org"))
+            box.flush()
+            box.close()
+            wait_until(lambda: holds("mail:m3@example.org"), what="the appended message")
+            assert sum(report.counts["added"]
+                       for report in running.passes[passes_before:]) == 1
+            assert running.top_hit("pizza on saturday")[0] == "mail:m3@example.org"
+        finally:
+            running.watcher.stop()
+
+
+def test_mail_delivered_into_a_watched_maildir_becomes_a_document(tmp_path: Path) -> None:
+    maildir = make_maildir(tmp_path)
+    with Node.open(tmp_path / "data") as node:
+        sync = FolderSync(node, "mail", [WatchedFolder.of(maildir, source_kind="email")],
+                          build=False)
+        sync.catch_up()
+        key = mailbox.Maildir(maildir).add(email_message(
+            subject="Receipt", body="Thanks for paying.", message_id="receipt@x"))
+        report = sync.sync([maildir / "new" / key])
+        assert report.counts["added"] == 1
+        assert sorted(collection_state(node, "mail")) == ["mail:inv@x", "mail:receipt@x"]

@@ -19,6 +19,7 @@ from meshdex.node.cli.remote import beside_serving_node, open_node
 from meshdex.node.cli.serve_cmds import _load, config_option
 from meshdex.node.config import split_host_port
 from meshdex.node.errors import StoreLocked
+from meshdex.node.readers import READERS
 from meshdex.node.records import scores_text
 
 
@@ -144,22 +145,29 @@ def ask_command(ctx: click.Context, question: str, collection: str, top_k: int,
               help="Quiet time after the last change before the collection is updated.")
 @click.option("--no-build", is_flag=True, help="Update documents only; leave the index as is.")
 @click.option("--once", is_flag=True, help="Catch up with the folders and exit.")
+@click.option("--source", "source_kind", type=click.Choice(sorted(READERS)),
+              help="Read each FOLDER as one source of this kind, as `meshdex add --source` "
+              "does (a Maildir for email, a Slack export); ignore patterns do not apply.")
 @click.pass_context
 def watch_command(ctx: click.Context, folders: tuple[Path, ...], collection: str,
                   patterns: tuple[str, ...], debounce_s: float, no_build: bool,
-                  once: bool) -> None:
+                  once: bool, source_kind: str | None) -> None:
     """Keep a collection in step with folders: changed files re-ingested, deleted ones removed.
 
     Starts by catching up on what changed since the last run (only files whose content
     differs are re-read into the store and re-embedded), then follows changes as they happen;
-    a burst of writes becomes one update and one delta build. Binary, huge and unreadable files
-    are skipped with one log line each. Runs embedded, on the machine that has the folders.
+    a burst of writes becomes one update and one delta build. Files are read as `meshdex add`
+    reads them, into the same documents and ids (Python per function and class, PDF per page,
+    mbox and .eml per message, browser history, ChatGPT conversations.json). Binary, huge and
+    unreadable files are skipped with one log line each. Runs embedded, on the machine that
+    has the folders.
 
     \b
     Example:
       meshdex watch ~/notes ~/work/docs -c notes
       meshdex watch ~/notes -c notes --ignore "drafts/" --ignore "*.tmp"
       meshdex watch ~/notes -c notes --once      # catch up and exit
+      meshdex watch ~/Mail/inbox --source email -c mail
     """
     import signal
     import threading
@@ -170,7 +178,8 @@ def watch_command(ctx: click.Context, folders: tuple[Path, ...], collection: str
     if (ctx.find_root().obj or {}).get("node_address"):
         raise InvalidArgument("watch reads local folders and runs embedded",
                               hint="run it on the node's machine, without --node")
-    watched = [WatchedFolder.of(folder, ignore=patterns) for folder in folders]
+    watched = [WatchedFolder.of(folder, ignore=patterns, source_kind=source_kind)
+               for folder in folders]
 
     def report(result: SyncReport) -> None:
         click.echo(f"{collection}: {result.summary()}", err=True)
