@@ -27,7 +27,15 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.stdio import stdio_server
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import SessionMessage
-from mcp_types import JSONRPCError, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
+from mcp_types import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+)
 from meshdex import __version__
 from meshdex.index.errors import InvalidArgument, MeshdexError, PermissionDenied, Unauthenticated
 from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
@@ -46,7 +54,7 @@ from meshdex.node.records import (
     rounded_score,
 )
 from meshdex.node.service import DEFAULT_COLLECTION
-from pydantic import Field
+from pydantic import Field, ValidationError
 from starlette.responses import JSONResponse
 
 logger = logging.getLogger(__name__)
@@ -366,6 +374,9 @@ async def _serve_stdio_draining(lowlevel: Any, drain_s: float) -> None:
         async def forward() -> None:
             async with forward_send:
                 async for item in read_stream:
+                    if isinstance(item, ValidationError):
+                        await write_stream.send(SessionMessage(_unreadable_line_error(item)))
+                        continue
                     if isinstance(item, SessionMessage):
                         _note_request(item.message, unanswered)
                     await forward_send.send(item)
@@ -380,6 +391,19 @@ async def _serve_stdio_draining(lowlevel: Any, drain_s: float) -> None:
             group.start_soon(forward)
             await lowlevel.run(forward_receive, AnswerCountingStream(write_stream),
                                lowlevel.create_initialization_options())
+
+
+def _unreadable_line_error(error: ValidationError) -> JSONRPCError:
+    """The JSON-RPC answer to a line that is not JSON (-32700) or not a JSON-RPC message
+    (-32600). The SDK drops such a line without a word, so a client that sent one waited
+    for an answer that never came."""
+    if any(detail["type"] == "json_invalid" for detail in error.errors()):
+        code, message = PARSE_ERROR, "Parse error: the line is not JSON"
+    else:
+        code, message = INVALID_REQUEST, ("Invalid Request: not a JSON-RPC 2.0 request, "
+                                          "notification or response")
+    logger.warning("stdin: %s", message)
+    return JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(code=code, message=message))
 
 
 def _note_request(message: Any, unanswered: set[str | int]) -> None:

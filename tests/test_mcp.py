@@ -191,6 +191,31 @@ def test_stdio_answers_every_request_read_before_stdin_closed(built_dir: Path,
     _same_hits(found, _cli_search(built_dir))
 
 
+def test_stdio_answers_an_unreadable_line_with_a_json_rpc_error(built_dir: Path,
+                                                               tmp_path: Path) -> None:
+    """A line that is not JSON, or JSON that is no JSON-RPC message, gets -32700 / -32600 with
+    id null (JSON-RPC 2.0, section 5.1) and the session goes on: the SDK dropped such lines
+    without a word, so a script that sent one waited for an answer that never came."""
+    lines = [
+        "this is not json",
+        json.dumps({"jsonrpc": "2.0", "id": 7}),
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                               "clientInfo": {"name": "a script", "version": "1"}}}),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "meshdex", "--data-dir", str(built_dir), "mcp"],
+        input="".join(line + "\n" for line in lines), capture_output=True, text=True,
+        timeout=120, env={**os.environ, **_env(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    errors = [answer for answer in answers if "error" in answer]
+    assert [(error["id"], error["error"]["code"]) for error in errors] == [(None, -32700),
+                                                                          (None, -32600)]
+    assert [answer["id"] for answer in answers if "result" in answer] == [1]
+    assert "not JSON" in done.stderr
+
+
 def test_write_tools_only_when_config_enables_them(data_copy: Path, tmp_path: Path) -> None:
     new_text = "The sourdough starter is fed with rye flour every morning at eight."
 

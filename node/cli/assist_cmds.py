@@ -41,7 +41,7 @@ def mcp_command(ctx: click.Context, config_path: Path | None, http_address: str 
     Example:
       claude mcp add meshdex -- meshdex mcp
       meshdex --node 127.0.0.1:7710 --token mdx_... mcp
-      meshdex token create --scope read && meshdex mcp --http 127.0.0.1:7711
+      meshdex token create --scope read && meshdex mcp --http 127.0.0.1:7720
     """
     from meshdex.node.mcp_server import McpTools, build_mcp_server, run_stdio, serve_http
 
