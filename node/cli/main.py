@@ -30,6 +30,7 @@ EXIT_CODES: dict[type[errors.MeshdexError], int] = {
     SyncError: 12,  # a peer unreachable or misbehaving; sync kinds exit as their parent kind
 }
 EXIT_PARTIAL_FAILURE = 11  # some items went in, some were rejected (reported per item)
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report a process the signal ended
 
 
 def exit_code_for(error: errors.MeshdexError) -> int:
@@ -85,6 +86,13 @@ class MeshdexGroup(click.Group):
         except errors.MeshdexError as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(exit_code_for(error))
+        except KeyboardInterrupt:
+            # click's own answer is "Aborted!" and exit 1, which a script cannot tell from a
+            # failure. Writes are committed batch by batch and an index is installed whole,
+            # so what an interrupted command had committed stays.
+            click.echo("\ninterrupted: stopped before finishing; what was already written is "
+                       "kept", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=MeshdexGroup, context_settings={"help_option_names": ["-h", "--help"]})
