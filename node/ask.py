@@ -144,7 +144,9 @@ class ChatClient:
         pieces: list[str] = []
         body = {"model": self.model, "messages": messages, "stream": stream}
         with self._open(body) as response:
-            chunks = self._stream_pieces(response) if stream else [self._whole(response)]
+            # A server that does not stream answers a streamed request with one JSON reply.
+            streamed = stream and not _is_json(response)
+            chunks = self._stream_pieces(response) if streamed else [self._whole(response)]
             for piece in self._guarded(chunks):
                 if not piece:
                     continue
@@ -169,9 +171,9 @@ class ChatClient:
         try:
             return urllib.request.urlopen(request, timeout=self.timeout_s)
         except urllib.error.HTTPError as error:
-            raise LLMUnavailable(f"the LLM server answered HTTP {error.code}: "
-                                 f"{_snippet(error.read())}",
-                                 hint="check llm_model names a model the server has") from None
+            body = _snippet(error.read())
+            raise LLMUnavailable(f"the LLM server answered HTTP {error.code}: {body}",
+                                 hint=self._http_error_hint(error.code, body)) from None
         except urllib.error.URLError as error:
             if isinstance(error.reason, TimeoutError):
                 raise self._timeout() from None
@@ -182,6 +184,22 @@ class ChatClient:
             raise self._timeout() from None
         except (http.client.HTTPException, OSError) as error:
             raise LLMUnavailable(f"the LLM server at {self.endpoint} failed: {error}") from None
+
+    def _http_error_hint(self, code: int, body: str) -> str:
+        """What to check for an HTTP error: the model where the server names it (Ollama's
+        404 "model ... not found"), else the URL, the request or the server."""
+        if code in (400, 404) and "model" in body.lower():
+            return f"check llm_model: the server has no model {self.model!r} (e.g. `ollama list`)"
+        if code == 404:
+            return (f"check llm_url: nothing answers chat completions at {self.endpoint} "
+                    "(Ollama: http://127.0.0.1:11434, llama-server: http://127.0.0.1:8080)")
+        if code in (401, 403):
+            return ("the server wants credentials; meshdex ask sends none, so use a local "
+                    "server that needs none")
+        if code == 400:
+            return ("the server refused the request; a prompt beyond the model's context "
+                    "is refused so: try --top-k 3")
+        return "the server failed; its own log says why"
 
     def _guarded(self, pieces: Iterator[str] | list[str]) -> Iterator[str]:
         """Reading the body can time out or break too: the same errors as opening it."""
@@ -207,10 +225,18 @@ class ChatClient:
                                  f"{_snippet(str(payload))}") from None
 
     def _stream_pieces(self, response: http.client.HTTPResponse) -> Iterator[str]:
+        """The pieces of a server-sent event stream. A reply holding no event at all is not
+        a stream (a web page answering 200 at a wrong llm_url): said so, with its start,
+        rather than read as an empty answer."""
+        events = 0
+        other: list[str] = []
         for raw in response:
             line = raw.decode("utf-8", errors="replace").strip()
             if not line.startswith(SSE_DATA_PREFIX):
+                if events == 0 and sum(map(len, other)) < ERROR_BODY_CHARS:
+                    other.append(line)
                 continue  # blank separators, comments, event names
+            events += 1
             data = line[len(SSE_DATA_PREFIX):].strip()
             if data == SSE_DONE:
                 return
@@ -222,6 +248,15 @@ class ChatClient:
                 raise LLMUnavailable(f"a streamed event from {self.endpoint} is not a chat "
                                      f"completion chunk: {_snippet(data)}") from None
             yield delta.get("content") or ""
+        if events == 0 and any(other):
+            raise LLMUnavailable(f"the reply from {self.endpoint} is not a chat completion "
+                                 f"stream: {_snippet(' '.join(other))}",
+                                 hint="check llm_url names an OpenAI-compatible server "
+                                 "(Ollama: http://127.0.0.1:11434)")
+
+
+def _is_json(response: http.client.HTTPResponse) -> bool:
+    return response.headers.get_content_type() == "application/json"
 
 
 def _json(data: bytes, endpoint: str) -> Any:

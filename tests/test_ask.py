@@ -53,7 +53,9 @@ class QuietHTTPServer(ThreadingHTTPServer):
 class ChatServer:
     """A chat completions server on 127.0.0.1: ``pieces`` is the answer, streamed piece by
     piece; ``hold_after_first`` makes it wait after the first piece until ``release`` is set;
-    ``stall_s`` makes it wait before answering at all."""
+    ``stall_s`` makes it wait before answering at all; ``misbehaviour`` answers as a wrong
+    server would: ``"web_page"`` a 200 HTML page, ``"unknown_model"`` Ollama's 404 for a model
+    it does not have, ``"no_streaming"`` one JSON reply to a streamed request."""
 
     def __init__(self) -> None:
         self.pieces: list[str] = list(ANSWER_PIECES)
@@ -61,6 +63,7 @@ class ChatServer:
         self.hold_after_first = False
         self.release = threading.Event()
         self.stall_s = 0.0
+        self.misbehaviour: str | None = None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,16 +78,26 @@ class ChatServer:
                 if self.path != "/v1/chat/completions":
                     self.send_error(404)
                     return
-                if body.get("stream"):
+                if server.misbehaviour == "web_page":
+                    self._reply(200, "text/html",
+                                b"<!DOCTYPE html>\n<html><body>\n<h1>Welcome to nginx!</h1>\n"
+                                b"</body></html>\n")
+                elif server.misbehaviour == "unknown_model":
+                    self._reply(404, "application/json", json.dumps({
+                        "error": f"model \"{body['model']}\" not found, try pulling it first"
+                    }).encode())
+                elif body.get("stream") and server.misbehaviour != "no_streaming":
                     self._stream()
                 else:
                     self._json({"choices": [{"index": 0, "message": {
                         "role": "assistant", "content": "".join(server.pieces)}}]})
 
             def _json(self, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                self._reply(200, "application/json", json.dumps(payload).encode())
+
+            def _reply(self, status: int, content_type: str, data: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -223,7 +236,9 @@ FAILURES = [
     ("stall", ("--timeout-s", "0.5"), 8, "sent nothing for 0.5 s"),
     ("empty", (), 5, "returned an empty answer"),
     ("empty", ("--no-stream",), 5, "returned an empty answer"),
-    ("wrong_path", (), 5, "answered HTTP 404"),
+    ("wrong_path", (), 5, "check llm_url: nothing answers chat completions"),
+    ("web_page", (), 5, "is not a chat completion stream: <!DOCTYPE html> <html><body>"),
+    ("unknown_model", (), 5, "check llm_model: the server has no model 'test-model'"),
 ]
 
 
@@ -239,11 +254,21 @@ def test_llm_failures_give_an_exit_code_and_one_line(data_dir, chat, failure, ex
         chat.pieces = ["", "  "]
     elif failure == "wrong_path":
         url = f"{chat.url}/v1/chat/completions/extra"
+    else:
+        chat.misbehaviour = failure
     result = ask_cli(data_dir, url, *extra)
     assert result.exit_code == code, result.output
     assert message in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_server_that_does_not_stream_still_gives_its_answer(data_dir, chat) -> None:
+    """A server that ignores ``stream`` and sends one JSON reply: its answer, not "empty"."""
+    chat.misbehaviour = "no_streaming"
+    result = ask_cli(data_dir, chat.url)
+    assert result.exit_code == 0, result.output
+    assert "".join(ANSWER_PIECES) in result.output
 
 
 def test_remote_llm_is_refused_before_anything_is_sent(data_dir, chat) -> None:
