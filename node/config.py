@@ -3,7 +3,9 @@
 Precedence, lowest first: the defaults in ``NodeConfig``; the TOML file's ``[node]`` table
 (``--config PATH``, else ``$MESHDEX_CONFIG``, else ``$XDG_CONFIG_HOME/meshdex/config.toml`` if it
 exists); environment variables ``MESHDEX_<FIELD>`` (e.g. ``MESHDEX_LISTEN``); command-line
-flags. ``meshdex config show`` prints the result and where each value came from.
+flags. ``meshdex config show`` prints the result and where each value came from. An empty
+variable counts as unset, except for the listeners, where "" is the documented way to turn one
+off (``MESHDEX_SYNC_LISTEN=""``).
 
 Example ``config.toml``::
 
@@ -17,6 +19,7 @@ Example ``config.toml``::
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 import types
@@ -41,6 +44,12 @@ def default_config_path() -> Path:
     """``$XDG_CONFIG_HOME/meshdex/config.toml`` (``~/.config/...`` when unset)."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "meshdex" / "config.toml"
+
+
+# Durations that must be a finite number of seconds above zero.
+POSITIVE_SECONDS = ("call_idle_timeout_s", "sync_interval_s", "llm_timeout_s")
+# Settings where "" is a value (the listener is off), from an environment variable too.
+OFF_WHEN_EMPTY = ("sync_listen", "pair_listen")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,16 +125,23 @@ class NodeConfig:
                      "max_calls_per_token"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.call_idle_timeout_s <= 0:
-            raise InvalidArgument(
-                f"call_idle_timeout_s must be > 0, got {self.call_idle_timeout_s}")
+        for name in POSITIVE_SECONDS:
+            seconds = getattr(self, name)
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise InvalidArgument(f"{name} must be a number of seconds > 0, got {seconds}")
+        if not math.isfinite(self.grace_period_s) or self.grace_period_s < 0:
+            raise InvalidArgument(f"grace_period_s must be >= 0, got {self.grace_period_s}")
         if self.index_policy not in INDEX_POLICIES:
             raise InvalidArgument(f"index_policy must be one of {', '.join(INDEX_POLICIES)}, "
                                   f"not {self.index_policy!r}")
-        if self.sync_interval_s <= 0:
-            raise InvalidArgument(f"sync_interval_s must be > 0, got {self.sync_interval_s}")
-        if self.grace_period_s < 0:
-            raise InvalidArgument(f"grace_period_s must be >= 0, got {self.grace_period_s}")
+        if self.llm_url is not None and not self.llm_url.startswith(("http://", "https://")):
+            raise InvalidArgument(f"llm_url must be an http:// or https:// URL, got "
+                                  f"{self.llm_url!r}", hint="e.g. http://127.0.0.1:11434")
+        for name in OFF_WHEN_EMPTY:
+            listen = getattr(self, name)
+            if listen and not _is_host_port(listen):  # said now, not when serve starts it
+                raise InvalidArgument(f"{name} must be HOST:PORT, or \"\" to turn it off, got "
+                                      f"{listen!r}")
         for name in ("tls_cert", "tls_key"):
             path = getattr(self, name)
             if path is not None and not path.is_file():
@@ -151,6 +167,14 @@ def split_host_port(listen: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit():
         raise InvalidArgument(f"listen address {listen!r} is not HOST:PORT or unix:/path")
     return host.strip("[]"), int(port)
+
+
+def _is_host_port(listen: str) -> bool:
+    try:
+        split_host_port(listen)
+    except InvalidArgument:
+        return False
+    return True
 
 
 def is_loopback_address(listen: str) -> bool:
@@ -249,7 +273,7 @@ def load_config(
             sources[key] = str(path)
     for name, kind in kinds.items():
         env_name = ENV_PREFIX + name.upper()
-        if environ.get(env_name):
+        if environ.get(env_name) or (name in OFF_WHEN_EMPTY and env_name in environ):
             values[name] = _coerce(name, environ[env_name], kind, env_name)
             sources[name] = env_name
     for name, value in (flags or {}).items():

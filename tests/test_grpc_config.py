@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,13 @@ BAD_CONFIGS = [
     ('[node]\nlisen = "127.0.0.1:1"\n', "unknown setting 'lisen'"),
     ('[server]\nlisten = "127.0.0.1:1"\n', "unknown config table"),
     ('[node\n', "not valid TOML"),
+    ('[node]\nllm_timeout_s = -5\n', "llm_timeout_s must be a number of seconds > 0"),
+    ('[node]\ncall_idle_timeout_s = nan\n', "call_idle_timeout_s must be a number"),
+    ('[node]\nsync_interval_s = inf\n', "sync_interval_s must be a number"),
+    ('[node]\ngrace_period_s = -1\n', "grace_period_s must be >= 0"),
+    ('[node]\nllm_url = "localhost:11434"\n', "llm_url must be an http"),
+    ('[node]\nsync_listen = "0.0.0.0"\n', "sync_listen must be HOST:PORT"),
+    ('[node]\npair_listen = "7712"\n', "pair_listen must be HOST:PORT"),
 ]
 
 
@@ -63,6 +72,26 @@ def test_env_values_are_typed(tmp_path):
     assert loaded.config.data_dir == Path(tmp_path)
     with pytest.raises(InvalidArgument, match="MESHDEX_GRACE_PERIOD_S"):
         load_config(environ={"MESHDEX_GRACE_PERIOD_S": "soon"})
+
+
+def test_an_empty_listener_variable_turns_the_listener_off() -> None:
+    """``MESHDEX_SYNC_LISTEN=""`` is the documented "off"; it was read as unset, so the
+    default listener started. Other empty variables still count as unset."""
+    config = load_config(environ={"MESHDEX_SYNC_LISTEN": "", "MESHDEX_PAIR_LISTEN": "",
+                                  "MESHDEX_LISTEN": ""}, config_path=None).config
+    assert (config.sync_listen, config.pair_listen) == ("", "")
+    assert config.listen == NodeConfig().listen
+    config.validate()
+
+
+def test_serve_refuses_a_negative_llm_timeout_before_listening(tmp_path) -> None:
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(f'[node]\ndata_dir = "{tmp_path / "data"}"\nllm_timeout_s = -5\n')
+    done = subprocess.run([sys.executable, "-m", "meshdex", "serve", "--config",
+                           str(config_file)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "llm_timeout_s must be a number of seconds > 0, got -5" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(("listen", "loopback"), [
