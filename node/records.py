@@ -420,12 +420,14 @@ class Conflict:
 @dataclass(frozen=True, kw_only=True)
 class IndexCompaction:
     """What ``IndexManager.drop_deleted`` did to a collection's indexes: passages dropped, and
-    the bytes of its bundle and keyword indexes before and after."""
+    the bytes of its bundle and keyword indexes before and after; ``damaged``, the error that
+    left them as they were (an index that cannot be read), else empty."""
 
     collection: str
     dropped_passages: int
     before_bytes: int
     after_bytes: int
+    damaged: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,8 @@ from typing import Any
 
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
-from meshdex.index.errors import InvalidArgument
+from meshdex.index.errors import BundleError, InvalidArgument
+from meshdex.index.keyword import KeywordIndexFailed
 from meshdex.index.params import BuildParams, SearchParams
 from meshdex.node.indexing import (
     BuildProgress,
@@ -29,6 +30,7 @@ from meshdex.node.records import (
     DeleteReport,
     Document,
     DocumentInput,
+    IndexCompaction,
     ItemOutcome,
     NodeStatus,
     Outcome,
@@ -269,8 +271,7 @@ class Node:
         ``TrustStoreCorrupt`` before anything changes if the paired devices cannot be read."""
         peers = self.trust.all()
         paired = sharing_of(peers)
-        indexes = [self.indexes.drop_deleted(info.name)
-                   for info in self.store.list_collections()]
+        indexes = [self._drop_deleted(info.name) for info in self.store.list_collections()]
         store = self.store.compact(paired=paired)
         waiting_peers = sorted(peer.device_id for peer in peers
                                if peer.store_id in store.waiting_for)
@@ -280,6 +281,18 @@ class Node:
                               tombstones_kept=store.tombstones_kept,
                               waiting_for_peers=waiting_peers,
                               waiting_for_unpaired=len(store.waiting_for - known_stores))
+
+    def _drop_deleted(self, collection: str) -> IndexCompaction:
+        """``IndexManager.drop_deleted``, with an index that cannot be read left as it is and
+        named in the report: one damaged collection does not stop the others' compaction nor
+        the store's (a search skips passages whose documents are gone either way)."""
+        try:
+            return self.indexes.drop_deleted(collection)
+        except (BundleError, KeywordIndexFailed) as error:
+            logger.warning("compact: left the indexes of %r as they are: %s", collection, error)
+            size = self.indexes.bytes_on_disk(collection)
+            return IndexCompaction(collection=collection, dropped_passages=0, before_bytes=size,
+                                   after_bytes=size, damaged=str(error))
 
     def _compact_if_worthwhile(self, *, bytes_before: int | None = None) -> None:
         """The store's compaction at the end of a write request, when due, dropping the

@@ -334,7 +334,8 @@ def compaction_from_wire(message: pb.CompactResponse) -> DataCompaction:
         tombstones_dropped=message.tombstones_dropped,
         indexes=[IndexCompaction(collection=index.collection,
                                  dropped_passages=index.dropped_passages,
-                                 before_bytes=index.before_bytes, after_bytes=index.after_bytes)
+                                 before_bytes=index.before_bytes, after_bytes=index.after_bytes,
+                                 damaged=index.damaged)
                  for index in message.indexes],
         tombstones_kept=message.tombstones_kept,
         waiting_for_peers=list(message.waiting_for_peers),

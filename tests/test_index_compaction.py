@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from fakes import HashingEmbedder
+from grpc_support import started_node
 from meshdex.index.engine import Index
 from meshdex.index.errors import FailedPrecondition
 from meshdex.index.keyword import deleted_documents
@@ -159,3 +160,49 @@ def test_cli_compact_with_the_real_model_reports_the_dropped_passages(tmp_path: 
                               "--mode", "semantic"))["hits"]
     assert [hit["document_id"] for hit in hits][:1] == ["doc-009"]
     assert {hit["document_id"] for hit in hits} <= {f"doc-{i:03d}" for i in range(8, 12)}
+
+
+def test_cli_compact_goes_on_past_a_damaged_index_and_names_it(tmp_path: Path) -> None:
+    """One collection's damaged bundle stopped ``meshdex compact`` for every collection and
+    for the store; now the others are compacted, the damaged one is named with the way back,
+    and the exit code says the compaction was partial (11), in --json too."""
+    docs = tmp_path / "notes.jsonl"
+    docs.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in _docs(12)))
+    base = ["--data-dir", str(tmp_path / "data")]
+    runner = CliRunner()
+
+    def meshdex(*args: str, code: int = 0):
+        result = runner.invoke(cli, [*base, *args])
+        assert result.exit_code == code, result.output
+        return result
+
+    for collection in ("healthy", "broken"):
+        meshdex("add", "--jsonl", str(docs), "-c", collection)
+        meshdex("build", "-c", collection)
+        meshdex("rm", "-c", collection, *[f"doc-{i:03d}" for i in range(8)])
+    with Node.open(tmp_path / "data", readonly=True) as node:
+        bundle = node.indexes.bundle_path("broken")
+    damaged = bytearray(bundle.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    bundle.write_bytes(bytes(damaged))
+
+    result = meshdex("compact", code=11)
+    assert "collection healthy: dropped 8 deleted passages from its indexes" in result.stdout
+    assert "compacted the store: " in result.stdout
+    assert "error: collection broken: its indexes were left as they are" in result.stderr
+    assert "meshdex build --rebuild --collection broken" in result.stderr
+    assert bundle.read_bytes() == bytes(damaged)
+
+    report = json.loads(meshdex("compact", "--json", code=11).stdout)
+    by_name = {index["collection"]: index for index in report["indexes"]}
+    assert by_name["healthy"]["damaged"] == "" and by_name["broken"]["damaged"]
+
+    with started_node(tmp_path / "data") as server:  # through a node: the same report and code
+        remote = runner.invoke(cli, ["--node", server.address, "--token",
+                                     server.tokens["admin"], "compact"])
+    assert remote.exit_code == 11, remote.output
+    assert "error: collection broken: its indexes were left as they are" in remote.stderr
+
+    meshdex("build", "--rebuild", "-c", "broken")
+    result = meshdex("compact")
+    assert "error" not in result.stderr

@@ -418,7 +418,9 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
     --node on a serving node (admin token). Searches and readers keep working meanwhile;
     writes wait. meshdex also compacts the store by itself at the end of a write once its
     free pages pass 1 MiB and a tenth of the file (dropping tombstones the same way; the
-    indexes keep the deleted passages until the next build or compact).
+    indexes keep the deleted passages until the next build or compact). A collection whose
+    index cannot be read is named and left as it is, the rest are compacted, and the exit
+    code is 11 (partial failure).
 
     \b
     Example:
@@ -428,9 +430,19 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
     """
     with open_node(ctx) as node:
         report = node.compact()
+    damaged = [index for index in report.indexes if index.damaged]
     if as_json:
         _print_json(asdict(report))
-        return
+    else:
+        _print_compaction(report)
+    for index in damaged:
+        click.echo(f"error: collection {index.collection}: its indexes were left as they are: "
+                   f"{index.damaged}", err=True)
+    if damaged:
+        ctx.exit(EXIT_PARTIAL_FAILURE)
+
+
+def _print_compaction(report: DataCompaction) -> None:
     for index in report.indexes:
         if index.dropped_passages:
             click.echo(f"collection {index.collection}: dropped {index.dropped_passages} "

@@ -84,16 +84,18 @@ class CompactRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class IndexCompactionInfo(_message.Message):
-    __slots__ = ("collection", "dropped_passages", "before_bytes", "after_bytes")
+    __slots__ = ("collection", "dropped_passages", "before_bytes", "after_bytes", "damaged")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     DROPPED_PASSAGES_FIELD_NUMBER: _ClassVar[int]
     BEFORE_BYTES_FIELD_NUMBER: _ClassVar[int]
     AFTER_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_FIELD_NUMBER: _ClassVar[int]
     collection: str
     dropped_passages: int
     before_bytes: int
     after_bytes: int
-    def __init__(self, collection: _Optional[str] = ..., dropped_passages: _Optional[int] = ..., before_bytes: _Optional[int] = ..., after_bytes: _Optional[int] = ...) -> None: ...
+    damaged: str
+    def __init__(self, collection: _Optional[str] = ..., dropped_passages: _Optional[int] = ..., before_bytes: _Optional[int] = ..., after_bytes: _Optional[int] = ..., damaged: _Optional[str] = ...) -> None: ...
 
 class CompactResponse(_message.Message):
     __slots__ = ("before_bytes", "after_bytes", "tombstones_dropped", "indexes", "tombstones_kept", "waiting_for_peers", "waiting_for_unpaired")
