@@ -167,6 +167,14 @@ class Collections:
         """A new empty collection with the next id; ``CollectionExists`` if the name is taken."""
         if self.find(txn, name) is not None:
             raise CollectionExists(f"collection {name!r} already exists")
+        # Index files are named after the collection: on a case-insensitive file system
+        # (macOS, Windows) "Notes" and "notes" would share one bundle.
+        taken = next((other for other in self.names(txn) if other.casefold() == name.casefold()),
+                     None)
+        if taken is not None:
+            raise CollectionExists(f"collection {taken!r} already exists, and names differing "
+                                   "only in case would share their index files on macOS and "
+                                   "Windows", hint=f"use {taken!r} or another name")
         collection_id = get_u64(txn, self._dbs.meta, _NEXT_ID_KEY) or 1
         txn.put(_NEXT_ID_KEY, (collection_id + 1).to_bytes(8, "big"), db=self._dbs.meta)
         created = created_ms if created_ms is not None else now_ms()
