@@ -15,7 +15,7 @@ import click
 from meshdex.index.errors import InvalidArgument
 from meshdex.node.auth import TokenStore
 from meshdex.node.cli.docs_cmds import collection_option, json_option
-from meshdex.node.cli.remote import beside_serving_node, open_node
+from meshdex.node.cli.remote import beside_serving_node, open_node, refuse_remote
 from meshdex.node.cli.serve_cmds import _load, config_option
 from meshdex.node.config import split_host_port
 from meshdex.node.errors import StoreLocked
@@ -175,9 +175,7 @@ def watch_command(ctx: click.Context, folders: tuple[Path, ...], collection: str
     from meshdex.node.service import Node
     from meshdex.node.watch import FolderSync, SyncReport, WatchedFolder, Watcher
 
-    if (ctx.find_root().obj or {}).get("node_address"):
-        raise InvalidArgument("watch reads local folders and runs embedded",
-                              hint="run it on the node's machine, without --node")
+    refuse_remote(ctx, "watch reads local folders and runs embedded")
     watched = [WatchedFolder.of(folder, ignore=patterns, source_kind=source_kind)
                for folder in folders]
 

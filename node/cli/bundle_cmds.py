@@ -18,7 +18,7 @@ from meshdex.index.bundle_io import open_bundle
 from meshdex.index.bundle_manifest import BundleManifest, HlcStamp, manifest_to_json
 from meshdex.node.bundle_transfer import describe_import, export_bundle, import_bundle
 from meshdex.node.cli.index_cmds import progress_bar
-from meshdex.node.cli.remote import beside_serving_node
+from meshdex.node.cli.remote import beside_serving_node, refuse_remote
 from meshdex.node.errors import StoreLocked
 from meshdex.node.hlc import DEFAULT_MAX_CLOCK_SKEW_MS
 from meshdex.node.service import DEFAULT_COLLECTION, Node
@@ -182,6 +182,7 @@ def export_command(
       meshdex build --collection notes
       meshdex bundle export --collection notes --with-documents /media/usb/notes.leann
     """
+    refuse_remote(ctx, "bundle export writes the index in this device's data directory")
     with Node.open(_data_dir(ctx), readonly=True) as node:
         report = export_bundle(node, collection, path, with_documents=with_documents)
     if as_json:
@@ -217,6 +218,7 @@ def import_command(ctx: click.Context, path: Path, max_clock_skew_min: float,
     Example:
       meshdex bundle import /media/usb/notes.leann
     """
+    refuse_remote(ctx, "bundle import installs into this device's data directory")
     try:
         node = Node.open(_data_dir(ctx))
     except StoreLocked as error:

@@ -1,7 +1,8 @@
 """Commands that build and query indexes: ``build``, ``search``, ``stats`` and ``demo``.
 
-``build`` and ``search`` work embedded or against ``--node``; ``demo`` always runs embedded on
-the sample corpus shipped inside the package, so a fresh install can show what meshdex does.
+``build`` and ``search`` work embedded or against ``--node``; ``stats`` reads this device's index
+files and ``demo`` always runs embedded on the sample corpus shipped inside the package, so a
+fresh install can show what meshdex does; both refuse ``--node``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from meshdex.index.errors import InvalidArgument
 from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
 from meshdex.index.params import RECALL_TARGETS, BuildParams
 from meshdex.node.cli.docs_cmds import collection_option, json_option
-from meshdex.node.cli.remote import beside_serving_node, open_node
+from meshdex.node.cli.remote import beside_serving_node, open_node, refuse_remote
 from meshdex.node.cli.sync_cmds import open_admin
 from meshdex.node.errors import StoreLocked
 from meshdex.node.ingest import collect_files, ingest, read_file
@@ -312,6 +313,10 @@ def stats_command(ctx: click.Context, collection: str, as_json: bool) -> None:
     Example:
       meshdex stats --collection notes --json
     """
+    refuse_remote(ctx, "stats reads the index files in this device's data directory; the "
+                  "node's API does not serve them",
+                  hint="run it on the node's machine, without --node; `meshdex --node ... "
+                  "status` shows each index's generation, passages and size")
     with Node.open((ctx.find_root().obj or {}).get("data_dir"), readonly=True) as node:
         stats = node.index_stats(collection).to_dict()
     if as_json:
@@ -344,6 +349,8 @@ def demo_command(ctx: click.Context, query: str | None, top_k: int) -> None:
       meshdex demo
       meshdex demo --query "how do I handle exceptions?"
     """
+    refuse_remote(ctx, "demo indexes the bundled sample in a local data directory and runs "
+                  "embedded", hint="run it without --node")
     questions = [query] if query else [
         line.strip() for line in (SAMPLE_DIR / "queries.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")

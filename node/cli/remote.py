@@ -22,6 +22,7 @@ import click
 import grpc
 from grpc_health.v1.health_pb2 import HealthCheckRequest
 from grpc_health.v1.health_pb2_grpc import HealthStub
+from meshdex.index.errors import InvalidArgument
 from meshdex.node.client import MeshdexClient
 from meshdex.node.errors import StoreLocked
 from meshdex.node.local_endpoint import LocalEndpoint, running_endpoint
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 # store itself, so it gives up soon; a writing one cannot, so it waits longer before it fails.
 READ_PROBE_S = 2.0
 WRITE_PROBE_S = 10.0
+ON_THE_NODES_MACHINE = "run it on the node's machine, without --node"
 
 
 def remote_client(ctx: click.Context) -> MeshdexClient | None:
@@ -43,6 +45,14 @@ def remote_client(ctx: click.Context) -> MeshdexClient | None:
     if not address:
         return None
     return MeshdexClient(address, token=options.get("token"), tls_ca=options.get("tls_ca"))
+
+
+def refuse_remote(ctx: click.Context, what: str, *, hint: str = ON_THE_NODES_MACHINE) -> None:
+    """``InvalidArgument`` (``what``, ``hint``) when ``--node`` is given to a command that only
+    works on this device: run anyway, it answered from the local data directory as if the
+    node had, and the user who asked the node never knew."""
+    if (ctx.find_root().obj or {}).get("node_address"):
+        raise InvalidArgument(what, hint=hint)
 
 
 def serving_node_client(data_dir: Path | str | None) -> MeshdexClient | None:

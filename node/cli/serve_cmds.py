@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from meshdex.node.auth import SCOPES, TokenStore
+from meshdex.node.cli.remote import refuse_remote
 from meshdex.node.config import LoadedConfig, NodeConfig, load_config
 from meshdex.node.server import serve
 
@@ -94,7 +95,8 @@ def serve_command(ctx: click.Context, config_path: Path | None, **flags: Any) ->
 
 
 @click.group("token")
-def token_group() -> None:
+@click.pass_context
+def token_group(ctx: click.Context) -> None:
     """Create, list and revoke the bearer tokens clients present to this device's node.
 
     \b
@@ -103,6 +105,8 @@ def token_group() -> None:
       meshdex token list
       meshdex token revoke 1a2b3c4d
     """
+    refuse_remote(ctx, "tokens are kept in this device's data directory, not managed through "
+                  "the node's API")
 
 
 @token_group.command("create")
@@ -170,13 +174,15 @@ def token_revoke_command(ctx: click.Context, token_id: str, config_path: Path | 
 
 
 @click.group("config")
-def config_group() -> None:
+@click.pass_context
+def config_group(ctx: click.Context) -> None:
     """Inspect the node configuration (TOML file, MESHDEX_* env vars, flags).
 
     \b
     Example:
       meshdex config show
     """
+    refuse_remote(ctx, "config show reads this device's configuration, not the node's")
 
 
 @config_group.command("show")
