@@ -1,5 +1,6 @@
 """Where a command acts: a command that works only on this device refuses ``--node`` instead of
-answering from the local data directory.
+answering from the local data directory, and a command with nothing to do in an empty store
+refuses a mistyped ``--data-dir`` instead of creating a store there.
 
 Real CLI subprocesses, a real gRPC node for ``--node``, real LMDB stores.
 """
@@ -17,6 +18,11 @@ from meshdex.index.errors import InvalidArgument
 from meshdex.node.cli.main import EXIT_CODES
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
+
+
+def meshdex(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "meshdex", *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 def _store_with_notes(data_dir: Path) -> Path:
@@ -67,3 +73,27 @@ def test_a_command_that_works_only_here_refuses_node(tmp_path, node_address, com
     assert "without --node" in lines[0]
     assert _files(local) == before
     assert not (tmp_path / "exported.leann").exists()
+
+
+NEEDS_A_STORE = [
+    ["compact"],
+    ["pin", "-c", "notes", "--filter", "lang=en"],
+    ["build", "-c", "notes"],
+    ["token", "create", "--scope", "read"],
+]
+
+
+@pytest.mark.parametrize("command", NEEDS_A_STORE, ids=" ".join)
+@pytest.mark.parametrize("typo", ["absent", "empty"])
+def test_a_mistyped_data_dir_is_refused_as_status_refuses_it(tmp_path, command, typo):
+    data_dir = tmp_path / "meshdx"
+    if typo == "empty":
+        data_dir.mkdir()
+    status = meshdex("--data-dir", str(data_dir), "status")
+    result = meshdex("--data-dir", str(data_dir), *command)
+    assert status.returncode != 0 and status.stderr.startswith("error: no meshdex store in")
+    assert (result.returncode, result.stderr) == (status.returncode, status.stderr)
+    if typo == "absent":
+        assert not data_dir.exists()
+    else:
+        assert list(data_dir.iterdir()) == []

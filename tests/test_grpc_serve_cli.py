@@ -94,6 +94,7 @@ def test_serve_refuses_plaintext_beyond_loopback(tmp_path):
 
 
 def test_token_commands_create_list_and_revoke(tmp_path):
+    Node.open(tmp_path).close()
     runner = CliRunner()
     base = ["--data-dir", str(tmp_path), "token"]
     created = runner.invoke(cli, [*base, "create", "--scope", "read", "--label", "laptop",

@@ -30,7 +30,7 @@ def pin_command(ctx: click.Context, collection: str, filter_spec: str, as_json: 
     Example:
       meshdex pin --collection notes --filter "source~handbook"
     """
-    with open_node(ctx) as node, progress_bar() as progress:
+    with open_node(ctx, existing_store=True) as node, progress_bar() as progress:
         report = node.pin(collection, filter_spec,
                           progress=lambda done, total: progress("embedding", done, total))
     if as_json:

@@ -428,7 +428,7 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
       meshdex --data-dir /srv/meshdex compact --json
       meshdex --node 127.0.0.1:7710 --token mdx_... compact
     """
-    with open_node(ctx) as node:
+    with open_node(ctx, existing_store=True) as node:
         report = node.compact()
     damaged = [index for index in report.indexes if index.damaged]
     if as_json:

@@ -128,7 +128,7 @@ def build_command(
     if on_peer is not None:
         _build_on(ctx, on_peer, collection, build_params, rebuild, as_json)
         return
-    with open_node(ctx) as node, progress_bar() as progress:
+    with open_node(ctx, existing_store=True) as node, progress_bar() as progress:
         report = node.build(collection, params=build_params, rebuild=rebuild, progress=progress)
     _print_build(_report_dict(report), as_json)
 

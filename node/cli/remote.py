@@ -28,6 +28,7 @@ from meshdex.node.errors import StoreLocked
 from meshdex.node.local_endpoint import LocalEndpoint, running_endpoint
 from meshdex.node.paths import resolve_data_dir
 from meshdex.node.service import Node
+from meshdex.node.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +131,20 @@ def beside_serving_node(error: StoreLocked, instead: str) -> StoreLocked:
 
 
 @contextmanager
-def open_node(ctx: click.Context, *, readonly: bool = False) -> Iterator[Node | MeshdexClient]:
+def open_node(ctx: click.Context, *, readonly: bool = False,
+              existing_store: bool = False) -> Iterator[Node | MeshdexClient]:
     """The node a command talks to: remote with ``--node``; else the node serving the local
-    data directory, if one does; else the data directory itself."""
+    data directory, if one does; else the data directory itself.
+
+    ``existing_store``: a command with nothing to do in an empty store (build, compact, pin)
+    refuses a data directory without one (``NotFound``, as a reading command does) instead of
+    creating it there, which a mistyped ``--data-dir`` did.
+    """
     client = remote_client(ctx)
     if client is None:
         data_dir = (ctx.find_root().obj or {}).get("data_dir")
+        if existing_store:
+            Store.require_existing(resolve_data_dir(data_dir))
         if readonly:  # its model is loaded already: a search skips the load
             client = _reading_client(data_dir)
     if client is None:

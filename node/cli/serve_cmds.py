@@ -16,6 +16,7 @@ from meshdex.node.auth import SCOPES, TokenStore
 from meshdex.node.cli.remote import refuse_remote
 from meshdex.node.config import LoadedConfig, NodeConfig, load_config
 from meshdex.node.server import serve
+from meshdex.node.store import Store
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -125,8 +126,9 @@ def token_create_command(ctx: click.Context, scope: str, label: str, config_path
     Example:
       meshdex token create --scope write --label ci
     """
-    tokens = TokenStore(_load(ctx, config_path).config.data_dir)
-    record, token = tokens.create(scope, label=label)
+    data_dir = _load(ctx, config_path).config.data_dir
+    Store.require_existing(data_dir)  # a token in a mistyped directory no node would accept
+    record, token = TokenStore(data_dir).create(scope, label=label)
     if as_json:
         _print_json({"token_id": record.token_id, "scope": record.scope, "token": token})
         return

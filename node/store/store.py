@@ -182,12 +182,7 @@ class Store:
         data_dir = Path(data_dir)
         store_dir = data_dir / STORE_DIR_NAME
         if readonly:
-            if not (store_dir / DATA_FILE_NAME).exists():
-                raise NotFound(
-                    f"no meshdex store in {data_dir}",
-                    path=data_dir,
-                    hint="run `meshdex init` or `meshdex add PATH` first, or pass --data-dir",
-                )
+            cls.require_existing(data_dir)
             version = cls._check_version(store_dir)
             if version < STORE_FORMAT_VERSION:
                 cls._migrate_for_reading(data_dir, version)
@@ -208,6 +203,18 @@ class Store:
         except BaseException:
             lock.release()
             raise
+
+    @staticmethod
+    def require_existing(data_dir: Path) -> None:
+        """``NotFound`` when ``data_dir`` holds no store; creates nothing. What a command that
+        only works on an existing store checks first, so a mistyped ``--data-dir`` is refused
+        instead of getting an empty store made there."""
+        if not (Path(data_dir) / STORE_DIR_NAME / DATA_FILE_NAME).exists():
+            raise NotFound(
+                f"no meshdex store in {data_dir}",
+                path=data_dir,
+                hint="run `meshdex init` or `meshdex add PATH` first, or pass --data-dir",
+            )
 
     @staticmethod
     def _check_version(store_dir: Path) -> int:
