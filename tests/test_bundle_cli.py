@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,6 +102,31 @@ def test_verify_names_the_tampered_section(runner: CliRunner, bundle_path: Path)
     )
     # inspect reads only the structure, so it still describes the damaged bundle
     assert runner.invoke(cli, ["bundle", "inspect", str(bundle_path)]).exit_code == 0
+
+
+def test_verify_json_says_a_tampered_bundle_failed_and_why(tmp_path: Path, bundle_path: Path):
+    _flip_in_section(bundle_path, "graph_neighbors")
+    plain, as_json = (
+        subprocess.run([sys.executable, "-m", "meshdex", "bundle", "verify", str(bundle_path),
+                        *extra], capture_output=True, text=True, timeout=120)
+        for extra in ([], ["--json"]))
+    assert as_json.returncode == plain.returncode == EXIT_CODES[BundleError]
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False and report["path"] == str(bundle_path)
+    assert "section 'graph_neighbors' does not match its SHA-256" in report["error"]
+    assert as_json.stderr == plain.stderr
+
+
+def test_inspect_help_example_reads_the_fingerprint(tmp_path: Path, bundle_path: Path):
+    """The help's ``jq`` path, followed in the JSON inspect prints, reaches the fingerprint."""
+    help_text = CliRunner().invoke(cli, ["bundle", "inspect", "--help"]).output
+    example = re.search(r"--json \| jq (\S+)", help_text)
+    assert example, help_text
+    shown = json.loads(CliRunner().invoke(cli, ["bundle", "inspect", str(bundle_path),
+                                                "--json"]).stdout)
+    for key in example.group(1).strip(".").split("."):
+        shown = shown[key]
+    assert shown["model_id"] and shown["model_hash"]
 
 
 @pytest.mark.parametrize("command", ["inspect", "verify"])

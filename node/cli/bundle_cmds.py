@@ -16,6 +16,7 @@ from typing import Any
 import click
 from meshdex.index.bundle_io import open_bundle
 from meshdex.index.bundle_manifest import BundleManifest, HlcStamp, manifest_to_json
+from meshdex.index.errors import MeshdexError
 from meshdex.node.bundle_transfer import describe_import, export_bundle, import_bundle
 from meshdex.node.cli.index_cmds import progress_bar
 from meshdex.node.cli.remote import beside_serving_node, refuse_remote
@@ -116,7 +117,7 @@ def inspect_command(path: Path, as_json: bool) -> None:
     \b
     Example:
       meshdex bundle inspect ~/Downloads/notes.leann
-      meshdex bundle inspect notes.leann --json | jq .fingerprint
+      meshdex bundle inspect notes.leann --json | jq .manifest.fingerprint
     """
     with open_bundle(path, verify="none") as opened:
         if as_json:
@@ -129,27 +130,40 @@ def inspect_command(path: Path, as_json: bool) -> None:
             click.echo(line)
 
 
+def _verified(path: Path) -> tuple[BundleManifest, int]:
+    """The manifest and size of the bundle at ``path`` once every section matched its hash,
+    with a progress bar on a terminal; ``BundleError`` saying what does not match."""
+    with open_bundle(path, verify="none") as opened:
+        total = sum(entry.length for entry in opened.manifest.sections)
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc="verifying",
+            disable=not sys.stderr.isatty(), file=sys.stderr,
+        ) as bar:
+            opened.verify(progress=lambda done, _total: bar.update(done - bar.n))
+        return opened.manifest, opened.size_bytes
+
+
 @bundle.command("verify")
 @bundle_path_argument
 @json_option
 def verify_command(path: Path, as_json: bool) -> None:
     """Check every byte of a bundle against the SHA-256s in its manifest.
 
-    Exits 0 if the bundle is whole, non-zero with one line saying what is wrong otherwise.
+    Exits 0 if the bundle is whole, non-zero with one line saying what is wrong otherwise;
+    with --json it also prints {"ok": false, "error": ...} saying what.
 
     \b
     Example:
       meshdex bundle verify notes.leann && cp notes.leann /mnt/desktop/
+      meshdex bundle verify notes.leann --json | jq .ok
     """
-    with open_bundle(path, verify="none") as opened:
-        manifest = opened.manifest
-        total = sum(entry.length for entry in manifest.sections)
-        with tqdm(
-            total=total, unit="B", unit_scale=True, desc="verifying",
-            disable=not sys.stderr.isatty(), file=sys.stderr,
-        ) as bar:
-            opened.verify(progress=lambda done, _total: bar.update(done - bar.n))
-        size_bytes = opened.size_bytes
+    try:
+        manifest, size_bytes = _verified(path)
+    except MeshdexError as error:
+        if as_json:  # then main prints the one line and exits with the error's code
+            _print_json({"path": str(path), "ok": False, "error": error.message,
+                         "error_kind": type(error).__name__, "hint": error.hint})
+        raise
     if as_json:
         _print_json(
             {"path": str(path), "ok": True, "size_bytes": size_bytes,
