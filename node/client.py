@@ -73,6 +73,16 @@ RETRY_POLICY = {
 SERVICE = "meshdex.v1.MeshdexNode"
 
 
+def _is_loopback_node(target: str) -> bool:
+    """Whether the node address is on this machine (plaintext allowed); ``InvalidArgument``
+    naming the node address (not a listen address) when it is not one."""
+    try:
+        return is_loopback_address(target)
+    except InvalidArgument:
+        raise InvalidArgument(f"node address {target!r} is not HOST:PORT or unix:/path",
+                              hint="e.g. --node 127.0.0.1:7710") from None
+
+
 def _service_config() -> str:
     return json.dumps({"methodConfig": [{
         "name": [{"service": SERVICE, "method": method} for method in IDEMPOTENT_METHODS],
@@ -120,7 +130,7 @@ class MeshdexClient:
         ]
         if tls_server_name:
             options.append(("grpc.ssl_target_name_override", tls_server_name))
-        if tls_ca is not None or not is_loopback_address(target):
+        if tls_ca is not None or not _is_loopback_node(target):
             root = Path(tls_ca).read_bytes() if tls_ca is not None else None
             credentials = grpc.ssl_channel_credentials(root_certificates=root)
             self._channel = grpc.secure_channel(target, credentials, options=options)

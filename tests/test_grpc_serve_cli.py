@@ -241,3 +241,13 @@ def test_document_commands_work_through_a_node_like_embedded(tmp_path):
     for embedded, served in outputs:
         assert served == embedded
     assert json.loads(remote_status)["collections"][0]["document_count"] == 1
+
+
+@pytest.mark.parametrize("address", ["garbage", "host:port", "127.0.0.1:"])
+def test_a_malformed_node_address_is_named_as_the_node_address(address):
+    """``--node garbage`` answered "listen address 'garbage' is not HOST:PORT", the wording of
+    a serve setting, though the user gave no listen address."""
+    result = CliRunner().invoke(cli, ["--node", address, "status"])
+    assert result.exit_code == 2, result.output
+    assert f"node address {address!r} is not HOST:PORT" in result.output
+    assert "listen" not in result.output
