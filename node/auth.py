@@ -179,7 +179,11 @@ class TokenStore:
             return sorted(self._load().values(), key=lambda r: (r.created_at, r.token_id))
 
     def revoke(self, token_id: str) -> TokenRecord:
-        """Remove a token; NotFound if no token has that id."""
+        """Remove a token, named by its id or given whole (a leaked token pasted as it is);
+        NotFound if no token has that id. The secret is never repeated in the error."""
+        parts = token_id.split("_", 2)
+        if len(parts) == 3 and parts[0] == TOKEN_PREFIX:
+            token_id = parts[1]
         with self._lock:
             records = dict(self._load())
             if token_id not in records:

@@ -251,3 +251,21 @@ def test_a_malformed_node_address_is_named_as_the_node_address(address):
     assert result.exit_code == 2, result.output
     assert f"node address {address!r} is not HOST:PORT" in result.output
     assert "listen" not in result.output
+
+
+def test_token_revoke_takes_the_whole_token_and_never_repeats_its_secret(tmp_path):
+    """Pasting a leaked token whole answered "no token with id 'mdx_..._SECRET'", printing the
+    secret again (into a terminal's scrollback or a CI log); the token is now revoked."""
+    Node.open(tmp_path).close()
+    runner = CliRunner()
+    base = ["--data-dir", str(tmp_path), "token"]
+    token = json.loads(runner.invoke(cli, [*base, "create", "--scope", "write", "--json"])
+                       .output)
+    secret = token["token"].split("_", 2)[2]
+    revoked = runner.invoke(cli, [*base, "revoke", token["token"]])
+    assert revoked.exit_code == 0, revoked.output
+    assert f"revoked token {token['token_id']} (write)" in revoked.output
+    assert TokenStore(tmp_path).is_empty()
+    again = runner.invoke(cli, [*base, "revoke", token["token"]])
+    assert again.exit_code == 3, again.output
+    assert secret not in again.output and token["token_id"] in again.output

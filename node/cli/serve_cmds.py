@@ -165,11 +165,13 @@ def token_list_command(ctx: click.Context, config_path: Path | None, as_json: bo
 @config_option
 @click.pass_context
 def token_revoke_command(ctx: click.Context, token_id: str, config_path: Path | None) -> None:
-    """Revoke a token; a running node refuses it from its next call on.
+    """Revoke a token, by its id or the whole token; a running node refuses it from its
+    next call on.
 
     \b
     Example:
       meshdex token revoke 1a2b3c4d
+      meshdex token revoke mdx_1a2b3c4d_...     # a leaked token, pasted whole
     """
     record = TokenStore(_load(ctx, config_path).config.data_dir).revoke(token_id)
     click.echo(f"revoked token {record.token_id} ({record.scope})")
