@@ -270,8 +270,22 @@ def import_bundle(
     device's next generation.
     """
     with open_bundle(path, verify="full") as bundle:
-        with node.indexes.exclusive(bundle.manifest.collection):
-            return _import(node, bundle, path, progress, max_clock_skew_ms)
+        return import_verified(node, bundle, path, progress=progress,
+                               max_clock_skew_ms=max_clock_skew_ms)
+
+
+def import_verified(
+    node: Node,
+    bundle: Bundle,
+    path: Path,
+    *,
+    progress: Progress | None = None,
+    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+) -> ImportReport:
+    """``import_bundle`` of a bundle the caller opened with ``verify="full"``: so a caller can
+    refuse a damaged file before it opens (and maybe creates) the store."""
+    with node.indexes.exclusive(bundle.manifest.collection):
+        return _import(node, bundle, path, progress, max_clock_skew_ms)
 
 
 def _import(node: Node, bundle: Bundle, path: Path, progress: Progress | None,

@@ -136,6 +136,22 @@ def test_truncated_bundle_is_one_line_error(runner: CliRunner, bundle_path: Path
     _assert_one_line_error(result, EXIT_CODES[BundleError], "cut short inside section")
 
 
+@pytest.mark.parametrize("damage", ["truncated", "tampered"])
+def test_a_damaged_bundle_imported_into_a_new_data_dir_leaves_nothing_behind(
+        runner: CliRunner, bundle_path: Path, tmp_path: Path, damage: str):
+    """Importing a damaged file made the data directory and an empty store before the bundle
+    was read, so the failed import left a store a later command took for a real one."""
+    if damage == "truncated":
+        bundle_path.write_bytes(bundle_path.read_bytes()[:8])
+    else:
+        _flip_in_section(bundle_path, "codes")
+    data_dir = tmp_path / "new-device"
+    result = runner.invoke(cli, ["--data-dir", str(data_dir), "bundle", "import",
+                                 str(bundle_path)])
+    _assert_one_line_error(result, EXIT_CODES[BundleError], str(bundle_path))
+    assert not data_dir.exists()
+
+
 @pytest.mark.parametrize("command", ["inspect", "verify"])
 def test_newer_format_is_refused_naming_both_versions(
     runner: CliRunner, tmp_path: Path, command: str

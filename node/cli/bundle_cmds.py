@@ -17,7 +17,7 @@ import click
 from meshdex.index.bundle_io import open_bundle
 from meshdex.index.bundle_manifest import BundleManifest, HlcStamp, manifest_to_json
 from meshdex.index.errors import MeshdexError
-from meshdex.node.bundle_transfer import describe_import, export_bundle, import_bundle
+from meshdex.node.bundle_transfer import describe_import, export_bundle, import_verified
 from meshdex.node.cli.index_cmds import progress_bar
 from meshdex.node.cli.remote import beside_serving_node, refuse_remote
 from meshdex.node.errors import StoreLocked
@@ -233,13 +233,16 @@ def import_command(ctx: click.Context, path: Path, max_clock_skew_min: float,
       meshdex bundle import /media/usb/notes.leann
     """
     refuse_remote(ctx, "bundle import installs into this device's data directory")
-    try:
-        node = Node.open(_data_dir(ctx))
-    except StoreLocked as error:
-        raise beside_serving_node(error, "stop the node, import, then start it again") from None
-    with node, progress_bar() as progress:
-        report = import_bundle(node, path, progress=progress,
-                               max_clock_skew_ms=int(max_clock_skew_min * 60_000))
+    # Verified before the store is opened: a damaged file leaves no new empty store behind.
+    with open_bundle(path, verify="full") as bundle:
+        try:
+            node = Node.open(_data_dir(ctx))
+        except StoreLocked as error:
+            raise beside_serving_node(error, "stop the node, import, then start it again"
+                                      ) from None
+        with node, progress_bar() as progress:
+            report = import_verified(node, bundle, path, progress=progress,
+                                     max_clock_skew_ms=int(max_clock_skew_min * 60_000))
     if as_json:
         _print_json(report.to_dict())
         return
