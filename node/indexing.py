@@ -316,9 +316,8 @@ class IndexManager:
             added = sorted(set(labels_now) - indexed)
             removed = sorted(indexed - set(labels_now))
             if not added and not removed:
-                return self._report(collection, current.manifest, "unchanged",
-                                    "the bundle already indexes every live passage",
-                                    len(wanted), 0, 0, started)
+                return self._unchanged(collection, current.manifest, index, state, wanted,
+                                       started)
             dead_after = index.node_count - len(index) + len(removed)
             too_dead = dead_after > REBUILD_TOMBSTONE_FRACTION * (index.node_count + len(added))
             if too_dead and index.has_graph:
@@ -369,6 +368,30 @@ class IndexManager:
         self._update_keywords(collection, manifest, None, added=(), removed=(), wanted=wanted)
         return self._report(collection, manifest, "built", reason, len(keys), len(keys), 0,
                             started)
+
+    def _unchanged(self, collection: str, current: BundleManifest, index: Index,
+                   state: CollectionState, wanted: dict[bytes, str],
+                   started: float) -> BuildReport:
+        """The report of a build that finds every live passage indexed already.
+
+        The store may still have moved on since the bundle was written (a document deleted
+        and added back before this build, metadata changed): then the bundle, its index as it
+        was, is written once more as a new generation recording the store state it covers, or
+        ``status``, searches and export would call it behind until a rebuild. Otherwise
+        nothing is written.
+        """
+        reason = "the bundle already indexes every live passage"
+        covered = store_state_from(state)
+        store_ahead, _ = compare_store_states(current.store_state, covered)
+        if not store_ahead:
+            return self._report(collection, current, "unchanged", reason, len(wanted), 0, 0,
+                                started)
+        manifest = self._write(collection, index, current, covered)
+        self._update_keywords(collection, manifest, current.bundle_id, added=(), removed=(),
+                              wanted=wanted)
+        return self._report(collection, manifest, "unchanged",
+                            f"{reason}; recorded the store state it now covers",
+                            len(wanted), 0, 0, started)
 
     def _update_keywords(self, collection: str, manifest: BundleManifest,
                          parent_bundle_id: str | None, *, added: list[tuple[str, int]] | tuple[()],
