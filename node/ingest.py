@@ -35,6 +35,8 @@ MAX_FILE_BYTES = 64 * 1024 * 1024  # read (after gunzip) at most this much of on
 GZIP_SUFFIX = ".gz"
 BINARY_SNIFF_BYTES = 8192
 SKIPPED_TOO_LARGE = "too large"  # a skip that says nothing of what the input holds now
+# Text of the latest documents held back so a repeated id is written once (``_RepeatWindow``).
+REPEAT_WINDOW_CHARS = 64 * 1024 * 1024
 SCOPES_PER_DELETE = 256  # re-read inputs per delete call: one bounded message over --node
 
 PLAIN_TEXT_TYPES = {
@@ -559,29 +561,39 @@ def ingest(
     """Add the documents among ``items`` to ``collection`` (created with defaults if missing).
 
     Skips and errors are tallied; documents the node rejects are reported with their origin.
+    A document id given more than once is written once, as its last occurrence
+    (``summary.repeated`` names each repeat; see ``_RepeatWindow``).
     ``on_item`` is called once per item consumed (for a progress bar). ``sources``, whose
     items are among ``items``: once they are in, the documents its re-read inputs no longer
     yield are deleted (``summary.removed``).
     """
     summary = IngestSummary(collection=collection)
-    origins: list[str] = []
-    first_seen: dict[str, int] = {}  # document id -> its position in origins
+    origins: list[str] = []  # of each document written, by its position in the upsert
+    first_seen: dict[str, str] = {}  # document id -> the origin it was first given at
+    window = _RepeatWindow()
+
+    def written(released: Iterable[tuple[str, DocumentInput]]) -> Iterator[DocumentInput]:
+        for origin, doc in released:
+            origins.append(origin)
+            yield doc
 
     def documents() -> Iterator[DocumentInput]:
         for item in items:
             if on_item is not None:
                 on_item()
             if item.doc is not None:
-                first = first_seen.setdefault(item.doc.id, len(origins))
-                if first != len(origins):  # e.g. a JSONL export listing a document twice
-                    summary.repeated.append((item.origin, item.doc.id, origins[first]))
-                origins.append(item.origin)
-                yield item.doc
+                doc_id = item.doc.id
+                if doc_id in first_seen:  # e.g. a JSONL export listing a document twice
+                    summary.repeated.append((item.origin, doc_id, first_seen[doc_id]))
+                else:
+                    first_seen[doc_id] = item.origin
+                yield from written(window.hold(item.origin, item.doc))
             elif item.skipped is not None:
                 logger.info("skipped %s: %s", item.origin, item.skipped)
                 summary.skipped[item.skipped] += 1
             else:
                 summary.errors.append((item.origin, item.error or "unreadable"))
+        yield from written(window.drain())
 
     # Only documents that were there before can be gone from their re-read sources (and a
     # collection is created only when a document goes in).
@@ -593,6 +605,44 @@ def ingest(
         summary.removed += node.delete_documents(
             collection, (), sources=scopes[start:start + SCOPES_PER_DELETE]).deleted
     return summary
+
+
+class _RepeatWindow:
+    """The latest documents given, held back so that an id given again replaces its earlier
+    occurrence before either is written: the later one wins, and an unchanged input added
+    again writes nothing (writing both replaced the document twice on every add, each time
+    a change that sync ships).
+
+    At most ``REPEAT_WINDOW_CHARS`` of text is held; past it the oldest documents are
+    written, so a repeat further on than that is written after its first occurrence (the
+    later one still wins).
+    """
+
+    def __init__(self) -> None:
+        # document id -> (origin, document) of its latest occurrence, oldest first
+        self._held: dict[str, tuple[str, DocumentInput]] = {}
+        self._chars = 0
+
+    def hold(self, origin: str, doc: DocumentInput) -> Iterator[tuple[str, DocumentInput]]:
+        """Hold ``doc`` in place of an earlier one of its id; yields the oldest documents
+        held, with their origins, once there is more text than the window keeps."""
+        earlier = self._held.pop(doc.id, None)
+        if earlier is not None:
+            self._chars -= len(earlier[1].text)
+        self._held[doc.id] = (origin, doc)
+        self._chars += len(doc.text)
+        while self._chars > REPEAT_WINDOW_CHARS and len(self._held) > 1:
+            yield self._release()
+
+    def drain(self) -> Iterator[tuple[str, DocumentInput]]:
+        """Every document still held, oldest first."""
+        while self._held:
+            yield self._release()
+
+    def _release(self) -> tuple[str, DocumentInput]:
+        origin, doc = self._held.pop(next(iter(self._held)))
+        self._chars -= len(doc.text)
+        return origin, doc
 
 
 def _tally(summary: IngestSummary, report: UpsertReport, origins: list[str]) -> None:

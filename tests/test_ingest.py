@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from meshdex.node.ingest import (
+    IngestItem,
     IngestSummary,
     collect_files,
     extract_html,
@@ -18,6 +19,7 @@ from meshdex.node.ingest import (
     read_file,
     read_jsonl,
 )
+from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
 
 PAGE = """<!doctype html><html><head><title> The  Guide </title>
@@ -177,21 +179,49 @@ def test_jsonl_source_defaults_to_file_and_line(node: Node, tmp_path: Path) -> N
     assert node.get_document("default", "s").source == "web"
 
 
-def test_a_repeated_document_id_is_reported_and_the_later_one_kept(tmp_path: Path) -> None:
-    """An export listing a document twice replaced the first without a word."""
+def test_a_repeated_document_id_is_written_once_as_the_later_and_a_rerun_writes_nothing(
+        tmp_path: Path) -> None:
+    """An export listing a document twice replaced the first without a word; then both were
+    written on every add ("updated 2" for an unchanged file), each a change sync ships."""
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in (
         {"id": "a", "text": "first text"}, {"id": "b", "text": "other"},
         {"id": "a", "text": "second text"})) + "\n")
     data_dir = tmp_path / "data"
-    result = subprocess.run([sys.executable, "-m", "meshdex", "--data-dir", str(data_dir),
-                             "add", "--jsonl", str(path)], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
+    command = [sys.executable, "-m", "meshdex", "--data-dir", str(data_dir), "add", "--jsonl",
+               str(path), "--json"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
     assert (f"warning: {path}:3: document id 'a' was given before, at {path}:1; the later one "
-            "is kept") in result.stderr
+            "is kept") in first.stderr
+    counts = json.loads(first.stdout)
+    assert (counts["added"], counts["updated"], counts["unchanged"]) == (2, 0, 0)
     with Node.open(data_dir, readonly=True) as node:
         assert node.get_document("default", "a").text == "second text"
+        assert node.get_document("default", "a").source == f"{path}:3"
+        changes = node.store.state("default").watermarks
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"{path}:3: document id 'a' was given before" in again.stderr
+    counts = json.loads(again.stdout)
+    assert (counts["added"], counts["updated"], counts["unchanged"]) == (0, 0, 2)
+    with Node.open(data_dir, readonly=True) as node:
+        assert node.store.state("default").watermarks == changes
+        assert node.get_document("default", "a").text == "second text"
+
+
+def test_a_repeat_beyond_the_held_text_is_still_the_one_kept(
+        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only so much text waits for repeats: past it, both occurrences are written in order."""
+    monkeypatch.setattr("meshdex.node.ingest.REPEAT_WINDOW_CHARS", 10)
+    items = [IngestItem(origin=f"in.jsonl:{number}",
+                        doc=DocumentInput(id=doc_id, text=text, metadata={}, source=None))
+             for number, (doc_id, text) in enumerate(
+                 [("a", "first text"), ("b", "other text"), ("a", "second text")], start=1)]
+    summary = ingest(node, "default", items)
+    assert summary.to_dict()["updated"] == 1  # "a" left the window before its repeat came
+    assert summary.repeated == [("in.jsonl:3", "a", "in.jsonl:1")]
+    assert node.get_document("default", "a").text == "second text"
 
 
 def test_unreadable_jsonl_file_is_one_error(node: Node, tmp_path: Path) -> None:
