@@ -35,7 +35,10 @@ MAX_FILE_BYTES = 64 * 1024 * 1024  # read (after gunzip) at most this much of on
 GZIP_SUFFIX = ".gz"
 BINARY_SNIFF_BYTES = 8192
 SKIPPED_TOO_LARGE = "too large"  # a skip that says nothing of what the input holds now
-# Text of the latest documents held back so a repeated id is written once (``_RepeatWindow``).
+# The latest documents held back so a repeated id is written once (``_RepeatWindow``): at most
+# this many, and this much text. Few enough that a long add commits as it goes (an interrupted
+# or killed one keeps what it wrote), many enough for the repeats an export has near each other.
+REPEAT_WINDOW_DOCUMENTS = 1024
 REPEAT_WINDOW_CHARS = 64 * 1024 * 1024
 SCOPES_PER_DELETE = 256  # re-read inputs per delete call: one bounded message over --node
 
@@ -613,9 +616,9 @@ class _RepeatWindow:
     again writes nothing (writing both replaced the document twice on every add, each time
     a change that sync ships).
 
-    At most ``REPEAT_WINDOW_CHARS`` of text is held; past it the oldest documents are
-    written, so a repeat further on than that is written after its first occurrence (the
-    later one still wins).
+    At most ``REPEAT_WINDOW_DOCUMENTS`` documents and ``REPEAT_WINDOW_CHARS`` of text are
+    held; past either the oldest documents are written, so a repeat further on than that is
+    written after its first occurrence (the later one still wins).
     """
 
     def __init__(self) -> None:
@@ -631,7 +634,8 @@ class _RepeatWindow:
             self._chars -= len(earlier[1].text)
         self._held[doc.id] = (origin, doc)
         self._chars += len(doc.text)
-        while self._chars > REPEAT_WINDOW_CHARS and len(self._held) > 1:
+        while len(self._held) > 1 and (self._chars > REPEAT_WINDOW_CHARS
+                                       or len(self._held) > REPEAT_WINDOW_DOCUMENTS):
             yield self._release()
 
     def drain(self) -> Iterator[tuple[str, DocumentInput]]:

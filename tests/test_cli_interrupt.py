@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from meshdex.node.errors import CollectionNotFound
+from meshdex.node.ingest import REPEAT_WINDOW_DOCUMENTS
 from meshdex.node.service import BATCH_DOCUMENTS, Node
 
 
@@ -39,7 +40,8 @@ def test_an_interrupted_add_exits_130_and_keeps_its_committed_batches(tmp_path: 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with fifo.open("w") as writer:  # blocks until add opens the pipe
-            for number in range(BATCH_DOCUMENTS):
+            # add holds the latest documents back for repeated ids: past them, one batch
+            for number in range(REPEAT_WINDOW_DOCUMENTS + BATCH_DOCUMENTS):
                 writer.write(json.dumps({"id": f"note-{number}",
                                          "text": f"note number {number} about gardening"})
                              + "\n")

@@ -210,10 +210,13 @@ def test_a_repeated_document_id_is_written_once_as_the_later_and_a_rerun_writes_
         assert node.get_document("default", "a").text == "second text"
 
 
-def test_a_repeat_beyond_the_held_text_is_still_the_one_kept(
-        node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only so much text waits for repeats: past it, both occurrences are written in order."""
-    monkeypatch.setattr("meshdex.node.ingest.REPEAT_WINDOW_CHARS", 10)
+@pytest.mark.parametrize(("limit", "value"), [("REPEAT_WINDOW_CHARS", 10),
+                                              ("REPEAT_WINDOW_DOCUMENTS", 1)])
+def test_a_repeat_beyond_the_held_window_is_still_the_one_kept(
+        node: Node, monkeypatch: pytest.MonkeyPatch, limit: str, value: int) -> None:
+    """Only so many documents and so much text wait for repeats (an add commits as it goes):
+    past either, both occurrences are written in order."""
+    monkeypatch.setattr(f"meshdex.node.ingest.{limit}", value)
     items = [IngestItem(origin=f"in.jsonl:{number}",
                         doc=DocumentInput(id=doc_id, text=text, metadata={}, source=None))
              for number, (doc_id, text) in enumerate(
