@@ -80,6 +80,7 @@ NEEDS_A_STORE = [
     ["pin", "-c", "notes", "--filter", "lang=en"],
     ["build", "-c", "notes"],
     ["token", "create", "--scope", "read"],
+    ["rm", "notes/a.md"],
 ]
 
 

@@ -332,7 +332,7 @@ def rm_command(ctx: click.Context, ids: tuple[str, ...], collection: str, as_jso
       meshdex rm notes/old.md
       meshdex rm -c papers paper-17 paper-18
     """
-    with open_node(ctx) as node:
+    with open_node(ctx, existing_store=True) as node:
         report = node.delete_documents(collection, ids)
     if as_json:
         _print_json(report.to_dict())
