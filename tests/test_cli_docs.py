@@ -99,6 +99,12 @@ def test_init_http_embedder_is_opt_in_and_checked(data_dir: Path) -> None:
     assert no_url.exit_code == 2 and "needs a url" in no_url.output
     url_without_http = run(data_dir, "init", "-c", "y", "--embedder-url", "http://h")
     assert url_without_http.exit_code == 2 and "need --embedder http" in url_without_http.output
+    # --precision was silently dropped for an http embedder; the collection recorded fp32
+    precise = run(data_dir, "init", "-c", "z", "--embedder", "http", "--embedder-url",
+                  "http://127.0.0.1:9/", "--precision", "bf16")
+    assert precise.exit_code == 2 and "--precision is the local model's" in precise.output
+    listed = run(data_dir, "list", "--json")
+    assert "z" not in [entry["name"] for entry in json.loads(listed.output)], listed.output
 
 
 def test_partial_failure_reports_each_bad_line_and_adds_the_rest(

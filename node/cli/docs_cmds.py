@@ -119,6 +119,9 @@ def init_command(
           --embedder-model BAAI/bge-small-en-v1.5
     """
     if embedder == "http":
+        if ctx.get_parameter_source("precision") is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("--precision is the local model's; an http embedder "
+                                   "computes at whatever precision its server uses")
         spec = EmbedderSpec(
             kind="http",
             model_id=embedder_model or MODEL_ID,
