@@ -1,4 +1,8 @@
-"""Metadata filters: parse a filter spec once, then test documents' metadata against it.
+"""Metadata filters: parse a filter spec once, then test documents against it.
+
+A field names a key of the document's metadata; ``id`` and ``source`` (``RESERVED_FIELDS``)
+name the document's own id and source (where it was read from) unless its metadata has a key
+by that name, so ``source~handbook`` finds what was read from a handbook file.
 
 Two spellings of the same thing:
 
@@ -28,9 +32,9 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from meshdex.index.errors import InvalidArgument
 from meshdex.index.json_limits import check_depth, loads_json, quoted
@@ -80,14 +84,82 @@ _ISO_DATE = re.compile(
 )
 
 
+RESERVED_FIELDS = ("id", "source")
+KNOWN_FIELDS_LISTED = 30  # fields named in the hint for a field no document has
+
+
+class Filterable(Protocol):
+    """What a filter reads of a document (``Document`` and ``DocumentInfo`` both are)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def source(self) -> str | None: ...
+
+    @property
+    def metadata(self) -> Mapping[str, Any]: ...
+
+
+class _Fields(Mapping[str, Any]):
+    """A document's metadata, with its id and source under ``RESERVED_FIELDS`` unless the
+    metadata holds those keys itself; read per candidate, so nothing is copied."""
+
+    def __init__(self, document: Filterable) -> None:
+        self._metadata = document.metadata
+        self._own = {"id": document.id, "source": document.source}
+
+    def __getitem__(self, field: str) -> Any:
+        if field in self._metadata:
+            return self._metadata[field]
+        if self._own.get(field) is None:
+            raise KeyError(field)
+        return self._own[field]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._metadata
+        yield from (name for name, value in self._own.items()
+                    if value is not None and name not in self._metadata)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class Filter:
-    """A parsed filter; ``matches(metadata)`` says whether a document's metadata passes."""
+    """A parsed filter; ``accepts(document)`` says whether a document passes,
+    ``matches(fields)`` whether a mapping of its fields does."""
 
     def matches(self, metadata: Mapping[str, Any]) -> bool:
         raise NotImplementedError
 
+    def fields(self) -> frozenset[str]:
+        """Every field the filter names."""
+        raise NotImplementedError
+
     def to_json(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def accepts(self, document: Filterable) -> bool:
+        return self.matches(_Fields(document))
+
+
+def check_fields_known(condition: Filter, metadata_fields: Iterable[str], *,
+                       collection: str) -> None:
+    """``InvalidArgument`` when the filter names a field that no document of ``collection``
+    has (``metadata_fields``: every metadata key there; the reserved fields are always known),
+    listing the fields it could name. Meant for a filter that matched nothing, whose empty
+    answer would otherwise hide a mistyped field."""
+    known = sorted({*metadata_fields, *RESERVED_FIELDS})
+    unknown = sorted(condition.fields().difference(known))
+    if not unknown:
+        return
+    names = ", ".join(quoted(field) for field in unknown)
+    listed = ", ".join(known[:KNOWN_FIELDS_LISTED])
+    more = len(known) - KNOWN_FIELDS_LISTED
+    raise InvalidArgument(
+        f"the filter names {'a field' if len(unknown) == 1 else 'fields'} {names} that no "
+        f"document of collection {quoted(collection)} has",
+        hint=f"its documents' fields are {listed}" + (f" and {more} more" if more > 0 else ""))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,15 +176,24 @@ class Condition(Filter):
         except TypeError:
             return False
 
+    def fields(self) -> frozenset[str]:
+        return frozenset({self.field})
+
     def to_json(self) -> dict[str, Any]:
         value = list(self.value) if isinstance(self.value, tuple) else self.value
         return {"field": self.field, "op": self.op, "value": value}
 
 
 @dataclass(frozen=True, kw_only=True)
-class AllOf(Filter):
+class _Connective(Filter):
     parts: tuple[Filter, ...]
 
+    def fields(self) -> frozenset[str]:
+        return frozenset().union(*(part.fields() for part in self.parts))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AllOf(_Connective):
     def matches(self, metadata: Mapping[str, Any]) -> bool:
         return all(part.matches(metadata) for part in self.parts)
 
@@ -121,9 +202,7 @@ class AllOf(Filter):
 
 
 @dataclass(frozen=True, kw_only=True)
-class AnyOf(Filter):
-    parts: tuple[Filter, ...]
-
+class AnyOf(_Connective):
     def matches(self, metadata: Mapping[str, Any]) -> bool:
         return any(part.matches(metadata) for part in self.parts)
 

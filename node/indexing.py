@@ -631,7 +631,7 @@ class IndexManager:
         indexed = set(opened.index.labels().tolist())
         documents, labels = 0, set()
         for document in self.store.iter_documents(collection):
-            if condition.matches(document.metadata):
+            if condition.accepts(document):
                 documents += 1
                 labels.update(label for label in map(passage_label, document.passage_keys)
                               if label in indexed)
@@ -814,7 +814,7 @@ class HitResolver:
             documents = self.reads.holders(label)
             self._matches[label] = (documents if self.condition is None else
                                     [doc for doc in documents
-                                     if self.condition.matches(doc.metadata)])
+                                     if self.condition.accepts(doc)])
         return self._matches[label]
 
     def accept(self, label: int) -> bool:

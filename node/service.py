@@ -14,6 +14,7 @@ from typing import Any
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
 from meshdex.index.errors import BundleError, InvalidArgument
+from meshdex.index.filters import check_fields_known, parse_filter
 from meshdex.index.keyword import KeywordIndexFailed
 from meshdex.index.params import BuildParams, SearchParams
 from meshdex.node.indexing import (
@@ -242,20 +243,33 @@ class Node:
         """Top-k passages, filtered during the search (see ``IndexManager.search``).
 
         ``params`` may be a ``SearchParams`` or its dict form (unknown keys: InvalidArgument);
-        ``mode`` is "semantic", "keyword" or "hybrid" (None: the default, hybrid).
+        ``mode`` is "semantic", "keyword" or "hybrid" (None: the default, hybrid). A filter
+        that matches nothing because it names a field no document has is ``InvalidArgument``.
         """
         if isinstance(params, Mapping):
             params = SearchParams.from_dict(dict(params))
-        return self.indexes.search(
+        results = self.indexes.search(
             check_collection_name(collection), query, top_k=top_k, filter=filter,
             params=params, deadline=deadline, mode=mode,
         )
+        if filter and not results.hits:
+            self._check_filter_fields(collection, filter)
+        return results
 
     def pin(self, collection: str, filter: str | Mapping[str, Any],
             progress: Callable[[int, int], None] | None = None) -> PinReport:
         """Keep exact embeddings of the passages of documents matching ``filter`` (see
         ``IndexManager.pin``)."""
-        return self.indexes.pin(check_collection_name(collection), filter, progress=progress)
+        report = self.indexes.pin(check_collection_name(collection), filter, progress=progress)
+        if not report.documents:
+            self._check_filter_fields(collection, filter)
+        return report
+
+    def _check_filter_fields(self, collection: str, filter: str | Mapping[str, Any]) -> None:
+        """``InvalidArgument`` naming the fields there are when a filter that matched nothing
+        names a field no document of the collection has: a mistyped field, not an answer."""
+        check_fields_known(parse_filter(filter), self.store.metadata_fields(collection),
+                           collection=collection)
 
     def index_stats(self, collection: str) -> IndexStats:
         """Index bytes by section against raw passage bytes, build params and fingerprint."""

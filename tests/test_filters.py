@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from meshdex.index.errors import InvalidArgument
-from meshdex.index.filters import parse_filter
+from meshdex.index.filters import check_fields_known, parse_filter
 
 DOC = {"lang": "en", "year": 2021, "tags": ["python", "howto"], "kind": "faq", "title": "Why?",
        "band": "rock and roll", "date": "2021-03-04T10:00:00Z", "note": "don't panic",
@@ -137,3 +139,35 @@ def test_a_long_run_of_spaces_in_a_value_parses_in_linear_time():
     condition = parse_filter("title=Why" + " " * 100_000 + "not and lang=en")
     assert time.perf_counter() - started < 2
     assert condition.matches({**DOC, "title": "Why" + " " * 100_000 + "not"})
+
+
+@dataclass(frozen=True)
+class _Doc:
+    id: str
+    source: str | None
+    metadata: dict[str, Any]
+
+
+@pytest.mark.parametrize(("spec", "document", "accepted"), [
+    ("source~handbook", _Doc("a", "/corp/handbook.md", {}), True),
+    ("source~handbook", _Doc("a", "/corp/faq.md", {}), False),
+    ("source~handbook", _Doc("a", None, {}), False),
+    ("source!=x", _Doc("a", None, {}), True),
+    ('id="corp/a.md"', _Doc("corp/a.md", None, {}), True),
+    # the metadata's own field of that name comes first
+    ("source=wiki", _Doc("a", "dump.jsonl", {"source": "wiki"}), True),
+    ("source~dump", _Doc("a", "dump.jsonl", {"source": "wiki"}), False),
+])
+def test_a_filter_names_the_documents_id_and_source(spec: str, document: _Doc,
+                                                    accepted: bool) -> None:
+    assert parse_filter(spec).accepts(document) is accepted
+
+
+def test_a_field_no_document_has_is_refused_listing_the_fields_there_are() -> None:
+    condition = parse_filter("lnag=en or type=pdf")
+    with pytest.raises(InvalidArgument) as raised:
+        check_fields_known(condition, {"lang", "type"}, collection="notes")
+    assert str(raised.value) == (
+        "the filter names a field 'lnag' that no document of collection 'notes' has "
+        "hint: its documents' fields are id, lang, source, type")
+    check_fields_known(parse_filter("lang=en and source~x"), {"lang"}, collection="notes")

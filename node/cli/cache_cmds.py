@@ -15,7 +15,8 @@ from meshdex.node.search_caches import PIN_BUDGET_BYTES
 @click.command("pin")
 @collection_option
 @click.option("--filter", "filter_spec", required=True,
-              help='Documents to pin, as a metadata filter: "source~faq", "tags~python".')
+              help='Documents to pin, as a filter on their metadata, id or source: '
+              '"source~faq", "type=pdf".')
 @json_option
 @click.pass_context
 def pin_command(ctx: click.Context, collection: str, filter_spec: str, as_json: bool) -> None:

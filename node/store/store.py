@@ -496,6 +496,16 @@ class Store:
                 if not found.deleted:
                     yield p.documents.document(txn, collection, record.prefix, found, cache)
 
+    def metadata_fields(self, collection: str) -> set[str]:
+        """Every metadata key of the collection's live documents, read without their texts."""
+
+        def fields(txn: lmdb.Transaction, p: _Parts) -> set[str]:
+            record = p.collections.get(txn, collection)
+            return {key for found in p.documents.records(txn, record.prefix)
+                    if not found.deleted for key in found.metadata}
+
+        return self._read(fields)
+
     # ------------------------------------------------------------------------- passages
 
     def iter_passages(self, collection: str) -> Iterator[tuple[bytes, str]]:
