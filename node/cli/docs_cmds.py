@@ -30,7 +30,7 @@ from meshdex.node.ingest import (
     read_jsonl,
 )
 from meshdex.node.readers import READERS, collect_sources
-from meshdex.node.records import CollectionInfo, DataCompaction
+from meshdex.node.records import CollectionInfo, DataCompaction, SourceScope
 from meshdex.node.service import DEFAULT_COLLECTION, Node
 from tqdm import tqdm
 
@@ -327,24 +327,46 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
 def rm_command(ctx: click.Context, ids: tuple[str, ...], collection: str, as_json: bool) -> None:
     """Delete documents by id (they leave tombstones, so the deletion syncs to peers).
 
-    Ids that are not in the collection are reported; the exit code is 3 if none was found
-    and 11 if only some were.
+    The id of a file that was read into several documents (a Python file by function and
+    class, a PDF by page: corp/c.py#parse, r.pdf#page=2) deletes all of them. Ids that are not
+    in the collection are reported; the exit code is 3 if none was found and 11 if only some
+    were.
 
     \b
     Example:
       meshdex rm notes/old.md
       meshdex rm -c papers paper-17 paper-18
+      meshdex rm -c code corp/c.py      # every function and class read from it
     """
+    scopes = [scope for scope in map(_split_file, ids) if scope is not None]
     with open_node(ctx, existing_store=True) as node:
-        report = node.delete_documents(collection, ids)
+        report = node.delete_documents(collection, ids, sources=scopes)
+    parts = {scope.owner_id: [doc_id for doc_id in report.deleted if scope.owns(doc_id)]
+             for scope in scopes}
+    report = replace(report, not_found=[doc_id for doc_id in report.not_found
+                                        if not parts.get(doc_id)])
     if as_json:
         _print_json(report.to_dict())
     else:
         click.echo(f"{collection}: deleted {len(report.deleted)}")
+        for owner_id, owned in parts.items():
+            if owned != [owner_id]:
+                click.echo(f"{owner_id}: deleted the {counted(len(owned), 'document')} read "
+                           "from it")
     for doc_id in report.not_found:
         click.echo(f"error: no document {doc_id!r} in collection {collection!r}", err=True)
     if report.not_found:
         ctx.exit(EXIT_PARTIAL_FAILURE if report.deleted else EXIT_CODES[NotFound])
+
+
+def _split_file(doc_id: str) -> SourceScope | None:
+    """The documents a reader splits the file ``doc_id`` names into (its id, the reader's
+    separator and a part, as ``FileTask.owns``), when a reader claims files of that name."""
+    reader = next((reader for reader in READERS.values() if reader.claims(Path(doc_id))), None)
+    if reader is None or reader.sub_document_separator is None:
+        return None
+    return SourceScope(owner_id=doc_id, separator=reader.sub_document_separator,
+                       keep=frozenset())
 
 
 @click.command("status")
