@@ -92,6 +92,12 @@ class ListenFailed(FailedPrecondition):
 class CollectionNotFound(NotFound):
     """No collection by that name exists in this store."""
 
+    @classmethod
+    def named(cls, name: str) -> CollectionNotFound:
+        """The error for ``name``, with what to do about it."""
+        return cls(f"no collection named {name!r}",
+                   hint="`meshdex list` shows the collections; `meshdex init` creates one")
+
 
 class DocumentNotFound(NotFound):
     """No live (non-deleted) document by that id exists in the collection."""

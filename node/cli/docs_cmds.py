@@ -22,6 +22,7 @@ from meshdex.index.embedders_local import MODEL_ID, PRECISIONS
 from meshdex.index.errors import InvalidArgument, NotFound
 from meshdex.node.cli.main import EXIT_CODES, EXIT_PARTIAL_FAILURE
 from meshdex.node.cli.remote import open_node
+from meshdex.node.errors import CollectionNotFound
 from meshdex.node.ingest import (
     IngestItem,
     IngestSummary,
@@ -369,6 +370,49 @@ def _split_file(doc_id: str) -> SourceScope | None:
                        keep=frozenset())
 
 
+@click.command("drop")
+@click.option("--collection", "-c", required=True, help="The collection to drop.")
+@click.option("--yes", is_flag=True, help="Drop it without asking.")
+@click.pass_context
+def drop_command(ctx: click.Context, collection: str, yes: bool) -> None:
+    """Delete a collection from this device: its documents, its index and its caches.
+
+    Asks first (on the terminal, or a y read from stdin) unless --yes; with nobody to answer
+    it refuses (exit 2). Peers keep their copies: this is not a deletion that syncs (`meshdex
+    rm` is). An unknown collection exits 3. Runs embedded or through --node (admin token).
+
+    \b
+    Example:
+      meshdex drop -c scratch
+      meshdex drop -c scratch --yes
+    """
+    with open_node(ctx) as node:
+        info = next((info for info in node.list_collections() if info.name == collection),
+                    None)
+        if info is None:
+            raise CollectionNotFound.named(collection)
+        documents = counted(info.document_count, "document")
+        if not yes:
+            _confirm(f"drop collection {collection!r} with its {documents} and its index "
+                     "from this device?", refused=f"not dropping collection {collection!r}")
+        node.drop_collection(collection)
+    click.echo(f"dropped collection {collection!r} ({documents}) from this device")
+
+
+def _confirm(question: str, *, refused: str) -> None:
+    """Ask ``question`` on stderr; exit 1 on a no, ``InvalidArgument`` with nobody to answer
+    (stdin closed or empty)."""
+    try:
+        agreed = click.confirm(question, default=False, err=True)
+    except click.Abort:
+        click.echo(err=True)  # ends the prompt's line
+        raise InvalidArgument(f"{refused} without an answer",
+                              hint="give --yes to drop it without asking") from None
+    if not agreed:
+        click.echo("nothing dropped", err=True)
+        click.get_current_context().exit(1)
+
+
 @click.command("status")
 @json_option
 @click.pass_context
@@ -517,6 +561,7 @@ COMMANDS: list[Callable[..., Any]] = [
     add_command,
     list_command,
     rm_command,
+    drop_command,
     status_command,
     compact_command,
 ]

@@ -137,10 +137,7 @@ class Collections:
         """The collection; ``CollectionNotFound`` if there is none by that name."""
         record = self.find(txn, name)
         if record is None:
-            raise CollectionNotFound(
-                f"no collection named {name!r}",
-                hint="`meshdex list` shows the collections; `meshdex init` creates one",
-            )
+            raise CollectionNotFound.named(name)
         return record
 
     def names(self, txn: lmdb.Transaction) -> list[str]:
