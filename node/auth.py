@@ -47,6 +47,7 @@ OWNER_CALLER = "local"  # the caller name of this device's own commands (any sco
 METHOD_SCOPES: dict[str, str] = {
     "ListCollections": "read",
     "GetDocument": "read",
+    "ListDocuments": "read",
     "Search": "read",
     "Status": "read",
     "CreateCollection": "write",

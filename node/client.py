@@ -37,12 +37,13 @@ from meshdex.node.records import (
     DeleteReport,
     Document,
     DocumentInput,
+    DocumentSummary,
     NodeStatus,
     SearchResults,
     SourceScope,
     UpsertReport,
 )
-from meshdex.node.validation import check_search
+from meshdex.node.validation import check_limit, check_search
 from meshdex.proto.meshdex.v1 import node_pb2 as pb
 from meshdex.proto.meshdex.v1 import node_pb2_grpc
 
@@ -57,6 +58,7 @@ DEFAULT_DEADLINES_S: dict[str, float | None] = {
     "UpsertDocuments": 600.0,
     "Build": None,  # a build of a large collection takes as long as it takes; cancel to stop
     "Pin": None,  # embeds every matching passage: as long as a build of them
+    "ListDocuments": 600.0,  # streamed: the whole listing of a large collection
 }
 UPLOAD_BATCH_DOCUMENTS = 256
 UPLOAD_BATCH_TEXT_BYTES = 4 * 1024 * 1024  # a quarter of the node's default message limit
@@ -261,6 +263,18 @@ class MeshdexClient:
         """One live document; NotFound if the collection or document does not exist."""
         request = pb.GetDocumentRequest(collection=collection, id=doc_id)
         return wire.document_from_wire(self._call("GetDocument", request))
+
+    def list_documents(self, collection: str, *, id_prefix: str = "",
+                       limit: int | None = None) -> Iterator[DocumentSummary]:
+        """``Node.list_documents`` on the serving node, read as it streams."""
+        request = pb.ListDocumentsRequest(collection=collection, id_prefix=id_prefix,
+                                          limit=check_limit(limit) or 0)
+        stream = self._stub.ListDocuments(request, timeout=self._timeout("ListDocuments"),
+                                          metadata=self._metadata)
+        try:
+            yield from map(wire.document_summary_from_wire, stream)
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
 
     def status(self) -> NodeStatus:
         return wire.status_from_wire(self._call("Status", pb.StatusRequest()))

@@ -7,6 +7,7 @@ converted to and from them at the server edge, never passed further in.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ __all__ = [
     "Document",
     "DocumentInfo",
     "DocumentInput",
+    "DocumentSummary",
     "ItemOutcome",
     "NodeStatus",
     "Outcome",
@@ -99,6 +101,30 @@ class Document:
             "hlc": self.hlc.to_str(),
             "passage_count": len(self.passage_keys),
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentSummary:
+    """A live document as ``meshdex docs`` lists it: no text, its size and last write."""
+
+    id: str
+    source: str | None
+    size_bytes: int  # of the text, UTF-8
+    passages: int
+    hlc: HLCTimestamp  # of the last write; its physical time is when that was
+
+    @classmethod
+    def of(cls, document: Document) -> DocumentSummary:
+        return cls(id=document.id, source=document.source,
+                   size_bytes=len(document.text.encode("utf-8")),
+                   passages=len(document.passage_keys), hlc=document.hlc)
+
+    def to_dict(self) -> dict[str, Any]:
+        updated = datetime.fromtimestamp(self.hlc.physical_ms / 1000, tz=UTC)
+        return {"id": self.id, "source": self.source, "size_bytes": self.size_bytes,
+                "passages": self.passages,
+                "updated": updated.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                "hlc": self.hlc.to_str()}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,8 +6,9 @@ durable store transactions, and reports per item. It owns no wire or terminal co
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from meshdex.node.records import (
     DeleteReport,
     Document,
     DocumentInput,
+    DocumentSummary,
     IndexCompaction,
     ItemOutcome,
     NodeStatus,
@@ -41,7 +43,12 @@ from meshdex.node.records import (
     UpsertReport,
 )
 from meshdex.node.store import Store
-from meshdex.node.validation import check_collection_name, check_document, check_document_id
+from meshdex.node.validation import (
+    check_collection_name,
+    check_document,
+    check_document_id,
+    check_limit,
+)
 from meshdex.sync.errors import TrustStoreCorrupt
 from meshdex.sync.identity import existing_device_id
 from meshdex.sync.trust import TrustStore, sharing_of
@@ -213,6 +220,17 @@ class Node:
     def get_document(self, collection: str, doc_id: str) -> Document:
         """The live document; ``DocumentNotFound`` if absent or deleted."""
         return self.store.get_document(check_collection_name(collection), check_document_id(doc_id))
+
+    def list_documents(self, collection: str, *, id_prefix: str = "",
+                       limit: int | None = None) -> Iterator[DocumentSummary]:
+        """The collection's live documents without their texts, sorted by id (bytewise
+        UTF-8), read lazily from one snapshot: those whose id starts with ``id_prefix``, at
+        most ``limit`` (None: all). ``CollectionNotFound`` at the call, not the first read."""
+        self.store.get_collection(check_collection_name(collection))
+        if id_prefix:
+            check_document_id(id_prefix)
+        documents = self.store.iter_documents(collection, id_prefix=id_prefix)
+        return map(DocumentSummary.of, itertools.islice(documents, check_limit(limit)))
 
     # -------------------------------------------------------------------------- indexes
 

@@ -186,6 +186,13 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
                                           wire.require(request.id, "id"))
         return wire.document_to_wire(document)
 
+    def ListDocuments(self, request: pb.ListDocumentsRequest,
+                      context: grpc.ServicerContext) -> Iterator[pb.DocumentSummary]:
+        summaries = self.node.list_documents(
+            wire.require(request.collection, "collection"), id_prefix=request.id_prefix,
+            limit=request.limit or None)
+        return map(wire.document_summary_to_wire, summaries)
+
     def Status(self, request: pb.StatusRequest,
                context: grpc.ServicerContext) -> pb.NodeStatus:
         return wire.status_to_wire(self.node.status())

@@ -109,6 +109,14 @@ def check_text(text: Any, *, doc_id: str) -> str:
     return text
 
 
+def check_limit(limit: Any) -> int | None:
+    """A listing's limit: None (no limit) or a positive whole number."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or limit < 1):
+        raise InvalidArgument(f"limit must be a positive whole number, got {quoted(limit)}")
+    return limit
+
+
 def check_search(query: Any, top_k: Any) -> None:
     """A search's query (non-blank Unicode text, at most ``MAX_QUERY_CHARS``) and ``top_k``
     (in [1, ``MAX_TOP_K``]). Checked by the client too, before a request is built: the wire's

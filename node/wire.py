@@ -27,6 +27,7 @@ from meshdex.node.records import (
     DeleteReport,
     Document,
     DocumentInput,
+    DocumentSummary,
     IndexCompaction,
     IndexSummary,
     ItemOutcome,
@@ -250,6 +251,18 @@ def document_from_wire(message: pb.Document) -> Document:
                     source=message.source or None, content_hash=message.content_hash,
                     hlc=HLCTimestamp.from_str(message.hlc),
                     passage_keys=tuple(message.passage_keys))
+
+
+def document_summary_to_wire(summary: DocumentSummary) -> pb.DocumentSummary:
+    return pb.DocumentSummary(id=summary.id, source=summary.source or "",
+                              size_bytes=summary.size_bytes, passages=summary.passages,
+                              hlc=summary.hlc.to_str())
+
+
+def document_summary_from_wire(message: pb.DocumentSummary) -> DocumentSummary:
+    return DocumentSummary(id=message.id, source=message.source or None,
+                           size_bytes=message.size_bytes, passages=message.passages,
+                           hlc=HLCTimestamp.from_str(message.hlc))
 
 
 # --- status ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ REQUESTS = {
     "UpsertDocuments": pb.UpsertRequest(),  # sent as a one-message stream
     "DeleteDocuments": pb.DeleteDocumentsRequest(),
     "GetDocument": pb.GetDocumentRequest(),
+    "ListDocuments": pb.ListDocumentsRequest(),
     "Search": pb.SearchRequest(),
     "Status": pb.StatusRequest(),
     "Build": pb.BuildRequest(),
@@ -55,7 +56,8 @@ def _code_of(server, method: str, metadata) -> grpc.StatusCode:
             request = iter([request])
         try:
             result = getattr(stub, method)(request, metadata=metadata, timeout=10)
-            if method in ("Build", "Pin"):  # streams: their status comes with the first read
+            # streams: their status comes with the first read
+            if method in ("Build", "Pin", "ListDocuments"):
                 list(result)
         except grpc.RpcError as error:
             return error.code()

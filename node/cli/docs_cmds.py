@@ -43,6 +43,7 @@ collection_option = click.option(
     help="Which collection to work on.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+DOCS_LIMIT = 100  # documents ``meshdex docs`` lists unless told otherwise
 
 
 def _data_dir(ctx: click.Context) -> Path | None:
@@ -320,6 +321,46 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
         )
 
 
+@click.command("docs")
+@collection_option
+@click.option("--prefix", "id_prefix", default="",
+              help="Only documents whose id starts with this (a folder: notes/; a split file: "
+              "corp/c.py).")
+@click.option("--limit", type=click.IntRange(min=1), default=DOCS_LIMIT, show_default=True,
+              help="List at most this many.")
+@json_option
+@click.pass_context
+def docs_command(ctx: click.Context, collection: str, id_prefix: str, limit: int,
+                 as_json: bool) -> None:
+    """List the documents of a collection, sorted by id: id, size of the text, passages,
+    last write (UTC) and source. Runs embedded or through --node.
+
+    \b
+    Example:
+      meshdex docs -c notes
+      meshdex docs -c code --prefix corp/c.py --json
+      meshdex docs -c mail --limit 1000
+    """
+    with open_node(ctx, readonly=True) as node:
+        documents = list(node.list_documents(collection, id_prefix=id_prefix,
+                                             limit=limit + 1))
+    more = len(documents) > limit
+    listed = [summary.to_dict() for summary in documents[:limit]]
+    if as_json:
+        _print_json({"collection": collection, "documents": listed, "more": more})
+        return
+    if not listed:
+        click.echo(f"no documents in {collection!r}"
+                   + (f" with ids starting {id_prefix!r}" if id_prefix else ""))
+    for entry in listed:
+        updated = entry["updated"][:19].replace("T", " ")
+        click.echo(f"{entry['id']}  {_size(entry['size_bytes'])}, "
+                   f"{counted(entry['passages'], 'passage')}, {updated}  "
+                   f"{entry['source'] or ''}".rstrip())
+    if more:
+        click.echo("… more documents: raise --limit, or narrow them with --prefix")
+
+
 @click.command("rm")
 @click.argument("ids", nargs=-1, required=True)
 @collection_option
@@ -560,6 +601,7 @@ COMMANDS: list[Callable[..., Any]] = [
     init_command,
     add_command,
     list_command,
+    docs_command,
     rm_command,
     drop_command,
     status_command,

@@ -47,7 +47,8 @@ def exit_code_for(error: errors.MeshdexError) -> int:
 # took 1.27 s, now 1.04 s with pypdf imported when a PDF is read (``bench/results/startup.md``).
 # tests/test_cli_help.py fails when a module defines a command this table does not name.
 COMMAND_MODULES: dict[str, str] = {
-    **dict.fromkeys(("init", "add", "list", "rm", "drop", "status", "compact"), "docs_cmds"),
+    **dict.fromkeys(("init", "add", "list", "docs", "rm", "drop", "status", "compact"),
+                    "docs_cmds"),
     **dict.fromkeys(("build", "search", "stats", "demo"), "index_cmds"),
     **dict.fromkeys(("serve", "token", "config"), "serve_cmds"),
     "bundle": "bundle_cmds",

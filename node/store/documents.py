@@ -272,23 +272,20 @@ class Documents:
         return LiveDocument(DocumentInfo(id=doc_id, source=head.source, metadata=head.metadata,
                                          hlc=head.hlc), reader, head.flags)
 
-    def records(self, txn: lmdb.Transaction, prefix: bytes) -> Iterator[DocumentRecord]:
-        """Every record (live and tombstones) of the collection, sorted by id."""
-        for suffix, raw in scan_prefix(txn, self._db, prefix):
-            yield DocumentRecord.decode(
-                prefix + suffix, raw, doc_id=suffix.decode(), txn=txn, devices=self.devices
-            )
+    def records(self, txn: lmdb.Transaction, prefix: bytes,
+                id_prefix: str = "") -> Iterator[DocumentRecord]:
+        """Every record (live and tombstones) of the collection whose id starts with
+        ``id_prefix``, sorted by id."""
+        encoded = id_prefix.encode()
+        for suffix, raw in scan_prefix(txn, self._db, prefix + encoded):
+            yield DocumentRecord.decode(prefix + encoded + suffix, raw,
+                                        doc_id=id_prefix + suffix.decode(), txn=txn,
+                                        devices=self.devices)
 
     def live_ids_under(self, txn: lmdb.Transaction, prefix: bytes, id_prefix: str) -> list[str]:
         """Ids of the live documents of the collection whose id starts with ``id_prefix``."""
-        encoded = id_prefix.encode()
-        return [
-            record.doc_id
-            for suffix, raw in scan_prefix(txn, self._db, prefix + encoded)
-            if not (record := DocumentRecord.decode(
-                prefix + encoded + suffix, raw, doc_id=id_prefix + suffix.decode(), txn=txn,
-                devices=self.devices)).deleted
-        ]
+        return [record.doc_id for record in self.records(txn, prefix, id_prefix)
+                if not record.deleted]
 
     def put(self, txn: lmdb.Transaction, prefix: bytes, record: DocumentRecord) -> None:
         txn.put(prefix + record.doc_id.encode(), record.encode(txn, self.devices), db=self._db)

@@ -487,12 +487,13 @@ class Store:
 
         return self._read(get)
 
-    def iter_documents(self, collection: str) -> Iterator[Document]:
-        """Live documents of a collection, sorted by id (bytewise UTF-8), from one snapshot."""
+    def iter_documents(self, collection: str, *, id_prefix: str = "") -> Iterator[Document]:
+        """Live documents of a collection, sorted by id (bytewise UTF-8), from one snapshot;
+        those whose id starts with ``id_prefix``."""
         with self._snapshot() as (txn, p):
             record = p.collections.get(txn, collection)
             cache = BlockCache()
-            for found in p.documents.records(txn, record.prefix):
+            for found in p.documents.records(txn, record.prefix, id_prefix):
                 if not found.deleted:
                     yield p.documents.document(txn, collection, record.prefix, found, cache)
 

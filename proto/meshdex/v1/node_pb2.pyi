@@ -229,6 +229,30 @@ class Document(_message.Message):
     passage_keys: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, id: _Optional[str] = ..., collection: _Optional[str] = ..., source: _Optional[str] = ..., metadata_json: _Optional[str] = ..., text: _Optional[str] = ..., content_hash: _Optional[str] = ..., hlc: _Optional[str] = ..., passage_keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
+class ListDocumentsRequest(_message.Message):
+    __slots__ = ("collection", "id_prefix", "limit")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    ID_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    id_prefix: str
+    limit: int
+    def __init__(self, collection: _Optional[str] = ..., id_prefix: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class DocumentSummary(_message.Message):
+    __slots__ = ("id", "source", "size_bytes", "passages", "hlc")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PASSAGES_FIELD_NUMBER: _ClassVar[int]
+    HLC_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    source: str
+    size_bytes: int
+    passages: int
+    hlc: str
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., size_bytes: _Optional[int] = ..., passages: _Optional[int] = ..., hlc: _Optional[str] = ...) -> None: ...
+
 class SearchRequest(_message.Message):
     __slots__ = ("collection", "query", "top_k", "filter", "params_json", "mode", "recall_target")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]

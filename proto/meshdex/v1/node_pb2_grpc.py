@@ -69,6 +69,11 @@ class MeshdexNodeStub:
                 request_serializer=meshdex_dot_v1_dot_node__pb2.GetDocumentRequest.SerializeToString,
                 response_deserializer=meshdex_dot_v1_dot_node__pb2.Document.FromString,
                 _registered_method=True)
+        self.ListDocuments = channel.unary_stream(
+                '/meshdex.v1.MeshdexNode/ListDocuments',
+                request_serializer=meshdex_dot_v1_dot_node__pb2.ListDocumentsRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_node__pb2.DocumentSummary.FromString,
+                _registered_method=True)
         self.Search = channel.unary_unary(
                 '/meshdex.v1.MeshdexNode/Search',
                 request_serializer=meshdex_dot_v1_dot_node__pb2.SearchRequest.SerializeToString,
@@ -158,6 +163,15 @@ class MeshdexNodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDocuments(self, request, context):
+        """The collection's live documents without their texts, sorted by id (bytewise UTF-8),
+        those whose id starts with `id_prefix` when it is set, at most `limit` of them when it is
+        not 0. NOT_FOUND if the collection does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Search(self, request, context):
         """Semantic search: the top_k passages closest to `query`, filtered during the search by
         `filter`. FAILED_PRECONDITION if the collection has no index yet (run Build);
@@ -242,6 +256,11 @@ def add_MeshdexNodeServicer_to_server(servicer, server):
                     servicer.GetDocument,
                     request_deserializer=meshdex_dot_v1_dot_node__pb2.GetDocumentRequest.FromString,
                     response_serializer=meshdex_dot_v1_dot_node__pb2.Document.SerializeToString,
+            ),
+            'ListDocuments': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListDocuments,
+                    request_deserializer=meshdex_dot_v1_dot_node__pb2.ListDocumentsRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_node__pb2.DocumentSummary.SerializeToString,
             ),
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
@@ -458,6 +477,33 @@ class MeshdexNode:
             '/meshdex.v1.MeshdexNode/GetDocument',
             meshdex_dot_v1_dot_node__pb2.GetDocumentRequest.SerializeToString,
             meshdex_dot_v1_dot_node__pb2.Document.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDocuments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meshdex.v1.MeshdexNode/ListDocuments',
+            meshdex_dot_v1_dot_node__pb2.ListDocumentsRequest.SerializeToString,
+            meshdex_dot_v1_dot_node__pb2.DocumentSummary.FromString,
             options,
             channel_credentials,
             insecure,
