@@ -14,7 +14,7 @@ from typing import Any
 
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
-from meshdex.index.errors import BundleError, InvalidArgument
+from meshdex.index.errors import BundleError, FailedPrecondition, InvalidArgument
 from meshdex.index.filters import check_fields_known, parse_filter
 from meshdex.index.keyword import KeywordIndexFailed
 from meshdex.index.params import BuildParams, SearchParams
@@ -131,8 +131,19 @@ class Node:
         return self.store.list_collections()
 
     def drop_collection(self, name: str) -> None:
-        """Delete a collection and everything in it from this device, its index included."""
+        """Delete a collection and everything in it from this device, its index included.
+
+        ``FailedPrecondition`` while a paired peer shares it: the next sync would bring it
+        back, so dropping it is only meaningful once it is unshared.
+        """
         self.store.get_collection(check_collection_name(name))  # CollectionNotFound first
+        sharing = [peer for peer in self.trust.all() if name in peer.collections]
+        if sharing:
+            names = ", ".join(peer.name or peer.device_id for peer in sharing)
+            raise FailedPrecondition(
+                f"collection {name!r} is shared with {names}: the next sync would bring it "
+                "back", hint=f"stop sharing it first: meshdex peer unshare "
+                f"{sharing[0].name or sharing[0].device_id} {name}")
         with self.indexes.exclusive(name):
             self.indexes.forget(name)
             self.store.drop_collection(name)

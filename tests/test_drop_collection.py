@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from meshdex.sync.identity import load_identity
+from meshdex.sync.trust import TrustStore, make_peer
 
 
 def meshdex(data_dir: Path, *args: str, answer: str | None = None
@@ -76,3 +78,23 @@ def test_drop_names_its_collection(data_dir: Path) -> None:
     assert refused.returncode == 2
     assert "--collection" in refused.stderr
     assert collections(data_dir) == ["notes", "other"]
+
+
+def test_drop_of_a_collection_a_peer_shares_is_refused_until_unshared(
+        data_dir: Path, tmp_path: Path) -> None:
+    """Dropped while a paired device shared it, the collection came back at the next sync;
+    drop now says so and names the unshare, and drops once nobody shares it."""
+    laptop = load_identity(tmp_path / "laptop")
+    TrustStore(data_dir).add(make_peer(cert_pem=laptop.cert_pem.decode(), name="laptop",
+                                       addresses=[], collections=["notes"], mode="read-write"))
+    refused = meshdex(data_dir, "drop", "-c", "notes", "--yes")
+    assert refused.returncode == 5, refused.stderr
+    assert "collection 'notes' is shared with laptop" in refused.stderr
+    assert "meshdex peer unshare laptop notes" in refused.stderr
+    assert collections(data_dir) == ["notes", "other"]
+    assert meshdex(data_dir, "drop", "-c", "other", "--yes").returncode == 0
+    unshared = meshdex(data_dir, "peer", "unshare", "laptop", "notes")
+    assert unshared.returncode == 0, unshared.stderr
+    dropped = meshdex(data_dir, "drop", "-c", "notes", "--yes")
+    assert dropped.returncode == 0, dropped.stderr
+    assert collections(data_dir) == []
