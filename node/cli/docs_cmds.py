@@ -420,7 +420,9 @@ def drop_command(ctx: click.Context, collection: str, yes: bool) -> None:
 
     Asks first (on the terminal, or a y read from stdin) unless --yes; with nobody to answer
     it refuses (exit 2). Peers keep their copies: this is not a deletion that syncs (`meshdex
-    rm` is). An unknown collection exits 3. Runs embedded or through --node (admin token).
+    rm` is), and a collection a paired peer shares is refused (exit 5) until `meshdex peer
+    unshare` stops the sync that would bring it back. An unknown collection exits 3. Runs
+    embedded or through --node (admin token).
 
     \b
     Example:
