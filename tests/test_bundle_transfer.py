@@ -173,8 +173,13 @@ def test_damaged_bundle_is_refused_and_changes_nothing(device_a, tmp_path: Path)
     result = _run("--data-dir", str(tmp_path / "f"), "bundle", "import", str(damaged))
     assert result.exit_code == EXIT_CODES[BundleError]
     assert result.stderr.count("\n") == 1 and "does not match its SHA-256" in result.stderr
+    assert not (tmp_path / "f").exists(), "a refused import made a data directory"
+    _add(tmp_path / "f", {"one": "a device with documents already"})
+    refused = _run("--data-dir", str(tmp_path / "f"), "bundle", "import", str(damaged))
+    assert refused.exit_code == EXIT_CODES[BundleError]
     with Node.open(tmp_path / "f", readonly=True) as node:
-        assert node.list_collections() == []
+        assert [info.name for info in node.list_collections()] == [COLLECTION]
+        assert node.get_collection(COLLECTION).document_count == 1
 
 
 def test_export_before_any_build_is_a_one_line_error(tmp_path: Path):

@@ -37,7 +37,10 @@ def test_an_interrupted_add_exits_130_and_keeps_its_committed_batches(tmp_path: 
     adding = subprocess.Popen(
         [sys.executable, "-m", "meshdex", "--data-dir", str(data_dir), "add", "--jsonl",
          str(fifo), "-c", "notes"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as a terminal starts it: a suite run in the background (`pytest &`) ignores SIGINT,
+        # and a Python started with SIGINT ignored never turns it into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         with fifo.open("w") as writer:  # blocks until add opens the pipe
             # add holds the latest documents back for repeated ids: past them, one batch

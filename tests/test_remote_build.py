@@ -139,8 +139,12 @@ def _laptop_believes_private_shared(nodes):
 
 
 def _network_embedder(nodes):
-    for node in nodes.values():
+    laptop, desktop = nodes["laptop"], nodes["desktop"]
+    for node, other in ((laptop, desktop), (desktop, laptop)):  # unshared, a drop is allowed
+        shared = node.service.trust.get(other.device_id).collections
+        _set_peer(node, other, collections=())
         node.node.drop_collection("notes")
+        _set_peer(node, other, collections=shared)
     nodes["laptop"].add("notes", LAPTOP_DOCS)  # UNBUILT: an http embedder, pushed as is
     assert nodes["laptop"].node.get_collection("notes").embedder == UNBUILT
 

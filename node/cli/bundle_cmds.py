@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from meshdex.node.cli.index_cmds import progress_bar
 from meshdex.node.cli.remote import beside_serving_node, refuse_remote
 from meshdex.node.errors import StoreLocked
 from meshdex.node.hlc import DEFAULT_MAX_CLOCK_SKEW_MS
+from meshdex.node.paths import resolve_data_dir
 from meshdex.node.service import DEFAULT_COLLECTION, Node
+from meshdex.node.store import Store
 from tqdm import tqdm
 
 bundle_path_argument = click.argument(
@@ -233,16 +236,22 @@ def import_command(ctx: click.Context, path: Path, max_clock_skew_min: float,
       meshdex bundle import /media/usb/notes.leann
     """
     refuse_remote(ctx, "bundle import installs into this device's data directory")
-    # Verified before the store is opened: a damaged file leaves no new empty store behind.
-    with open_bundle(path, verify="full") as bundle:
+    data_dir = resolve_data_dir(_data_dir(ctx))
+    with ExitStack() as opened:
+        # On a new device the file is verified first, so a damaged one leaves no empty store
+        # behind; else the store is opened first, so a node holding it is said at once.
+        fresh = not Store.exists(data_dir)
+        bundle = opened.enter_context(open_bundle(path, verify="full")) if fresh else None
         try:
-            node = Node.open(_data_dir(ctx))
+            node = opened.enter_context(Node.open(data_dir))
         except StoreLocked as error:
             raise beside_serving_node(error, "stop the node, import, then start it again"
                                       ) from None
-        with node, progress_bar() as progress:
-            report = import_verified(node, bundle, path, progress=progress,
-                                     max_clock_skew_ms=int(max_clock_skew_min * 60_000))
+        if bundle is None:
+            bundle = opened.enter_context(open_bundle(path, verify="full"))
+        progress = opened.enter_context(progress_bar())
+        report = import_verified(node, bundle, path, progress=progress,
+                                 max_clock_skew_ms=int(max_clock_skew_min * 60_000))
     if as_json:
         _print_json(report.to_dict())
         return

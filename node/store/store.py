@@ -205,11 +205,16 @@ class Store:
             raise
 
     @staticmethod
+    def exists(data_dir: Path) -> bool:
+        """Whether ``data_dir`` holds a store (opening it would not create one)."""
+        return (Path(data_dir) / STORE_DIR_NAME / DATA_FILE_NAME).exists()
+
+    @staticmethod
     def require_existing(data_dir: Path) -> None:
         """``NotFound`` when ``data_dir`` holds no store; creates nothing. What a command that
         only works on an existing store checks first, so a mistyped ``--data-dir`` is refused
         instead of getting an empty store made there."""
-        if not (Path(data_dir) / STORE_DIR_NAME / DATA_FILE_NAME).exists():
+        if not Store.exists(data_dir):
             raise NotFound(
                 f"no meshdex store in {data_dir}",
                 path=data_dir,
