@@ -10,19 +10,24 @@ recorded config), merges carried documents, asks ``decide_compatibility`` what t
 it: install the bundle (dropping a stale cache), install it and apply the local delta, or
 rebuild from the local documents. A bundle that indexes passages this store lacks is installed
 (search skips passages it cannot resolve) and the report says how many are missing and why.
+
+``plan_import`` works out the same decision and action without changing anything (``bundle
+import --dry-run``): it merges the carried documents' watermarks into the store state in
+memory, the only part of the merge the decision reads.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from meshdex.index.bundle_documents import decode_documents, encode_documents
 from meshdex.index.bundle_io import Bundle, copy_bundle, open_bundle
-from meshdex.index.bundle_manifest import BundleManifest
+from meshdex.index.bundle_manifest import BundleManifest, StoreState
 from meshdex.index.chunking import ChunkingParams, passage_label
 from meshdex.index.compat import (
     Decision,
@@ -31,7 +36,7 @@ from meshdex.index.compat import (
     compare_store_states,
     decide_compatibility,
 )
-from meshdex.index.embedders import EmbedderSpec
+from meshdex.index.embedders import EmbedderSpec, embedder_from_spec
 from meshdex.index.engine import Index
 from meshdex.index.errors import BundleCorrupt, BundleError, FailedPrecondition, IndexNotBuilt
 from meshdex.index.params import BuildParams
@@ -49,6 +54,7 @@ __all__ = [
     "export_bundle",
     "import_bundle",
     "local_state",
+    "plan_import",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,15 +83,19 @@ class ExportReport:
 
 @dataclass(frozen=True, kw_only=True)
 class ImportReport:
-    """What ``import_bundle`` decided and did."""
+    """What ``import_bundle`` decided and did, or with ``dry_run`` what it would (``plan_import``):
+    a dry run's ``generation`` is the installed one it would keep, else None (a new generation
+    is numbered only when it is written)."""
 
     collection: str
     decision: Decision
-    action: str  # "installed" | "installed+delta" | "rebuilt" | "kept" | "kept+delta"
+    # "installed" | "installed+delta" | "rebuilt" | "kept" | "kept+delta"; a dry run: "refused"
+    action: str
     created_collection: bool
     documents_merged: int
     passages_missing: int
-    generation: int
+    generation: int | None
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +108,7 @@ class ImportReport:
             "documents_merged": self.documents_merged,
             "passages_missing": self.passages_missing,
             "generation": self.generation,
+            "dry_run": self.dry_run,
         }
 
 
@@ -189,9 +200,12 @@ def _remote_change(record: dict[str, Any]) -> RemoteChange:
         ) from error
 
 
-def _carried_changes(bundle: Bundle, max_clock_skew_ms: int) -> list[RemoteChange]:
-    """Every carried change, checked before any is merged: a bundle with one stamp too far
-    ahead is refused whole (``BundleError``), changing nothing."""
+def _carried_changes(bundle: Bundle, max_clock_skew_ms: int) -> list[RemoteChange] | None:
+    """Every carried change (None: the bundle carries no documents), checked before any is
+    merged: a bundle with one stamp too far ahead is refused whole (``BundleError``), changing
+    nothing."""
+    if not bundle.has_section(DOCUMENTS_SECTION):
+        return None
     changes = [_remote_change(record)
                for record in decode_documents(bundle.section(DOCUMENTS_SECTION))]
     for change in changes:
@@ -213,24 +227,35 @@ def _merge_documents(node: Node, collection: str, changes: list[RemoteChange]) -
     return merged
 
 
-def _missing_passages(node: Node, collection: str, bundle: Bundle) -> int:
+def _passage_labels(node: Node, collection: str) -> set[int]:
+    return {passage_label(key) for key, _ in node.store.iter_passages(collection)}
+
+
+def _missing_passages(bundle: Bundle, present: set[int]) -> int:
+    """How many passages the bundle indexes whose labels are not in ``present``."""
     manifest = bundle.manifest
     index = Index.from_sections(
         bundle.sections(),
         fingerprint=manifest.fingerprint,
         params=BuildParams.from_dict(dict(manifest.build_params)),
     )
-    present = {passage_label(key) for key, _ in node.store.iter_passages(collection)}
     return sum(1 for label in index.labels().tolist() if label not in present)
 
 
-def _collection_for(node: Node, manifest: BundleManifest) -> tuple[CollectionInfo, bool]:
+def _existing_collection(node: Node, name: str) -> CollectionInfo | None:
     try:
-        return node.get_collection(manifest.collection), False
+        return node.get_collection(name)
     except CollectionNotFound:
-        config = manifest.collection_config
-        if "embedder" not in config or "chunking" not in config:
-            raise
+        return None
+
+
+def _creation_config(manifest: BundleManifest) -> tuple[EmbedderSpec, ChunkingParams]:
+    """How to create the bundle's collection on a device that lacks it, from the config the
+    bundle records: ``CollectionNotFound`` when it records none, ``FailedPrecondition`` for a
+    network embedder."""
+    config = manifest.collection_config
+    if "embedder" not in config or "chunking" not in config:
+        raise CollectionNotFound.named(manifest.collection)
     embedder = EmbedderSpec.from_dict(config["embedder"])
     if embedder.kind != LOCAL_EMBEDDER_KIND:
         # Passage text would leave this device: network embedders are opt-in, never implied
@@ -243,11 +268,15 @@ def _collection_for(node: Node, manifest: BundleManifest) -> tuple[CollectionInf
             hint=f"create it yourself to opt in: meshdex init --collection "
             f"{manifest.collection} --embedder {embedder.kind} --embedder-url URL",
         )
-    info = node.create_collection(
-        manifest.collection,
-        embedder=embedder,
-        chunking=ChunkingParams.from_dict(dict(config["chunking"])),
-    )
+    return embedder, ChunkingParams.from_dict(dict(config["chunking"]))
+
+
+def _collection_for(node: Node, manifest: BundleManifest) -> tuple[CollectionInfo, bool]:
+    info = _existing_collection(node, manifest.collection)
+    if info is not None:
+        return info, False
+    embedder, chunking = _creation_config(manifest)
+    info = node.create_collection(manifest.collection, embedder=embedder, chunking=chunking)
     logger.info("created collection %s from bundle config", manifest.collection)
     return info, True
 
@@ -291,8 +320,7 @@ def import_verified(
 def _import(node: Node, bundle: Bundle, path: Path, progress: Progress | None,
             max_clock_skew_ms: int) -> ImportReport:
     manifest = bundle.manifest
-    changes = (_carried_changes(bundle, max_clock_skew_ms)
-               if bundle.has_section(DOCUMENTS_SECTION) else None)
+    changes = _carried_changes(bundle, max_clock_skew_ms)
     info, created = _collection_for(node, manifest)
     decision = decide_compatibility(manifest, local_state(node, info))
     if decision.kind is DecisionKind.REFUSE:
@@ -322,7 +350,8 @@ def _import(node: Node, bundle: Bundle, path: Path, progress: Progress | None,
     else:
         installed = node.indexes.install(info.name, bundle, drop_cache=decision.drop_cache)
         generation, action = installed.generation, "installed"
-    missing = _missing_passages(node, info.name, bundle) if decision.documents_missing else 0
+    missing = (_missing_passages(bundle, _passage_labels(node, info.name))
+               if decision.documents_missing else 0)
     if decision.kind is DecisionKind.APPLY_LOCAL_DELTA:
         generation = node.build(info.name, progress=progress).generation
         action += "+delta"
@@ -330,6 +359,76 @@ def _import(node: Node, bundle: Bundle, path: Path, progress: Progress | None,
         collection=info.name, decision=decision, action=action, created_collection=created,
         documents_merged=merged, passages_missing=missing, generation=generation,
     )
+
+
+def plan_import(
+    node: Node | None,
+    bundle: Bundle,
+    *,
+    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+) -> ImportReport:
+    """What ``import_verified`` would decide and do with ``bundle`` (opened ``verify="full"``),
+    changing nothing: no collection created, no document merged, nothing installed, built or
+    logged. ``node`` may be open read-only; None plans for a data directory with no store yet
+    (a fresh device). Raises what the import raises before it decides (a stamp too far ahead,
+    a collection it could not create); a refusal is reported (action "refused"), not raised.
+    ``documents_merged`` counts the carried changes newer than this store's (last writer wins).
+    """
+    manifest = bundle.manifest
+    changes = _carried_changes(bundle, max_clock_skew_ms)
+    info = None if node is None else _existing_collection(node, manifest.collection)
+    if node is None or info is None:
+        embedder, chunking = _creation_config(manifest)
+        local = LocalState(collection=manifest.collection,
+                           fingerprint=embedder_from_spec(embedder).fingerprint,
+                           store_state=StoreState(), chunking=chunking.to_dict())
+        stamps: dict[str, HLCTimestamp] = {}
+        current = None
+        present: Callable[[], set[int]] = set
+    else:
+        local = local_state(node, info)
+        stamps = {change.doc_id: change.hlc
+                  for change in node.store.changes_since(0, collection=info.name)}
+        current = node.indexes.manifest(info.name)
+        present = partial(_passage_labels, node, info.name)
+    merged = 0
+    if changes is not None:
+        merged = sum(1 for change in changes
+                     if change.doc_id not in stamps or stamps[change.doc_id] < change.hlc)
+        local = replace(local, store_state=_merged_state(local.store_state, changes))
+    decision = decide_compatibility(manifest, local)
+    missing = _missing_passages(bundle, present()) if decision.documents_missing else 0
+    action, generation = _planned_action(decision, current, manifest)
+    return ImportReport(
+        collection=manifest.collection, decision=decision, action=action,
+        created_collection=info is None, documents_merged=merged, passages_missing=missing,
+        generation=generation, dry_run=True,
+    )
+
+
+def _merged_state(state: StoreState, changes: list[RemoteChange]) -> StoreState:
+    """The store state after merging ``changes`` as far as the decision reads it: each origin
+    device's watermark rises to the highest origin seq carried (applied or not, as
+    ``apply_remote_changes`` records it)."""
+    watermarks = dict(state.seq_watermarks)
+    for change in changes:
+        watermarks[change.origin_device] = max(watermarks.get(change.origin_device, 0),
+                                               change.origin_seq)
+    return replace(state, seq_watermarks=watermarks)
+
+
+def _planned_action(decision: Decision, current: BundleManifest | None,
+                    incoming: BundleManifest) -> tuple[str, int | None]:
+    """The action ``_import`` would take, and the installed generation it would keep."""
+    if decision.kind is DecisionKind.REFUSE:
+        return "refused", None
+    if decision.kind is DecisionKind.REBUILD_LOCALLY:
+        return "rebuilt", None
+    kept = current.generation if current is not None and _covers(current, incoming) else None
+    action = "installed" if kept is None else "kept"
+    if decision.kind is DecisionKind.APPLY_LOCAL_DELTA:
+        action += "+delta"
+    return action, kept
 
 
 def _covers(installed: BundleManifest | None, incoming: BundleManifest) -> bool:
@@ -345,13 +444,18 @@ def _covers(installed: BundleManifest | None, incoming: BundleManifest) -> bool:
 
 
 def describe_import(report: ImportReport) -> list[str]:
-    """Lines a person reads after an import: the decision, its reasons, and what was done."""
-    lines = [f"decision: {report.decision.kind.value}"]
+    """Lines a person reads after an import: the decision, its reasons, and what was done (for
+    a dry run, what would be, under a first line saying nothing changed)."""
+    dry = report.dry_run
+    lines = ["dry run: nothing was changed; importing this bundle would do this"] if dry else []
+    lines.append(f"decision: {report.decision.kind.value}")
     lines += [f"  - {reason}" for reason in report.decision.reasons]
     if report.created_collection:
-        lines.append(f"created collection {report.collection} from the bundle's config")
+        lines.append(f"{'would create' if dry else 'created'} collection {report.collection} "
+                     "from the bundle's config")
     if report.documents_merged:
-        lines.append(f"merged {report.documents_merged} documents carried by the bundle")
+        lines.append(f"{'would merge' if dry else 'merged'} {report.documents_merged} documents "
+                     "carried by the bundle")
     if report.passages_missing:
         lines.append(
             f"{report.passages_missing} indexed passages are not in this store yet: their "
@@ -360,6 +464,10 @@ def describe_import(report: ImportReport) -> list[str]:
         )
     if report.action.startswith("kept"):
         lines.append(f"the installed index (generation {report.generation}) already holds "
-                     "everything this bundle indexes: kept it")
-    lines.append(f"{report.action}: collection {report.collection} generation {report.generation}")
+                     f"everything this bundle indexes: {'would keep' if dry else 'kept'} it")
+    if dry:
+        lines.append(f"would be {report.action}: collection {report.collection}")
+    else:
+        lines.append(f"{report.action}: collection {report.collection} generation "
+                     f"{report.generation}")
     return lines

@@ -15,10 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from meshdex.index.bundle_io import open_bundle
+from meshdex.index.bundle_io import Bundle, open_bundle
 from meshdex.index.bundle_manifest import BundleManifest, HlcStamp, manifest_to_json
-from meshdex.index.errors import MeshdexError
-from meshdex.node.bundle_transfer import describe_import, export_bundle, import_verified
+from meshdex.index.errors import MeshdexError, NotFound
+from meshdex.node.bundle_transfer import (
+    ImportReport,
+    describe_import,
+    export_bundle,
+    import_verified,
+    plan_import,
+)
 from meshdex.node.cli.index_cmds import progress_bar
 from meshdex.node.cli.remote import beside_serving_node, refuse_remote
 from meshdex.node.errors import StoreLocked
@@ -222,24 +228,44 @@ def export_command(
               default=DEFAULT_MAX_CLOCK_SKEW_MS / 60_000, show_default=True,
               help="Refuse a bundle carrying a document stamp this many minutes or more ahead "
               "of this device's clock.")
+@click.option("--dry-run", is_flag=True,
+              help="Verify the bundle and say what importing it would decide and do; change "
+              "nothing (no collection, store, documents, index or decision log entry).")
 @json_option
 @click.pass_context
 def import_command(ctx: click.Context, path: Path, max_clock_skew_min: float,
-                   as_json: bool) -> None:
+                   dry_run: bool, as_json: bool) -> None:
     """Check a .leann file, decide whether it can be used here, and do it.
 
     Prints the decision and why: use it as is, use it without its cache, use it and add this
     device's newer documents, or rebuild from this device's documents (with a progress bar).
+    With --dry-run it prints the same decision and what it would do, and changes nothing.
 
     \b
     Example:
+      meshdex bundle import --dry-run /media/usb/notes.leann
       meshdex bundle import /media/usb/notes.leann
     """
     refuse_remote(ctx, "bundle import installs into this device's data directory")
+    max_clock_skew_ms = int(max_clock_skew_min * 60_000)
     data_dir = resolve_data_dir(_data_dir(ctx))
+    if dry_run:
+        with open_bundle(path, verify="full") as bundle:
+            report = _planned(data_dir, bundle, max_clock_skew_ms)
+    else:
+        report = _imported(data_dir, path, max_clock_skew_ms)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    for line in describe_import(report):
+        click.echo(line)
+
+
+def _imported(data_dir: Path, path: Path, max_clock_skew_ms: int) -> ImportReport:
+    """``import_verified``, with a progress bar. On a new device the file is verified first,
+    so a damaged one leaves no empty store behind; else the store is opened first, so a node
+    holding it is said at once, before the file is hashed."""
     with ExitStack() as opened:
-        # On a new device the file is verified first, so a damaged one leaves no empty store
-        # behind; else the store is opened first, so a node holding it is said at once.
         fresh = not Store.exists(data_dir)
         bundle = opened.enter_context(open_bundle(path, verify="full")) if fresh else None
         try:
@@ -250,13 +276,19 @@ def import_command(ctx: click.Context, path: Path, max_clock_skew_min: float,
         if bundle is None:
             bundle = opened.enter_context(open_bundle(path, verify="full"))
         progress = opened.enter_context(progress_bar())
-        report = import_verified(node, bundle, path, progress=progress,
-                                 max_clock_skew_ms=int(max_clock_skew_min * 60_000))
-    if as_json:
-        _print_json(report.to_dict())
-        return
-    for line in describe_import(report):
-        click.echo(line)
+        return import_verified(node, bundle, path, progress=progress,
+                               max_clock_skew_ms=max_clock_skew_ms)
+
+
+def _planned(data_dir: Path, bundle: Bundle, max_clock_skew_ms: int) -> ImportReport:
+    """``plan_import`` against the store read-only (beside a serving node too), or, where
+    there is no store yet, for a fresh device, creating none."""
+    try:
+        node = Node.open(data_dir, readonly=True)
+    except NotFound:
+        return plan_import(None, bundle, max_clock_skew_ms=max_clock_skew_ms)
+    with node:
+        return plan_import(node, bundle, max_clock_skew_ms=max_clock_skew_ms)
 
 
 COMMANDS = [bundle]
