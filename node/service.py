@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from meshdex.index.errors import BundleError, FailedPrecondition, InvalidArgumen
 from meshdex.index.filters import check_fields_known, parse_filter
 from meshdex.index.keyword import KeywordIndexFailed
 from meshdex.index.params import BuildParams, SearchParams
+from meshdex.node.errors import DocumentNotFound
 from meshdex.node.indexing import (
     BuildProgress,
     BuildReport,
@@ -62,6 +64,9 @@ BATCH_DOCUMENTS = 256
 BATCH_TEXT_BYTES = 8 * 1024 * 1024
 
 STATUS_DECISIONS = 10  # newest index decisions shown by status
+# A name typed on one system and a file named on another (macOS writes names decomposed) may
+# spell the same id in different Unicode normal forms: lookups try these after the id as given.
+UNICODE_FORMS = ("NFC", "NFD")
 
 ProgressCallback = Callable[[int], None]  # called with how many more inputs were handled
 
@@ -211,12 +216,16 @@ class Node:
         return UpsertReport(collection=collection, items=items, created_collection=created)
 
     def delete_documents(
-        self, collection: str, ids: Iterable[str], *, sources: Sequence[SourceScope] = ()
+        self, collection: str, ids: Iterable[str], *, sources: Sequence[SourceScope] = (),
+        match_unicode_forms: bool = True,
     ) -> DeleteReport:
         """Tombstone documents by id; ids not live in the collection are listed as not found.
 
-        ``sources``: also tombstone what each re-read source file owns and no longer holds
-        (``SourceScope``), in the same transaction.
+        An id not live as given deletes the live document spelled as its NFC, else its NFD
+        form (``UNICODE_FORMS``); ``deleted`` names the ids actually deleted. A caller passing
+        ids it read from the store, which are exact, turns that off with
+        ``match_unicode_forms=False``. ``sources``: also tombstone what each re-read source
+        file owns and no longer holds (``SourceScope``), in the same transaction.
         """
         check_collection_name(collection)
         id_list = [check_document_id(doc_id) for doc_id in ids]
@@ -225,12 +234,34 @@ class Node:
             if not scope.separator:
                 raise InvalidArgument(f"source scope {scope.owner_id!r} has no separator")
         deleted, not_found = self.store.delete_documents(collection, id_list, sources=sources)
+        for form in UNICODE_FORMS if match_unicode_forms else ():
+            spelled = [(doc_id, unicodedata.normalize(form, doc_id)) for doc_id in not_found]
+            tries = [other for doc_id, other in spelled if other != doc_id]
+            if tries:
+                deleted += self.store.delete_documents(collection, tries)[0]
+                done = set(deleted)
+                found = {doc_id for doc_id, other in spelled if other in done}
+                not_found = [doc_id for doc_id in not_found if doc_id not in found]
         self._compact_if_worthwhile()
         return DeleteReport(collection=collection, deleted=deleted, not_found=not_found)
 
     def get_document(self, collection: str, doc_id: str) -> Document:
-        """The live document; ``DocumentNotFound`` if absent or deleted."""
-        return self.store.get_document(check_collection_name(collection), check_document_id(doc_id))
+        """The live document; if none has the id as given, the one spelled as its NFC, else
+        its NFD form (``UNICODE_FORMS``; ``Document.id`` says which). ``DocumentNotFound`` if
+        none is live."""
+        collection, doc_id = check_collection_name(collection), check_document_id(doc_id)
+        try:
+            return self.store.get_document(collection, doc_id)
+        except DocumentNotFound as error:
+            missing = error
+        for form in UNICODE_FORMS:
+            other = unicodedata.normalize(form, doc_id)
+            if other != doc_id:
+                try:
+                    return self.store.get_document(collection, other)
+                except DocumentNotFound:
+                    continue
+        raise missing
 
     def list_documents(self, collection: str, *, id_prefix: str = "",
                        limit: int | None = None) -> Iterator[DocumentSummary]:

@@ -235,8 +235,9 @@ class FolderSync:
             self._upsert(upserts, known, report)
         gone = sorted(set(known) - keep)
         for start in range(0, len(gone), DELETE_BATCH_IDS):
-            deleted = self.node.delete_documents(self.collection,
-                                                 gone[start:start + DELETE_BATCH_IDS])
+            deleted = self.node.delete_documents(self.collection,  # ids as stored: exact
+                                                 gone[start:start + DELETE_BATCH_IDS],
+                                                 match_unicode_forms=False)
             report.counts["deleted"] += len(deleted.deleted)
         for doc_id in gone:
             known.pop(doc_id, None)
