@@ -430,5 +430,6 @@ def run_session(engine: SyncEngine, identity: DeviceIdentity, trust: TrustStore,
     errors = [report.error] + [f"{c.collection}: {c.error}" for c in report.collections
                                if c.error]
     first_error = next((e for e in errors if e), None)
-    trust.note(peer.device_id, error=first_error, synced=first_error is None)
+    # a session that reached the peer noted the contact at its hello
+    trust.note(peer.device_id, error=first_error, synced=first_error is None, contacted=False)
     return report

@@ -297,19 +297,25 @@ class TrustStore:
         return peer
 
     def note(self, device_id: str, *, error: str | None = None, synced: bool = False,
-             store_id: str = "", held_read_only: bool | None = None) -> None:
+             store_id: str = "", held_read_only: bool | None = None,
+             contacted: bool = True) -> None:
         """Record a contact with a peer (and its error, a completed sync, the id of its store
         and whether it holds this device read-only, when known); a peer removed meanwhile
-        stays removed."""
+        stays removed. ``contacted=False``: an outcome that says nothing of reaching the peer
+        (a session's end, noted after its hello was), so ``last_contact`` stays when it was
+        last reached and tells how long a peer has been gone."""
         now = time.time()
         error = clip_error(error) if error else None
 
         def nothing_to_write(peer: Peer | None) -> bool:
-            return peer is None or (
-                not synced and not (store_id and store_id != peer.store_id)
-                and held_read_only in (None, peer.held_read_only)
-                and error == peer.last_error and peer.last_contact is not None
-                and now - peer.last_contact < CONTACT_WRITE_INTERVAL_S)
+            if peer is None:
+                return True
+            if (synced or (store_id and store_id != peer.store_id)
+                    or held_read_only not in (None, peer.held_read_only)
+                    or error != peer.last_error):
+                return False
+            return not contacted or (peer.last_contact is not None
+                                     and now - peer.last_contact < CONTACT_WRITE_INTERVAL_S)
 
         with self._lock:  # most calls end here: a stat, no file lock, no re-read
             if nothing_to_write(self._load().get(device_id)):
@@ -319,7 +325,9 @@ class TrustStore:
             if peer is None or nothing_to_write(peer):
                 return
             new_store = bool(store_id) and store_id != peer.store_id
-            changes: dict[str, Any] = {"last_contact": now, "last_error": error}
+            changes: dict[str, Any] = {"last_error": error}
+            if contacted:
+                changes["last_contact"] = now
             if new_store:
                 changes["store_id"] = store_id
             if held_read_only is not None:
