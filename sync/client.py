@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
-from meshdex.index.errors import MeshdexError
+from meshdex.index.errors import InvalidArgument, MeshdexError
 from meshdex.node.grpc_errors import error_for
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
@@ -124,6 +124,9 @@ def add_peer(data_dir: Path, device_id: str, address: str, *, collections: tuple
     """Pair by hand: fetch the certificate at ``address``, check it is ``device_id``, record."""
     expected = DeviceId.parse(device_id)
     identity = load_identity(data_dir)
+    if expected == identity.device_id:
+        raise InvalidArgument("a device cannot pair with itself: that is this device's id",
+                              hint="give the id `meshdex id` prints on the other device")
     pem = fetch_certificate(address, expected, identity=identity)
     peer = make_peer(cert_pem=pem.decode(), name=name or expected.short, addresses=[address],
                      collections=collections, mode=READ_ONLY if read_only else READ_WRITE)

@@ -1,7 +1,8 @@
-"""``last contact`` in ``meshdex peers`` is when the peer was last reached, not last tried.
+"""The peers ``meshdex peers`` lists: who they are and when they were last reached.
 
-Every failed dial moved it forward, so a device that had been down for days showed a contact a
-minute ago next to its "connection refused", and nobody could tell how long it had been gone.
+``last contact`` is when the peer was last reached, not last tried: every failed dial moved it
+forward, so a device that had been down for days showed a contact a minute ago next to its
+"connection refused". And this device is never one of its own peers.
 """
 
 from __future__ import annotations
@@ -42,3 +43,15 @@ def test_a_peer_never_reached_shows_no_contact_after_failed_syncs(tmp_path: Path
     assert peer["last_error"] and "laptop" in peer["name"]
     assert peer["last_contact"] is None, "a failed dial counted as a contact"
     assert peer["last_sync"] is None
+
+
+def test_peer_add_refuses_this_devices_own_id(tmp_path: Path) -> None:
+    """``peer add $(meshdex id) ADDRESS`` paired the device with itself (join refused it): it
+    then listed itself in ``peers`` and synced with itself."""
+    data_dir = tmp_path / "desktop"
+    assert meshdex(data_dir, "init").returncode == 0
+    own = json.loads(meshdex(data_dir, "id", "--json").stdout)["device_id"]
+    added = meshdex(data_dir, "peer", "add", own, _dead_address())
+    assert added.returncode == 2, added.stderr
+    assert "a device cannot pair with itself" in added.stderr
+    assert json.loads(meshdex(data_dir, "peers", "--json").stdout) == []
