@@ -30,6 +30,7 @@ from meshdex.node.records import ChangeOp, NodeStatus, PeerStatus
 from meshdex.node.service import Node
 from meshdex.sync.admin import LocalSyncAdmin, SyncAdmin, conflict_to_dict
 from meshdex.sync.admin_service import SyncAdminClient, add_admin_service
+from meshdex.sync.client import SessionReport
 from meshdex.sync.errors import SyncError
 from meshdex.sync.pairing import DEFAULT_INVITE_TTL_S, MAX_INVITE_TTL_S
 from meshdex.sync.service import SyncService
@@ -374,8 +375,7 @@ def sync_command(ctx: click.Context, peer: str | None, as_json: bool) -> None:
         if not reports:
             click.echo("no peers to sync with")
         for report in reports:
-            click.echo(f"{report.name} ({report.peer[:7]}): "
-                       + (f"error: {report.error}" if report.error else "ok"))
+            click.echo(f"{report.name} ({report.peer[:7]}): {_session_outcome(report)}")
             if report.held_read_only:
                 click.echo(f"  {report.name} holds this device read-only: nothing made here "
                            "was sent")
@@ -392,6 +392,16 @@ def sync_command(ctx: click.Context, peer: str | None, as_json: bool) -> None:
                                f"{item.blocks_fetched} blocks, {item.blocks_reused} reused")
     if any(r.error or any(c.error for c in r.collections) for r in reports):
         raise SyncError("some peers could not be synced (see above)")
+
+
+def _session_outcome(report: SessionReport) -> str:
+    """A session's headline: its error, how many collections failed, or ok."""
+    if report.error:
+        return f"error: {report.error}"
+    failed = sum(1 for item in report.collections if item.error)
+    if failed:
+        return f"{failed} of {len(report.collections)} collections failed"
+    return "ok"
 
 
 @click.command("conflicts")
