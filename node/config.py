@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from meshdex.index.errors import InvalidArgument
+from meshdex.node.hlc import DEFAULT_MAX_CLOCK_SKEW_MS
 from meshdex.node.paths import default_data_dir
 
 ENV_PREFIX = "MESHDEX_"
 MEBIBYTE_BYTES = 1024 * 1024
+MINUTE_MS = 60_000
 DEFAULT_PORT = 7710
 DEFAULT_SYNC_PORT = 7711
 DEFAULT_PAIR_PORT = 7712
@@ -97,6 +99,10 @@ class NodeConfig:
     # Collections received from peers with an http embedder are created but never built
     # automatically (their text would leave the device) unless this is set.
     sync_allow_network_embedders: bool = False
+    # How far ahead of this device's clock a peer's change may be stamped. Changes stamped
+    # further ahead are refused (a far-future stamp would win last-writer-wins against every
+    # honest edit until real time caught up); raise it when this device's clock is behind.
+    sync_max_clock_skew_min: float = DEFAULT_MAX_CLOCK_SKEW_MS / MINUTE_MS
     # What to do with a paired peer's index bundle: "fetch" installs it (no embedding here),
     # "build" always indexes here, "auto" fetches when it is compatible and covers every
     # document this device holds, and builds otherwise.
@@ -109,6 +115,13 @@ class NodeConfig:
     @property
     def tls_enabled(self) -> bool:
         return self.tls_cert is not None
+
+    @property
+    def sync_max_clock_skew_ms(self) -> int:
+        """``sync_max_clock_skew_min`` in ms; ``InvalidArgument`` unless a finite number of
+        minutes above zero (checked here too: `meshdex sync` uses it without ``validate``)."""
+        return int(_above_zero("sync_max_clock_skew_min", self.sync_max_clock_skew_min,
+                               unit="minutes") * MINUTE_MS)
 
     def validate(self) -> None:
         """Refuse configurations that would be insecure or cannot work, with what to change."""
@@ -126,9 +139,8 @@ class NodeConfig:
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in POSITIVE_SECONDS:
-            seconds = getattr(self, name)
-            if not math.isfinite(seconds) or seconds <= 0:
-                raise InvalidArgument(f"{name} must be a number of seconds > 0, got {seconds}")
+            _above_zero(name, getattr(self, name), unit="seconds")
+        _above_zero("sync_max_clock_skew_min", self.sync_max_clock_skew_min, unit="minutes")
         if not math.isfinite(self.grace_period_s) or self.grace_period_s < 0:
             raise InvalidArgument(f"grace_period_s must be >= 0, got {self.grace_period_s}")
         if self.index_policy not in INDEX_POLICIES:
@@ -150,6 +162,13 @@ class NodeConfig:
             collection, sep, folder = entry.partition("=")
             if not sep or not collection.strip() or not folder.strip():
                 raise InvalidArgument(f"watch entries look like COLLECTION=FOLDER, got {entry!r}")
+
+
+def _above_zero(name: str, value: float, *, unit: str) -> float:
+    """``value``, or ``InvalidArgument`` unless it is a finite number above zero."""
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidArgument(f"{name} must be a number of {unit} > 0, got {value}")
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 from meshdex.index import errors
-from meshdex.node.errors import StoreCorrupt
+from meshdex.node.errors import ClockSkew, StoreCorrupt
 from meshdex.sync.errors import SyncError
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ STATUS_CODES: dict[type[errors.MeshdexError], grpc.StatusCode] = {
     errors.BundleError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.BundleCorrupt: grpc.StatusCode.DATA_LOSS,
     StoreCorrupt: grpc.StatusCode.DATA_LOSS,
+    ClockSkew: grpc.StatusCode.INVALID_ARGUMENT,  # named: a sync session goes on past it
     SyncError: grpc.StatusCode.UNAVAILABLE,  # sync kinds (PermissionDenied, ...) map as those
 }
 

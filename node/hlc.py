@@ -140,18 +140,25 @@ def check_not_ahead(
     what: str,
     max_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
     now_ms: int | None = None,
+    setting: str = "the skew allowed",
 ) -> HLCTimestamp:
     """``stamp`` unchanged, or ``ClockSkew`` if it is more than ``max_skew_ms`` ahead of this
     device's wall clock. Every stamp received from elsewhere (bundle import, peer sync) goes
-    through here before it is merged."""
+    through here before it is merged.
+
+    The hint names ``setting`` (what raises ``max_skew_ms`` where the stamp arrived) and when
+    the stamp will be accepted as things are. Fixing the writer's clock does not help: the
+    stamp is stored, and that device's later stamps follow it (an HLC never goes back)."""
     now = wall_clock_ms() if now_ms is None else now_ms
     ahead_ms = stamp.physical_ms - now
     if ahead_ms > max_skew_ms:
         raise ClockSkew(
             f"{what} carries an HLC stamp {_duration(ahead_ms)} ahead of this device's clock "
             f"(the limit is {_duration(max_skew_ms)}; stamp {stamp.to_str()})",
-            hint="fix the clock of the device that wrote it, or allow more skew if this "
-            "device's clock is behind",
+            hint=f"as things are, it is accepted in about {_duration(ahead_ms - max_skew_ms)}, "
+            "when this device's clock reaches it; if this device's clock is behind, fix it, "
+            f"or raise {setting} to accept it now (fixing the writer's clock does not help: "
+            "its stamps are stored)",
         )
     return stamp
 

@@ -247,7 +247,8 @@ class LocalSyncAdmin:
         peers = [chosen] if chosen else trust.all()
         identity = load_identity(self.data_dir)
         with Node.open(self.data_dir) as node:
-            engine = SyncEngine(node=node, identity=identity)
+            engine = SyncEngine(node=node, identity=identity,
+                                max_clock_skew_ms=self.config.sync_max_clock_skew_ms)
             return [run_session(engine, identity, trust, peer) for peer in peers]
 
     def conflicts(self, collection: str | None) -> list[Conflict]:

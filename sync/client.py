@@ -2,9 +2,12 @@
 
 A session with one peer: ``Hello``, then for each collection both sides share, pull the
 peer's changes after our cursor (apply each batch durably, then ``AckChanges``), and push ours
-after the peer's cursor for us (unless the peer holds us read-only). A dead peer costs at
-most ``CALL_TIMEOUT_S`` per call and is reported in ``SessionReport.error``. Sessions that
-dial through ``OpenChannels`` end at once when it is closed (a stopping node).
+after the peer's cursor for us (unless the peer holds us read-only), then exchange bundles.
+Changes refused for clock skew either way are reported in the collection's error, and the
+session goes on with the next step (a refusal stands until a clock catches up, see
+``SyncEngine.apply``). A dead peer costs at most ``CALL_TIMEOUT_S`` per call and is reported
+in ``SessionReport.error``. Sessions that dial through ``OpenChannels`` end at once when it
+is closed (a stopping node).
 
 A peer may have several recorded addresses (its host name and LAN addresses from pairing, the
 addresses discovery found): a session says hello at each in turn until one answers as the
@@ -27,7 +30,8 @@ from typing import Any
 import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from meshdex.index.errors import InvalidArgument, MeshdexError
-from meshdex.node.grpc_errors import error_for
+from meshdex.node.errors import ClockSkew
+from meshdex.node.grpc_errors import error_from_rpc
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync import wire
@@ -69,7 +73,7 @@ def rpc_error(error: grpc.RpcError, *, peer: str, op: str) -> MeshdexError:
                                             grpc.StatusCode.DEADLINE_EXCEEDED) else SyncError)
         return kind(f"{op}: peer unreachable or failed ({code.name}): {details}",
                     peer=peer, op=op, hint="is `meshdex serve` running there?")
-    mapped = error_for(code, details)
+    mapped = error_from_rpc(error)  # the class the peer named (ClockSkew, ...), else the code's
     mapped.op = op
     return mapped
 
@@ -299,18 +303,27 @@ class Session:
             result = CollectionReport(collection=name)
             report.collections.append(result)
             try:
-                if not peer.read_only and name in offered:
-                    self._pull(stub, offered[name], theirs.store_id, result)
-                if not theirs.caller_read_only and engine.store.has_collection(name):
-                    cursor = offered[name].cursor if name in offered else 0
-                    watermarks = offered[name].watermarks if name in offered else {}
-                    self._push(stub, name, cursor, theirs.store_id, watermarks, result)
-                # A read-only peer's changes are refused here, and so is an index of them.
-                if (engine.bundles is not None and not peer.read_only
-                        and engine.store.has_collection(name)):
-                    self._bundle(stub, name, result)
+                self._collection(stub, name, offered.get(name), theirs, result)
             except MeshdexError as error:
                 result.error = str(error)
+
+    def _collection(self, stub, name: str, shared: wire.SharedCollection | None,
+                    theirs: wire.Hello, result: CollectionReport) -> None:
+        """Pull, push, then the bundle exchange of ``name``. Changes refused for clock skew
+        (here, or by the peer) are reported in ``result.error`` and the rest goes on: such a
+        refusal stands until a clock catches up, and nothing else need wait for it."""
+        engine, peer = self.engine, self.peer
+        if not peer.read_only and shared is not None:
+            with _clock_skew_noted(result):
+                self._pull(stub, shared, theirs.store_id, result)
+        if not theirs.caller_read_only and engine.store.has_collection(name):
+            with _clock_skew_noted(result, prefix=f"refused by {peer.name}: "):
+                self._push(stub, name, shared.cursor if shared else 0, theirs.store_id,
+                           shared.watermarks if shared else {}, result)
+        # A read-only peer's changes are refused here, and so is an index of them.
+        if (engine.bundles is not None and not peer.read_only
+                and engine.store.has_collection(name)):
+            self._bundle(stub, name, result)
 
     def _pull(self, stub, shared: wire.SharedCollection, their_store_id: str,
               result: CollectionReport) -> None:
@@ -360,6 +373,15 @@ class Session:
         engine.acknowledge(their_store_id, name, response.cursor)
         result.sent += response.applied
         result.conflicts += response.conflicts
+
+
+@contextmanager
+def _clock_skew_noted(result: CollectionReport, *, prefix: str = "") -> Iterator[None]:
+    """``ClockSkew`` raised inside becomes ``result.error`` (after any already there)."""
+    try:
+        yield
+    except ClockSkew as error:
+        result.error = "; ".join(filter(None, (result.error, f"{prefix}{error}")))
 
 
 def receive_bundle(stub: sync_pb2_grpc.MeshdexSyncStub, peer: Peer, name: str,

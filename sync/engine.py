@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from meshdex.index.bundle_manifest import FORMAT_VERSION as BUNDLE_FORMAT_VERSION
-from meshdex.node.errors import DocumentNotFound
-from meshdex.node.hlc import check_not_ahead
+from meshdex.node.errors import ClockSkew, DocumentNotFound
+from meshdex.node.hlc import DEFAULT_MAX_CLOCK_SKEW_MS, check_not_ahead
 from meshdex.node.records import Change, ChangeOp, Conflict, Document, RemoteChange
 from meshdex.node.service import Node
 from meshdex.sync.bundle_receive import BundleReceiver
@@ -50,6 +50,8 @@ from meshdex.sync.wire import (
 
 logger = logging.getLogger(__name__)
 
+SKEW_SETTING = "sync_max_clock_skew_min (config, MESHDEX_SYNC_MAX_CLOCK_SKEW_MIN)"
+
 
 @dataclass(frozen=True, kw_only=True)
 class BatchOutcome:
@@ -59,13 +61,18 @@ class BatchOutcome:
 
 
 class SyncEngine:
-    """One device's side of replication; shared by the sync servicer and the session client."""
+    """One device's side of replication; shared by the sync servicer and the session client.
+
+    ``max_clock_skew_ms``: how far ahead of this device's clock a received change may be
+    stamped (``NodeConfig.sync_max_clock_skew_min``)."""
 
     def __init__(self, *, node: Node, identity: DeviceIdentity,
                  on_applied: Callable[[str], None] | None = None,
                  shelf: BundleShelf | None = None,
-                 bundles: BundleReceiver | None = None) -> None:
+                 bundles: BundleReceiver | None = None,
+                 max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS) -> None:
         self.node, self.identity = node, identity
+        self.max_clock_skew_ms = max_clock_skew_ms
         import_legacy_progress(node.data_dir, node.store)
         self.on_applied = on_applied
         self.shelf = shelf  # serves this device's bundles to peers
@@ -209,13 +216,22 @@ class SyncEngine:
     def apply(self, batch: ChangeBatch) -> BatchOutcome:
         """Merge ``batch`` and advance its sender's cursor, in one store transaction.
 
-        A batch carrying a stamp too far ahead of this device's clock is refused whole with
-        ``ClockSkew`` and the cursor stays: last-writer-wins would otherwise let it beat
-        every honest edit for as long as the skew lasts.
+        A batch carrying a stamp more than ``max_clock_skew_ms`` ahead of this device's clock
+        is refused whole with ``ClockSkew`` and the cursor stays: last-writer-wins would
+        otherwise let it beat every honest edit for as long as the skew lasts. The same batch
+        is sent again at every session and accepted once this device's clock comes within the
+        limit (or the limit is raised).
+
+        Whole, not only the changes ahead: the cursor counts the sender's log, and a change
+        does not carry its place in it, so the cursor cannot stop just before a held-back
+        change; applying the later ones would also move the watermark of the held-back one's
+        origin past it, and the sender never sends a change below the receiver's watermark
+        again, so it would be lost. Nor would it let much more through: a device's stamps
+        after a far-future one follow it (an HLC never goes back), so its later edits are as
+        far ahead.
         """
         for change in batch.changes:  # before anything is merged: the batch is refused whole
-            check_not_ahead(change.hlc, what=f"a change to {batch.collection}/{change.doc_id} "
-                            f"from store {batch.sender_store_id}")
+            self._check_not_ahead(batch, change)
         self.ensure_collection(batch.config, batch.collection)
         if not self.store.has_collection(batch.collection):
             return BatchOutcome(applied=0, ignored=0, conflicts=0)  # nothing to apply into
@@ -228,3 +244,12 @@ class SyncEngine:
             self.on_applied(batch.collection)
         return BatchOutcome(applied=applied, ignored=len(result.applied) - applied,
                             conflicts=result.conflicts)
+
+    def _check_not_ahead(self, batch: ChangeBatch, change: RemoteChange) -> None:
+        try:
+            check_not_ahead(change.hlc, what=f"document {change.doc_id!r}",
+                            max_skew_ms=self.max_clock_skew_ms, setting=SKEW_SETTING)
+        except ClockSkew as error:
+            raise ClockSkew(f"changes to {batch.collection!r} from store "
+                            f"{batch.sender_store_id[:8]} refused for clock skew: "
+                            f"{error.message}", hint=error.hint) from None

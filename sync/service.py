@@ -294,7 +294,8 @@ class SyncService:
                       "build": self.builder.request}[config.index_policy]
         self.engine = SyncEngine(
             node=node, identity=self.identity,
-            on_applied=on_applied, shelf=BundleShelf(node), bundles=bundles)
+            on_applied=on_applied, shelf=BundleShelf(node), bundles=bundles,
+            max_clock_skew_ms=config.sync_max_clock_skew_ms)
         self.channels = OpenChannels()
         self.scheduler = SyncScheduler(engine=self.engine, trust=self.trust,
                                        interval_s=config.sync_interval_s,

@@ -50,6 +50,9 @@ BAD_CONFIGS = [
     ('[node]\nllm_timeout_s = -5\n', "llm_timeout_s must be a number of seconds > 0"),
     ('[node]\ncall_idle_timeout_s = nan\n', "call_idle_timeout_s must be a number"),
     ('[node]\nsync_interval_s = inf\n', "sync_interval_s must be a number"),
+    ('[node]\nsync_max_clock_skew_min = 0\n', "sync_max_clock_skew_min must be a number of "
+     "minutes > 0"),
+    ('[node]\nsync_max_clock_skew_min = nan\n', "sync_max_clock_skew_min must be a number"),
     ('[node]\ngrace_period_s = -1\n', "grace_period_s must be >= 0"),
     ('[node]\nllm_url = "localhost:11434"\n', "llm_url must be an http"),
     ('[node]\nsync_listen = "0.0.0.0"\n', "sync_listen must be HOST:PORT"),
