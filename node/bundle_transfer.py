@@ -211,7 +211,7 @@ def _carried_changes(bundle: Bundle, max_clock_skew_ms: int) -> list[RemoteChang
     for change in changes:
         try:
             check_not_ahead(change.hlc, what=f"document {change.doc_id!r}",
-                            max_skew_ms=max_clock_skew_ms)
+                            max_skew_ms=max_clock_skew_ms, setting="--max-clock-skew-min")
         except ClockSkew as error:
             raise BundleError(f"bundle refused: {error.message}", op="import bundle",
                               hint=error.hint) from error
