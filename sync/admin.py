@@ -23,11 +23,12 @@ from meshdex.node.indexing import BuildProgress
 from meshdex.node.paths import STORE_DIR_NAME
 from meshdex.node.records import ChangeOp, Conflict, PeerStatus
 from meshdex.node.store import Store
-from meshdex.sync.client import SessionReport, add_peer, join, run_session
+from meshdex.sync.client import SessionReport, add_peer, join
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import PeerForgotten
 from meshdex.sync.identity import load_identity
+from meshdex.sync.one_shot import sync_once
 from meshdex.sync.pairing import InviteBook, InviteToken
 from meshdex.sync.remote_build import RemoteBuildReport, build_on_peer
 from meshdex.sync.trust import Peer, TrustStore
@@ -95,8 +96,11 @@ class SyncAdmin(Protocol):
     def collection_names(self) -> list[str]:
         """The collections this device holds, sorted."""
 
-    def sync_now(self, peer: str | None) -> list[SessionReport]:
-        """One session with ``peer`` (device id or name), or with every peer."""
+    def sync_now(self, peer: str | None, *,
+                 progress: BuildProgress | None = None) -> list[SessionReport]:
+        """One session with ``peer`` (device id or name), or with every peer. Embedded, what
+        no installed bundle then covers is indexed per ``index_policy`` before it returns
+        (``progress``: those builds'; a serving node builds in the background)."""
 
     def conflicts(self, collection: str | None) -> list[Conflict]:
         """Kept conflict records, by collection then document id."""
@@ -237,19 +241,18 @@ class LocalSyncAdmin:
         with self._store() as store:
             return sorted(c.name for c in store.list_collections()) if store else []
 
-    def sync_now(self, peer: str | None) -> list[SessionReport]:
+    def sync_now(self, peer: str | None, *,
+                 progress: BuildProgress | None = None) -> list[SessionReport]:
         trust = TrustStore(self.data_dir)
         chosen = trust.resolve(peer) if peer else None
         if self.service is not None:
             return self.service.sync_now(chosen.device_id if chosen else None)
         from meshdex.node.service import Node
 
-        peers = [chosen] if chosen else trust.all()
-        identity = load_identity(self.data_dir)
         with Node.open(self.data_dir) as node:
-            engine = SyncEngine(node=node, identity=identity,
-                                max_clock_skew_ms=self.config.sync_max_clock_skew_ms)
-            return [run_session(engine, identity, trust, peer) for peer in peers]
+            return sync_once(node, self.config, identity=load_identity(self.data_dir),
+                             trust=trust, peers=[chosen] if chosen else trust.all(),
+                             progress=progress)
 
     def conflicts(self, collection: str | None) -> list[Conflict]:
         with self._store() as store:

@@ -145,7 +145,9 @@ class SyncAdminClient:
     def collection_names(self) -> list[str]:
         return sorted(c.name for c in self.client.list_collections())
 
-    def sync_now(self, peer: str | None) -> list[SessionReport]:
+    def sync_now(self, peer: str | None, *,
+                 progress: BuildProgress | None = None) -> list[SessionReport]:
+        # The serving node builds what its sessions bring in the background: no progress.
         response = self._call("SyncNow", pb.SyncNowRequest(device_id=peer or ""))
         return [session_report_from_wire(r) for r in response.reports]
 

@@ -137,6 +137,19 @@ def add_peer(data_dir: Path, device_id: str, address: str, *, collections: tuple
     return TrustStore(data_dir).add(peer)
 
 
+@dataclass(frozen=True, kw_only=True)
+class IndexOutcome:
+    """What a one-shot `meshdex sync` did for a collection's index after its sessions (a
+    serving node builds in the background, and reports none): ``action`` is a build's
+    ("built", "delta", "unchanged") or "not_built", with the reason."""
+
+    action: str
+    reason: str
+    generation: int | None = None
+    passages: int = 0
+    seconds: float = 0.0
+
+
 @dataclass(kw_only=True)
 class CollectionReport:
     collection: str
@@ -150,6 +163,7 @@ class CollectionReport:
     blocks_reused: int = 0
     decision: str | None = None  # what became of the peer's bundle (None: it offered none)
     reason: str | None = None
+    index: IndexOutcome | None = None
 
 
 @dataclass(kw_only=True)

@@ -28,6 +28,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -49,7 +50,7 @@ from meshdex.sync.discovery import (
 )
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import SyncError
-from meshdex.sync.identity import load_identity
+from meshdex.sync.identity import DeviceIdentity, load_identity
 from meshdex.sync.pairing import InviteBook
 from meshdex.sync.pairing_server import PairingDesk
 from meshdex.sync.remote_build import network_embedder_refusal
@@ -94,6 +95,22 @@ def backoff_s(failures: int) -> float:
     """Delay before retrying a peer after ``failures`` consecutive failures (full jitter)."""
     ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(failures - 1, 0))
     return random.uniform(ceiling / 2, ceiling)
+
+
+def sync_engine(node: Node, config: NodeConfig, *, identity: DeviceIdentity,
+                trust: TrustStore, build: Callable[[str], None],
+                await_bundle: Callable[[str], None]) -> SyncEngine:
+    """The engine of this device's sync sessions, a serving node's or a one-shot `meshdex
+    sync`'s: peers' bundles decided on by ``config.index_policy``, and its builds asked of
+    ``build`` (a collection to index here) and ``await_bundle`` (documents arrived that a
+    peer's bundle may still cover). fetch: received documents are indexed by the peer's
+    bundle only; auto: they wait for the bundle exchange; build: they are built on arrival."""
+    bundles = BundleReceiver(node=node, identity=identity, trust=trust,
+                             policy=config.index_policy, request_build=build)
+    on_applied = {"fetch": None, "auto": await_bundle, "build": build}[config.index_policy]
+    return SyncEngine(node=node, identity=identity, on_applied=on_applied,
+                      shelf=BundleShelf(node), bundles=bundles,
+                      max_clock_skew_ms=config.sync_max_clock_skew_ms)
 
 
 class _BuildStopped(Exception):
@@ -283,19 +300,12 @@ class SyncService:
         data_dir = node.data_dir
         self.identity = load_identity(data_dir)
         self.trust = TrustStore(data_dir)
-        bundles = BundleReceiver(node=node, identity=self.identity, trust=self.trust,
-                                 policy=config.index_policy)
         self.builder = DebouncedBuilder(
-            node, allow_network_embedders=config.sync_allow_network_embedders, bundles=bundles)
-        bundles.request_build = self.builder.request
-        # fetch: received documents are indexed by the peer's bundle only; auto: they wait
-        # for the bundle exchange (or BUNDLE_GRACE_S); build: they are built on arrival.
-        on_applied = {"fetch": None, "auto": self.builder.await_bundle,
-                      "build": self.builder.request}[config.index_policy]
-        self.engine = SyncEngine(
-            node=node, identity=self.identity,
-            on_applied=on_applied, shelf=BundleShelf(node), bundles=bundles,
-            max_clock_skew_ms=config.sync_max_clock_skew_ms)
+            node, allow_network_embedders=config.sync_allow_network_embedders)
+        self.engine = sync_engine(node, config, identity=self.identity, trust=self.trust,
+                                  build=self.builder.request,
+                                  await_bundle=self.builder.await_bundle)
+        self.builder.bundles = self.engine.bundles
         self.channels = OpenChannels()
         self.scheduler = SyncScheduler(engine=self.engine, trust=self.trust,
                                        interval_s=config.sync_interval_s,

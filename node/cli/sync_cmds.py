@@ -30,15 +30,17 @@ from meshdex.node.records import ChangeOp, NodeStatus, PeerStatus
 from meshdex.node.service import Node
 from meshdex.sync.admin import LocalSyncAdmin, SyncAdmin, conflict_to_dict
 from meshdex.sync.admin_service import SyncAdminClient, add_admin_service
-from meshdex.sync.client import SessionReport
+from meshdex.sync.client import IndexOutcome, SessionReport
 from meshdex.sync.errors import SyncError
+from meshdex.sync.one_shot import NOT_BUILT
 from meshdex.sync.pairing import DEFAULT_INVITE_TTL_S, MAX_INVITE_TTL_S
 from meshdex.sync.service import SyncService
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None, help="TOML config file (for sync_listen, pair_listen, sync_advertise).")
+    default=None,
+    help="TOML config file (sync_listen, pair_listen, sync_advertise, index_policy, ...).")
 collections_option = click.option(
     "--collections", default="default", show_default=True,
     help="Comma-separated collections to share with the peer.")
@@ -354,12 +356,18 @@ def peers_command(ctx: click.Context, as_json: bool) -> None:
 @click.command("sync")
 @click.option("--peer", default=None, help="Only this peer (device id or name).")
 @json_option
+@config_option
 @click.pass_context
-def sync_command(ctx: click.Context, peer: str | None, as_json: bool) -> None:
-    """Sync now with every peer (or --peer PEER): send and receive changes, print what moved.
+def sync_command(ctx: click.Context, peer: str | None, as_json: bool,
+                 config_path: Path | None) -> None:
+    """Sync now with every peer (or --peer PEER): send and receive changes and the peers'
+    index bundles, print what moved.
 
     Beside a running `meshdex serve` (or through --node) the serving node runs the session,
-    at once rather than at its next interval; otherwise this command opens the store.
+    at once rather than at its next interval, and indexes in the background; otherwise this
+    command opens the store and, before it exits, indexes what the sessions brought as
+    index_policy says (fetch: the peer's bundle only; auto: the peer's bundle when it covers
+    the documents, else a build here; build: a build here), with a progress bar.
 
     \b
     Example:
@@ -367,8 +375,10 @@ def sync_command(ctx: click.Context, peer: str | None, as_json: bool) -> None:
       meshdex sync --peer desktop
       meshdex --node 127.0.0.1:7710 --token mdx_... sync --peer MFZWI3D-BONSGYC-... --json
     """
-    with open_admin(ctx) as admin:
-        reports = admin.sync_now(peer)
+    from meshdex.node.cli.index_cmds import progress_bar  # it imports this module
+
+    with open_admin(ctx, config_path) as admin, progress_bar() as progress:
+        reports = admin.sync_now(peer, progress=progress)
     if as_json:
         _print_json([report.to_dict() for report in reports])
     else:
@@ -390,6 +400,8 @@ def sync_command(ctx: click.Context, peer: str | None, as_json: bool) -> None:
                     click.echo(f"    bundle: {item.decision} ({item.reason}); fetched "
                                f"{item.bundle_bytes_fetched} of {item.bundle_bytes_total} bytes, "
                                f"{item.blocks_fetched} blocks, {item.blocks_reused} reused")
+                if item.index:
+                    click.echo(f"    index: {index_text(item.index)}")
     if any(r.error or any(c.error for c in r.collections) for r in reports):
         raise SyncError("some peers could not be synced (see above)")
 
@@ -428,6 +440,14 @@ def conflicts_command(ctx: click.Context, collection: str | None, as_json: bool)
         click.echo(f"{record.collection}/{record.doc_id}: kept losing version "
                    f"{record.hlc.to_str()} (winner {record.winner_hlc.to_str()}), {what}, "
                    f"written {_when(record.hlc.physical_ms / 1000)}")
+
+
+def index_text(outcome: IndexOutcome) -> str:
+    """What a one-shot sync did for a collection's index, as `meshdex sync` prints it."""
+    if outcome.action == NOT_BUILT:
+        return f"not built: {outcome.reason}"
+    return (f"{outcome.action} generation {outcome.generation} here ({outcome.passages} "
+            f"passages) in {outcome.seconds:.1f} s: {outcome.reason}")
 
 
 def lag_text(peer: PeerStatus) -> str:
