@@ -25,7 +25,7 @@ from meshdex.sync.client import CollectionReport, SessionReport
 def test_the_headline_of_a_session_says_when_a_collection_failed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collections, headline, code) -> None:
     report = SessionReport(peer="ABCDEFGHIJ", name="laptop", collections=collections)
-    monkeypatch.setattr(LocalSyncAdmin, "sync_now", lambda self, peer: [report])
+    monkeypatch.setattr(LocalSyncAdmin, "sync_now", lambda self, peer, **_: [report])
     result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "sync"])
     assert result.exit_code == code, result.output
     assert result.output.splitlines()[0] == f"laptop (ABCDEFG): {headline}"
