@@ -142,13 +142,13 @@ class Node:
         back, so dropping it is only meaningful once it is unshared.
         """
         self.store.get_collection(check_collection_name(name))  # CollectionNotFound first
-        sharing = [peer for peer in self.trust.all() if name in peer.collections]
+        sharing = [peer.name or peer.device_id for peer in self.trust.all()
+                   if name in peer.collections]
         if sharing:
-            names = ", ".join(peer.name or peer.device_id for peer in sharing)
             raise FailedPrecondition(
-                f"collection {name!r} is shared with {names}: the next sync would bring it "
-                "back", hint=f"stop sharing it first: meshdex peer unshare "
-                f"{sharing[0].name or sharing[0].device_id} {name}")
+                f"collection {name!r} is shared with {', '.join(sharing)}: the next sync "
+                "would bring it back",
+                hint=f"stop sharing it first: meshdex peer unshare {sharing[0]} {name}")
         with self.indexes.exclusive(name):
             self.indexes.forget(name)
             self.store.drop_collection(name)

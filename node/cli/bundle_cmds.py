@@ -17,7 +17,7 @@ from typing import Any
 import click
 from meshdex.index.bundle_io import Bundle, open_bundle
 from meshdex.index.bundle_manifest import BundleManifest, HlcStamp, manifest_to_json
-from meshdex.index.errors import MeshdexError, NotFound
+from meshdex.index.errors import MeshdexError
 from meshdex.node.bundle_transfer import (
     ImportReport,
     describe_import,
@@ -283,11 +283,9 @@ def _imported(data_dir: Path, path: Path, max_clock_skew_ms: int) -> ImportRepor
 def _planned(data_dir: Path, bundle: Bundle, max_clock_skew_ms: int) -> ImportReport:
     """``plan_import`` against the store read-only (beside a serving node too), or, where
     there is no store yet, for a fresh device, creating none."""
-    try:
-        node = Node.open(data_dir, readonly=True)
-    except NotFound:
+    if not Store.exists(data_dir):
         return plan_import(None, bundle, max_clock_skew_ms=max_clock_skew_ms)
-    with node:
+    with Node.open(data_dir, readonly=True) as node:
         return plan_import(node, bundle, max_clock_skew_ms=max_clock_skew_ms)
 
 
