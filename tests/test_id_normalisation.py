@@ -80,6 +80,28 @@ def test_rm_of_an_id_in_no_form_is_still_not_found(tmp_path: Path):
     assert document_ids(data_dir) == sorted([f"notes/{NFD}", "notes/tea.md"])
 
 
+@pytest.mark.parametrize("stored, typed", [("cafe\u0301.py", "caf\u00e9.py"),
+                                            ("caf\u00e9.py", "cafe\u0301.py")],
+                         ids=["nfd-file", "nfc-file"])
+def test_rm_of_a_split_file_named_in_the_other_form_removes_its_parts(tmp_path: Path,
+                                                                      stored: str, typed: str):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / stored).write_text("def brew():\n    return 1\n\n\ndef pour():\n    return 2\n")
+    (notes / "tea.md").write_text("Green tea steeps at eighty degrees for two minutes.")
+    data_dir = tmp_path / "data"
+    assert meshdex(data_dir, "add", str(notes)).returncode == 0
+    parts = [f"notes/{stored}#brew", f"notes/{stored}#pour"]
+    assert document_ids(data_dir) == sorted([*parts, "notes/tea.md"])
+
+    result = meshdex(data_dir, "rm", f"notes/{typed}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "default: deleted 2", f"notes/{typed}: deleted the 2 documents read from it"]
+    assert result.stderr == ""
+    assert document_ids(data_dir) == ["notes/tea.md"]
+
+
 def _get_documents(data_dir: Path, tmp_path: Path, *ids: str) -> list[Any]:
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "meshdex", "--data-dir", str(data_dir), "mcp"],

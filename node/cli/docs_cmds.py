@@ -10,6 +10,7 @@ import itertools
 import json
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -32,7 +33,7 @@ from meshdex.node.ingest import (
 )
 from meshdex.node.readers import READERS, collect_sources
 from meshdex.node.records import CollectionInfo, DataCompaction, SourceScope
-from meshdex.node.service import DEFAULT_COLLECTION, Node
+from meshdex.node.service import DEFAULT_COLLECTION, UNICODE_FORMS, Node
 from tqdm import tqdm
 
 collection_option = click.option(
@@ -383,7 +384,15 @@ def rm_command(ctx: click.Context, ids: tuple[str, ...], collection: str, as_jso
     scopes = [scope for scope in map(_split_file, ids) if scope is not None]
     with open_node(ctx, existing_store=True) as node:
         report = node.delete_documents(collection, ids, sources=scopes)
-    parts = {scope.owner_id: [doc_id for doc_id in report.deleted if scope.owns(doc_id)]
+        respelled = {scope.owner_id: _respelled(scope) for scope in scopes
+                     if not any(map(scope.owns, report.deleted))}
+        retry = [other for others in respelled.values() for other in others]
+        if retry:
+            more = node.delete_documents(collection, (), sources=retry).deleted
+            report = replace(report, deleted=report.deleted + more)
+    parts = {scope.owner_id: [doc_id for doc_id in report.deleted
+                              if any(owner.owns(doc_id)
+                                     for owner in (scope, *respelled.get(scope.owner_id, ())))]
              for scope in scopes}
     report = replace(report, not_found=[doc_id for doc_id in report.not_found
                                         if not parts.get(doc_id)])
@@ -409,6 +418,15 @@ def _split_file(doc_id: str) -> SourceScope | None:
         return None
     return SourceScope(owner_id=doc_id, separator=reader.sub_document_separator,
                        keep=frozenset())
+
+
+def _respelled(scope: SourceScope) -> list[SourceScope]:
+    """``scope`` with its file named in the other Unicode normal forms (``UNICODE_FORMS``), as
+    ``delete_documents`` tries for an id: the parts of a split file typed NFC but stored NFD."""
+    spellings = dict.fromkeys(unicodedata.normalize(form, scope.owner_id)
+                              for form in UNICODE_FORMS)
+    return [replace(scope, owner_id=spelling) for spelling in spellings
+            if spelling != scope.owner_id]
 
 
 @click.command("drop")
