@@ -30,6 +30,7 @@ import logging
 import os
 import struct
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -127,11 +128,29 @@ class LearnedCache:
                 self._rows[label] = start + offset
             self.changed = True
 
+    def labels(self) -> frozenset[int]:
+        """The labels held."""
+        with self._lock:
+            return frozenset(self._rows)
+
+    def forget(self, labels: Iterable[int]) -> int:
+        """Drop the entries of ``labels`` (those held); returns how many went."""
+        with self._lock:
+            gone = {int(label) for label in labels} & self._rows.keys()
+            if gone:
+                self._keep(np.flatnonzero([label not in gone
+                                           for label in self._labels.tolist()]))
+                self.changed = True
+            return len(gone)
+
     def _evict(self, count: int) -> None:
         """Drop the ``count`` entries with the lowest count (oldest first among equals)."""
-        keep = np.sort(np.argsort(self._counts, kind="stable")[count:])
-        self._labels, self._counts = self._labels[keep], self._counts[keep]
-        self._vectors = self._vectors[keep]
+        self._keep(np.sort(np.argsort(self._counts, kind="stable")[count:]))
+
+    def _keep(self, rows: np.ndarray) -> None:
+        """Keep only the entries at ``rows`` (ascending), in that order."""
+        self._labels, self._counts = self._labels[rows], self._counts[rows]
+        self._vectors = self._vectors[rows]
         self._rows = {int(label): row for row, label in enumerate(self._labels.tolist())}
 
     def _capacity_on_load(self, stored: int) -> int:

@@ -56,6 +56,7 @@ METHOD_SCOPES: dict[str, str] = {
     "DeleteDocuments": "write",
     "Build": "write",
     "Pin": "write",
+    "Unpin": "write",
     "DropCollection": "admin",
     "Compact": "admin",
 }

@@ -325,6 +325,13 @@ class MeshdexClient:
             None if progress is None else lambda _stage, done, total: progress(done, total))
         return wire.pin_report_from_wire(summary)
 
+    def unpin(self, collection: str, filter: str | dict[str, Any] | None) -> PinReport:
+        """``Node.unpin`` on the serving node (None: every pin)."""
+        request = pb.UnpinRequest(
+            collection=collection, all=filter is None,
+            filter=wire.to_json(filter) if isinstance(filter, dict) else filter or "")
+        return wire.pin_report_from_wire(self._call("Unpin", request).summary_json)
+
     def _streamed(self, method: str, request: Any,
                   progress: Callable[[str, int, int], None] | None) -> str:
         """Relay a streamed build's progress; the summary JSON of its last message."""

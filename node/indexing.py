@@ -116,18 +116,31 @@ class BuildReport:
 
 @dataclass(frozen=True, kw_only=True)
 class PinReport:
-    """What ``pin`` did: matching documents, their indexed passages, and the pin budget."""
+    """What ``pin`` or ``unpin`` did: matching documents, their indexed (pin) or pinned
+    (unpin) passages, what changed, and the pin budget. ``released``: pins dropped because no
+    live document holds their passage any more."""
 
     collection: str
     documents: int
     passages: int
-    newly_pinned: int
     pinned_total: int
     pinned_bytes: int
     budget_bytes: int
+    newly_pinned: int = 0
+    unpinned: int = 0
+    released: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(kw_only=True)
+class _PinScan:
+    """One pass over a collection's documents for ``pin``/``unpin``."""
+
+    documents: int  # accepted by the filter
+    matched: set[int]  # passage labels of those
+    live: set[int]  # passage labels of every live document
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -625,27 +638,59 @@ class IndexManager:
             progress: Callable[[int, int], None] | None = None) -> PinReport:
         """Keep exact embeddings of the indexed passages of every document matching ``filter``
         so searches never recompute them; counted against the pin budget (over it:
-        ``ResourceExhausted``, nothing pinned). Raises ``IndexNotBuilt`` before a build."""
+        ``ResourceExhausted``, nothing pinned). Pins of passages no live document holds any
+        more (an edited or deleted document's) are released first, so they do not hold the
+        budget. Raises ``IndexNotBuilt`` before a build."""
         condition = parse_filter(filter)
         opened = self._load(collection, required=True)
-        indexed = set(opened.index.labels().tolist())
-        documents, labels = 0, set()
-        for document in self.store.iter_documents(collection):
-            if condition.accepts(document):
-                documents += 1
-                labels.update(label for label in map(passage_label, document.passage_keys)
-                              if label in indexed)
-        chosen = np.array(sorted(labels), dtype=np.uint64)
         pinned = self.caches.pinned(collection, opened.manifest)
+        scan = self._pin_scan(collection, condition)
+        released = pinned.forget(pinned.labels() - scan.live)
+        indexed = set(opened.index.labels().tolist())
+        chosen = np.array(sorted(scan.matched & indexed), dtype=np.uint64)
         fresh = np.array([x for x in chosen.tolist() if x not in pinned], dtype=np.uint64)
         if len(fresh):
             vectors = embed_in_length_order(self.embedder_for(self.store.get_collection(
                 collection)), self.store.passage_texts(collection, fresh), progress)
             pinned.pin(fresh, vectors, cache_digest(opened.manifest))
+        if len(fresh) or released:
             self.caches.save_pinned(collection)
-        return PinReport(collection=collection, documents=documents, passages=len(chosen),
-                         newly_pinned=len(fresh), pinned_total=len(pinned),
+        return PinReport(collection=collection, documents=scan.documents, passages=len(chosen),
+                         newly_pinned=len(fresh), released=released, pinned_total=len(pinned),
                          pinned_bytes=pinned.used_bytes, budget_bytes=pinned.budget_bytes)
+
+    def unpin(self, collection: str, filter: str | Mapping[str, Any] | None) -> PinReport:
+        """Stop pinning the passages of documents matching ``filter`` (None: every pin), and
+        release the pins of passages no live document holds. A passage two documents share
+        is one pin: unpinning either document's passages unpins it. Raises
+        ``IndexNotBuilt`` before a build."""
+        condition = None if filter is None else parse_filter(filter)
+        opened = self._load(collection, required=True)
+        pinned = self.caches.pinned(collection, opened.manifest)
+        held = pinned.labels()
+        if condition is None:
+            scan = _PinScan(documents=0, matched=set(held), live=set(held))
+        else:
+            scan = self._pin_scan(collection, condition)
+        released = pinned.forget(held - scan.live)
+        unpinned = pinned.forget(held & scan.matched)
+        if released or unpinned:
+            self.caches.save_pinned(collection)
+        return PinReport(collection=collection, documents=scan.documents,
+                         passages=len(held & scan.matched), unpinned=unpinned,
+                         released=released, pinned_total=len(pinned),
+                         pinned_bytes=pinned.used_bytes, budget_bytes=pinned.budget_bytes)
+
+    def _pin_scan(self, collection: str, condition: Filter) -> _PinScan:
+        """The passage labels of the documents ``condition`` accepts, and of all live ones."""
+        scan = _PinScan(documents=0, matched=set(), live=set())
+        for document in self.store.iter_documents(collection):
+            labels = set(map(passage_label, document.passage_keys))
+            scan.live |= labels
+            if condition.accepts(document):
+                scan.documents += 1
+                scan.matched |= labels
+        return scan
 
     # ------------------------------------------------------------------------ stats
 

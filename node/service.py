@@ -325,6 +325,14 @@ class Node:
             self._check_filter_fields(collection, filter)
         return report
 
+    def unpin(self, collection: str, filter: str | Mapping[str, Any] | None) -> PinReport:
+        """Stop pinning the passages of documents matching ``filter``, or every pin for None
+        (see ``IndexManager.unpin``)."""
+        report = self.indexes.unpin(check_collection_name(collection), filter)
+        if filter is not None and not report.documents:
+            self._check_filter_fields(collection, filter)
+        return report
+
     def _check_filter_fields(self, collection: str, filter: str | Mapping[str, Any]) -> None:
         """``InvalidArgument`` naming the fields there are when a filter that matched nothing
         names a field no document of the collection has: a mistyped field, not an answer."""

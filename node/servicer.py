@@ -103,6 +103,8 @@ class NodeAPI(Protocol):
     def pin(self, collection: str, filter: str,
             progress: Callable[[int, int], None] | None = None) -> PinReport: ...
 
+    def unpin(self, collection: str, filter: str | None) -> PinReport: ...
+
 
 def call_deadline(context: grpc.ServicerContext) -> float | None:
     """The caller's deadline as a ``time.monotonic()`` instant, or None if it set none."""
@@ -226,3 +228,11 @@ class MeshdexNodeServicer(node_pb2_grpc.MeshdexNodeServicer):
                 collection, filter_spec,
                 progress=lambda done, total: progress("embedding", done, total)),
             context, name=f"pin-{collection}")
+
+    def Unpin(self, request: pb.UnpinRequest,
+              context: grpc.ServicerContext) -> pb.UnpinResponse:
+        collection = wire.require(request.collection, "collection")
+        if request.all == bool(request.filter):
+            raise InvalidArgument("give exactly one of filter and all")
+        report = self.node.unpin(collection, None if request.all else request.filter)
+        return pb.UnpinResponse(summary_json=wire.to_json(report.to_dict()))

@@ -37,6 +37,7 @@ REQUESTS = {
     "Status": pb.StatusRequest(),
     "Build": pb.BuildRequest(),
     "Pin": pb.PinRequest(),
+    "Unpin": pb.UnpinRequest(),
     "Compact": pb.CompactRequest(),
 }
 SERVICE = pb.DESCRIPTOR.services_by_name["MeshdexNode"]

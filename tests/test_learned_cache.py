@@ -3,6 +3,8 @@ LFU with ageing, restart, fingerprint binding, and searches that skip the recomp
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from fakes import HashingEmbedder
@@ -145,6 +147,21 @@ def test_pins_beyond_their_budget_are_refused_and_pin_nothing():
     assert 9 not in pinned
 
 
+def test_unpinned_vectors_free_their_budget_and_the_rest_keep_theirs(tmp_path):
+    pinned = PinnedVectors(fingerprint_digest=DIGEST, dim=DIM, budget_bytes=3 * entry_bytes(DIM))
+    vectors = _vectors(3)
+    pinned.pin(np.array([1, 2, 3], dtype=np.uint64), vectors, DIGEST)
+    assert pinned.forget([2, 7]) == 1
+    assert pinned.labels() == {1, 3}
+    assert pinned.pin(np.array([4], dtype=np.uint64), _vectors(1, seed=1), DIGEST) == 1
+    pinned.save(tmp_path / "pins")
+    loaded = PinnedVectors.load(tmp_path / "pins", fingerprint_digest=DIGEST, dim=DIM,
+                                budget_bytes=pinned.budget_bytes)
+    hit, found = loaded.lookup(np.array([1, 2, 3], dtype=np.uint64), DIGEST)
+    assert hit.tolist() == [True, False, True]
+    np.testing.assert_allclose(found, vectors[[0, 2]], atol=1e-2)
+
+
 class RecordingEmbedder(HashingEmbedder):
     def __init__(self, dim: int = 64) -> None:
         super().__init__(dim=dim)
@@ -210,6 +227,42 @@ def test_pinned_documents_are_never_recomputed(tmp_path):
                               params=SearchParams(recall_target=1.0, recompute_fraction=1.0))
     assert all(hit.document_id.startswith("space-") for hit in results.hits)
     assert not [text for text in embedder.embedded if "note space" in text]
+
+
+def test_unpinned_documents_are_recomputed_again(tmp_path):
+    with _open(tmp_path / "data", RecordingEmbedder()) as node:
+        node.create_collection("c")
+        node.upsert_documents("c", topic_documents())
+        node.build("c")
+        pinned = node.pin("c", "topic=space or topic=cooking")
+        unpinned = node.unpin("c", "topic=space")
+        assert (unpinned.documents, unpinned.unpinned) == (30, 30)
+        assert unpinned.pinned_total == pinned.pinned_total - 30
+        assert unpinned.pinned_bytes < pinned.pinned_bytes
+    embedder = RecordingEmbedder()
+    with _open(tmp_path / "data", embedder) as node:  # the unpin was saved
+        node.search("c", "rocket orbit planet comet", top_k=5,
+                    params=SearchParams(recall_target=1.0, recompute_fraction=1.0))
+        assert [text for text in embedder.embedded if "note space" in text]
+        everything = node.unpin("c", None)
+        assert (everything.unpinned, everything.pinned_total, everything.pinned_bytes) == (
+            30, 0, 0)
+
+
+def test_pins_of_edited_documents_are_released_when_pinning_again(tmp_path):
+    """An edited document's old passages are held by no document: their pins would hold the
+    budget for good (nothing else removes a pin), so pinning again releases them."""
+    with _open(tmp_path / "data", RecordingEmbedder()) as node:
+        node.create_collection("c")
+        node.upsert_documents("c", topic_documents())
+        node.build("c")
+        node.pin("c", "topic=space")
+        node.upsert_documents("c", [replace(document, text=f"{document.text} revised")
+                                    for document in topic_documents()
+                                    if document.id.startswith("space-")])
+        node.build("c")
+        again = node.pin("c", "topic=space")
+    assert (again.released, again.newly_pinned, again.pinned_total) == (30, 30, 30)
 
 
 WARM_PASSAGES = 600

@@ -40,6 +40,9 @@ ERROR_CASES = [
     (FailedPrecondition, ["pin", "-c", "docs", "--filter", "lang=en"]),  # no index yet
     (NotFound, ["pin", "-c", "nosuch", "--filter", "lang=en"]),
     (InvalidArgument, ["pin", "-c", "docs", "--filter", "lang=="]),
+    (InvalidArgument, ["unpin", "-c", "docs"]),  # neither --filter nor --all
+    (InvalidArgument, ["unpin", "-c", "docs", "--all", "--filter", "lang=en"]),
+    (FailedPrecondition, ["unpin", "-c", "docs", "--all"]),  # no index yet
     (EmbedderError, ["build", "-c", "web"]),
     (BundleError, ["search", "-c", "broken", "a damaged index"]),
 ]
@@ -147,6 +150,21 @@ def test_pin_works_through_a_node(both_ways, real_embedder):
         reports[mode] = json.loads(result.output)
     assert reports["remote"] == reports["embedded"]
     assert (reports["remote"]["documents"], reports["remote"]["pinned_total"]) == (2, 2)
+
+
+def test_unpin_works_through_a_node(both_ways, real_embedder):
+    reports = {}
+    for mode, run in both_ways.items():
+        assert run("build", "-c", "docs").exit_code == 0, mode
+        assert run("pin", "-c", "docs", "--filter", "lang=en").exit_code == 0, mode
+        by_filter = run("unpin", "-c", "docs", "--filter", "id=docs-1", "--json")
+        everything = run("unpin", "-c", "docs", "--all")
+        assert (by_filter.exit_code, everything.exit_code) == (0, 0), (mode, by_filter.output)
+        reports[mode] = json.loads(by_filter.output), everything.output
+    assert reports["remote"] == reports["embedded"]
+    by_filter, everything = reports["remote"]
+    assert (by_filter["documents"], by_filter["unpinned"], by_filter["pinned_total"]) == (1, 1, 1)
+    assert everything.startswith("docs: 1 passage unpinned; 0 pinned in all (0 of ")
 
 
 class _FailingNode:

@@ -55,6 +55,7 @@ COMMAND_MODULES: dict[str, str] = {
     **dict.fromkeys(("mcp", "ask", "watch"), "assist_cmds"),
     **dict.fromkeys(("id", "invite", "join", "peer", "peers", "sync", "conflicts"), "sync_cmds"),
     "pin": "cache_cmds",
+    "unpin": "cache_cmds",
 }
 
 

@@ -361,6 +361,22 @@ class PinRequest(_message.Message):
     filter: str
     def __init__(self, collection: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
 
+class UnpinRequest(_message.Message):
+    __slots__ = ("collection", "filter", "all")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    filter: str
+    all: bool
+    def __init__(self, collection: _Optional[str] = ..., filter: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class UnpinResponse(_message.Message):
+    __slots__ = ("summary_json",)
+    SUMMARY_JSON_FIELD_NUMBER: _ClassVar[int]
+    summary_json: str
+    def __init__(self, summary_json: _Optional[str] = ...) -> None: ...
+
 class StatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

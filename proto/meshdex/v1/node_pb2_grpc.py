@@ -89,6 +89,11 @@ class MeshdexNodeStub:
                 request_serializer=meshdex_dot_v1_dot_node__pb2.PinRequest.SerializeToString,
                 response_deserializer=meshdex_dot_v1_dot_node__pb2.BuildProgress.FromString,
                 _registered_method=True)
+        self.Unpin = channel.unary_unary(
+                '/meshdex.v1.MeshdexNode/Unpin',
+                request_serializer=meshdex_dot_v1_dot_node__pb2.UnpinRequest.SerializeToString,
+                response_deserializer=meshdex_dot_v1_dot_node__pb2.UnpinResponse.FromString,
+                _registered_method=True)
         self.Status = channel.unary_unary(
                 '/meshdex.v1.MeshdexNode/Status',
                 request_serializer=meshdex_dot_v1_dot_node__pb2.StatusRequest.SerializeToString,
@@ -194,8 +199,17 @@ class MeshdexNodeServicer:
         """`meshdex pin` on a serving node: keep the exact embeddings of the passages of documents
         matching `filter`, so searches never recompute them. Streams embedding progress like
         Build; the last message's summary is a JSON object: collection, documents, passages,
-        newly_pinned, pinned_total, pinned_bytes, budget_bytes. RESOURCE_EXHAUSTED (nothing
-        pinned) when the pin budget would be exceeded.
+        newly_pinned, unpinned, released, pinned_total, pinned_bytes, budget_bytes.
+        RESOURCE_EXHAUSTED (nothing pinned) when the pin budget would be exceeded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unpin(self, request, context):
+        """`meshdex unpin` on a serving node: stop pinning the passages of documents matching
+        `filter`, or every pin with `all` (exactly one of the two). Pins of passages no live
+        document holds are released too. The summary is Pin's JSON object.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -276,6 +290,11 @@ def add_MeshdexNodeServicer_to_server(servicer, server):
                     servicer.Pin,
                     request_deserializer=meshdex_dot_v1_dot_node__pb2.PinRequest.FromString,
                     response_serializer=meshdex_dot_v1_dot_node__pb2.BuildProgress.SerializeToString,
+            ),
+            'Unpin': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unpin,
+                    request_deserializer=meshdex_dot_v1_dot_node__pb2.UnpinRequest.FromString,
+                    response_serializer=meshdex_dot_v1_dot_node__pb2.UnpinResponse.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
@@ -585,6 +604,33 @@ class MeshdexNode:
             '/meshdex.v1.MeshdexNode/Pin',
             meshdex_dot_v1_dot_node__pb2.PinRequest.SerializeToString,
             meshdex_dot_v1_dot_node__pb2.BuildProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unpin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshdex.v1.MeshdexNode/Unpin',
+            meshdex_dot_v1_dot_node__pb2.UnpinRequest.SerializeToString,
+            meshdex_dot_v1_dot_node__pb2.UnpinResponse.FromString,
             options,
             channel_credentials,
             insecure,
