@@ -260,7 +260,8 @@ class IndexManager:
 
         A flat index loses the rows; a graph index only tombstones them (its graph routes
         through them until the next rebuild). Passages added since the last build stay
-        unindexed, so the bundle keeps the store state it was built from.
+        unindexed, so the bundle keeps the store state it was built from. Pins of passages no
+        live document holds are released too (``_release_pins``).
         """
         with self.exclusive(collection):
             before = self.bytes_on_disk(collection)
@@ -272,6 +273,7 @@ class IndexManager:
             passages, state = self.store.passage_snapshot(collection)
             wanted = dict(passages)
             live = {passage_label(key) for key in wanted}
+            self._release_pins(collection, current.manifest, live)
             index = _open_private(self.bundle_path(collection))
             indexed = set(index.labels(live_only=True).tolist())
             removed = sorted(indexed - live)
@@ -645,7 +647,7 @@ class IndexManager:
         opened = self._load(collection, required=True)
         pinned = self.caches.pinned(collection, opened.manifest)
         scan = self._pin_scan(collection, condition)
-        released = pinned.forget(pinned.labels() - scan.live)
+        released = self._release_pins(collection, opened.manifest, scan.live)
         indexed = set(opened.index.labels().tolist())
         chosen = np.array(sorted(scan.matched & indexed), dtype=np.uint64)
         fresh = np.array([x for x in chosen.tolist() if x not in pinned], dtype=np.uint64)
@@ -653,7 +655,7 @@ class IndexManager:
             vectors = embed_in_length_order(self.embedder_for(self.store.get_collection(
                 collection)), self.store.passage_texts(collection, fresh), progress)
             pinned.pin(fresh, vectors, cache_digest(opened.manifest))
-        if len(fresh) or released:
+        if len(fresh):
             self.caches.save_pinned(collection)
         return PinReport(collection=collection, documents=scan.documents, passages=len(chosen),
                          newly_pinned=len(fresh), released=released, pinned_total=len(pinned),
@@ -672,14 +674,25 @@ class IndexManager:
             scan = _PinScan(documents=0, matched=set(held), live=set(held))
         else:
             scan = self._pin_scan(collection, condition)
-        released = pinned.forget(held - scan.live)
+        released = self._release_pins(collection, opened.manifest, scan.live)
         unpinned = pinned.forget(held & scan.matched)
-        if released or unpinned:
+        if unpinned:
             self.caches.save_pinned(collection)
         return PinReport(collection=collection, documents=scan.documents,
                          passages=len(held & scan.matched), unpinned=unpinned,
                          released=released, pinned_total=len(pinned),
                          pinned_bytes=pinned.used_bytes, budget_bytes=pinned.budget_bytes)
+
+    def _release_pins(self, collection: str, manifest: BundleManifest, live: set[int]) -> int:
+        """Drop (and save) the pins of passages not in ``live``; how many went. Nothing else
+        removes such a pin, and it holds the pin budget."""
+        pinned = self.caches.pinned(collection, manifest)
+        released = pinned.forget(pinned.labels() - live)
+        if released:
+            self.caches.save_pinned(collection)
+            logger.info("released %d pins of passages no document of %r holds", released,
+                        collection)
+        return released
 
     def _pin_scan(self, collection: str, condition: Filter) -> _PinScan:
         """The passage labels of the documents ``condition`` accepts, and of all live ones."""

@@ -265,6 +265,18 @@ def test_pins_of_edited_documents_are_released_when_pinning_again(tmp_path):
     assert (again.released, again.newly_pinned, again.pinned_total) == (30, 30, 30)
 
 
+def test_compact_releases_the_pins_of_deleted_documents(tmp_path):
+    with _open(tmp_path / "data", RecordingEmbedder()) as node:
+        node.create_collection("c")
+        node.upsert_documents("c", topic_documents())
+        node.build("c")
+        node.pin("c", "topic=space")
+        node.delete_documents("c", [f"space-{i}" for i in range(10)])
+        node.compact()
+    with _open(tmp_path / "data", RecordingEmbedder()) as node:  # the release was saved
+        assert node.unpin("c", None).unpinned == 20
+
+
 WARM_PASSAGES = 600
 WARM_WORDS = [f"word{i}" for i in range(400)]
 
