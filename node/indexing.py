@@ -144,6 +144,20 @@ class _PinScan:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CachesBeside:
+    """What a collection keeps on disk beside its bundle: the keyword index, the cache that
+    learns from searches and the pins, each with what it holds and its budget."""
+
+    keyword_index_bytes: int
+    learned_passages: int
+    learned_bytes: int
+    learned_budget_bytes: int
+    pinned_passages: int
+    pinned_bytes: int
+    pin_budget_bytes: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class IndexStats:
     """Sizes of a collection's bundle against the raw text it indexes."""
 
@@ -155,6 +169,7 @@ class IndexStats:
     section_bytes: dict[str, int]
     build_params: dict[str, Any]
     fingerprint: dict[str, Any]
+    beside: CachesBeside
 
     @property
     def index_bytes(self) -> int:
@@ -174,6 +189,7 @@ class IndexStats:
             "section_bytes": self.section_bytes,
             "build_params": self.build_params,
             "fingerprint": self.fingerprint,
+            "beside_index": dataclasses.asdict(self.beside),
         }
 
 
@@ -721,7 +737,18 @@ class IndexManager:
             section_bytes={entry.name: entry.length for entry in manifest.sections},
             build_params=dict(manifest.build_params),
             fingerprint=vars(manifest.fingerprint).copy(),
+            beside=self._caches_beside(collection, manifest, len(opened.index)),
         )
+
+    def _caches_beside(self, collection: str, manifest: BundleManifest,
+                       passages: int) -> CachesBeside:
+        learned = self.caches.learned(collection, manifest, passages)
+        pinned = self.caches.pinned(collection, manifest)
+        return CachesBeside(keyword_index_bytes=self.keywords.bytes_on_disk(collection),
+                            learned_passages=len(learned), learned_bytes=learned.used_bytes,
+                            learned_budget_bytes=learned.budget_bytes,
+                            pinned_passages=len(pinned), pinned_bytes=pinned.used_bytes,
+                            pin_budget_bytes=pinned.budget_bytes)
 
     def summaries(self) -> list[IndexSummary]:
         """The current bundle of every collection that has one, sorted by collection."""

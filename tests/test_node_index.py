@@ -145,6 +145,17 @@ def test_stats_report_sections_against_raw_text(node):
     assert stats["index_bytes"] == sum(stats["section_bytes"].values())
 
 
+def test_stats_show_the_keyword_index_learned_cache_and_pins_beside_the_index(node):
+    node.upsert_documents("c", topic_documents(per_topic=10, words=12))
+    node.build("c")
+    node.pin("c", "topic=space")
+    node.search("c", "rocket orbit", params={"recall_target": 1.0})
+    beside = node.index_stats("c").beside
+    assert beside.keyword_index_bytes == node.indexes.keywords.bytes_on_disk("c") > 0
+    assert beside.pinned_passages == 10 and 0 < beside.pinned_bytes < beside.pin_budget_bytes
+    assert beside.learned_passages > 0 and beside.learned_bytes <= beside.learned_budget_bytes
+
+
 def test_a_search_says_when_the_collection_changed_since_its_build(node):
     node.upsert_documents("c", topic_documents(per_topic=2, words=12))
     node.build("c")

@@ -21,7 +21,7 @@ import click
 from meshdex.index.errors import InvalidArgument
 from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
 from meshdex.index.params import RECALL_TARGETS, BuildParams
-from meshdex.node.cli.docs_cmds import collection_option, json_option
+from meshdex.node.cli.docs_cmds import collection_option, counted, json_option
 from meshdex.node.cli.remote import beside_serving_node, open_node, refuse_remote
 from meshdex.node.cli.sync_cmds import open_admin
 from meshdex.node.errors import StoreLocked
@@ -307,7 +307,8 @@ def search_command(
 @json_option
 @click.pass_context
 def stats_command(ctx: click.Context, collection: str, as_json: bool) -> None:
-    """Index size by section against the raw passage text, build params and fingerprint.
+    """Index size by section against the raw passage text, the keyword index, learned cache
+    and pins beside it, build params and fingerprint.
 
     \b
     Example:
@@ -330,6 +331,14 @@ def stats_command(ctx: click.Context, collection: str, as_json: bool) -> None:
     click.echo(f"  index             {stats['index_bytes']:>12,} bytes ({share})")
     for name, size in sorted(stats["section_bytes"].items()):
         click.echo(f"    {name:<16}{size:>12,} bytes")
+    beside = stats["beside_index"]
+    click.echo(f"  keyword index     {beside['keyword_index_bytes']:>12,} bytes")
+    click.echo(f"  learned cache     {beside['learned_bytes']:>12,} bytes "
+               f"({counted(beside['learned_passages'], 'passage')}, budget "
+               f"{beside['learned_budget_bytes']:,})")
+    click.echo(f"  pinned            {beside['pinned_bytes']:>12,} bytes "
+               f"({counted(beside['pinned_passages'], 'passage')}, budget "
+               f"{beside['pin_budget_bytes']:,}; `meshdex unpin` lets them go)")
     fingerprint = stats["fingerprint"]
     click.echo(f"  model {fingerprint['model_id']} ({fingerprint['precision']}, "
                f"sha256 {fingerprint['model_hash'][:12]}…), dim {fingerprint['dim']}")
