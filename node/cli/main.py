@@ -54,6 +54,7 @@ COMMAND_MODULES: dict[str, str] = {
     "bundle": "bundle_cmds",
     **dict.fromkeys(("mcp", "ask", "watch"), "assist_cmds"),
     **dict.fromkeys(("id", "invite", "join", "peer", "peers", "sync", "conflicts"), "sync_cmds"),
+    **dict.fromkeys(("show", "export"), "document_cmds"),
     "pin": "cache_cmds",
     "unpin": "cache_cmds",
 }
