@@ -202,7 +202,9 @@ def add_command(
     (a mailbox's messages and browser history stay). Bad inputs are reported with file and
     line, the rest still go in, and the exit code is 11 (partial failure). When nothing could
     be added and something was skipped (e.g. `add /bin/ls`), the exit code is 2. Symlinks
-    leading outside the folders given are skipped unless --follow-symlinks.
+    leading outside the folders given are skipped unless --follow-symlinks. Documents of files
+    deleted from a folder stay: `meshdex watch FOLDER --once` removes them (and `watch`
+    keeps the collection in step with the folder from then on).
 
     \b
     Example:
