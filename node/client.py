@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from meshdex.index.chunking import ChunkingParams
 from meshdex.index.embedders import EmbedderSpec
-from meshdex.index.errors import DeadlineExceeded, InvalidArgument
+from meshdex.index.errors import DeadlineExceeded, InvalidArgument, MeshdexError
 from meshdex.node import wire
+from meshdex.node.client_tls import connection_error, read_ca
 from meshdex.node.config import is_loopback_address
 from meshdex.node.grpc_errors import error_from_rpc
 from meshdex.node.records import (
@@ -132,8 +133,9 @@ class MeshdexClient:
         ]
         if tls_server_name:
             options.append(("grpc.ssl_target_name_override", tls_server_name))
-        if tls_ca is not None or not _is_loopback_node(target):
-            root = Path(tls_ca).read_bytes() if tls_ca is not None else None
+        self._tls = tls_ca is not None or not _is_loopback_node(target)
+        if self._tls:
+            root = read_ca(Path(tls_ca)) if tls_ca is not None else None
             credentials = grpc.ssl_channel_credentials(root_certificates=root)
             self._channel = grpc.secure_channel(target, credentials, options=options)
         else:
@@ -171,7 +173,12 @@ class MeshdexClient:
             return getattr(self._stub, method)(request, timeout=self._timeout(method, deadline),
                                                metadata=self._metadata)
         except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
+            raise self._error(error) from None
+
+    def _error(self, error: grpc.RpcError) -> MeshdexError:
+        """The meshdex error for a failed call: what went wrong with TLS when that is why."""
+        return (connection_error(error, target=self.target, tls=self._tls)
+                or error_from_rpc(error))
 
     @property
     def channel(self) -> grpc.Channel:
@@ -184,7 +191,7 @@ class MeshdexClient:
         try:
             return method(request, timeout=timeout_s, metadata=self._metadata)
         except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
+            raise self._error(error) from None
 
     # --- collections ---------------------------------------------------------------------
 
@@ -274,7 +281,7 @@ class MeshdexClient:
         try:
             yield from map(wire.document_summary_from_wire, stream)
         except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
+            raise self._error(error) from None
 
     def status(self) -> NodeStatus:
         return wire.status_from_wire(self._call("Status", pb.StatusRequest()))
@@ -343,6 +350,6 @@ class MeshdexClient:
                 if progress is not None:
                     progress(update.stage, update.done_items, update.total_items)
         except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
+            raise self._error(error) from None
         raise DeadlineExceeded(f"the {method.lower()} stream ended without a result",
                                hint=f"the node may have shut down; run {method.lower()} again")
