@@ -49,6 +49,9 @@ def default_config_path() -> Path:
 
 
 # Durations that must be a finite number of seconds above zero.
+# Settings every command needs before it reads a config file (only serve, token and config
+# read it): in the file, `serve` used one data directory while `add` and `search` used another.
+NOT_IN_FILE = {"data_dir": "use --data-dir DIR or MESHDEX_DATA_DIR, which every command reads"}
 POSITIVE_SECONDS = ("call_idle_timeout_s", "sync_interval_s", "llm_timeout_s")
 # Settings where "" is a value (the listener is off), from an environment variable too.
 OFF_WHEN_EMPTY = ("sync_listen", "pair_listen")
@@ -288,6 +291,9 @@ def load_config(
             if key not in kinds:
                 raise InvalidArgument(f"unknown setting {key!r} in [node]", path=path,
                                       hint=f"known settings: {', '.join(sorted(kinds))}")
+            if key in NOT_IN_FILE:
+                raise InvalidArgument(f"{key} cannot be set in the config file", path=path,
+                                      hint=NOT_IN_FILE[key])
             values[key] = _coerce(key, value, kinds[key], str(path))
             sources[key] = str(path)
     for name, kind in kinds.items():

@@ -89,12 +89,28 @@ def test_an_empty_listener_variable_turns_the_listener_off() -> None:
 
 def test_serve_refuses_a_negative_llm_timeout_before_listening(tmp_path) -> None:
     config_file = tmp_path / "config.toml"
-    config_file.write_text(f'[node]\ndata_dir = "{tmp_path / "data"}"\nllm_timeout_s = -5\n')
-    done = subprocess.run([sys.executable, "-m", "meshdex", "serve", "--config",
-                           str(config_file)], capture_output=True, text=True, timeout=60)
+    config_file.write_text('[node]\nllm_timeout_s = -5\n')
+    done = subprocess.run([sys.executable, "-m", "meshdex", "--data-dir", str(tmp_path / "data"),
+                           "serve", "--config", str(config_file)],
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "llm_timeout_s must be a number of seconds > 0, got -5" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_data_dir_in_the_config_file_is_refused_naming_the_flag(tmp_path) -> None:
+    """Only serve, token and config read the file: with data_dir there, `serve` held one
+    directory while `add`, `search` and `status` used the default one, beside it and not
+    through it."""
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(f'[node]\ndata_dir = "{tmp_path / "data"}"\n')
+    for command in (["config", "show"], ["serve", "--listen", "127.0.0.1:0"]):
+        done = subprocess.run([sys.executable, "-m", "meshdex", *command, "--config",
+                               str(config_file)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert "data_dir" in done.stderr and "--data-dir" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.parametrize(("listen", "loopback"), [
