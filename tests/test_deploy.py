@@ -28,3 +28,13 @@ def test_systemd_unit_runs_serve_with_the_config():
     assert settings["ExecStart"][0].split()[-1] == "serve"
     assert any(value.startswith("MESHDEX_CONFIG=") for value in settings["Environment"])
     assert settings["KillSignal"] == ["SIGTERM"]
+
+
+def test_example_config_shows_every_setting_but_the_data_dir():
+    """A user who copies the example finds every key `meshdex config show` prints, sync and
+    pairing included (the README's two-device set-up sets sync_listen and pair_listen)."""
+    text = (DEPLOY / "config.example.toml").read_text()
+    shown = {line.lstrip("# ").partition(" =")[0] for line in text.splitlines()
+             if " = " in line}
+    settings = {entry.name for entry in dataclasses.fields(NodeConfig)} - {"data_dir"}
+    assert sorted(settings - shown) == []
