@@ -48,10 +48,10 @@ def default_config_path() -> Path:
     return Path(base) / "meshdex" / "config.toml"
 
 
-# Durations that must be a finite number of seconds above zero.
 # Settings every command needs before it reads a config file (only serve, token and config
 # read it): in the file, `serve` used one data directory while `add` and `search` used another.
 NOT_IN_FILE = {"data_dir": "use --data-dir DIR or MESHDEX_DATA_DIR, which every command reads"}
+# Durations that must be a finite number of seconds above zero.
 POSITIVE_SECONDS = ("call_idle_timeout_s", "sync_interval_s", "llm_timeout_s")
 # Settings where "" is a value (the listener is off), from an environment variable too.
 OFF_WHEN_EMPTY = ("sync_listen", "pair_listen")
