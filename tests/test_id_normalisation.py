@@ -77,6 +77,7 @@ def test_rm_of_an_id_in_no_form_is_still_not_found(tmp_path: Path):
     result = meshdex(data_dir, "rm", "notes/cafe.md")
     assert result.returncode == 3
     assert result.stderr == "error: no document 'notes/cafe.md' in collection 'default'\n"
+    assert result.stdout == ""  # not "default: deleted 0" beside the error
     assert document_ids(data_dir) == sorted([f"notes/{NFD}", "notes/tea.md"])
 
 

@@ -400,7 +400,7 @@ def rm_command(ctx: click.Context, ids: tuple[str, ...], collection: str, as_jso
                                         if not parts.get(doc_id)])
     if as_json:
         _print_json(report.to_dict())
-    else:
+    elif report.deleted or not report.not_found:  # else the errors below say it all
         click.echo(f"{collection}: deleted {len(report.deleted)}")
         for owner_id, owned in parts.items():
             if owned != [owner_id]:
