@@ -306,7 +306,7 @@ class IndexManager:
             indexed_texts = {key: text for key, text in wanted.items()
                              if passage_label(key) in indexed}
             self._update_keywords(collection, manifest, current.manifest.bundle_id, added=(),
-                                  removed=removed, wanted=indexed_texts)
+                                  removed=removed, wanted=indexed_texts, afresh=True)
             logger.info("dropped %d deleted passages from the index of %r", dead, collection)
             return IndexCompaction(collection=collection, dropped_passages=dead,
                                    before_bytes=before,
@@ -426,7 +426,8 @@ class IndexManager:
 
     def _update_keywords(self, collection: str, manifest: BundleManifest,
                          parent_bundle_id: str | None, *, added: list[tuple[str, int]] | tuple[()],
-                         removed: list[int] | tuple[()], wanted: dict[bytes, str]) -> None:
+                         removed: list[int] | tuple[()], wanted: dict[bytes, str],
+                         afresh: bool = False) -> None:
         """Bring the keyword index along with the bundle just written.
 
         It is derived data: if this fails, the bundle stands and the first keyword or hybrid
@@ -439,7 +440,7 @@ class IndexManager:
         try:
             self.keywords.after_build(collection, manifest.bundle_id,
                                       parent_bundle_id=parent_bundle_id, added=added,
-                                      removed=removed, everything=everything)
+                                      removed=removed, everything=everything, afresh=afresh)
         except (OSError, ValueError, KeywordIndexFailed) as error:
             logger.warning("keyword index of %r not updated (rebuilt on first use): %s",
                            collection, error)

@@ -65,14 +65,18 @@ class KeywordIndexes:
         added: Iterable[tuple[str, int]],
         removed: Iterable[int],
         everything: TextsOf,
+        afresh: bool = False,
     ) -> KeywordIndex:
         """Index the bundle ``bundle_id`` just written: the delta applied to the parent's
-        keyword index when there is one, else ``everything`` indexed afresh."""
+        keyword index when there is one, else (or when ``afresh``) ``everything`` indexed
+        anew. A delta's removed passages keep their postings (tantivy only marks them), so
+        ``meshdex compact``, which is to give their disk back, asks for ``afresh``."""
         path = self._path(collection, bundle_id)
         parent = self._path(collection, parent_bundle_id) if parent_bundle_id else None
         removed = list(removed)
         with self._lock:
-            if parent is not None and parent.is_dir() and not _too_many_deleted(parent, removed):
+            if (not afresh and parent is not None and parent.is_dir()
+                    and not _too_many_deleted(parent, removed)):
                 index = KeywordIndex.open(parent).updated(path, added=added, removed=removed)
             else:
                 texts, labels = everything()

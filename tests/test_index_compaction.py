@@ -120,6 +120,20 @@ def test_compact_drops_deleted_passages_from_the_bundle_and_keyword_index(built)
     assert node.build(COLLECTION).action == "unchanged"
 
 
+def test_compact_of_a_few_deleted_passages_gives_their_keyword_index_space_back(built) -> None:
+    """Below the fraction at which a delta rewrites the keyword index, tantivy only marks the
+    deleted passages: compact rewrites it anyway, so the indexes shrink (they grew: a marks
+    file more, the postings kept)."""
+    node, _ = built
+    before = node.indexes.bytes_on_disk(COLLECTION)
+    node.delete_documents(COLLECTION, ["doc-000", "doc-001"])
+    [index] = node.compact().indexes
+    assert index.dropped_passages == 2
+    keyword_dir = next((node.indexes.keywords.root / COLLECTION).iterdir())
+    assert deleted_documents(keyword_dir) == (58, 0), "keyword index not rewritten"
+    assert index.before_bytes == before and index.after_bytes < before
+
+
 def test_compact_leaves_unbuilt_documents_for_the_next_build(built) -> None:
     node, embedder = built
     node.upsert_documents(COLLECTION, _docs(1, start=60))

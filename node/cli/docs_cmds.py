@@ -577,8 +577,9 @@ def compact_command(ctx: click.Context, as_json: bool) -> None:
 def _print_compaction(report: DataCompaction) -> None:
     for index in report.indexes:
         if index.dropped_passages:
-            click.echo(f"collection {index.collection}: dropped {index.dropped_passages} "
-                       f"deleted passages from its indexes: {_size(index.before_bytes)} -> "
+            dropped = counted(index.dropped_passages, "deleted passage")
+            click.echo(f"collection {index.collection}: dropped {dropped} from its indexes: "
+                       f"{_size(index.before_bytes)} -> "
                        f"{_size(index.after_bytes)}")
     count = report.tombstones_dropped
     dropped = f", dropped {counted(count, 'tombstone')} of deleted documents" if count else ""
