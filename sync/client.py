@@ -141,13 +141,15 @@ def add_peer(data_dir: Path, device_id: str, address: str, *, collections: tuple
 class IndexOutcome:
     """What a one-shot `meshdex sync` did for a collection's index after its sessions (a
     serving node builds in the background, and reports none): ``action`` is a build's
-    ("built", "delta", "unchanged") or "not_built", with the reason."""
+    ("built", "delta", "unchanged"), "not_built", or "failed" with ``error_kind`` the class
+    of the error that stopped it (as ``bundle verify --json`` names one), with the reason."""
 
     action: str
     reason: str
     generation: int | None = None
     passages: int = 0
     seconds: float = 0.0
+    error_kind: str | None = None
 
 
 @dataclass(kw_only=True)

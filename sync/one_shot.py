@@ -28,13 +28,15 @@ from meshdex.sync.trust import Peer, TrustStore
 logger = logging.getLogger(__name__)
 
 NOT_BUILT = "not_built"
+INDEX_FAILED = "failed"
 
 
 def sync_once(node: Node, config: NodeConfig, *, identity: DeviceIdentity, trust: TrustStore,
               peers: list[Peer], progress: BuildProgress | None = None) -> list[SessionReport]:
     """A session with each of ``peers``, then each collection they touched indexed per
     ``config.index_policy`` (``progress``: the builds'); what became of a collection's index
-    is in its last report's ``index``."""
+    is in its last report's ``index``: "failed" where indexing failed after the sessions,
+which leaves the sessions' outcome (``error``) as it was: the documents did arrive."""
     due: dict[str, None] = {}  # collections the sessions asked to build here, in order
     engine = sync_engine(node, config, identity=identity, trust=trust,
                          build=due.setdefault, await_bundle=due.setdefault)
@@ -51,7 +53,9 @@ def sync_once(node: Node, config: NodeConfig, *, identity: DeviceIdentity, trust
                                  received=received[name], progress=progress,
                                  offered=_offered(peer_name, item))
         except MeshdexError as error:
-            item.error = f"indexing the documents received failed: {error}"
+            logger.info("indexing %r after sync failed: %s", name, error)
+            item.index = IndexOutcome(action=INDEX_FAILED, reason=str(error),
+                                      error_kind=type(error).__name__)
     return reports
 
 

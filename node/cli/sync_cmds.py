@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 import grpc
-from meshdex.index.errors import InvalidArgument
+from meshdex.index.errors import InvalidArgument, MeshdexError
 from meshdex.node.cli.docs_cmds import counted
 from meshdex.node.cli.remote import remote_client, serving_node_client
 from meshdex.node.config import NodeConfig, load_config
@@ -32,7 +32,7 @@ from meshdex.sync.admin import LocalSyncAdmin, SyncAdmin, conflict_to_dict
 from meshdex.sync.admin_service import SyncAdminClient, add_admin_service
 from meshdex.sync.client import IndexOutcome, SessionReport
 from meshdex.sync.errors import SyncError
-from meshdex.sync.one_shot import NOT_BUILT
+from meshdex.sync.one_shot import INDEX_FAILED, NOT_BUILT
 from meshdex.sync.pairing import DEFAULT_INVITE_TTL_S, MAX_INVITE_TTL_S
 from meshdex.sync.service import SyncService
 
@@ -58,6 +58,25 @@ def _config(ctx: click.Context, config_path: Path | None) -> NodeConfig:
 
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def error_to_dict(error: MeshdexError) -> dict[str, Any]:
+    """An error as a --json command prints it on stdout (the shape of ``bundle verify``'s)."""
+    return {"ok": False, "error": error.message, "error_kind": type(error).__name__,
+            "hint": error.hint}
+
+
+@contextmanager
+def json_errors(as_json: bool) -> Iterator[None]:
+    """With --json, an error raised inside is printed as JSON on stdout too, so a script
+    reading stdout learns what failed; main then prints its one line and exits with its
+    code, as without --json."""
+    try:
+        yield
+    except MeshdexError as error:
+        if as_json:
+            _print_json(error_to_dict(error))
+        raise
 
 
 def parse_duration_s(text: str) -> float:
@@ -122,7 +141,7 @@ def id_command(ctx: click.Context, as_json: bool) -> None:
     Example:
       meshdex id
     """
-    with open_admin(ctx, reading=True) as admin:
+    with json_errors(as_json), open_admin(ctx, reading=True) as admin:
         device_id = admin.device_id()
     if as_json:
         _print_json({"device_id": device_id})
@@ -266,7 +285,7 @@ def peer_forget_command(ctx: click.Context, dry_run: bool, as_json: bool) -> Non
       meshdex peer forget --dry-run
       meshdex peer rm MFZWI3D-BONSGYC-... && meshdex peer forget && meshdex compact
     """
-    with open_admin(ctx) as admin:
+    with json_errors(as_json), open_admin(ctx) as admin:
         forgotten = admin.forget_unpaired(dry_run=dry_run)
     if as_json:
         _print_json({"forgotten_stores": forgotten, "dry_run": dry_run})
@@ -339,7 +358,7 @@ def peers_command(ctx: click.Context, as_json: bool) -> None:
       meshdex peers
       meshdex peers --json
     """
-    with open_admin(ctx, reading=True) as admin:
+    with json_errors(as_json), open_admin(ctx, reading=True) as admin:
         peers = admin.peers()
     if as_json:
         _print_json([peer.to_dict() for peer in peers])
@@ -377,33 +396,71 @@ def sync_command(ctx: click.Context, peer: str | None, as_json: bool,
     """
     from meshdex.node.cli.index_cmds import progress_bar  # it imports this module
 
-    with open_admin(ctx, config_path) as admin, progress_bar() as progress:
+    with (json_errors(as_json), open_admin(ctx, config_path) as admin,
+          progress_bar() as progress):
         reports = admin.sync_now(peer, progress=progress)
     if as_json:
         _print_json([report.to_dict() for report in reports])
     else:
-        if not reports:
-            click.echo("no peers to sync with")
-        for report in reports:
-            click.echo(f"{report.name} ({report.peer[:7]}): {_session_outcome(report)}")
-            if report.held_read_only:
-                click.echo(f"  {report.name} holds this device read-only: nothing made here "
-                           "was sent")
-            for name in report.not_shared_back:
-                click.echo(f"  {name}: not shared back by {report.name}, nothing moved "
-                           f"(`meshdex peer share` there)")
-            for item in report.collections:
-                click.echo(f"  {item.collection}: received {item.received}, sent {item.sent}, "
-                           f"conflicts {item.conflicts}"
-                           + (f", error: {item.error}" if item.error else ""))
-                if item.decision:
-                    click.echo(f"    bundle: {item.decision} ({item.reason}); fetched "
-                               f"{item.bundle_bytes_fetched} of {item.bundle_bytes_total} bytes, "
-                               f"{item.blocks_fetched} blocks, {item.blocks_reused} reused")
-                if item.index:
-                    click.echo(f"    index: {index_text(item.index)}")
-    if any(r.error or any(c.error for c in r.collections) for r in reports):
-        raise SyncError("some peers could not be synced (see above)")
+        print_reports(reports)
+    failure = sync_failure(reports)
+    if failure is not None:
+        raise failure
+
+
+def print_reports(reports: list[SessionReport]) -> None:
+    """What each session moved, as `meshdex sync` prints it."""
+    if not reports:
+        click.echo("no peers to sync with")
+    for report in reports:
+        click.echo(f"{report.name} ({report.peer[:7]}): {_session_outcome(report)}")
+        if report.held_read_only:
+            click.echo(f"  {report.name} holds this device read-only: nothing made here "
+                       "was sent")
+        for name in report.not_shared_back:
+            click.echo(f"  {name}: not shared back by {report.name}, nothing moved "
+                       f"(`meshdex peer share` there)")
+        for item in report.collections:
+            click.echo(f"  {item.collection}: received {item.received}, sent {item.sent}, "
+                       f"conflicts {item.conflicts}"
+                       + (f", error: {item.error}" if item.error else ""))
+            if item.decision:
+                click.echo(f"    bundle: {item.decision} ({item.reason}); fetched "
+                           f"{item.bundle_bytes_fetched} of {item.bundle_bytes_total} bytes, "
+                           f"{item.blocks_fetched} blocks, {item.blocks_reused} reused")
+            if item.index:
+                click.echo(f"    index: {index_text(item.index)}")
+
+
+def sync_failure(reports: list[SessionReport]) -> MeshdexError | None:
+    """What `meshdex sync` exits with: ``SyncError`` (12) naming the peers a session failed
+    with; else, where the sessions went through but indexing what they brought failed (a
+    one-shot sync), an error of that failure's kind naming the collections (a missing
+    model exits 9 as `meshdex build` does); else None."""
+    unsynced = [r.name for r in reports if r.error or any(c.error for c in r.collections)]
+    unindexed = {c.collection: c.index for r in reports for c in r.collections
+                 if c.index is not None and c.index.action == INDEX_FAILED}
+    not_indexed = f"indexing what it brought failed for {', '.join(map(repr, unindexed))}"
+    if unsynced:
+        return SyncError(f"could not sync with {', '.join(unsynced)} (see above)"
+                         + (f"; {not_indexed}" if unindexed else ""))
+    if not unindexed:
+        return None
+    kind = _error_class(next(iter(unindexed.values())).error_kind)
+    return kind(f"synced, but {not_indexed} (see above)",
+                hint=f"fix that, then `meshdex build -c {next(iter(unindexed))}` indexes the "
+                     "documents received")
+
+
+def _error_class(name: str | None) -> type[MeshdexError]:
+    """The meshdex error class called ``name``; the root class when there is none."""
+    pending: list[type[MeshdexError]] = [MeshdexError]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == name:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return MeshdexError
 
 
 def _session_outcome(report: SessionReport) -> str:
@@ -428,7 +485,7 @@ def conflicts_command(ctx: click.Context, collection: str | None, as_json: bool)
       meshdex conflicts
       meshdex conflicts -c papers --json
     """
-    with open_admin(ctx, reading=True) as admin:
+    with json_errors(as_json), open_admin(ctx, reading=True) as admin:
         records = admin.conflicts(collection)
     if as_json:
         _print_json([conflict_to_dict(r) for r in records])
@@ -446,6 +503,8 @@ def index_text(outcome: IndexOutcome) -> str:
     """What a one-shot sync did for a collection's index, as `meshdex sync` prints it."""
     if outcome.action == NOT_BUILT:
         return f"not built: {outcome.reason}"
+    if outcome.action == INDEX_FAILED:
+        return f"failed: {outcome.reason}"
     return (f"{outcome.action} generation {outcome.generation} here ({outcome.passages} "
             f"passages) in {outcome.seconds:.1f} s: {outcome.reason}")
 
