@@ -79,7 +79,13 @@ class PeerAuthInterceptor(grpc.ServerInterceptor):
 
 
 class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
-    """Thin: decode, call the engine or the pairing desk, encode."""
+    """Thin: decode, call the engine or the pairing desk, encode.
+
+    A session a peer runs with this device is a sync for this device too: its push (for a
+    peer paired read-only here, which pushes nothing, its pull) notes ``last_sync``, as the
+    end of a session this device runs does; before, only sessions started here did, so a
+    device that only ever was dialled showed "last sync never".
+    """
 
     def __init__(self, *, engine: SyncEngine, trust: TrustStore, desk: PairingDesk,
                  on_hint: Callable[[str], None] | None = None,
@@ -123,6 +129,8 @@ class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
             receiver_watermarks=dict(request.watermarks))
         for batch in batches:
             yield wire.batch_to_wire(batch)
+        if peer.read_only:  # it pushes nothing after: its pull was the exchange
+            self.trust.note(peer.device_id, synced=True)
 
     def AckChanges(self, request: pb.AckRequest,
                    context: grpc.ServicerContext) -> pb.AckResponse:
@@ -154,6 +162,7 @@ class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
         cursor = 0
         if first is not None and self.engine.store.has_collection(first.collection):
             cursor = self.engine.store.applied_cursor(first.sender_store_id, first.collection)
+        self.trust.note(peer.device_id, synced=True)  # its changes went in: a sync here too
         return pb.PushResponse(cursor=cursor, applied=applied, ignored=ignored,
                                conflicts=conflicts)
 
