@@ -114,7 +114,11 @@ def join(data_dir: Path, token_text: str, *, name: str | None = None,
                     joiner_cert_pem=identity.cert_pem.decode(),
                     joiner_name=name or socket.gethostname(), joiner_addresses=addresses))
                 grant = wire.pair_grant_from_wire(stub.Pair(request, timeout=CALL_TIMEOUT_S))
-        peer = make_peer(cert_pem=server_pem.decode(), name=grant.inviter_name,
+        # The inviter names itself and has recorded this device already: a name taken here
+        # is made unique, as the inviter does with this device's (refusing would leave the
+        # pairing half made, and host names repeat).
+        name_here = trust.free_name(grant.inviter_name, token.device_id)
+        peer = make_peer(cert_pem=server_pem.decode(), name=name_here,
                          addresses=grant.inviter_addresses or token.sync_addresses,
                          collections=grant.collections, mode=READ_WRITE,
                          held_read_only=grant.joiner_read_only)

@@ -12,6 +12,7 @@ reached or answers nonsense, has its own entries in both tables::
         ├── ProtocolViolation        (InvalidArgument) a peer's message breaks the protocol
         ├── PeerNotFound             (NotFound) no paired peer by that id
         ├── PeerExists               (AlreadyExists) that device is already paired
+        ├── PeerNameTaken            (AlreadyExists) another paired device has that name
         ├── PeerNotTrusted           (PermissionDenied) unpaired or removed certificate
         ├── PeerIdentityMismatch     (PermissionDenied) a peer's certificate is not the id we pinned
         ├── InviteRefused            (PermissionDenied) used, expired, unknown or forged invite
@@ -52,6 +53,7 @@ __all__ = [
     "PeerExists",
     "PeerForgotten",
     "PeerIdentityMismatch",
+    "PeerNameTaken",
     "PeerNotFound",
     "PeerNotTrusted",
     "PeerUnreachable",
@@ -107,6 +109,13 @@ class PeerNotFound(NotFound, SyncError):
 
 class PeerExists(AlreadyExists, SyncError):
     """That device is already paired."""
+
+    recoverable = False
+
+
+class PeerNameTaken(AlreadyExists, SyncError):
+    """Another paired device already has that name: commands that take a peer's name could
+    not tell them apart."""
 
     recoverable = False
 

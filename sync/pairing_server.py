@@ -3,8 +3,10 @@
 A redemption is refused as a whole (nothing recorded, invite still usable unless it expired)
 unless every check passes: the host is under its failure limit, the nonce is one this
 process issued for that invite and unused, the invite is unused and unexpired, the proof
-matches the secret over both certificates, and the joiner is a new device. The peer record
-and the invite's ``used`` mark are written under the invites file lock.
+matches the secret over both certificates, and the joiner is a new device. The joiner names
+itself (its host name unless `join --name`); a name another paired device has is made unique
+with its short id (``TrustStore.free_name``), so peer commands given a name never find two.
+The peer record and the invite's ``used`` mark are written under the invites file lock.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.serialization import Encoding
 from meshdex.index.errors import MeshdexError
 from meshdex.sync.errors import InviteRefused, PeerExists, PeerIdentityMismatch
-from meshdex.sync.identity import DeviceIdentity, certificate_from_pem
+from meshdex.sync.identity import DeviceIdentity, certificate_from_pem, device_id_of_pem
 from meshdex.sync.pairing import FailureLimiter, Invite, InviteBook, NonceBook, pairing_proof
 from meshdex.sync.trust import TrustStore, make_peer
 from meshdex.sync.wire import PairGrant, PairProof
@@ -65,8 +67,13 @@ class PairingDesk:
                 if not hmac.compare_digest(expected, proof.proof):
                     raise InviteRefused("the invite's secret does not match",
                                         hint="copy the whole token again")
+                joiner_id = device_id_of_pem(proof.joiner_cert_pem)
+                name = self.trust.free_name(proof.joiner_name, joiner_id)
+                if name != proof.joiner_name:
+                    logger.warning("another paired device is called %r: the one joining is "
+                                   "%r here", proof.joiner_name, name)
                 self.trust.add(make_peer(
-                    cert_pem=proof.joiner_cert_pem, name=proof.joiner_name,
+                    cert_pem=proof.joiner_cert_pem, name=name,
                     addresses=proof.joiner_addresses, collections=invite.collections,
                     mode=invite.joiner_mode))
 

@@ -30,7 +30,13 @@ from meshdex.index.errors import InvalidArgument
 from meshdex.node.paths import write_private_file
 from meshdex.node.validation import check_collection_name
 from meshdex.sync.device_id import TEXT_CHARS, DeviceId
-from meshdex.sync.errors import InvalidDeviceId, PeerExists, PeerNotFound, TrustStoreCorrupt
+from meshdex.sync.errors import (
+    InvalidDeviceId,
+    PeerExists,
+    PeerNameTaken,
+    PeerNotFound,
+    TrustStoreCorrupt,
+)
 from meshdex.sync.files import locked, sync_dir
 from meshdex.sync.identity import device_id_of_pem
 
@@ -42,6 +48,7 @@ MODES = (READ_WRITE, READ_ONLY)
 MAX_ERROR_CHARS = 300
 HINT_MARK = " hint: "  # where MeshdexError's text puts the hint
 ELLIPSIS = "\u2026"
+MAX_NAME_CHARS = 100
 MAX_ADDRESSES = 4  # a peer's recorded sync addresses, newest first
 # A contact that changes nothing else is written at most this often (every call notes one).
 CONTACT_WRITE_INTERVAL_S = 5.0
@@ -94,11 +101,22 @@ def make_peer(*, cert_pem: str, name: str, addresses: tuple[str, ...] | list[str
     if mode not in MODES:
         raise TrustStoreCorrupt(f"unknown peer mode {mode!r}")
     return Peer(
-        device_id=str(device_id_of_pem(cert_pem)), name=name[:100], cert_pem=cert_pem,
+        device_id=str(device_id_of_pem(cert_pem)), name=make_name(name), cert_pem=cert_pem,
         addresses=tuple(addresses),
         collections=tuple(sorted({check_collection_name(c) for c in collections})), mode=mode,
         held_read_only=held_read_only,
     )
+
+
+def make_name(name: str) -> str:
+    """A peer's name as recorded: at most ``MAX_NAME_CHARS``."""
+    return name[:MAX_NAME_CHARS]
+
+
+def _namesake(peers: dict[str, Peer], peer: Peer) -> Peer | None:
+    """Another of ``peers`` called as ``peer`` is, if any."""
+    return next((other for other in peers.values()
+                 if other.name == peer.name and other.device_id != peer.device_id), None)
 
 
 def _no_peer(device_id: DeviceId | str) -> PeerNotFound:
@@ -243,15 +261,36 @@ class TrustStore:
         raise _unknown(ref, peers)
 
     def add(self, peer: Peer, *, replace_existing: bool = False) -> Peer:
-        """Record ``peer``; ``PeerExists`` if its id is paired already (unless replacing)."""
+        """Record ``peer``; ``PeerExists`` if its id is paired already (unless replacing),
+        ``PeerNameTaken`` if another paired device has its name (every command that takes a
+        peer's name would refuse it as ambiguous)."""
         with self._editing() as peers:
             if peer.device_id in peers and not replace_existing:
                 raise PeerExists(f"device {peer.device_id} is already paired",
                                  peer=peer.device_id,
                                  hint="`meshdex peer rm` it first to pair it again")
+            namesake = _namesake(peers, peer)
+            if namesake is not None:
+                raise PeerNameTaken(
+                    f"another paired device is already called {peer.name!r} "
+                    f"({namesake.device_id})", peer=peer.device_id,
+                    hint="give this one another name with --name (`meshdex peers` lists the "
+                         "names taken)")
             peers[peer.device_id] = peer
             self._save(peers, {k: v for k, v in self._removed.items() if k != peer.device_id})
         return peer
+
+    def free_name(self, name: str, device_id: DeviceId | str) -> str:
+        """``name``, or where another paired device has it, ``name-SHORTID`` of ``device_id``:
+        for a name this device does not choose (an inviter's own)."""
+        candidate = make_name(name)
+        with self._lock:
+            taken = {peer.name for peer in self._load().values()
+                     if peer.device_id != str(device_id)}
+        if candidate not in taken:
+            return candidate
+        short = DeviceId.parse(str(device_id)).short
+        return f"{name[:MAX_NAME_CHARS - len(short) - 1]}-{short}"
 
     def remove(self, device_id: DeviceId | str) -> Peer:
         """Forget a peer; its next handshake and its next call on an open connection fail.

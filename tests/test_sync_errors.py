@@ -24,6 +24,7 @@ EXPECTED = {
     "ProtocolViolation": (grpc.StatusCode.INVALID_ARGUMENT, 2),
     "PeerNotFound": (grpc.StatusCode.NOT_FOUND, 3),
     "PeerExists": (grpc.StatusCode.ALREADY_EXISTS, 4),
+    "PeerNameTaken": (grpc.StatusCode.ALREADY_EXISTS, 4),
     "PeerNotTrusted": (grpc.StatusCode.PERMISSION_DENIED, 7),
     "PeerIdentityMismatch": (grpc.StatusCode.PERMISSION_DENIED, 7),
     "InviteRefused": (grpc.StatusCode.PERMISSION_DENIED, 7),

@@ -27,8 +27,8 @@ def _meshdex(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def paired(tmp_path: Path) -> Path:
-    """A data directory paired with two devices both called "laptop" (pre-dating the refusal
-    of a taken name)."""
+    """A data directory paired with two devices both called "laptop" (a peers file from
+    before pairing refused a taken name)."""
     data_dir = tmp_path / "here"
     assert _meshdex(data_dir, "init").returncode == 0
     for index in range(2):

@@ -27,16 +27,18 @@ def _meshdex(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def paired(tmp_path: Path) -> tuple[Path, dict[str, list[str]]]:
     """A data directory paired with "desktop" (nothing listens at its address) and with two
-    devices both called "laptop"; each name's device ids."""
+    devices both called "laptop" (a peers file from before pairing refused a taken name);
+    each name's device ids."""
     data_dir = tmp_path / "here"
     assert _meshdex(data_dir, "init").returncode == 0
     trust, ids = TrustStore(data_dir), {}
-    for index, name in enumerate(("desktop", "laptop", "laptop")):
+    for index, name in enumerate(("desktop", "laptop", "laptop-2")):
         identity = load_identity(tmp_path / f"device-{index}")
         peer = trust.add(make_peer(cert_pem=identity.cert_pem.decode(), name=name,
                                    addresses=[f"127.0.0.1:{free_port()}"],
                                    collections=["default"], mode="read-write"))
-        ids.setdefault(name, []).append(peer.device_id)
+        ids.setdefault(name.removesuffix("-2"), []).append(peer.device_id)
+    trust.path.write_text(trust.path.read_text().replace('"laptop-2"', '"laptop"'))
     return data_dir, ids
 
 

@@ -108,7 +108,8 @@ from meshdex.sync.identity import load_identity
 from meshdex.sync.trust import TrustStore, make_peer
 for n in range(5):
     ident = load_identity(Path(sys.argv[2]) / f"{sys.argv[3]}-{n}")
-    TrustStore(Path(sys.argv[1])).add(make_peer(cert_pem=ident.cert_pem.decode(), name="p",
+    TrustStore(Path(sys.argv[1])).add(make_peer(cert_pem=ident.cert_pem.decode(),
+        name=f"{sys.argv[3]}-{n}",
         addresses=[], collections=["default"], mode="read-write"))
 """
 
