@@ -354,9 +354,11 @@ async def _serve_stdio_draining(lowlevel: Any, drain_s: float) -> None:
             self.inner = inner
 
         async def send(self, item: SessionMessage) -> None:
+            await self.inner.send(item)
+            # Only once the writer holds it: stdin's end closes the session, which cancels
+            # an answer still waiting for a writer busy with a client that reads slowly.
             if isinstance(item.message, JSONRPCResponse | JSONRPCError):
                 unanswered.discard(item.message.id)
-            await self.inner.send(item)
 
         async def __aenter__(self) -> AnswerCountingStream:
             await self.inner.__aenter__()

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,28 @@ def test_stdio_answers_every_request_read_before_stdin_closed(built_dir: Path,
     assert sorted(answers) == [1, 2]
     found = json.loads(answers[2]["result"]["content"][0]["text"])
     _same_hits(found, _cli_search(built_dir))
+
+
+def test_stdio_answers_every_request_when_the_client_reads_slowly(built_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    """Answers fill the stdout pipe while the client is not reading: at stdin's end the
+    server counted an answer as given once it was handed on, not written, so the session
+    closed and cancelled the rest; 40 tools/list gave 18 answers."""
+    lines = [{"jsonrpc": "2.0", "id": 0, "method": "initialize",
+              "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                         "clientInfo": {"name": "a slow reader", "version": "1"}}},
+             {"jsonrpc": "2.0", "method": "notifications/initialized"}]
+    lines += [{"jsonrpc": "2.0", "id": n, "method": "tools/list"} for n in range(1, 41)]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "meshdex", "--data-dir", str(built_dir), "mcp"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, **_env(tmp_path)})
+    server.stdin.write("".join(json.dumps(line) + "\n" for line in lines))
+    server.stdin.close()
+    time.sleep(3)  # the answers (about 140 kB) outgrow the pipe meanwhile
+    answers = [json.loads(line) for line in server.stdout]
+    assert server.wait(timeout=60) == 0
+    assert sorted(answer["id"] for answer in answers) == list(range(41))
 
 
 def test_stdio_answers_an_unreadable_line_with_a_json_rpc_error(built_dir: Path,
