@@ -398,14 +398,35 @@ async def _serve_stdio_draining(lowlevel: Any, drain_s: float) -> None:
 def _unreadable_line_error(error: ValidationError) -> JSONRPCError:
     """The JSON-RPC answer to a line that is not JSON (-32700) or not a JSON-RPC message
     (-32600). The SDK drops such a line without a word, so a client that sent one waited
-    for an answer that never came."""
-    if any(detail["type"] == "json_invalid" for detail in error.errors()):
+    for an answer that never came. A request whose id can be read (a wrong ``jsonrpc``,
+    ``params`` not an object) is answered with that id, so the client's wait for it ends."""
+    details = error.errors()
+    request_id = None
+    if any(detail["type"] == "json_invalid" for detail in details):
         code, message = PARSE_ERROR, "Parse error: the line is not JSON"
+    elif any(isinstance(detail["input"], list) and detail["loc"][1:] == () for detail in details):
+        code, message = INVALID_REQUEST, ("Invalid Request: batches (JSON arrays) are not "
+                                          "supported; send one message per line")
     else:
         code, message = INVALID_REQUEST, ("Invalid Request: not a JSON-RPC 2.0 request, "
                                           "notification or response")
+        request_id = _readable_request_id(details)
     logger.warning("stdin: %s", message)
-    return JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(code=code, message=message))
+    return JSONRPCError(jsonrpc="2.0", id=request_id,
+                        error=ErrorData(code=code, message=message))
+
+
+def _readable_request_id(details: list[Any]) -> str | int | None:
+    """The id of a line that has a method and a valid id but is otherwise no request; the
+    validator quotes the whole object where it finds a field missing."""
+    for detail in details:
+        line = detail["input"]
+        if isinstance(line, dict) and "method" in line:
+            request_id = line.get("id")
+            if isinstance(request_id, str) or (isinstance(request_id, int)
+                                               and not isinstance(request_id, bool)):
+                return request_id
+    return None
 
 
 def _note_request(message: Any, unanswered: set[str | int]) -> None:

@@ -218,10 +218,15 @@ def test_stdio_answers_an_unreadable_line_with_a_json_rpc_error(built_dir: Path,
                                                                tmp_path: Path) -> None:
     """A line that is not JSON, or JSON that is no JSON-RPC message, gets -32700 / -32600 with
     id null (JSON-RPC 2.0, section 5.1) and the session goes on: the SDK dropped such lines
-    without a word, so a script that sent one waited for an answer that never came."""
+    without a word, so a script that sent one waited for an answer that never came. A request
+    whose id is readable gets its id back (its answer had id null, so the client still waited),
+    and a batch is told batches are not supported."""
     lines = [
         "this is not json",
         json.dumps({"jsonrpc": "2.0", "id": 7}),
+        json.dumps({"jsonrpc": "1.0", "id": 5, "method": "ping"}),
+        json.dumps({"jsonrpc": "2.0", "id": "six", "method": "ping", "params": [1, 2]}),
+        json.dumps([{"jsonrpc": "2.0", "id": 3, "method": "ping"}]),
         json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
                     "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                                "clientInfo": {"name": "a script", "version": "1"}}}),
@@ -233,8 +238,9 @@ def test_stdio_answers_an_unreadable_line_with_a_json_rpc_error(built_dir: Path,
     assert done.returncode == 0, done.stderr
     answers = [json.loads(line) for line in done.stdout.splitlines()]
     errors = [answer for answer in answers if "error" in answer]
-    assert [(error["id"], error["error"]["code"]) for error in errors] == [(None, -32700),
-                                                                          (None, -32600)]
+    assert [(error["id"], error["error"]["code"]) for error in errors] == [
+        (None, -32700), (None, -32600), (5, -32600), ("six", -32600), (None, -32600)]
+    assert "batches" in errors[-1]["error"]["message"]
     assert [answer["id"] for answer in answers if "result" in answer] == [1]
     assert "not JSON" in done.stderr
 
