@@ -39,6 +39,7 @@ MINUTE_MS = 60_000
 DEFAULT_PORT = 7710
 DEFAULT_SYNC_PORT = 7711
 DEFAULT_PAIR_PORT = 7712
+MAX_PORT = 65535
 INDEX_POLICIES = ("fetch", "build", "auto")  # see NodeConfig.index_policy
 
 
@@ -188,6 +189,8 @@ def split_host_port(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise InvalidArgument(f"listen address {listen!r} is not HOST:PORT or unix:/path")
+    if int(port) > MAX_PORT:
+        raise InvalidArgument(f"listen address {listen!r}: port must be 0-{MAX_PORT}")
     return host.strip("[]"), int(port)
 
 

@@ -351,6 +351,23 @@ def test_http_beyond_loopback_needs_tls(tmp_path: Path, address: str) -> None:
     assert f"refusing to listen on {address} without TLS" in result.output
 
 
+@pytest.mark.parametrize(("address", "message"), [
+    ("127.0.0.1:99999", "port must be 0-65535"),
+    ("unix:/tmp/meshdex-mcp.sock", "--http takes HOST:PORT"),
+])
+def test_http_address_that_cannot_be_served_is_refused_in_one_line(tmp_path: Path, address: str,
+                                                                   message: str) -> None:
+    """Port 99999 ended in an OverflowError traceback from bind(); a unix: path was told it
+    was "not HOST:PORT or unix:/path"."""
+    done = subprocess.run(
+        [sys.executable, "-m", "meshdex", "--data-dir", str(tmp_path / "data"), "mcp", "--http",
+         address], capture_output=True, text=True, timeout=120,
+        env={**os.environ, **_env(tmp_path)})
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 # ------------------------------------------------------------------- bounds (mechanics)
 
 

@@ -47,8 +47,12 @@ def mcp_command(ctx: click.Context, config_path: Path | None, http_address: str 
 
     config = _load(ctx, config_path).config
     if http_address is not None:
-        replace(config, listen=http_address).validate()  # loopback, or TLS configured
+        if http_address.startswith("unix:"):
+            raise InvalidArgument(f"--http takes HOST:PORT, got {http_address!r}",
+                                  hint="e.g. --http 127.0.0.1:7720; without --http, mcp "
+                                  "speaks stdio")
         host, port = split_host_port(http_address)
+        replace(config, listen=http_address).validate()  # loopback, or TLS configured
     with open_node(ctx, readonly=not config.mcp_writes) as node:
         server = build_mcp_server(McpTools(node, writes=config.mcp_writes))
         if http_address is None:
