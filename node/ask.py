@@ -219,16 +219,21 @@ class ChatClient:
     def _whole(self, response: http.client.HTTPResponse) -> str:
         payload = _json(response.read(), self.endpoint)
         try:
-            return payload["choices"][0]["message"]["content"] or ""
+            content = payload["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
+            content = None
+        if not isinstance(content, str):
             raise LLMUnavailable(f"the reply from {self.endpoint} is not a chat completion: "
-                                 f"{_snippet(str(payload))}") from None
+                                 f"{_snippet(str(payload))}")
+        return content
 
     def _stream_pieces(self, response: http.client.HTTPResponse) -> Iterator[str]:
         """The pieces of a server-sent event stream. A reply holding no event at all is not
         a stream (a web page answering 200 at a wrong llm_url): said so, with its start,
-        rather than read as an empty answer."""
+        rather than read as an empty answer. A stream that stops before its end (``[DONE]``
+        or a chunk's ``finish_reason``) broke off: its answer is not whole."""
         events = 0
+        finished = False
         other: list[str] = []
         for raw in response:
             line = raw.decode("utf-8", errors="replace").strip()
@@ -240,19 +245,29 @@ class ChatClient:
             data = line[len(SSE_DATA_PREFIX):].strip()
             if data == SSE_DONE:
                 return
-            event = _json(data.encode(), self.endpoint)
-            try:
-                choices = event["choices"]
-                delta = choices[0].get("delta", {}) if choices else {}
-            except (KeyError, TypeError, AttributeError):
-                raise LLMUnavailable(f"a streamed event from {self.endpoint} is not a chat "
-                                     f"completion chunk: {_snippet(data)}") from None
-            yield delta.get("content") or ""
+            choice = self._chunk_choice(_json(data.encode(), self.endpoint), data)
+            finished = finished or choice.get("finish_reason") is not None
+            yield choice["delta"].get("content") or ""
         if events == 0 and any(other):
             raise LLMUnavailable(f"the reply from {self.endpoint} is not a chat completion "
                                  f"stream: {_snippet(' '.join(other))}",
                                  hint="check llm_url names an OpenAI-compatible server "
                                  "(Ollama: http://127.0.0.1:11434)")
+        if events and not finished:
+            raise LLMUnavailable(f"the LLM server at {self.endpoint} broke off before the end "
+                                 "of its answer", hint="the answer is incomplete; the server's "
+                                 "own log says why")
+
+    def _chunk_choice(self, event: Any, data: str) -> dict[str, Any]:
+        """The first choice of a streamed chunk, its ``delta`` an object whose content is text
+        or absent (a chunk with no choice has an empty delta)."""
+        choices = event.get("choices") if isinstance(event, dict) else None
+        choice = (choices[0] if choices else {"delta": {}}) if isinstance(choices, list) else None
+        delta = choice.get("delta", {}) if isinstance(choice, dict) else None
+        if not isinstance(delta, dict) or not isinstance(delta.get("content") or "", str):
+            raise LLMUnavailable(f"a streamed event from {self.endpoint} is not a chat "
+                                 f"completion chunk: {_snippet(data)}")
+        return {**choice, "delta": delta}
 
 
 def _is_json(response: http.client.HTTPResponse) -> bool:

@@ -55,7 +55,9 @@ class ChatServer:
     piece; ``hold_after_first`` makes it wait after the first piece until ``release`` is set;
     ``stall_s`` makes it wait before answering at all; ``misbehaviour`` answers as a wrong
     server would: ``"web_page"`` a 200 HTML page, ``"unknown_model"`` Ollama's 404 for a model
-    it does not have, ``"no_streaming"`` one JSON reply to a streamed request."""
+    it does not have, ``"no_streaming"`` one JSON reply to a streamed request, ``"cut_off"``
+    the first piece and no end, ``"delta_not_object"`` a chunk whose delta is text,
+    ``"content_not_text"`` a whole reply whose content is a list."""
 
     def __init__(self) -> None:
         self.pieces: list[str] = list(ANSWER_PIECES)
@@ -86,6 +88,11 @@ class ChatServer:
                     self._reply(404, "application/json", json.dumps({
                         "error": f"model \"{body['model']}\" not found, try pulling it first"
                     }).encode())
+                elif server.misbehaviour == "delta_not_object":
+                    self._reply(200, "text/event-stream",
+                                b'data: {"choices": [{"delta": "Use logrotate"}]}\n\n')
+                elif server.misbehaviour == "content_not_text":
+                    self._json({"choices": [{"message": {"content": [{"text": "Use it"}]}}]})
                 elif body.get("stream") and server.misbehaviour != "no_streaming":
                     self._stream()
                 else:
@@ -110,6 +117,8 @@ class ChatServer:
                     chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
+                    if server.misbehaviour == "cut_off":
+                        return
                     if number == 0 and server.hold_after_first:
                         server.release.wait(60)
                 self.wfile.write(b"data: [DONE]\n\n")
@@ -239,6 +248,8 @@ FAILURES = [
     ("wrong_path", (), 5, "check llm_url: nothing answers chat completions"),
     ("web_page", (), 5, "is not a chat completion stream: <!DOCTYPE html> <html><body>"),
     ("unknown_model", (), 5, "check llm_model: the server has no model 'test-model'"),
+    ("delta_not_object", (), 5, "is not a chat completion chunk: {\"choices\""),
+    ("content_not_text", ("--no-stream",), 5, "is not a chat completion: {'choices'"),
 ]
 
 
@@ -261,6 +272,19 @@ def test_llm_failures_give_an_exit_code_and_one_line(data_dir, chat, failure, ex
     assert message in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_answer_broken_off_is_an_error_on_its_own_line(data_dir, chat) -> None:
+    """A stream that stopped after its first piece (no [DONE], no finish_reason) printed
+    that piece as the whole answer, listed sources and exited 0."""
+    chat.misbehaviour = "cut_off"
+    result = ask_cli(data_dir, chat.url)
+    assert result.exit_code == 5, result.output
+    assert result.output.splitlines()[:2] == [
+        ANSWER_PIECES[0],
+        f"error: the LLM server at {chat.url}/v1/chat/completions broke off before the end of "
+        "its answer hint: the answer is incomplete; the server's own log says why"]
+    assert "sources:" not in result.output
 
 
 def test_a_server_that_does_not_stream_still_gives_its_answer(data_dir, chat) -> None:

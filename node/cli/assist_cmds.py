@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-from meshdex.index.errors import InvalidArgument
+from meshdex.index.errors import InvalidArgument, MeshdexError
 from meshdex.node.auth import TokenStore
 from meshdex.node.cli.docs_cmds import collection_option, json_option
 from meshdex.node.cli.remote import beside_serving_node, open_node, refuse_remote
@@ -117,13 +117,21 @@ def ask_command(ctx: click.Context, question: str, collection: str, top_k: int,
     llm = ChatClient(config.llm_url, model=config.llm_model, timeout_s=config.llm_timeout_s,
                      allow_remote=config.allow_remote_llm)
 
+    shown: list[str] = []
+
     def show(piece: str) -> None:
+        shown.append(piece)
         click.echo(piece, nl=False)
         sys.stdout.flush()
 
     with open_node(ctx, readonly=True) as node:
-        result = ask(node, llm, collection, question, top_k=top_k, filter=filter_spec,
-                     stream=not no_stream, on_token=None if as_json else show)
+        try:
+            result = ask(node, llm, collection, question, top_k=top_k, filter=filter_spec,
+                         stream=not no_stream, on_token=None if as_json else show)
+        except MeshdexError:
+            if shown:
+                click.echo()  # the error goes on a line of its own, not after the answer
+            raise
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
