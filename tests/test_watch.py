@@ -252,6 +252,38 @@ def test_restart_after_kill_9_mid_burst_converges(tmp_path: Path, folder: Path) 
         assert not index.stale
 
 
+def test_a_second_ctrl_c_during_a_pass_exits_130_and_loses_nothing(tmp_path: Path) -> None:
+    """The second Ctrl-C closed the store under the running pass and the interpreter
+    aborted ("terminate called without an active exception", exit -6)."""
+    data, notes = tmp_path / "data", tmp_path / "notes"
+    notes.mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meshdex", "--data-dir", str(data), "watch", str(notes), "-c",
+         "notes", "--debounce-s", "0.1"], stderr=subprocess.PIPE, text=True, env=env)
+    lines: list[str] = []
+    for line in process.stderr:
+        lines.append(line)
+        if line.startswith("watching "):
+            break
+    threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True).start()
+    words = ["river", "stone", "cloud", "lorem", "ipsum"]
+    for number in range(300):  # a pass of several seconds
+        (notes / f"n{number:03}.md").write_text(
+            " ".join(words[(number + i) % 5] + str(i % 17) for i in range(400)))
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    wait_until(lambda: any("stopping after the pass in progress" in line for line in lines),
+               what="the first Ctrl-C during the pass")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 130, "".join(lines)
+    time.sleep(0.2)
+    assert "terminate called" not in "".join(lines)
+    run_cli(data, "watch", str(notes), "-c", "notes", "--once")
+    with Node.open(data, readonly=True) as node:
+        assert collection_state(node) == folder_state(notes)
+
+
 def test_serve_keeps_the_configured_watch_folders_in_step(tmp_path: Path, folder: Path) -> None:
     data = tmp_path / "data"
     _, token = TokenStore(data).create("read")

@@ -7,9 +7,11 @@ Thin click layer over ``meshdex.node.mcp_server``, ``meshdex.node.ask`` and
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from meshdex.index.errors import InvalidArgument, MeshdexError
@@ -21,6 +23,9 @@ from meshdex.node.config import split_host_port
 from meshdex.node.errors import StoreLocked
 from meshdex.node.readers import READERS
 from meshdex.node.records import scores_text
+
+if TYPE_CHECKING:
+    from meshdex.node.watch import Watcher
 
 
 @click.command("mcp")
@@ -219,11 +224,28 @@ def watch_command(ctx: click.Context, folders: tuple[Path, ...], collection: str
             while not stop.wait(0.5) and not watcher.wait(0):
                 pass
         except KeyboardInterrupt:
-            pass
+            if not watcher.idle:
+                click.echo("stopping after the pass in progress; Ctrl-C again stops at once",
+                           err=True)
         finally:
-            watcher.stop()
+            _stop_watching(watcher)
         if watcher.failure is not None:
             raise watcher.failure
+
+
+def _stop_watching(watcher: Watcher) -> None:
+    """Let a pass in progress commit. A second Ctrl-C ends the process here, as kill -9 would
+    (each committed write stays), rather than closing the store under the running pass, which
+    aborted the interpreter ("terminate called without an active exception", exit -6)."""
+    from meshdex.node.cli.main import EXIT_INTERRUPTED
+
+    try:
+        watcher.stop()
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: stopped during a pass; what was already written is kept",
+                   err=True)
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 COMMANDS = [mcp_command, ask_command, watch_command]
