@@ -241,9 +241,21 @@ class FolderSync:
             report.counts["deleted"] += len(deleted.deleted)
         for doc_id in gone:
             known.pop(doc_id, None)
-        if self.build and report.changed:
+        if self.build and (report.changed or self._index_behind()):
             report.build = self.node.build(self.collection)
         return report
+
+    def _index_behind(self) -> bool:
+        """Whether the collection holds documents its index does not cover: none built yet, or
+        a pass that wrote documents stopped before its build (Ctrl-C, a failed build), which
+        a later pass finding every file unchanged would otherwise never build."""
+        info = next((info for info in self.node.list_collections()
+                     if info.name == self.collection), None)
+        if info is None or not info.document_count:
+            return False
+        summary = next((summary for summary in self.node.indexes.summaries()
+                        if summary.collection == self.collection), None)
+        return summary is None or summary.stale
 
     def _upsert(self, docs: list[DocumentInput], known: dict[str, str],
                 report: SyncReport) -> None:

@@ -185,6 +185,27 @@ def test_once_catches_up_and_a_second_run_reads_nothing_new(
         assert collection_state(node) == folder_state(folder, ("drafts/",))
 
 
+def test_once_builds_an_index_a_stopped_pass_left_unbuilt(
+        tmp_path: Path, folder: Path, collection_embedder) -> None:
+    """Documents written without their build (a pass stopped by Ctrl-C between the two, or
+    --no-build): the next --once finds every file unchanged and still builds."""
+    data = tmp_path / "data"
+
+    def once(*extra: str) -> str:
+        result = CliRunner().invoke(cli, ["--data-dir", str(data), "watch", str(folder), "-c",
+                                          "notes", "--once", *extra])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "index" not in once("--no-build")
+    caught_up = once()
+    assert "notes: +0 ~0 -0 (3 unchanged); index" in caught_up, caught_up
+    with Node.open(data, readonly=True) as node:
+        [summary] = node.indexes.summaries()
+        assert (summary.passages, summary.stale) == (3, False)
+    assert "index" not in once()  # built and unchanged: nothing to build
+
+
 IGNORES = [
     # extra patterns, files written -> ids kept
     ((), ["x.md", "drafts/y.md", ".hidden.md", "z.txt"], {"x.md", "z.txt"}),
