@@ -30,11 +30,13 @@ from typing import Any
 import grpc
 from cryptography.hazmat.primitives.serialization import Encoding
 from meshdex.index.errors import InvalidArgument, MeshdexError
+from meshdex.node.config import split_host_port
 from meshdex.node.errors import ClockSkew
 from meshdex.node.grpc_errors import error_from_rpc
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync import wire
+from meshdex.sync.addresses import reachable_addresses
 from meshdex.sync.bundle_fetch import FetchBlocks
 from meshdex.sync.bundle_receive import BundleOutcome, BundleReceiver
 from meshdex.sync.bundle_shelf import BundleOffer
@@ -88,7 +90,8 @@ def calls(peer: str, op: str) -> Iterator[None]:
 
 def join(data_dir: Path, token_text: str, *, name: str | None = None,
          addresses: tuple[str, ...] = ()) -> Peer:
-    """Redeem an invite: pin the inviter by the token's id, prove the secret, record it."""
+    """Redeem an invite: pin the inviter by the token's id, prove the secret, record it with
+    the sync addresses it gave that reach it from here (``sync/addresses.py``)."""
     token = InviteToken.decode(token_text)
     identity = load_identity(data_dir)
     trust = TrustStore(data_dir)
@@ -118,8 +121,10 @@ def join(data_dir: Path, token_text: str, *, name: str | None = None,
         # is made unique, as the inviter does with this device's (refusing would leave the
         # pairing half made, and host names repeat).
         name_here = trust.free_name(grant.inviter_name, token.device_id)
+        reported = grant.inviter_addresses or token.sync_addresses
         peer = make_peer(cert_pem=server_pem.decode(), name=name_here,
-                         addresses=grant.inviter_addresses or token.sync_addresses,
+                         addresses=reachable_addresses(
+                             reported, seen_at=split_host_port(address)[0]),
                          collections=grant.collections, mode=READ_WRITE,
                          held_read_only=grant.joiner_read_only)
         return trust.add(peer)

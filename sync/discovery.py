@@ -37,6 +37,8 @@ from dataclasses import dataclass, replace
 
 import ifaddr
 from meshdex.node.config import is_loopback_host, split_host_port
+from meshdex.sync.addresses import UNSPECIFIED_HOSTS as WILDCARD_HOSTS
+from meshdex.sync.addresses import dial_address
 from meshdex.sync.device_id import DeviceId
 from meshdex.sync.errors import SyncError
 from meshdex.sync.identity import DeviceIdentity
@@ -52,7 +54,6 @@ DISCOVERY_VERSION = "1"
 RESOLVE_TIMEOUT_MS = 3000
 PROBE_TIMEOUT_S = 5.0
 ADDRESS_CHECK_S = 5.0
-WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,10 +95,6 @@ def discovery_active(enabled: bool, listen: str) -> bool:
     if not (enabled and listen):
         return False
     return split_host_port(listen)[0] in WILDCARD_HOSTS or bool(lan_addresses(listen))
-
-
-def _dial_address(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 class Discovery:
@@ -222,7 +219,7 @@ class Discovery:
             logger.debug("ignored %s: device %s is not paired", name, device_id.short)
             return
         for ip in info.parsed_addresses():
-            address = _dial_address(ip, info.port)
+            address = dial_address(ip, info.port)
             if peer.addresses and peer.addresses[0] == address:
                 return
             try:

@@ -7,6 +7,8 @@ matches the secret over both certificates, and the joiner is a new device. The j
 itself (its host name unless `join --name`); a name another paired device has is made unique
 with its short id (``TrustStore.free_name``), so peer commands given a name never find two.
 The peer record and the invite's ``used`` mark are written under the invites file lock.
+The joiner's sync addresses are recorded as they reach it from here (``sync/addresses.py``):
+from another machine, its loopback address is this one's, and was dialled as the joiner.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from meshdex.index.errors import MeshdexError
+from meshdex.sync.addresses import reachable_addresses
 from meshdex.sync.errors import InviteRefused, PeerExists, PeerIdentityMismatch
 from meshdex.sync.identity import DeviceIdentity, certificate_from_pem, device_id_of_pem
 from meshdex.sync.pairing import FailureLimiter, Invite, InviteBook, NonceBook, pairing_proof
@@ -53,6 +56,7 @@ class PairingDesk:
         return self.nonces.issue(invite_id)
 
     def redeem(self, proof: PairProof, *, host: str) -> PairGrant:
+        """Accept the joiner calling from ``host`` (its IP address) or refuse it whole."""
         self.limiter.check(host)
         try:
             self.nonces.take(proof.nonce, proof.invite_id)
@@ -74,7 +78,8 @@ class PairingDesk:
                                    "%r here", proof.joiner_name, name)
                 self.trust.add(make_peer(
                     cert_pem=proof.joiner_cert_pem, name=name,
-                    addresses=proof.joiner_addresses, collections=invite.collections,
+                    addresses=reachable_addresses(proof.joiner_addresses, seen_at=host),
+                    collections=invite.collections,
                     mode=invite.joiner_mode))
 
             invite = self.invites.redeem(proof.invite_id, accept)

@@ -20,6 +20,7 @@ from meshdex.node.servicer import stream_build
 from meshdex.proto.meshdex.v1 import node_pb2, sync_pb2_grpc
 from meshdex.proto.meshdex.v1 import sync_pb2 as pb
 from meshdex.sync import wire
+from meshdex.sync.addresses import caller_host
 from meshdex.sync.engine import SyncEngine
 from meshdex.sync.errors import PeerNotTrusted, ProtocolViolation
 from meshdex.sync.pairing_server import PairingDesk
@@ -110,11 +111,12 @@ class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
 
     def PairChallenge(self, request: pb.PairChallengeRequest,
                       context: grpc.ServicerContext) -> pb.PairChallengeResponse:
-        return pb.PairChallengeResponse(nonce=self.desk.challenge(request.invite_id,
-                                                                  host=_host(context)))
+        nonce = self.desk.challenge(request.invite_id, host=caller_host(context.peer()))
+        return pb.PairChallengeResponse(nonce=nonce)
 
     def Pair(self, request: pb.PairRequest, context: grpc.ServicerContext) -> pb.PairResponse:
-        grant = self.desk.redeem(wire.pair_request_from_wire(request), host=_host(context))
+        grant = self.desk.redeem(wire.pair_request_from_wire(request),
+                                 host=caller_host(context.peer()))
         return wire.pair_grant_to_wire(grant)
 
     def PullChanges(self, request: pb.PullRequest,
@@ -204,8 +206,3 @@ class SyncServicer(sync_pb2_grpc.MeshdexSyncServicer):
         if self.on_hint is not None:
             self.on_hint(peer.device_id)
         return pb.ChangedResponse()
-
-
-def _host(context: grpc.ServicerContext) -> str:
-    """``ipv4:127.0.0.1:5555`` -> ``ipv4:127.0.0.1``: failures are counted per host."""
-    return context.peer().rpartition(":")[0]

@@ -200,6 +200,10 @@ def join_command(ctx: click.Context, token: str, name: str | None,
         peer = admin.join(token, name=name)
     click.echo(f"paired with {peer.name} ({peer.device_id}); sharing "
                f"{', '.join(peer.collections)}")
+    if not peer.addresses:
+        click.echo(f"note: {peer.name} gave no sync address this device can reach (its "
+                   "sync_listen is loopback-only), so this device does not dial it; they sync "
+                   f"when {peer.name} dials this device's sync_listen")
     if peer.held_read_only:
         click.echo(f"read-only: this device receives {peer.name}'s changes, and {peer.name} "
                    "takes none of this device's")
