@@ -65,13 +65,14 @@ class PairingDesk:
             if joiner_der == self._own_der:
                 raise PeerIdentityMismatch("a device cannot pair with itself")
 
+            joiner_id = device_id_of_pem(proof.joiner_cert_pem)
+
             def accept(invite: Invite) -> None:
                 expected = pairing_proof(invite.secret, inviter_cert_der=self._own_der,
                                          joiner_cert_der=joiner_der, nonce=proof.nonce)
                 if not hmac.compare_digest(expected, proof.proof):
                     raise InviteRefused("the invite's secret does not match",
                                         hint="copy the whole token again")
-                joiner_id = device_id_of_pem(proof.joiner_cert_pem)
                 name = self.trust.free_name(proof.joiner_name, joiner_id)
                 if name != proof.joiner_name:
                     logger.warning("another paired device is called %r: the one joining is "
@@ -87,7 +88,11 @@ class PairingDesk:
             self.limiter.failed(host)
             logger.warning("refused a pairing attempt from %s", host)
             raise
-        logger.info("paired with a new device (invite %s)", invite.invite_id)
+        # A warning, so that a serving node's log (WARNING by default) shows every device
+        # given access here.
+        logger.warning("paired with a new device, %s (%s), calling from %s: sharing %s (%s)",
+                       self.trust.get(joiner_id).name, joiner_id.short, host,
+                       ", ".join(invite.collections), invite.joiner_mode)
         return PairGrant(inviter_name=self.name, inviter_addresses=self.sync_addresses(),
                          collections=invite.collections,
                          joiner_read_only=invite.joiner_mode == "read-only")

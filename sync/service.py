@@ -5,7 +5,8 @@ closes. Continuous sync (``SyncScheduler``): a local write (the store's ``last_s
 makes every peer due now; a ``Changed`` hint makes its sender due; every peer is also due
 every ``sync_interval_s``. Sessions run on a small pool, one at a time per peer, so a dead or
 slow peer delays nobody else, and never a local write or search; failures back off
-exponentially (``BACKOFF_BASE_S`` doubling up to ``BACKOFF_MAX_S``) with full jitter.
+exponentially (``BACKOFF_BASE_S`` doubling up to ``BACKOFF_MAX_S``) with full jitter, and are
+logged as warnings when they start, when their error changes and when they end.
 
 After changes are applied the index is brought up to date by ``DebouncedBuilder``: a delta
 build per collection at most ``BUILD_DEBOUNCE_S`` after the first change it has not built yet
@@ -40,7 +41,12 @@ from meshdex.node.service import Node
 from meshdex.proto.meshdex.v1 import sync_pb2_grpc
 from meshdex.sync.bundle_receive import BundleReceiver
 from meshdex.sync.bundle_shelf import BundleShelf
-from meshdex.sync.client import OpenChannels, SessionReport, run_session
+from meshdex.sync.client import (
+    STOPPED_MESSAGE,
+    OpenChannels,
+    SessionReport,
+    run_session,
+)
 from meshdex.sync.discovery import (
     WILDCARD_HOSTS,
     Announcement,
@@ -204,6 +210,7 @@ class _PeerState:
     due: float = 0.0
     failures: int = 0
     running: bool = False
+    error: str | None = None  # the last failed session's, until one succeeds
 
 
 class SyncScheduler:
@@ -262,15 +269,17 @@ class SyncScheduler:
                 return None
             report = run_session(self.engine, self.engine.identity, self.trust, peer,
                                  channels=self.channels)
-            failed = report.error is not None or any(c.error for c in report.collections)
+            error = report.error or "; ".join(f"{c.collection}: {c.error}"
+                                              for c in report.collections if c.error)
             with self._lock:
                 state = self._states[device_id]
-                state.failures = state.failures + 1 if failed else 0
-                state.due = time.monotonic() + (backoff_s(state.failures) if failed
+                before, failures = state.error, state.failures
+                state.error = error or None
+                state.failures = failures + 1 if error else 0
+                state.due = time.monotonic() + (backoff_s(state.failures) if error
                                                 else self.interval_s)
-            if failed:
-                logger.info("sync with %s failed: %s", peer.name, report.error or [
-                    c.error for c in report.collections if c.error])
+            if report.error != STOPPED_MESSAGE:
+                _log_outcome(peer.name, error, before=before, failures=failures)
             return report
         finally:
             with self._lock:
@@ -290,6 +299,20 @@ class SyncScheduler:
     def stop(self) -> None:
         self.halt()
         self.join()
+
+
+def _log_outcome(name: str, error: str, *, before: str | None, failures: int) -> None:
+    """Log a background session so that a serving node's log (WARNING by default) shows a peer
+    sync that keeps failing, without a line per retry: a first failure and a changed error
+    are warnings, the same error again is info, and the first success after failures is a
+    warning too (it says the ones before are over). Before, every failure was info: unseen."""
+    if error and error != before:
+        logger.warning("sync with %s failed (retrying with backoff): %s", name, error)
+    elif error:
+        logger.info("sync with %s failed again (%d in a row): %s", name, failures + 1, error)
+    elif failures:
+        logger.warning("sync with %s works again, after %d failed attempt%s", name, failures,
+                       "" if failures == 1 else "s")
 
 
 class SyncService:
