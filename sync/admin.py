@@ -11,14 +11,16 @@ errors, so a command prints the same either way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from meshdex.index.params import BuildParams
 from meshdex.node.config import NodeConfig
+from meshdex.node.hlc import HLCTimestamp
 from meshdex.node.indexing import BuildProgress
 from meshdex.node.paths import STORE_DIR_NAME
 from meshdex.node.records import ChangeOp, Conflict, PeerStatus
@@ -45,11 +47,31 @@ class CreatedInvite:
     read_only: bool
 
 
-def conflict_to_dict(conflict: Conflict) -> dict[str, Any]:
-    """A conflict record as ``conflicts --json`` prints it."""
+THIS_DEVICE = "this device"
+SHORT_STORE_ID_CHARS = 8
+
+
+def device_label(store_id: str, names: Mapping[str, str]) -> str:
+    """How a person knows the device whose store is ``store_id``: its name in ``names``
+    (``device_names``), else the first ``SHORT_STORE_ID_CHARS`` of the id."""
+    return names.get(store_id) or store_id[:SHORT_STORE_ID_CHARS]
+
+
+def iso_time(stamp: HLCTimestamp) -> str:
+    """An HLC stamp's wall-clock part as ISO-8601 UTC with milliseconds."""
+    moment = datetime.fromtimestamp(stamp.physical_ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def conflict_to_dict(conflict: Conflict, names: Mapping[str, str]) -> dict[str, Any]:
+    """A conflict record as ``conflicts --json`` prints it: the raw stamps and store ids, and
+    beside them their times and the devices' names (``names``: ``device_names``)."""
     return {"collection": conflict.collection, "doc_id": conflict.doc_id,
             "deleted": conflict.op is ChangeOp.DELETE, "losing_hlc": conflict.hlc.to_str(),
             "winning_hlc": conflict.winner_hlc.to_str(), "origin_device": conflict.origin_device,
+            "losing_time": iso_time(conflict.hlc), "winning_time": iso_time(conflict.winner_hlc),
+            "origin": device_label(conflict.origin_device, names),
+            "winner_origin": device_label(conflict.winner_hlc.device_id, names),
             "text": conflict.text, "metadata": conflict.metadata, "source": conflict.source}
 
 
@@ -104,6 +126,10 @@ class SyncAdmin(Protocol):
 
     def conflicts(self, collection: str | None) -> list[Conflict]:
         """Kept conflict records, by collection then document id."""
+
+    def device_names(self) -> dict[str, str]:
+        """Store id -> the name of the device whose store it is, for the paired devices whose
+        store is known and for this one (``THIS_DEVICE``); empty where they are not known."""
 
     def build_on(self, peer: str, collection: str, *, params: BuildParams | None,
                  rebuild: bool, progress: BuildProgress | None) -> RemoteBuildReport:
@@ -260,6 +286,12 @@ class LocalSyncAdmin:
                 return []
             names = [collection] if collection else [c.name for c in store.list_collections()]
             return [conflict for name in names for conflict in store.conflicts(name)]
+
+    def device_names(self) -> dict[str, str]:
+        with self._store() as store:
+            own = {store.device_id: THIS_DEVICE} if store is not None else {}
+        return {**{peer.store_id: peer.name for peer in TrustStore(self.data_dir).all()
+                   if peer.store_id}, **own}
 
     def build_on(self, peer: str, collection: str, *, params: BuildParams | None,
                  rebuild: bool, progress: BuildProgress | None) -> RemoteBuildReport:

@@ -156,6 +156,9 @@ class SyncAdminClient:
                               pb.ListConflictsRequest(collection=collection or ""))
         return [conflict_from_wire(c) for c in response.conflicts]
 
+    def device_names(self) -> dict[str, str]:
+        return {}  # the admin API carries no store ids: conflicts name short ids
+
     def build_on(self, peer: str, collection: str, *, params: BuildParams | None,
                  rebuild: bool, progress: BuildProgress | None) -> RemoteBuildReport:
         build = node_pb2.BuildRequest(collection=collection, rebuild=rebuild,

@@ -4,12 +4,14 @@ config shipped, bounded batches, resume from cursors, and order-independent merg
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import random
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -95,13 +97,32 @@ def test_a_losing_concurrent_edit_is_kept_as_a_conflict(manual) -> None:
     # a's edit was overwritten on a before b ever saw it: a keeps it
     [conflict] = a.node.store.conflicts("notes")
     assert (conflict.doc_id, conflict.text) == ("doc", "edited on a")
-    # another process, as a person would run it beside the serving node
-    listed = subprocess.run([sys.executable, "-m", "meshdex", "--data-dir", str(a.node.data_dir),
-                             "conflicts"], capture_output=True, text=True, timeout=120)
-    assert "notes/doc: kept losing version" in listed.stdout, listed.stderr
+    # another process, as a person would run it beside the serving node: the devices by the
+    # names they are paired under (this one is "this device"), not by their store ids
+    listed = _conflicts_command(a)
+    b_here = a.service.trust.get(b.device_id).name
+    assert listed.startswith("notes/doc: kept the losing version (11 chars) written "), listed
+    assert listed.rstrip().endswith(f"by {b_here}") and "by this device;" in listed
+    assert a.node.store.device_id not in listed and b.node.store.device_id not in listed
+    [record] = json.loads(_conflicts_command(a, "--json"))  # raw fields and readable ones
+    assert (record["origin_device"], record["origin"]) == (a.node.store.device_id,
+                                                           "this device")
+    assert record["winner_origin"] == b_here
+    assert record["losing_hlc"] == conflict.hlc.to_str()
+    written = datetime.fromisoformat(record["losing_time"].replace("Z", "+00:00"))
+    assert round(written.timestamp() * 1000) == conflict.hlc.physical_ms
+    assert record["losing_time"].endswith("Z")
     _session(a)  # the same exchange again records nothing new
     _session(b)
     assert a.node.store.count_conflicts("notes") == 1
+
+
+def _conflicts_command(node, *args: str) -> str:
+    listed = subprocess.run([sys.executable, "-m", "meshdex", "--data-dir",
+                             str(node.node.data_dir), "conflicts", *args],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    return listed.stdout
 
 
 def test_an_edit_made_after_seeing_the_other_is_not_a_conflict(manual) -> None:

@@ -28,7 +28,7 @@ from meshdex.node.cli.remote import remote_client, serving_node_client
 from meshdex.node.config import NodeConfig, load_config
 from meshdex.node.records import ChangeOp, NodeStatus, PeerStatus
 from meshdex.node.service import Node
-from meshdex.sync.admin import LocalSyncAdmin, SyncAdmin, conflict_to_dict
+from meshdex.sync.admin import LocalSyncAdmin, SyncAdmin, conflict_to_dict, device_label
 from meshdex.sync.admin_service import SyncAdminClient, add_admin_service
 from meshdex.sync.client import IndexOutcome, SessionReport
 from meshdex.sync.errors import SyncError
@@ -490,17 +490,19 @@ def conflicts_command(ctx: click.Context, collection: str | None, as_json: bool)
       meshdex conflicts -c papers --json
     """
     with json_errors(as_json), open_admin(ctx, reading=True) as admin:
-        records = admin.conflicts(collection)
+        records, names = admin.conflicts(collection), admin.device_names()
     if as_json:
-        _print_json([conflict_to_dict(r) for r in records])
+        _print_json([conflict_to_dict(r, names) for r in records])
         return
     if not records:
         click.echo("no conflicts")
     for record in records:
         what = "a delete" if record.op is ChangeOp.DELETE else f"{len(record.text or '')} chars"
-        click.echo(f"{record.collection}/{record.doc_id}: kept losing version "
-                   f"{record.hlc.to_str()} (winner {record.winner_hlc.to_str()}), {what}, "
-                   f"written {_when(record.hlc.physical_ms / 1000)}")
+        click.echo(f"{record.collection}/{record.doc_id}: kept the losing version ({what}) "
+                   f"written {_when(record.hlc.physical_ms / 1000)} by "
+                   f"{device_label(record.origin_device, names)}; it lost to the one written "
+                   f"{_when(record.winner_hlc.physical_ms / 1000)} by "
+                   f"{device_label(record.winner_hlc.device_id, names)}")
 
 
 def index_text(outcome: IndexOutcome) -> str:
