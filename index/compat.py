@@ -125,19 +125,25 @@ def _fingerprint_reason(bundle: EmbeddingFingerprint, local: EmbeddingFingerprin
     return "the bundle was embedded differently: " + ", ".join(bundle.differences(local))
 
 
+SHORT_DEVICE_CHARS = 8  # as `meshdex status` and `conflicts` show a store id
+
+
 def compare_store_states(
     bundle: StoreState, local: StoreState
 ) -> tuple[list[str], list[str]]:
     """(devices where the local store is ahead, devices where the bundle is ahead), as text
-    such as ``"laptop up to change 130 (bundle has 120)"``; both empty when they agree."""
+    such as ``"1a2b3c4d up to change 130 (bundle has 120)"``, each device by the first
+    ``SHORT_DEVICE_CHARS`` of its store id (a 32-hex id made `status` hard to read); both
+    empty when they agree."""
     local_ahead, bundle_ahead = [], []
     for device in sorted(set(bundle.seq_watermarks) | set(local.seq_watermarks)):
         theirs = bundle.seq_watermarks.get(device, 0)
         mine = local.seq_watermarks.get(device, 0)
+        short = device[:SHORT_DEVICE_CHARS]
         if mine > theirs:
-            local_ahead.append(f"{device} up to change {mine} (bundle has {theirs})")
+            local_ahead.append(f"{short} up to change {mine} (bundle has {theirs})")
         elif theirs > mine:
-            bundle_ahead.append(f"{device} up to change {theirs} (store has {mine})")
+            bundle_ahead.append(f"{short} up to change {theirs} (store has {mine})")
     return local_ahead, bundle_ahead
 
 

@@ -49,6 +49,11 @@ CASES = [
         "apply_local_delta", False, False, "phone up to change 3 (bundle has 0)",
     ),
     (
+        "a store id is shown short, as status shows it",
+        {}, {"store_state": store(laptop=120, desktop=40, **{"9f3c1a2b" + "0" * 24: 3})},
+        "apply_local_delta", False, False, "lacks: 9f3c1a2b up to change 3 (bundle has 0)",
+    ),
+    (
         "local documents older: documents missing",
         {}, {"store_state": store(laptop=100, desktop=40)},
         "use", False, True, "laptop up to change 120 (store has 100)): documents missing here",
