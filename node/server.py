@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from meshdex.node.local_endpoint import (
 )
 from meshdex.node.paths import PRIVATE_FILE_MODE, resolve_data_dir
 from meshdex.node.servicer import MeshdexNodeServicer, NodeAPI
+from meshdex.node.stop_flag import StopFlag
 from meshdex.proto.meshdex.v1 import node_pb2, node_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def serve(
     While it serves, this device's own commands reach it through the endpoint it publishes in
     the data directory (``meshdex.node.local_endpoint``), withdrawn first at shutdown.
     """
-    stop_requested = threading.Event()
+    stop_requested = StopFlag()
 
     def request_stop(signum: int, _frame: object) -> None:
         logger.warning("received %s, shutting down (grace %.1f s)",

@@ -187,9 +187,9 @@ def watch_command(ctx: click.Context, folders: tuple[Path, ...], collection: str
       meshdex watch ~/Mail/inbox --source email -c mail
     """
     import signal
-    import threading
 
     from meshdex.node.service import Node
+    from meshdex.node.stop_flag import StopFlag
     from meshdex.node.watch import FolderSync, SyncReport, WatchedFolder, Watcher
 
     refuse_remote(ctx, "watch reads local folders and runs embedded")
@@ -214,8 +214,8 @@ def watch_command(ctx: click.Context, folders: tuple[Path, ...], collection: str
             return
         watcher = Watcher(sync, debounce_s=debounce_s, max_delay_s=max(debounce_s, 5.0),
                           on_pass=report)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stop = StopFlag()
+        signal.signal(signal.SIGTERM, stop.set)
         watcher.start()
         click.echo(f"watching {', '.join(str(f.root) for f in watched)} for {collection!r}; "
                    "Ctrl-C stops", err=True)
