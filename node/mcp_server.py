@@ -22,15 +22,17 @@ from typing import Annotated, Any, Protocol
 
 import anyio
 import uvicorn
-from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import SessionMessage
 from mcp_types import (
     INVALID_REQUEST,
     PARSE_ERROR,
+    CallToolResult,
     ErrorData,
+    InputRequiredResult,
     JSONRPCError,
     JSONRPCNotification,
     JSONRPCRequest,
@@ -42,6 +44,7 @@ from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
 from meshdex.node.auth import TokenStore, bearer_token, scope_allows
 from meshdex.node.errors import ListenFailed
 from meshdex.node.indexing import BuildReport
+from meshdex.node.mcp_arguments import argument_names, argument_problems, strict_tool
 from meshdex.node.records import (
     CollectionInfo,
     DeleteReport,
@@ -260,12 +263,29 @@ DESCRIPTIONS = {
 }
 
 
+class StrictToolServer(MCPServer):
+    """An ``MCPServer`` whose tools refuse unknown arguments (``strict_tool``) and tell what is
+    wrong with a call's arguments one line per problem, as the tool error the model reads."""
+
+    def __init__(self, *args: Any, tools: list[Any], **kwargs: Any) -> None:
+        super().__init__(*args, tools=tools, **kwargs)
+        self.argument_names = {tool.name: argument_names(tool) for tool in tools}
+
+    async def call_tool(self, name: str, arguments: dict[str, Any],
+                        context: Context[Any, Any] | None = None,
+                        ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as error:
+            refused = error.__cause__
+            if isinstance(error, UnexpectedToolError) or not isinstance(refused, ValidationError):
+                raise
+            raise ToolError(argument_problems(refused, tool=name,
+                                              known=self.argument_names[name])) from refused
+
+
 def build_mcp_server(tools: McpTools) -> MCPServer:
     """An ``MCPServer`` exposing ``tools``; the write tools only when ``tools.writes``."""
-    server = MCPServer(SERVER_NAME, version=__version__, log_level="WARNING",
-                       instructions="meshdex is the user's private semantic index of their own "
-                       "documents. Use search to find passages, get_document to read one.")
-
     def search(
         query: Annotated[str, Field(description="What to look for, in natural language.")],
         collection: Annotated[str, Field(description="Collection to search.")] = DEFAULT_COLLECTION,
@@ -314,10 +334,13 @@ def build_mcp_server(tools: McpTools) -> MCPServer:
             return tools.delete_documents(document_ids, collection, build)
 
         registered += [add_documents, delete_documents]
-    for function in registered:
-        server.add_tool(_one_line_errors(function), name=function.__name__,
-                        description=DESCRIPTIONS[function.__name__])
-    return server
+    return StrictToolServer(
+        SERVER_NAME, version=__version__, log_level="WARNING",
+        instructions="meshdex is the user's private semantic index of their own documents. "
+        "Use search to find passages, get_document to read one.",
+        tools=[strict_tool(_one_line_errors(function), name=function.__name__,
+                           description=DESCRIPTIONS[function.__name__])
+               for function in registered])
 
 
 def _one_line_errors(function: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:

@@ -245,6 +245,42 @@ def test_stdio_answers_an_unreadable_line_with_a_json_rpc_error(built_dir: Path,
     assert "not JSON" in done.stderr
 
 
+ARGUMENT_CASES = [
+    # tool, arguments -> the error's text, one line per problem
+    ("search", {"collection": "notes", "query": QUERY, "k": 20},
+     "k: unknown argument; search takes query, collection, top_k, filter, mode"),
+    ("search", {"collection": "notes", "query": QUERY, "top_k": "ten"},
+     "top_k: must be an integer, got 'ten'"),
+    ("search", {"collection": "notes", "top_k": 0},
+     "query: required\ntop_k: must be >= 1, got 0"),
+    ("get_document", {"collection": "notes", "id": "code/logs.md"},
+     "document_id: required\n"
+     "id: unknown argument; get_document takes document_id, collection, offset"),
+    ("list_collections", {"verbose": True},
+     "verbose: unknown argument; list_collections takes no arguments"),
+]
+
+
+def test_stdio_tool_arguments_are_checked_and_told_one_line_per_problem(
+        built_dir: Path, tmp_path: Path) -> None:
+    """An unknown argument (``k`` for ``top_k``) was ignored, so the call answered five hits
+    and the assistant never learnt; a wrong type or a missing argument came back as
+    pydantic's multi-line dump with an errors.pydantic.dev link."""
+    async def session() -> tuple[dict[str, Any], list[Any]]:
+        async with Client(_stdio(built_dir, _env(tmp_path))) as client:
+            schemas = {tool.name: tool.input_schema
+                       for tool in (await client.list_tools()).tools}
+            return schemas, [await client.call_tool(tool, arguments)
+                             for tool, arguments, _ in ARGUMENT_CASES]
+
+    schemas, results = anyio.run(session)
+    assert {name: schema["additionalProperties"] for name, schema in schemas.items()} == {
+        name: False for name in READ_TOOLS}
+    for (tool, arguments, expected), result in zip(ARGUMENT_CASES, results, strict=True):
+        assert result.is_error, (tool, arguments)
+        assert [block.text for block in result.content] == [expected]
+
+
 def test_write_tools_only_when_config_enables_them(data_copy: Path, tmp_path: Path) -> None:
     new_text = "The sourdough starter is fed with rye flour every morning at eight."
 
