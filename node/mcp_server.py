@@ -476,6 +476,7 @@ class BearerTokenGate:
             return
         headers = [(key.decode("latin-1"), value.decode("latin-1"))
                    for key, value in scope.get("headers", ())]
+        token = None
         try:
             token = bearer_token(headers)
             if token is None:
@@ -489,11 +490,19 @@ class BearerTokenGate:
                                        f"this MCP server needs {self.scope!r}")
         except (Unauthenticated, PermissionDenied) as error:
             status = 401 if isinstance(error, Unauthenticated) else 403
-            response = JSONResponse({"error": str(error)}, status_code=status,
-                                    headers={"WWW-Authenticate": "Bearer"})
+            response = JSONResponse({"error": str(error)}, status_code=status, headers={
+                "WWW-Authenticate": self._challenge(error, token_sent=token is not None)})
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _challenge(self, error: MeshdexError, *, token_sent: bool) -> str:
+        """The ``WWW-Authenticate`` value (RFC 6750 section 3.1): no error code when no token
+        came, ``invalid_token`` for one refused, ``insufficient_scope`` with the scope needed
+        for one that may not do this, so a client can tell which token to get."""
+        if isinstance(error, PermissionDenied):
+            return f'Bearer error="insufficient_scope", scope="{self.scope}"'
+        return 'Bearer error="invalid_token"' if token_sent else "Bearer"
 
 
 def serve_http(server: MCPServer, *, host: str, port: int, tokens: TokenStore, scope: str,

@@ -485,20 +485,22 @@ async def _plain_ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 GATE_CASES = [
-    # token scope presented (None: no header), scope the server needs -> HTTP status
-    (None, "read", 401),
-    ("read", "read", 200),
-    ("write", "read", 200),
-    ("read", "write", 403),  # writes on: a read token may not reach the write tools
-    ("write", "write", 200),
-    ("admin", "write", 200),
-    ("revoked", "read", 401),
+    # token scope presented (None: no header), scope the server needs -> HTTP status and
+    # WWW-Authenticate (RFC 6750 section 3.1; a 403 said a bare "Bearer", not what was missing)
+    (None, "read", 401, "Bearer"),
+    ("read", "read", 200, None),
+    ("write", "read", 200, None),
+    # writes on: a read token may not reach the write tools
+    ("read", "write", 403, 'Bearer error="insufficient_scope", scope="write"'),
+    ("write", "write", 200, None),
+    ("admin", "write", 200, None),
+    ("revoked", "read", 401, 'Bearer error="invalid_token"'),
 ]
 
 
-@pytest.mark.parametrize(("presented", "needed", "status"), GATE_CASES)
+@pytest.mark.parametrize(("presented", "needed", "status", "challenge"), GATE_CASES)
 def test_http_gate_checks_the_token_and_its_scope(tmp_path: Path, presented, needed,
-                                                  status) -> None:
+                                                  status, challenge) -> None:
     tokens = TokenStore(tmp_path)
     headers = {}
     if presented == "revoked":
@@ -516,6 +518,6 @@ def test_http_gate_checks_the_token_and_its_scope(tmp_path: Path, presented, nee
 
     response = anyio.run(call)
     assert response.status_code == status
+    assert response.headers.get("WWW-Authenticate") == challenge
     if status != 200:
-        assert response.headers["WWW-Authenticate"] == "Bearer"
         assert "error" in response.json()
