@@ -302,6 +302,22 @@ def test_remote_llm_is_refused_before_anything_is_sent(data_dir, chat) -> None:
     assert "--allow-remote-llm" in result.output
 
 
+@pytest.mark.parametrize(("command", "top_k"), [
+    (["ask", QUESTION, "--llm-url", "http://127.0.0.1:9", "--llm-model", "m"], "0"),
+    (["search", QUESTION], "0"),
+    (["search", QUESTION], "1001"),
+])
+def test_a_top_k_out_of_range_is_named_as_the_option_typed(data_dir, command, top_k) -> None:
+    """``meshdex ask -k 0`` (and search) said ``top_k must be ...``: a name the user never
+    typed; the refusal names ``--top-k`` and exits 2 before any passage is retrieved."""
+    done = subprocess.run(
+        [sys.executable, "-m", "meshdex", "--data-dir", str(data_dir), *command, "-c", "notes",
+         "-k", top_k], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"error: --top-k must be in [1, 1000], got {top_k}\n"
+
+
 def test_missing_llm_settings_are_named(data_dir) -> None:
     result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "ask", QUESTION])
     assert result.exit_code == 2

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 from meshdex.index.errors import InvalidArgument, MeshdexError
 from meshdex.node.auth import TokenStore
-from meshdex.node.cli.docs_cmds import collection_option, json_option
+from meshdex.node.cli.docs_cmds import collection_option, json_option, top_k_option
 from meshdex.node.cli.remote import beside_serving_node, open_node, refuse_remote
 from meshdex.node.cli.serve_cmds import _load, config_option
 from meshdex.node.config import split_host_port
@@ -80,8 +80,7 @@ def mcp_command(ctx: click.Context, config_path: Path | None, http_address: str 
 @click.command("ask")
 @click.argument("question")
 @collection_option
-@click.option("--top-k", "-k", default=5, show_default=True, type=int,
-              help="Passages to put in the prompt.")
+@top_k_option(default=5, help="Passages to put in the prompt.")
 @click.option("--filter", "filter_spec", help="Metadata filter for the retrieval, as in search.")
 @click.option("--llm-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:11434 (Ollama) "
               "or http://127.0.0.1:8080 (llama.cpp). Config: llm_url.")

@@ -34,6 +34,7 @@ from meshdex.node.ingest import (
 from meshdex.node.readers import READERS, collect_sources
 from meshdex.node.records import CollectionInfo, DataCompaction, SourceScope
 from meshdex.node.service import DEFAULT_COLLECTION, UNICODE_FORMS, Node
+from meshdex.node.validation import MAX_TOP_K
 from tqdm import tqdm
 
 collection_option = click.option(
@@ -44,6 +45,21 @@ collection_option = click.option(
     help="Which collection to work on.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def _check_top_k(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """Refused here, by the option's name: the search's own check says ``top_k``."""
+    if not 1 <= value <= MAX_TOP_K:
+        raise InvalidArgument(f"--top-k must be in [1, {MAX_TOP_K}], got {value}")
+    return value
+
+
+def top_k_option(*, default: int, help: str | None = None) -> Callable[[Any], Any]:
+    """``--top-k`` / ``-k`` of the commands that search."""
+    return click.option("--top-k", "-k", default=default, show_default=True, type=int,
+                        callback=_check_top_k, help=help)
+
+
 DOCS_LIMIT = 100  # documents ``meshdex docs`` lists unless told otherwise
 
 

@@ -21,7 +21,7 @@ import click
 from meshdex.index.errors import InvalidArgument
 from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
 from meshdex.index.params import RECALL_TARGETS, BuildParams
-from meshdex.node.cli.docs_cmds import collection_option, counted, json_option
+from meshdex.node.cli.docs_cmds import collection_option, counted, json_option, top_k_option
 from meshdex.node.cli.remote import beside_serving_node, open_node, refuse_remote
 from meshdex.node.cli.sync_cmds import open_admin
 from meshdex.node.errors import StoreLocked
@@ -226,7 +226,7 @@ def _read_queries(path: Path) -> list[tuple[int, str]]:
 @click.command("search")
 @click.argument("query", required=False)
 @collection_option
-@click.option("--top-k", "-k", default=5, show_default=True, type=int, help="Results to return.")
+@top_k_option(default=5, help="Results to return.")
 @click.option(
     "--filter", "filter_spec",
     help='Metadata filter applied during the search: "lang=en and year>=2020", '
@@ -346,7 +346,7 @@ def stats_command(ctx: click.Context, collection: str, as_json: bool) -> None:
 
 @click.command("demo")
 @click.option("--query", default=None, help="Ask this instead of the sample questions.")
-@click.option("--top-k", "-k", default=3, show_default=True, type=int)
+@top_k_option(default=3)
 @click.pass_context
 def demo_command(ctx: click.Context, query: str | None, top_k: int) -> None:
     """Index the bundled sample (part of the Python tutorial) and answer sample questions.
