@@ -38,9 +38,11 @@ __all__ = [
     "LocalState",
     "compare_store_states",
     "decide_compatibility",
+    "decide_by_model",
 ]
 
 DOCUMENTS_SECTION = "documents"
+REBUILDING_REASON = "rebuilding from the local documents"
 
 
 class DecisionKind(enum.StrEnum):
@@ -198,7 +200,7 @@ def decide_compatibility(manifest: BundleManifest, local: LocalState) -> Decisio
     if rebuild_reasons:
         return Decision(
             kind=DecisionKind.REBUILD_LOCALLY,
-            reasons=(*rebuild_reasons, "rebuilding from the local documents"),
+            reasons=(*rebuild_reasons, REBUILDING_REASON),
         )
 
     reasons: list[str] = []
@@ -236,3 +238,14 @@ def decide_compatibility(manifest: BundleManifest, local: LocalState) -> Decisio
         drop_cache=drop_cache,
         documents_missing=documents_missing,
     )
+
+
+def decide_by_model(manifest: BundleManifest, model_id: str) -> Decision | None:
+    """The decision the bundle's model alone settles, for a collection whose embedder cannot
+    tell its fingerprint now (an http server that is down): a bundle embedded with another
+    model is rebuilt locally whatever the rest; None when the models agree (undecidable)."""
+    if manifest.fingerprint.model_id == model_id:
+        return None
+    return Decision(kind=DecisionKind.REBUILD_LOCALLY, reasons=(
+        f"the bundle was embedded with {manifest.fingerprint.model_id}, this collection "
+        f"embeds with {model_id}", REBUILDING_REASON))

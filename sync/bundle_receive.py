@@ -25,11 +25,19 @@ from pathlib import Path
 
 from meshdex.index.bundle_io import open_bundle
 from meshdex.index.bundle_manifest import BundleManifest
-from meshdex.index.compat import Decision, DecisionKind, compare_store_states, decide_compatibility
-from meshdex.index.errors import BundleCorrupt, BundleError
+from meshdex.index.compat import (
+    REBUILDING_REASON,
+    Decision,
+    DecisionKind,
+    compare_store_states,
+    decide_by_model,
+    decide_compatibility,
+)
+from meshdex.index.errors import BundleCorrupt, BundleError, EmbedderError
 from meshdex.node.bundle_transfer import local_state
 from meshdex.node.indexing import store_state_of
 from meshdex.node.paths import write_private_file
+from meshdex.node.records import CollectionInfo
 from meshdex.node.service import Node
 from meshdex.sync.blocks import WHOLE_BUNDLE_BYTES
 from meshdex.sync.bundle_fetch import FetchBlocks, fetch_bundle, has_partial
@@ -217,9 +225,12 @@ class BundleReceiver:
                     f"generation {manifest.generation} from {signer} is not newer than "
                     f"generation {generation} installed from it before (no rollback)",))
         info = self.node.get_collection(collection)
-        local = local_state(self.node, info)
-        compat = decide_compatibility(manifest, local)
         installed = self.node.indexes.manifest(collection)
+        try:
+            local = local_state(self.node, info)
+        except EmbedderError as error:
+            return self._decide_by_model(manifest, info, installed, error)
+        compat = decide_compatibility(manifest, local)
         own_current = (installed is not None and installed.fingerprint == local.fingerprint
                        and not compare_store_states(installed.store_state,
                                                     local.store_state)[0])
@@ -227,13 +238,7 @@ class BundleReceiver:
             return _Verdict(action=REFUSE, decision=REFUSE, reasons=compat.reasons,
                             compat=compat)
         if compat.kind is DecisionKind.REBUILD_LOCALLY:
-            if own_current:
-                return _Verdict(action=SKIP, decision="unchanged", reasons=(
-                    "this device's own index is current; the peer's bundle is not usable "
-                    "here: " + "; ".join(compat.reasons),))
-            return _Verdict(action=BUILD, decision=compat.kind.value, compat=compat,
-                            reasons=(*compat.reasons, "not installing it: building locally "
-                                     "from this device's documents"))
+            return _rebuild_verdict(compat, own_current=own_current)
         if own_current and not compare_store_states(manifest.store_state,
                                                     installed.store_state)[1]:
             return _Verdict(action=SKIP, decision="unchanged", reasons=(
@@ -249,6 +254,21 @@ class BundleReceiver:
                         reasons=(f"fetched from {peer_name} (index_policy {self.policy})",
                                  *compat.reasons))
 
+    def _decide_by_model(self, manifest: BundleManifest, info: CollectionInfo,
+                         installed: BundleManifest | None, error: EmbedderError) -> _Verdict:
+        """The collection's embedder did not answer for its fingerprint: a bundle of another
+        model is still rebuilt locally (the sync goes on); any other waits for the next one."""
+        model_id = info.embedder.model_id
+        compat = decide_by_model(manifest, model_id)
+        if compat is None:
+            return _Verdict(action=REFUSE, decision=REFUSE, reasons=(
+                f"cannot compare the bundle with this collection's embedder: {error.message}; "
+                "it is weighed again at the next sync",))
+        current = store_state_of(self.node.store, info.name)
+        own_current = (installed is not None and installed.fingerprint.model_id == model_id
+                       and not compare_store_states(installed.store_state, current)[0])
+        return _rebuild_verdict(compat, own_current=own_current)
+
     def _conclude(self, manifest: BundleManifest, verdict: _Verdict,
                   **totals: int) -> BundleOutcome:
         if verdict.action != SKIP:
@@ -259,3 +279,14 @@ class BundleReceiver:
             self.request_build(manifest.collection)
         return BundleOutcome(decision=verdict.decision, reason="; ".join(verdict.reasons),
                              **totals)
+
+
+def _rebuild_verdict(compat: Decision, *, own_current: bool) -> _Verdict:
+    """A bundle this device cannot use: keep its own current index, else build here."""
+    reasons = tuple(reason for reason in compat.reasons if reason != REBUILDING_REASON)
+    if own_current:
+        return _Verdict(action=SKIP, decision="unchanged", reasons=(
+            "this device's own index is current and stays; the peer's bundle is not usable "
+            "here: " + "; ".join(reasons),))
+    return _Verdict(action=BUILD, decision=compat.kind.value, compat=compat, reasons=(
+        *reasons, "not installing it: building locally from this device's documents"))
