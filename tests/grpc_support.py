@@ -8,6 +8,7 @@ token. Used by every ``tests/test_grpc_*.py``.
 from __future__ import annotations
 
 import ctypes
+import datetime
 import os
 import re
 import signal
@@ -21,6 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from meshdex.node.auth import SCOPES, TokenStore
 from meshdex.node.client import MeshdexClient
 from meshdex.node.config import NodeConfig
@@ -151,3 +156,28 @@ class ServeProcess:
             self._drainer.join(5)  # stderr closed: the stacks are read
             raise AssertionError(f"serve did not exit within {timeout_s} s of signal {sig}:\n"
                                  + "".join(self.stderr_lines[-200:])) from None
+
+
+def self_signed_certificate(folder: Path, names: list[x509.GeneralName], *,
+                            common_name: str = "meshdex-test") -> tuple[Path, Path]:
+    """A self-signed certificate (its own CA) for ``names`` and its key, as ``node.crt`` and
+    ``node.key`` under ``folder``: what a node serving beyond loopback is given."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "node.crt", folder / "node.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path

@@ -6,7 +6,6 @@ can be held) because the behaviour under test is the server's, not the store's.
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import threading
 import time
@@ -15,12 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_support import started_node
+from grpc_support import self_signed_certificate, started_node
 from meshdex.index.errors import DeadlineExceeded, MeshdexError, ResourceExhausted
 from meshdex.node.client import MeshdexClient
 from meshdex.node.records import DocumentInput
@@ -144,31 +140,11 @@ def test_overload_is_resource_exhausted_not_a_queue(tmp_path, node):
             assert client.status().collections[0].name == "docs"
 
 
-def _self_signed(tmp_path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meshdex-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "node.crt", tmp_path / "node.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
+LOCAL_NAMES = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
 
 
 def test_tls_beyond_loopback_with_a_self_signed_certificate(tmp_path, node):
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path, LOCAL_NAMES)
     with started_node(tmp_path, node=node, listen="0.0.0.0:0", tls_cert=cert,
                       tls_key=key) as server:
         port = server.address.rpartition(":")[2]
@@ -181,7 +157,8 @@ def test_tls_beyond_loopback_with_a_self_signed_certificate(tmp_path, node):
                 pb.StatusRequest(), metadata=server.metadata("read"), timeout=3)
         assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
         plaintext.close()
-        other_cert, _ = _self_signed(tmp_path / "..")  # a CA the server's cert is not from
+        # a CA the server's certificate is not from
+        other_cert, _ = self_signed_certificate(tmp_path / "other", LOCAL_NAMES)
         with MeshdexClient(f"127.0.0.1:{port}", token=server.tokens["read"],
                            tls_ca=other_cert, deadlines_s={"default": 3}) as client:
             with pytest.raises(MeshdexError, match="certificate is not trusted"):

@@ -6,47 +6,20 @@ against a real node serving TLS (or plaintext) on loopback, with real certificat
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from grpc_support import started_node
+from grpc_support import self_signed_certificate, started_node
 from meshdex.node.cli.main import EXIT_CODES
 from meshdex.node.errors import InvalidArgument
 from meshdex.node.service import Node
 
 NOT_RUNNING_HINT = "its model loads"
-
-
-def _certificate(folder: Path, names: list[x509.GeneralName]) -> tuple[Path, Path]:
-    """A self-signed certificate (its own CA) for ``names``, and its key, under ``folder``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "desktop")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = folder / "node.crt", folder / "node.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
+LOOPBACK_IP = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
 
 
 def _meshdex(*args: str) -> subprocess.CompletedProcess[str]:
@@ -66,7 +39,7 @@ def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 def tls_node(tmp_path_factory):
     """A node serving TLS with a certificate for 127.0.0.1, and one for a host name only."""
     root = tmp_path_factory.mktemp("tls")
-    cert, key = _certificate(root / "node", [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert, key = self_signed_certificate(root / "node", LOOPBACK_IP, common_name="desktop")
     with Node.open(root / "data") as node, started_node(
             root / "data", node=node, listen="0.0.0.0:0", tls_cert=cert, tls_key=key) as server:
         port = server.address.rpartition(":")[2]
@@ -81,7 +54,8 @@ def test_the_right_certificate_works(tls_node):
 
 def test_an_untrusted_certificate_is_named_and_the_hint_says_tls_ca(tls_node):
     address, token, _, root = tls_node
-    other, _ = _certificate(root / "other", [x509.DNSName("other")])
+    other, _ = self_signed_certificate(root / "other", [x509.DNSName("other")],
+                                       common_name="desktop")
     result = _meshdex("--node", address, "--token", token, "--tls-ca", str(other), "list")
     line = _one_error_line(result)
     assert result.returncode == 1
@@ -91,7 +65,8 @@ def test_an_untrusted_certificate_is_named_and_the_hint_says_tls_ca(tls_node):
 
 
 def test_tls_ca_against_a_plaintext_node_says_it_is_plaintext(tmp_path):
-    cert, _ = _certificate(tmp_path / "node", [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert, _ = self_signed_certificate(tmp_path / "node", LOOPBACK_IP,
+                                      common_name="desktop")
     with Node.open(tmp_path / "data") as node, started_node(tmp_path / "data",
                                                             node=node) as server:
         result = _meshdex("--node", server.address, "--token", server.tokens["read"],
@@ -111,7 +86,8 @@ def test_a_plaintext_client_of_a_tls_node_is_told_to_pass_tls_ca(tls_node):
 
 
 def test_a_certificate_naming_another_host_says_which_address_it_lacks(tmp_path):
-    cert, key = _certificate(tmp_path / "node", [x509.DNSName("desktop")])
+    cert, key = self_signed_certificate(tmp_path / "node", [x509.DNSName("desktop")],
+                                        common_name="desktop")
     with Node.open(tmp_path / "data") as node, started_node(
             tmp_path / "data", node=node, listen="0.0.0.0:0", tls_cert=cert,
             tls_key=key) as server:
