@@ -672,7 +672,6 @@ class IndexManager:
             vectors = embed_in_length_order(self.embedder_for(self.store.get_collection(
                 collection)), self.store.passage_texts(collection, fresh), progress)
             pinned.pin(fresh, vectors, cache_digest(opened.manifest))
-        if len(fresh):
             self.caches.save_pinned(collection)
         return PinReport(collection=collection, documents=scan.documents, passages=len(chosen),
                          newly_pinned=len(fresh), released=released, pinned_total=len(pinned),
@@ -701,8 +700,8 @@ class IndexManager:
                          pinned_bytes=pinned.used_bytes, budget_bytes=pinned.budget_bytes)
 
     def _release_pins(self, collection: str, manifest: BundleManifest, live: set[int]) -> int:
-        """Drop (and save) the pins of passages not in ``live``; how many went. Nothing else
-        removes such a pin, and it holds the pin budget."""
+        """Drop (and save) the pins of passages not in ``live``; how many went. A pin is
+        never evicted, so one whose passage is gone would hold the pin budget for good."""
         pinned = self.caches.pinned(collection, manifest)
         released = pinned.forget(pinned.labels() - live)
         if released:
