@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from meshdex.index.errors import InvalidArgument
+from meshdex.index.errors import InvalidArgument, MeshdexError
 from meshdex.node.auth import TokenStore
 from meshdex.node.cli.main import EXIT_PARTIAL_FAILURE, cli
 from meshdex.node.client import MeshdexClient
@@ -273,15 +273,22 @@ def test_restart_after_kill_9_mid_burst_converges(tmp_path: Path, folder: Path) 
         assert not index.stale
 
 
+INTERRUPTED_NOTES = 120  # distinct texts of 150 words: a build of a few seconds
+
+
 def test_a_second_ctrl_c_during_a_pass_exits_130_and_loses_nothing(tmp_path: Path) -> None:
     """The second Ctrl-C closed the store under the running pass and the interpreter
-    aborted ("terminate called without an active exception", exit -6)."""
+    aborted ("terminate called without an active exception", exit -6). Both land during the
+    pass's build: after it wrote the documents, while it embeds them."""
     data, notes = tmp_path / "data", tmp_path / "notes"
     notes.mkdir()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
     process = subprocess.Popen(
         [sys.executable, "-m", "meshdex", "--data-dir", str(data), "watch", str(notes), "-c",
-         "notes", "--debounce-s", "0.1"], stderr=subprocess.PIPE, text=True, env=env)
+         "notes", "--debounce-s", "0.1"], stderr=subprocess.PIPE, text=True, env=env,
+        # as a terminal starts it: a suite run in the background ignores SIGINT, and so would
+        # a Python started from it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     for line in process.stderr:
         lines.append(line)
@@ -289,13 +296,22 @@ def test_a_second_ctrl_c_during_a_pass_exits_130_and_loses_nothing(tmp_path: Pat
             break
     threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True).start()
     words = ["river", "stone", "cloud", "lorem", "ipsum"]
-    for number in range(300):  # a pass of several seconds
+    for number in range(INTERRUPTED_NOTES):
         (notes / f"n{number:03}.md").write_text(
-            " ".join(words[(number + i) % 5] + str(i % 17) for i in range(400)))
-    time.sleep(1.0)
+            " ".join(f"{words[(number + i) % 5]}{number}x{i % 17}" for i in range(150)))
+
+    def written() -> int:  # the pass writes the documents, then builds (seconds of embedding)
+        try:
+            with Node.open(data, readonly=True) as node:
+                return len(collection_state(node))
+        except MeshdexError:
+            return 0
+
+    wait_until(lambda: written() == INTERRUPTED_NOTES, what="the pass to write the documents")
     process.send_signal(signal.SIGINT)
     wait_until(lambda: any("stopping after the pass in progress" in line for line in lines),
-               what="the first Ctrl-C during the pass")
+               what=f"the first Ctrl-C during the pass; stderr: {''.join(lines)!r}, "
+                    f"exit {process.poll()}")
     process.send_signal(signal.SIGINT)
     assert process.wait(60) == 130, "".join(lines)
     time.sleep(0.2)
