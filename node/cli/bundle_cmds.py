@@ -26,6 +26,7 @@ from meshdex.node.bundle_transfer import (
     plan_import,
 )
 from meshdex.node.cli.index_cmds import progress_bar
+from meshdex.node.cli.main import error_to_dict
 from meshdex.node.cli.remote import beside_serving_node, refuse_remote
 from meshdex.node.errors import StoreLocked
 from meshdex.node.hlc import DEFAULT_MAX_CLOCK_SKEW_MS
@@ -170,8 +171,7 @@ def verify_command(path: Path, as_json: bool) -> None:
         manifest, size_bytes = _verified(path)
     except MeshdexError as error:
         if as_json:  # then main prints the one line and exits with the error's code
-            _print_json({"path": str(path), "ok": False, "error": error.message,
-                         "error_kind": type(error).__name__, "hint": error.hint})
+            _print_json({"path": str(path), **error_to_dict(error)})
         raise
     if as_json:
         _print_json(

@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from meshdex import __version__
@@ -39,6 +40,13 @@ def exit_code_for(error: errors.MeshdexError) -> int:
         if cls in EXIT_CODES:
             return EXIT_CODES[cls]
     return 1
+
+
+def error_to_dict(error: errors.MeshdexError) -> dict[str, Any]:
+    """An error as a --json command prints it on stdout, beside the one line main prints on
+    stderr: {"ok": false, "error", "error_kind", "hint"}."""
+    return {"ok": False, "error": error.message, "error_kind": type(error).__name__,
+            "hint": error.hint}
 
 
 # Every top-level command, by the module of this package whose ``COMMANDS`` defines it. A

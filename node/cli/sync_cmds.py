@@ -24,6 +24,7 @@ import click
 import grpc
 from meshdex.index.errors import InvalidArgument, MeshdexError
 from meshdex.node.cli.docs_cmds import counted
+from meshdex.node.cli.main import error_to_dict
 from meshdex.node.cli.remote import remote_client, serving_node_client
 from meshdex.node.config import NodeConfig, load_config
 from meshdex.node.records import ChangeOp, NodeStatus, PeerStatus
@@ -58,12 +59,6 @@ def _config(ctx: click.Context, config_path: Path | None) -> NodeConfig:
 
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def error_to_dict(error: MeshdexError) -> dict[str, Any]:
-    """An error as a --json command prints it on stdout (the shape of ``bundle verify``'s)."""
-    return {"ok": False, "error": error.message, "error_kind": type(error).__name__,
-            "hint": error.hint}
 
 
 @contextmanager
