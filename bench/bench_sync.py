@@ -41,7 +41,7 @@ from bench.metrics import RESULTS_DIR, machine_context
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from sync_support import (  # noqa: E402  (test helpers double as the benchmark's harness)
     UNBUILT,
-    ServeProcess,
+    SyncServeProcess,
     pair,
     start_sync_node,
     stop_sync_node,
@@ -60,7 +60,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def measure_latency(root: Path, count: int) -> dict:
-    a, b = ServeProcess(root / "a"), ServeProcess(root / "b")
+    a, b = SyncServeProcess(root / "a"), SyncServeProcess(root / "b")
     a.meshdex("add", "--jsonl", str(_write_jsonl(root / "seed.jsonl", {
         "seed": "A first note so the collection exists on both devices."})))
     a.start()
