@@ -138,12 +138,18 @@ class SyncAdmin(Protocol):
 
 
 def _lag(store: Store | None, peer: Peer) -> int | None:
-    """Changes in the shared collections ``peer`` has not acknowledged; None when unknown, or
-    when the peer holds this device read-only (it never will)."""
+    """Changes in the shared collections ``peer`` has not acknowledged and would be sent;
+    None when unknown, or when the peer holds this device read-only (it never will).
+
+    A change that came from the peer itself is not counted: a session never sends a peer its
+    own writes back, and the device that answered a sync applies them after the peer's
+    acknowledgement, so they would show as lag until the next session."""
     if store is None or peer.held_read_only:
         return None
-    return sum(sum(1 for _ in store.changes_since(store.peer_cursor(peer.store_id, name)
-                                                  if peer.store_id else 0, collection=name))
+    return sum(sum(1 for change in store.changes_since(
+                       store.peer_cursor(peer.store_id, name) if peer.store_id else 0,
+                       collection=name)
+                   if change.origin_device != peer.store_id)
                for name in peer.collections if store.has_collection(name))
 
 

@@ -55,6 +55,29 @@ def test_status_shows_each_peers_lag_last_sync_last_error_and_conflicts(tmp_path
                 stop_sync_node(node)
 
 
+def test_the_answering_device_shows_no_lag_for_the_peers_own_changes(tmp_path: Path) -> None:
+    """b syncs with a: a applies b's changes after b acknowledged a's log, so counting every
+    change since that cursor showed b as behind by its own writes until the next session."""
+    a, b = start_sync_node(tmp_path, "a"), start_sync_node(tmp_path, "b")
+    try:
+        for node in (a, b):
+            node.service.scheduler.stop()
+        pair(a, b)
+        a.add("notes", {"from a": "one"})
+        b.add("notes", {"from b": "two", "also b": "three"})
+        b.service.sync_now()
+        assert sorted(doc.id for doc in a.node.store.iter_documents("notes")) == [
+            "also b", "from a", "from b"]
+        [peer] = LocalSyncAdmin(a.service.config, service=a.service).peers()
+        assert peer.lag == 0
+        a.add("notes", {"new on a": "four"})
+        [peer] = LocalSyncAdmin(a.service.config, service=a.service).peers()
+        assert peer.lag == 1
+    finally:
+        for node in (a, b):
+            stop_sync_node(node)
+
+
 def _meshdex(data_dir: Path, *args: str) -> str:
     result = subprocess.run([sys.executable, "-m", "meshdex", "--data-dir", str(data_dir), *args],
                             capture_output=True, text=True, timeout=120,
