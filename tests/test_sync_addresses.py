@@ -5,6 +5,9 @@ where nothing listens, one where another device (not the pinned one) answers."""
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -20,6 +23,26 @@ def nodes(tmp_path):
     yield started
     for node in started.values():
         stop_sync_node(node)
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """An address where connections are never answered, as at a host gone from the network:
+    a listening socket whose backlog is full drops every further SYN."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    queued = []
+    for _ in range(3):
+        pending = socket.socket()
+        pending.setblocking(False)
+        pending.connect_ex(address)
+        queued.append(pending)
+    yield f"{address[0]}:{address[1]}"
+    for pending in queued:
+        pending.close()
+    listener.close()
 
 
 def _record(node, peer_id: str, addresses: tuple[str, ...]) -> None:
@@ -38,6 +61,22 @@ def test_a_session_reaches_the_peer_at_its_first_address_that_answers(nodes):
     assert b.texts("notes") == {"n1": "a note written on a"}
     assert b.service.trust.get(a.device_id).addresses == (
         a.sync_address, NOTHING_LISTENS, d.sync_address)  # dialled first from now on
+
+
+def test_an_address_that_drops_packets_costs_the_connect_deadline_not_grpcs_20_s(
+        nodes, black_hole, monkeypatch):
+    """Before, gRPC's own connect deadline (20 s) passed at an old address that drops packets
+    before the peer's next address was tried, in every session until one answered."""
+    monkeypatch.setattr("meshdex.sync.transport.CONNECT_TIMEOUT_S", 1.0)
+    a, b = nodes["a"], nodes["b"]
+    a.add("notes", {"n1": "a note written on a"})
+    _record(b, a.device_id, (black_hole, a.sync_address))
+    started = time.monotonic()
+    [report] = b.service.sync_now(a.device_id)
+    assert report.error is None, report
+    assert time.monotonic() - started < 15, "the dropped address held the session up"
+    assert b.texts("notes") == {"n1": "a note written on a"}
+    assert b.service.trust.get(a.device_id).addresses == (a.sync_address, black_hole)
 
 
 def test_when_no_address_answers_the_report_names_each(nodes):
