@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from meshdex import __version__
 from meshdex.index import errors
 from meshdex.node.cli.remote_options import REMOTE_OPTIONS
 from meshdex.sync.errors import SyncError
+from meshdex.sync.tls_policy import GRPC_VERBOSITY_ENV
 
 # One table from error class to exit code; the most specific class wins (MRO order).
 EXIT_CODES: dict[type[errors.MeshdexError], int] = {
@@ -138,8 +140,24 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: int) -> None:
 cli.params.extend(REMOTE_OPTIONS)
 
 
+# gRPC core's verbosities that still print its ERROR lines; the package sets "ERROR" on import
+# (``meshdex.sync.tls_policy``), and a meshdex process started by another inherits it.
+GRPC_CORE_DEFAULT_VERBOSITIES = ("", "ERROR")
+
+
+def silence_grpc_core() -> None:
+    """Turn gRPC core's own log lines off for a command unless asked for (GRPC_VERBOSITY=INFO
+    or DEBUG). Every failure core logs at ERROR also reaches meshdex as an exception and comes
+    out as meshdex's one error line with a hint: `serve` on a port in use printed core's
+    "Failed to add port to server" line first. Takes effect only before ``import grpc``,
+    which no module imported so far does (command modules are imported when they run)."""
+    if os.environ.get(GRPC_VERBOSITY_ENV, "").upper() in GRPC_CORE_DEFAULT_VERBOSITIES:
+        os.environ[GRPC_VERBOSITY_ENV] = "NONE"
+
+
 def main() -> None:
     """Console-script entry point."""
+    silence_grpc_core()
     cli(prog_name="meshdex")
 
 
