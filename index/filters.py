@@ -66,6 +66,11 @@ SHORTHAND_OPS = {
 ORDERING_OPS = frozenset({"lt", "lte", "gt", "gte"})
 SHORTHAND_HINT = ("write e.g. year>=2020, lang=en, tags~python or kind in [a,b], joined with "
                   "' and ' / ' or '; quote a value that holds and, or or an operator")
+JSON_HINT = ('write a condition as {"field": "lang", "op": "eq", "value": "en"} (op one of '
+             + " ".join(OPS) + '), several as {"and": [...]} or {"or": [...]}, e.g. '
+             '{"and": [{"field": "lang", "op": "eq", "value": "en"}, '
+             '{"field": "year", "op": "gte", "value": 2020}]}; or the shorthand '
+             'lang=en and year>=2020')
 _SPACE = re.compile(r"\s*")
 _FIELD = re.compile(r"[A-Za-z_][\w.-]*")
 _OPERATOR = re.compile(r"[=<>!~]+")
@@ -218,25 +223,29 @@ def parse_filter(spec: str | Mapping[str, Any]) -> Filter:
         raise InvalidArgument("a filter must be a non-empty string or a JSON object")
     text = spec.strip()
     if text.startswith("{"):
-        return _from_json(loads_json(text, what="filter"), "filter")
+        try:
+            node = loads_json(text, what="filter")
+        except InvalidArgument as error:
+            raise _bad_json(error.message) from None
+        return _from_json(node, "filter")
     return _from_shorthand(text)
 
 
 def _from_json(node: Any, where: str) -> Filter:
     if not isinstance(node, Mapping):
-        raise InvalidArgument(f"{where}: expected an object, got {type(node).__name__}")
+        raise _bad_json(f"{where}: expected an object, got {type(node).__name__}")
     for connective, cls in (("and", AllOf), ("or", AnyOf)):
         if connective in node:
             if set(node) != {connective}:
-                raise InvalidArgument(f"{where}: '{connective}' cannot be mixed with other keys")
+                raise _bad_json(f"{where}: '{connective}' cannot be mixed with other keys")
             parts = node[connective]
             if not isinstance(parts, list) or not parts:
-                raise InvalidArgument(f"{where}.{connective}: expected a non-empty list")
+                raise _bad_json(f"{where}.{connective}: expected a non-empty list")
             return cls(parts=tuple(
                 _from_json(part, f"{where}.{connective}[{i}]") for i, part in enumerate(parts)
             ))
     if set(node) != {"field", "op", "value"}:
-        raise InvalidArgument(
+        raise _bad_json(
             f"{where}: a condition needs exactly 'field', 'op' and 'value', got {sorted(node)}"
         )
     return _condition(node["field"], node["op"], node["value"], where)
@@ -244,18 +253,22 @@ def _from_json(node: Any, where: str) -> Filter:
 
 def _condition(field: Any, op: Any, value: Any, where: str) -> Condition:
     if not isinstance(field, str) or not field:
-        raise InvalidArgument(f"{where}: 'field' must be a non-empty string")
+        raise _bad_json(f"{where}: 'field' must be a non-empty string")
     if op not in OPS:
-        raise InvalidArgument(f"{where}: unknown op {quoted(op)}; use one of {', '.join(OPS)}")
+        raise _bad_json(f"{where}: unknown op {quoted(op)}; use one of {', '.join(OPS)}")
     if op == "in":
         if not isinstance(value, list | tuple) or not all(_is_scalar(v) for v in value):
-            raise InvalidArgument(f"{where}: 'in' needs a list of plain values")
+            raise _bad_json(f"{where}: 'in' needs a list of plain values")
         value = tuple(value)
     elif not _is_scalar(value):
-        raise InvalidArgument(f"{where}: op {quoted(op)} needs a string, number or boolean value")
+        raise _bad_json(f"{where}: op {quoted(op)} needs a string, number or boolean value")
     elif op in ORDERING_OPS:
         _check_ordering_value(value, where)
     return Condition(field=field, op=op, value=value)
+
+
+def _bad_json(message: str) -> InvalidArgument:
+    return InvalidArgument(message, hint=JSON_HINT)
 
 
 def _is_scalar(value: Any) -> bool:

@@ -230,7 +230,9 @@ def _read_queries(path: Path) -> list[tuple[int, str]]:
 @click.option(
     "--filter", "filter_spec",
     help='Metadata filter applied during the search: "lang=en and year>=2020", '
-    '"tags~python" (contains), "kind in [a,b]", or a JSON filter object. and / or / in '
+    '"tags~python" (contains), "kind in [a,b]", or a JSON filter object: '
+    '\'{"field": "lang", "op": "eq", "value": "en"}\', several in {"and": [...]} or '
+    '{"or": [...]}. and / or / in '
     'are read in any case (AND); < <= > >= take a number or an ISO date ("date>=2024-05-01"); '
     'quote a value holding and, or or an operator (title="rock and roll"). A filter it cannot '
     'read is refused (exit 2), never a search that quietly matches nothing.',
