@@ -41,6 +41,10 @@ from meshdex.sync.files import locked, sync_dir
 from meshdex.sync.identity import device_id_of_pem
 
 PEERS_FILE_NAME = "peers.json"
+PEERS_FILE_HINT = (f"restore {PEERS_FILE_NAME} from a backup; or move it aside and pair every "
+                   "device again (`meshdex peer rm` this device there, then `meshdex invite` "
+                   "here and `meshdex join TOKEN` there); this device's own identity "
+                   "(device.key, device.crt) is not affected")
 PEERS_FORMAT_VERSION = 1
 READ_WRITE = "read-write"
 READ_ONLY = "read-only"
@@ -197,7 +201,7 @@ class TrustStore:
                     removed = {str(k): str(v) for k, v in data.get("removed_stores", {}).items()}
                 except (ValueError, KeyError, TypeError, AttributeError) as error:
                     raise TrustStoreCorrupt(f"cannot read the peers file: {error}",
-                                            path=self.path) from None
+                                            path=self.path, hint=PEERS_FILE_HINT) from None
             self._peers, self._removed, self._stamp = peers, removed, stamp
         return self._peers
 
