@@ -66,11 +66,9 @@ SHORTHAND_OPS = {
 ORDERING_OPS = frozenset({"lt", "lte", "gt", "gte"})
 SHORTHAND_HINT = ("write e.g. year>=2020, lang=en, tags~python or kind in [a,b], joined with "
                   "' and ' / ' or '; quote a value that holds and, or or an operator")
-JSON_HINT = ('write a condition as {"field": "lang", "op": "eq", "value": "en"} (op one of '
-             + " ".join(OPS) + '), several as {"and": [...]} or {"or": [...]}, e.g. '
-             '{"and": [{"field": "lang", "op": "eq", "value": "en"}, '
-             '{"field": "year", "op": "gte", "value": 2020}]}; or the shorthand '
-             'lang=en and year>=2020')
+JSON_HINT = ('write e.g. {"and": [{"field": "lang", "op": "eq", "value": "en"}, {"field": '
+             '"year", "op": "gte", "value": 2020}]} ("or" likewise; op one of '
+             + " ".join(OPS) + "), or the shorthand lang=en and year>=2020")
 _SPACE = re.compile(r"\s*")
 _FIELD = re.compile(r"[A-Za-z_][\w.-]*")
 _OPERATOR = re.compile(r"[=<>!~]+")
