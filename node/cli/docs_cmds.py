@@ -32,9 +32,9 @@ from meshdex.node.ingest import (
     read_jsonl,
 )
 from meshdex.node.readers import READERS, collect_sources
-from meshdex.node.records import CollectionInfo, DataCompaction, SourceScope
+from meshdex.node.records import CollectionInfo, DataCompaction, Outcome, SourceScope
 from meshdex.node.service import DEFAULT_COLLECTION, UNICODE_FORMS, Node
-from meshdex.node.validation import MAX_TOP_K
+from meshdex.node.validation import MAX_TOP_K, check_document
 from tqdm import tqdm
 
 collection_option = click.option(
@@ -191,7 +191,8 @@ def init_command(
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Read everything and show what would be added, skipped or refused; change nothing.",
+    help="Read everything and show what would be added, skipped or refused; change nothing. "
+    "Exits with the code the add would (2: all skipped, 11: some refused).",
 )
 @json_option
 @click.pass_context
@@ -241,9 +242,7 @@ def add_command(
         itertools.chain.from_iterable(read_jsonl(path) for path in jsonl_files),
     )
     if dry_run:
-        failed = _print_dry_run(items, as_json)
-        if failed:
-            ctx.exit(EXIT_PARTIAL_FAILURE)
+        _exit_as_add(ctx, _print_dry_run(collection, items, as_json), dry_run=True)
         return
     total = None if jsonl_files else len(decided) + len(tasks)
     with (
@@ -258,24 +257,48 @@ def add_command(
     ):
         summary = ingest(node, collection, items, on_item=bar.update, sources=task_reads)
     _print_summary(summary, as_json)
+    _exit_as_add(ctx, summary, dry_run=False)
+
+
+def _exit_as_add(ctx: click.Context, summary: IngestSummary, *, dry_run: bool) -> None:
+    """End ``add`` (or its dry run, with the code the add would end with): 2 when every input
+    was skipped, 11 when some were refused, else 0."""
     if summary.nothing_taken:
-        click.echo("error: nothing was added: every input was skipped", err=True)
+        was = "would be" if dry_run else "was"
+        click.echo(f"error: nothing {was} added: every input {was} skipped", err=True)
         ctx.exit(EXIT_CODES[InvalidArgument])
     if summary.partial_failure:
         ctx.exit(EXIT_PARTIAL_FAILURE)
 
 
-def _print_dry_run(items: Iterable[IngestItem], as_json: bool) -> bool:
-    """List what ``add`` would do with each item; True when any item is an error."""
-    listed = [
-        {"origin": item.origin, "action": "add", "id": item.doc.id,
-         "metadata": item.doc.metadata, "chars": len(item.doc.text)}
-        if item.doc is not None
-        else {"origin": item.origin, "action": "skip", "reason": item.skipped}
-        if item.skipped is not None
-        else {"origin": item.origin, "action": "error", "reason": item.error or "unreadable"}
-        for item in items
-    ]
+def _dry_run_entry(item: IngestItem) -> dict[str, Any]:
+    """What ``add`` would do with ``item``: add it, skip it, or refuse it (unreadable, or a
+    document the node would reject, e.g. an id over the limit)."""
+    if item.doc is not None:
+        try:
+            check_document(item.doc)
+        except InvalidArgument as error:
+            return {"origin": item.origin, "action": "error", "reason": str(error)}
+        return {"origin": item.origin, "action": "add", "id": item.doc.id,
+                "metadata": item.doc.metadata, "chars": len(item.doc.text)}
+    if item.skipped is not None:
+        return {"origin": item.origin, "action": "skip", "reason": item.skipped}
+    return {"origin": item.origin, "action": "error", "reason": item.error or "unreadable"}
+
+
+def _print_dry_run(collection: str, items: Iterable[IngestItem],
+                   as_json: bool) -> IngestSummary:
+    """List what ``add`` would do with each item; the summary the add would end with (its
+    added count standing for every document that would go in)."""
+    listed = [_dry_run_entry(item) for item in items]
+    summary = IngestSummary(collection=collection)
+    for entry in listed:
+        if entry["action"] == "add":
+            summary.counts[Outcome.ADDED.value] += 1
+        elif entry["action"] == "skip":
+            summary.skipped[entry["reason"]] += 1
+        else:
+            summary.errors.append((entry["origin"], entry["reason"]))
     if as_json:
         _print_json(listed)
     else:
@@ -286,7 +309,7 @@ def _print_dry_run(items: Iterable[IngestItem], as_json: bool) -> bool:
             else:
                 click.echo(f"would {entry['action']} {entry['origin']}: {entry['reason']}",
                            err=entry["action"] == "error")
-    return any(entry["action"] == "error" for entry in listed)
+    return summary
 
 
 def _print_summary(summary: IngestSummary, as_json: bool) -> None:
