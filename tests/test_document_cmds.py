@@ -5,12 +5,16 @@ the same collection. Real CLI, real store, real gRPC server."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from grpc_support import started_node
-from meshdex.node.cli.main import cli
+from meshdex.index.errors import NotFound
+from meshdex.node.cli.main import EXIT_CODES, cli
 from meshdex.node.records import DocumentInput
 from meshdex.node.service import Node
 
@@ -23,6 +27,11 @@ DOCUMENTS = [
     DocumentInput(id="todo", text="line one\nline two\n\n\u2003indented", metadata={"n": 1},
                   source="inbox"),
 ]
+
+
+def _meshdex(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "meshdex", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 def _prepare(data_dir: Path) -> None:
@@ -109,3 +118,37 @@ def test_export_to_a_file_is_whole_or_absent(both_ways, tmp_path):
     assert refused.exit_code == 3
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "embedded", "out.jsonl", "remote"]
+
+
+PYTHON_FILE = '''def parse(text):
+    """Split text into words."""
+    return text.split()
+
+
+def render(words):
+    """Join words into text."""
+    return " ".join(words)
+'''
+
+
+def test_show_of_a_file_read_as_several_documents_names_them(tmp_path):
+    """A Python file is read as one document per function (``tool.py#parse``); `show` of the
+    file's own id said only "no document", as if the file had never been added."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "tool.py").write_text(PYTHON_FILE)
+    data_dir = tmp_path / "data"
+    added = _meshdex("--data-dir", str(data_dir), "add", str(tmp_path / "src"), "-c", "code")
+    assert added.returncode == 0, added.stderr
+    args = ("show", "-c", "code", "src/tool.py")
+    shown = {"embedded": _meshdex("--data-dir", str(data_dir), *args)}
+    with started_node(data_dir) as server:
+        shown["remote"] = _meshdex("--node", server.address, "--token", server.tokens["read"],
+                                   *args)
+    for mode, result in shown.items():
+        assert result.returncode == EXIT_CODES[NotFound], (mode, result.stderr)
+        [line] = result.stderr.splitlines()
+        assert ("error: no document 'src/tool.py' in collection 'code'; 2 documents were read "
+                "from it: src/tool.py#parse, src/tool.py#render hint: ") in line, (mode, line)
+        assert "meshdex show -c code 'src/tool.py#parse'" in line
+    unknown = _meshdex("--data-dir", str(data_dir), "show", "-c", "code", "src/tool")
+    assert unknown.stderr == "error: no document 'src/tool' in collection 'code'\n"

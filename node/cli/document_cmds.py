@@ -17,11 +17,21 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+from meshdex.index.errors import NotFound
 from meshdex.node.cli.docs_cmds import collection_option, counted, json_option
 from meshdex.node.cli.remote import open_node
+from meshdex.node.client import MeshdexClient
 from meshdex.node.errors import DocumentNotFound
+from meshdex.node.readers import READERS
 from meshdex.node.records import Document
+from meshdex.node.service import Node
+from meshdex.node.validation import MAX_DOCUMENT_ID_BYTES
 from tqdm import tqdm
+
+# How a file (or folder) read as several documents names them: its id, a separator, a part.
+PART_SEPARATORS = tuple(sorted({reader.sub_document_separator for reader in READERS.values()
+                                if reader.sub_document_separator}))
+PARTS_NAMED = 5  # parts a `show` of the file's own id names (then "and N more")
 
 
 def _updated(document: Document) -> str:
@@ -38,7 +48,8 @@ def show_command(ctx: click.Context, doc_id: str, collection: str, as_json: bool
     """Print one document: its id, source, last write, metadata and whole text.
 
     The id is as `meshdex docs` lists it (typed in the other Unicode normal form works too).
-    An unknown id exits 3.
+    An unknown id exits 3; the id of a file read as several documents (a PDF's pages, a
+    Python file's functions) names them.
 
     \b
     Example:
@@ -46,7 +57,10 @@ def show_command(ctx: click.Context, doc_id: str, collection: str, as_json: bool
       meshdex show -c code "corp/c.py#parse" --json
     """
     with open_node(ctx, readonly=True) as node:
-        document = node.get_document(collection, doc_id)
+        try:
+            document = node.get_document(collection, doc_id)
+        except NotFound as error:  # a remote node's is NotFound: the wire keeps no subclass
+            raise _naming_its_parts(error, node, collection, doc_id) from None
     if as_json:
         click.echo(json.dumps(document.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -60,6 +74,29 @@ def show_command(ctx: click.Context, doc_id: str, collection: str, as_json: bool
                                              sort_keys=True))
     click.echo()
     click.echo(document.text, nl=not document.text.endswith("\n"))
+
+
+def _naming_its_parts(error: NotFound, node: Node | MeshdexClient, collection: str,
+                      doc_id: str) -> NotFound:
+    """``error``, or for the id of a file or folder read as several documents (a PDF's pages,
+    a Python file's functions: ``report.pdf#page=2``) one that names them: `show` of the
+    file's own id said only that there was no such document."""
+    prefixes = [doc_id + separator for separator in PART_SEPARATORS
+                if len((doc_id + separator).encode()) <= MAX_DOCUMENT_ID_BYTES]
+    try:
+        parts = [summary.id for prefix in prefixes
+                 for summary in node.list_documents(collection, id_prefix=prefix)]
+    except NotFound:  # no such collection
+        return error
+    if not parts:
+        return error
+    named = ", ".join(parts[:PARTS_NAMED]) + (f" and {len(parts) - PARTS_NAMED} more"
+                                              if len(parts) > PARTS_NAMED else "")
+    return DocumentNotFound(
+        f"no document {doc_id!r} in collection {collection!r}; {len(parts)} documents were "
+        f"read from it: {named}",
+        hint=f"show one of them (e.g. meshdex show -c {collection} '{parts[0]}'); "
+             f"meshdex docs -c {collection} --prefix '{doc_id}' lists them all")
 
 
 def export_record(document: Document) -> dict[str, Any]:
