@@ -57,6 +57,7 @@ from meshdex.node.records import (
     rounded_score,
 )
 from meshdex.node.service import DEFAULT_COLLECTION
+from meshdex.node.validation import MAX_TOP_K as NODE_MAX_TOP_K
 from pydantic import Field, ValidationError
 from starlette.responses import JSONResponse
 
@@ -64,6 +65,9 @@ logger = logging.getLogger(__name__)
 
 SERVER_NAME = "meshdex"
 HTTP_PATH = "/mcp"
+# Hits per MCP search: fewer than the node's own limit (``validation.MAX_TOP_K``, for programs
+# and `meshdex search`) on purpose, since every hit lands in the model's context; a larger top_k
+# is lowered to this with a note that says so, not refused.
 MAX_TOP_K = 50
 MAX_PASSAGE_CHARS = 2_000  # one hit's passage text; longer ones are cut with a note
 MAX_RESULT_CHARS = 40_000  # passage/document text in one tool result
@@ -125,7 +129,9 @@ class McpTools:
             raise InvalidArgument(f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
         notes = []
         if top_k > MAX_TOP_K:
-            notes.append(f"top_k lowered from {top_k} to the maximum {MAX_TOP_K}")
+            notes.append(f"top_k lowered from {top_k} to {MAX_TOP_K}, the MCP server's maximum "
+                         "(more hits would crowd the conversation out of the model's context; "
+                         f"`meshdex search` takes up to {NODE_MAX_TOP_K})")
             top_k = MAX_TOP_K
         results = self.node.search(collection, query, top_k=top_k, filter=filter or None,
                                    mode=mode)
@@ -238,9 +244,10 @@ recomputed, model calls, milliseconds). Phrase `query` as a question or a descri
 you look for. `filter` restricts by metadata during the search, e.g. "type=markdown",
 "year>=2024 and lang=en", "tags~python", "kind in [a,b]". `mode`: "hybrid" (default: meaning
 and exact words fused), "semantic" (meaning only) or "keyword" (BM25 on the words: names, error
-codes, identifiers). top_k is at most {MAX_TOP_K}; passages are cut to {MAX_PASSAGE_CHARS}
-characters and the result to {MAX_RESULT_CHARS}, with `truncated` and a `note` saying what was
-left out. Use get_document for a whole document and list_collections to find collection names."""
+codes, identifiers). top_k is at most {MAX_TOP_K} (a larger one is lowered); passages are cut
+to {MAX_PASSAGE_CHARS} characters and the result to {MAX_RESULT_CHARS}, with `truncated` and a
+`note` saying what was left out. Use get_document for a whole document and list_collections to
+find collection names."""
 
 DESCRIPTIONS = {
     "search": SEARCH_DESCRIPTION,

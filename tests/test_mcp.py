@@ -37,6 +37,7 @@ from meshdex.node.mcp_server import (
 )
 from meshdex.node.records import Document, DocumentInput, PassageHit, SearchResults
 from meshdex.node.service import Node
+from meshdex.node.validation import MAX_TOP_K as NODE_MAX_TOP_K
 
 pytestmark = pytest.mark.model
 
@@ -431,7 +432,10 @@ class BoundsNode:
 SEARCH_BOUNDS = [
     # hits, passage chars, top_k asked -> hits returned, top_k sent, note fragment or None
     (5, 100, 5, 5, 5, None),
-    (80, 100, 80, MAX_TOP_K, MAX_TOP_K, f"top_k lowered from 80 to the maximum {MAX_TOP_K}"),
+    (80, 100, 80, MAX_TOP_K, MAX_TOP_K,
+     f"top_k lowered from 80 to {MAX_TOP_K}, the MCP server's maximum (more hits would crowd "
+     f"the conversation out of the model's context; `meshdex search` takes up to "
+     f"{NODE_MAX_TOP_K})"),
     (3, MAX_PASSAGE_CHARS + 500, 3, 3, 3, f"cut to {MAX_PASSAGE_CHARS} characters"),
     (40, MAX_PASSAGE_CHARS, 40, MAX_RESULT_CHARS // MAX_PASSAGE_CHARS, 40,
      "lower-ranked hits left out"),
