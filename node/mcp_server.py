@@ -8,15 +8,20 @@ unbounded document would crowd out the conversation, so whatever is cut is said 
 
 Transports: stdio (``run_stdio``), which the client starts as a subprocess (or a script pipes
 requests into: every request read is answered before it exits), and streamable HTTP
-(``serve_http``), which needs a meshdex bearer token like the gRPC API (``BearerTokenGate``).
+(``serve_http``), which needs a meshdex bearer token like the gRPC API and keeps web pages
+out (``meshdex.node.mcp_http``). Every incoming message is checked against JSON-RPC 2.0
+(``meshdex.node.mcp_jsonrpc``) before the SDK sees it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import logging
+import os
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict
 from typing import Annotated, Any, Protocol
 
@@ -25,13 +30,11 @@ import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import SessionMessage
 from mcp_types import (
-    INVALID_REQUEST,
-    PARSE_ERROR,
     CallToolResult,
-    ErrorData,
     InputRequiredResult,
     JSONRPCError,
     JSONRPCNotification,
@@ -39,12 +42,15 @@ from mcp_types import (
     JSONRPCResponse,
 )
 from meshdex import __version__
-from meshdex.index.errors import InvalidArgument, MeshdexError, PermissionDenied, Unauthenticated
+from meshdex.index.errors import InvalidArgument, MeshdexError, PermissionDenied
 from meshdex.index.fusion import DEFAULT_SEARCH_MODE, SEARCH_MODES
-from meshdex.node.auth import TokenStore, bearer_token, scope_allows
+from meshdex.node.auth import TokenStore
+from meshdex.node.config import is_loopback_host
 from meshdex.node.errors import ListenFailed
 from meshdex.node.indexing import BuildReport
 from meshdex.node.mcp_arguments import argument_names, argument_problems, strict_tool
+from meshdex.node.mcp_http import BearerTokenGate, BrowserGate, JsonRpcBodyCheck
+from meshdex.node.mcp_jsonrpc import check_message
 from meshdex.node.records import (
     CollectionInfo,
     DeleteReport,
@@ -59,7 +65,6 @@ from meshdex.node.records import (
 from meshdex.node.service import DEFAULT_COLLECTION
 from meshdex.node.validation import MAX_TOP_K as NODE_MAX_TOP_K
 from pydantic import Field, ValidationError
-from starlette.responses import JSONResponse
 
 logger = logging.getLogger(__name__)
 
@@ -369,7 +374,9 @@ def run_stdio(server: MCPServer, *, drain_s: float = STDIO_DRAIN_S) -> None:
 
     The SDK's own stdio loop cancels them at EOF (modelcontextprotocol/python-sdk#2678), so
     ``meshdex mcp < requests.jsonl`` printed no answer to a search. The SDK has no public way
-    to run its server on other streams, hence its ``_lowlevel_server``.
+    to run its server on other streams, hence its ``_lowlevel_server``. Lines are read here, not
+    by the SDK, so that each is checked (``check_message``) before its validation forgets what
+    made a line invalid; the SDK's ``stdio_server`` still writes stdout.
     """
     anyio.run(_serve_stdio_draining, server._lowlevel_server, drain_s)
 
@@ -400,63 +407,50 @@ async def _serve_stdio_draining(lowlevel: Any, drain_s: float) -> None:
         def __getattr__(self, name: str) -> Any:
             return getattr(self.inner, name)
 
-    async with stdio_server() as (read_stream, write_stream):
-        forward_send, forward_receive = create_context_streams[SessionMessage | Exception](0)
+    # The SDK's reader gets no lines (it only ends); ``forward`` reads stdin.
+    with _claimed_stdin() as stdin:
+        async with stdio_server(stdin=anyio.wrap_file(io.StringIO())) as (_, write_stream):
+            forward_send, forward_receive = create_context_streams[SessionMessage | Exception](0)
 
-        async def forward() -> None:
-            async with forward_send:
-                async for item in read_stream:
-                    if isinstance(item, ValidationError):
-                        await write_stream.send(SessionMessage(_unreadable_line_error(item)))
-                        continue
-                    if isinstance(item, SessionMessage):
-                        _note_request(item.message, unanswered)
-                    await forward_send.send(item)
-                with anyio.move_on_after(drain_s):
-                    while unanswered:
-                        await anyio.sleep(DRAIN_POLL_S)
-                if unanswered:
-                    logger.warning("stdin closed: %d requests left unanswered after %.0f s",
-                                   len(unanswered), drain_s)
+            async def forward() -> None:
+                async with forward_send:
+                    async for line in stdin:
+                        checked = check_message(line)
+                        if checked.refusal is not None:
+                            logger.warning("stdin: %s", checked.refusal.error.message)
+                            await write_stream.send(SessionMessage(checked.refusal))
+                        elif checked.message is not None:
+                            _note_request(checked.message, unanswered)
+                            await forward_send.send(SessionMessage(checked.message))
+                    with anyio.move_on_after(drain_s):
+                        while unanswered:
+                            await anyio.sleep(DRAIN_POLL_S)
+                    if unanswered:
+                        logger.warning("stdin closed: %d requests left unanswered after %.0f s",
+                                       len(unanswered), drain_s)
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(forward)
-            await lowlevel.run(forward_receive, AnswerCountingStream(write_stream),
-                               lowlevel.create_initialization_options())
-
-
-def _unreadable_line_error(error: ValidationError) -> JSONRPCError:
-    """The JSON-RPC answer to a line that is not JSON (-32700) or not a JSON-RPC message
-    (-32600). The SDK drops such a line without a word, so a client that sent one waited
-    for an answer that never came. A request whose id can be read (a wrong ``jsonrpc``,
-    ``params`` not an object) is answered with that id, so the client's wait for it ends."""
-    details = error.errors()
-    request_id = None
-    if any(detail["type"] == "json_invalid" for detail in details):
-        code, message = PARSE_ERROR, "Parse error: the line is not JSON"
-    elif any(isinstance(detail["input"], list) and detail["loc"][1:] == () for detail in details):
-        code, message = INVALID_REQUEST, ("Invalid Request: batches (JSON arrays) are not "
-                                          "supported; send one message per line")
-    else:
-        code, message = INVALID_REQUEST, ("Invalid Request: not a JSON-RPC 2.0 request, "
-                                          "notification or response")
-        request_id = _readable_request_id(details)
-    logger.warning("stdin: %s", message)
-    return JSONRPCError(jsonrpc="2.0", id=request_id,
-                        error=ErrorData(code=code, message=message))
+            async with anyio.create_task_group() as group:
+                group.start_soon(forward)
+                await lowlevel.run(forward_receive, AnswerCountingStream(write_stream),
+                                   lowlevel.create_initialization_options())
 
 
-def _readable_request_id(details: list[Any]) -> str | int | None:
-    """The id of a line that has a method and a valid id but is otherwise no request; the
-    validator quotes the whole object where it finds a field missing."""
-    for detail in details:
-        line = detail["input"]
-        if isinstance(line, dict) and "method" in line:
-            request_id = line.get("id")
-            if isinstance(request_id, str) or (isinstance(request_id, int)
-                                               and not isinstance(request_id, bool)):
-                return request_id
-    return None
+@contextlib.contextmanager
+def _claimed_stdin() -> Iterator[anyio.AsyncFile[str]]:
+    """stdin's pipe on a private descriptor, with fd 0 on the null device meanwhile (as the
+    SDK's ``stdio_server`` does with the stdin it reads): a tool body or a child process that
+    reads stdin sees its end instead of taking the client's requests."""
+    wire = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    try:
+        # closefd=False, and ``wire`` is never closed: a worker thread may still block reading
+        # it after the session ends, and must not find the descriptor reused under it.
+        yield anyio.wrap_file(open(wire, encoding="utf-8", errors="replace",
+                                   closefd=False))
+    finally:
+        os.dup2(wire, 0)
 
 
 def _note_request(message: Any, unanswered: set[str | int]) -> None:
@@ -466,50 +460,6 @@ def _note_request(message: Any, unanswered: set[str | int]) -> None:
     elif (isinstance(message, JSONRPCNotification)
           and message.method == "notifications/cancelled"):
         unanswered.discard((message.params or {}).get("requestId"))
-
-
-class BearerTokenGate:
-    """ASGI middleware: every HTTP request needs ``Authorization: Bearer <meshdex token>`` with
-    at least ``scope`` (write when the write tools are on, else read); 401/403 otherwise."""
-
-    def __init__(self, app: Any, *, tokens: TokenStore, scope: str) -> None:
-        self.app = app
-        self.tokens = tokens
-        self.scope = scope
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = [(key.decode("latin-1"), value.decode("latin-1"))
-                   for key, value in scope.get("headers", ())]
-        token = None
-        try:
-            token = bearer_token(headers)
-            if token is None:
-                raise Unauthenticated(f"this MCP server needs a bearer token with scope "
-                                      f"{self.scope!r}",
-                                      hint=f"create one with `meshdex token create --scope "
-                                      f"{self.scope}` and send `Authorization: Bearer <token>`")
-            record = self.tokens.check(token)
-            if not scope_allows(record.scope, self.scope):
-                raise PermissionDenied(f"token {record.token_id} has scope {record.scope!r}; "
-                                       f"this MCP server needs {self.scope!r}")
-        except (Unauthenticated, PermissionDenied) as error:
-            status = 401 if isinstance(error, Unauthenticated) else 403
-            response = JSONResponse({"error": str(error)}, status_code=status, headers={
-                "WWW-Authenticate": self._challenge(error, token_sent=token is not None)})
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-    def _challenge(self, error: MeshdexError, *, token_sent: bool) -> str:
-        """The ``WWW-Authenticate`` value (RFC 6750 section 3.1): no error code when no token
-        came, ``invalid_token`` for one refused, ``insufficient_scope`` with the scope needed
-        for one that may not do this, so a client can tell which token to get."""
-        if isinstance(error, PermissionDenied):
-            return f'Bearer error="insufficient_scope", scope="{self.scope}"'
-        return 'Bearer error="invalid_token"' if token_sent else "Bearer"
 
 
 def serve_http(server: MCPServer, *, host: str, port: int, tokens: TokenStore, scope: str,
@@ -531,8 +481,13 @@ def serve_http(server: MCPServer, *, host: str, port: int, tokens: TokenStore, s
                            hint="is another program using it? give --http another address"
                            ) from None
     sock.listen(LISTEN_BACKLOG)
-    app = BearerTokenGate(server.streamable_http_app(streamable_http_path=HTTP_PATH, host=host),
-                          tokens=tokens, scope=scope)
+    # BrowserGate checks Host and Origin for every address; the SDK's own check (on only for
+    # 127.0.0.1, localhost and ::1) would refuse origins it allows.
+    sdk_app = server.streamable_http_app(
+        streamable_http_path=HTTP_PATH, host=host,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+    app = BrowserGate(BearerTokenGate(JsonRpcBodyCheck(sdk_app), tokens=tokens, scope=scope),
+                      loopback=is_loopback_host(host))
     config = uvicorn.Config(app, log_level="warning", ssl_certfile=tls_cert,
                             ssl_keyfile=tls_key, lifespan="on")
     bound_port = sock.getsockname()[1]

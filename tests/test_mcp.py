@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,16 @@ import pytest
 from click.testing import CliRunner
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp_support import BackgroundProcess, server_env
 from meshdex.index.engine import SearchStats
 from meshdex.index.errors import InvalidArgument
 from meshdex.node.auth import TokenStore
 from meshdex.node.cli.main import cli
+from meshdex.node.mcp_http import BearerTokenGate
 from meshdex.node.mcp_server import (
     MAX_PASSAGE_CHARS,
     MAX_RESULT_CHARS,
     MAX_TOP_K,
-    BearerTokenGate,
     McpTools,
 )
 from meshdex.node.records import Document, DocumentInput, PassageHit, SearchResults
@@ -55,8 +55,6 @@ CORPUS = {
 }
 QUERY = "how do I rotate log files?"
 READ_TOOLS = {"search", "list_collections", "get_document", "status"}
-URL_LINE = re.compile(r"listening on (\S+)")
-ADDRESS_LINE = re.compile(r"listening on (\S+)")
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +76,6 @@ def data_copy(built_dir: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "data"
     shutil.copytree(built_dir, copy)
     return copy
-
-
-def _env(tmp_path: Path, config: str | None = None) -> dict[str, str]:
-    env = {"HF_HUB_OFFLINE": "1", "XDG_CONFIG_HOME": str(tmp_path / "no-config")}
-    if config is not None:
-        path = tmp_path / "config.toml"
-        path.write_text(config)
-        env["MESHDEX_CONFIG"] = str(path)
-    return env
 
 
 def _stdio(data_dir: Path, env: dict[str, str], *global_args: str) -> StdioServerParameters:
@@ -131,7 +120,7 @@ async def _search_session(params: Any) -> dict[str, Any]:
 
 def test_stdio_tools_answer_like_meshdex_search(built_dir: Path, tmp_path: Path) -> None:
     async def session() -> dict[str, Any]:
-        async with Client(_stdio(built_dir, _env(tmp_path))) as client:
+        async with Client(_stdio(built_dir, server_env(tmp_path))) as client:
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
             search = _structured(await client.call_tool(
                 "search", {"collection": "notes", "query": QUERY, "top_k": 3}))
@@ -185,7 +174,7 @@ def test_stdio_answers_every_request_read_before_stdin_closed(built_dir: Path,
     with piped.open() as stdin:
         done = subprocess.run(
             [sys.executable, "-m", "meshdex", "--data-dir", str(built_dir), "mcp"], stdin=stdin,
-            capture_output=True, text=True, timeout=120, env={**os.environ, **_env(tmp_path)})
+            capture_output=True, text=True, timeout=120, env={**os.environ, **server_env(tmp_path)})
     assert done.returncode == 0, done.stderr
     answers = {answer["id"]: answer for answer in map(json.loads, done.stdout.splitlines())}
     assert sorted(answers) == [1, 2]
@@ -206,44 +195,13 @@ def test_stdio_answers_every_request_when_the_client_reads_slowly(built_dir: Pat
     server = subprocess.Popen(
         [sys.executable, "-m", "meshdex", "--data-dir", str(built_dir), "mcp"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, **_env(tmp_path)})
+        env={**os.environ, **server_env(tmp_path)})
     server.stdin.write("".join(json.dumps(line) + "\n" for line in lines))
     server.stdin.close()
     time.sleep(3)  # the answers (about 140 kB) outgrow the pipe meanwhile
     answers = [json.loads(line) for line in server.stdout]
     assert server.wait(timeout=60) == 0
     assert sorted(answer["id"] for answer in answers) == list(range(41))
-
-
-def test_stdio_answers_an_unreadable_line_with_a_json_rpc_error(built_dir: Path,
-                                                               tmp_path: Path) -> None:
-    """A line that is not JSON, or JSON that is no JSON-RPC message, gets -32700 / -32600 with
-    id null (JSON-RPC 2.0, section 5.1) and the session goes on: the SDK dropped such lines
-    without a word, so a script that sent one waited for an answer that never came. A request
-    whose id is readable gets its id back (its answer had id null, so the client still waited),
-    and a batch is told batches are not supported."""
-    lines = [
-        "this is not json",
-        json.dumps({"jsonrpc": "2.0", "id": 7}),
-        json.dumps({"jsonrpc": "1.0", "id": 5, "method": "ping"}),
-        json.dumps({"jsonrpc": "2.0", "id": "six", "method": "ping", "params": [1, 2]}),
-        json.dumps([{"jsonrpc": "2.0", "id": 3, "method": "ping"}]),
-        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-                    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                               "clientInfo": {"name": "a script", "version": "1"}}}),
-    ]
-    done = subprocess.run(
-        [sys.executable, "-m", "meshdex", "--data-dir", str(built_dir), "mcp"],
-        input="".join(line + "\n" for line in lines), capture_output=True, text=True,
-        timeout=120, env={**os.environ, **_env(tmp_path)})
-    assert done.returncode == 0, done.stderr
-    answers = [json.loads(line) for line in done.stdout.splitlines()]
-    errors = [answer for answer in answers if "error" in answer]
-    assert [(error["id"], error["error"]["code"]) for error in errors] == [
-        (None, -32700), (None, -32600), (5, -32600), ("six", -32600), (None, -32600)]
-    assert "batches" in errors[-1]["error"]["message"]
-    assert [answer["id"] for answer in answers if "result" in answer] == [1]
-    assert "not JSON" in done.stderr
 
 
 ARGUMENT_CASES = [
@@ -268,7 +226,7 @@ def test_stdio_tool_arguments_are_checked_and_told_one_line_per_problem(
     and the assistant never learnt; a wrong type or a missing argument came back as
     pydantic's multi-line dump with an errors.pydantic.dev link."""
     async def session() -> tuple[dict[str, Any], list[Any]]:
-        async with Client(_stdio(built_dir, _env(tmp_path))) as client:
+        async with Client(_stdio(built_dir, server_env(tmp_path))) as client:
             schemas = {tool.name: tool.input_schema
                        for tool in (await client.list_tools()).tools}
             return schemas, [await client.call_tool(tool, arguments)
@@ -286,7 +244,7 @@ def test_write_tools_only_when_config_enables_them(data_copy: Path, tmp_path: Pa
     new_text = "The sourdough starter is fed with rye flour every morning at eight."
 
     async def session() -> dict[str, Any]:
-        params = _stdio(data_copy, _env(tmp_path, "[node]\nmcp_writes = true\n"))
+        params = _stdio(data_copy, server_env(tmp_path, "[node]\nmcp_writes = true\n"))
         async with Client(params) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
             added = _structured(await client.call_tool("add_documents", {
@@ -312,35 +270,12 @@ def test_write_tools_only_when_config_enables_them(data_copy: Path, tmp_path: Pa
     assert answers["after"]["hits"][0]["document_id"] != "kitchen/bread.md"
 
 
-class BackgroundProcess:
-    """A ``meshdex`` subprocess that prints ``listening on X`` on stderr when ready."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "meshdex", *args],
-                                        stderr=subprocess.PIPE, text=True,
-                                        env={**os.environ, **env})
-        self.lines: list[str] = []
-        for line in self.process.stderr:
-            self.lines.append(line)
-            match = URL_LINE.search(line)
-            if match:
-                self.address = match.group(1)
-                threading.Thread(target=lambda: self.lines.extend(self.process.stderr),
-                                 daemon=True).start()
-                return
-        raise AssertionError("exited before listening:\n" + "".join(self.lines))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
-
-
 def test_http_transport_needs_a_token_and_answers_the_same(data_copy: Path,
                                                           tmp_path: Path) -> None:
     tokens = TokenStore(data_copy)
     _, read_token = tokens.create("read")
     server = BackgroundProcess(["--data-dir", str(data_copy), "mcp", "--http", "127.0.0.1:0"],
-                               _env(tmp_path))
+                               server_env(tmp_path))
     try:
         url = server.address
         assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp")
@@ -368,13 +303,13 @@ def test_http_transport_needs_a_token_and_answers_the_same(data_copy: Path,
 
 
 def test_node_mode_gives_the_same_results(data_copy: Path, tmp_path: Path) -> None:
-    embedded = anyio.run(_search_session, _stdio(data_copy, _env(tmp_path)))
+    embedded = anyio.run(_search_session, _stdio(data_copy, server_env(tmp_path)))
     _, token = TokenStore(data_copy).create("read")
     node = BackgroundProcess(["--data-dir", str(data_copy), "serve", "--listen", "127.0.0.1:0"],
-                             _env(tmp_path))
+                             server_env(tmp_path))
     try:
         remote = anyio.run(_search_session, _stdio(
-            tmp_path / "unused", _env(tmp_path), "--node", node.address, "--token", token))
+            tmp_path / "unused", server_env(tmp_path), "--node", node.address, "--token", token))
     finally:
         node.stop()
     assert remote["hits"] == embedded["hits"]
@@ -399,7 +334,7 @@ def test_http_address_that_cannot_be_served_is_refused_in_one_line(tmp_path: Pat
     done = subprocess.run(
         [sys.executable, "-m", "meshdex", "--data-dir", str(tmp_path / "data"), "mcp", "--http",
          address], capture_output=True, text=True, timeout=120,
-        env={**os.environ, **_env(tmp_path)})
+        env={**os.environ, **server_env(tmp_path)})
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
