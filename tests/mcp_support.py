@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from meshdex.node.service import Node
 
 URL_LINE = re.compile(r"listening on (\S+)")
 INITIALIZE = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
@@ -75,3 +76,11 @@ def open_session(client: httpx2.Client, url: str) -> dict[str, str]:
                        headers=headers)
     assert done.status_code == 202, done.text
     return headers
+
+
+def empty_data_dir(tmp_path_factory: Any, name: str) -> Path:
+    """A data directory with a store and no collection, for a module's MCP servers."""
+    data_dir = tmp_path_factory.mktemp(name) / "data"
+    with Node.open(data_dir):
+        pass
+    return data_dir

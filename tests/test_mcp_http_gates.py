@@ -17,9 +17,8 @@ import httpx2
 import pytest
 from cryptography import x509
 from grpc_support import self_signed_certificate
-from mcp_support import ACCEPT, INITIALIZE, BackgroundProcess, server_env
+from mcp_support import ACCEPT, INITIALIZE, BackgroundProcess, empty_data_dir, server_env
 from meshdex.node.auth import TokenStore
-from meshdex.node.service import Node
 
 LOCAL_PAGE = "http://localhost:5173"  # e.g. an inspector running on this machine
 PREFLIGHT = {"Access-Control-Request-Method": "POST",
@@ -28,10 +27,7 @@ PREFLIGHT = {"Access-Control-Request-Method": "POST",
 
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory) -> Path:
-    data_dir = tmp_path_factory.mktemp("mcp-gates") / "data"
-    with Node.open(data_dir):
-        pass
-    return data_dir
+    return empty_data_dir(tmp_path_factory, "mcp-gates")
 
 
 @pytest.fixture(scope="module")

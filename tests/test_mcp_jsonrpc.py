@@ -18,9 +18,15 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp_support import INITIALIZE, BackgroundProcess, answer_of, open_session, server_env
+from mcp_support import (
+    INITIALIZE,
+    BackgroundProcess,
+    answer_of,
+    empty_data_dir,
+    open_session,
+    server_env,
+)
 from meshdex.node.auth import TokenStore
-from meshdex.node.service import Node
 
 PING = {"jsonrpc": "2.0", "method": "ping"}
 NOTIFY = {"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}
@@ -57,10 +63,7 @@ CASE_IDS = [case[0] for case in MESSAGE_CASES]
 
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory) -> Path:
-    data_dir = tmp_path_factory.mktemp("mcp-jsonrpc") / "data"
-    with Node.open(data_dir):
-        pass
-    return data_dir
+    return empty_data_dir(tmp_path_factory, "mcp-jsonrpc")
 
 
 def _outcome(answer: dict[str, Any]) -> tuple[Any, Any]:
